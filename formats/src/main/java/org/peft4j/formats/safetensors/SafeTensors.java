@@ -1,7 +1,5 @@
 package org.peft4j.formats.safetensors;
 
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.FormatException;
 
@@ -11,19 +9,22 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
-import java.util.Collections;
-import java.util.Iterator;
-import java.util.LinkedHashMap;
+import java.util.Arrays;
+import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 
-/// A memory-mapped safetensors file (format: 8-byte LE header length, JSON header, data section).
-/// Reference: huggingface/safetensors README "Format".
+/// A memory-mapped safetensors file: 8-byte little-endian header length N, N bytes of JSON header, data section.
+/// Reading validates the header as strictly as the Rust library does ([Header]); writing ([#write]) produces the
+/// bytes the Python `safetensors.save_file` produces. Sharded checkpoints are [ShardedSafeTensors].
+/// Reference: huggingface/safetensors README "Format", `safetensors/src/tensor.rs`; specs.md §6.1.
 public final class SafeTensors implements AutoCloseable {
-    private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfDouble F64_LE = ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong I64_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final Path path;
     private final Arena arena;
@@ -31,46 +32,26 @@ public final class SafeTensors implements AutoCloseable {
     private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
 
-    private SafeTensors(Path path, Arena arena, MemorySegment data, Map<String, TensorInfo> tensors, Map<String, String> metadata) {
-        this.path = path; this.arena = arena; this.data = data; this.tensors = tensors; this.metadata = metadata;
+    private SafeTensors(Path path, Arena arena, MemorySegment data, Header header) {
+        this.path = path; this.arena = arena; this.data = data;
+        this.tensors = header.tensors(); this.metadata = header.metadata();
     }
 
+    /// Maps and validates `path`. Throws [FormatException] naming the file for a truncated file, a bad header or
+    /// bad offsets, and `UnsupportedModelException` for a valid dtype peft4j cannot hold (F8_*, U16, …).
     public static SafeTensors open(Path path) {
         Arena arena = Arena.ofShared();
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
             long size = ch.size();
-            if (size < 8) throw new FormatException(path + ": " + size + " bytes is too short for a safetensors file (needs an 8-byte header length)");
+            if (size < 8) throw new FormatException(path + ": " + size + " bytes is too short for a safetensors file"
+                    + " (it needs an 8-byte header length); the file is truncated or not safetensors");
             MemorySegment all = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-            long n = all.get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
-            if (n <= 0 || n > size - 8) throw new FormatException(path + ": header length " + n + " does not fit in a file of " + size + " bytes; the file is truncated or not safetensors");
-            byte[] header = all.asSlice(8, n).toArray(ValueLayout.JAVA_BYTE);
-            MemorySegment data = all.asSlice(8 + n);
-            JsonNode root = new ObjectMapper().readTree(new String(header, StandardCharsets.UTF_8));
-            Map<String, TensorInfo> tensors = new LinkedHashMap<>();
-            Map<String, String> meta = new LinkedHashMap<>();
-            for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
-                var e = it.next();
-                if (e.getKey().equals("__metadata__")) {
-                    e.getValue().fields().forEachRemaining(m -> meta.put(m.getKey(), m.getValue().asText()));
-                    continue;
-                }
-                JsonNode t = e.getValue();
-                DType dt;
-                try { dt = DType.valueOf(t.path("dtype").asText()); }
-                catch (IllegalArgumentException ex) { throw new FormatException(path + ": tensor '" + e.getKey() + "' has unsupported dtype " + t.path("dtype")); }
-                JsonNode sh = t.path("shape");
-                long[] shape = new long[sh.size()];
-                for (int i = 0; i < shape.length; i++) shape[i] = sh.get(i).asLong();
-                long b = t.path("data_offsets").get(0).asLong(), en = t.path("data_offsets").get(1).asLong();
-                TensorInfo info = new TensorInfo(e.getKey(), dt, shape, b, en);
-                if (b < 0 || en < b || en > data.byteSize() || (en - b) != info.numel() * dt.bytes)
-                    throw new FormatException(path + ": tensor '" + e.getKey() + "' has data_offsets [" + b + ", " + en + "] inconsistent with dtype " + dt + " shape " + info.shapeString() + " and a data section of " + data.byteSize() + " bytes");
-                tensors.put(e.getKey(), info);
-            }
-            return new SafeTensors(path, arena, data, Collections.unmodifiableMap(tensors), Collections.unmodifiableMap(meta));
+            long n = all.get(I64_LE, 0);
+            Header header = Header.parse(path, all, n, size);
+            return new SafeTensors(path, arena, all.asSlice(8 + n), header);
         } catch (IOException e) {
             arena.close();
-            throw new FormatException(path + ": cannot read safetensors file: " + e.getMessage(), e);
+            throw new FormatException(path + ": cannot read safetensors file: " + e, e);
         } catch (RuntimeException e) {
             arena.close();
             throw e;
@@ -78,37 +59,103 @@ public final class SafeTensors implements AutoCloseable {
     }
 
     public Path path() { return path; }
+    /// Tensors in header order (names → dtype, shape, byte range in the data section).
     public Map<String, TensorInfo> tensors() { return tensors; }
+    /// The `__metadata__` string map (empty if absent).
     public Map<String, String> metadata() { return metadata; }
     public boolean contains(String name) { return tensors.containsKey(name); }
 
     public TensorInfo info(String name) {
         TensorInfo t = tensors.get(name);
-        if (t == null) throw new FormatException(path + ": no tensor named '" + name + "'");
+        if (t == null) throw new FormatException(path + ": no tensor named '" + name + "' (the file has "
+                + tensors.size() + " tensors); check the checkpoint matches the model");
         return t;
     }
 
-    /// The raw bytes of a tensor, a view into the mapping.
+    /// The raw little-endian bytes of a tensor of any dtype, a read-only view into the mapping (valid until [#close]).
     public MemorySegment bytes(String name) {
         TensorInfo t = info(name);
         return data.asSlice(t.begin(), t.end() - t.begin());
     }
 
-    /// A float tensor (F32, BF16 or F16) converted to a new float array.
+    /// A float tensor (F32, BF16, F16, or F64 rounded to float) converted to a new array.
     public float[] readFloats(String name) {
-        TensorInfo t = info(name);
-        MemorySegment s = bytes(name);
-        int n = Math.toIntExact(t.numel());
-        float[] out = new float[n];
-        switch (t.dtype()) {
-            case F32 -> MemorySegment.copy(s, F32_LE, 0, out, 0, n);
-            case BF16 -> { for (int i = 0; i < n; i++) out[i] = DType.bf16ToFloat(s.getAtIndex(I16_LE, i)); }
-            case F16 -> { for (int i = 0; i < n; i++) out[i] = Float.float16ToFloat(s.getAtIndex(I16_LE, i)); }
-            default -> throw new FormatException(path + ": tensor '" + name + "' has dtype " + t.dtype() + ", expected F32, BF16 or F16");
-        }
+        long n = info(name).numel();
+        if (n > Integer.MAX_VALUE - 8) throw new FormatException(path + ": tensor '" + name + "' has " + n
+                + " elements, too many for one float[]; read it in slices through bytes(name)");
+        float[] out = new float[(int) n];
+        readFloats(name, out, 0);
         return out;
+    }
+
+    /// Converts a float tensor (F32, BF16, F16, F64) into `dst[dstOff ..< dstOff + numel]`.
+    public void readFloats(String name, float[] dst, int dstOff) {
+        TensorInfo t = info(name);
+        long numel = t.numel();
+        if (dstOff < 0 || numel > dst.length - (long) dstOff)
+            throw new IllegalArgumentException(path + ": tensor '" + name + "' has " + numel + " elements, which do not fit in "
+                    + "an array of " + dst.length + " at offset " + dstOff);
+        convert(path, name, t.dtype(), bytes(name), dst, dstOff, (int) numel);
+    }
+
+    static void convert(Path path, String name, DType dtype, MemorySegment s, float[] dst, int off, int n) {
+        switch (dtype) {
+            case F32 -> MemorySegment.copy(s, F32_LE, 0, dst, off, n);
+            case BF16 -> { for (int i = 0; i < n; i++) dst[off + i] = DType.bf16ToFloat(s.getAtIndex(I16_LE, i)); }
+            case F16 -> { for (int i = 0; i < n; i++) dst[off + i] = Float.float16ToFloat(s.getAtIndex(I16_LE, i)); }
+            case F64 -> { for (int i = 0; i < n; i++) dst[off + i] = (float) s.getAtIndex(F64_LE, i); }
+            default -> throw new FormatException(path + ": tensor '" + name + "' has dtype " + dtype
+                    + ", expected a float type (F32, BF16, F16, F64); read integer tensors with bytes(name)");
+        }
     }
 
     @Override
     public void close() { arena.close(); }
+
+    /// One tensor to write: `bytes` holds `numel · dtype.bytes` little-endian bytes, row-major.
+    public record Entry(String name, DType dtype, long[] shape, MemorySegment bytes) {
+        public Entry {
+            Objects.requireNonNull(name, "name");
+            Objects.requireNonNull(dtype, "dtype");
+            Objects.requireNonNull(bytes, "bytes");
+            if (name.isEmpty() || name.equals("__metadata__"))
+                throw new IllegalArgumentException("tensor name '" + name + "' is reserved or empty; choose another name");
+            shape = shape.clone();
+            long numel = TensorInfo.numel(shape, name);
+            if (bytes.byteSize() != numel * dtype.bytes)
+                throw new IllegalArgumentException("tensor '" + name + "': " + bytes.byteSize() + " bytes given, but dtype "
+                        + dtype + " and shape " + Arrays.toString(shape) + " need " + numel * dtype.bytes);
+        }
+
+        @Override public long[] shape() { return shape.clone(); }
+
+        /// Floats stored as `target` (F32, BF16 or F16; round to nearest even, as torch's `.to(dtype)`).
+        public static Entry ofFloats(String name, long[] shape, float[] data, DType target) {
+            int n = data.length;
+            MemorySegment s = MemorySegment.ofArray(new byte[Math.multiplyExact(n, target.bytes)]);
+            switch (target) {
+                case F32 -> MemorySegment.copy(data, 0, s, F32_LE, 0, n);
+                case BF16 -> { for (int i = 0; i < n; i++) s.setAtIndex(I16_LE, i, DType.floatToBf16(data[i])); }
+                case F16 -> { for (int i = 0; i < n; i++) s.setAtIndex(I16_LE, i, Float.floatToFloat16(data[i])); }
+                default -> throw new IllegalArgumentException("tensor '" + name + "': cannot store floats as " + target
+                        + "; use F32, BF16 or F16");
+            }
+            return new Entry(name, target, shape, s);
+        }
+
+        /// Raw little-endian bytes of any dtype (U8 packed 4-bit weights, I64 ids, BOOL masks, …).
+        public static Entry ofBytes(String name, DType dtype, long[] shape, byte[] data) {
+            return new Entry(name, dtype, shape, MemorySegment.ofArray(data));
+        }
+    }
+
+    /// Writes `entries` as one safetensors file, atomically (a temp file in the same directory, fsync, rename).
+    /// Layout as the Python `safetensors.save_file` (Rust `prepare`): tensors sorted by dtype in descending order of
+    /// safetensors' dtype enum (I64, F64, F32, I32, BF16, F16, I16, I8, U8, BOOL for the dtypes peft4j has), then by
+    /// name in UTF-8 byte order, packed without gaps; compact JSON header with `__metadata__` first (omitted when
+    /// `metadata` is null; its keys sorted, since Rust's HashMap order is arbitrary), tensors in offset order with keys
+    /// dtype, shape, data_offsets; header padded with spaces to a multiple of 8.
+    public static void write(Path file, List<Entry> entries, Map<String, String> metadata) {
+        Writer.write(file, entries, metadata);
+    }
 }

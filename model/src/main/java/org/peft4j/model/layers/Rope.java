@@ -29,6 +29,13 @@ public final class Rope {
         rotate(x, cos, sin, B, T, nHeads, HS, pos0, 1f);
     }
 
+    /// In place: dx ← Rᵀ·dx. The rotation is orthogonal, so its backward is the rotation by −angle.
+    /// Overwrites dx (the gradient w.r.t. the rotated q or k) with the gradient w.r.t. the unrotated input;
+    /// shapes as in [#forward], same pos0 as the forward (0 in training).
+    public static void backward(float[] dx, float[] cos, float[] sin, int B, int T, int nHeads, int HS, int pos0) {
+        rotate(dx, cos, sin, B, T, nHeads, HS, pos0, -1f);
+    }
+
     /// rotation by angle·sign; sign −1 is the inverse (and the transpose), which is the backward.
     static void rotate(float[] x, float[] cos, float[] sin, int B, int T, int nHeads, int HS, int pos0, float sign) {
         int h = HS / 2;

@@ -1,0 +1,148 @@
+package org.peft4j.bench;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Parallel;
+import org.peft4j.core.kernels.OpenBlasGemm;
+import org.peft4j.core.kernels.ScalarGemm;
+import org.peft4j.core.kernels.VectorGemm;
+
+/// GEMM throughput of scalar, java-vector and openblas on LLM layer shapes, against the FP32 FMA peak of one core
+/// measured here in Java. Shapes are (N, K, M) of a linear layer with W stored (M, K): forward NT `Y = X·Wᵀ`,
+/// input gradient NN `dX = dY·W`, weight gradient TN `dW = dYᵀ·X`. Backends alternate per repetition so they see
+/// the same machine state; the best of the repetitions is reported.
+///
+/// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp … org.peft4j.bench.GemmBench
+/// [seconds-per-cell [thread counts, e.g. 1,2 [noscalar]]]`
+public final class GemmBench {
+    static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+
+    record Shape(int n, int k, int m) {}
+
+    public static void main(String[] args) {
+        double budget = args.length > 0 ? Double.parseDouble(args[0]) : 0.6;
+        int[] threadCounts = java.util.Arrays.stream((args.length > 1 ? args[1] : "1,2").split(",")).mapToInt(Integer::parseInt).toArray();
+        boolean scalar = args.length <= 2 || !args[2].equals("noscalar");
+        double peak = peakOneCore();
+        System.out.printf("species %d-bit (%d lanes), FP32 FMA peak of one core (Java, measured): %.1f GFLOP/s%n",
+                S.vectorBitSize(), S.length(), peak);
+        System.out.println("java: " + VectorGemm.INSTANCE + "   openblas: " + OpenBlasGemm.describe());
+        List<Gemm> gemms = new ArrayList<>(List.of(VectorGemm.INSTANCE));
+        if (OpenBlasGemm.available()) gemms.add(OpenBlasGemm.INSTANCE);
+        warmUp(gemms);
+        Shape[] shapes = {new Shape(512, 576, 576), new Shape(512, 576, 1536), new Shape(512, 1536, 576),
+                new Shape(1, 576, 49152), new Shape(512, 896, 4864)};
+        System.out.printf("%-7s %-4s %-18s %-12s %10s %8s %12s%n", "threads", "op", "N,K,M", "backend", "GFLOP/s", "%peak", "ms/call");
+        for (int threads : threadCounts) {
+            Parallel.setThreads(threads);
+            for (Shape s : shapes) {
+                for (String op : s.n == 1 ? new String[] {"NT"} : new String[] {"NT", "NN", "TN"}) {
+                    List<Gemm> row = new ArrayList<>(gemms);
+                    if (scalar && threads == 1 && (long) s.n * s.k * s.m <= 512L * 576 * 576) row.add(0, ScalarGemm.INSTANCE);
+                    double[] best = time(row, op, s, budget);
+                    for (int g = 0; g < row.size(); g++) {
+                        double gflops = 2.0 * s.n * s.k * s.m / best[g] * 1e-9;
+                        System.out.printf("%-7d %-4s %-18s %-12s %10.1f %7.1f%% %12.3f%n", threads, op,
+                                s.n + "," + s.k + "," + s.m, row.get(g).name(), gflops, 100 * gflops / (peak * threads), best[g] * 1e3);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Best seconds per call for each backend on one op and shape. Backends take turns in blocks, with a pause
+    /// before each block so that OpenBLAS's spinning worker threads have gone idle before Java's pool runs.
+    static double[] time(List<Gemm> gemms, String op, Shape s, double budget) {
+        SplittableRandom r = new SplittableRandom(1);
+        float[] x = fill(r, s.n * s.k), w = fill(r, s.m * s.k), y = fill(r, s.n * s.m);
+        float[] dx = new float[s.n * s.k], dw = new float[s.m * s.k];
+        double[] best = new double[gemms.size()];
+        java.util.Arrays.fill(best, Double.MAX_VALUE);
+        for (int turn = 0; turn < 3; turn++) {
+            for (int g = 0; g < gemms.size(); g++) {
+                Gemm gemm = gemms.get(g);
+                pause();
+                long end = System.nanoTime() + (long) (budget / 3 * 1e9);
+                for (int rep = 0; rep < 2 || (rep < 500 && System.nanoTime() < end); rep++) {
+                    long t0 = System.nanoTime();
+                    call(gemm, op, s, x, w, y, dx, dw);
+                    best[g] = Math.min(best[g], (System.nanoTime() - t0) * 1e-9);
+                }
+            }
+        }
+        return best;
+    }
+
+    static void call(Gemm gemm, String op, Shape s, float[] x, float[] w, float[] y, float[] dx, float[] dw) {
+        switch (op) {
+            case "NT" -> gemm.sgemm(false, true, s.n, s.m, s.k, 1f, x, 0, s.k, w, 0, s.k, 0f, y, 0, s.m);    // Y = X·Wᵀ
+            case "NN" -> gemm.sgemm(false, false, s.n, s.k, s.m, 1f, y, 0, s.m, w, 0, s.k, 0f, dx, 0, s.k);  // dX = dY·W
+            case "TN" -> gemm.sgemm(true, false, s.m, s.k, s.n, 1f, y, 0, s.m, x, 0, s.k, 1f, dw, 0, s.k);   // dW += dYᵀ·X
+            default -> throw new IllegalArgumentException(op);
+        }
+    }
+
+    /// Runs every backend and op for about two seconds so the JIT has compiled the Java kernels before timing.
+    static void warmUp(List<Gemm> gemms) {
+        Shape s = new Shape(256, 576, 1536);
+        SplittableRandom r = new SplittableRandom(2);
+        float[] x = fill(r, s.n * s.k), w = fill(r, s.m * s.k), y = fill(r, s.n * s.m);
+        float[] dx = new float[s.n * s.k], dw = new float[s.m * s.k];
+        long end = System.nanoTime() + 2_000_000_000L;
+        while (System.nanoTime() < end)
+            for (Gemm g : gemms) for (String op : new String[] {"NT", "NN", "TN"}) call(g, op, s, x, w, y, dx, dw);
+        float[] v = fill(r, 4096 * 576), xv = fill(r, 576), out = new float[4096];
+        for (int i = 0; i < 200; i++) VectorGemm.INSTANCE.sgemm(false, true, 1, 4096, 576, 1f, xv, 0, 576, v, 0, 576, 0f, out, 0, 4096);
+    }
+
+    static void pause() {
+        try {
+            Thread.sleep(150);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    static float[] fill(SplittableRandom r, int n) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) r.nextDouble(-0.5, 0.5);
+        return a;
+    }
+
+    /// 16 independent FMA chains in registers: enough to cover 4-cycle latency on two FMA pipes.
+    static double peakOneCore() {
+        double best = 0;
+        float sink = 0;
+        for (int rep = 0; rep < 12; rep++) {
+            long iters = 4_000_000;
+            long t0 = System.nanoTime();
+            sink += fmaLoop(iters);
+            double sec = (System.nanoTime() - t0) * 1e-9;
+            best = Math.max(best, iters * 16.0 * S.length() * 2 / sec * 1e-9);
+        }
+        if (sink == 42f) System.out.println();
+        return best;
+    }
+
+    static float fmaLoop(long iters) {
+        FloatVector m = FloatVector.broadcast(S, 0.999999f), a = FloatVector.broadcast(S, 1e-7f);
+        FloatVector c0 = FloatVector.broadcast(S, 1f), c1 = c0.add(a), c2 = c1.add(a), c3 = c2.add(a);
+        FloatVector c4 = c3.add(a), c5 = c4.add(a), c6 = c5.add(a), c7 = c6.add(a);
+        FloatVector c8 = c7.add(a), c9 = c8.add(a), c10 = c9.add(a), c11 = c10.add(a);
+        FloatVector c12 = c11.add(a), c13 = c12.add(a), c14 = c13.add(a), c15 = c14.add(a);
+        for (long i = 0; i < iters; i++) {
+            c0 = c0.fma(m, a); c1 = c1.fma(m, a); c2 = c2.fma(m, a); c3 = c3.fma(m, a);
+            c4 = c4.fma(m, a); c5 = c5.fma(m, a); c6 = c6.fma(m, a); c7 = c7.fma(m, a);
+            c8 = c8.fma(m, a); c9 = c9.fma(m, a); c10 = c10.fma(m, a); c11 = c11.fma(m, a);
+            c12 = c12.fma(m, a); c13 = c13.fma(m, a); c14 = c14.fma(m, a); c15 = c15.fma(m, a);
+        }
+        return c0.add(c1).add(c2.add(c3)).add(c4.add(c5).add(c6.add(c7)))
+                .add(c8.add(c9).add(c10.add(c11)).add(c12.add(c13).add(c14.add(c15)))).reduceLanes(jdk.incubator.vector.VectorOperators.ADD);
+    }
+
+    private GemmBench() {}
+}

@@ -1,0 +1,54 @@
+package org.peft4j.cli;
+
+import org.peft4j.core.Peft4jException;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.PrintWriter;
+
+/// peft4j's command line: a thin layer over the library. Results go to stdout; logs and progress to stderr.
+/// Exit codes: 0 success, 1 a reported error (bad input, unsupported model), 2 usage error, 3 internal error.
+@Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
+        description = "Fine-tune and run Llama-family language models on the JVM.",
+        subcommands = {
+                GenerateCommand.class, ChatCommand.class, TokenizeCommand.class, InspectCommand.class,
+                InitRandomCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT, description = "Show stack traces on errors.")
+    static boolean verbose;
+
+    @Override
+    public void run() { new CommandLine(this).usage(System.err); }
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /// Runs the CLI and returns its exit code (used by tests).
+    public static int run(String... args) {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
+            PrintWriter err = cmd.getErr();
+            if (ex instanceof Peft4jException) {
+                err.println("error: " + ex.getMessage());
+                if (verbose) ex.printStackTrace(err);
+                err.flush();
+                return 1;
+            }
+            if (ex instanceof java.io.UncheckedIOException || ex instanceof java.io.IOException) {
+                err.println("error: " + ex.getMessage());
+                if (verbose) ex.printStackTrace(err);
+                err.flush();
+                return 1;
+            }
+            err.println("internal error: " + ex);
+            ex.printStackTrace(err);
+            err.println("This is a bug in peft4j; please report it with the command line above.");
+            err.flush();
+            return 3;
+        });
+        cl.setCaseInsensitiveEnumValuesAllowed(true);
+        return cl.execute(args);
+    }
+}

@@ -1,0 +1,111 @@
+package org.peft4j.core.kernels;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorSpecies;
+
+/// Vector API helpers for the layers (dot, axpy, scale, sum of squares, add), each beside its scalar twin
+/// (`…Scalar`), which the tests compare it with. Reductions keep `ACC` vector accumulators and add their lanes in a
+/// fixed order, so a result depends only on the inputs and the species, never on the JIT state or thread timing.
+public final class VectorOps {
+    static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    static final int L = S.length();
+
+    private VectorOps() {}
+
+    /// Σ a[ao+i]·b[bo+i] for i in [0, n).
+    public static float dot(float[] a, int ao, float[] b, int bo, int n) {
+        FloatVector s0 = FloatVector.zero(S), s1 = s0, s2 = s0, s3 = s0;
+        int i = 0;
+        for (int up = n - 4 * L; i <= up; i += 4 * L) {
+            s0 = FloatVector.fromArray(S, a, ao + i).fma(FloatVector.fromArray(S, b, bo + i), s0);
+            s1 = FloatVector.fromArray(S, a, ao + i + L).fma(FloatVector.fromArray(S, b, bo + i + L), s1);
+            s2 = FloatVector.fromArray(S, a, ao + i + 2 * L).fma(FloatVector.fromArray(S, b, bo + i + 2 * L), s2);
+            s3 = FloatVector.fromArray(S, a, ao + i + 3 * L).fma(FloatVector.fromArray(S, b, bo + i + 3 * L), s3);
+        }
+        for (int up = n - L; i <= up; i += L)
+            s0 = FloatVector.fromArray(S, a, ao + i).fma(FloatVector.fromArray(S, b, bo + i), s0);
+        float tail = 0f;
+        for (; i < n; i++) tail = Math.fma(a[ao + i], b[bo + i], tail);
+        return sumLanes(s0.add(s1).add(s2.add(s3))) + tail;
+    }
+
+    public static float dotScalar(float[] a, int ao, float[] b, int bo, int n) {
+        float s = 0f;
+        for (int i = 0; i < n; i++) s += a[ao + i] * b[bo + i];
+        return s;
+    }
+
+    /// y[yo+i] += alpha·x[xo+i] for i in [0, n).
+    public static void axpy(float alpha, float[] x, int xo, float[] y, int yo, int n) {
+        FloatVector va = FloatVector.broadcast(S, alpha);
+        int i = 0;
+        for (int up = n - L; i <= up; i += L)
+            FloatVector.fromArray(S, x, xo + i).fma(va, FloatVector.fromArray(S, y, yo + i)).intoArray(y, yo + i);
+        for (; i < n; i++) y[yo + i] = Math.fma(x[xo + i], alpha, y[yo + i]);
+    }
+
+    public static void axpyScalar(float alpha, float[] x, int xo, float[] y, int yo, int n) {
+        for (int i = 0; i < n; i++) y[yo + i] += alpha * x[xo + i];
+    }
+
+    /// x[xo+i] *= alpha for i in [0, n).
+    public static void scale(float alpha, float[] x, int xo, int n) {
+        int i = 0;
+        for (int up = n - L; i <= up; i += L) FloatVector.fromArray(S, x, xo + i).mul(alpha).intoArray(x, xo + i);
+        for (; i < n; i++) x[xo + i] *= alpha;
+    }
+
+    public static void scaleScalar(float alpha, float[] x, int xo, int n) {
+        for (int i = 0; i < n; i++) x[xo + i] *= alpha;
+    }
+
+    /// Σ x[xo+i]² for i in [0, n) (RMSNorm, gradient norms).
+    public static float sumSquares(float[] x, int xo, int n) {
+        FloatVector s0 = FloatVector.zero(S), s1 = s0;
+        int i = 0;
+        for (int up = n - 2 * L; i <= up; i += 2 * L) {
+            FloatVector v0 = FloatVector.fromArray(S, x, xo + i), v1 = FloatVector.fromArray(S, x, xo + i + L);
+            s0 = v0.fma(v0, s0);
+            s1 = v1.fma(v1, s1);
+        }
+        for (int up = n - L; i <= up; i += L) {
+            FloatVector v = FloatVector.fromArray(S, x, xo + i);
+            s0 = v.fma(v, s0);
+        }
+        float tail = 0f;
+        for (; i < n; i++) tail = Math.fma(x[xo + i], x[xo + i], tail);
+        return sumLanes(s0.add(s1)) + tail;
+    }
+
+    public static float sumSquaresScalar(float[] x, int xo, int n) {
+        float s = 0f;
+        for (int i = 0; i < n; i++) s += x[xo + i] * x[xo + i];
+        return s;
+    }
+
+    /// out[oo+i] = a[ao+i] + b[bo+i] for i in [0, n); out may alias a or b (residual adds).
+    public static void add(float[] out, int oo, float[] a, int ao, float[] b, int bo, int n) {
+        int i = 0;
+        for (int up = n - L; i <= up; i += L)
+            FloatVector.fromArray(S, a, ao + i).add(FloatVector.fromArray(S, b, bo + i)).intoArray(out, oo + i);
+        for (; i < n; i++) out[oo + i] = a[ao + i] + b[bo + i];
+    }
+
+    /// out = a + b over whole arrays of equal length.
+    public static void add(float[] out, float[] a, float[] b) {
+        if (a.length != out.length || b.length != out.length)
+            throw new IllegalArgumentException("add: lengths differ: out " + out.length + ", a " + a.length + ", b " + b.length);
+        add(out, 0, a, 0, b, 0, out.length);
+    }
+
+    public static void addScalar(float[] out, int oo, float[] a, int ao, float[] b, int bo, int n) {
+        for (int i = 0; i < n; i++) out[oo + i] = a[ao + i] + b[bo + i];
+    }
+
+    /// Adds the lanes in index order: a fixed order, unlike `reduceLanes(ADD)`, whose order is unspecified.
+    static float sumLanes(FloatVector v) {
+        float s = 0f;
+        for (int i = 0; i < L; i++) s += v.lane(i);
+        return s;
+    }
+}

@@ -1,0 +1,222 @@
+package org.peft4j.formats.safetensors;
+
+import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.formats.safetensors.SafeTensors.Entry;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/// A Hugging Face checkpoint directory seen as one name → tensor map: either `model.safetensors` or the shards listed
+/// by `model.safetensors.index.json` (`{"metadata": {"total_size": …}, "weight_map": {name: shard file}}`).
+/// The read API mirrors [SafeTensors]; [#write] splits tensors into shards as transformers' `save_pretrained` does.
+/// Reference: transformers `modeling_utils.py` (`save_pretrained`, sharded loading), huggingface_hub
+/// `split_torch_state_dict_into_shards`; specs.md §6.1.
+public final class ShardedSafeTensors implements AutoCloseable {
+    public static final String SINGLE = "model.safetensors";
+    public static final String INDEX = "model.safetensors.index.json";
+    private static final Pattern OURS = Pattern.compile("model(-\\d{5}-of-\\d{5})?\\.safetensors|model\\.safetensors\\.index\\.json");
+
+    private final Path dir;
+    private final List<SafeTensors> shards;          // in file-name order
+    private final Map<String, SafeTensors> byName;   // tensor name → its shard
+    private final Map<String, TensorInfo> tensors;   // offsets relative to the tensor's own shard
+
+    private ShardedSafeTensors(Path dir, List<SafeTensors> shards, Map<String, SafeTensors> byName) {
+        this.dir = dir; this.shards = shards; this.byName = byName;
+        Map<String, TensorInfo> t = new LinkedHashMap<>();
+        byName.forEach((name, shard) -> t.put(name, shard.info(name)));
+        this.tensors = Collections.unmodifiableMap(t);
+    }
+
+    /// Opens `dir/model.safetensors.index.json` if present, else `dir/model.safetensors`. `dir` may also name a
+    /// `.safetensors` file or an index file directly. A missing shard, or a weight_map entry absent from its shard,
+    /// is a [FormatException] naming both files.
+    public static ShardedSafeTensors open(Path dir) {
+        if (Files.isRegularFile(dir)) {
+            if (dir.getFileName().toString().endsWith(".json")) return openIndex(dir.toAbsolutePath().getParent(), dir);
+            return single(dir.toAbsolutePath().getParent(), dir);
+        }
+        if (Files.isRegularFile(dir.resolve(INDEX))) return openIndex(dir, dir.resolve(INDEX));
+        if (Files.isRegularFile(dir.resolve(SINGLE))) return single(dir, dir.resolve(SINGLE));
+        throw new FormatException(dir + ": neither " + INDEX + " nor " + SINGLE + " found; point to a Hugging Face model "
+                + "directory saved with safetensors (PyTorch .bin checkpoints must be converted first)");
+    }
+
+    private static ShardedSafeTensors single(Path dir, Path file) {
+        SafeTensors st = SafeTensors.open(file);
+        Map<String, SafeTensors> byName = new LinkedHashMap<>();
+        for (String name : st.tensors().keySet()) byName.put(name, st);
+        return new ShardedSafeTensors(dir, List.of(st), byName);
+    }
+
+    private static ShardedSafeTensors openIndex(Path dir, Path index) {
+        JsonNode map;
+        try {
+            map = new ObjectMapper().readTree(index.toFile()).get("weight_map");
+        } catch (JacksonException e) {
+            throw new FormatException(index + ": not valid JSON (" + e.getOriginalMessage() + ")", e);
+        } catch (IOException e) {
+            throw new FormatException(index + ": cannot read: " + e, e);
+        }
+        if (map == null || !map.isObject()) throw new FormatException(index + ": no \"weight_map\" object; "
+                + "a sharded checkpoint index maps every tensor name to its shard file");
+        Map<String, SafeTensors> files = new TreeMap<>();
+        Map<String, SafeTensors> byName = new LinkedHashMap<>();
+        try {
+            for (Map.Entry<String, JsonNode> e : map.properties()) {
+                String shard = e.getValue().isTextual() ? e.getValue().textValue() : null;
+                Path p = shard == null ? null : dir.resolve(shard).normalize();
+                if (p == null || !p.startsWith(dir.normalize()) || shard.isEmpty())
+                    throw new FormatException(index + ": weight_map entry '" + e.getKey() + "' names shard " + e.getValue()
+                            + ", expected a file name inside " + dir);
+                SafeTensors st = files.get(shard);
+                if (st == null) {
+                    if (!Files.isRegularFile(p)) throw new FormatException(index + ": shard " + shard + " (holding '"
+                            + e.getKey() + "') is missing from " + dir + "; download the complete checkpoint");
+                    st = SafeTensors.open(p);
+                    files.put(shard, st);
+                }
+                if (!st.contains(e.getKey())) throw new FormatException(index + ": tensor '" + e.getKey() + "' is mapped to "
+                        + p + ", which does not contain it; the index and the shards come from different saves");
+                byName.put(e.getKey(), st);
+            }
+        } catch (RuntimeException e) {
+            files.values().forEach(SafeTensors::close);
+            throw e;
+        }
+        return new ShardedSafeTensors(dir, List.copyOf(files.values()), byName);
+    }
+
+    public Path dir() { return dir; }
+    /// All tensors across shards; each [TensorInfo]'s offsets are relative to its own shard ([#shardOf]).
+    public Map<String, TensorInfo> tensors() { return tensors; }
+    public boolean contains(String name) { return tensors.containsKey(name); }
+    /// The open shard files, in file-name order.
+    public List<SafeTensors> shards() { return shards; }
+    /// `__metadata__` of the first shard (transformers writes the same `{"format": "pt"}` into each).
+    public Map<String, String> metadata() { return shards.isEmpty() ? Map.of() : shards.getFirst().metadata(); }
+
+    public SafeTensors shardOf(String name) {
+        SafeTensors s = byName.get(name);
+        if (s == null) throw new FormatException(dir + ": no tensor named '" + name + "' in this checkpoint ("
+                + tensors.size() + " tensors); check the checkpoint matches the model");
+        return s;
+    }
+
+    public TensorInfo info(String name) { return shardOf(name).info(name); }
+    public MemorySegment bytes(String name) { return shardOf(name).bytes(name); }
+    public float[] readFloats(String name) { return shardOf(name).readFloats(name); }
+    public void readFloats(String name, float[] dst, int dstOff) { shardOf(name).readFloats(name, dst, dstOff); }
+
+    @Override
+    public void close() { for (SafeTensors s : shards) s.close(); }
+
+    /// Writes `entries` into `dir` (created if needed) in shards of at most `maxShardBytes` tensor bytes (headers not
+    /// counted; a tensor larger than the limit gets a shard of its own), filling shards in the given order as
+    /// huggingface_hub's `split_torch_state_dict_into_shards` does. One shard → `model.safetensors`; otherwise
+    /// `model-00001-of-0000N.safetensors` … and `model.safetensors.index.json` (`json.dumps(indent=2,
+    /// sort_keys=True)` + newline, `metadata.total_size` = all tensor bytes). Each shard carries `metadata`.
+    /// Checkpoint files of an earlier save in `dir` that this save did not write are deleted (as transformers does),
+    /// so a re-export with fewer shards leaves no stale shard behind. `--export_size 5` means 5·10⁹ bytes.
+    public static List<Path> write(Path dir, List<Entry> entries, long maxShardBytes, Map<String, String> metadata) {
+        if (maxShardBytes <= 0) throw new IllegalArgumentException("maxShardBytes must be positive, got " + maxShardBytes);
+        List<List<Entry>> groups = new ArrayList<>();
+        List<Entry> current = new ArrayList<>();
+        long currentSize = 0, total = 0;
+        for (Entry e : entries) {
+            long size = e.bytes().byteSize();
+            total += size;
+            if (size > maxShardBytes) { groups.add(List.of(e)); continue; }
+            if (currentSize + size > maxShardBytes && !current.isEmpty()) {
+                groups.add(current);
+                current = new ArrayList<>();
+                currentSize = 0;
+            }
+            current.add(e);
+            currentSize += size;
+        }
+        if (!current.isEmpty() || groups.isEmpty()) groups.add(current);
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new FormatException(dir + ": cannot create the output directory: " + e, e);
+        }
+        List<Path> written = new ArrayList<>();
+        if (groups.size() == 1) {
+            SafeTensors.write(dir.resolve(SINGLE), groups.getFirst(), metadata);
+            written.add(dir.resolve(SINGLE));
+        } else {
+            int n = groups.size();
+            Map<String, String> weightMap = new TreeMap<>();
+            for (int i = 0; i < n; i++) {
+                String file = String.format("model-%05d-of-%05d.safetensors", i + 1, n);
+                SafeTensors.write(dir.resolve(file), groups.get(i), metadata);
+                for (Entry e : groups.get(i)) weightMap.put(e.name(), file);
+                written.add(dir.resolve(file));
+            }
+            byte[] json = indexJson(total, weightMap).getBytes(StandardCharsets.UTF_8);
+            Writer.atomically(dir.resolve(INDEX), ch -> ch.write(java.nio.ByteBuffer.wrap(json)));
+            written.add(dir.resolve(INDEX));
+        }
+        removeStale(dir, written);
+        return written;
+    }
+
+    /// Python `json.dumps({"metadata": {"total_size": t}, "weight_map": m}, indent=2, sort_keys=True) + "\n"`.
+    static String indexJson(long totalSize, Map<String, String> sortedWeightMap) {
+        StringBuilder j = new StringBuilder("{\n  \"metadata\": {\n    \"total_size\": ").append(totalSize)
+                .append("\n  },\n  \"weight_map\": {");
+        String sep = "\n";
+        for (var e : sortedWeightMap.entrySet()) {
+            j.append(sep).append("    ");
+            pythonString(j, e.getKey()).append(": ");
+            pythonString(j, e.getValue());
+            sep = ",\n";
+        }
+        j.append(sortedWeightMap.isEmpty() ? "}" : "\n  }");
+        return j.append("\n}\n").toString();
+    }
+
+    /// A JSON string as Python's `json.dumps` (ensure_ascii=True) writes it: anything outside space..`~` escaped.
+    private static StringBuilder pythonString(StringBuilder j, String s) {
+        j.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"' -> j.append("\\\"");
+                case '\\' -> j.append("\\\\");
+                case '\n' -> j.append("\\n");
+                case '\r' -> j.append("\\r");
+                case '\t' -> j.append("\\t");
+                case '\b' -> j.append("\\b");
+                case '\f' -> j.append("\\f");
+                default -> { if (c < 0x20 || c > 0x7e) j.append(String.format("\\u%04x", (int) c)); else j.append(c); }
+            }
+        }
+        return j.append('"');
+    }
+
+    private static void removeStale(Path dir, List<Path> written) {
+        try (Stream<Path> files = Files.list(dir)) {
+            for (Path p : files.toList()) {
+                if (OURS.matcher(p.getFileName().toString()).matches() && !written.contains(p)) Files.delete(p);
+            }
+        } catch (IOException e) {
+            throw new FormatException(dir + ": wrote the new checkpoint but could not remove an older one's files: " + e, e);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+package org.peft4j.model;
+
+import org.peft4j.core.DType;
+import org.peft4j.core.Parallel;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.formats.safetensors.SafeTensors;
+import org.peft4j.model.llama.LayerTensor;
+import org.peft4j.model.llama.LlamaWeights;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/// Random-weight models for benchmarks and round-trip tests, initialized as transformers' `_init_weights`:
+/// Linear and Embedding weights ~ normal(0, initializer_range), biases 0, RMSNorm weights 1.
+/// Each tensor draws from its own stream split from the seed in name-table order, so results do not depend on threads.
+public final class RandomModels {
+    private RandomModels() {}
+
+    public static LlamaWeights create(LlamaConfig c, long seed) {
+        long total = 0;
+        for (long[] s : LlamaWeights.expectedShapes(c).values()) total += Arrays.stream(s).reduce(1, Math::multiplyExact);
+        if (total * 4 > Runtime.getRuntime().maxMemory())
+            throw new ConfigException("a random " + c.architecture().modelType() + " with " + total + " parameters needs "
+                    + total * 4 / (1L << 20) + " MiB as float32, more than the heap's " + Runtime.getRuntime().maxMemory() / (1L << 20) + " MiB; raise -Xmx");
+        SplittableRandom root = new SplittableRandom(seed);
+        float std = (float) c.initializerRange();
+        float[] embed = normal(c.vocabSize() * c.hiddenSize(), root.split(), std);
+        List<LlamaWeights.Layer> layers = new ArrayList<>();
+        for (int l = 0; l < c.numHiddenLayers(); l++) {
+            SplittableRandom layerRng = root.split();
+            SplittableRandom[] streams = new SplittableRandom[LayerTensor.values().length];
+            for (int i = 0; i < streams.length; i++) streams[i] = layerRng.split();
+            float[][] t = new float[streams.length][];
+            Parallel.range(streams.length, i -> {
+                LayerTensor lt = LayerTensor.values()[i];
+                if (!lt.present(c)) return;
+                int n = Math.toIntExact(Arrays.stream(lt.shape(c)).reduce(1, Math::multiplyExact));
+                t[i] = switch (lt) {
+                    case INPUT_LAYERNORM, POST_ATTENTION_LAYERNORM -> ones(n);
+                    case Q_BIAS, K_BIAS, V_BIAS, O_BIAS, GATE_BIAS, UP_BIAS, DOWN_BIAS -> new float[n];
+                    default -> normal(n, streams[i], std);
+                };
+            });
+            layers.add(LlamaWeights.Layer.of(lt -> t[lt.ordinal()]));
+        }
+        float[] head = c.tieWordEmbeddings() ? embed : normal(c.vocabSize() * c.hiddenSize(), root.split(), std);
+        return new LlamaWeights(c, embed, ones(c.hiddenSize()), head, layers);
+    }
+
+    /// Writes `dir/config.json` and `dir/model.safetensors` (dtype F32, BF16 or F16), loadable by `Models.load` and
+    /// by transformers' from_pretrained.
+    public static void save(Path dir, LlamaWeights w, DType dtype) {
+        try {
+            Files.createDirectories(dir);
+            Files.writeString(dir.resolve("config.json"), w.config.toJson());
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + dir.resolve("config.json") + ": " + e.getMessage(), e);
+        }
+        Map<String, long[]> shapes = LlamaWeights.expectedShapes(w.config);
+        List<SafeTensors.Entry> entries = new ArrayList<>();
+        for (var e : w.tensors().entrySet())
+            entries.add(SafeTensors.Entry.ofFloats(e.getKey(), shapes.get(e.getKey()), e.getValue(), dtype));
+        SafeTensors.write(dir.resolve("model.safetensors"), entries, Map.of("format", "pt"));
+    }
+
+    private static float[] normal(int n, SplittableRandom rng, float std) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) rng.nextGaussian() * std;
+        return a;
+    }
+
+    private static float[] ones(int n) {
+        float[] a = new float[n];
+        Arrays.fill(a, 1f);
+        return a;
+    }
+}

@@ -1,0 +1,89 @@
+package org.peft4j.model.layers;
+
+import org.peft4j.core.Parallel;
+
+/// Softmax cross-entropy over logits with ignored targets (-100), the causal-LM loss of specs §5.6.
+/// Reference: HF `ForCausalLMLoss` → `F.cross_entropy(logits.float(), targets, ignore_index=-100)`.
+///
+/// Shifting is the caller's: targets are already aligned with logits rows (use [#shiftLabels]), so this op is a
+/// plain row-wise cross-entropy. The loss HF reports is `sum / numItems`, with numItems the number of non-ignored
+/// labels over every micro-batch of one accumulated step (see [#countLabels]); backward takes `scale = 1/numItems`.
+public final class CrossEntropy {
+    public static final int IGNORE = -100;
+
+    private CrossEntropy() {}
+
+    /// targets[b, t] = labels[b, t + 1] and targets[b, T − 1] = IGNORE, per row: logits at t predict token t + 1.
+    /// Returns the number of non-ignored targets.   targets, labels: (B, T)
+    public static int shiftLabels(int[] targets, int[] labels, int B, int T) {
+        int count = 0;
+        for (int b = 0; b < B; b++) {
+            int o = b * T;
+            for (int t = 0; t < T - 1; t++) {
+                targets[o + t] = labels[o + t + 1];
+                if (targets[o + t] != IGNORE) count++;
+            }
+            targets[o + T - 1] = IGNORE;
+        }
+        return count;
+    }
+
+    /// Number of entries != IGNORE. HF's Trainer counts `num_items_in_batch` on the *unshifted* labels (specs §5.6),
+    /// so `countLabels(labels)` over all micro-batches reproduces its divisor; the count of real targets
+    /// ([#shiftLabels]) is smaller by the rows whose first label is not ignored.
+    public static int countLabels(int[] labels) {
+        int count = 0;
+        for (int l : labels) if (l != IGNORE) count++;
+        return count;
+    }
+
+    /// Returns Σ loss over non-ignored rows (in double, summed in row order), loss[n] = lse[n] − logits[n, targets[n]].
+    /// losses: (N) per-row loss, 0 for ignored rows, or null   lse: (N) log-sum-exp in double, kept for backward (NaN for
+    /// ignored rows)   logits: (N, V)   targets: (N), in [0, V) or IGNORE.
+    /// Stable: lse = max + log Σ exp(x − max), with the exponentials summed in double so that a vocabulary of
+    /// 150k terms loses no precision (float would lose ~log2(V) bits); each exp is evaluated in double anyway.
+    /// lse is kept in double: near |logits| ~ 1e4 a float lse is off by up to 5e-4, and exp(x − lse) in backward
+    /// would carry that error into every probability.
+    public static double forward(float[] losses, double[] lse, float[] logits, int[] targets, int N, int V) {
+        Parallel.range(N, n -> {
+            int tgt = targets[n];
+            if (tgt == IGNORE) { lse[n] = Double.NaN; return; }
+            assert tgt >= 0 && tgt < V : "target " + tgt + " outside vocabulary " + V;
+            int o = n * V;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < V; i++) if (logits[o + i] > max) max = logits[o + i];
+            double sum = 0;
+            for (int i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
+            lse[n] = max + Math.log(sum);
+        });
+        double total = 0;
+        for (int n = 0; n < N; n++) {
+            double loss = targets[n] == IGNORE ? 0 : lse[n] - logits[n * V + targets[n]];
+            if (losses != null) losses[n] = (float) loss;
+            total += loss;
+        }
+        return total;
+    }
+
+    /// dlogits += scale · (softmax(logits) − onehot(target)) on non-ignored rows; ignored rows get nothing.
+    /// scale is dLoss/d(sum of row losses): 1/numItems for HF's mean over the whole accumulated batch.
+    ///
+    /// In place (llm.c's fused softmax + CE backward): pass dlogits == logits to turn the logits into their gradient
+    /// and save an (N, V) buffer. Then "+=" cannot hold, so each row is *written*: ignored rows become 0.
+    /// dlogits, logits: (N, V)   lse: (N) from [#forward]   targets: (N)
+    public static void backward(float[] dlogits, float[] logits, double[] lse, int[] targets, int N, int V, float scale) {
+        boolean inPlace = dlogits == logits;
+        Parallel.range(N, n -> {
+            int o = n * V, tgt = targets[n];
+            if (tgt == IGNORE) {
+                if (inPlace) java.util.Arrays.fill(dlogits, o, o + V, 0f);
+                return;
+            }
+            double l = lse[n];
+            for (int i = 0; i < V; i++) {
+                float d = scale * ((float) Math.exp(logits[o + i] - l) - (i == tgt ? 1f : 0f));
+                dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
+            }
+        });
+    }
+}

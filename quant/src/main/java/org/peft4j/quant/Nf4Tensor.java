@@ -1,0 +1,180 @@
+package org.peft4j.quant;
+
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.core.Peft4jException.FormatException;
+
+import java.util.Arrays;
+import java.util.Objects;
+
+/// A bitsandbytes 4-bit (NF4 or FP4) blockwise-quantized tensor, the frozen base weight of QLoRA. Byte layout as a
+/// `Linear4bit` checkpoint stores it: `packed` holds 2 codes per byte over the flattened row-major tensor, element
+/// `2k` in the high nibble; blocks of `blockSize` consecutive elements (crossing rows when the row length is not a
+/// multiple) share one absmax, kept as float32 or double-quantized ([Absmax.Nested]).
+/// Dequantization: `w = fl32(code[q] · absmax'[block])`. Reference: bitsandbytes `functional.py` `quantize_4bit`,
+/// `dequantize_4bit`, `csrc/kernels.cu` `kQuantizeBlockwise`; specs.md §1.2–1.5.
+public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] packed, Absmax absmax) {
+    /// Block sizes bitsandbytes accepts for 4-bit quantization (`quantize_4bit`).
+    public static final int[] BLOCK_SIZES = {32, 64, 128, 256, 512, 1024, 2048, 4096};
+    public static final int DEFAULT_BLOCK_SIZE = 64;
+    /// Block size of the double quantization of absmax (`nested_blocksize`).
+    public static final int NESTED_BLOCK_SIZE = 256;
+
+    /// Per-block scales of a 4-bit tensor: plain float32, or 8-bit codes of `absmax - offset` (double quantization).
+    public sealed interface Absmax permits Absmax.Plain, Absmax.Nested {
+        /// The number of 4-bit blocks covered.
+        int blocks();
+        /// The (dequantized) absmax of 4-bit block `b`.
+        float get(int b);
+
+        /// `weight.absmax` as float32 `(blocks)`.
+        record Plain(float[] values) implements Absmax {
+            public Plain { Objects.requireNonNull(values, "values"); }
+            public int blocks() { return values.length; }
+            public float get(int b) { return values[b]; }
+        }
+
+        /// Double quantization: `codes` (blocks) = `weight.absmax` U8, `nestedAbsmax` (ceil(blocks / nestedBlockSize)),
+        /// `nestedQuantMap` (256, the signed dynamic map as stored), `offset` = mean of the original absmax.
+        /// `get(b) = fl32(fl32(map[codes[b]] · nestedAbsmax[b / nestedBlockSize]) + offset)`: two roundings, no FMA.
+        record Nested(byte[] codes, float[] nestedAbsmax, float[] nestedQuantMap, float offset, int nestedBlockSize) implements Absmax {
+            public Nested {
+                Objects.requireNonNull(codes, "codes");
+                if (nestedQuantMap.length != 256) throw new FormatException("nested_quant_map has " + nestedQuantMap.length
+                        + " entries; an 8-bit code map has 256. The checkpoint's quant state is corrupt");
+                if (nestedBlockSize <= 0) throw new FormatException("nested_blocksize must be positive, got " + nestedBlockSize);
+                long need = ((long) codes.length + nestedBlockSize - 1) / nestedBlockSize;
+                if (nestedAbsmax.length != need) throw new FormatException("nested_absmax has " + nestedAbsmax.length
+                        + " values, but " + codes.length + " absmax codes in nested blocks of " + nestedBlockSize + " need " + need
+                        + "; weight.absmax and weight.nested_absmax come from different tensors");
+            }
+            public int blocks() { return codes.length; }
+            public float get(int b) {
+                float v = nestedQuantMap[codes[b] & 0xff] * nestedAbsmax[b / nestedBlockSize];
+                return v + offset;
+            }
+
+            /// Double-quantizes `absmax` (bitsandbytes `quantize_4bit(compress_statistics=True)`): offset = the mean
+            /// (summed in double, compensated, rounded once to float32), then 8-bit blockwise with the signed map.
+            public static Nested quantize(float[] absmax, int nestedBlockSize) {
+                double sum = 0, c = 0;   // Neumaier summation: exact for any realistic spread of absmax values
+                for (float a : absmax) {
+                    double t = sum + a;
+                    c += Math.abs(sum) >= Math.abs(a) ? (sum - t) + a : (a - t) + sum;
+                    sum = t;
+                }
+                float offset = (float) ((sum + c) / absmax.length);
+                float[] centered = new float[absmax.length];
+                for (int i = 0; i < centered.length; i++) centered[i] = absmax[i] - offset;
+                float[] map = DynamicMap.signed();
+                byte[] codes = new byte[absmax.length];
+                float[] nested = new float[(absmax.length + nestedBlockSize - 1) / nestedBlockSize];
+                Blockwise8.quantize(codes, nested, centered, map, nestedBlockSize);
+                return new Nested(codes, nested, map, offset, nestedBlockSize);
+            }
+        }
+    }
+
+    public Nf4Tensor {
+        Objects.requireNonNull(type, "type");
+        Objects.requireNonNull(packed, "packed");
+        Objects.requireNonNull(absmax, "absmax");
+        shape = shape.clone();
+        long n = numel(shape);
+        if (blockSize <= 0) throw new FormatException("4-bit block size must be positive, got " + blockSize);
+        if (packed.length != (n + 1) / 2) throw new FormatException("packed 4-bit weight has " + packed.length + " bytes, but shape "
+                + Arrays.toString(shape) + " (" + n + " elements) needs " + (n + 1) / 2 + "; the weight does not match its quant_state shape");
+        long blocks = (n + blockSize - 1) / blockSize;
+        if (absmax.blocks() != blocks) throw new FormatException("absmax has " + absmax.blocks() + " values, but shape "
+                + Arrays.toString(shape) + " in blocks of " + blockSize + " has " + blocks
+                + " blocks; the absmax tensor or the quant_state blocksize does not belong to this weight");
+    }
+
+    @Override public long[] shape() { return shape.clone(); }
+
+    private static long numel(long[] shape) {
+        long n = 1;
+        for (long d : shape) {
+            if (d < 0) throw new FormatException("shape " + Arrays.toString(shape) + " has a negative dimension");
+            n = Math.multiplyExact(n, d);
+        }
+        if (n > 2L * Integer.MAX_VALUE - 2) throw new FormatException("shape " + Arrays.toString(shape) + " has " + n
+                + " elements; a 4-bit tensor is limited to 2^32 - 2 (split the weight)");
+        return n;
+    }
+
+    public long numel() { return numel(shape); }
+    public int blocks() { return absmax.blocks(); }
+
+    /// Quantizes row-major `x` of `shape` with bitsandbytes' CUDA semantics (specs.md §1.2): per block
+    /// `absmax = max|x|`, `s = fl32(x · fl32(1/absmax))`, code by thresholds; an odd count pads the last low nibble
+    /// with the code of a zero-padded value. `doubleQuant` = `bnb_4bit_use_double_quant` (nested block 256).
+    public static Nf4Tensor quantize(QuantType type, float[] x, long[] shape, int blockSize, boolean doubleQuant) {
+        if (Arrays.stream(BLOCK_SIZES).noneMatch(b -> b == blockSize))
+            throw new ConfigException("4-bit block size " + blockSize + " is not one bitsandbytes supports; use one of "
+                    + Arrays.toString(BLOCK_SIZES) + " (default " + DEFAULT_BLOCK_SIZE + ")");
+        if (numel(shape) != x.length) throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " has "
+                + numel(shape) + " elements, but " + x.length + " values were given");
+        int n = x.length;
+        byte[] packed = new byte[(int) ((n + 1L) / 2)];
+        float[] absmax = new float[(n + blockSize - 1) / blockSize];
+        for (int b = 0, from = 0; from < n; b++, from += blockSize) {
+            int to = Math.min(n, from + blockSize);
+            float m = 0f;
+            for (int i = from; i < to; i++) { float a = Math.abs(x[i]); if (a > m) m = a; }   // NaN skipped, as fmaxf
+            absmax[b] = m;
+            float inv = 1f / m;
+            for (int i = from; i < to; i++) {
+                int q = type.quantize(x[i] * inv);
+                packed[i >>> 1] |= (byte) ((i & 1) == 0 ? q << 4 : q);
+            }
+            if (to == n && (n & 1) == 1) packed[n >>> 1] |= (byte) type.quantize(0f * inv);
+        }
+        Absmax a = doubleQuant ? Absmax.Nested.quantize(absmax, NESTED_BLOCK_SIZE) : new Absmax.Plain(absmax);
+        return new Nf4Tensor(type, shape, blockSize, packed, a);
+    }
+
+    /// The 4-bit code of flattened element `i`.
+    public int code(long i) {
+        int b = packed[(int) (i >>> 1)];
+        return (i & 1) == 0 ? (b >>> 4) & 15 : b & 15;
+    }
+
+    /// The dequantized absmax of every block (`absmax'` for double quantization).
+    public float[] absmaxValues() {
+        float[] out = new float[blocks()];
+        for (int b = 0; b < out.length; b++) out[b] = absmax.get(b);
+        return out;
+    }
+
+    /// Dequantizes the whole tensor into `out[0 ..< numel]` (float32; round to bf16/f16 afterwards if needed).
+    public void dequantize(float[] out) { dequantize(0, numel(), out, 0); }
+
+    /// Dequantizes rows `[rowFrom, rowTo)` of the tensor seen as `(M, K)`, K = the last dimension, into
+    /// `out[0 ..< (rowTo - rowFrom)·K]`: one tile of a quantized matmul.
+    public void dequantizeRows(int rowFrom, int rowTo, float[] out) {
+        long k = shape.length == 0 ? 1 : shape[shape.length - 1];
+        long m = k == 0 ? 0 : numel() / k;
+        if (rowFrom < 0 || rowTo < rowFrom || rowTo > m) throw new IndexOutOfBoundsException("rows [" + rowFrom + ", "
+                + rowTo + ") are outside a (" + m + ", " + k + ") weight");
+        dequantize(rowFrom * k, rowTo * k, out, 0);
+    }
+
+    /// Dequantizes flattened elements `[from, to)` into `out[outOff ..]`.
+    public void dequantize(long from, long to, float[] out, int outOff) {
+        if (from < 0 || to < from || to > numel()) throw new IndexOutOfBoundsException("elements [" + from + ", " + to
+                + ") are outside a tensor of " + numel());
+        if (to - from > out.length - (long) outOff) throw new IndexOutOfBoundsException((to - from) + " values do not fit in an array of "
+                + out.length + " at offset " + outOff);
+        float[] lut = type.codeShared();
+        int o = outOff;
+        for (long i = from; i < to; ) {
+            int b = (int) (i / blockSize);
+            long end = Math.min(to, (b + 1L) * blockSize);
+            float scale = absmax.get(b);
+            for (; i < end; i++) {
+                int byt = packed[(int) (i >>> 1)];
+                out[o++] = lut[(i & 1) == 0 ? (byt >>> 4) & 15 : byt & 15] * scale;
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+package org.peft4j.train.data;
+
+import java.util.Arrays;
+import java.util.List;
+
+import static org.peft4j.train.data.TokenizedExample.IGNORE_INDEX;
+
+/// Forms (B, T) batches: each epoch visits every example once in an order that depends only on (seed, epoch),
+/// rows are right-padded with `padId` (labels IGNORE_INDEX) to the longest row of the batch, and the last batch of an
+/// epoch may be smaller (HF DataLoader `drop_last=False`). The [Position] (epoch, index of the next example in that
+/// epoch's order) is all the state there is, so saving it and calling [#seek] resumes exactly.
+public final class Batcher {
+
+    /// The next example to read: `index` into epoch `epoch`'s order.
+    public record Position(int epoch, int index) {
+        public Position {
+            if (epoch < 0 || index < 0) throw new IllegalArgumentException("negative position " + epoch + "/" + index);
+        }
+    }
+
+    /// inputIds, labels: (B, T) row-major; lengths: (B) unpadded lengths; exampleIds: (B) indices into the example list.
+    public record Batch(int B, int T, int[] inputIds, int[] labels, int[] lengths, int[] exampleIds) {}
+
+    private final List<TokenizedExample> examples;
+    private final int batchSize;
+    private final int padId;
+    private final long seed;
+    private final boolean shuffle;
+    private int epoch, index;
+    private int[] order; // (N) the current epoch's order
+
+    public Batcher(List<TokenizedExample> examples, int batchSize, int padId, long seed, boolean shuffle) {
+        if (examples.isEmpty()) throw new IllegalArgumentException("no examples to batch");
+        if (batchSize <= 0) throw new IllegalArgumentException("batch size must be positive, got " + batchSize);
+        this.examples = List.copyOf(examples);
+        this.batchSize = batchSize;
+        this.padId = padId;
+        this.seed = seed;
+        this.shuffle = shuffle;
+        seek(new Position(0, 0));
+    }
+
+    public Position position() { return new Position(epoch, index); }
+
+    public void seek(Position p) {
+        if (p.index() > examples.size()) throw new IllegalArgumentException("index " + p.index() + " > " + examples.size() + " examples");
+        epoch = p.epoch();
+        index = p.index();
+        order = orderOf(epoch);
+    }
+
+    /// Batches per epoch: ceil(N / B).
+    public int batchesPerEpoch() { return (examples.size() + batchSize - 1) / batchSize; }
+
+    /// The example order of `epoch`: a Fisher–Yates permutation seeded by (seed, epoch), or 0..N-1 without shuffle.
+    public int[] orderOf(int epoch) {
+        if (!shuffle) {
+            int[] o = new int[examples.size()];
+            for (int i = 0; i < o.length; i++) o[i] = i;
+            return o;
+        }
+        return DatasetLoader.permutation(examples.size(), seed * 0x9E3779B97F4A7C15L + epoch);
+    }
+
+    /// The next batch; moves to the next epoch after its last batch.
+    public Batch next() {
+        if (index >= examples.size()) { epoch++; index = 0; order = orderOf(epoch); }
+        int b = Math.min(batchSize, examples.size() - index);
+        int[] ids = new int[b], lengths = new int[b];
+        int T = 0;
+        for (int r = 0; r < b; r++) {
+            ids[r] = order[index + r];
+            lengths[r] = examples.get(ids[r]).length();
+            T = Math.max(T, lengths[r]);
+        }
+        int[] input = new int[b * T], labels = new int[b * T];
+        Arrays.fill(input, padId);
+        Arrays.fill(labels, IGNORE_INDEX);
+        for (int r = 0; r < b; r++) {
+            TokenizedExample e = examples.get(ids[r]);
+            System.arraycopy(e.inputIds(), 0, input, r * T, e.length());
+            System.arraycopy(e.labels(), 0, labels, r * T, e.length());
+        }
+        index += b;
+        return new Batch(b, T, input, labels, lengths, ids);
+    }
+}

@@ -1,0 +1,26 @@
+package org.peft4j.train.engine;
+
+import org.peft4j.model.lora.LoraConfig;
+
+import java.util.List;
+
+/// What is trained: the `finetuning_type` of LLaMA-Factory.
+public sealed interface Method {
+    /// Adapters on the targeted linear layers; the base is frozen (no gradient computed or stored for it).
+    record Lora(LoraConfig config) implements Method {}
+
+    /// Every weight of the model.
+    record Full() implements Method {}
+
+    /// LLaMA-Factory's freeze tuning: the last `trainableLayers` layers (the first |n| when negative) are trained,
+    /// restricted to `modules` (e.g. `mlp`, `self_attn`, or `all`); embeddings, final norm and lm_head stay frozen.
+    record Freeze(int trainableLayers, List<String> modules) implements Method {
+        public boolean trains(int layer, int numLayers) {
+            return trainableLayers > 0 ? layer >= numLayers - trainableLayers : layer < -trainableLayers;
+        }
+
+        public boolean trainsModule(String parent) {
+            return modules.contains("all") || modules.contains(parent);
+        }
+    }
+}

@@ -1,0 +1,345 @@
+package org.peft4j.train.engine;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.core.Peft4jException.UnsupportedModelException;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.layers.Attention;
+import org.peft4j.model.layers.CrossEntropy;
+import org.peft4j.model.layers.Embedding;
+import org.peft4j.model.layers.Linear;
+import org.peft4j.model.layers.Neftune;
+import org.peft4j.model.layers.RmsNorm;
+import org.peft4j.model.layers.Rope;
+import org.peft4j.model.layers.SwiGlu;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.lora.Dropout;
+import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.lora.LoraLinear;
+import org.peft4j.model.lora.LoraWeights;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/// The training forward and backward of a Llama-family decoder, llm.c style: each block's forward is a list of layer
+/// calls and its backward is the same list reversed. Memory is planned once for (B, Tmax): activations, gradient
+/// scratch and adapter buffers are allocated in the constructor and a step allocates no tensors.
+///
+/// What is trained follows the [Method]: LoRA adapters over a frozen base (only `Linear.backwardInput` runs for
+/// base weights, no base gradient exists), every weight (full), or LLaMA-Factory's freeze tuning.
+/// With `checkpointing`, only each block's input is kept and the block is recomputed during backward.
+public final class TrainModel {
+    public final LlamaConfig config;
+    public final LlamaWeights weights;
+    public final Method method;
+    public final int B, Tmax;
+    public final boolean checkpointing;
+    private final Gemm gemm;
+    private final int L, C, F, V, NH, KVH, HS, qDim, kvDim;
+    private final float eps;
+
+    // LoRA: (L)(7) adapters or null where not targeted, their gradients and saved h / dropout buffers.
+    private final LoraWeights[][] lora;
+    private final float[][][] dA, dB;
+    private final float[][][] h;          // (slots)(7) (N, r)
+    private final float[][][] xd, mask;   // (slots)(7) (N, in), only with dropout
+    private final float[][] scale;        // (L)(7)
+    private final float dropout;
+    private float[] dh;                   // (N, rMax) scratch
+    private float[] dxd;                  // (N, max in) scratch for dropout backward
+
+    // Full / freeze: weight array → its gradient (tied embeddings share one gradient).
+    private final Map<float[], float[]> gradOf = new IdentityHashMap<>();
+    private final List<Param> params = new ArrayList<>();
+
+    // Activations. Per-layer arrays have `slots` entries: L, or 1 with checkpointing.
+    private final float[][] resid;        // (L+1) (N, C): the input of each block; resid[L] is the final hidden state
+    private final float[][] ln1, ln2;     // (slots) (N, C)
+    private final float[][] rstd1, rstd2; // (slots) (N)
+    private final float[][] q;            // (slots) (N, qDim), after RoPE
+    private final float[][] k, v;         // (slots) (N, kvDim), k after RoPE
+    private final float[][] att;          // (slots) (B, NH, T, T) softmax probabilities
+    private final float[][] attY;         // (slots) (N, qDim)
+    private final float[][] resid2;       // (slots) (N, C): block input + attention output
+    private final float[][] gate, up, act; // (slots) (N, F)
+    private final float[] lnf, rstdf;     // (N, C), (N)
+    private final float[] logits;         // (N, V); turned into dlogits in place by backward
+    private final double[] lse;           // (N)
+    private final float[] cos, sin;       // (Tmax, HS/2)
+
+    // Gradient scratch.
+    private final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact; // (N, ·)
+
+    private float neftuneAlpha;
+    private long seed;
+
+    public TrainModel(LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
+        LlamaConfig c = weights.config;
+        this.config = c; this.weights = weights; this.method = method; this.gemm = gemm;
+        this.B = B; this.Tmax = Tmax; this.checkpointing = checkpointing; this.seed = seed;
+        L = c.numHiddenLayers(); C = c.hiddenSize(); F = c.intermediateSize(); V = c.vocabSize();
+        NH = c.numAttentionHeads(); KVH = c.numKeyValueHeads(); HS = c.headDim();
+        qDim = c.qDim(); kvDim = c.kvDim(); eps = (float) c.rmsNormEps();
+        if (B < 1 || Tmax < 2) throw new ConfigException("training needs batch >= 1 and sequence length >= 2, got " + B + " x " + Tmax);
+        if (Tmax > c.maxPositionEmbeddings())
+            throw new ConfigException("cutoff_len " + Tmax + " exceeds the model's max_position_embeddings " + c.maxPositionEmbeddings() + "; lower cutoff_len");
+        long n = (long) B * Tmax;
+        if (n * Math.max(V, F) > Integer.MAX_VALUE || (long) B * NH * Tmax * Tmax > Integer.MAX_VALUE)
+            throw new ConfigException("batch " + B + " x sequence " + Tmax + " is too large for this model's activations; lower per_device_train_batch_size or cutoff_len");
+        int N = (int) n, slots = checkpointing ? 1 : L;
+
+        resid = new float[L + 1][N * C];
+        ln1 = new float[slots][N * C]; ln2 = new float[slots][N * C];
+        rstd1 = new float[slots][N]; rstd2 = new float[slots][N];
+        q = new float[slots][N * qDim]; k = new float[slots][N * kvDim]; v = new float[slots][N * kvDim];
+        att = new float[slots][B * NH * Tmax * Tmax];
+        attY = new float[slots][N * qDim]; resid2 = new float[slots][N * C];
+        gate = new float[slots][N * F]; up = new float[slots][N * F]; act = new float[slots][N * F];
+        lnf = new float[N * C]; rstdf = new float[N]; logits = new float[N * V]; lse = new double[N];
+        cos = new float[Tmax * HS / 2]; sin = new float[Tmax * HS / 2];
+        Rope.tables(cos, sin, c.ropeScaling().apply(Rope.invFreq(HS, c.ropeTheta())), Tmax);
+        dres = new float[N * C]; dres2 = new float[N * C]; dln = new float[N * C];
+        dq = new float[N * qDim]; dk = new float[N * kvDim]; dv = new float[N * kvDim]; dattY = new float[N * qDim];
+        dgate = new float[N * F]; dup = new float[N * F]; dact = new float[N * F];
+
+        int nm = LinearModule.values().length;
+        if (method instanceof Method.Lora(LoraConfig lc)) {
+            if (lc.useDora()) throw new UnsupportedModelException("DoRA training is not supported yet; set use_dora: false");
+            lora = new LoraWeights[L][nm]; dA = new float[L][nm][]; dB = new float[L][nm][]; scale = new float[L][nm];
+            dropout = (float) lc.loraDropout();
+            h = new float[slots][nm][]; xd = new float[slots][nm][]; mask = new float[slots][nm][];
+            int rMax = 1, inMax = 1;
+            SplittableRandom init = new SplittableRandom(seed);
+            for (int l = 0; l < L; l++) {
+                if (!lc.transformsLayer(l)) continue;
+                for (LinearModule m : LinearModule.values()) {
+                    if (!lc.targets(m.moduleName)) continue;
+                    int r = lc.rank(m.moduleName), in = m.in(c), out = m.out(c);
+                    LoraWeights lw = LoraWeights.allocate(r, in, out, false);
+                    LoraLinear.init(lw.a(), lw.b(), lc.initLoraWeights(), init.split(), in, out, r);
+                    attach(l, m, lw, (float) lc.scaling(m.moduleName));
+                    rMax = Math.max(rMax, r); inMax = Math.max(inMax, in);
+                }
+            }
+            if (params.isEmpty())
+                throw new ConfigException("lora_target " + lc.targetModules() + " matches no linear layer; use names among "
+                        + LoraConfig.ALL_LINEAR + " or 'all'");
+            for (int s = 0; s < slots; s++)
+                for (LinearModule m : LinearModule.values()) {
+                    int r = 0;
+                    for (int l = 0; l < L; l++) if (lora[l][m.ordinal()] != null) r = Math.max(r, lora[l][m.ordinal()].r());
+                    if (r == 0) continue;
+                    h[s][m.ordinal()] = new float[N * r];
+                    if (dropout > 0) { xd[s][m.ordinal()] = new float[N * m.in(c)]; mask[s][m.ordinal()] = new float[N * m.in(c)]; }
+                }
+            dh = new float[N * rMax];
+            dxd = dropout > 0 ? new float[N * inMax] : null;
+        } else {
+            lora = null; dA = null; dB = null; h = null; xd = null; mask = null; scale = null; dropout = 0;
+            boolean full = method instanceof Method.Full;
+            if (full) {
+                addParam(LlamaWeights.EMBED_TOKENS, new long[]{V, C}, weights.embedTokens);
+                if (!c.tieWordEmbeddings()) addParam(LlamaWeights.LM_HEAD, new long[]{V, C}, weights.lmHead);
+                addParam(LlamaWeights.NORM, new long[]{C}, weights.norm);
+            }
+            for (int l = 0; l < L; l++) {
+                LlamaWeights.Layer lw = weights.layers.get(l);
+                for (var t : org.peft4j.model.llama.LayerTensor.values()) {
+                    if (!t.present(c)) continue;
+                    boolean train = full || (method instanceof Method.Freeze fz && fz.trains(l, L)
+                            && fz.trainsModule(t.suffix.substring(0, t.suffix.indexOf('.'))));
+                    if (train) addParam(t.name(l), t.shape(c), lw.get(t));
+                }
+            }
+            if (params.isEmpty()) throw new ConfigException("the freeze settings select no trainable parameter; check freeze_trainable_layers and freeze_trainable_modules");
+        }
+    }
+
+    private void attach(int l, LinearModule m, LoraWeights lw, float s) {
+        lora[l][m.ordinal()] = lw;
+        scale[l][m.ordinal()] = s;
+        dA[l][m.ordinal()] = new float[lw.a().length];
+        dB[l][m.ordinal()] = new float[lw.b().length];
+        String base = "base_model.model.model.layers." + l + "." + m.path();
+        params.add(new Param(base + ".lora_A.weight", new long[]{lw.r(), lw.in()}, lw.a(), dA[l][m.ordinal()]));
+        params.add(new Param(base + ".lora_B.weight", new long[]{lw.out(), lw.r()}, lw.b(), dB[l][m.ordinal()]));
+    }
+
+    private void addParam(String name, long[] shape, float[] data) {
+        float[] g = gradOf.computeIfAbsent(data, d -> new float[d.length]);
+        params.add(new Param(name, shape, data, g));
+    }
+
+    /// The trainable tensors with their gradients, in a fixed order (optimizer state and checkpoints follow it).
+    public List<Param> params() { return params; }
+
+    /// The adapter of (layer, module), or null; LoRA only.
+    public LoraWeights adapter(int layer, LinearModule m) { return lora == null ? null : lora[layer][m.ordinal()]; }
+
+    /// Replaces adapter values (e.g. loaded from a checkpoint), keeping the arrays the optimizer holds.
+    public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
+
+    public void zeroGrad() { for (Param p : params) Arrays.fill(p.grad(), 0f); }
+
+    /// The logits of the last forward, (B·T, V); valid until the next backward (which overwrites them in place).
+    public float[] logits() { return logits; }
+
+    /// Forward over a (B, T) batch, T ≤ Tmax, with aligned targets (IGNORE = -100; see `CrossEntropy.shiftLabels`).
+    /// Returns the sum of the per-token losses. `training` enables dropout and NEFTune; `step` seeds their noise.
+    public double forward(int[] tokens, int[] targets, int T, boolean training, long step) {
+        checkBatch(tokens, targets, T);
+        int N = B * T;
+        Embedding.forward(resid[0], tokens, weights.embedTokens, N, C);
+        if (training && neftuneAlpha > 0)
+            Neftune.forward(resid[0], B, T, C, neftuneAlpha, true, rng(step, -1, -1));
+        for (int l = 0; l < L; l++) blockForward(l, T, training, step);
+        RmsNorm.forward(lnf, rstdf, resid[L], weights.norm, N, C, eps);
+        Linear.forward(gemm, logits, lnf, weights.lmHead, null, N, C, V);
+        return targets == null ? 0 : CrossEntropy.forward(null, lse, logits, targets, N, V);
+    }
+
+    /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
+    /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
+    public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
+        int N = B * T;
+        CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
+        Arrays.fill(dres, 0, N * C, 0f);
+        Arrays.fill(dln, 0, N * C, 0f);
+        Linear.backwardInput(gemm, dln, logits, weights.lmHead, N, C, V);
+        float[] gHead = gradOf.get(weights.lmHead);
+        if (gHead != null) Linear.backwardWeight(gemm, gHead, null, logits, lnf, N, C, V);
+        RmsNorm.backward(dres, gradOf.get(weights.norm), dln, resid[L], weights.norm, rstdf, N, C);
+        for (int l = L - 1; l >= 0; l--) {
+            if (checkpointing) blockForward(l, T, true, step);
+            blockBackward(l, T);
+        }
+        float[] gEmbed = gradOf.get(weights.embedTokens);
+        if (gEmbed != null) Embedding.backward(gEmbed, dres, tokens, N, C);
+    }
+
+    /// One block: x = resid[l] → resid[l+1].
+    private void blockForward(int l, int T, boolean training, long step) {
+        LlamaWeights.Layer w = weights.layers.get(l);
+        int s = checkpointing ? 0 : l, N = B * T;
+        RmsNorm.forward(ln1[s], rstd1[s], resid[l], w.inputLayernorm(), N, C, eps);
+        linear(l, s, LinearModule.Q_PROJ, q[s], ln1[s], T, training, step);
+        linear(l, s, LinearModule.K_PROJ, k[s], ln1[s], T, training, step);
+        linear(l, s, LinearModule.V_PROJ, v[s], ln1[s], T, training, step);
+        Rope.forward(q[s], cos, sin, B, T, NH, HS, 0);
+        Rope.forward(k[s], cos, sin, B, T, KVH, HS, 0);
+        Attention.forward(attY[s], att[s], q[s], k[s], v[s], B, T, T, NH, KVH, HS, 0);
+        linear(l, s, LinearModule.O_PROJ, resid2[s], attY[s], T, training, step);
+        add(resid2[s], resid[l], N * C);
+        RmsNorm.forward(ln2[s], rstd2[s], resid2[s], w.postAttentionLayernorm(), N, C, eps);
+        linear(l, s, LinearModule.GATE_PROJ, gate[s], ln2[s], T, training, step);
+        linear(l, s, LinearModule.UP_PROJ, up[s], ln2[s], T, training, step);
+        SwiGlu.forward(act[s], gate[s], up[s], N * F);
+        linear(l, s, LinearModule.DOWN_PROJ, resid[l + 1], act[s], T, training, step);
+        add(resid[l + 1], resid2[s], N * C);
+    }
+
+    /// The block's forward reversed. On entry dres = dL/d resid[l+1]; on exit dres = dL/d resid[l].
+    private void blockBackward(int l, int T) {
+        LlamaWeights.Layer w = weights.layers.get(l);
+        int s = checkpointing ? 0 : l, N = B * T;
+        // resid[l+1] = resid2 + down(act)
+        System.arraycopy(dres, 0, dres2, 0, N * C);
+        Arrays.fill(dact, 0, N * F, 0f);
+        linearBackward(l, s, LinearModule.DOWN_PROJ, dact, dres, act[s], T);
+        Arrays.fill(dgate, 0, N * F, 0f);
+        Arrays.fill(dup, 0, N * F, 0f);
+        SwiGlu.backward(dgate, dup, dact, gate[s], up[s], N * F);
+        Arrays.fill(dln, 0, N * C, 0f);
+        linearBackward(l, s, LinearModule.UP_PROJ, dln, dup, ln2[s], T);
+        linearBackward(l, s, LinearModule.GATE_PROJ, dln, dgate, ln2[s], T);
+        RmsNorm.backward(dres2, gradOf.get(w.postAttentionLayernorm()), dln, resid2[s], w.postAttentionLayernorm(), rstd2[s], N, C);
+        // resid2 = resid[l] + o(attention(rope(q), rope(k), v))
+        System.arraycopy(dres2, 0, dres, 0, N * C);
+        Arrays.fill(dattY, 0, N * qDim, 0f);
+        linearBackward(l, s, LinearModule.O_PROJ, dattY, dres2, attY[s], T);
+        Arrays.fill(dq, 0, N * qDim, 0f);
+        Arrays.fill(dk, 0, N * kvDim, 0f);
+        Arrays.fill(dv, 0, N * kvDim, 0f);
+        Attention.backward(dq, dk, dv, dattY, att[s], q[s], k[s], v[s], B, T, NH, KVH, HS);
+        Rope.backward(dq, cos, sin, B, T, NH, HS, 0);
+        Rope.backward(dk, cos, sin, B, T, KVH, HS, 0);
+        Arrays.fill(dln, 0, N * C, 0f);
+        linearBackward(l, s, LinearModule.V_PROJ, dln, dv, ln1[s], T);
+        linearBackward(l, s, LinearModule.K_PROJ, dln, dk, ln1[s], T);
+        linearBackward(l, s, LinearModule.Q_PROJ, dln, dq, ln1[s], T);
+        RmsNorm.backward(dres, gradOf.get(w.inputLayernorm()), dln, resid[l], w.inputLayernorm(), rstd1[s], N, C);
+    }
+
+    /// y = x·Wᵀ + b, plus the adapter's s·B·A·drop(x) when the module has one.   y: (N, out)   x: (N, in)
+    private void linear(int l, int s, LinearModule m, float[] y, float[] x, int T, boolean training, long step) {
+        LlamaWeights.Layer w = weights.layers.get(l);
+        int N = B * T, in = m.in(config), out = m.out(config);
+        Linear.forward(gemm, y, x, m.weight(w), m.bias(w), N, in, out);
+        LoraWeights lw = lora == null ? null : lora[l][m.ordinal()];
+        if (lw == null) return;
+        float[] xin = x;
+        if (dropout > 0 && training) {
+            xin = xd[s][m.ordinal()];
+            Dropout.forward(xin, mask[s][m.ordinal()], x, dropout, rng(step, l, m.ordinal()), N * in);
+        }
+        LoraLinear.forward(gemm, y, h[s][m.ordinal()], xin, lw.a(), lw.b(), scale[l][m.ordinal()], N, in, out, lw.r());
+    }
+
+    /// Mirrors `linear`: dx += dy·W (+ the adapter's path), and dW, db when the base weight is trained.
+    private void linearBackward(int l, int s, LinearModule m, float[] dx, float[] dy, float[] x, int T) {
+        LlamaWeights.Layer w = weights.layers.get(l);
+        int N = B * T, in = m.in(config), out = m.out(config);
+        float[] W = m.weight(w);
+        float[] dW = gradOf.get(W);
+        if (dW != null) {
+            float[] bias = m.bias(w);
+            Linear.backwardWeight(gemm, dW, bias == null ? null : gradOf.get(bias), dy, x, N, in, out);
+        }
+        Linear.backwardInput(gemm, dx, dy, W, N, in, out);
+        LoraWeights lw = lora == null ? null : lora[l][m.ordinal()];
+        if (lw == null) return;
+        int i = m.ordinal();
+        if (dropout > 0) {
+            Arrays.fill(dxd, 0, N * in, 0f);
+            LoraLinear.backward(gemm, dxd, dA[l][i], dB[l][i], dh, dy, xd[s][i], h[s][i], lw.a(), lw.b(), scale[l][i], N, in, out, lw.r());
+            Dropout.backward(dx, dxd, mask[s][i], N * in);
+        } else {
+            LoraLinear.backward(gemm, dx, dA[l][i], dB[l][i], dh, dy, x, h[s][i], lw.a(), lw.b(), scale[l][i], N, in, out, lw.r());
+        }
+    }
+
+    /// A noise stream derived from (seed, step, layer, module) alone, so a recomputed block (checkpointing) and a
+    /// resumed run draw the same dropout masks and NEFTune noise.
+    private SplittableRandom rng(long step, int layer, int module) {
+        long z = seed * 0x9E3779B97F4A7C15L + step;
+        z = z * 0xBF58476D1CE4E5B9L + layer + 1;
+        z = z * 0x94D049BB133111EBL + module + 1;
+        return new SplittableRandom(z);
+    }
+
+    private void checkBatch(int[] tokens, int[] targets, int T) {
+        if (T < 1 || T > Tmax) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
+        if (tokens.length < B * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + B * T);
+        if (targets != null && targets.length < B * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + B * T);
+        for (int i = 0; i < B * T; i++)
+            if (tokens[i] < 0 || tokens[i] >= V) throw new ConfigException("token id " + tokens[i] + " at position " + i + " is outside the vocabulary [0, " + V + ")");
+    }
+
+    private static void add(float[] y, float[] x, int n) {
+        for (int i = 0; i < n; i++) y[i] += x[i];
+    }
+
+    /// Bytes of activations and gradient scratch planned for (B, Tmax), for reports and `estimate`.
+    public long activationBytes() {
+        long f = 0;
+        for (float[][] a : List.of(resid, ln1, ln2, rstd1, rstd2, q, k, v, att, attY, resid2, gate, up, act))
+            for (float[] x : a) f += x.length;
+        f += lnf.length + rstdf.length + logits.length + 2L * lse.length;
+        f += dres.length + dres2.length + dln.length + dq.length + dk.length + dv.length + dattY.length + dgate.length + dup.length + dact.length;
+        return 4 * f;
+    }
+}
