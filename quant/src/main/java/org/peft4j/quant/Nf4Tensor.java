@@ -177,4 +177,45 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
             }
         }
     }
+
+    /// The quant_state JSON a `Linear4bit` checkpoint stores in `weight.quant_state.bitsandbytes__nf4` (UTF-8 bytes,
+    /// U8): Python `json.dumps` of `{quant_type, blocksize, dtype, shape[, nested_blocksize, nested_dtype,
+    /// nested_offset]}` with `", "` / `": "` separators and the offset printed as Python's `repr` (specs.md §1.5).
+    /// `dtype` is the original weight dtype's torch name without `torch.`: `float16`, `bfloat16` or `float32`.
+    public String quantStateJson(String dtype) {
+        StringBuilder j = new StringBuilder("{\"quant_type\": \"").append(type.jsonName()).append("\", \"blocksize\": ")
+                .append(blockSize).append(", \"dtype\": \"").append(dtype).append("\", \"shape\": [");
+        for (int i = 0; i < shape.length; i++) j.append(i == 0 ? "" : ", ").append(shape[i]);
+        j.append(']');
+        if (absmax instanceof Absmax.Nested n) j.append(", \"nested_blocksize\": ").append(n.nestedBlockSize())
+                .append(", \"nested_dtype\": \"float32\", \"nested_offset\": ").append(pythonRepr(n.offset()));
+        return j.append('}').toString();
+    }
+
+    /// Python's `repr(float)`: the shortest decimal that round-trips (Java's `Double.toString` since JDK 19, except
+    /// that Java keeps 2 digits where 1 would do), in
+    /// fixed notation when the decimal exponent is in [-4, 16), else as `1.5e-05` / `1e+16`.
+    static String pythonRepr(double d) {
+        if (Double.isNaN(d)) return "NaN";
+        if (Double.isInfinite(d)) return d > 0 ? "Infinity" : "-Infinity";   // what json.dumps writes
+        if (d == 0) return (1 / d < 0) ? "-0.0" : "0.0";
+        java.math.BigDecimal v = new java.math.BigDecimal(Double.toString(Math.abs(d))).stripTrailingZeros();
+        if (v.precision() == 2) {   // Java prints at least 2 digits (4.9E-324); Python's shortest may have 1 (5e-324)
+            java.math.BigDecimal one = new java.math.BigDecimal(Math.abs(d)).round(new java.math.MathContext(1, java.math.RoundingMode.HALF_EVEN));
+            if (one.doubleValue() == Math.abs(d)) v = one.stripTrailingZeros();
+        }
+        String digits = v.unscaledValue().toString();
+        int exp = digits.length() - v.scale() - 1;   // value = d.ddd × 10^exp
+        StringBuilder out = new StringBuilder(d < 0 ? "-" : "");
+        if (exp >= -4 && exp < 16) {
+            if (exp < 0) out.append("0.").append("0".repeat(-exp - 1)).append(digits);
+            else if (exp + 1 >= digits.length()) out.append(digits).append("0".repeat(exp + 1 - digits.length())).append(".0");
+            else out.append(digits, 0, exp + 1).append('.').append(digits, exp + 1, digits.length());
+        } else {
+            out.append(digits.charAt(0));
+            if (digits.length() > 1) out.append('.').append(digits, 1, digits.length());
+            out.append('e').append(exp < 0 ? '-' : '+').append(Math.abs(exp) < 10 ? "0" : "").append(Math.abs(exp));
+        }
+        return out.toString();
+    }
 }

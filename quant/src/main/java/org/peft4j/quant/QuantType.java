@@ -51,7 +51,7 @@ public enum QuantType {
         int lo = 0, hi = t.length;
         while (lo < hi) {
             int mid = (lo + hi) >>> 1;
-            if (s >= t[mid]) lo = mid + 1; else hi = mid;
+            if (s > t[mid]) lo = mid + 1; else hi = mid;
         }
         return lo;
     }

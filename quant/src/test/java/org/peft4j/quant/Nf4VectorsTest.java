@@ -76,6 +76,16 @@ class Nf4VectorsTest {
         assertBits("dynamic map unsigned", hexBits(v.get("dynamic_map_unsigned_f32_hex")), DynamicMap.unsigned());
     }
 
+    /// Expected strings printed by CPython's `repr`.
+    @Test
+    void pythonFloatRepr() {
+        double[] v = {1.5e-05, 0.0001, 1e16, 123.0, 1e15, 0.1, -2.5e-07, 0.0, -0.0, 1234567890123456.0, 12345678901234567.0,
+                5e-324, 1.7976931348623157e308, 3.0000001192092896};
+        String[] py = {"1.5e-05", "0.0001", "1e+16", "123.0", "1000000000000000.0", "0.1", "-2.5e-07", "0.0", "-0.0",
+                "1234567890123456.0", "1.2345678901234568e+16", "5e-324", "1.7976931348623157e+308", "3.0000001192092896"};
+        for (int i = 0; i < v.length; i++) assertEquals(py[i], Nf4Tensor.pythonRepr(v[i]), "repr(" + v[i] + ")");
+    }
+
     @Test
     void thresholdTiesGoToTheLowerCodeAndNanToZero() {
         float[] t = QuantType.NF4.thresholds();
@@ -122,6 +132,7 @@ class Nf4VectorsTest {
         assertBits(name + " centered absmax", f32(dq.get("centered_absmax_f32_b64")), centered);
         assertBytes(name + " qabsmax", b64(dq.get("qabsmax_u8_b64")), a.codes());
         assertBits(name + " nested absmax", f32(dq.get("nested_absmax_f32_b64")), a.nestedAbsmax());
+        assertEquals(dq.get("quant_state_json").asText(), nested.quantStateJson("float32"), name + " quant_state JSON");
         assertBits(name + " absmax dequant", f32(dq.get("absmax_dequant_f32_b64")), nested.absmaxValues());
         nested.dequantize(out);
         assertBits(name + " dequant nested", f32(dq.get("dequant_f32_b64")), out);

@@ -20,7 +20,6 @@ public final class StreamDecoder {
 
     /// The text completed by `id`, or "" when it is still pending (an incomplete UTF-8 character).
     public String push(int id) {
-        if (id >= 0) return tokenizer.decode(new int[] {id}, skipSpecial);
         ids = Arrays.copyOf(ids, ids.length + 1);
         ids[ids.length - 1] = id;
         String text = tokenizer.decode(ids, skipSpecial);

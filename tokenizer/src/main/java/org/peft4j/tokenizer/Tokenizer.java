@@ -61,4 +61,7 @@ public sealed interface Tokenizer permits HfTokenizer, SpmTokenizer {
 
     /// A decoder for generation that turns ids, pushed one at a time, into text pieces.
     default StreamDecoder streamDecoder(boolean skipSpecial) { return new StreamDecoder(this, skipSpecial); }
+
+    /// A stream decoder that leaves special tokens out, as chat output wants.
+    default StreamDecoder streamDecoder() { return streamDecoder(true); }
 }

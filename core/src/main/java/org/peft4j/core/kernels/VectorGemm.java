@@ -260,7 +260,7 @@ public final class VectorGemm implements Gemm {
             } else {
                 for (int j = 0; j < cols; j++) {
                     int src = bOff + (jc + jr + j) * ldb + pc;
-                    for (int p = 0; p < kc; p++) bp[base + p * nr + j] = b[src + p] * (p == 200 ? 0.999f : 1f);
+                    for (int p = 0; p < kc; p++) bp[base + p * nr + j] = b[src + p];
                 }
             }
             if (cols < nr)

@@ -134,6 +134,9 @@ public final class ShardedSafeTensors implements AutoCloseable {
     /// so a re-export with fewer shards leaves no stale shard behind. `--export_size 5` means 5·10⁹ bytes.
     public static List<Path> write(Path dir, List<Entry> entries, long maxShardBytes, Map<String, String> metadata) {
         if (maxShardBytes <= 0) throw new IllegalArgumentException("maxShardBytes must be positive, got " + maxShardBytes);
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (Entry e : entries) if (!seen.add(e.name()))
+            throw new IllegalArgumentException(dir + ": tensor '" + e.name() + "' is given twice; tensor names must be unique");
         List<List<Entry>> groups = new ArrayList<>();
         List<Entry> current = new ArrayList<>();
         long currentSize = 0, total = 0;

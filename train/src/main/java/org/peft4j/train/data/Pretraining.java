@@ -10,7 +10,18 @@ import java.util.List;
 public final class Pretraining {
     private Pretraining() {}
 
-    /// @param eosId   [Template#eosId], or for template llama3 the id of `<|end_of_text|>`, as LLaMA-Factory
+    /// The EOS LLaMA-Factory appends to pre-training texts: `<|end_of_text|>` with template llama3, else the template's
+    /// (possibly replaced) EOS, or the tokenizer's when no template is set.
+    public static int eosId(Template template, TextEncoder encoder) {
+        if (template == null) return encoder.eosId();
+        if (template.name().equals("llama3")) {
+            int id = encoder.tokenId("<|end_of_text|>");
+            if (id >= 0) return id;
+        }
+        return template.eosId(encoder);
+    }
+
+    /// @param eosId   from [#eosId(Template, TextEncoder)]
     /// @param addBos  the tokenizer adds BOS (`add_bos_token`, Llama: yes, Qwen: no): with packing the first token of
     ///                every block is overwritten by BOS, without packing each text is prefixed by it
     /// @param packing false: one example per text, truncated to `cutoffLen`

@@ -75,6 +75,7 @@ public final class TrainModel {
     private final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact; // (N, ·)
 
     private float neftuneAlpha;
+    private int Bc;                       // rows of the current batch, ≤ B
     private long seed;
 
     public TrainModel(LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
@@ -191,11 +192,18 @@ public final class TrainModel {
     /// Forward over a (B, T) batch, T ≤ Tmax, with aligned targets (IGNORE = -100; see `CrossEntropy.shiftLabels`).
     /// Returns the sum of the per-token losses. `training` enables dropout and NEFTune; `step` seeds their noise.
     public double forward(int[] tokens, int[] targets, int T, boolean training, long step) {
+        return forward(tokens, targets, B, T, training, step);
+    }
+
+    /// As [#forward(int[], int[], int, boolean, long)] for a batch of `rows` ≤ B sequences (an epoch's last batch).
+    public double forward(int[] tokens, int[] targets, int rows, int T, boolean training, long step) {
+        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
+        this.Bc = rows;
         checkBatch(tokens, targets, T);
-        int N = B * T;
+        int N = Bc * T;
         Embedding.forward(resid[0], tokens, weights.embedTokens, N, C);
         if (training && neftuneAlpha > 0)
-            Neftune.forward(resid[0], B, T, C, neftuneAlpha, true, rng(step, -1, -1));
+            Neftune.forward(resid[0], Bc, T, C, neftuneAlpha, true, rng(step, -1, -1));
         for (int l = 0; l < L; l++) blockForward(l, T, training, step);
         RmsNorm.forward(lnf, rstdf, resid[L], weights.norm, N, C, eps);
         Linear.forward(gemm, logits, lnf, weights.lmHead, null, N, C, V);
@@ -205,7 +213,7 @@ public final class TrainModel {
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
-        int N = B * T;
+        int N = Bc * T;
         CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
         Arrays.fill(dres, 0, N * C, 0f);
         Arrays.fill(dln, 0, N * C, 0f);
@@ -224,14 +232,14 @@ public final class TrainModel {
     /// One block: x = resid[l] → resid[l+1].
     private void blockForward(int l, int T, boolean training, long step) {
         LlamaWeights.Layer w = weights.layers.get(l);
-        int s = checkpointing ? 0 : l, N = B * T;
+        int s = checkpointing ? 0 : l, N = Bc * T;
         RmsNorm.forward(ln1[s], rstd1[s], resid[l], w.inputLayernorm(), N, C, eps);
         linear(l, s, LinearModule.Q_PROJ, q[s], ln1[s], T, training, step);
         linear(l, s, LinearModule.K_PROJ, k[s], ln1[s], T, training, step);
         linear(l, s, LinearModule.V_PROJ, v[s], ln1[s], T, training, step);
-        Rope.forward(q[s], cos, sin, B, T, NH, HS, 0);
-        Rope.forward(k[s], cos, sin, B, T, KVH, HS, 0);
-        Attention.forward(attY[s], att[s], q[s], k[s], v[s], B, T, T, NH, KVH, HS, 0);
+        Rope.forward(q[s], cos, sin, Bc, T, NH, HS, 0);
+        Rope.forward(k[s], cos, sin, Bc, T, KVH, HS, 0);
+        Attention.forward(attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
         linear(l, s, LinearModule.O_PROJ, resid2[s], attY[s], T, training, step);
         add(resid2[s], resid[l], N * C);
         RmsNorm.forward(ln2[s], rstd2[s], resid2[s], w.postAttentionLayernorm(), N, C, eps);
@@ -245,7 +253,7 @@ public final class TrainModel {
     /// The block's forward reversed. On entry dres = dL/d resid[l+1]; on exit dres = dL/d resid[l].
     private void blockBackward(int l, int T) {
         LlamaWeights.Layer w = weights.layers.get(l);
-        int s = checkpointing ? 0 : l, N = B * T;
+        int s = checkpointing ? 0 : l, N = Bc * T;
         // resid[l+1] = resid2 + down(act)
         System.arraycopy(dres, 0, dres2, 0, N * C);
         Arrays.fill(dact, 0, N * F, 0f);
@@ -264,9 +272,9 @@ public final class TrainModel {
         Arrays.fill(dq, 0, N * qDim, 0f);
         Arrays.fill(dk, 0, N * kvDim, 0f);
         Arrays.fill(dv, 0, N * kvDim, 0f);
-        Attention.backward(dq, dk, dv, dattY, att[s], q[s], k[s], v[s], B, T, NH, KVH, HS);
-        Rope.backward(dq, cos, sin, B, T, NH, HS, 0);
-        Rope.backward(dk, cos, sin, B, T, KVH, HS, 0);
+        Attention.backward(dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS);
+        Rope.backward(dq, cos, sin, Bc, T, NH, HS, 0);
+        Rope.backward(dk, cos, sin, Bc, T, KVH, HS, 0);
         Arrays.fill(dln, 0, N * C, 0f);
         linearBackward(l, s, LinearModule.V_PROJ, dln, dv, ln1[s], T);
         linearBackward(l, s, LinearModule.K_PROJ, dln, dk, ln1[s], T);
@@ -277,7 +285,7 @@ public final class TrainModel {
     /// y = x·Wᵀ + b, plus the adapter's s·B·A·drop(x) when the module has one.   y: (N, out)   x: (N, in)
     private void linear(int l, int s, LinearModule m, float[] y, float[] x, int T, boolean training, long step) {
         LlamaWeights.Layer w = weights.layers.get(l);
-        int N = B * T, in = m.in(config), out = m.out(config);
+        int N = Bc * T, in = m.in(config), out = m.out(config);
         Linear.forward(gemm, y, x, m.weight(w), m.bias(w), N, in, out);
         LoraWeights lw = lora == null ? null : lora[l][m.ordinal()];
         if (lw == null) return;
@@ -292,7 +300,7 @@ public final class TrainModel {
     /// Mirrors `linear`: dx += dy·W (+ the adapter's path), and dW, db when the base weight is trained.
     private void linearBackward(int l, int s, LinearModule m, float[] dx, float[] dy, float[] x, int T) {
         LlamaWeights.Layer w = weights.layers.get(l);
-        int N = B * T, in = m.in(config), out = m.out(config);
+        int N = Bc * T, in = m.in(config), out = m.out(config);
         float[] W = m.weight(w);
         float[] dW = gradOf.get(W);
         if (dW != null) {
@@ -323,9 +331,9 @@ public final class TrainModel {
 
     private void checkBatch(int[] tokens, int[] targets, int T) {
         if (T < 1 || T > Tmax) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
-        if (tokens.length < B * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + B * T);
-        if (targets != null && targets.length < B * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + B * T);
-        for (int i = 0; i < B * T; i++)
+        if (tokens.length < Bc * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + Bc * T);
+        if (targets != null && targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
+        for (int i = 0; i < Bc * T; i++)
             if (tokens[i] < 0 || tokens[i] >= V) throw new ConfigException("token id " + tokens[i] + " at position " + i + " is outside the vocabulary [0, " + V + ")");
     }
 

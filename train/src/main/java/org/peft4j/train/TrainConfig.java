@@ -1,0 +1,320 @@
+package org.peft4j.train;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import org.peft4j.core.Peft4jException.ConfigException;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/// The configuration of `peft4j train`: LLaMA-Factory's keys (its `ModelArguments`, `DataArguments`,
+/// `FinetuningArguments` and transformers' `Seq2SeqTrainingArguments`) with their defaults, read from YAML and
+/// overridden by `--key value` flags. One table ([#KEYS]) gives each key's type, default and help; it serves parsing,
+/// `--help` and the saved config. An unknown key is an error naming the nearest known one; a known key peft4j does not
+/// support yet is an error too, never silently ignored.
+public final class TrainConfig {
+    /// How peft4j treats a key.
+    public enum Support { SUPPORTED, IGNORED_WITH_NOTE, UNSUPPORTED }
+
+    public enum Type { STRING, INT, FLOAT, BOOL }
+
+    public record Key(String name, Type type, Object defaultValue, Support support, String help) {}
+
+    public static final Map<String, Key> KEYS = new LinkedHashMap<>();
+
+    private static void key(String name, Type type, Object def, String help) { KEYS.put(name, new Key(name, type, def, Support.SUPPORTED, help)); }
+    private static void noted(String name, Type type, Object def, String help) { KEYS.put(name, new Key(name, type, def, Support.IGNORED_WITH_NOTE, help)); }
+    private static void unsupported(String name, Type type, String help) { KEYS.put(name, new Key(name, type, null, Support.UNSUPPORTED, help)); }
+
+    static {
+        // model
+        key("model_name_or_path", Type.STRING, null, "Model folder (Hugging Face layout) to fine-tune.");
+        key("adapter_name_or_path", Type.STRING, null, "A LoRA adapter (PEFT folder) to continue training from.");
+        noted("trust_remote_code", Type.BOOL, false, "Accepted; peft4j runs no model code from the Hub.");
+        noted("cache_dir", Type.STRING, null, "Accepted; see HF_HOME for the Hub cache.");
+        // method
+        key("stage", Type.STRING, "sft", "Training stage: sft (supervised) or pt (continued pre-training).");
+        key("do_train", Type.BOOL, true, "Run training.");
+        key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
+        key("lora_rank", Type.INT, 8, "LoRA rank r.");
+        key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
+        key("lora_dropout", Type.FLOAT, 0.0, "Dropout on the LoRA input.");
+        key("lora_target", Type.STRING, "all", "Comma-separated module names (q_proj,v_proj,...) or all.");
+        key("use_rslora", Type.BOOL, false, "Scale adapters by alpha/sqrt(r) (rank-stabilised LoRA).");
+        key("use_dora", Type.BOOL, false, "Weight-decomposed LoRA (DoRA).");
+        key("loraplus_lr_ratio", Type.FLOAT, null, "LoRA+: learning rate of B = ratio * learning_rate.");
+        key("freeze_trainable_layers", Type.INT, 2, "Freeze tuning: train the last n layers (first |n| if negative).");
+        key("freeze_trainable_modules", Type.STRING, "all", "Freeze tuning: modules of the trainable layers (all, mlp, self_attn).");
+        key("neftune_noise_alpha", Type.FLOAT, null, "NEFTune noise alpha on the input embeddings (training only).");
+        key("gradient_checkpointing", Type.BOOL, false, "Recompute each block in backward to save activation memory.");
+        unsupported("pissa_init", Type.BOOL, "PiSSA initialisation is not supported yet.");
+        unsupported("quantization_bit", Type.INT, "QLoRA (quantization_bit 4) is not supported yet.");
+        unsupported("additional_target", Type.STRING, "modules_to_save is not supported yet.");
+        // data
+        key("dataset", Type.STRING, null, "Dataset names from dataset_info.json, comma-separated.");
+        key("eval_dataset", Type.STRING, null, "Validation dataset names (instead of val_size).");
+        key("dataset_dir", Type.STRING, "data", "Folder with dataset_info.json.");
+        key("template", Type.STRING, "default", "Prompt template name (default, empty, alpaca, vicuna, chatml, llama2, llama3, qwen, mistral) or 'model' for the model's own chat template.");
+        key("cutoff_len", Type.INT, 2048, "Maximum tokens per example.");
+        key("max_samples", Type.INT, null, "Use at most this many examples of each dataset.");
+        key("val_size", Type.FLOAT, 0.0, "Validation split: a fraction (<1) or a count.");
+        key("train_on_prompt", Type.BOOL, false, "Also compute the loss on prompts.");
+        key("mask_history", Type.BOOL, false, "Train only on the last turn of each conversation.");
+        key("packing", Type.BOOL, null, "Pack examples into cutoff_len blocks (default: true for pt, false for sft).");
+        key("default_system", Type.STRING, null, "Override the template's default system prompt.");
+        noted("overwrite_cache", Type.BOOL, false, "Accepted; peft4j keeps no dataset cache.");
+        noted("preprocessing_num_workers", Type.INT, null, "Accepted; preprocessing runs in-process.");
+        noted("dataloader_num_workers", Type.INT, 0, "Accepted; batches are formed in-process.");
+        noted("streaming", Type.BOOL, false, "Accepted only as false.");
+        // output
+        key("output_dir", Type.STRING, null, "Where the adapter, checkpoints, logs and plots go.");
+        key("overwrite_output_dir", Type.BOOL, false, "Allow writing into a non-empty output_dir.");
+        key("logging_steps", Type.INT, 10, "Log every n optimizer steps.");
+        key("save_steps", Type.INT, 500, "Save a checkpoint every n optimizer steps (0 = never).");
+        key("save_total_limit", Type.INT, null, "Keep at most n checkpoints.");
+        key("plot_loss", Type.BOOL, false, "Draw training_loss.png (and training_eval_loss.png).");
+        key("resume_from_checkpoint", Type.STRING, null, "A checkpoint folder, or 'true'/'last' for the last one in output_dir.");
+        noted("report_to", Type.STRING, "none", "Accepted; metrics go to trainer_log.jsonl.");
+        noted("save_only_model", Type.BOOL, false, "Accepted; checkpoints always hold what resuming needs.");
+        noted("run_name", Type.STRING, null, "Accepted.");
+        // optimisation
+        key("per_device_train_batch_size", Type.INT, 8, "Sequences per micro-batch.");
+        key("per_device_eval_batch_size", Type.INT, 8, "Sequences per evaluation batch.");
+        key("gradient_accumulation_steps", Type.INT, 1, "Micro-batches per optimizer step.");
+        key("learning_rate", Type.FLOAT, 5e-5, "Peak learning rate.");
+        key("num_train_epochs", Type.FLOAT, 3.0, "Epochs (fractions allowed).");
+        key("max_steps", Type.INT, -1, "Optimizer steps; overrides num_train_epochs when > 0.");
+        key("lr_scheduler_type", Type.STRING, "linear", "linear, cosine, cosine_with_restarts, polynomial, constant, constant_with_warmup.");
+        key("warmup_steps", Type.INT, 0, "Linear warm-up steps.");
+        key("warmup_ratio", Type.FLOAT, 0.0, "Warm-up as a fraction of all steps (when warmup_steps is 0).");
+        key("max_grad_norm", Type.FLOAT, 1.0, "Clip the global gradient norm (0 = off).");
+        key("weight_decay", Type.FLOAT, 0.0, "Decoupled weight decay (AdamW).");
+        key("adam_beta1", Type.FLOAT, 0.9, "AdamW beta1.");
+        key("adam_beta2", Type.FLOAT, 0.999, "AdamW beta2.");
+        key("adam_epsilon", Type.FLOAT, 1e-8, "AdamW epsilon.");
+        key("optim", Type.STRING, "adamw_torch", "adamw_torch or sgd.");
+        key("seed", Type.INT, 42, "Seed for initialisation, shuffling, dropout and NEFTune.");
+        key("eval_strategy", Type.STRING, "no", "no, steps or epoch.");
+        key("eval_steps", Type.INT, null, "Evaluate every n steps (default: logging_steps) when eval_strategy is steps.");
+        KEYS.put("evaluation_strategy", new Key("evaluation_strategy", Type.STRING, null, Support.SUPPORTED, "Old name of eval_strategy."));
+        key("do_eval", Type.BOOL, false, "Evaluate at the end of training.");
+        noted("fp16", Type.BOOL, false, "Mixed precision in LLaMA-Factory; peft4j computes in float32 on the CPU (weights may be stored in bf16/f16).");
+        noted("bf16", Type.BOOL, false, "Mixed precision in LLaMA-Factory; peft4j computes in float32 on the CPU (weights may be stored in bf16/f16).");
+        noted("ddp_timeout", Type.INT, null, "Accepted; peft4j trains on one machine.");
+        noted("flash_attn", Type.STRING, "auto", "Accepted; peft4j has its own attention kernel.");
+        // peft4j
+        key("threads", Type.INT, null, "Worker threads (default: all cores).");
+        key("gemm", Type.STRING, "auto", "Matrix-product backend: auto, java, openblas or scalar.");
+    }
+
+    private final Map<String, Object> values = new LinkedHashMap<>();
+    private final List<String> notes = new ArrayList<>();
+
+    private TrainConfig() {
+        for (Key k : KEYS.values()) values.put(k.name, k.defaultValue);
+    }
+
+    /// The defaults, then the YAML file (may be null), then the flags (`--key value`, `--key=value`, bare `--flag`).
+    public static TrainConfig load(Path yaml, List<String> flags) {
+        TrainConfig c = new TrainConfig();
+        if (yaml != null) c.applyYaml(yaml);
+        c.applyFlags(flags);
+        c.validate();
+        return c;
+    }
+
+    private void applyYaml(Path yaml) {
+        JsonNode root;
+        try {
+            root = new ObjectMapper(new YAMLFactory()).readTree(Files.readString(yaml));
+        } catch (JsonProcessingException e) {
+            var loc = e.getLocation();
+            throw new ConfigException(yaml + (loc != null ? ":" + loc.getLineNr() + ":" + loc.getColumnNr() : "")
+                    + ": malformed YAML: " + e.getOriginalMessage());
+        } catch (IOException e) {
+            throw new ConfigException("cannot read " + yaml + ": " + e.getMessage(), e);
+        }
+        if (root == null || root.isNull()) return;
+        if (!root.isObject()) throw new ConfigException(yaml + ": expected a mapping of keys to values at the top level");
+        for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
+            var e = it.next();
+            JsonNode v = e.getValue();
+            String text = v.isNull() ? null : v.isArray() ? join(v) : v.asText();
+            set(e.getKey(), text, yaml.toString());
+        }
+    }
+
+    private static String join(JsonNode arr) {
+        List<String> parts = new ArrayList<>();
+        arr.forEach(x -> parts.add(x.asText()));
+        return String.join(",", parts);
+    }
+
+    private void applyFlags(List<String> flags) {
+        for (int i = 0; i < flags.size(); i++) {
+            String f = flags.get(i);
+            if (!f.startsWith("--")) throw new ConfigException("unexpected argument '" + f + "'; flags look like --learning_rate 1e-4");
+            String name = f.substring(2), value;
+            int eq = name.indexOf('=');
+            if (eq >= 0) { value = name.substring(eq + 1); name = name.substring(0, eq); }
+            else if (i + 1 < flags.size() && !flags.get(i + 1).startsWith("--")) value = flags.get(++i);
+            else {
+                Key k = KEYS.get(name.replace('-', '_'));
+                if (k != null && k.type != Type.BOOL) throw new ConfigException("flag --" + name + " needs a value");
+                value = "true";
+            }
+            set(name.replace('-', '_'), value, "command line");
+        }
+    }
+
+    private void set(String name, String text, String where) {
+        Key k = KEYS.get(name);
+        if (k == null) {
+            throw new ConfigException(where + ": unknown key '" + name + "'" + suggestion(name)
+                    + "; run 'peft4j train --help-keys' for the list");
+        }
+        if (k.support == Support.UNSUPPORTED && text != null && !text.equals("false") && !text.equals("null"))
+            throw new ConfigException(where + ": '" + name + "' is a LLaMA-Factory key that peft4j does not support yet (" + k.help + ")");
+        if (k.support == Support.IGNORED_WITH_NOTE && text != null && !text.equals(String.valueOf(k.defaultValue)))
+            notes.add(name + "=" + text + ": " + k.help);
+        if (name.equals("evaluation_strategy")) name = "eval_strategy";
+        values.put(name, text == null ? null : parse(KEYS.get(name), text, where));
+    }
+
+    private static Object parse(Key k, String text, String where) {
+        try {
+            return switch (k.type) {
+                case STRING -> text;
+                case INT -> {
+                    double d = Double.parseDouble(text);
+                    if (d != Math.rint(d)) throw new NumberFormatException();
+                    yield (int) d;
+                }
+                case FLOAT -> Double.parseDouble(text);
+                case BOOL -> switch (text.toLowerCase()) {
+                    case "true", "yes", "1" -> true;
+                    case "false", "no", "0" -> false;
+                    default -> throw new NumberFormatException();
+                };
+            };
+        } catch (NumberFormatException e) {
+            throw new ConfigException(where + ": '" + k.name + "' must be " + switch (k.type) {
+                case INT -> "an integer";
+                case FLOAT -> "a number";
+                case BOOL -> "true or false";
+                case STRING -> "a string";
+            } + ", got '" + text + "'");
+        }
+    }
+
+    /// " (did you mean 'x'?)" for the nearest key by edit distance, or "".
+    static String suggestion(String name) {
+        String best = null;
+        int bestD = Integer.MAX_VALUE;
+        for (String k : KEYS.keySet()) {
+            int d = editDistance(name, k);
+            if (d < bestD) { bestD = d; best = k; }
+        }
+        return best != null && bestD <= Math.max(3, name.length() / 3) ? " (did you mean '" + best + "'?)" : "";
+    }
+
+    static int editDistance(String a, String b) {
+        int[] prev = new int[b.length() + 1], cur = new int[b.length() + 1];
+        for (int j = 0; j <= b.length(); j++) prev[j] = j;
+        for (int i = 1; i <= a.length(); i++) {
+            cur[0] = i;
+            for (int j = 1; j <= b.length(); j++)
+                cur[j] = Math.min(Math.min(cur[j - 1] + 1, prev[j] + 1), prev[j - 1] + (a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1));
+            int[] t = prev; prev = cur; cur = t;
+        }
+        return prev[b.length()];
+    }
+
+    private void validate() {
+        require("model_name_or_path");
+        require("output_dir");
+        String stage = str("stage");
+        if (!stage.equals("sft") && !stage.equals("pt"))
+            throw new ConfigException("stage '" + stage + "' is not supported; use sft or pt (rm, ppo, dpo and kto are not available yet)");
+        if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
+        String ft = str("finetuning_type");
+        if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
+        if (i("lora_rank") < 1) throw new ConfigException("lora_rank must be >= 1, got " + i("lora_rank"));
+        double p = d("lora_dropout");
+        if (p < 0 || p >= 1) throw new ConfigException("lora_dropout must be in [0, 1), got " + p);
+        if (i("cutoff_len") < 2) throw new ConfigException("cutoff_len must be >= 2, got " + i("cutoff_len"));
+        if (i("per_device_train_batch_size") < 1 || i("gradient_accumulation_steps") < 1)
+            throw new ConfigException("per_device_train_batch_size and gradient_accumulation_steps must be >= 1");
+        if (d("learning_rate") <= 0) throw new ConfigException("learning_rate must be > 0, got " + d("learning_rate"));
+        String opt = str("optim");
+        if (!opt.equals("adamw_torch") && !opt.equals("adamw_hf") && !opt.equals("sgd"))
+            throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch or sgd");
+        if (!List.of("no", "steps", "epoch").contains(str("eval_strategy")))
+            throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
+        if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
+    }
+
+    private void require(String k) {
+        if (values.get(k) == null) throw new ConfigException("'" + k + "' is required (" + KEYS.get(k).help + ")");
+    }
+
+    public String str(String k) { return (String) get(k); }
+    public int i(String k) { return (Integer) get(k); }
+    public double d(String k) { return ((Number) get(k)).doubleValue(); }
+    public boolean b(String k) { return (Boolean) get(k); }
+    public Integer optInt(String k) { return (Integer) get(k); }
+    public Double optDouble(String k) { Object o = get(k); return o == null ? null : ((Number) o).doubleValue(); }
+    public Boolean optBool(String k) { return (Boolean) get(k); }
+
+    private Object get(String k) {
+        if (!KEYS.containsKey(k)) throw new IllegalArgumentException("no config key " + k);
+        return values.get(k);
+    }
+
+    /// Overrides one value programmatically (validated like a flag).
+    public TrainConfig with(String key, Object value) {
+        set(key, value == null ? null : String.valueOf(value), "override");
+        return this;
+    }
+
+    /// Notes about accepted keys that peft4j treats differently (fp16/bf16, ...), for the start-up banner.
+    public List<String> notes() { return notes; }
+
+    /// The resolved configuration, every key with its value, as pretty JSON (saved in output_dir).
+    public String toJson() {
+        try {
+            return new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(values);
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    /// The keys that differ from their defaults, for the start-up banner.
+    public Map<String, Object> changed() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        for (Key k : KEYS.values()) {
+            Object v = values.get(k.name);
+            if (v == null ? k.defaultValue != null : !v.equals(k.defaultValue)) m.put(k.name, v);
+        }
+        return m;
+    }
+
+    /// A table of every key for `--help-keys`.
+    public static String keyTable() {
+        StringBuilder sb = new StringBuilder();
+        for (Key k : KEYS.values()) {
+            String tag = switch (k.support) { case SUPPORTED -> ""; case IGNORED_WITH_NOTE -> " [accepted, see note]"; case UNSUPPORTED -> " [not supported yet]"; };
+            sb.append(String.format("  %-30s %-6s default %-10s %s%s%n", k.name, k.type.name().toLowerCase(), k.defaultValue, k.help, tag));
+        }
+        return sb.toString();
+    }
+}
