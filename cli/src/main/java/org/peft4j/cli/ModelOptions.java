@@ -1,0 +1,46 @@
+package org.peft4j.cli;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Gemms;
+import org.peft4j.core.Parallel;
+import org.peft4j.core.Peft4jException.ConfigException;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/// Options shared by commands that load a model: the folder, threads and the matrix-product backend.
+final class ModelOptions {
+    @Option(names = {"--model", "-m"}, paramLabel = "DIR",
+            description = "Hugging Face model folder (default: the bundled TinyStories-656K).")
+    Path model;
+
+    @Option(names = "--threads", paramLabel = "N", description = "Worker threads (default: all cores).")
+    Integer threads;
+
+    @Option(names = "--gemm", paramLabel = "MODE", defaultValue = "auto",
+            description = "Matrix products: auto (calibrated), java, openblas or scalar (default: ${DEFAULT-VALUE}).")
+    String gemm;
+
+    /// The model folder: --model, else the bundled default model.
+    Path modelDir() {
+        Path p = model != null ? model : defaultModel();
+        if (!Files.isDirectory(p))
+            throw new ConfigException("model folder " + p + " does not exist; pass --model DIR with a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)");
+        return p;
+    }
+
+    static Path defaultModel() {
+        String home = System.getProperty("peft4j.home", ".");
+        return Path.of(home, "models", "tinystories-656k");
+    }
+
+    /// Applies --threads and returns the selected backend.
+    Gemm setup() {
+        if (threads != null) {
+            if (threads < 1) throw new ConfigException("--threads must be >= 1, got " + threads);
+            Parallel.setThreads(threads);
+        }
+        return Gemms.get(gemm);
+    }
+}

@@ -1,0 +1,121 @@
+package org.peft4j.model.adapter;
+
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.lora.PeftAdapter;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+
+/// A PEFT LoRA/DoRA adapter read from a directory and checked against one base model's config: target module names,
+/// layer indices, and every tensor's in/out sizes. Immutable; the state of using it (which adapter is active, DoRA's
+/// weight norms, scratch buffers, merging) is [AdapterSet]'s. File format and math: [PeftAdapter], specs §2.
+public final class LoadedAdapter {
+    /// One adapted linear layer: A (r, in), B (out, r), DoRA magnitude (out) or null; `scaling` after rank/alpha patterns.
+    public record Module(int layer, Projection projection, LoraWeights weights, float scaling) {}
+
+    /// The name it is registered and selected under.
+    public final String name;
+    /// Where it came from (its directory), for messages.
+    public final String source;
+    /// The config and tensors as read.
+    public final PeftAdapter peft;
+    /// The base model's config it was checked against.
+    public final LlamaConfig base;
+    private final Module[][] modules;   // (L)(7) by Projection ordinal; null where not adapted
+    private final List<Module> list;    // the non-null ones, by layer then projection
+    private final int maxRank, maxOut;
+
+    private LoadedAdapter(String name, String source, PeftAdapter peft, LlamaConfig base, Module[][] modules) {
+        this.name = name; this.source = source; this.peft = peft; this.base = base; this.modules = modules;
+        List<Module> l = new ArrayList<>();
+        for (Module[] layer : modules) for (Module m : layer) if (m != null) l.add(m);
+        this.list = Collections.unmodifiableList(l);
+        this.maxRank = l.stream().mapToInt(m -> m.weights().r()).max().orElse(0);
+        this.maxOut = l.stream().mapToInt(m -> m.weights().out()).max().orElse(0);
+    }
+
+    /// Reads `dir` ([PeftAdapter#read]) and checks it against `base`.
+    public static LoadedAdapter read(String name, Path dir, LlamaConfig base) {
+        return of(name, dir.toString(), PeftAdapter.read(dir), base);
+    }
+
+    /// Checks an adapter already in memory against `base`; `source` names it in messages.
+    public static LoadedAdapter of(String name, String source, PeftAdapter peft, LlamaConfig base) {
+        if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
+        int L = base.numHiddenLayers();
+        String model = base.architecture().modelType() + " model (" + L + " layers, hidden size " + base.hiddenSize() + ")";
+        if (peft.weights().isEmpty()) throw new ConfigException("adapter " + source + " holds no LoRA tensors; its adapter_model.safetensors is empty");
+
+        Module[][] modules = new Module[L][Projection.values().length];
+        int adapterLayers = 0;
+        for (var e : peft.weights().entrySet()) {
+            PeftAdapter.Target t = e.getKey();
+            LoraWeights w = e.getValue();
+            adapterLayers = Math.max(adapterLayers, t.layer() + 1);
+            Projection p = Projection.of(t.module());
+            if (t.layer() >= L)
+                throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' is for layer " + t.layer()
+                        + ": the adapter was trained for a model with at least " + (t.layer() + 1) + " layers, the " + model
+                        + " has " + L + "; load it on the base model it was trained for" + trainedOn(peft));
+            if (w.in() != p.in(base))
+                throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' has shape [" + w.r() + ", " + w.in()
+                        + "], expected [" + w.r() + ", " + p.in(base) + "]: the adapter was trained for " + p.inName() + " " + w.in()
+                        + ", the model has " + p.in(base) + "; load it on the base model it was trained for" + trainedOn(peft));
+            if (w.out() != p.out(base))
+                throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.B) + "' has shape [" + w.out() + ", " + w.r()
+                        + "], expected [" + p.out(base) + ", " + w.r() + "]: the adapter was trained for " + p.outName() + " " + w.out()
+                        + ", the model has " + p.out(base) + "; load it on the base model it was trained for" + trainedOn(peft));
+            if (!peft.config().targets(t.path()) || !peft.config().transformsLayer(t.layer()))
+                throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' adapts " + t.path()
+                        + ", which adapter_config.json does not target (target_modules " + peft.config().targetModules()
+                        + ", layers_to_transform " + peft.config().layersToTransform() + "); the two files do not belong together");
+            modules[t.layer()][p.ordinal()] = new Module(t.layer(), p, w, (float) peft.config().scaling(t.path()));
+        }
+        for (String t : peft.config().targetModules()) {
+            boolean any = false;
+            for (int l = 0; l < L && !any; l++)     // PEFT's list rule: N == T or N ends with "." + T
+                for (Projection p : Projection.values()) {
+                    String path = new PeftAdapter.Target(l, p.module).path();
+                    if (path.equals(t) || path.endsWith("." + t)) any = true;
+                }
+            if (!any) throw new ConfigException("adapter " + source + ": target_modules entry '" + t + "' names no linear layer of this " + model
+                    + "; Llama layers are " + Arrays.stream(Projection.values()).map(p -> p.module).toList() + ": the adapter was trained for another architecture");
+        }
+        for (int l = 0; l < L; l++)
+            for (Projection p : Projection.values()) {
+                PeftAdapter.Target t = new PeftAdapter.Target(l, p.module);
+                if (modules[l][p.ordinal()] == null && peft.config().targets(t.path()) && peft.config().transformsLayer(l))
+                    throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' is missing although target_modules includes "
+                            + p.module + (l >= adapterLayers ? ": the adapter has layers 0.." + (adapterLayers - 1) + " only, so it was trained for a model with "
+                            + adapterLayers + " layers, the " + model + " has " + L + "; load it on the base model it was trained for" + trainedOn(peft)
+                            : "; the adapter file is incomplete"));
+            }
+        return new LoadedAdapter(name, source, peft, base, modules);
+    }
+
+    private static String trainedOn(PeftAdapter peft) {
+        return peft.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + peft.baseModelNameOrPath() + ")";
+    }
+
+    /// The adapter of one linear layer, or null when that layer is not adapted.
+    public Module module(int layer, Projection p) { return modules[layer][p.ordinal()]; }
+
+    /// Every adapted layer, by layer then projection.
+    public List<Module> modules() { return list; }
+
+    /// Whether it is DoRA (a magnitude vector per module).
+    public boolean dora() { return peft.config().useDora(); }
+
+    /// The largest r over its modules: the width of the h = x·Aᵀ scratch.
+    public int maxRank() { return maxRank; }
+
+    /// The largest out size over its modules: the width of DoRA's u scratch.
+    public int maxOut() { return maxOut; }
+
+    @Override public String toString() { return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")"; }
+}
