@@ -4,12 +4,17 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.adapter.AdapterSet;
+import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.adapter.Projection;
 import org.peft4j.model.layers.Attention;
 import org.peft4j.model.layers.Embedding;
 import org.peft4j.model.layers.Linear;
 import org.peft4j.model.layers.RmsNorm;
 import org.peft4j.model.layers.Rope;
 import org.peft4j.model.layers.SwiGlu;
+
+import java.nio.file.Path;
 
 /// The inference forward pass of a Llama-family decoder (Llama, Qwen2, Mistral): embeddings, L blocks of
 /// `h = x + o_proj(Attn(RoPE(q), RoPE(k), v))` over RMSNorm'd input and `x = h + down(silu(gate)·up)`, final RMSNorm,
@@ -19,21 +24,46 @@ import org.peft4j.model.layers.SwiGlu;
 /// Memory: a `KvCache` (B, capacity) and an `Activations` (B, Tmax) are allocated once; `forward` writes into them and
 /// allocates nothing itself except for T > 1 (prefill), where `Attention.forward` takes a capacity-long row per head.
 /// The decode step (T = 1) allocates no arrays.
+///
+/// LoRA/DoRA adapters (PEFT directories) are registered in [#adapters] and applied unmerged after each targeted
+/// Linear: [#useAdapter] switches between them, or back to the base, without touching the base weights. [#merge]
+/// instead writes one into the base weights in place. The base-only forward is thread-safe across separate caches
+/// and activations; with an adapter active, run one forward at a time (the adapter scratch is the model's).
 public final class LlamaModel {
     public final LlamaConfig config;
     public final LlamaWeights weights;
     private final Gemm gemm;
+    private final AdapterSet adapters;
 
     public LlamaModel(LlamaWeights weights, Gemm gemm) {
         this.config = weights.config; this.weights = weights; this.gemm = gemm;
+        this.adapters = new AdapterSet(weights, gemm);
     }
 
     public Gemm gemm() { return gemm; }
+
+    /// The adapters registered over these base weights: `adapters().load(name, dir)` reads and checks a PEFT adapter.
+    public AdapterSet adapters() { return adapters; }
+
+    /// Reads the PEFT adapter in `dir`, checks it against this model's config, and registers it as `name`.
+    public LoadedAdapter loadAdapter(String name, Path dir) { return adapters.load(name, dir); }
+
+    /// Applies adapter `name` (unmerged) in every following forward, or none (the base model) for null.
+    public void useAdapter(String name) { adapters.use(name); }
+
+    /// Writes adapter `name` into the base weights in place (W0 + s·B·A; DoRA its merge) and deactivates the unmerged
+    /// one. **Mutates `weights`' arrays**, shared with every model over the same `LlamaWeights`; [#unmerge] restores
+    /// them within float rounding. For a merged export that leaves the base alone, see [AdapterSet#mergedCopy].
+    public void merge(String name) { adapters.merge(name); }
+
+    /// Undoes [#merge], restoring the base weights within float rounding.
+    public void unmerge() { adapters.unmerge(); }
 
     public KvCache newCache(int B, int capacity) { return new KvCache(config, B, capacity); }
 
     public Activations newActivations(int B, int Tmax, KvCache cache) {
         if (cache.B != B) throw new ConfigException("activations for B " + B + " do not match a cache for B " + cache.B);
+        adapters.plan(B * Tmax);
         return new Activations(config, B, Tmax, cache.capacity);
     }
 
@@ -52,14 +82,18 @@ public final class LlamaModel {
         float eps = (float) c.rmsNormEps();
         check(logits, tokens, B, T, pos0, cache, a, allPositions);
 
+        AdapterSet ad = adapters;   // ad.forward adds the active adapter's delta after a Linear, if any
         Embedding.forward(a.x, tokens, weights.embedTokens, N, C);
         for (int l = 0; l < c.numHiddenLayers(); l++) {
             LlamaWeights.Layer w = weights.layers.get(l);
             float[] kCache = cache.k[l], vCache = cache.v[l];
             RmsNorm.forward(a.xn, null, a.x, w.inputLayernorm(), N, C, eps);
             Linear.forward(gemm, a.q, a.xn, w.wq(), w.bq(), N, C, qDim);
+            ad.forward(a.q, a.xn, l, Projection.Q_PROJ, N);
             Linear.forward(gemm, a.k, a.xn, w.wk(), w.bk(), N, C, kvDim);
+            ad.forward(a.k, a.xn, l, Projection.K_PROJ, N);
             Linear.forward(gemm, a.v, a.xn, w.wv(), w.bv(), N, C, kvDim);
+            ad.forward(a.v, a.xn, l, Projection.V_PROJ, N);
             Rope.forward(a.q, cache.cos, cache.sin, B, T, NH, HS, pos0);
             Rope.forward(a.k, cache.cos, cache.sin, B, T, KVH, HS, pos0);
             for (int b = 0; b < B; b++) {
@@ -69,13 +103,17 @@ public final class LlamaModel {
             }
             Attention.forward(a.att, T == 1 ? a.probs : null, a.q, kCache, vCache, B, T, Tcap, NH, KVH, HS, pos0);
             Linear.forward(gemm, a.proj, a.att, w.wo(), w.bo(), N, qDim, C);
+            ad.forward(a.proj, a.att, l, Projection.O_PROJ, N);
             add(a.x, a.proj, N * C);
 
             RmsNorm.forward(a.xn, null, a.x, w.postAttentionLayernorm(), N, C, eps);
             Linear.forward(gemm, a.gate, a.xn, w.wGate(), w.bGate(), N, C, F);
+            ad.forward(a.gate, a.xn, l, Projection.GATE_PROJ, N);
             Linear.forward(gemm, a.up, a.xn, w.wUp(), w.bUp(), N, C, F);
+            ad.forward(a.up, a.xn, l, Projection.UP_PROJ, N);
             SwiGlu.forward(a.gate, a.gate, a.up, N * F);
             Linear.forward(gemm, a.proj, a.gate, w.wDown(), w.bDown(), N, F, C);
+            ad.forward(a.proj, a.gate, l, Projection.DOWN_PROJ, N);
             add(a.x, a.proj, N * C);
         }
         if (allPositions) {

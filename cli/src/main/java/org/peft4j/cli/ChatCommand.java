@@ -1,0 +1,59 @@
+package org.peft4j.cli;
+
+import org.peft4j.template.ChatMessage;
+import org.peft4j.template.ChatTemplate;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/// `peft4j chat`: a conversation through the model's chat template (or a plain fallback). In a terminal it prompts;
+/// with piped stdin each line is one user turn and only the answers are printed, one per line.
+@Command(name = "chat", mixinStandardHelpOptions = true, description = "Chat with a model (interactive, or one turn per stdin line).")
+final class ChatCommand implements Callable<Integer> {
+    @Mixin ModelOptions modelOptions;
+    @Mixin SamplingOptions sampling;
+
+    @Option(names = "--system", paramLabel = "TEXT", description = "System prompt.") String system;
+
+    @Option(names = "--adapter", paramLabel = "DIR", description = "A LoRA adapter (PEFT folder) to apply.") Path adapter;
+
+    @Override
+    public Integer call() throws Exception {
+        Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
+        if (adapter != null) Adapters.apply(s, adapter);
+        Path tc = s.dir.resolve("tokenizer_config.json");
+        ChatTemplate template = s.tokenizer.config().chatTemplate() != null && Files.exists(tc)
+                ? ChatTemplate.fromTokenizerConfig(tc) : ChatTemplate.plain();
+        boolean plain = s.tokenizer.config().chatTemplate() == null;
+        List<String> stops = new ArrayList<>(sampling.stop);
+        if (plain) stops.add("\nUser:");
+        boolean interactive = System.console() != null;
+        List<ChatMessage> messages = new ArrayList<>();
+        if (system != null) messages.add(ChatMessage.system(system));
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        if (interactive) System.err.println("peft4j chat: " + s.dir + (plain ? " (no chat template: plain 'User:/Assistant:' format)" : "") + ". Ctrl-D to quit.");
+        while (true) {
+            if (interactive) { System.err.print("> "); System.err.flush(); }
+            String line = in.readLine();
+            if (line == null) break;
+            if (line.isBlank()) continue;
+            messages.add(ChatMessage.user(line));
+            String prompt = template.render(messages, true);
+            // The template writes BOS itself when the model has one; add it only for the plain fallback.
+            int[] ids = s.tokenizer.encode(prompt, plain);
+            String answer = s.complete(ids, sampling.sampler(s.generation), sampling.maxNewTokens, sampling.seed, stops, System.out);
+            System.out.println();
+            messages.add(ChatMessage.assistant(answer.strip()));
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,223 @@
+package org.peft4j.model.adapter;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.llama.LayerTensor;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.lora.DoraLinear;
+import org.peft4j.model.lora.LoraLinear;
+import org.peft4j.model.lora.LoraWeights;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/// The adapters registered over one base model's weights, and the two ways of using one:
+/// - unmerged ([#use], then [#forward] after each base Linear): y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ, or DoRA's
+///   g⊙(x·(W0 + s·B·A)ᵀ) + b with g = m/‖W0 + s·B·A‖ per output row. Switching costs nothing; the base is untouched.
+/// - merged ([#merge] / [#unmerge]): W0 + s·B·A (DoRA: g·(W0 + s·B·A)) written into the base arrays in place.
+///
+/// Owns the adapter path's scratch, planned per (B, Tmax) by [#plan]: h (N, r) and DoRA's u (N, out); the decode
+/// step allocates nothing. DoRA's norms ‖W0 + s·B·A‖ are computed on an adapter's first activation and kept.
+/// Not thread-safe: while an adapter is active, run one forward at a time (the scratch is shared).
+/// Math: [LoraLinear], [DoraLinear]; reference PEFT `tuners/lora/layer.py`, `dora.py` (specs §2.3, §2.4).
+public final class AdapterSet {
+    private static final int P = Projection.values().length;
+
+    private final LlamaWeights base;
+    private final Gemm gemm;
+    private final Map<String, Entry> entries = new LinkedHashMap<>();
+    private Entry active;               // null: the base model
+    private Merged merged;              // the adapter written into the base weights, or null
+    private int rowsPlanned;            // the largest N = B·Tmax planned for
+    private float[] h = new float[0];   // (N, max r) h = x·Aᵀ
+    private float[] u = new float[0];   // (N, max out) DoRA's u = x·Vᵀ; empty without DoRA adapters
+
+    private static final class Entry {
+        final LoadedAdapter adapter;
+        float[][][] norm;               // (L)(7)(out) DoRA ‖W0 + s·B·A‖ per row, from the first activation; null before
+        Entry(LoadedAdapter adapter) { this.adapter = adapter; }
+    }
+
+    /// An adapter merged in place, with what unmerging needs. factor: (L)(7)(out) DoRA's m/‖V‖, null for LoRA modules.
+    private record Merged(LoadedAdapter adapter, float[][][] factor) {}
+
+    public AdapterSet(LlamaWeights base, Gemm gemm) { this.base = base; this.gemm = gemm; }
+
+    // ---------------------------------------------------------------- registry
+
+    /// Reads the PEFT adapter in `dir`, checks it against the base config, and registers it as `name`.
+    public LoadedAdapter load(String name, Path dir) {
+        LoadedAdapter a = LoadedAdapter.read(name, dir, base.config);
+        register(a);
+        return a;
+    }
+
+    /// Registers an adapter checked against this base's config; grows the scratch for it to the rows planned so far.
+    public void register(LoadedAdapter a) {
+        if (!a.base.equals(base.config))
+            throw new ConfigException(a + " was checked against a different base config; load it with this model's config");
+        if (entries.containsKey(a.name))
+            throw new ConfigException("an adapter named '" + a.name + "' is already registered (" + entries.get(a.name).adapter.source + "); pick another name or remove it first");
+        entries.put(a.name, new Entry(a));
+        grow();
+    }
+
+    /// Unregisters `name`; it must be neither active nor merged.
+    public void remove(String name) {
+        Entry e = entry(name);
+        if (e == active) throw new ConfigException("adapter '" + name + "' is active; switch to another (or the base, null) before removing it");
+        if (merged != null && merged.adapter == e.adapter) throw new ConfigException("adapter '" + name + "' is merged into the base weights; unmerge it before removing it");
+        entries.remove(name);
+    }
+
+    public LoadedAdapter get(String name) { return entry(name).adapter; }
+
+    /// Registered names, in registration order.
+    public List<String> names() { return new ArrayList<>(entries.keySet()); }
+
+    // ---------------------------------------------------------------- unmerged use
+
+    /// Makes `name` the adapter applied by [#forward], or the base model for null. Not allowed while one is merged.
+    /// A DoRA adapter's weight norms are computed here on its first activation, from the (unmerged) base weights.
+    public void use(String name) {
+        if (name == null) { active = null; return; }
+        Entry e = entry(name);
+        if (merged != null)
+            throw new ConfigException("adapter '" + merged.adapter.name + "' is merged into the base weights; unmerge() it before using adapter '" + name + "' unmerged");
+        if (e.adapter.dora() && e.norm == null) e.norm = norms(e.adapter);
+        active = e;
+    }
+
+    /// The active adapter, or null for the base model.
+    public LoadedAdapter active() { return active == null ? null : active.adapter; }
+
+    /// Plans the scratch for forwards of up to `rows` = B·Tmax rows (called when activations are allocated).
+    public void plan(int rows) {
+        rowsPlanned = Math.max(rowsPlanned, rows);
+        grow();
+    }
+
+    /// Adds the active adapter's output into y, which holds the base output of `projection` in `layer`:
+    /// y += s·(x·Aᵀ)·Bᵀ (LoRA), or DoRA's [DoraLinear#forward]. No-op without an active adapter or for an
+    /// unadapted layer. y: (N, out)   x: (N, in), the input the base Linear read
+    public void forward(float[] y, float[] x, int layer, Projection projection, int N) {
+        Entry e = active;
+        if (e == null) return;
+        LoadedAdapter.Module m = e.adapter.module(layer, projection);
+        if (m == null) return;
+        LoraWeights w = m.weights();
+        int K = w.in(), M = w.out(), r = w.r();
+        if (N > rowsPlanned)
+            throw new ConfigException("a forward of " + N + " rows with adapter '" + e.adapter.name + "', but its scratch was planned for "
+                    + rowsPlanned + "; allocate the activations with LlamaModel.newActivations");
+        if (w.magnitude() == null) {
+            LoraLinear.forward(gemm, y, h, x, w.a(), w.b(), m.scaling(), N, K, M, r);
+        } else {
+            float[] w0 = base.layers.get(layer).get(projection.weight);
+            DoraLinear.forward(gemm, y, h, u, e.norm[layer][projection.ordinal()], x, w0, w.a(), w.b(), w.magnitude(), m.scaling(), N, K, M, r);
+        }
+    }
+
+    // ---------------------------------------------------------------- merged use
+
+    /// Writes adapter `name` into the base weights in place: W ← W + s·B·A (DoRA: W ← g·(W + s·B·A)).
+    /// **This mutates the base arrays**, which every model sharing this `LlamaWeights` sees. The active adapter is
+    /// switched off (the model now computes the merged adapter); [#unmerge] restores the base within float rounding.
+    public void merge(String name) {
+        Entry e = entry(name);
+        if (merged != null)
+            throw new ConfigException("adapter '" + merged.adapter.name + "' is already merged; unmerge() it before merging '" + name + "'");
+        active = null;
+        merged = new Merged(e.adapter, mergeInto(gemm, base, e.adapter));
+    }
+
+    /// Subtracts the merged adapter from the base weights again (DoRA: divides by its factor first), restoring them
+    /// within float rounding.
+    public void unmerge() {
+        if (merged == null) throw new ConfigException("no adapter is merged; nothing to unmerge");
+        LoadedAdapter a = merged.adapter;
+        for (LoadedAdapter.Module m : a.modules()) {
+            LoraWeights w = m.weights();
+            float[] W = base.layers.get(m.layer()).get(m.projection().weight);
+            if (w.magnitude() == null) LoraLinear.unmerge(gemm, W, w.a(), w.b(), m.scaling(), w.out(), w.in(), w.r());
+            else DoraLinear.unmerge(gemm, W, merged.factor[m.layer()][m.projection().ordinal()], w.a(), w.b(), m.scaling(), w.out(), w.in(), w.r());
+        }
+        merged = null;
+    }
+
+    /// The name of the adapter merged into the base weights, or null.
+    public String merged() { return merged == null ? null : merged.adapter.name; }
+
+    /// New weights with `adapter` merged, for export; `weights` is not modified. The adapted matrices are fresh
+    /// copies; every other array (embeddings, norms, unadapted layers) is shared with `weights`.
+    public static LlamaWeights mergedCopy(Gemm gemm, LlamaWeights weights, LoadedAdapter adapter) {
+        if (!adapter.base.equals(weights.config)) throw new ConfigException(adapter + " was checked against a different base config than these weights");
+        List<LlamaWeights.Layer> layers = new ArrayList<>();
+        for (int l = 0; l < weights.layers.size(); l++) {
+            LlamaWeights.Layer src = weights.layers.get(l);
+            int layer = l;
+            layers.add(LlamaWeights.Layer.of(t -> copyIfAdapted(src.get(t), t, adapter, layer)));
+        }
+        LlamaWeights out = new LlamaWeights(weights.config, weights.embedTokens, weights.norm, weights.lmHead, layers);
+        mergeInto(gemm, out, adapter);
+        return out;
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    private static float[] copyIfAdapted(float[] x, LayerTensor t, LoadedAdapter a, int layer) {
+        for (Projection p : Projection.values())
+            if (p.weight == t && a.module(layer, p) != null) return x.clone();
+        return x;
+    }
+
+    /// W ← W + s·B·A per adapted module (DoRA: W ← g·(W + s·B·A)); returns DoRA's factors g for unmerging.
+    private static float[][][] mergeInto(Gemm gemm, LlamaWeights weights, LoadedAdapter a) {
+        float[][][] factor = new float[weights.layers.size()][P][];
+        for (LoadedAdapter.Module m : a.modules()) {
+            LoraWeights w = m.weights();
+            float[] W = weights.layers.get(m.layer()).get(m.projection().weight);
+            if (w.magnitude() == null) {
+                LoraLinear.merge(gemm, W, w.a(), w.b(), m.scaling(), w.out(), w.in(), w.r());
+            } else {
+                float[] f = factor[m.layer()][m.projection().ordinal()] = new float[w.out()];
+                DoraLinear.merge(gemm, W, f, w.a(), w.b(), w.magnitude(), m.scaling(), w.out(), w.in(), w.r());
+            }
+        }
+        return factor;
+    }
+
+    /// DoRA's ‖W0 + s·B·A‖ per output row of every adapted module (its contract: a constant while A and B are).
+    private float[][][] norms(LoadedAdapter a) {
+        float[][][] norm = new float[base.layers.size()][P][];
+        for (LoadedAdapter.Module m : a.modules()) {
+            LoraWeights w = m.weights();
+            float[] n = norm[m.layer()][m.projection().ordinal()] = new float[w.out()];
+            DoraLinear.weightNorm(n, base.layers.get(m.layer()).get(m.projection().weight), w.a(), w.b(), m.scaling(), w.out(), w.in(), w.r());
+        }
+        return norm;
+    }
+
+    /// Sizes h and u for rowsPlanned rows and the widest registered adapter; reallocates only when they grow.
+    private void grow() {
+        int r = 0, out = 0;
+        for (Entry e : entries.values()) {
+            r = Math.max(r, e.adapter.maxRank());
+            if (e.adapter.dora()) out = Math.max(out, e.adapter.maxOut());
+        }
+        long hn = (long) rowsPlanned * r, un = (long) rowsPlanned * out;
+        if (hn > Integer.MAX_VALUE || un > Integer.MAX_VALUE)
+            throw new ConfigException("adapter scratch for " + rowsPlanned + " rows × r " + r + " / out " + out + " is too large for one array; lower B·Tmax");
+        if (h.length < hn) h = new float[(int) hn];
+        if (u.length < un) u = new float[(int) un];
+    }
+
+    private Entry entry(String name) {
+        Entry e = entries.get(name);
+        if (e == null) throw new ConfigException("no adapter named '" + name + "' is registered; registered: " + entries.keySet());
+        return e;
+    }
+}
