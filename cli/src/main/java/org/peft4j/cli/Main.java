@@ -13,7 +13,7 @@ import java.io.PrintWriter;
         description = "Fine-tune and run Llama-family language models on the JVM.",
         subcommands = {
                 GenerateCommand.class, ChatCommand.class, TokenizeCommand.class, InspectCommand.class,
-                InitRandomCommand.class, CommandLine.HelpCommand.class})
+                InitRandomCommand.class, TrainCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT, description = "Show stack traces on errors.")
     static boolean verbose;
@@ -22,7 +22,21 @@ public final class Main implements Runnable {
     public void run() { new CommandLine(this).usage(System.err); }
 
     public static void main(String[] args) {
+        configureLogging(java.util.Arrays.asList(args).contains("--verbose"));
         System.exit(run(args));
+    }
+
+    /// Library logs (System.Logger → java.util.logging) go to stderr as one short line; INFO only with --verbose.
+    static void configureLogging(boolean verbose) {
+        System.setProperty("java.util.logging.SimpleFormatter.format", "peft4j: %4$s: %5$s%6$s%n");
+        java.util.logging.Logger root = java.util.logging.Logger.getLogger("");
+        for (var h : root.getHandlers()) root.removeHandler(h);
+        var handler = new java.util.logging.ConsoleHandler();
+        handler.setFormatter(new java.util.logging.SimpleFormatter());
+        java.util.logging.Level level = verbose ? java.util.logging.Level.INFO : java.util.logging.Level.WARNING;
+        handler.setLevel(level);
+        root.setLevel(level);
+        root.addHandler(handler);
     }
 
     /// Runs the CLI and returns its exit code (used by tests).

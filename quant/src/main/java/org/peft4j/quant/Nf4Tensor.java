@@ -165,16 +165,21 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
                 + ") are outside a tensor of " + numel());
         if (to - from > out.length - (long) outOff) throw new IndexOutOfBoundsException((to - from) + " values do not fit in an array of "
                 + out.length + " at offset " + outOff);
-        float[] lut = type.codeShared();
+        float[] lut = type.codeShared(), pair = type.pairTable();
         int o = outOff;
         for (long i = from; i < to; ) {
             int b = (int) (i / blockSize);
             long end = Math.min(to, (b + 1L) * blockSize);
             float scale = absmax.get(b);
-            for (; i < end; i++) {
-                int byt = packed[(int) (i >>> 1)];
-                out[o++] = lut[(i & 1) == 0 ? (byt >>> 4) & 15 : byt & 15] * scale;
+            if ((i & 1) == 1) { out[o++] = lut[packed[(int) (i >>> 1)] & 15] * scale; i++; }
+            int p = (int) (i >>> 1), bytes = (int) ((end - i) >>> 1);
+            for (int e = p + bytes; p < e; p++, o += 2) {   // whole bytes: (hi, lo) from the 256-entry pair table
+                int t = (packed[p] & 0xff) << 1;
+                out[o] = pair[t] * scale;
+                out[o + 1] = pair[t + 1] * scale;
             }
+            i += 2L * bytes;
+            if (i < end) { out[o++] = lut[(packed[(int) (i >>> 1)] >>> 4) & 15] * scale; i++; }
         }
     }
 

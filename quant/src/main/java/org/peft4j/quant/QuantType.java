@@ -18,6 +18,7 @@ public enum QuantType {
     private final float[] code;
     /// NF4: the 15 midpoints `fl32((c[i] + c[i+1]) / 2)`, ascending. FP4: the 7 magnitude thresholds of the kernel.
     private final float[] thresholds;
+    private final float[] pairs = new float[512];
 
     /// `magnitudeThresholds` null: the thresholds are the float32 midpoints of the (sorted) code book.
     QuantType(int[] bits, float[] magnitudeThresholds) {
@@ -28,6 +29,7 @@ public enum QuantType {
             thresholds = new float[15];
             for (int i = 0; i < 15; i++) thresholds[i] = (code[i] + code[i + 1]) / 2f;
         }
+        for (int b = 0; b < 256; b++) { pairs[2 * b] = code[b >>> 4]; pairs[2 * b + 1] = code[b & 15]; }
     }
 
     /// FP4 magnitude code for the count of thresholds below `|s|` (kernels.cu decision tree).
@@ -36,6 +38,8 @@ public enum QuantType {
     /// The code book (`weight.quant_map` in a checkpoint), a copy.
     public float[] code() { return code.clone(); }
     float[] codeShared() { return code; }
+    /// `(code[b >>> 4], code[b & 15])` at `[2b, 2b + 1]` for every byte b: both nibbles of a packed byte in one lookup.
+    float[] pairTable() { return pairs; }
     /// The decision thresholds, a copy.
     public float[] thresholds() { return thresholds.clone(); }
 

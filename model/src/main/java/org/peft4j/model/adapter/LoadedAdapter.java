@@ -48,7 +48,7 @@ public final class LoadedAdapter {
     public static LoadedAdapter of(String name, String source, PeftAdapter peft, LlamaConfig base) {
         if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
         int L = base.numHiddenLayers();
-        String model = base.architecture().modelType() + " model (" + L + " layers, hidden size " + base.hiddenSize() + ")";
+        String model = "this " + base.architecture().modelType() + " model";
         if (peft.weights().isEmpty()) throw new ConfigException("adapter " + source + " holds no LoRA tensors; its adapter_model.safetensors is empty");
 
         Module[][] modules = new Module[L][Projection.values().length];
@@ -60,7 +60,7 @@ public final class LoadedAdapter {
             Projection p = Projection.of(t.module());
             if (t.layer() >= L)
                 throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' is for layer " + t.layer()
-                        + ": the adapter was trained for a model with at least " + (t.layer() + 1) + " layers, the " + model
+                        + ": the adapter was trained for a model with at least " + (t.layer() + 1) + " layers, " + model
                         + " has " + L + "; load it on the base model it was trained for" + trainedOn(peft));
             if (w.in() != p.in(base))
                 throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' has shape [" + w.r() + ", " + w.in()
@@ -83,7 +83,7 @@ public final class LoadedAdapter {
                     String path = new PeftAdapter.Target(l, p.module).path();
                     if (path.equals(t) || path.endsWith("." + t)) any = true;
                 }
-            if (!any) throw new ConfigException("adapter " + source + ": target_modules entry '" + t + "' names no linear layer of this " + model
+            if (!any) throw new ConfigException("adapter " + source + ": target_modules entry '" + t + "' names no linear layer of " + model
                     + "; Llama layers are " + Arrays.stream(Projection.values()).map(p -> p.module).toList() + ": the adapter was trained for another architecture");
         }
         for (int l = 0; l < L; l++)
@@ -92,7 +92,7 @@ public final class LoadedAdapter {
                 if (modules[l][p.ordinal()] == null && peft.config().targets(t.path()) && peft.config().transformsLayer(l))
                     throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' is missing although target_modules includes "
                             + p.module + (l >= adapterLayers ? ": the adapter has layers 0.." + (adapterLayers - 1) + " only, so it was trained for a model with "
-                            + adapterLayers + " layers, the " + model + " has " + L + "; load it on the base model it was trained for" + trainedOn(peft)
+                            + adapterLayers + " layers, " + model + " has " + L + "; load it on the base model it was trained for" + trainedOn(peft)
                             : "; the adapter file is incomplete"));
             }
         return new LoadedAdapter(name, source, peft, base, modules);

@@ -1,0 +1,157 @@
+package org.peft4j.bench;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Gemms;
+import org.peft4j.core.Parallel;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.ModelPresets;
+import org.peft4j.model.RandomModels;
+import org.peft4j.model.layers.CrossEntropy;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.train.engine.Method;
+import org.peft4j.train.engine.Param;
+import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.optim.AdamW;
+
+/// Training throughput of a random-weight preset model: W warm-up and S timed steps of forward + backward + AdamW on
+/// random tokens, reporting tokens/s, the step split (forward, backward, optimizer, and the GEMM share of the step),
+/// model FLOPs utilisation against the FP32 FMA peak measured in this run ([GemmBench#peakOneCore]) and peak RSS.
+///
+/// Model FLOPs per token (T = sequence length, P = weights of every matmul: the 7 linear layers of each block plus
+/// the lm_head V·C; the embedding lookup is not a matmul; checkpoint recomputation is not counted):
+/// - forward: 2·P + attention 2·2·L·qDim·(T+1)/2 (q·kᵀ and P·v, causal: query t sees t+1 keys) + LoRA 2·r·(in+out) per adapter
+/// - backward, LoRA: the frozen base computes only its input gradient, 2·P (no 2·P for dW); attention 2× its forward;
+///   adapters 2× their forward (dB, dh, dA, dx)
+/// - backward, full: 2× forward (input and weight gradients of everything)
+/// so LoRA = 4·P + 3·att + 3·lora and full = 6·P + 3·att. MFU = FLOPs/token · tokens/s ÷ (peak of one core · threads).
+///
+/// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp … org.peft4j.bench.TrainBench
+/// [model smollm2-135m] [seq 512] [batch 1] [threads 2] [method lora|full] [warmup 2] [steps 5] [gemm auto]`
+public final class TrainBench {
+
+    /// Times are milliseconds per step (mean of the timed steps); peakRss is VmHWM in bytes (-1 where unknown).
+    public record Result(String model, String method, int seq, int batch, int threads, String gemm, int steps,
+                         double tokensPerSecond, double mfu, double flopsPerToken, double peakGflopsOneCore,
+                         double stepMs, double forwardMs, double backwardMs, double optimizerMs, double gemmMs,
+                         long peakRssBytes, double lastLoss) {
+        public String line() {
+            return String.format("%-13s %-5s seq %d batch %d threads %d gemm %s | %7.1f tok/s | MFU %5.1f%% "
+                            + "(%.2f GFLOP/token, peak %.1f GFLOP/s/core) | step %7.0f ms = fwd %6.0f + bwd %6.0f + opt %5.0f "
+                            + "(GEMM %4.1f%%) | peak RSS %5.2f GB | loss %.4f",
+                    model, method, seq, batch, threads, gemm, tokensPerSecond, 100 * mfu, flopsPerToken * 1e-9,
+                    peakGflopsOneCore, stepMs, forwardMs, backwardMs, optimizerMs, 100 * gemmMs / stepMs,
+                    peakRssBytes / 1e9, lastLoss);
+        }
+    }
+
+    public static void main(String[] args) {
+        String model = arg(args, 0, "smollm2-135m");
+        int seq = Integer.parseInt(arg(args, 1, "512")), batch = Integer.parseInt(arg(args, 2, "1"));
+        int threads = Integer.parseInt(arg(args, 3, "2"));
+        String method = arg(args, 4, "lora");
+        int warmup = Integer.parseInt(arg(args, 5, "2")), steps = Integer.parseInt(arg(args, 6, "5"));
+        String gemm = arg(args, 7, "auto");
+        System.out.println(run(model, method, seq, batch, threads, warmup, steps, gemm).line());
+    }
+
+    /// Builds `model` (a [ModelPresets] name) with random weights, trains `method` ("lora": rank 16 on all linear
+    /// layers; "full") for warmup + steps steps on `threads` threads, and measures the timed steps.
+    public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode) {
+        Parallel.setThreads(threads);
+        double peak = GemmBench.peakOneCore();
+        LlamaConfig c = ModelPresets.byName(model);
+        LlamaWeights w = RandomModels.create(c, 1234);
+        Method m = switch (method) {
+            case "lora" -> new Method.Lora(LoraConfig.of(16, LoraConfig.ALL_LINEAR));
+            case "full" -> new Method.Full();
+            default -> throw new IllegalArgumentException("method must be lora or full, got " + method);
+        };
+        TimedGemm gemm = new TimedGemm(Gemms.get(gemmMode));
+        TrainModel tm = new TrainModel(w, m, gemm, batch, seq, false, 42);
+        List<float[]> ps = new ArrayList<>(), gs = new ArrayList<>();
+        for (Param p : tm.params()) { ps.add(p.data()); gs.add(p.grad()); }
+        AdamW opt = new AdamW(ps, gs, AdamW.Config.hfDefaults());
+
+        int N = batch * seq;
+        int[] tokens = new int[N], labels = new int[N], targets = new int[N];
+        SplittableRandom r = new SplittableRandom(7);
+        long fwd = 0, bwd = 0, upd = 0, gemmNs = 0;
+        double loss = 0;
+        for (int step = 0; step < warmup + steps; step++) {
+            for (int i = 0; i < N; i++) tokens[i] = labels[i] = r.nextInt(c.vocabSize());
+            int count = CrossEntropy.shiftLabels(targets, labels, batch, seq);
+            if (step == warmup) gemm.nanos = 0;
+            long t0 = System.nanoTime();
+            tm.zeroGrad();
+            loss = tm.forward(tokens, targets, seq, true, step) / count;
+            long t1 = System.nanoTime();
+            tm.backward(tokens, targets, seq, 1f / count, step);
+            long t2 = System.nanoTime();
+            opt.step(1e-4);
+            long t3 = System.nanoTime();
+            if (step >= warmup) { fwd += t1 - t0; bwd += t2 - t1; upd += t3 - t2; }
+        }
+        gemmNs = gemm.nanos;
+        double stepS = (fwd + bwd + upd) * 1e-9 / steps;
+        double tps = N / stepS;
+        double flops = flopsPerToken(c, seq, m);
+        return new Result(model, method, seq, batch, threads, Gemms.get(gemmMode).name(), steps, tps,
+                flops * tps / (peak * 1e9 * threads), flops, peak, stepS * 1e3, fwd * 1e-6 / steps, bwd * 1e-6 / steps,
+                upd * 1e-6 / steps, gemmNs * 1e-6 / steps, peakRss(), loss);
+    }
+
+    /// Model FLOPs per trained token; the formula is in the class comment.
+    public static double flopsPerToken(LlamaConfig c, int T, Method m) {
+        long C = c.hiddenSize(), F = c.intermediateSize(), L = c.numHiddenLayers(), q = c.qDim(), kv = c.kvDim();
+        double P = L * (C * q + 2 * C * kv + q * C + 3 * C * F) + (double) c.vocabSize() * C;
+        double att = 2.0 * 2 * L * q * (T + 1) / 2.0;
+        if (m instanceof Method.Lora(LoraConfig lc)) {
+            double lora = 0;
+            long[][] io = {{C, q}, {C, kv}, {C, kv}, {q, C}, {C, F}, {C, F}, {F, C}};
+            for (long[] x : io) lora += 2.0 * lc.r() * (x[0] + x[1]);
+            return 4 * P + 3 * att + 3 * L * lora;
+        }
+        return 6 * P + 3 * att;
+    }
+
+    /// VmHWM of this process in bytes, or -1 off Linux.
+    public static long peakRss() {
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/self/status")))
+                if (line.startsWith("VmHWM:")) return Long.parseLong(line.replaceAll("[^0-9]", "")) * 1024;
+        } catch (IOException | RuntimeException e) {
+            // not Linux
+        }
+        return -1;
+    }
+
+    /// Sums the wall time of GEMM calls made on the caller's thread (the engine calls GEMM from its own thread only).
+    static final class TimedGemm implements Gemm {
+        final Gemm inner;
+        long nanos;
+
+        TimedGemm(Gemm inner) { this.inner = inner; }
+
+        @Override
+        public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
+                          float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+            long t0 = System.nanoTime();
+            inner.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            nanos += System.nanoTime() - t0;
+        }
+
+        @Override
+        public String name() { return inner.name(); }
+    }
+
+    private static String arg(String[] args, int i, String def) { return args.length > i ? args[i] : def; }
+
+    private TrainBench() {}
+}

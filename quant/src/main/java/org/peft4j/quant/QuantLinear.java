@@ -1,0 +1,68 @@
+package org.peft4j.quant;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Parallel;
+
+import java.util.Arrays;
+
+/// A frozen 4-bit linear layer, QLoRA's base: y = x·Wᵀ + b and dx += dy·W with W = dequantize(w) (specs.md §1.3),
+/// never holding a float copy of the whole W. W is dequantized in tiles of [#TILE_ROWS] rows into a caller-planned
+/// `scratch` and each tile goes through one sgemm, so parallelism and speed come from the [Gemm]. There is no weight
+/// gradient: the base stays frozen. Reference: bitsandbytes `Linear4bit.forward` / `MatMul4Bit.backward`.
+public final class QuantLinear {
+    private QuantLinear() {}
+
+    /// Rows of W dequantized per sgemm: large enough that the tile's sgemm runs at full speed, small enough that the
+    /// scratch stays a few MB (256 × 11008 floats = 11 MB for Llama-2-7B's down_proj).
+    public static final int TILE_ROWS = 256;
+
+    /// Rows per tile for a (M, K) weight.
+    public static int tileRows(int K, int M) { return Math.max(1, Math.min(M, TILE_ROWS)); }
+
+    /// Floats of `scratch` that [#forward] and [#backwardInput] need for a (M, K) weight.
+    public static int scratchSize(int K, int M) { return Math.multiplyExact(tileRows(K, M), K); }
+
+    /// y = x·Wᵀ + b.   y: (N, M)   x: (N, K)   w: (M, K) quantized   bias: (M) or null   scratch: ≥ scratchSize(K, M)
+    public static void forward(Gemm gemm, float[] y, float[] x, Nf4Tensor w, float[] bias, float[] scratch, int N, int K, int M) {
+        check(w, scratch, K, M);
+        int tile = tileRows(K, M);
+        for (int r = 0; r < M; r += tile) {
+            int rows = Math.min(tile, M - r);
+            dequantizeTile(w, r, rows, K, scratch);
+            gemm.sgemm(false, true, N, rows, K, 1f, x, 0, K, scratch, 0, K, 0f, y, r, M);   // y[:, r:r+rows] = x·Wtileᵀ
+        }
+        if (bias != null)
+            for (int n = 0; n < N; n++)
+                for (int m = 0; m < M; m++) y[n * M + m] += bias[m];
+    }
+
+    /// dx += dy·W, tile by tile: dx += dy[:, r:r+rows]·W[r:r+rows, :].   dx: (N, K)   dy: (N, M)   w: (M, K) quantized
+    public static void backwardInput(Gemm gemm, float[] dx, float[] dy, Nf4Tensor w, float[] scratch, int N, int K, int M) {
+        check(w, scratch, K, M);
+        int tile = tileRows(K, M);
+        for (int r = 0; r < M; r += tile) {
+            int rows = Math.min(tile, M - r);
+            dequantizeTile(w, r, rows, K, scratch);
+            gemm.sgemm(false, false, N, K, rows, 1f, dy, r, M, scratch, 0, K, 1f, dx, 0, K);
+        }
+    }
+
+    /// Rows [r, r + rows) of W into scratch, split over the pool (each chunk is a range of whole flattened elements, so
+    /// the result does not depend on the thread count).
+    private static void dequantizeTile(Nf4Tensor w, int r, int rows, int K, float[] scratch) {
+        long from = (long) r * K;
+        int n = rows * K;
+        int chunks = Math.min(Parallel.threads(), Math.max(1, n / 65536));
+        if (chunks <= 1) { w.dequantize(from, from + n, scratch, 0); return; }
+        Parallel.chunks(n, chunks, (c, a, b) -> w.dequantize(from + a, from + b, scratch, a));
+    }
+
+    private static void check(Nf4Tensor w, float[] scratch, int K, int M) {
+        long[] s = w.shape();
+        if (s.length != 2 || s[0] != M || s[1] != K)
+            throw new IllegalArgumentException("quantized weight has shape " + Arrays.toString(s) + ", but the layer is (" + M + ", " + K + ")");
+        if (scratch.length < scratchSize(K, M))
+            throw new IllegalArgumentException("scratch holds " + scratch.length + " floats; a (" + M + ", " + K
+                    + ") quantized linear needs QuantLinear.scratchSize = " + scratchSize(K, M));
+    }
+}

@@ -1,0 +1,52 @@
+package org.peft4j.train;
+
+import org.peft4j.model.layers.CrossEntropy;
+import org.peft4j.model.llama.Activations;
+import org.peft4j.model.llama.KvCache;
+import org.peft4j.model.llama.LlamaModel;
+import org.peft4j.train.data.TokenizedExample;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/// Held-out loss and perplexity with the inference engine (one sequence at a time, all positions): the mean token
+/// loss over the labelled targets of every example, as HF's eval loop reports it, and exp of it.
+public final class Evaluation {
+    public record Result(double loss, double perplexity, long tokens) {}
+
+    private Evaluation() {}
+
+    public static Result evaluate(LlamaModel model, List<TokenizedExample> examples) {
+        int V = model.config.vocabSize();
+        int maxLen = 2;
+        for (TokenizedExample e : examples) maxLen = Math.max(maxLen, e.length());
+        maxLen = Math.min(maxLen, model.config.maxPositionEmbeddings());
+        KvCache cache = model.newCache(1, maxLen);
+        Activations acts = model.newActivations(1, maxLen, cache);
+        float[] logits = new float[maxLen * V];
+        double[] lse = new double[maxLen];
+        int[] targets = new int[maxLen];
+        double sum = 0;
+        long n = 0;
+        for (TokenizedExample e : examples) {
+            int T = Math.min(e.length(), maxLen);
+            int[] ids = java.util.Arrays.copyOf(e.inputIds(), T);
+            n += CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
+            model.forward(logits, ids, 1, T, 0, cache, acts, true);
+            sum += CrossEntropy.forward(null, lse, logits, targets, T, V);
+        }
+        double loss = n == 0 ? Double.NaN : sum / n;
+        return new Result(loss, Math.exp(loss), n);
+    }
+
+    /// Plain text lines as language-modelling examples (BOS + text, every token a target).
+    public static List<TokenizedExample> texts(List<String> lines, java.util.function.Function<String, int[]> encodeWithBos) {
+        List<TokenizedExample> out = new ArrayList<>();
+        for (String s : lines) {
+            if (s.isBlank()) continue;
+            int[] ids = encodeWithBos.apply(s);
+            if (ids.length >= 2) out.add(new TokenizedExample(ids, ids.clone()));
+        }
+        return out;
+    }
+}

@@ -1,0 +1,126 @@
+package org.peft4j.train;
+
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.template.ChatMessage;
+import org.peft4j.template.ChatTemplate;
+import org.peft4j.tokenizer.Tokenizer;
+import org.peft4j.train.data.Conversation;
+import org.peft4j.train.data.DatasetInfo;
+import org.peft4j.train.data.DatasetLoader;
+import org.peft4j.train.data.Message;
+import org.peft4j.train.data.Pretraining;
+import org.peft4j.train.data.SlotTemplate;
+import org.peft4j.train.data.Supervised;
+import org.peft4j.train.data.Template;
+import org.peft4j.train.data.TextEncoder;
+import org.peft4j.train.data.TokenizedExample;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/// The datasets of a `train` run, from the config: loaded, converted, rendered with the template, tokenized, cut to
+/// cutoff_len, optionally packed, and split into training and validation sets.
+public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eval, Template template, int padId) {
+
+    /// Adapts our tokenizer to the data pipeline's encoder (text without added special tokens).
+    public static TextEncoder encoder(Tokenizer t) {
+        return new TextEncoder() {
+            @Override public int[] encode(String text) { return t.encode(text, false); }
+            @Override public int bosId() { return t.bosId(); }
+            @Override public int eosId() {
+                if (t.eosId() < 0) throw new ConfigException("the tokenizer has no EOS token; set eos_token in tokenizer_config.json");
+                return t.eosId();
+            }
+            @Override public int tokenId(String token) { return t.tokenToId(token); }
+        };
+    }
+
+    /// The template by LLaMA-Factory name, or `model` for the model's own chat template (tokenizer_config.json).
+    public static Template template(TrainConfig cfg, Path modelDir) {
+        String name = cfg.str("template");
+        Template t;
+        if (name.equals("model")) {
+            Path tc = modelDir.resolve("tokenizer_config.json");
+            if (!Files.exists(tc)) throw new ConfigException("template 'model' needs a chat template in " + tc + "; pick a named template instead: " + SlotTemplate.NAMES);
+            ChatTemplate ct = ChatTemplate.fromTokenizerConfig(tc);
+            t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
+        } else {
+            SlotTemplate st = SlotTemplate.named(name);
+            if (cfg.str("default_system") != null) st = st.withDefaultSystem(cfg.str("default_system"));
+            t = st;
+        }
+        return t;
+    }
+
+    static List<ChatMessage> toChat(List<Message> messages) {
+        List<ChatMessage> out = new ArrayList<>();
+        for (Message m : messages) out.add(new ChatMessage(switch (m.role()) {
+            case USER -> "user";
+            case ASSISTANT -> "assistant";
+            case SYSTEM -> "system";
+            case FUNCTION -> "assistant";
+            case OBSERVATION -> "tool";
+        }, m.content()));
+        return out;
+    }
+
+    public static TrainData prepare(TrainConfig cfg, Tokenizer tokenizer, Path modelDir) {
+        TextEncoder enc = encoder(tokenizer);
+        Template template = template(cfg, modelDir);
+        DatasetInfo info = DatasetInfo.load(Path.of(cfg.str("dataset_dir")));
+        long seed = cfg.i("seed");
+        int cutoff = cfg.i("cutoff_len");
+        boolean pt = cfg.str("stage").equals("pt");
+        boolean packing = cfg.optBool("packing") != null ? cfg.b("packing") : pt;
+        List<TokenizedExample> all = encode(cfg, info, cfg.str("dataset"), template, enc, pt, packing);
+        List<TokenizedExample> train, eval;
+        if (cfg.str("eval_dataset") != null) {
+            train = all;
+            eval = encode(cfg, info, cfg.str("eval_dataset"), template, enc, pt, packing);
+        } else if (cfg.d("val_size") > 0) {
+            var split = DatasetLoader.split(all, cfg.d("val_size"), seed);
+            train = split.train();
+            eval = split.eval();
+        } else {
+            train = all;
+            eval = List.of();
+        }
+        if (train.isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.str("dataset") + "; check cutoff_len (" + cutoff + ") and max_samples");
+        int pad = tokenizer.config().padToken() != null && tokenizer.tokenToId(tokenizer.config().padToken()) >= 0
+                ? tokenizer.tokenToId(tokenizer.config().padToken()) : Math.max(0, tokenizer.eosId());
+        return new TrainData(train, eval, template, pad);
+    }
+
+    private static List<TokenizedExample> encode(TrainConfig cfg, DatasetInfo info, String datasets, Template template,
+                                                 TextEncoder enc, boolean pt, boolean packing) {
+        List<String> names = DatasetLoader.parseNames(datasets);
+        Integer max = cfg.optInt("max_samples");
+        long seed = cfg.i("seed");
+        int cutoff = cfg.i("cutoff_len");
+        if (pt) {
+            List<String> texts = DatasetLoader.loadTexts(info, names, max, seed);
+            return Pretraining.encode(texts, enc, Pretraining.eosId(template, enc), cutoff, packing, enc.bosId() >= 0);
+        }
+        List<Conversation> cs = DatasetLoader.loadConversations(info, names, max, seed);
+        var opts = new Supervised.Options(cutoff, cfg.b("train_on_prompt"), cfg.b("mask_history"));
+        List<TokenizedExample> ex = Supervised.encodeAll(template, enc, cs, opts);
+        return packing ? Supervised.pack(ex, cutoff, false) : ex;
+    }
+
+    /// The longest example, which bounds the planned sequence length.
+    public int maxLength() {
+        int m = 2;
+        for (TokenizedExample e : train) m = Math.max(m, e.length());
+        for (TokenizedExample e : eval) m = Math.max(m, e.length());
+        return m;
+    }
+
+    /// The prompt ids for asking `question` through the template (for before/after comparisons).
+    public int[] promptIds(TextEncoder enc, String system, String question) {
+        Conversation c = new Conversation(system == null ? "" : system, "", List.of(Message.user(question), Message.assistant("")));
+        var turns = template.encodeMultiturn(enc, c);
+        return turns.get(0).prompt();
+    }
+}
