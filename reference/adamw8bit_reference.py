@@ -44,7 +44,11 @@ def hash_values(seed, step, n):
 
 def grad(t, step, n):
     g = hash_values(100 + t, step, n) * f32(2.0 ** -4)
+    if t == 0:                          # block 2: one large gradient, the rest ~2^-24 of it, so some tiny negative
+        g[513:768] *= f32(2.0 ** -20)   # m fall below half of code 128 and need the sign rule (code 127 → 126)
+        g[512] = f32(1.0)
     if t == 2:
+        g[3840:] = 0                    # an all-zero block: absmax 0, NaN codes, and the sign rule's wrap to 255
         if step <= 2: g[:] = 0          # a LoRA A matrix sees exact zero gradients until B moves off zero
         if step == 5: g[77] = np.nan
         if step == 6: g[78] = np.inf
@@ -146,6 +150,8 @@ def main():
     # Self-checks of the oracle: the tie rule and the sign rule were exercised.
     c = state[0]["c1"]
     print("codes used (tensor 0, m):", len(np.unique(c)), " absmax1[0..3]:", state[0]["a1"][:3])
+    print("code 126 in block 2 of tensor 0 (sign rule):", int(np.sum(c[512:768] == 126)),
+          " code 255 in tensor 2's zero block (wrap):", int(np.sum(state[2]["c1"][3840:] == 255)))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ final class TrainCommand implements Callable<Integer> {
         System.err.printf("data: %d training and %d validation examples (longest %d tokens), template %s, %d threads, gemm %s%n",
                 data.train().size(), data.eval().size(), data.maxLength(), cfg.str("template"), Parallel.threads(), gemm.name());
 
+        if (compare == null && cfg.str("compare_prompts") != null) compare = List.of(cfg.str("compare_prompts").split("\\|"));
+        if (generalText == null && cfg.str("forgetting_text") != null) generalText = Path.of(cfg.str("forgetting_text"));
         Compare cmp = compare == null ? null : new Compare(modelDir, gemm, tok, data, compare, generalText);
         if (cmp != null) cmp.before(weights);
 

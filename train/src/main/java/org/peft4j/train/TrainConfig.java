@@ -114,6 +114,8 @@ public final class TrainConfig {
         // peft4j
         key("threads", Type.INT, null, "Worker threads (default: all cores).");
         key("gemm", Type.STRING, "auto", "Matrix-product backend: auto, java, openblas or scalar.");
+        key("compare_prompts", Type.STRING, null, "peft4j: '|'-separated prompts answered before and after training (greedy), side by side.");
+        key("forgetting_text", Type.STRING, null, "peft4j: a text file (one passage per line) whose loss is compared before and after training.");
     }
 
     private final Map<String, Object> values = new LinkedHashMap<>();

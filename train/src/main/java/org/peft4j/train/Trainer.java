@@ -100,6 +100,7 @@ public final class Trainer {
             batcher.seek(state.position());
         }
         List<Map<String, Object>> history = new ArrayList<>(state.logHistory());
+        if (resume != null) rewriteLog(history);   // drop lines logged after the checkpoint by the interrupted run
         long step = state.globalStep();
         double windowSum = state.lossWindowSum();
         int windowSteps = state.lossWindowSteps();
@@ -242,6 +243,17 @@ public final class Trainer {
                     StandardOpenOption.CREATE, StandardOpenOption.APPEND);
         } catch (IOException ex) {
             throw new UncheckedIOException(ex);
+        }
+    }
+
+    private void rewriteLog(List<Map<String, Object>> history) {
+        try {
+            StringBuilder sb = new StringBuilder();
+            ObjectMapper om = new ObjectMapper();
+            for (Map<String, Object> e : history) sb.append(om.writeValueAsString(e)).append('\n');
+            Checkpoint.writeAtomically(outputDir.resolve("trainer_log.jsonl"), sb.toString());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
         }
     }
 

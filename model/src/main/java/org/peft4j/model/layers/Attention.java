@@ -1,19 +1,148 @@
 package org.peft4j.model.layers;
 
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
+import org.peft4j.core.kernels.VectorGemm;
 
 /// Grouped-query causal self-attention on already-rotated q and k:
 /// out = softmax(q·kᵀ/√HS + causal mask)·v, query head h reads key/value head h / (NH/KVH).
 /// Reference: HF `eager_attention_forward` with `repeat_kv`.
 /// Backward (training: Tcap = T, pos0 = 0), per query row t with P = att[t], dP = dout·vᵀ:
 /// dv += Pᵀ·dout,  dS = P ⊙ (dP − Σ P⊙dP),  dq += dS·k/√HS,  dk += dSᵀ·q/√HS.
+///
+/// The fast path ([#forward], [#backward]) runs each (batch, head) as a task that walks blocks of `BR` query rows,
+/// doing the four products as single-threaded GEMMs over the causal prefix of keys [0, pos0 + t1) (so about half of
+/// the full T×T work) and the softmax with Vector API `exp`. [#forwardScalar] and [#backwardScalar] are the plain
+/// triple loops it is tested against.
 public final class Attention {
     private Attention() {}
 
+    /// Query rows per block: a (BR, T) score block of a 512-token sequence is 128 KB, inside L2.
+    static final int BR = 64;
+    private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    private static final Gemm GEMM = VectorGemm.INSTANCE;   // called inside a Parallel task, so it runs serially
+
+    /// out, q: (B, T, NH·HS).   k, v: (B, Tcap, KVH·HS), the cache; query t (absolute position pos0 + t) attends to
+    /// keys [0, pos0 + t].   att: (B, NH, T, Tcap) softmax probabilities kept for backward, or null (then each head
+    /// takes a Tcap-long scratch row, allocated per call).
+    public static void forward(float[] out, float[] att, float[] q, float[] k, float[] v,
+                               int B, int T, int Tcap, int NH, int KVH, int HS, int pos0) {
+        if (att == null) { forwardScalar(out, null, q, k, v, B, T, Tcap, NH, KVH, HS, pos0); return; }
+        int group = NH / KVH, qStride = NH * HS, kvStride = KVH * HS;
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        Parallel.range(B * NH, bh -> {
+            int b = bh / NH, h = bh % NH, kh = h / group;
+            int ko = b * Tcap * kvStride + kh * HS;
+            for (int t0 = 0; t0 < T; t0 += BR) {
+                int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
+                int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
+                GEMM.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
+                for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
+                GEMM.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
+            }
+        });
+    }
+
+    /// In place over x[o, o + len): softmax; x[o + len, o + cap) = 0 (the masked keys).
+    static void softmaxRow(float[] x, int o, int len, int cap) {
+        int n = S.loopBound(len), i = 0;
+        FloatVector vmax = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+        for (; i < n; i += S.length()) vmax = vmax.max(FloatVector.fromArray(S, x, o + i));
+        float max = vmax.reduceLanes(VectorOperators.MAX);
+        for (; i < len; i++) max = Math.max(max, x[o + i]);
+        FloatVector vsum = FloatVector.zero(S), vm = FloatVector.broadcast(S, max);
+        for (i = 0; i < n; i += S.length()) {
+            FloatVector e = FloatVector.fromArray(S, x, o + i).sub(vm).lanewise(VectorOperators.EXP);
+            e.intoArray(x, o + i);
+            vsum = vsum.add(e);
+        }
+        float sum = vsum.reduceLanes(VectorOperators.ADD);
+        for (; i < len; i++) { float e = (float) Math.exp(x[o + i] - max); x[o + i] = e; sum += e; }
+        float inv = 1f / sum;
+        for (i = 0; i < n; i += S.length()) FloatVector.fromArray(S, x, o + i).mul(inv).intoArray(x, o + i);
+        for (; i < len; i++) x[o + i] *= inv;
+        java.util.Arrays.fill(x, o + len, o + cap, 0f);
+    }
+
+    /// The floats [#backward] needs as scratch: per (batch, head) a private dk and dv, (T, HS) each, and one
+    /// (BR, T) dS block.
+    public static int backwardScratchSize(int B, int T, int NH, int HS) {
+        return B * NH * (2 * T * HS + BR * T);
+    }
+
+    /// As [#backward(float[], float[], float[], float[], float[], float[], float[], float[], int, int, int, int, int, float[])],
+    /// allocating its scratch.
+    public static void backward(float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
+                                float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS) {
+        backward(dq, dk, dv, dout, att, q, k, v, B, T, NH, KVH, HS, new float[backwardScratchSize(B, T, NH, HS)]);
+    }
+
+    /// Adds into dq, dk, dv (+=). Training layout: Tcap = T and pos0 = 0, so key s ≤ t for query t.
+    /// dq, dout, q: (B, T, NH·HS)   dk, dv, k, v: (B, T, KVH·HS)   att: (B, NH, T, T) saved by [#forward]
+    /// scratch: [#backwardScratchSize] floats, overwritten.
+    /// Each (b, h) task sums its dk, dv contributions into private buffers; the NH/KVH query heads of a key/value head
+    /// are then added in head order, so the result does not depend on the thread count.
+    public static void backward(float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
+                                float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS, float[] scratch) {
+        int group = NH / KVH, qStride = NH * HS, kvStride = KVH * HS;
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int per = 2 * T * HS + BR * T;
+        if (scratch.length < B * NH * per)
+            throw new IllegalArgumentException("attention scratch holds " + scratch.length + " floats, needs " + B * NH * per);
+        Parallel.range(B * NH, bh -> {
+            int b = bh / NH, h = bh % NH, kh = h / group;
+            int dko = bh * per, dvo = dko + T * HS, dso = dvo + T * HS;
+            java.util.Arrays.fill(scratch, dko, dso, 0f);
+            int ko = b * T * kvStride + kh * HS;
+            for (int t0 = 0; t0 < T; t0 += BR) {
+                int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = t1;
+                int po = ((b * NH + h) * T + t0) * T, qo = (b * T + t0) * qStride + h * HS;
+                // out = P·v  →  dP = dout·vᵀ,  dv += Pᵀ·dout
+                GEMM.sgemm(false, true, rows, keys, HS, 1f, dout, qo, qStride, v, ko, kvStride, 0f, scratch, dso, T);
+                GEMM.sgemm(true, false, keys, HS, rows, 1f, att, po, T, dout, qo, qStride, 1f, scratch, dvo, HS);
+                // P = softmax(S)  →  dS = P ⊙ (dP − Σ P⊙dP); P is 0 beyond the causal limit, so dS is too
+                for (int r = 0; r < rows; r++) softmaxBackwardRow(scratch, dso + r * T, att, po + r * T, keys);
+                // S = q·kᵀ·scale  →  dq += dS·k·scale,  dk += dSᵀ·q·scale
+                GEMM.sgemm(false, false, rows, HS, keys, scale, scratch, dso, T, k, ko, kvStride, 1f, dq, qo, qStride);
+                GEMM.sgemm(true, false, keys, HS, rows, scale, scratch, dso, T, q, qo, qStride, 1f, scratch, dko, HS);
+            }
+        });
+        Parallel.range(B * T, bt -> {
+            int b = bt / T, t = bt % T;
+            for (int kh = 0; kh < KVH; kh++) {
+                int o = bt * kvStride + kh * HS;
+                for (int h = kh * group; h < (kh + 1) * group; h++) {
+                    int so = (b * NH + h) * per + t * HS;
+                    for (int i = 0; i < HS; i++) {
+                        dk[o + i] += scratch[so + i];
+                        dv[o + i] += scratch[so + T * HS + i];
+                    }
+                }
+            }
+        });
+    }
+
+    /// In place over dp[o, o + n): dp ← p ⊙ (dp − Σ p⊙dp).
+    static void softmaxBackwardRow(float[] dp, int o, float[] p, int po, int n) {
+        int m = S.loopBound(n), i = 0;
+        FloatVector acc = FloatVector.zero(S);
+        for (; i < m; i += S.length()) acc = FloatVector.fromArray(S, p, po + i).fma(FloatVector.fromArray(S, dp, o + i), acc);
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; i < n; i++) sum += p[po + i] * dp[o + i];
+        FloatVector vs = FloatVector.broadcast(S, sum);
+        for (i = 0; i < m; i += S.length())
+            FloatVector.fromArray(S, dp, o + i).sub(vs).mul(FloatVector.fromArray(S, p, po + i)).intoArray(dp, o + i);
+        for (; i < n; i++) dp[o + i] = p[po + i] * (dp[o + i] - sum);
+    }
+
+    /// The scalar twin of [#forward]: plain loops, one query row at a time.
     /// out, q: (B, T, NH·HS).   k, v: (B, Tcap, KVH·HS), the cache; query t (absolute position pos0 + t) attends to
     /// keys [0, pos0 + t].   att: (B, NH, T, Tcap) softmax probabilities kept for backward, or null.
     /// scratch is used only when att is null: (threads · Tcap) floats, or null to allocate per head.
-    public static void forward(float[] out, float[] att, float[] q, float[] k, float[] v,
+    public static void forwardScalar(float[] out, float[] att, float[] q, float[] k, float[] v,
                                int B, int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         int group = NH / KVH;
         int qStride = NH * HS, kvStride = KVH * HS;
@@ -55,12 +184,13 @@ public final class Attention {
         });
     }
 
+    /// The scalar twin of [#backward].
     /// Adds into dq, dk, dv (+=). Training layout: Tcap = T and pos0 = 0, so key s ≤ t for query t.
     /// dq, dout, q: (B, T, NH·HS)   dk, dv, k, v: (B, T, KVH·HS)   att: (B, NH, T, T) saved by [#forward].
     /// GQA: dk and dv of key/value head kh sum over its NH/KVH query heads. Work is split by (b, kh), so every
     /// output element is written by one task in a fixed order: the result does not depend on the thread count.
     /// Allocates one (T) scratch row per task.
-    public static void backward(float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
+    public static void backwardScalar(float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
                                 float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS) {
         int group = NH / KVH;
         int qStride = NH * HS, kvStride = KVH * HS;

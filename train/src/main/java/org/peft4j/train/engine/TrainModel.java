@@ -17,6 +17,9 @@ import org.peft4j.model.lora.Dropout;
 import org.peft4j.model.lora.LoraConfig;
 import org.peft4j.model.lora.LoraLinear;
 import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.quant.Nf4Tensor;
+import org.peft4j.quant.QuantLinear;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -73,13 +76,33 @@ public final class TrainModel {
 
     // Gradient scratch.
     private final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact; // (N, ·)
+    private final float[] attScratch;     // Attention.backwardScratchSize(B, Tmax, NH, HS)
+
+    // QLoRA: the 4-bit base linears, (L)(7) in LinearModule order, and the tile they are dequantized into; else null.
+    private final Nf4Tensor[][] quantBase;
+    private final float[] quantScratch;   // (max over modules of QuantLinear.scratchSize(in, out))
 
     private float neftuneAlpha;
     private int Bc;                       // rows of the current batch, ≤ B
     private long seed;
 
     public TrainModel(LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
+        this(weights, null, method, gemm, B, Tmax, checkpointing, seed);
+    }
+
+    /// QLoRA: LoRA over a 4-bit base whose linears go through [QuantLinear] (dequantized tile by tile, never whole).
+    public TrainModel(QuantizedModel qm, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
+        this(qm.weights, qm.linears, method, gemm, B, Tmax, checkpointing, seed);
+    }
+
+    private TrainModel(LlamaWeights weights, Nf4Tensor[][] quantBase, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
         LlamaConfig c = weights.config;
+        if (quantBase != null && !(method instanceof Method.Lora))
+            throw new ConfigException("a 4-bit base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
+        this.quantBase = quantBase;
+        int scratch = 0;
+        if (quantBase != null) for (LinearModule m : LinearModule.values()) scratch = Math.max(scratch, QuantLinear.scratchSize(m.in(c), m.out(c)));
+        this.quantScratch = quantBase == null ? null : new float[scratch];
         this.config = c; this.weights = weights; this.method = method; this.gemm = gemm;
         this.B = B; this.Tmax = Tmax; this.checkpointing = checkpointing; this.seed = seed;
         L = c.numHiddenLayers(); C = c.hiddenSize(); F = c.intermediateSize(); V = c.vocabSize();
@@ -106,6 +129,7 @@ public final class TrainModel {
         dres = new float[N * C]; dres2 = new float[N * C]; dln = new float[N * C];
         dq = new float[N * qDim]; dk = new float[N * kvDim]; dv = new float[N * kvDim]; dattY = new float[N * qDim];
         dgate = new float[N * F]; dup = new float[N * F]; dact = new float[N * F];
+        attScratch = new float[Attention.backwardScratchSize(B, Tmax, NH, HS)];
 
         int nm = LinearModule.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
@@ -272,7 +296,7 @@ public final class TrainModel {
         Arrays.fill(dq, 0, N * qDim, 0f);
         Arrays.fill(dk, 0, N * kvDim, 0f);
         Arrays.fill(dv, 0, N * kvDim, 0f);
-        Attention.backward(dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS);
+        Attention.backward(dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS, attScratch);
         Rope.backward(dq, cos, sin, Bc, T, NH, HS, 0);
         Rope.backward(dk, cos, sin, Bc, T, KVH, HS, 0);
         Arrays.fill(dln, 0, N * C, 0f);
@@ -286,7 +310,8 @@ public final class TrainModel {
     private void linear(int l, int s, LinearModule m, float[] y, float[] x, int T, boolean training, long step) {
         LlamaWeights.Layer w = weights.layers.get(l);
         int N = Bc * T, in = m.in(config), out = m.out(config);
-        Linear.forward(gemm, y, x, m.weight(w), m.bias(w), N, in, out);
+        if (quantBase != null) QuantLinear.forward(gemm, y, x, quantBase[l][m.ordinal()], m.bias(w), quantScratch, N, in, out);
+        else Linear.forward(gemm, y, x, m.weight(w), m.bias(w), N, in, out);
         LoraWeights lw = lora == null ? null : lora[l][m.ordinal()];
         if (lw == null) return;
         float[] xin = x;
@@ -307,7 +332,8 @@ public final class TrainModel {
             float[] bias = m.bias(w);
             Linear.backwardWeight(gemm, dW, bias == null ? null : gradOf.get(bias), dy, x, N, in, out);
         }
-        Linear.backwardInput(gemm, dx, dy, W, N, in, out);
+        if (quantBase != null) QuantLinear.backwardInput(gemm, dx, dy, quantBase[l][m.ordinal()], quantScratch, N, in, out);
+        else Linear.backwardInput(gemm, dx, dy, W, N, in, out);
         LoraWeights lw = lora == null ? null : lora[l][m.ordinal()];
         if (lw == null) return;
         int i = m.ordinal();
@@ -347,7 +373,7 @@ public final class TrainModel {
         for (float[][] a : List.of(resid, ln1, ln2, rstd1, rstd2, q, k, v, att, attY, resid2, gate, up, act))
             for (float[] x : a) f += x.length;
         f += lnf.length + rstdf.length + logits.length + 2L * lse.length;
-        f += dres.length + dres2.length + dln.length + dq.length + dk.length + dv.length + dattY.length + dgate.length + dup.length + dact.length;
+        f += attScratch.length + dres.length + dres2.length + dln.length + dq.length + dk.length + dv.length + dattY.length + dgate.length + dup.length + dact.length;
         return 4 * f;
     }
 }

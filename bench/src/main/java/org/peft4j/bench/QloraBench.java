@@ -1,0 +1,120 @@
+package org.peft4j.bench;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Gemms;
+import org.peft4j.core.Parallel;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.ModelPresets;
+import org.peft4j.model.RandomModels;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.quant.Nf4Tensor;
+import org.peft4j.quant.QuantType;
+import org.peft4j.train.engine.Method;
+import org.peft4j.train.engine.Param;
+import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.optim.AdamW;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/// QLoRA vs LoRA step time (forward + backward + AdamW, batch 1, LoRA r16 all-linear) on random-weight presets, and a
+/// Llama-2-7B-shaped QLoRA run created quantized layer by layer, with peak RSS (VmHWM from /proc/self/status).
+///
+/// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xmx5g -cp … org.peft4j.bench.QloraBench
+/// compare [seq [steps [presets,…]]]` or `… 7b [seq [steps]]`. Each mode wants its own JVM (the 7B RSS is the JVM's).
+public final class QloraBench {
+    public static void main(String[] args) throws IOException {
+        String mode = args.length > 0 ? args[0] : "compare";
+        int seq = args.length > 1 ? Integer.parseInt(args[1]) : 512;
+        int steps = args.length > 2 ? Integer.parseInt(args[2]) : 3;
+        Gemm gemm = Gemms.get("auto");
+        System.out.println("threads=" + Parallel.threads() + " " + Gemms.describe() + " maxHeap=" + Runtime.getRuntime().maxMemory() / (1 << 20) + " MiB");
+        if (mode.equals("7b")) { run7b(gemm, seq, steps); return; }
+        for (String preset : (args.length > 3 ? args[3] : "smollm2-135m,qwen2.5-0.5b").split(",")) {
+            LlamaConfig c = ModelPresets.byName(preset);
+            LlamaWeights w = RandomModels.create(c, 1);
+            QuantizedModel qm = QuantizedModel.quantize(w, QuantType.NF4, 64, true);
+            // Alternate LoRA and QLoRA steps so both see the same machine state; report the median of each.
+            TrainModel lora = new TrainModel(w, method(), gemm, 1, seq, false, 1);
+            TrainModel qlora = new TrainModel(qm, method(), gemm, 1, seq, false, 1);
+            AdamW optL = adamw(lora), optQ = adamw(qlora);
+            int[][] bt = batch(c.vocabSize(), seq);
+            double[] tl = new double[steps], tq = new double[steps];
+            step(lora, optL, bt, seq, 0);   // warm-up: JIT, gemm calibration
+            step(qlora, optQ, bt, seq, 0);
+            for (int s = 0; s < steps; s++) {
+                tl[s] = step(lora, optL, bt, seq, s + 1);
+                tq[s] = step(qlora, optQ, bt, seq, s + 1);
+            }
+            double ml = median(tl), mq = median(tq);
+            System.out.printf("%s seq %d: LoRA %.3f s/step, QLoRA %.3f s/step, ratio %.3f; base %.4f bits/param (%d MiB 4-bit vs %d MiB f32 linears)%n",
+                    preset, seq, ml, mq, mq / ml, qm.bitsPerParameter(), linearBytes(qm) >> 20, 4 * linearParams(qm) >> 20);
+        }
+    }
+
+    static void run7b(Gemm gemm, int seq, int steps) throws IOException {
+        LlamaConfig c = ModelPresets.llama2_7b();
+        long t0 = System.nanoTime();
+        QuantizedModel qm = QuantizedModel.createRandom(c, 1, QuantType.NF4, 64, true);
+        System.out.printf("llama2-7b createRandom (NF4, block 64, double quant): %.1f s, %.4f bits/param, %d MiB 4-bit linears, VmHWM %s%n",
+                (System.nanoTime() - t0) / 1e9, qm.bitsPerParameter(), linearBytes(qm) >> 20, vm("VmHWM"));
+        TrainModel tm = new TrainModel(qm, method(), gemm, 1, seq, true, 1);
+        AdamW opt = adamw(tm);
+        System.out.printf("activations %d MiB, VmHWM %s%n", tm.activationBytes() >> 20, vm("VmHWM"));
+        int[][] bt = batch(c.vocabSize(), seq);
+        for (int s = 0; s < steps; s++) {
+            double t = step(tm, opt, bt, seq, s);
+            System.out.printf("step %d: %.1f s, %.0f tok/s, VmRSS %s, VmHWM %s, heap used %d MiB%n", s, t, seq / t, vm("VmRSS"), vm("VmHWM"),
+                    (Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()) >> 20);
+        }
+    }
+
+    static Method method() { return new Method.Lora(LoraConfig.of(16, LoraConfig.ALL_LINEAR)); }
+
+    static AdamW adamw(TrainModel tm) {
+        List<Param> ps = tm.params();
+        return new AdamW(ps.stream().map(Param::data).toList(), ps.stream().map(Param::grad).toList(), AdamW.Config.hfDefaults());
+    }
+
+    /// One optimizer step; seconds.
+    static double step(TrainModel tm, AdamW opt, int[][] bt, int seq, long step) {
+        long t = System.nanoTime();
+        tm.zeroGrad();
+        tm.forward(bt[0], bt[1], seq, true, step);
+        tm.backward(bt[0], bt[1], seq, 1f / seq, step);
+        opt.step(1e-4);
+        return (System.nanoTime() - t) / 1e9;
+    }
+
+    static int[][] batch(int V, int seq) {
+        SplittableRandom r = new SplittableRandom(3);
+        int[] tok = new int[seq], tgt = new int[seq];
+        for (int i = 0; i < seq; i++) { tok[i] = r.nextInt(V); tgt[i] = r.nextInt(V); }
+        return new int[][]{tok, tgt};
+    }
+
+    static double median(double[] x) {
+        double[] s = x.clone();
+        java.util.Arrays.sort(s);
+        return s[s.length / 2];
+    }
+
+    static long linearParams(QuantizedModel qm) {
+        long n = 0;
+        for (Nf4Tensor[] l : qm.linears) for (Nf4Tensor w : l) n += w.numel();
+        return n;
+    }
+
+    static long linearBytes(QuantizedModel qm) { return (long) (qm.bitsPerParameter() * linearParams(qm) / 8); }
+
+    static String vm(String key) throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc/self/status")))
+            if (line.startsWith(key + ":")) return line.substring(key.length() + 1).trim();
+        return "?";
+    }
+}

@@ -1,0 +1,474 @@
+package org.peft4j.model.quant;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.peft4j.core.DType;
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Parallel;
+import org.peft4j.core.Peft4jException;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.core.Peft4jException.UnsupportedModelException;
+import org.peft4j.formats.safetensors.SafeTensors;
+import org.peft4j.formats.safetensors.ShardedSafeTensors;
+import org.peft4j.formats.safetensors.TensorInfo;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.llama.LayerTensor;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.lora.LoraLinear;
+import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.quant.Nf4Tensor;
+import org.peft4j.quant.Nf4Tensor.Absmax;
+import org.peft4j.quant.QuantType;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+
+/// A Llama-family model whose seven decoder linear weights are bitsandbytes 4-bit tensors (QLoRA's frozen base);
+/// embeddings, norms, biases and lm_head stay float32 in `weights`, whose linear weight slots are null.
+/// Owns the Hugging Face layout of such a checkpoint (`quantization_config`, the `weight.absmax` … `quant_state`
+/// keys of a `Linear4bit`, specs.md §1.5); the 4-bit numerics are `Nf4Tensor`'s, the matmul `QuantLinear`'s.
+/// Reference: transformers `BitsAndBytesConfig`, bitsandbytes `Linear4bit._save_to_state_dict`, `QuantState.from_dict`.
+public final class QuantizedModel {
+    private static final System.Logger LOG = System.getLogger(QuantizedModel.class.getName());
+
+    /// The quantized weights in module order (q, k, v, o, gate, up, down), the order of `linears[l]`.
+    public static final List<LayerTensor> LINEARS = List.of(LayerTensor.Q_PROJ, LayerTensor.K_PROJ, LayerTensor.V_PROJ,
+            LayerTensor.O_PROJ, LayerTensor.GATE_PROJ, LayerTensor.UP_PROJ, LayerTensor.DOWN_PROJ);
+    /// safetensors key suffixes of a Linear4bit weight, after `<prefix>weight`.
+    static final String ABSMAX = ".absmax", QUANT_MAP = ".quant_map", NESTED_ABSMAX = ".nested_absmax",
+            NESTED_QUANT_MAP = ".nested_quant_map", QUANT_STATE = ".quant_state.bitsandbytes__";
+
+    public final LlamaConfig config;
+    public final LlamaWeights weights;     // float tensors; the seven linear weights of each layer are null
+    public final Nf4Tensor[][] linears;    // (L)(7), in LINEARS order
+    public final QuantType type;           // bnb_4bit_quant_type
+    public final boolean doubleQuant;      // bnb_4bit_use_double_quant
+
+    public QuantizedModel(LlamaWeights weights, Nf4Tensor[][] linears, QuantType type, boolean doubleQuant) {
+        this.config = weights.config; this.weights = weights; this.linears = linears; this.type = type; this.doubleQuant = doubleQuant;
+        LlamaConfig c = config;
+        if (linears.length != c.numHiddenLayers()) throw new IllegalArgumentException(linears.length + " layers of quantized weights for " + c.numHiddenLayers() + " layers");
+        for (int l = 0; l < linears.length; l++)
+            for (int i = 0; i < LINEARS.size(); i++) {
+                LayerTensor t = LINEARS.get(i);
+                if (!Arrays.equals(linears[l][i].shape(), t.shape(c)))
+                    throw new IllegalArgumentException(t.name(l) + " has shape " + Arrays.toString(linears[l][i].shape()) + ", expected " + Arrays.toString(t.shape(c)));
+                if (weights.layers.get(l).get(t) != null) throw new IllegalArgumentException(t.name(l) + " is quantized and must be null in the float weights");
+            }
+    }
+
+    /// The quantized weight of layer `l` for a linear table entry (one of [#LINEARS]).
+    public Nf4Tensor linear(int l, LayerTensor t) {
+        int i = LINEARS.indexOf(t);
+        if (i < 0) throw new IllegalArgumentException(t + " is not a quantized linear weight");
+        return linears[l][i];
+    }
+
+    /// Stored bytes of all quantized linears (packed codes, absmax, nested absmax, both code maps, quant_state JSON)
+    /// times 8, over their parameter count. 4 + 8/64 + 32/(64·256) ≈ 4.127 with double quantization at block 64.
+    public double bitsPerParameter() {
+        long bytes = 0, params = 0;
+        for (Nf4Tensor[] layer : linears)
+            for (Nf4Tensor w : layer) {
+                for (SafeTensors.Entry e : linear4bitEntries("w", w, "float32")) bytes += e.bytes().byteSize();
+                params += w.numel();
+            }
+        return 8.0 * bytes / params;
+    }
+
+    /// A float copy with every linear dequantized (float32, specs.md §1.3): for tests, export and small models only.
+    public LlamaWeights dequantizedWeights() {
+        List<LlamaWeights.Layer> layers = new ArrayList<>();
+        for (int l = 0; l < linears.length; l++) {
+            LlamaWeights.Layer fl = weights.layers.get(l);
+            int layer = l;
+            layers.add(LlamaWeights.Layer.of(t -> {
+                int i = LINEARS.indexOf(t);
+                if (i < 0) return fl.get(t);
+                float[] w = new float[Math.toIntExact(linears[layer][i].numel())];
+                linears[layer][i].dequantize(w);
+                return w;
+            }));
+        }
+        return new LlamaWeights(config, weights.embedTokens, weights.norm, weights.lmHead, layers);
+    }
+
+    // ---------------------------------------------------------------- create
+
+    /// Quantizes every linear weight of `w` (bitsandbytes `quantize_4bit`); the other tensors are shared, not copied.
+    public static QuantizedModel quantize(LlamaWeights w, QuantType type, int blockSize, boolean doubleQuant) {
+        LlamaConfig c = w.config;
+        Nf4Tensor[][] q = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
+        List<LlamaWeights.Layer> layers = new ArrayList<>();
+        for (int l = 0; l < q.length; l++) {
+            LlamaWeights.Layer fl = w.layers.get(l);
+            int layer = l;
+            Parallel.range(LINEARS.size(), i -> q[layer][i] = Nf4Tensor.quantize(type, fl.get(LINEARS.get(i)), LINEARS.get(i).shape(c), blockSize, doubleQuant));
+            layers.add(LlamaWeights.Layer.of(t -> LINEARS.contains(t) ? null : fl.get(t)));
+        }
+        return new QuantizedModel(new LlamaWeights(c, w.embedTokens, w.norm, w.lmHead, layers), q, type, doubleQuant);
+    }
+
+    /// `quantize(RandomModels.create(c, seed), …)` with the same random streams, but generating one linear weight at a
+    /// time and quantizing it at once: a Llama-2-7B-shaped model never holds its 27 GB of float weights.
+    public static QuantizedModel createRandom(LlamaConfig c, long seed, QuantType type, int blockSize, boolean doubleQuant) {
+        SplittableRandom root = new SplittableRandom(seed);
+        float std = (float) c.initializerRange();
+        float[] embed = normal(Math.multiplyExact(c.vocabSize(), c.hiddenSize()), root.split(), std);
+        Nf4Tensor[][] q = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
+        List<LlamaWeights.Layer> layers = new ArrayList<>();
+        for (int l = 0; l < q.length; l++) {
+            SplittableRandom layerRng = root.split();
+            SplittableRandom[] streams = new SplittableRandom[LayerTensor.values().length];
+            for (int i = 0; i < streams.length; i++) streams[i] = layerRng.split();
+            float[][] t = new float[streams.length][];
+            int layer = l;
+            Parallel.range(streams.length, i -> {   // one float weight alive per worker thread
+                LayerTensor lt = LayerTensor.values()[i];
+                if (!lt.present(c)) return;
+                long[] shape = lt.shape(c);
+                int n = Math.toIntExact(Arrays.stream(shape).reduce(1, Math::multiplyExact));
+                switch (lt) {
+                    case INPUT_LAYERNORM, POST_ATTENTION_LAYERNORM -> { t[i] = new float[n]; Arrays.fill(t[i], 1f); }
+                    case Q_BIAS, K_BIAS, V_BIAS, O_BIAS, GATE_BIAS, UP_BIAS, DOWN_BIAS -> t[i] = new float[n];
+                    default -> q[layer][LINEARS.indexOf(lt)] = Nf4Tensor.quantize(type, normal(n, streams[i], std), shape, blockSize, doubleQuant);
+                }
+            });
+            layers.add(LlamaWeights.Layer.of(lt -> t[lt.ordinal()]));
+        }
+        float[] head = c.tieWordEmbeddings() ? embed : normal(Math.multiplyExact(c.vocabSize(), c.hiddenSize()), root.split(), std);
+        float[] norm = new float[c.hiddenSize()];
+        Arrays.fill(norm, 1f);
+        return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), q, type, doubleQuant);
+    }
+
+    private static float[] normal(int n, SplittableRandom rng, float std) {   // as RandomModels, stream for stream
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) rng.nextGaussian() * std;
+        return a;
+    }
+
+    // ---------------------------------------------------------------- merge
+
+    /// A merged model and the error requantization added to the merged weights: `max|deq(q(W')) − W'|` and its RMS over
+    /// every element of the requantized weights, W' = deq(W) + s·B·A.
+    public record Merged(QuantizedModel model, double maxError, double rmsError, long mergedParameters) {}
+
+    /// Merges a LoRA adapter into the quantized base: per targeted weight, dequantize, add s·B·A
+    /// ([LoraLinear#merge]), requantize with the same type, block size and double quantization. Untargeted weights
+    /// keep their bytes. DoRA adapters are not supported here (merge them into a float export instead).
+    public Merged mergeAdapter(PeftAdapter adapter, Gemm gemm) {
+        if (adapter.config().useDora())
+            throw new UnsupportedModelException("merging a DoRA adapter into a 4-bit base is not supported; export the merged model in float16/bfloat16/float32 instead");
+        Nf4Tensor[][] q = new Nf4Tensor[linears.length][];
+        for (int l = 0; l < q.length; l++) q[l] = linears[l].clone();
+        double max = 0, sumSq = 0;
+        long count = 0;
+        for (var e : adapter.weights().entrySet()) {
+            PeftAdapter.Target target = e.getKey();
+            LoraWeights lw = e.getValue();
+            int i = -1;
+            for (int j = 0; j < LINEARS.size(); j++) if (LINEARS.get(j).suffix.endsWith("." + target.module() + ".weight")) i = j;
+            if (target.layer() >= q.length || i < 0)
+                throw new ConfigException("adapter module " + target.path() + " is not a decoder linear of this " + q.length + "-layer model");
+            Nf4Tensor w = linears[target.layer()][i];
+            long[] shape = w.shape();
+            int M = (int) shape[0], K = (int) shape[1];
+            if (lw.out() != M || lw.in() != K)
+                throw new ConfigException("adapter " + target.path() + " is (" + lw.out() + ", " + lw.in() + "), the base weight " + Arrays.toString(shape));
+            float[] merged = new float[M * K];
+            w.dequantize(merged);
+            LoraLinear.merge(gemm, merged, lw.a(), lw.b(), (float) adapter.config().scaling(target.path()), M, K, lw.r());
+            Nf4Tensor rq = Nf4Tensor.quantize(w.type(), merged, shape, w.blockSize(), w.absmax() instanceof Absmax.Nested);
+            float[] back = new float[M * K];
+            rq.dequantize(back);
+            for (int k = 0; k < back.length; k++) {
+                double d = Math.abs((double) back[k] - merged[k]);
+                max = Math.max(max, d);
+                sumSq += d * d;
+            }
+            count += back.length;
+            q[target.layer()][i] = rq;
+        }
+        QuantizedModel m = new QuantizedModel(weights, q, type, doubleQuant);
+        return new Merged(m, max, count == 0 ? 0 : Math.sqrt(sumSq / count), count);
+    }
+
+    // ---------------------------------------------------------------- save
+
+    /// Writes `dir/config.json` (with `quantization_config`) and `model.safetensors` (or shards of 5 GB and an index,
+    /// as save_pretrained) in the layout transformers + bitsandbytes write: float tensors as `dtype` (F32, BF16, F16),
+    /// which is also the quant_state `dtype` and `bnb_4bit_compute_dtype`. Tokenizer files are the caller's to copy.
+    public void save(Path dir, DType dtype) {
+        String torchName = torchName(dtype);
+        try {
+            Files.createDirectories(dir);
+            Files.writeString(dir.resolve("config.json"), configJson(torchName));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + dir.resolve("config.json") + ": " + e.getMessage(), e);
+        }
+        List<SafeTensors.Entry> entries = new ArrayList<>();
+        Map<String, long[]> shapes = LlamaWeights.expectedShapes(config);
+        for (var e : shapes.entrySet()) {
+            LayerTensor lt = layerTensor(e.getKey());
+            int l = lt == null ? -1 : layerOf(e.getKey());
+            if (lt != null && LINEARS.contains(lt)) entries.addAll(linear4bitEntries(e.getKey(), linear(l, lt), torchName));
+            else entries.add(SafeTensors.Entry.ofFloats(e.getKey(), e.getValue(), floatTensor(e.getKey(), lt, l), dtype));
+        }
+        ShardedSafeTensors.write(dir, entries, 5_000_000_000L, Map.of("format", "pt"));
+    }
+
+    /// The safetensors entries `Linear4bit` saves for one weight named `weight` (…`.weight`), specs.md §1.5:
+    /// packed U8 `[(n+1)/2, 1]`, absmax (U8 codes or F32), quant_map, nested_absmax, nested_quant_map, quant_state JSON.
+    public static List<SafeTensors.Entry> linear4bitEntries(String weight, Nf4Tensor w, String dtype) {
+        List<SafeTensors.Entry> out = new ArrayList<>();
+        out.add(SafeTensors.Entry.ofBytes(weight, DType.U8, new long[]{w.packed().length, 1}, w.packed()));
+        long blocks = w.blocks();
+        switch (w.absmax()) {
+            case Absmax.Plain p -> out.add(SafeTensors.Entry.ofFloats(weight + ABSMAX, new long[]{blocks}, p.values(), DType.F32));
+            case Absmax.Nested n -> {
+                out.add(SafeTensors.Entry.ofBytes(weight + ABSMAX, DType.U8, new long[]{blocks}, n.codes()));
+                out.add(SafeTensors.Entry.ofFloats(weight + NESTED_ABSMAX, new long[]{n.nestedAbsmax().length}, n.nestedAbsmax(), DType.F32));
+                out.add(SafeTensors.Entry.ofFloats(weight + NESTED_QUANT_MAP, new long[]{256}, n.nestedQuantMap(), DType.F32));
+            }
+        }
+        out.add(SafeTensors.Entry.ofFloats(weight + QUANT_MAP, new long[]{16}, w.type().code(), DType.F32));
+        byte[] json = w.quantStateJson(dtype).getBytes(StandardCharsets.UTF_8);
+        out.add(SafeTensors.Entry.ofBytes(weight + QUANT_STATE + w.type().jsonName(), DType.U8, new long[]{json.length}, json));
+        return out;
+    }
+
+    /// config.json: the model's own fields plus `quantization_config` as `BitsAndBytesConfig.to_dict` writes it.
+    String configJson(String computeDtype) {
+        try {
+            ObjectMapper m = new ObjectMapper();
+            ObjectNode o = (ObjectNode) m.readTree(config.toJson());
+            ObjectNode q = o.putObject("quantization_config");
+            q.put("_load_in_4bit", true);
+            q.put("_load_in_8bit", false);
+            q.put("bnb_4bit_compute_dtype", computeDtype);
+            q.put("bnb_4bit_quant_storage", "uint8");
+            q.put("bnb_4bit_quant_type", type.jsonName());
+            q.put("bnb_4bit_use_double_quant", doubleQuant);
+            q.put("llm_int8_enable_fp32_cpu_offload", false);
+            q.put("llm_int8_has_fp16_weight", false);
+            q.putNull("llm_int8_skip_modules");
+            q.put("llm_int8_threshold", 6.0);
+            q.put("load_in_4bit", true);
+            q.put("load_in_8bit", false);
+            q.put("quant_method", "bitsandbytes");
+            return m.writerWithDefaultPrettyPrinter().writeValueAsString(o);
+        } catch (IOException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    private float[] floatTensor(String name, LayerTensor lt, int l) {
+        if (lt != null) return weights.layers.get(l).get(lt);
+        return switch (name) {
+            case LlamaWeights.EMBED_TOKENS -> weights.embedTokens;
+            case LlamaWeights.NORM -> weights.norm;
+            case LlamaWeights.LM_HEAD -> weights.lmHead;
+            default -> throw new IllegalArgumentException(name);
+        };
+    }
+
+    static String torchName(DType d) {
+        return switch (d) {
+            case F32 -> "float32";
+            case BF16 -> "bfloat16";
+            case F16 -> "float16";
+            default -> throw new ConfigException("cannot store a model's float tensors as " + d + "; use F32, BF16 or F16");
+        };
+    }
+
+    private static LayerTensor layerTensor(String name) {
+        if (!name.startsWith("model.layers.")) return null;
+        for (LayerTensor t : LayerTensor.values()) if (name.endsWith("." + t.suffix)) return t;
+        return null;
+    }
+
+    private static int layerOf(String name) {
+        int from = "model.layers.".length();
+        return Integer.parseInt(name.substring(from, name.indexOf('.', from)));
+    }
+
+    // ---------------------------------------------------------------- load
+
+    /// Loads a folder saved with bitsandbytes 4-bit quantization (as published pre-quantized models are): config.json
+    /// with `quantization_config.quant_method = "bitsandbytes"` and `load_in_4bit`, every decoder linear as the
+    /// Linear4bit keys of specs.md §1.5, the other tensors as F32/BF16/F16. Sizes and the quant_state are validated
+    /// against config.json with errors naming the tensor.
+    public static QuantizedModel load(Path dir) {
+        if (!Files.isDirectory(dir))
+            throw new ConfigException(dir + " is not a directory; pass a model folder saved with bitsandbytes 4-bit quantization");
+        LlamaConfig c = LlamaConfig.read(dir);
+        Path cfgFile = dir.resolve("config.json");
+        JsonNode q;
+        try {
+            q = new ObjectMapper().readTree(Files.readString(cfgFile)).get("quantization_config");
+        } catch (IOException e) {
+            throw new ConfigException(cfgFile + ": cannot read: " + e.getMessage(), e);
+        }
+        if (q == null || !"bitsandbytes".equals(q.path("quant_method").asText()))
+            throw new UnsupportedModelException(cfgFile + " has no quantization_config with quant_method \"bitsandbytes\""
+                    + (q == null ? "" : " (found \"" + q.path("quant_method").asText() + "\")") + "; load an unquantized model with Models.load, or quantize it with `peft4j quantize`");
+        if (!q.path("load_in_4bit").asBoolean(false))
+            throw new UnsupportedModelException(cfgFile + ": quantization_config.load_in_4bit is not true; only bitsandbytes 4-bit (nf4/fp4) checkpoints are supported, not 8-bit");
+        QuantType type;
+        try {
+            type = QuantType.of(q.path("bnb_4bit_quant_type").asText("fp4"));
+        } catch (UnsupportedModelException e) {
+            throw new UnsupportedModelException(cfgFile + ": quantization_config.bnb_4bit_quant_type: " + e.getMessage());
+        }
+        boolean dq = q.path("bnb_4bit_use_double_quant").asBoolean(false);
+
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
+            Map<String, TensorInfo> infos = st.tensors();
+            Set<String> used = new HashSet<>();
+            Nf4Tensor[][] lin = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
+            List<LlamaWeights.Layer> layers = new ArrayList<>();
+            for (int l = 0; l < lin.length; l++) {
+                int layer = l;
+                for (int i = 0; i < LINEARS.size(); i++)
+                    lin[l][i] = readLinear4bit(st, LINEARS.get(i).name(l), LINEARS.get(i).shape(c), used);
+                layers.add(LlamaWeights.Layer.of(t -> !t.present(c) || LINEARS.contains(t) ? null : readFloat(st, t.name(layer), t.shape(c), used)));
+            }
+            long[] vc = {c.vocabSize(), c.hiddenSize()};
+            float[] embed, head;
+            if (c.tieWordEmbeddings()) {
+                embed = readFloat(st, infos.containsKey(LlamaWeights.EMBED_TOKENS) || !infos.containsKey(LlamaWeights.LM_HEAD)
+                        ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD, vc, used);
+                head = embed;
+                used.add(LlamaWeights.LM_HEAD);
+            } else {
+                embed = readFloat(st, LlamaWeights.EMBED_TOKENS, vc, used);
+                head = readFloat(st, LlamaWeights.LM_HEAD, vc, used);
+            }
+            float[] norm = readFloat(st, LlamaWeights.NORM, new long[]{c.hiddenSize()}, used);
+            for (String name : infos.keySet())
+                if (!used.contains(name))
+                    LOG.log(System.Logger.Level.WARNING, "{0}: ignoring unexpected tensor ''{1}'' {2}", dir, name, infos.get(name).shapeString());
+            return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), lin, type, dq);
+        }
+    }
+
+    /// Reads the Linear4bit keys of `weight` (e.g. `model.layers.0.mlp.down_proj.weight`) and checks them against each
+    /// other and against `shape` (from config.json). `used` collects the keys read.
+    public static Nf4Tensor readLinear4bit(ShardedSafeTensors st, String weight, long[] shape, Set<String> used) {
+        Map<String, TensorInfo> infos = st.tensors();
+        String stateKey = null;
+        for (String k : infos.keySet())
+            if (k.startsWith(weight + ".quant_state.")) {
+                if (stateKey != null) throw new FormatException("tensor '" + weight + "' has two quant states, '" + stateKey + "' and '" + k + "'");
+                stateKey = k;
+            }
+        TensorInfo wi = infos.get(weight);
+        if (wi == null) throw new FormatException("tensor '" + weight + "' " + Arrays.toString(shape) + " is missing; the checkpoint does not match config.json");
+        if (stateKey == null)
+            throw new FormatException("tensor '" + weight + "' (" + wi.dtype() + " " + wi.shapeString() + ") has no '" + weight
+                    + ".quant_state.bitsandbytes__nf4|fp4'; it is not a bitsandbytes 4-bit weight although config.json says the model is");
+        String typeName = stateKey.substring((weight + ".quant_state.").length());
+        if (!typeName.startsWith("bitsandbytes__"))
+            throw new UnsupportedModelException("tensor '" + stateKey + "': unknown quant state format '" + typeName + "'; expected bitsandbytes__nf4 or bitsandbytes__fp4");
+        QuantType type = quantType(typeName.substring("bitsandbytes__".length()), stateKey);
+
+        JsonNode js;
+        try {
+            js = new ObjectMapper().readTree(new String(bytes(st, stateKey, DType.U8, null, used), StandardCharsets.UTF_8));
+            if (js == null || !js.isObject()) throw new IOException("not a JSON object");
+        } catch (IOException e) {
+            throw new FormatException("tensor '" + stateKey + "': the quant_state is not valid JSON (" + e.getMessage().lines().findFirst().orElse("") + ")", e);
+        }
+        if (!js.path("quant_type").isTextual() || quantType(js.get("quant_type").asText(), stateKey) != type)
+            throw new FormatException("tensor '" + stateKey + "': quant_state quant_type is " + js.get("quant_type") + ", but the key says " + type.jsonName());
+        JsonNode sh = js.path("shape");
+        long[] stateShape = new long[sh.size()];
+        for (int i = 0; i < stateShape.length; i++) stateShape[i] = sh.get(i).asLong(-1);
+        if (!sh.isArray() || !Arrays.equals(stateShape, shape))
+            throw new FormatException("tensor '" + stateKey + "': quant_state shape " + (sh.isArray() ? Arrays.toString(stateShape) : sh) + " differs from " + Arrays.toString(shape)
+                    + " that config.json gives '" + weight + "'; the checkpoint and config.json disagree");
+        int blockSize = js.path("blocksize").asInt(-1);
+        if (Arrays.stream(Nf4Tensor.BLOCK_SIZES).noneMatch(b -> b == blockSize))
+            throw new FormatException("tensor '" + stateKey + "': quant_state blocksize " + js.get("blocksize") + " is not one bitsandbytes uses " + Arrays.toString(Nf4Tensor.BLOCK_SIZES));
+        long n = Arrays.stream(shape).reduce(1, Math::multiplyExact), blocks = (n + blockSize - 1) / blockSize;
+
+        byte[] packed = bytes(st, weight, DType.U8, new long[]{(n + 1) / 2, 1}, used);
+        float[] code = floats(st, weight + QUANT_MAP, new long[]{16}, used);
+        if (!Arrays.equals(code, type.code()))
+            throw new UnsupportedModelException("tensor '" + weight + QUANT_MAP + "' is not the bitsandbytes " + type.jsonName()
+                    + " code book " + Arrays.toString(type.code()) + "; custom 4-bit code maps are not supported");
+        Absmax absmax;
+        if (js.has("nested_offset")) {
+            int nb = js.path("nested_blocksize").asInt(-1);
+            if (nb <= 0) throw new FormatException("tensor '" + stateKey + "': nested_blocksize " + js.get("nested_blocksize") + " must be a positive integer");
+            if (!js.path("nested_offset").isNumber()) throw new FormatException("tensor '" + stateKey + "': nested_offset " + js.get("nested_offset") + " is not a number");
+            byte[] codes = bytes(st, weight + ABSMAX, DType.U8, new long[]{blocks}, used);
+            float[] nested = floats(st, weight + NESTED_ABSMAX, new long[]{(blocks + nb - 1) / nb}, used);
+            float[] map = floats(st, weight + NESTED_QUANT_MAP, new long[]{256}, used);
+            absmax = new Absmax.Nested(codes, nested, map, (float) js.get("nested_offset").asDouble(), nb);
+        } else {
+            if (infos.containsKey(weight + NESTED_ABSMAX))
+                throw new FormatException("tensor '" + weight + NESTED_ABSMAX + "' exists but quant_state '" + stateKey + "' has no nested_offset; the quant state is incomplete");
+            absmax = new Absmax.Plain(floats(st, weight + ABSMAX, new long[]{blocks}, used));
+        }
+        try {
+            return new Nf4Tensor(type, shape, blockSize, packed, absmax);
+        } catch (Peft4jException e) {
+            throw new FormatException("tensor '" + weight + "': " + e.getMessage(), e);
+        }
+    }
+
+    private static QuantType quantType(String name, String tensor) {
+        try {
+            return QuantType.of(name);
+        } catch (UnsupportedModelException e) {
+            throw new UnsupportedModelException("tensor '" + tensor + "': " + e.getMessage());
+        }
+    }
+
+    /// The raw bytes of a tensor of `dtype`; `shape` null accepts any 1-D shape.
+    private static byte[] bytes(ShardedSafeTensors st, String name, DType dtype, long[] shape, Set<String> used) {
+        TensorInfo info = check(st, name, shape, used);
+        if (info.dtype() != dtype) throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", expected " + dtype + " for a bitsandbytes 4-bit checkpoint");
+        if (shape == null && info.shape().length != 1) throw new FormatException("tensor '" + name + "' has shape " + info.shapeString() + ", expected 1-D");
+        return st.bytes(name).toArray(ValueLayout.JAVA_BYTE);
+    }
+
+    private static float[] floats(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
+        TensorInfo info = check(st, name, shape, used);
+        if (info.dtype() != DType.F32) throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", expected F32 for a bitsandbytes quant state");
+        return st.readFloats(name);
+    }
+
+    private static float[] readFloat(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
+        TensorInfo info = check(st, name, shape, used);
+        if (!(info.dtype() == DType.F32 || info.dtype() == DType.BF16 || info.dtype() == DType.F16))
+            throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", which is not supported; only the decoder linears may be 4-bit, the rest F32/BF16/F16");
+        return st.readFloats(name);
+    }
+
+    private static TensorInfo check(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
+        TensorInfo info = st.tensors().get(name);
+        if (info == null) throw new FormatException("tensor '" + name + "'" + (shape == null ? "" : " " + Arrays.toString(shape)) + " is missing from the checkpoint");
+        if (shape != null && !Arrays.equals(info.shape(), shape))
+            throw new FormatException("tensor '" + name + "' has shape " + info.shapeString() + ", expected " + Arrays.toString(shape)
+                    + " from config.json and the quant_state; the tensors of this 4-bit weight do not belong together");
+        used.add(name);
+        return info;
+    }
+}
