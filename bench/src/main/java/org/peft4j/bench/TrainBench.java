@@ -58,6 +58,7 @@ public final class TrainBench {
         String method = arg(args, 4, "lora");
         int warmup = Integer.parseInt(arg(args, 5, "2")), steps = Integer.parseInt(arg(args, 6, "5"));
         String gemm = arg(args, 7, "auto");
+        PROFILE = arg(args, 8, "").equals("profile");
         System.out.println(run(model, method, seq, batch, threads, warmup, steps, gemm).line());
     }
 
@@ -87,7 +88,7 @@ public final class TrainBench {
         for (int step = 0; step < warmup + steps; step++) {
             for (int i = 0; i < N; i++) tokens[i] = labels[i] = r.nextInt(c.vocabSize());
             int count = CrossEntropy.shiftLabels(targets, labels, batch, seq);
-            if (step == warmup) gemm.nanos = 0;
+            if (step == warmup) { gemm.nanos = 0; if (PROFILE) gemm.byShape = new java.util.TreeMap<>(); }
             long t0 = System.nanoTime();
             tm.zeroGrad();
             loss = tm.forward(tokens, targets, seq, true, step) / count;
@@ -99,12 +100,22 @@ public final class TrainBench {
             if (step >= warmup) { fwd += t1 - t0; bwd += t2 - t1; upd += t3 - t2; }
         }
         gemmNs = gemm.nanos;
+        if (gemm.byShape != null)
+            gemm.byShape.forEach((key, e) -> System.out.printf("  gemm %-22s %5d calls %9.1f ms/step %7.1f GFLOP/s%n", key,
+                    e[0] / steps, e[1] * 1e-6 / steps, flopsOf(key) * e[0] / (e[1] * 1e-9) * 1e-9));
         double stepS = (fwd + bwd + upd) * 1e-9 / steps;
         double tps = N / stepS;
         double flops = flopsPerToken(c, seq, m);
         return new Result(model, method, seq, batch, threads, Gemms.get(gemmMode).name(), steps, tps,
                 flops * tps / (peak * 1e9 * threads), flops, peak, stepS * 1e3, fwd * 1e-6 / steps, bwd * 1e-6 / steps,
                 upd * 1e-6 / steps, gemmNs * 1e-6 / steps, peakRss(), loss);
+    }
+
+    static boolean PROFILE = false;
+
+    private static double flopsOf(String key) {
+        String[] d = key.substring(3).split(",");
+        return 2.0 * Long.parseLong(d[0]) * Long.parseLong(d[1]) * Long.parseLong(d[2]);
     }
 
     /// Model FLOPs per trained token; the formula is in the class comment.
@@ -136,6 +147,8 @@ public final class TrainBench {
     static final class TimedGemm implements Gemm {
         final Gemm inner;
         long nanos;
+        java.util.Map<String, long[]> byShape;   // "op m,n,k" → {calls, nanos}, only when profiling
+
 
         TimedGemm(Gemm inner) { this.inner = inner; }
 
@@ -144,7 +157,12 @@ public final class TrainBench {
                           float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
             long t0 = System.nanoTime();
             inner.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            nanos += System.nanoTime() - t0;
+            long dt = System.nanoTime() - t0;
+            nanos += dt;
+            if (byShape != null) {
+                long[] e = byShape.computeIfAbsent((transA ? "T" : "N") + (transB ? "T" : "N") + " " + m + "," + n + "," + k, x -> new long[2]);
+                e[0]++; e[1] += dt;
+            }
         }
 
         @Override

@@ -16,7 +16,8 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 /// `peft4j chat`: a conversation through the model's chat template (or a plain fallback). In a terminal it prompts;
-/// with piped stdin each line is one user turn and only the answers are printed, one per line.
+/// with piped stdin each line is one user turn and only the answers are printed, one per line
+/// (line breaks inside an answer become spaces).
 @Command(name = "chat", mixinStandardHelpOptions = true, description = "Chat with a model (interactive, or one turn per stdin line).")
 final class ChatCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
@@ -50,8 +51,15 @@ final class ChatCommand implements Callable<Integer> {
             String prompt = template.render(messages, true);
             // The template writes BOS itself when the model has one; add it only for the plain fallback.
             int[] ids = s.tokenizer.encode(prompt, plain);
-            String answer = s.complete(ids, sampling.sampler(s.generation), sampling.maxNewTokens, sampling.seed, stops, System.out);
-            System.out.println();
+            String answer;
+            if (interactive) {
+                answer = s.complete(ids, sampling.sampler(s.generation), sampling.maxNewTokens, sampling.seed, stops, System.out);
+                System.out.println();
+            } else {
+                // piped: one answer per line, so a script can pair answers with its input lines
+                answer = s.complete(ids, sampling.sampler(s.generation), sampling.maxNewTokens, sampling.seed, stops, null);
+                System.out.println(answer.strip().replaceAll("\\s*\\R\\s*", " "));
+            }
             messages.add(ChatMessage.assistant(answer.strip()));
         }
         return 0;

@@ -14,7 +14,6 @@ import org.peft4j.train.Trainer;
 import org.peft4j.train.engine.TrainModel;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Parameters;
 import picocli.CommandLine.Unmatched;
 
 import java.io.IOException;
@@ -27,12 +26,14 @@ import java.util.concurrent.Callable;
 import java.util.stream.Stream;
 
 /// `peft4j train [CONFIG.yaml] [--key value ...]`: LLaMA-Factory's `llamafactory-cli train` with its keys.
-@Command(name = "train", description = {"Fine-tune a model with LLaMA-Factory's config keys (YAML and/or --key value flags; flags win).",
+@Command(name = "train", customSynopsis = "peft4j train [CONFIG.yaml] [--key value ...]", description = {"Fine-tune a model with LLaMA-Factory's config keys (YAML and/or --key value flags; flags win).",
         "Run 'peft4j train --help-keys' for every key with its default."})
 final class TrainCommand implements Callable<Integer> {
-    @Parameters(index = "0", arity = "0..1", paramLabel = "CONFIG.yaml", description = "A LLaMA-Factory training YAML.") Path yaml;
-
+    /// CONFIG.yaml (first, optional) and `--key value` flags; parsed by TrainConfig, not picocli, so that any
+    /// LLaMA-Factory key is accepted or refused with a suggestion.
     @Unmatched List<String> flags = new ArrayList<>();
+
+    Path yaml;
 
     @Option(names = "--help-keys", description = "List every config key with its default and exit.") boolean helpKeys;
 
@@ -48,7 +49,7 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         if (helpKeys) { System.out.print(TrainConfig.keyTable()); return 0; }
-        if (yaml != null && yaml.toString().startsWith("--")) { flags.addFirst(yaml.toString()); yaml = null; }
+        if (!flags.isEmpty() && !flags.getFirst().startsWith("--")) yaml = Path.of(flags.removeFirst());
         if (yaml != null && !Files.isRegularFile(yaml))
             throw new ConfigException("config file " + yaml + " does not exist; pass a LLaMA-Factory YAML or only --key value flags");
         TrainConfig cfg = TrainConfig.load(yaml, flags);

@@ -69,4 +69,54 @@ class LayerTwinsTest {
             assertClose("attention att T=" + T + " pos0=" + pos0, att1, att2, ATOL, RTOL);
         }
     }
+
+    @Test
+    void swiGlu() {
+        for (int threads : new int[] {1, 2}) {
+            Parallel.setThreads(threads);
+            for (int n : new int[] {1, 7, 31, 33, 4097, 40000}) {
+                var rng = new SplittableRandom(n);
+                float[] gate = rand(rng, n, 12), up = rand(rng, n, 2), dout = rand(rng, n, 1);
+                float[] o1 = new float[n], o2 = new float[n];
+                SwiGlu.forwardScalar(o1, gate, up, n);
+                SwiGlu.forward(o2, gate, up, n);
+                assertClose("swiglu out n=" + n, o1, o2, ATOL, RTOL);
+                float[] dg1 = rand(rng, n, 1), du1 = rand(rng, n, 1), dg2 = dg1.clone(), du2 = du1.clone();
+                SwiGlu.backwardScalar(dg1, du1, dout, gate, up, n);
+                SwiGlu.backward(dg2, du2, dout, gate, up, n);
+                assertClose("swiglu dgate n=" + n, dg1, dg2, ATOL, RTOL);
+                assertClose("swiglu dup n=" + n, du1, du2, ATOL, RTOL);
+            }
+        }
+        Parallel.setThreads(Runtime.getRuntime().availableProcessors());
+    }
+
+    /// The float-exp fast path against the double-exp twin; lse to 1e-5 (see CrossEntropy.forward), probabilities
+    /// to 1e-6 absolute after scaling by 1/N.
+    @Test
+    void crossEntropy() {
+        for (int V : new int[] {1, 7, 31, 33, 4097, 49152}) {
+            int N = 6;
+            var rng = new SplittableRandom(V);
+            float[] logits = rand(rng, N * V, 20);
+            logits[3 * V] = 3000f;                                            // a huge logit: stability
+            int[] targets = {0, CrossEntropy.IGNORE, V - 1, V / 2, 0, V / 3};
+            double[] lse1 = new double[N], lse2 = new double[N];
+            float[] l1 = new float[N], l2 = new float[N];
+            double t1 = CrossEntropy.forwardScalar(l1, lse1, logits, targets, N, V);
+            double t2 = CrossEntropy.forward(l2, lse2, logits, targets, N, V);
+            for (int n = 0; n < N; n++)
+                if (targets[n] != CrossEntropy.IGNORE && Math.abs(lse1[n] - lse2[n]) > 1e-5 * Math.max(1, Math.abs(lse1[n])))
+                    throw new AssertionError("lse row " + n + " V=" + V + ": scalar " + lse1[n] + " fast " + lse2[n]);
+            if (Math.abs(t1 - t2) > 1e-4) throw new AssertionError("loss V=" + V + ": scalar " + t1 + " fast " + t2);
+            float[] d1 = rand(rng, N * V, 1), d2 = d1.clone();
+            CrossEntropy.backwardScalar(d1, logits, lse1, targets, N, V, 1f / N);
+            CrossEntropy.backward(d2, logits, lse1, targets, N, V, 1f / N);
+            assertClose("ce dlogits V=" + V, d1, d2, 1e-6, 1e-5);
+            float[] p1 = logits.clone(), p2 = logits.clone();                  // in place
+            CrossEntropy.backwardScalar(p1, p1, lse1, targets, N, V, 1f / N);
+            CrossEntropy.backward(p2, p2, lse1, targets, N, V, 1f / N);
+            assertClose("ce in-place dlogits V=" + V, p1, p2, 1e-6, 1e-5);
+        }
+    }
 }

@@ -1,0 +1,117 @@
+package org.peft4j.cli;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.peft4j.testkit.Shared;
+
+import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.InputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// The CLI against independent numbers: the golden greedy text and prompt ids of TinyStories-656K (made by the
+/// numpy reference in ../shared), exit codes and messages for bad input, and piped chat.
+class CliTest {
+    record Out(int code, String stdout, String stderr) {}
+
+    @BeforeAll
+    static void home() { System.setProperty("peft4j.home", Shared.root().toString()); }
+
+    static synchronized Out run(String stdin, String... args) {
+        PrintStream oldOut = System.out, oldErr = System.err;
+        InputStream oldIn = System.in;
+        var out = new ByteArrayOutputStream();
+        var err = new ByteArrayOutputStream();
+        try {
+            System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
+            System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
+            if (stdin != null) System.setIn(new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8)));
+            int code = Main.run(args);
+            return new Out(code, out.toString(StandardCharsets.UTF_8), err.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setOut(oldOut); System.setErr(oldErr); System.setIn(oldIn);
+        }
+    }
+
+    static JsonNode golden() throws Exception {
+        return new ObjectMapper().readTree(Shared.require("models/tinystories-656k/golden/greedy.json").toFile());
+    }
+
+    @Test
+    void generateGreedyMatchesTheReference() throws Exception {
+        JsonNode g = golden();
+        Out o = run(null, "generate", "--prompt", g.get("prompt").asText(), "--max-new-tokens", "40", "--temperature", "0", "--gemm", "java");
+        assertEquals(0, o.code(), o.stderr());
+        String expected = g.get("greedy_text").asText().substring(g.get("prompt").asText().length());
+        assertEquals(expected, o.stdout().stripTrailing(), "completion only, no prompt");
+    }
+
+    @Test
+    void stopStringCutsTheCompletion() throws Exception {
+        JsonNode g = golden();
+        Out o = run(null, "generate", "-p", g.get("prompt").asText(), "--max-new-tokens", "40", "--temperature", "0", "--stop", "Lily");
+        assertEquals(0, o.code(), o.stderr());
+        String full = g.get("greedy_text").asText().substring(g.get("prompt").asText().length());
+        assertEquals(full.substring(0, full.indexOf("Lily")), o.stdout().replaceAll("\\n$", ""));
+    }
+
+    @Test
+    void seededSamplingIsReproducible() {
+        Out a = run(null, "generate", "-p", "The cat", "--max-new-tokens", "20", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "40", "--seed", "7");
+        Out b = run(null, "generate", "-p", "The cat", "--max-new-tokens", "20", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "40", "--seed", "7");
+        Out c = run(null, "generate", "-p", "The cat", "--max-new-tokens", "20", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "40", "--seed", "8");
+        assertEquals(0, a.code(), a.stderr());
+        assertEquals(a.stdout(), b.stdout());
+        assertNotEquals(a.stdout(), c.stdout(), "another seed should sample another continuation");
+    }
+
+    @Test
+    void tokenizeMatchesGoldenIds() throws Exception {
+        JsonNode g = golden();
+        Out o = run(null, "tokenize", "--text", g.get("prompt").asText());
+        assertEquals(0, o.code(), o.stderr());
+        assertEquals(g.get("prompt_ids").toString().replace(",", ", "), o.stdout().strip());
+        Out n = run(null, "tokenize", "--text", g.get("prompt").asText(), "--no-special");
+        assertFalse(n.stdout().startsWith("[1,"), n.stdout());
+    }
+
+    @Test
+    void inspectCountsParameters() {
+        Out o = run(null, "inspect");
+        assertEquals(0, o.code(), o.stderr());
+        assertTrue(o.stdout().contains("656,000"), o.stdout());
+        assertTrue(o.stdout().contains("lm_head.weight"), o.stdout());
+    }
+
+    @Test
+    void pipedChatPrintsOneAnswerPerLine() {
+        Out o = run("Tell me a story\nWhat happened next?\n", "chat", "--max-new-tokens", "12", "--temperature", "0");
+        assertEquals(0, o.code(), o.stderr());
+        assertEquals(2, o.stdout().strip().split("\n").length, o.stdout());
+    }
+
+    @Test
+    void badInputGivesAClearErrorAndExitCode(@TempDir Path tmp) throws Exception {
+        Out missing = run(null, "generate", "--model", tmp.resolve("nope").toString(), "-p", "x");
+        assertEquals(1, missing.code());
+        assertTrue(missing.stderr().startsWith("error: model folder"), missing.stderr());
+        assertFalse(missing.stderr().contains("\tat "), "no stack trace without --verbose");
+        Files.writeString(tmp.resolve("config.json"), "{\"model_type\": \"gpt2\"}");
+        Out unknown = run(null, "inspect", "--model", tmp.toString());
+        assertEquals(1, unknown.code());
+        assertTrue(unknown.stderr().contains("gpt2"), unknown.stderr());
+        Out usage = run(null, "generate", "--no-such-flag");
+        assertEquals(2, usage.code());
+        Out key = run(null, "train", "--model_name_or_path", "m", "--output_dir", tmp.toString(), "--dataset", "d", "--lora_rnk", "8");
+        assertEquals(1, key.code());
+        assertTrue(key.stderr().contains("did you mean 'lora_rank'"), key.stderr());
+    }
+}
