@@ -18,11 +18,13 @@ import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
+import java.nio.file.InvalidPathException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Objects;
 import java.util.regex.Pattern;
 import java.util.stream.Stream;
 
@@ -66,7 +68,7 @@ public final class HubClient {
         if (s.contains("--") || s.contains("..") || s.startsWith(".") || s.startsWith("-") || s.endsWith(".") || s.endsWith("-")) return false;
         try {
             return !Files.exists(Path.of(s));
-        } catch (java.nio.file.InvalidPathException e) {
+        } catch (InvalidPathException e) {
             return false;
         }
     }
@@ -86,6 +88,8 @@ public final class HubClient {
             throw new ConfigException("'" + repoId + "' is not a Hub repo id of the form org/name (letters, digits, '-', '_', '.'); "
                     + "give an existing local folder or a repo id such as meta-llama/Llama-3.2-1B.");
         String rev = revision == null || revision.isBlank() ? "main" : revision;
+        if (rev.startsWith("/") || rev.contains("\\") || Stream.of(rev.split("/", -1)).anyMatch(p -> p.isEmpty() || p.equals(".") || p.equals("..")))
+            throw new ConfigException("Revision '" + rev + "' is not a branch, tag or commit name; give one such as main, v1.0 or refs/pr/1.");
         List<String> patterns = allowPatterns == null ? DEFAULT_ALLOW_PATTERNS : allowPatterns;
         Progress bar = progress == null ? Progress.NONE : progress;
         RepoCache cache = new RepoCache(config.cacheDir(), repoId);
@@ -100,13 +104,13 @@ public final class HubClient {
             LOG.log(System.Logger.Level.WARNING, "Hub unreachable ({0}); using cached snapshot {1}", e.getMessage(), snap);
             return snap;
         }
+        RepoCache.checkCommit(info.commit, "the revision listing of '" + repoId + "'@" + rev);
         List<String> files = new ArrayList<>();
         for (String f : info.files) if (Glob.matchesAny(f, patterns)) files.add(RepoCache.checkRepoPath(repoId, f));
         if (files.isEmpty())
             throw new ConfigException("No file of '" + repoId + "'@" + rev + " matches " + patterns + " (it has " + preview(info.files)
                     + "); is it a model repo with safetensors weights? Pass other allow patterns or convert the checkpoint.");
         try {
-            RepoCache.checkCommit(info.commit, "the revision listing");
             cache.writeRef(rev, info.commit);
             for (String f : files) file(cache, repoId, info.commit, f, bar);
         } catch (IOException e) {
@@ -332,7 +336,7 @@ public final class HubClient {
     }
 
     static boolean sameOrigin(URI a, URI b) {
-        return java.util.Objects.equals(a.getScheme(), b.getScheme()) && java.util.Objects.equals(a.getHost(), b.getHost()) && port(a) == port(b);
+        return Objects.equals(a.getScheme(), b.getScheme()) && Objects.equals(a.getHost(), b.getHost()) && port(a) == port(b);
     }
 
     private static int port(URI u) {

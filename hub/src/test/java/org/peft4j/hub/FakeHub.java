@@ -40,6 +40,7 @@ final class FakeHub implements AutoCloseable {
     volatile String requiredToken;          // null: public repo
     volatile boolean ignoreRange;           // answer Range requests with the whole file (200), as some proxies do
     final Set<String> corrupt = new HashSet<>(); // files whose bytes are served with one byte flipped
+    volatile int dropOnceAfter = -1;        // > 0: the next body announces its full length, sends this many bytes, and hangs up
 
     private final HttpServer hub;
     private final HttpServer cdn;
@@ -170,6 +171,14 @@ final class FakeHub implements AutoCloseable {
             x.getResponseHeaders().set("Content-Range", "bytes " + from + "-" + (bytes.length - 1) + "/" + bytes.length);
         }
         byte[] body = java.util.Arrays.copyOfRange(bytes, from, bytes.length);
+        int drop = dropOnceAfter;
+        if (drop > 0 && drop < body.length && !x.getRequestMethod().equals("HEAD")) {
+            dropOnceAfter = -1;
+            x.sendResponseHeaders(from > 0 ? 206 : 200, body.length);
+            x.getResponseBody().write(body, 0, drop);
+            x.getResponseBody().flush();
+            throw new IOException("FakeHub: connection dropped after " + drop + " bytes, as asked"); // the server closes the socket
+        }
         send(x, from > 0 ? 206 : 200, body);
     }
 

@@ -131,6 +131,19 @@ class HubClientTest {
     }
 
     @Test
+    void aBrokenStreamResumesWhereItStopped() throws IOException {
+        hub.dropOnceAfter = 100_000;
+        Path snap = client(null, false).snapshot(REPO, "main", List.of("model.safetensors"), null);
+        List<FakeHub.Request> cdn = hub.requests("cdn");
+        assertEquals(2, cdn.size(), cdn.toString());
+        assertNull(cdn.get(0).range());
+        // The client saw at most the 100,000 bytes sent before the hang-up; it asks for the rest only.
+        long resumedAt = Long.parseLong(cdn.get(1).range().replaceAll("^bytes=(\\d+)-$", "$1"));
+        assertTrue(resumedAt > 0 && resumedAt <= 100_000, cdn.get(1).range());
+        assertArrayEquals(model, Files.readAllBytes(snap.resolve("model.safetensors")));
+    }
+
+    @Test
     void restartsWhenTheServerIgnoresRange() throws IOException {
         hub.ignoreRange = true;
         String sha = FakeHub.sha256(model);
@@ -207,6 +220,8 @@ class HubClientTest {
         assertTrue(repo.getMessage().contains("'tiny-org/nope' was not found") && repo.getMessage().contains("HTTP 404"), repo.getMessage());
         var rev = assertThrows(ConfigException.class, () -> client(null, false).snapshot(REPO, "nope", null, null));
         assertTrue(rev.getMessage().contains("Revision 'nope' does not exist"), rev.getMessage());
+        var up = assertThrows(ConfigException.class, () -> client(null, false).snapshot(REPO, "../../escape", null, null));
+        assertTrue(up.getMessage().contains("'../../escape'"), up.getMessage());
         var id = assertThrows(ConfigException.class, () -> client(null, false).snapshot("no-slash"));
         assertTrue(id.getMessage().contains("org/name"), id.getMessage());
         var none = assertThrows(ConfigException.class, () -> client(null, false).snapshot(REPO, "main", List.of("*.gguf"), null));

@@ -1,0 +1,66 @@
+package org.peft4j.cli;
+
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.llama.LlamaModel;
+import org.peft4j.train.Evaluation;
+import org.peft4j.train.TrainConfig;
+import org.peft4j.train.TrainData;
+import org.peft4j.train.data.TokenizedExample;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/// `peft4j eval`: loss and perplexity of the base and the adapted model side by side on held-out data — a dataset
+/// rendered with a template (what was learned) and/or plain text (what was forgotten).
+@Command(name = "eval", mixinStandardHelpOptions = true, description = "Loss and perplexity of the base and the adapted model, side by side.")
+final class EvalCommand implements Callable<Integer> {
+    @Mixin ModelOptions modelOptions;
+    @Option(names = "--adapter", paramLabel = "DIR", description = "A LoRA adapter (PEFT folder) to compare with the base.") Path adapter;
+    @Option(names = "--dataset", paramLabel = "NAMES", description = "Datasets of dataset_info.json (comma-separated).") String dataset;
+    @Option(names = "--dataset_dir", defaultValue = "data", paramLabel = "DIR", description = "Folder with dataset_info.json (default: ${DEFAULT-VALUE}).") String datasetDir;
+    @Option(names = "--template", defaultValue = "default", paramLabel = "NAME", description = "Template name, or 'model' (default: ${DEFAULT-VALUE}).") String template;
+    @Option(names = "--cutoff_len", defaultValue = "1024", paramLabel = "N", description = "Cut examples to N tokens (default: ${DEFAULT-VALUE}).") int cutoff;
+    @Option(names = "--max_samples", paramLabel = "N", description = "At most N examples per dataset.") Integer maxSamples;
+    @Option(names = "--text", paramLabel = "FILE", description = "A text file, one passage per line, scored as language modelling.") Path text;
+
+    @Override
+    public Integer call() throws Exception {
+        if (dataset == null && text == null) throw new ConfigException("give --dataset NAMES and/or --text FILE to evaluate on");
+        Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
+        List<String> names = new ArrayList<>();
+        List<List<TokenizedExample>> sets = new ArrayList<>();
+        if (dataset != null) {
+            List<String> flags = new ArrayList<>(List.of("--model_name_or_path", s.dir.toString(), "--output_dir", "-", "--dataset", dataset,
+                    "--dataset_dir", datasetDir, "--template", template, "--cutoff_len", String.valueOf(cutoff)));
+            if (maxSamples != null) flags.addAll(List.of("--max_samples", maxSamples.toString()));
+            sets.add(TrainData.prepare(TrainConfig.load(null, flags), s.tokenizer, s.dir).train());
+            names.add(dataset + " (" + template + ")");
+        }
+        if (text != null) {
+            sets.add(Evaluation.texts(Files.readAllLines(text), t -> s.tokenizer.encode(t, true)));
+            names.add(text.getFileName().toString());
+        }
+        List<Evaluation.Result> base = new ArrayList<>();
+        for (var set : sets) base.add(Evaluation.evaluate(s.model, set));
+        List<Evaluation.Result> tuned = new ArrayList<>();
+        if (adapter != null) {
+            LlamaModel m = s.model;
+            m.loadAdapter("eval", adapter);
+            m.useAdapter("eval");
+            for (var set : sets) tuned.add(Evaluation.evaluate(m, set));
+        }
+        System.out.printf("%-32s %8s %12s%s%n", "data", "tokens", "base loss/ppl", adapter != null ? "   adapted loss/ppl" : "");
+        for (int i = 0; i < sets.size(); i++) {
+            var b = base.get(i);
+            System.out.printf("%-32s %8d %6.4f/%-8.2f%s%n", names.get(i), b.tokens(), b.loss(), b.perplexity(),
+                    adapter != null ? String.format("   %6.4f/%-8.2f", tuned.get(i).loss(), tuned.get(i).perplexity()) : "");
+        }
+        return 0;
+    }
+}
