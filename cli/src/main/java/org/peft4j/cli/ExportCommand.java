@@ -11,7 +11,7 @@ import java.util.concurrent.Callable;
 /// `peft4j export`: LLaMA-Factory's `llamafactory-cli export` (merge a LoRA adapter into the base and save).
 @Command(name = "export", mixinStandardHelpOptions = true, description = "Merge a LoRA adapter into its base model and write a Hugging Face folder.")
 final class ExportCommand implements Callable<Integer> {
-    @Option(names = "--model_name_or_path", required = true, paramLabel = "DIR", description = "The base model folder.") Path model;
+    @Option(names = "--model_name_or_path", required = true, paramLabel = "DIR", description = "The base model folder or Hub repo id.") String model;
     @Option(names = "--adapter_name_or_path", paramLabel = "DIR", description = "The LoRA adapter (PEFT folder) to merge.") Path adapter;
     @Option(names = "--export_dir", required = true, paramLabel = "DIR", description = "Where to write the merged model.") Path exportDir;
     @Option(names = "--export_size", defaultValue = "5", paramLabel = "GB", description = "Largest shard in GB (default: ${DEFAULT-VALUE}).") int exportSize;
@@ -20,7 +20,7 @@ final class ExportCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        var files = Export.merged(model, adapter, exportDir, dtype, exportSize, Gemms.get(gemm));
+        var files = Export.merged(ModelResolver.resolve(model), adapter, exportDir, dtype, exportSize, Gemms.get(gemm));
         System.err.println("exported " + (adapter != null ? "merged " : "") + "model to " + exportDir + " (" + files.size() + " safetensors file" + (files.size() == 1 ? "" : "s") + ", " + dtype + ")");
         System.out.println(exportDir);
         return 0;

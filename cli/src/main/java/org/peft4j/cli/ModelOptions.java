@@ -11,9 +11,9 @@ import java.nio.file.Path;
 
 /// Options shared by commands that load a model: the folder, threads and the matrix-product backend.
 final class ModelOptions {
-    @Option(names = {"--model", "-m"}, paramLabel = "DIR",
-            description = "Hugging Face model folder (default: the bundled TinyStories-656K).")
-    Path model;
+    @Option(names = {"--model", "-m"}, paramLabel = "DIR|ORG/NAME",
+            description = "Hugging Face model folder or Hub repo id (default: the bundled TinyStories-656K).")
+    String model;
 
     @Option(names = "--threads", paramLabel = "N", description = "Worker threads (default: all cores).")
     Integer threads;
@@ -24,7 +24,7 @@ final class ModelOptions {
 
     /// The model folder: --model, else the bundled default model.
     Path modelDir() {
-        Path p = model != null ? model : defaultModel();
+        Path p = model != null ? ModelResolver.resolve(model) : defaultModel();
         if (!Files.isDirectory(p))
             throw new ConfigException("model folder " + p + " does not exist; pass --model DIR with a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)");
         return p;

@@ -54,7 +54,7 @@ final class TrainCommand implements Callable<Integer> {
             throw new ConfigException("config file " + yaml + " does not exist; pass a LLaMA-Factory YAML or only --key value flags");
         TrainConfig cfg = TrainConfig.load(yaml, flags);
         if (cfg.optInt("threads") != null) Parallel.setThreads(cfg.i("threads"));
-        Path modelDir = Path.of(cfg.str("model_name_or_path"));
+        Path modelDir = ModelResolver.resolve(cfg.str("model_name_or_path"));
         if (!Files.isDirectory(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder");
         Path out = Path.of(cfg.str("output_dir"));
@@ -83,7 +83,7 @@ final class TrainCommand implements Callable<Integer> {
         System.err.printf("model: %s, %d trainable parameters, activations %.1f MiB%n", cfg.str("finetuning_type"),
                 model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes() / 1048576.0);
         ProgressBar bar = new ProgressBar("train");
-        Trainer trainer = new Trainer(cfg, model, data.train(), data.eval(), out, modelDir.toString(), new Trainer.Listener() {
+        Trainer trainer = new Trainer(cfg, model, data.train(), data.eval(), out, cfg.str("model_name_or_path"), new Trainer.Listener() {
             @Override public void onStart(long total, long start) {
                 if (start > 0) bar.println("resumed at step " + start + " of " + total);
             }
@@ -96,7 +96,7 @@ final class TrainCommand implements Callable<Integer> {
             }
             @Override public void onCheckpoint(Path dir) { bar.println("saved " + dir); }
         });
-        Trainer.Result r = trainer.run();
+        Trainer.Result r = trainer.padId(data.padId()).run();
         System.err.printf("done: %d steps in %.1f s (%,.0f tokens/s), train loss %.4f%s%n", r.steps(), r.seconds(), r.tokensPerSecond(), r.trainLoss(),
                 r.evalLoss() != null ? String.format(", eval loss %.4f", r.evalLoss()) : "");
         System.err.println("saved to " + out + (cfg.b("plot_loss") ? " (with training_loss.png)" : ""));

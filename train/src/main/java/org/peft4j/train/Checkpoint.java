@@ -43,7 +43,7 @@ public final class Checkpoint {
     private Checkpoint() {}
 
     /// Writes checkpoint-N atomically. `extra` writes user-facing files (the PEFT adapter) into the temporary folder.
-    public static Path save(Path outputDir, State state, List<Param> params, List<float[]> m, List<float[]> v,
+    public static Path save(Path outputDir, State state, List<Param> params, List<SafeTensors.Entry> optimizer,
                             java.util.function.Consumer<Path> extra) {
         Path finalDir = outputDir.resolve(PREFIX + state.globalStep());
         Path tmp = outputDir.resolve(".tmp-" + PREFIX + state.globalStep());
@@ -53,12 +53,7 @@ public final class Checkpoint {
             List<SafeTensors.Entry> tensors = new ArrayList<>();
             for (Param p : params) tensors.add(SafeTensors.Entry.ofFloats(p.name(), p.shape(), p.data(), DType.F32));
             SafeTensors.write(tmp.resolve(TRAINABLE_FILE), tensors, Map.of("format", "pt"));
-            List<SafeTensors.Entry> opt = new ArrayList<>();
-            for (int i = 0; i < m.size(); i++) {
-                opt.add(SafeTensors.Entry.ofFloats("m." + i, new long[]{m.get(i).length}, m.get(i), DType.F32));
-                if (v != null && v.get(i) != null) opt.add(SafeTensors.Entry.ofFloats("v." + i, new long[]{v.get(i).length}, v.get(i), DType.F32));
-            }
-            SafeTensors.write(tmp.resolve(OPTIMIZER_FILE), opt, Map.of("step", String.valueOf(state.globalStep())));
+            SafeTensors.write(tmp.resolve(OPTIMIZER_FILE), optimizer, Map.of("step", String.valueOf(state.globalStep())));
             if (extra != null) extra.accept(tmp);
             Files.writeString(tmp.resolve(STATE_FILE), JSON.writeValueAsString(state));
             try (Stream<Path> files = Files.list(tmp)) {
@@ -78,8 +73,9 @@ public final class Checkpoint {
         }
     }
 
-    /// Reads a checkpoint back into the given parameter and optimizer arrays (same order and sizes as when saved).
-    public static State load(Path dir, List<Param> params, List<float[]> m, List<float[]> v) {
+    /// Reads a checkpoint back into the given parameter arrays (same order and sizes as when saved) and hands the
+    /// optimizer file to `optimizer`.
+    public static State load(Path dir, List<Param> params, java.util.function.Consumer<SafeTensors> optimizer) {
         Path stateFile = dir.resolve(STATE_FILE);
         if (!Files.exists(stateFile))
             throw new FormatException(dir + " is not a complete checkpoint (no " + STATE_FILE + "); pick another checkpoint or start over");
@@ -92,10 +88,7 @@ public final class Checkpoint {
                     throw new FormatException(dir + ": tensor '" + p.name() + "' has " + t.info(p.name()).numel() + " values, this run expects " + p.data().length + "; the settings changed since the checkpoint");
                 t.readFloats(p.name(), p.data(), 0);
             }
-            for (int i = 0; i < m.size(); i++) {
-                o.readFloats("m." + i, m.get(i), 0);
-                if (v != null && v.get(i) != null) o.readFloats("v." + i, v.get(i), 0);
-            }
+            optimizer.accept(o);
             return JSON.readValue(stateFile.toFile(), State.class);
         } catch (IOException e) {
             throw new FormatException(dir + ": cannot read checkpoint: " + e.getMessage(), e);

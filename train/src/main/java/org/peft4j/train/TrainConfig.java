@@ -101,7 +101,8 @@ public final class TrainConfig {
         key("adam_beta1", Type.FLOAT, 0.9, "AdamW beta1.");
         key("adam_beta2", Type.FLOAT, 0.999, "AdamW beta2.");
         key("adam_epsilon", Type.FLOAT, 1e-8, "AdamW epsilon.");
-        key("optim", Type.STRING, "adamw_torch", "adamw_torch or sgd.");
+        key("optim", Type.STRING, "adamw_torch", "adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd.");
+        key("optim_memory_budget_mb", Type.FLOAT, 1024.0, "peft4j: paged optimizers keep at most this much of their state resident; the rest lives in a file under output_dir that the OS pages in and out.");
         key("seed", Type.INT, 42, "Seed for initialisation, shuffling, dropout and NEFTune.");
         key("eval_strategy", Type.STRING, "no", "no, steps or epoch.");
         key("eval_steps", Type.INT, null, "Evaluate every n steps (default: logging_steps) when eval_strategy is steps.");
@@ -258,8 +259,8 @@ public final class TrainConfig {
             throw new ConfigException("per_device_train_batch_size and gradient_accumulation_steps must be >= 1");
         if (d("learning_rate") <= 0) throw new ConfigException("learning_rate must be > 0, got " + d("learning_rate"));
         String opt = str("optim");
-        if (!opt.equals("adamw_torch") && !opt.equals("adamw_hf") && !opt.equals("sgd"))
-            throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch or sgd");
+        if (!List.of("adamw_torch", "adamw_hf", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "sgd").contains(opt))
+            throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd");
         if (!List.of("no", "steps", "epoch").contains(str("eval_strategy")))
             throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");

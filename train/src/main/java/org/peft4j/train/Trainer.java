@@ -56,6 +56,10 @@ public final class Trainer {
     private final Path outputDir;
     private final String baseModel;
     private final Listener listener;
+    private int padId;
+
+    /// The id written into padded positions (labels there are ignored); LLaMA-Factory uses the tokenizer's pad token.
+    public Trainer padId(int id) { this.padId = id; return this; }
 
     public Trainer(TrainConfig cfg, TrainModel model, List<TokenizedExample> train, List<TokenizedExample> eval,
                    Path outputDir, String baseModel, Listener listener) {
@@ -73,7 +77,6 @@ public final class Trainer {
     }
 
     public Result run() {
-        int accum = cfg.i("gradient_accumulation_steps");
         long total = totalSteps(cfg, train.size());
         int warm = cfg.i("warmup_steps");
         LrSchedule schedule = LrSchedule.of(cfg.str("lr_scheduler_type"), cfg.d("learning_rate"), Math.toIntExact(total), warm, cfg.d("warmup_ratio"));
@@ -83,20 +86,33 @@ public final class Trainer {
         List<Param> groupA = new ArrayList<>(), groupB = new ArrayList<>();
         for (Param p : params) (ratio != null && p.name().endsWith("lora_B.weight") ? groupB : groupA).add(p);
         AdamW.Config ac = new AdamW.Config(cfg.d("adam_beta1"), cfg.d("adam_beta2"), cfg.d("adam_epsilon"), cfg.d("weight_decay"));
-        AdamW optA = new AdamW(datas(groupA), grads(groupA), ac);
-        AdamW optB = groupB.isEmpty() ? null : new AdamW(datas(groupB), grads(groupB), ac);
+        Path pagedDir = outputDir;
+        long budget = (long) (cfg.d("optim_memory_budget_mb") * 1048576);
+        String optim = cfg.str("optim");
+        Optimizer optA = Optimizer.create(optim, datas(groupA), grads(groupA), ac, pagedDir, budget);
+        Optimizer optB = groupB.isEmpty() ? null : Optimizer.create(optim, datas(groupB), grads(groupB), ac, pagedDir, budget);
+        try {
+            return loop(total, schedule, groupA, groupB, optA, optB, ratio);
+        } finally {
+            optA.close();
+            if (optB != null) optB.close();
+        }
+    }
+
+    private Result loop(long total, LrSchedule schedule, List<Param> groupA, List<Param> groupB, Optimizer optA, Optimizer optB, Double ratio) {
+        int accum = cfg.i("gradient_accumulation_steps");
         List<Param> ordered = new ArrayList<>(groupA);
         ordered.addAll(groupB);
-        List<float[]> ms = new ArrayList<>(optA.state().m()), vs = new ArrayList<>(optA.state().v());
-        if (optB != null) { ms.addAll(optB.state().m()); vs.addAll(optB.state().v()); }
-
-        Batcher batcher = new Batcher(train, model.B, 0, cfg.i("seed"), true);
+        Batcher batcher = new Batcher(train, model.B, padId, cfg.i("seed"), true);
         Checkpoint.State state = new Checkpoint.State(0, 0, 0, 0, 0, 0, new ArrayList<>());
         Path resume = resumePath();
         if (resume != null) {
-            state = Checkpoint.load(resume, ordered, ms, vs);
-            optA.load(new AdamW.State(state.globalStep(), optA.state().m(), optA.state().v()));
-            if (optB != null) optB.load(new AdamW.State(state.globalStep(), optB.state().m(), optB.state().v()));
+            long[] stepHolder = new long[1];
+            state = Checkpoint.load(resume, ordered, f -> {
+                long st = Long.parseLong(f.metadata().getOrDefault("step", "0"));
+                optA.load(f, "a.", st);
+                if (optB != null) optB.load(f, "b.", st);
+            });
             batcher.seek(state.position());
         }
         List<Map<String, Object>> history = new ArrayList<>(state.logHistory());
@@ -180,7 +196,9 @@ public final class Trainer {
             if (saveSteps > 0 && step % saveSteps == 0 && step < total) {
                 var pos = batcher.position();
                 var st = new Checkpoint.State(step, pos.epoch(), pos.index(), windowSum, windowSteps, tokensSeen, history);
-                Path dir = Checkpoint.save(outputDir, st, ordered, ms, vs, this::saveModelFiles);
+                List<org.peft4j.formats.safetensors.SafeTensors.Entry> optState = new ArrayList<>(optA.save("a."));
+                if (optB != null) optState.addAll(optB.save("b."));
+                Path dir = Checkpoint.save(outputDir, st, ordered, optState, this::saveModelFiles);
                 if (cfg.optInt("save_total_limit") != null) Checkpoint.rotate(outputDir, cfg.i("save_total_limit"));
                 listener.onCheckpoint(dir);
             }
@@ -196,7 +214,7 @@ public final class Trainer {
 
     /// Mean token loss over the validation set (no dropout, no NEFTune).
     public double evaluate() {
-        Batcher b = new Batcher(eval, model.B, 0, 0, false);
+        Batcher b = new Batcher(eval, model.B, padId, 0, false);
         int[] targets = new int[model.B * model.Tmax];
         double sum = 0;
         long n = 0;

@@ -40,7 +40,7 @@ class TrainerTest {
         TrainData data = TrainData.prepare(cfg, Tokenizer.load(modelDir), modelDir);
         TrainModel m = Trainer.model(cfg, w, org.peft4j.core.Gemms.get(cfg.str("gemm")), Math.min(cfg.i("cutoff_len"), data.maxLength()));
         Path out = Path.of(cfg.str("output_dir"));
-        Trainer.Result r = new Trainer(cfg, m, data.train(), data.eval(), out, modelDir.toString(), null).run();
+        Trainer.Result r = new Trainer(cfg, m, data.train(), data.eval(), out, modelDir.toString(), null).padId(data.padId()).run();
         Path saved = out.resolve(Files.exists(out.resolve("adapter_model.safetensors")) ? "adapter_model.safetensors" : "model.safetensors");
         return new Run(r, m, Files.readAllBytes(saved));
     }
@@ -67,16 +67,17 @@ class TrainerTest {
     }
 
     /// 12 steps straight vs 6 steps, a checkpoint, and a resumed run for the rest: identical adapter bytes and log.
-    @Test
-    void resumeIsBitIdentical(@TempDir Path dir) throws Exception {
-        Run straight = train(config(dir.resolve("a"), "--max_steps", "12", "--lora_dropout", "0.1", "--neftune_noise_alpha", "5"));
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"adamw_torch", "paged_adamw_8bit"})
+    void resumeIsBitIdentical(String optim, @TempDir Path dir) throws Exception {
+        Run straight = train(config(dir.resolve("a"), "--max_steps", "12", "--lora_dropout", "0.1", "--neftune_noise_alpha", "5", "--optim", optim));
         // first half: save at 6, stop by limiting max_steps... the schedule depends on max_steps, so instead save every
         // 6 steps in a full run, delete what came after the checkpoint, and resume from it.
         Path b = dir.resolve("b");
-        train(config(b, "--max_steps", "12", "--save_steps", "6", "--lora_dropout", "0.1", "--neftune_noise_alpha", "5"));
+        train(config(b, "--max_steps", "12", "--save_steps", "6", "--lora_dropout", "0.1", "--neftune_noise_alpha", "5", "--optim", optim));
         Files.delete(b.resolve("adapter_model.safetensors"));
         Run resumed = train(config(b, "--max_steps", "12", "--save_steps", "6", "--lora_dropout", "0.1", "--neftune_noise_alpha", "5",
-                "--resume_from_checkpoint", b.resolve("checkpoint-6").toString()));
+                "--optim", optim, "--resume_from_checkpoint", b.resolve("checkpoint-6").toString()));
         assertEquals(6 + 0, resumed.result().steps() - 6, "resumed run should run the remaining 6 steps");
         assertArrayEquals(straight.adapter(), resumed.adapter(), "adapter after resume differs from the uninterrupted run");
         assertEquals(Files.readAllLines(dir.resolve("a/trainer_log.jsonl")).stream().map(TrainerTest::withoutTimes).toList(),

@@ -1,0 +1,44 @@
+package org.peft4j.cli;
+
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.ModelPresets;
+import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.train.estimate.MemoryEstimate;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/// `peft4j estimate`: peak memory per component of a training run, before the run.
+@Command(name = "estimate", mixinStandardHelpOptions = true, description = "Predict the peak memory of a training run, per component.")
+final class EstimateCommand implements Callable<Integer> {
+    @Option(names = "--model-config", required = true, paramLabel = "NAME|DIR|FILE",
+            description = "A preset (smollm2-135m, qwen2.5-0.5b, llama3.2-1b, llama2-7b), a model folder or a config.json.") String model;
+    @Option(names = "--method", defaultValue = "lora", description = "lora, qlora, full or freeze (default: ${DEFAULT-VALUE}).") String method;
+    @Option(names = "--lora-rank", defaultValue = "8", description = "LoRA rank (default: ${DEFAULT-VALUE}).") int rank;
+    @Option(names = "--lora-target", defaultValue = "all", description = "Target modules or all (default: ${DEFAULT-VALUE}).") String target;
+    @Option(names = "--batch", defaultValue = "1", description = "Micro-batch size (default: ${DEFAULT-VALUE}).") int batch;
+    @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;
+    @Option(names = "--gradient-checkpointing", description = "Recompute blocks in backward.") boolean checkpointing;
+    @Option(names = "--optim", defaultValue = "adamw_torch", description = "Optimizer (default: ${DEFAULT-VALUE}).") String optim;
+    @Option(names = "--quant-blocksize", defaultValue = "64", description = "NF4 block size for qlora (default: ${DEFAULT-VALUE}).") int block;
+    @Option(names = "--no-double-quant", description = "qlora without double quantization.") boolean noDouble;
+
+    @Override
+    public Integer call() {
+        LlamaConfig c;
+        Path p = Path.of(model);
+        if (Files.isDirectory(p)) c = LlamaConfig.read(p.resolve("config.json"));
+        else if (Files.isRegularFile(p)) c = LlamaConfig.read(p);
+        else c = ModelPresets.byName(model);
+        if (!List.of("lora", "qlora", "full", "freeze").contains(method)) throw new ConfigException("--method must be lora, qlora, full or freeze, got " + method);
+        List<String> targets = LoraConfig.expandTargets(List.of(target.split(",")));
+        MemoryEstimate e = MemoryEstimate.estimate(c, method, rank, targets, batch, seq, checkpointing, optim, block, !noDouble);
+        System.out.print(e.toTable());
+        return 0;
+    }
+}

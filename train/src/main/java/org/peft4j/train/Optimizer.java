@@ -1,0 +1,120 @@
+package org.peft4j.train;
+
+import org.peft4j.core.DType;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.formats.safetensors.SafeTensors;
+import org.peft4j.train.optim.AdamW;
+import org.peft4j.train.optim.AdamW8bit;
+import org.peft4j.train.optim.PagedAdamW;
+import org.peft4j.train.optim.Sgd;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/// The `optim` choices of transformers/LLaMA-Factory behind one shape for the loop: a step, and the state as named
+/// tensors for checkpoints (`prefix` separates LoRA+'s two groups).
+sealed interface Optimizer extends AutoCloseable {
+    void step(double lr);
+
+    List<SafeTensors.Entry> save(String prefix);
+
+    void load(SafeTensors file, String prefix, long step);
+
+    @Override default void close() {}
+
+    static Optimizer create(String name, List<float[]> params, List<float[]> grads, AdamW.Config c, Path pagedDir, long budget) {
+        return switch (name) {
+            case "adamw_torch", "adamw_hf", "adamw_torch_fused" -> new Adam32(new AdamW(params, grads, c));
+            case "paged_adamw_32bit" -> new Paged32(new PagedAdamW(params, grads, c, pagedDir, budget));
+            case "adamw_8bit", "adamw_bnb_8bit" -> new Adam8(new AdamW8bit(params, grads, c));
+            case "paged_adamw_8bit" -> new Adam8(AdamW8bit.paged(params, grads, c, pagedDir, budget));
+            case "sgd" -> new Sgd32(new Sgd(params, grads, 0.0, c.weightDecay()));
+            default -> throw new ConfigException("optim '" + name + "' is not supported; use adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd");
+        };
+    }
+
+    private static void moments(List<SafeTensors.Entry> out, String prefix, List<float[]> m, List<float[]> v) {
+        for (int i = 0; i < m.size(); i++) {
+            out.add(SafeTensors.Entry.ofFloats(prefix + "m." + i, new long[]{m.get(i).length}, m.get(i), DType.F32));
+            out.add(SafeTensors.Entry.ofFloats(prefix + "v." + i, new long[]{v.get(i).length}, v.get(i), DType.F32));
+        }
+    }
+
+    private static List<float[]> read(SafeTensors f, String name, int n) {
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) out.add(f.readFloats(name + i));
+        return out;
+    }
+
+    record Adam32(AdamW opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) { var out = new ArrayList<SafeTensors.Entry>(); moments(out, p, opt.state().m(), opt.state().v()); return out; }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            opt.load(new AdamW.State(step, read(f, p + "m.", n), read(f, p + "v.", n)));
+        }
+    }
+
+    record Paged32(PagedAdamW opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) { var out = new ArrayList<SafeTensors.Entry>(); var s = opt.state(); moments(out, p, s.m(), s.v()); return out; }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            opt.load(new AdamW.State(step, read(f, p + "m.", n), read(f, p + "v.", n)));
+        }
+        @Override public void close() { opt.close(); }
+    }
+
+    /// bitsandbytes' names: state1/state2 (8-bit codes), absmax1/absmax2, or m/v for tensors kept in float32.
+    record Adam8(AdamW8bit opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            var ms = opt.state().moments();
+            for (int i = 0; i < ms.size(); i++) {
+                switch (ms.get(i)) {
+                    case AdamW8bit.Moments.Quantized q -> {
+                        out.add(SafeTensors.Entry.ofBytes(p + "state1." + i, DType.U8, new long[]{q.state1().length}, q.state1()));
+                        out.add(SafeTensors.Entry.ofBytes(p + "state2." + i, DType.U8, new long[]{q.state2().length}, q.state2()));
+                        out.add(SafeTensors.Entry.ofFloats(p + "absmax1." + i, new long[]{q.absmax1().length}, q.absmax1(), DType.F32));
+                        out.add(SafeTensors.Entry.ofFloats(p + "absmax2." + i, new long[]{q.absmax2().length}, q.absmax2(), DType.F32));
+                    }
+                    case AdamW8bit.Moments.Full fl -> {
+                        out.add(SafeTensors.Entry.ofFloats(p + "m." + i, new long[]{fl.m().length}, fl.m(), DType.F32));
+                        out.add(SafeTensors.Entry.ofFloats(p + "v." + i, new long[]{fl.v().length}, fl.v(), DType.F32));
+                    }
+                }
+            }
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            List<AdamW8bit.Moments> ms = new ArrayList<>();
+            int n = opt.state().moments().size();
+            for (int i = 0; i < n; i++) {
+                if (f.contains(p + "state1." + i))
+                    ms.add(new AdamW8bit.Moments.Quantized(bytes(f, p + "state1." + i), bytes(f, p + "state2." + i),
+                            f.readFloats(p + "absmax1." + i), f.readFloats(p + "absmax2." + i)));
+                else ms.add(new AdamW8bit.Moments.Full(f.readFloats(p + "m." + i), f.readFloats(p + "v." + i)));
+            }
+            opt.load(new AdamW8bit.State(step, ms));
+        }
+        private static byte[] bytes(SafeTensors f, String name) { return f.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE); }
+        @Override public void close() { opt.close(); }
+    }
+
+    record Sgd32(Sgd opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            float[][] b = opt.momentumBuffers();
+            if (b != null) for (int i = 0; i < b.length; i++) if (b[i] != null)
+                out.add(SafeTensors.Entry.ofFloats(p + "momentum." + i, new long[]{b[i].length}, b[i], DType.F32));
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            float[][] b = opt.momentumBuffers();
+            if (b != null) for (int i = 0; i < b.length; i++) if (b[i] != null && f.contains(p + "momentum." + i)) f.readFloats(p + "momentum." + i, b[i], 0);
+        }
+    }
+}
