@@ -25,7 +25,11 @@ final class Session {
 
     Session(Path dir, Gemm gemm) {
         this.dir = dir;
-        this.model = Models.load(dir, gemm);
+        // A bitsandbytes 4-bit folder runs on its dequantized weights (fine for small models; the 4-bit inference
+        // kernel is used only in training so far).
+        this.model = Quantized.isQuantized(dir)
+                ? new LlamaModel(org.peft4j.model.quant.QuantizedModel.load(dir).dequantizedWeights(), gemm)
+                : Models.load(dir, gemm);
         this.tokenizer = Tokenizer.load(dir);
         this.generation = GenerationConfig.read(dir, model.config);
     }

@@ -6,6 +6,8 @@ import org.peft4j.core.Parallel;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.Models;
 import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.quant.QuantType;
 import org.peft4j.tokenizer.Tokenizer;
 import org.peft4j.train.Checkpoint;
 import org.peft4j.train.TrainConfig;
@@ -67,7 +69,20 @@ final class TrainCommand implements Callable<Integer> {
         Checkpoint.writeAtomically(out.resolve("training_args.json"), cfg.toJson());
 
         Gemm gemm = Gemms.get(cfg.str("gemm"));
-        LlamaWeights weights = Models.loadWeights(modelDir);
+        boolean prequantized = Quantized.isQuantized(modelDir);
+        boolean qlora = prequantized || cfg.optInt("quantization_bit") != null;
+        QuantizedModel qbase = null;
+        LlamaWeights weights;
+        if (qlora) {
+            if (!cfg.str("finetuning_type").equals("lora")) throw new ConfigException(modelDir + " is 4-bit quantized: only finetuning_type lora (QLoRA) can train it");
+            qbase = prequantized ? QuantizedModel.load(modelDir)
+                    : QuantizedModel.quantize(Models.loadWeights(modelDir), QuantType.of(cfg.str("quantization_type")), 64, cfg.b("double_quantization"));
+            System.err.printf("QLoRA: base frozen in 4-bit %s (%s), %.3f bits per quantized parameter%n", qbase.type.name().toLowerCase(),
+                    qbase.doubleQuant ? "double quantization" : "plain absmax", qbase.bitsPerParameter());
+            weights = compare != null || cfg.str("compare_prompts") != null ? qbase.dequantizedWeights() : null;
+        } else {
+            weights = Models.loadWeights(modelDir);
+        }
         Tokenizer tok = Tokenizer.load(modelDir);
         TrainData data = TrainData.prepare(cfg, tok, modelDir);
         int tmax = Math.min(cfg.i("cutoff_len"), data.maxLength());
@@ -79,7 +94,7 @@ final class TrainCommand implements Callable<Integer> {
         Compare cmp = compare == null ? null : new Compare(modelDir, gemm, tok, data, compare, generalText);
         if (cmp != null) cmp.before(weights);
 
-        TrainModel model = Trainer.model(cfg, weights, gemm, tmax);
+        TrainModel model = qlora ? Trainer.model(cfg, qbase, gemm, tmax) : Trainer.model(cfg, weights, gemm, tmax);
         System.err.printf("model: %s, %d trainable parameters, activations %.1f MiB%n", cfg.str("finetuning_type"),
                 model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes() / 1048576.0);
         ProgressBar bar = new ProgressBar("train");

@@ -98,6 +98,27 @@ class CliTest {
         assertEquals(2, o.stdout().strip().split("\n").length, o.stdout());
     }
 
+    /// quantize writes a bitsandbytes 4-bit folder that loads back and generates; QLoRA trains over it.
+    @Test
+    void quantizeThenGenerateAndQloraTrain(@TempDir Path tmp) throws Exception {
+        Path q = tmp.resolve("q4");
+        Out o = run(null, "quantize", "--model", Shared.root().resolve("models/tinystories-656k").toString(), "--out", q.toString());
+        assertEquals(0, o.code(), o.stderr());
+        String cfg = Files.readString(q.resolve("config.json"));
+        assertTrue(cfg.replaceAll("\\s", "").contains("\"bnb_4bit_quant_type\":\"nf4\""), cfg);
+        assertTrue(Files.exists(q.resolve("tokenizer.json")));
+        Out g = run(null, "generate", "--model", q.toString(), "-p", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0");
+        assertEquals(0, g.code(), g.stderr());
+        assertFalse(g.stdout().isBlank());
+        Path root = Shared.root();
+        Out t = run(null, "train", "--model_name_or_path", q.toString(), "--dataset", "identity_en", "--dataset_dir", root.resolve("data").toString(),
+                "--template", "default", "--cutoff_len", "64", "--per_device_train_batch_size", "2", "--max_steps", "4", "--save_steps", "0",
+                "--output_dir", tmp.resolve("qlora").toString());
+        assertEquals(0, t.code(), t.stderr());
+        assertTrue(t.stderr().contains("QLoRA: base frozen in 4-bit nf4"), t.stderr());
+        assertTrue(Files.exists(tmp.resolve("qlora/adapter_model.safetensors")));
+    }
+
     @Test
     void badInputGivesAClearErrorAndExitCode(@TempDir Path tmp) throws Exception {
         Out missing = run(null, "generate", "--model", tmp.resolve("nope").toString(), "-p", "x");

@@ -57,7 +57,9 @@ public final class TrainConfig {
         key("neftune_noise_alpha", Type.FLOAT, null, "NEFTune noise alpha on the input embeddings (training only).");
         key("gradient_checkpointing", Type.BOOL, false, "Recompute each block in backward to save activation memory.");
         unsupported("pissa_init", Type.BOOL, "PiSSA initialisation is not supported yet.");
-        unsupported("quantization_bit", Type.INT, "QLoRA (quantization_bit 4) is not supported yet.");
+        key("quantization_bit", Type.INT, null, "QLoRA: 4 freezes the base in 4-bit (bitsandbytes NF4/FP4) under the LoRA adapters.");
+        key("quantization_type", Type.STRING, "nf4", "QLoRA: nf4 or fp4.");
+        key("double_quantization", Type.BOOL, true, "QLoRA: quantize the absmax values too (8-bit, blocks of 256).");
         unsupported("additional_target", Type.STRING, "modules_to_save is not supported yet.");
         // data
         key("dataset", Type.STRING, null, "Dataset names from dataset_info.json, comma-separated.");
@@ -263,6 +265,11 @@ public final class TrainConfig {
             throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd");
         if (!List.of("no", "steps", "epoch").contains(str("eval_strategy")))
             throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
+        if (optInt("quantization_bit") != null) {
+            if (i("quantization_bit") != 4) throw new ConfigException("quantization_bit " + i("quantization_bit") + " is not supported; peft4j quantizes to 4 bits (QLoRA)");
+            if (!ft.equals("lora")) throw new ConfigException("quantization_bit 4 trains LoRA adapters over a frozen 4-bit base; set finetuning_type: lora");
+            if (!List.of("nf4", "fp4").contains(str("quantization_type"))) throw new ConfigException("quantization_type must be nf4 or fp4, got '" + str("quantization_type") + "'");
+        }
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
     }
 

@@ -330,6 +330,14 @@ public final class Trainer {
         };
     }
 
+    /// Builds the QLoRA model: LoRA adapters over a frozen 4-bit base.
+    public static TrainModel model(TrainConfig cfg, org.peft4j.model.quant.QuantizedModel base, Gemm gemm, int Tmax) {
+        TrainModel m = new TrainModel(base, method(cfg), gemm, cfg.i("per_device_train_batch_size"), Tmax,
+                cfg.b("gradient_checkpointing"), cfg.i("seed"));
+        if (cfg.optDouble("neftune_noise_alpha") != null) m.setNeftuneAlpha((float) cfg.d("neftune_noise_alpha"));
+        return m;
+    }
+
     /// Builds the model for training: weights, method, batch and planned sequence length.
     public static TrainModel model(TrainConfig cfg, LlamaWeights weights, Gemm gemm, int Tmax) {
         TrainModel m = new TrainModel(weights, method(cfg), gemm, cfg.i("per_device_train_batch_size"), Tmax,
