@@ -6,8 +6,10 @@ alpha=32 on all seven linear layers of every block, base frozen (requires_grad=F
 
 Threads as docs/oracles.md says: OpenBLAS's own pool through openblas_set_num_threads (ctypes), ATen at 1
 (torch.set_num_threads does not reach OpenBLAS and two pools oversubscribe two cores). Unset OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE before starting python (OpenBLAS reads them when it loads); glibc's trimming of freed memory costs
-about a quarter of the step on these VMs, so also try MALLOC_TRIM_THRESHOLD_=-1... see --help and the report.
+OPENBLAS_L2_SIZE before starting python (OpenBLAS reads them when it loads). These VMs take freed memory back and
+charge ~3 s/GiB to touch it again, so also run with glibc told to keep it, and report the better of the two:
+  MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432 python3 ...
+(32 MiB is glibc's largest mmap threshold; bigger tensors, e.g. the logits, are still mmapped and unmapped.)
 
   python3 bench/python/torch_lora_bench.py --model smollm2-135m --seq 512 --batch 1 --blas-threads 2 --aten-threads 1
 Prints one line: tokens/s, step time split, peak RSS (ru_maxrss).

@@ -119,6 +119,77 @@ class CliTest {
         assertTrue(Files.exists(tmp.resolve("qlora/adapter_model.safetensors")));
     }
 
+    /// LLaMA-Factory's examples/train_lora/llama3_lora_sft.yaml, unchanged but for the model path, parses and runs
+    /// (flags shorten it: dataset_dir, cutoff_len, max_steps, output_dir).
+    @Test
+    void llamaFactoryExampleYamlRuns(@TempDir Path tmp) throws Exception {
+        Path yaml = tmp.resolve("llama3_lora_sft.yaml");
+        Files.writeString(yaml, """
+                ### model
+                model_name_or_path: %s
+                trust_remote_code: true
+
+                ### method
+                stage: sft
+                do_train: true
+                finetuning_type: lora
+                lora_rank: 8
+                lora_target: all
+
+                ### dataset
+                dataset: identity,alpaca_en_demo
+                template: llama3
+                cutoff_len: 2048
+                max_samples: 1000
+                overwrite_cache: true
+                preprocessing_num_workers: 16
+                dataloader_num_workers: 4
+
+                ### output
+                output_dir: saves/llama3-8b/lora/sft
+                logging_steps: 10
+                save_steps: 500
+                plot_loss: true
+                overwrite_output_dir: true
+                save_only_model: false
+                report_to: none  # choices: [none, wandb, tensorboard, swanlab, mlflow]
+
+                ### train
+                per_device_train_batch_size: 1
+                gradient_accumulation_steps: 8
+                learning_rate: 1.0e-4
+                num_train_epochs: 3.0
+                lr_scheduler_type: cosine
+                warmup_ratio: 0.1
+                bf16: true
+                ddp_timeout: 180000000
+                resume_from_checkpoint: null
+                """.formatted(Shared.root().resolve("models/tinystories-656k")));
+        Out o = run(null, "train", yaml.toString(), "--dataset_dir", Shared.require("data/llamafactory").toString(),
+                "--cutoff_len", "128", "--max_samples", "16", "--max_steps", "2", "--output_dir", tmp.resolve("out").toString());
+        assertEquals(0, o.code(), o.stderr());
+        assertTrue(o.stderr().contains("note: bf16=true"), o.stderr());
+        assertTrue(Files.exists(tmp.resolve("out/adapter_model.safetensors")));
+        assertTrue(Files.exists(tmp.resolve("out/training_args.json")));
+    }
+
+    /// The main job in small: after training on the identity data, greedy answers carry the new name.
+    @Test
+    void trainedAdapterAnswersWithTheNewName(@TempDir Path tmp) {
+        Path root = Shared.root();
+        Out t = run(null, "train", "--model_name_or_path", root.resolve("models/tinystories-656k").toString(), "--dataset", "identity_en",
+                "--dataset_dir", root.resolve("data").toString(), "--template", "default", "--cutoff_len", "96", "--lora_rank", "16",
+                "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--num_train_epochs", "25", "--lr_scheduler_type", "cosine",
+                "--save_steps", "0", "--output_dir", tmp.resolve("out").toString());
+        assertEquals(0, t.code(), t.stderr());
+        Out c = run("Who are you?\nWhat is your name?\n", "chat", "--adapter", tmp.resolve("out").toString(), "--template", "default",
+                "--max-new-tokens", "24", "--temperature", "0");
+        assertEquals(0, c.code(), c.stderr());
+        for (String answer : c.stdout().strip().split("\n")) assertTrue(answer.contains("Tiny"), "answer without the new name: " + answer);
+        Out base = run("Who are you?\n", "chat", "--template", "default", "--max-new-tokens", "24", "--temperature", "0");
+        assertFalse(base.stdout().contains("Tiny"), "the base model cannot know the name: " + base.stdout());
+    }
+
     @Test
     void badInputGivesAClearErrorAndExitCode(@TempDir Path tmp) throws Exception {
         Out missing = run(null, "generate", "--model", tmp.resolve("nope").toString(), "-p", "x");

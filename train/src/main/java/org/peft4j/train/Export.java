@@ -30,6 +30,15 @@ public final class Export {
 
     private Export() {}
 
+    static boolean isQuantized(Path dir) {
+        try {
+            Path c = dir.resolve("config.json");
+            return Files.isRegularFile(c) && Files.readString(c).contains("\"quantization_config\"");
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     /// dtype: float32, float16 or bfloat16 (HF names) · exportSizeGb: shard limit in GB (10⁹ bytes), as export_size.
     public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm) {
         DType dt = switch (dtype) {
@@ -41,12 +50,15 @@ public final class Export {
         if (exportSizeGb < 1) throw new ConfigException("export_size must be >= 1 (GB), got " + exportSizeGb);
         if (exportDir.toAbsolutePath().normalize().equals(modelDir.toAbsolutePath().normalize()))
             throw new ConfigException("export_dir must differ from the model folder " + modelDir);
-        LlamaWeights base = Models.loadWeights(modelDir);
+        // A 4-bit (QLoRA) base is dequantized first: the merged model is exported in float, as LLaMA-Factory does.
+        LlamaWeights base = isQuantized(modelDir) ? org.peft4j.model.quant.QuantizedModel.load(modelDir).dequantizedWeights()
+                : Models.loadWeights(modelDir);
         LlamaWeights merged = adapterDir == null ? base
                 : AdapterSet.mergedCopy(gemm, base, LoadedAdapter.read("export", adapterDir, base.config));
         try {
             Files.createDirectories(exportDir);
             ObjectNode cfg = (ObjectNode) new ObjectMapper().readTree(merged.config.toJson());
+            cfg.remove("quantization_config");
             cfg.put("torch_dtype", dtype.startsWith("b") ? "bfloat16" : dtype.endsWith("16") ? "float16" : "float32");
             Checkpoint.writeAtomically(exportDir.resolve("config.json"),
                     new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(cfg) + "\n");
