@@ -124,47 +124,7 @@ class CliTest {
     @Test
     void llamaFactoryExampleYamlRuns(@TempDir Path tmp) throws Exception {
         Path yaml = tmp.resolve("llama3_lora_sft.yaml");
-        Files.writeString(yaml, """
-                ### model
-                model_name_or_path: %s
-                trust_remote_code: true
-
-                ### method
-                stage: sft
-                do_train: true
-                finetuning_type: lora
-                lora_rank: 8
-                lora_target: all
-
-                ### dataset
-                dataset: identity,alpaca_en_demo
-                template: llama3
-                cutoff_len: 2048
-                max_samples: 1000
-                overwrite_cache: true
-                preprocessing_num_workers: 16
-                dataloader_num_workers: 4
-
-                ### output
-                output_dir: saves/llama3-8b/lora/sft
-                logging_steps: 10
-                save_steps: 500
-                plot_loss: true
-                overwrite_output_dir: true
-                save_only_model: false
-                report_to: none  # choices: [none, wandb, tensorboard, swanlab, mlflow]
-
-                ### train
-                per_device_train_batch_size: 1
-                gradient_accumulation_steps: 8
-                learning_rate: 1.0e-4
-                num_train_epochs: 3.0
-                lr_scheduler_type: cosine
-                warmup_ratio: 0.1
-                bf16: true
-                ddp_timeout: 180000000
-                resume_from_checkpoint: null
-                """.formatted(Shared.root().resolve("models/tinystories-656k")));
+        Files.writeString(yaml, Shared.llamaFactoryExample("llama3_lora_sft.yaml", Shared.root().resolve("models/tinystories-656k")));
         Out o = run(null, "train", yaml.toString(), "--dataset_dir", Shared.require("data/llamafactory").toString(),
                 "--cutoff_len", "128", "--max_samples", "16", "--max_steps", "2", "--output_dir", tmp.resolve("out").toString());
         assertEquals(0, o.code(), o.stderr());

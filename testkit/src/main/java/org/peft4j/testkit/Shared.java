@@ -33,4 +33,15 @@ public final class Shared {
         }
         return p;
     }
+
+    /// A LLaMA-Factory example YAML bundled with the testkit, its model_name_or_path swapped for `model`.
+    public static String llamaFactoryExample(String name, Path model) {
+        try (var in = Shared.class.getResourceAsStream(name)) {
+            if (in == null) throw new IllegalArgumentException("no bundled example " + name);
+            String text = new String(in.readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+            return text.replaceFirst("(?m)^model_name_or_path: .*$", "model_name_or_path: " + model.toString().replace("\\", "/"));
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
 }

@@ -3,6 +3,7 @@ package org.peft4j.train;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.testkit.Shared;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,47 +24,7 @@ class TrainConfigTest {
     @Test
     void llamaFactoryExampleYamlParses(@TempDir Path dir) throws Exception {
         Path y = dir.resolve("llama3_lora_sft.yaml");
-        Files.writeString(y, """
-                ### model
-                model_name_or_path: models/tinystories-656k
-                trust_remote_code: true
-
-                ### method
-                stage: sft
-                do_train: true
-                finetuning_type: lora
-                lora_rank: 8
-                lora_target: all
-
-                ### dataset
-                dataset: identity,alpaca_en_demo
-                template: llama3
-                cutoff_len: 2048
-                max_samples: 1000
-                overwrite_cache: true
-                preprocessing_num_workers: 16
-                dataloader_num_workers: 4
-
-                ### output
-                output_dir: saves/llama3-8b/lora/sft
-                logging_steps: 10
-                save_steps: 500
-                plot_loss: true
-                overwrite_output_dir: true
-                save_only_model: false
-                report_to: none  # choices: [none, wandb, tensorboard, swanlab, mlflow]
-
-                ### train
-                per_device_train_batch_size: 1
-                gradient_accumulation_steps: 8
-                learning_rate: 1.0e-4
-                num_train_epochs: 3.0
-                lr_scheduler_type: cosine
-                warmup_ratio: 0.1
-                bf16: true
-                ddp_timeout: 180000000
-                resume_from_checkpoint: null
-                """);
+        Files.writeString(y, Shared.llamaFactoryExample("llama3_lora_sft.yaml", Path.of("models/tinystories-656k")));
         TrainConfig c = TrainConfig.load(y, List.of("--learning_rate", "2e-4"));
         assertEquals("identity,alpaca_en_demo", c.str("dataset"));
         assertEquals(8, c.i("gradient_accumulation_steps"));
