@@ -1,4 +1,4 @@
-"""Goldens for PeftAdapter's JSON writer (model/src/test/resources/lora/).
+"""Goldens for the Python-json writer (model/src/test/resources/lora/, formats/src/test/resources/json/).
 
 adapter_config.json is written by PEFT as json.dumps(asdict(config), indent=2, sort_keys=True) (peft config.py
 save_pretrained). This script produces that text for the config LoraAdapterTest writes, with Python's own json
@@ -37,5 +37,7 @@ with open(os.path.join(out, "expected_adapter_config.json"), "w") as f:
 
 floats = [0.0, 0.05, 0.1, 1 / 3, 1e-05, 0.0001, 0.00012345, 2.5e-07, 16.0, 24.5, 123456789.125,
           1e15, 1e16, 1.5e300, -0.3, -1e-10]
-with open(os.path.join(out, "python_float_repr.json"), "w") as f:
+floats_out = os.path.join(os.path.dirname(__file__), "..", "formats", "src", "test", "resources", "json")
+os.makedirs(floats_out, exist_ok=True)
+with open(os.path.join(floats_out, "python_float_repr.json"), "w") as f:
     json.dump([[struct.pack(">d", x).hex(), repr(x)] for x in floats], f, indent=1)

@@ -18,6 +18,7 @@ import jinjava.javax.el.CompositeELResolver;
 import jinjava.javax.el.ELContext;
 import jinjava.javax.el.ELResolver;
 import org.peft4j.core.Peft4jException;
+import org.peft4j.formats.json.PyJson;
 
 import java.beans.FeatureDescriptor;
 import java.time.Clock;

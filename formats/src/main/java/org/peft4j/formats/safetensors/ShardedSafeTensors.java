@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JacksonException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.formats.json.PyJson;
 import org.peft4j.formats.safetensors.SafeTensors.Entry;
 
 import java.io.IOException;
@@ -180,37 +181,8 @@ public final class ShardedSafeTensors implements AutoCloseable {
     }
 
     /// Python `json.dumps({"metadata": {"total_size": t}, "weight_map": m}, indent=2, sort_keys=True) + "\n"`.
-    static String indexJson(long totalSize, Map<String, String> sortedWeightMap) {
-        StringBuilder j = new StringBuilder("{\n  \"metadata\": {\n    \"total_size\": ").append(totalSize)
-                .append("\n  },\n  \"weight_map\": {");
-        String sep = "\n";
-        for (var e : sortedWeightMap.entrySet()) {
-            j.append(sep).append("    ");
-            pythonString(j, e.getKey()).append(": ");
-            pythonString(j, e.getValue());
-            sep = ",\n";
-        }
-        j.append(sortedWeightMap.isEmpty() ? "}" : "\n  }");
-        return j.append("\n}\n").toString();
-    }
-
-    /// A JSON string as Python's `json.dumps` (ensure_ascii=True) writes it: anything outside space..`~` escaped.
-    private static StringBuilder pythonString(StringBuilder j, String s) {
-        j.append('"');
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '"' -> j.append("\\\"");
-                case '\\' -> j.append("\\\\");
-                case '\n' -> j.append("\\n");
-                case '\r' -> j.append("\\r");
-                case '\t' -> j.append("\\t");
-                case '\b' -> j.append("\\b");
-                case '\f' -> j.append("\\f");
-                default -> { if (c < 0x20 || c > 0x7e) j.append(String.format("\\u%04x", (int) c)); else j.append(c); }
-            }
-        }
-        return j.append('"');
+    static String indexJson(long totalSize, Map<String, String> weightMap) {
+        return PyJson.dumps(Map.of("metadata", Map.of("total_size", totalSize), "weight_map", weightMap), true, 2, null, null, true) + "\n";
     }
 
     private static void removeStale(Path dir, List<Path> written) {

@@ -2,6 +2,7 @@ package org.peft4j.formats.safetensors;
 
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.formats.json.PyJson;
 import org.peft4j.formats.safetensors.SafeTensors.Entry;
 
 import java.io.IOException;
@@ -81,8 +82,7 @@ final class Writer {
             String sep = "";
             for (var m : new TreeMap<>(metadata).entrySet()) {
                 j.append(sep); sep = ",";
-                jsonString(j, m.getKey()).append(':');
-                jsonString(j, m.getValue());
+                j.append(jsonString(m.getKey())).append(':').append(jsonString(m.getValue()));
             }
             j.append('}');
             if (!sorted.isEmpty()) j.append(',');
@@ -92,7 +92,7 @@ final class Writer {
         for (Entry e : sorted) {
             long end = offset + e.bytes().byteSize();
             j.append(sep); sep = ",";
-            jsonString(j, e.name()).append(":{\"dtype\":\"").append(e.dtype().name()).append("\",\"shape\":[");
+            j.append(jsonString(e.name())).append(":{\"dtype\":\"").append(e.dtype().name()).append("\",\"shape\":[");
             long[] shape = e.shape();
             for (int i = 0; i < shape.length; i++) j.append(i == 0 ? "" : ",").append(shape[i]);
             j.append("],\"data_offsets\":[").append(offset).append(',').append(end).append("]}");
@@ -106,25 +106,9 @@ final class Writer {
         return out;
     }
 
-    /// A JSON string as serde_json writes it: escapes `"`, `\`, and control characters (short forms
-    /// `\b \f \n \r \t`, else a six-character `u00xx` escape with lower-case hex); everything else, non-ASCII included, verbatim.
-    static StringBuilder jsonString(StringBuilder j, String s) {
-        j.append('"');
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            switch (c) {
-                case '"' -> j.append("\\\"");
-                case '\\' -> j.append("\\\\");
-                case '\b' -> j.append("\\b");
-                case '\f' -> j.append("\\f");
-                case '\n' -> j.append("\\n");
-                case '\r' -> j.append("\\r");
-                case '\t' -> j.append("\\t");
-                default -> { if (c < 0x20) j.append(String.format("\\u%04x", (int) c)); else j.append(c); }
-            }
-        }
-        return j.append('"');
-    }
+    /// serde_json escapes a string as Python's `json.dumps(ensure_ascii=False)` does: `"`, `\`, controls (short forms
+    /// `\b \f \n \r \t`, else a six-character `u00xx` escape, lower-case hex); everything else, non-ASCII included, verbatim.
+    private static String jsonString(String s) { return PyJson.dumps(s, false); }
 
     interface Body { void write(FileChannel ch) throws IOException; }
 

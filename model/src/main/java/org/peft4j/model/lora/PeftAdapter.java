@@ -5,11 +5,11 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.formats.json.PyJson;
 import org.peft4j.formats.safetensors.SafeTensors;
 import org.peft4j.formats.safetensors.TensorInfo;
 
 import java.io.IOException;
-import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -226,9 +226,7 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
         m.put("task_type", "CAUSAL_LM");
         m.put("use_dora", config.useDora());
         m.put("use_rslora", config.useRslora());
-        StringBuilder sb = new StringBuilder();
-        json(sb, m, "");
-        return sb.toString();
+        return PyJson.dumps(m, true, 2, null, null, true);
     }
 
     // ---------------------------------------------------------------- helpers
@@ -350,70 +348,5 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
         Map<String, Object> out = new LinkedHashMap<>();
         p.forEach((k, v) -> out.put(k, intIfIntegral(v)));
         return out;
-    }
-
-    /// Python json.dumps(indent=2, sort_keys=True, ensure_ascii=True) for maps, lists, strings, numbers, booleans, null.
-    private static void json(StringBuilder sb, Object v, String indent) {
-        switch (v) {
-            case null -> sb.append("null");
-            case Boolean b -> sb.append(b);
-            case Integer i -> sb.append(i);
-            case Double d -> sb.append(pythonFloat(d));
-            case String s -> {
-                sb.append('"');
-                for (char c : s.toCharArray()) {
-                    switch (c) {
-                        case '"' -> sb.append("\\\"");
-                        case '\\' -> sb.append("\\\\");
-                        case '\n' -> sb.append("\\n");
-                        case '\r' -> sb.append("\\r");
-                        case '\t' -> sb.append("\\t");
-                        default -> sb.append(c < 0x20 || c > 0x7e ? String.format("\\u%04x", (int) c) : String.valueOf(c));
-                    }
-                }
-                sb.append('"');
-            }
-            case Map<?, ?> map -> {
-                if (map.isEmpty()) { sb.append("{}"); return; }
-                String in = indent + "  ";
-                sb.append("{\n");
-                int i = 0;
-                for (var e : new TreeMap<>(map).entrySet()) {
-                    sb.append(in);
-                    json(sb, e.getKey(), in);
-                    sb.append(": ");
-                    json(sb, e.getValue(), in);
-                    sb.append(++i < map.size() ? ",\n" : "\n");
-                }
-                sb.append(indent).append('}');
-            }
-            case List<?> list -> {
-                if (list.isEmpty()) { sb.append("[]"); return; }
-                String in = indent + "  ";
-                sb.append("[\n");
-                for (int i = 0; i < list.size(); i++) {
-                    sb.append(in);
-                    json(sb, list.get(i), in);
-                    sb.append(i + 1 < list.size() ? ",\n" : "\n");
-                }
-                sb.append(indent).append(']');
-            }
-            default -> throw new IllegalArgumentException("no JSON form for " + v.getClass());
-        }
-    }
-
-    /// Python's repr(float): shortest round-trip digits, positional for exponents in [−4, 16), else d.ddde±XX.
-    static String pythonFloat(double x) {
-        if (Double.isNaN(x) || Double.isInfinite(x)) return Double.isNaN(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity";
-        if (x == 0) return (1 / x < 0) ? "-0.0" : "0.0";
-        BigDecimal d = new BigDecimal(Double.toString(x)).stripTrailingZeros();
-        int exp = d.precision() - d.scale() - 1;
-        if (exp >= -4 && exp < 16) {
-            String s = d.toPlainString();
-            return s.contains(".") ? s : s + ".0";
-        }
-        String digits = d.unscaledValue().abs().toString();
-        String mantissa = digits.length() == 1 ? digits : digits.charAt(0) + "." + digits.substring(1);
-        return (x < 0 ? "-" : "") + mantissa + "e" + (exp < 0 ? "-" : "+") + String.format("%02d", Math.abs(exp));
     }
 }

@@ -1,6 +1,5 @@
 package org.peft4j.model.lora;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.peft4j.core.DType;
@@ -62,14 +61,6 @@ class LoraAdapterTest {
     void configJsonIsWhatPythonJsonDumpsWrites() throws Exception {
         PeftAdapter adapter = new PeftAdapter(goldenConfig(), "HuggingFaceTB/SmolLM2-135M é", null, Map.of());
         assertEquals(resource("expected_adapter_config.json"), adapter.configJson());
-    }
-
-    @Test
-    void floatsAreFormattedAsPythonRepr() throws Exception {
-        for (var pair : new ObjectMapper().readTree(resource("python_float_repr.json"))) {
-            double d = Double.longBitsToDouble(Long.parseUnsignedLong(pair.get(0).asText(), 16));
-            assertEquals(pair.get(1).asText(), PeftAdapter.pythonFloat(d), "repr of " + d);
-        }
     }
 
     @Test

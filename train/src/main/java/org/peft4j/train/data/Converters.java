@@ -4,6 +4,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.formats.json.PyJson;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -107,7 +108,7 @@ final class Converters {
             if (hasCalls) {
                 var functions = JSON.createArrayNode();
                 for (JsonNode call : calls) functions.add(call.path("function"));
-                content = PyJson.dumps(functions);
+                content = PyJson.dumps(functions, false);
                 role = Role.FUNCTION;
             } else {
                 content = messageContent(row, f, m, t);

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.formats.json.PyJson;
 
 import java.io.IOException;
 import java.util.ArrayList;
@@ -36,7 +37,7 @@ final class ToolFormats {
                 for (JsonNode tool : tools) {
                     JsonNode wrapped = "function".equals(tool.path("type").asText())
                             ? tool : JSON.createObjectNode().put("type", "function").set("function", tool);
-                    text.append('\n').append(PyJson.dumps(wrapped));
+                    text.append('\n').append(PyJson.dumps(wrapped, false));
                 }
                 yield "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
                         + "You are provided with function signatures within <tools></tools> XML tags:\n<tools>" + text
@@ -64,8 +65,8 @@ final class ToolFormats {
         List<String> parts = new ArrayList<>();
         for (Call c : calls)
             parts.add(switch (format) {
-                case "default" -> "Action: " + c.name + "\nAction Input: " + PyJson.dumps(c.arguments);
-                case "qwen" -> "<tool_call>\n" + PyJson.dumps(JSON.createObjectNode().put("name", c.name).set("arguments", c.arguments))
+                case "default" -> "Action: " + c.name + "\nAction Input: " + PyJson.dumps(c.arguments, false);
+                case "qwen" -> "<tool_call>\n" + PyJson.dumps(JSON.createObjectNode().put("name", c.name).set("arguments", c.arguments), false)
                         + "\n</tool_call>";
                 default -> throw unsupported(format);
             });

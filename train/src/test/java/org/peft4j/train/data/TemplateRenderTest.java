@@ -1,6 +1,5 @@
 package org.peft4j.train.data;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;
 import org.peft4j.core.Peft4jException.ConfigException;
 
@@ -129,10 +128,5 @@ class TemplateRenderTest {
         assertTrue(e.getMessage().contains("tool_format: default"), e.getMessage());
         assertTrue(Template.named("llama3").withToolFormat("default").render(TOOL_ROW, "<BOS>", "<EOS>")
                 .contains("Action: calculate_age\nAction Input: {\"birthdate\": \"1990-05-15\"}<EOS>"));
-    }
-
-    @Test void pythonJsonDumps() throws Exception {
-        var n = new ObjectMapper().readTree("{\"a\":[1,2.5,\"x\\\"y\\n\"],\"b\":{\"ü\":null,\"t\":true}}");
-        assertEquals("{\"a\": [1, 2.5, \"x\\\"y\\n\"], \"b\": {\"ü\": null, \"t\": true}}", PyJson.dumps(n));
     }
 }
