@@ -13,6 +13,7 @@ import org.peft4j.model.layers.RmsNorm;
 import org.peft4j.model.layers.Rope;
 import org.peft4j.model.layers.SwiGlu;
 import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.lora.DoraLinear;
 import org.peft4j.model.lora.Dropout;
 import org.peft4j.model.lora.LoraConfig;
 import org.peft4j.model.lora.LoraLinear;
@@ -52,6 +53,13 @@ public final class TrainModel {
     private final float[][][] xd, mask;   // (slots)(7) (N, in), only with dropout
     private final float[][] scale;        // (L)(7)
     private final float dropout;
+    // DoRA: magnitude gradients, the detached weight norms ‖W0 + s·B·A‖ per row (refreshed at each forward), and
+    // u = drop(x)·(W0 + s·B·A)ᵀ kept per slot for backward, with its gradient scratch.
+    private final boolean dora;
+    private final float[][][] dMag, doraNorm; // (L)(7) (out)
+    private final float[][][] u;              // (slots)(7) (N, out)
+    private float[] du;                       // (N, max out)
+    boolean doraNormsHeld;                    // tests: keep the norms of the last forward (the detached constant)
     private float[] dh;                   // (N, rMax) scratch
     private float[] dxd;                  // (N, max in) scratch for dropout backward
 
@@ -133,10 +141,14 @@ public final class TrainModel {
 
         int nm = LinearModule.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
-            if (lc.useDora()) throw new UnsupportedModelException("DoRA training is not supported yet; set use_dora: false");
+            dora = lc.useDora();
+            if (dora && quantBase != null) throw new UnsupportedModelException("DoRA over a 4-bit base is not supported; set use_dora: false or drop quantization_bit");
             lora = new LoraWeights[L][nm]; dA = new float[L][nm][]; dB = new float[L][nm][]; scale = new float[L][nm];
+            dMag = dora ? new float[L][nm][] : null;
+            doraNorm = dora ? new float[L][nm][] : null;
             dropout = (float) lc.loraDropout();
             h = new float[slots][nm][]; xd = new float[slots][nm][]; mask = new float[slots][nm][];
+            u = dora ? new float[slots][nm][] : null;
             int rMax = 1, inMax = 1;
             SplittableRandom init = new SplittableRandom(seed);
             for (int l = 0; l < L; l++) {
@@ -144,8 +156,10 @@ public final class TrainModel {
                 for (LinearModule m : LinearModule.values()) {
                     if (!lc.targets(m.moduleName)) continue;
                     int r = lc.rank(m.moduleName), in = m.in(c), out = m.out(c);
-                    LoraWeights lw = LoraWeights.allocate(r, in, out, false);
+                    LoraWeights lw = LoraWeights.allocate(r, in, out, dora);
                     LoraLinear.init(lw.a(), lw.b(), lc.initLoraWeights(), init.split(), in, out, r);
+                    // DoRA: the magnitude starts as the row norms of W0 + s·B·A (PEFT), so the adapted layer equals the base
+                    if (dora) DoraLinear.weightNorm(lw.magnitude(), m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.moduleName), out, in, r);
                     attach(l, m, lw, (float) lc.scaling(m.moduleName));
                     rMax = Math.max(rMax, r); inMax = Math.max(inMax, in);
                 }
@@ -159,12 +173,17 @@ public final class TrainModel {
                     for (int l = 0; l < L; l++) if (lora[l][m.ordinal()] != null) r = Math.max(r, lora[l][m.ordinal()].r());
                     if (r == 0) continue;
                     h[s][m.ordinal()] = new float[N * r];
+                    if (dora) u[s][m.ordinal()] = new float[N * m.out(c)];
                     if (dropout > 0) { xd[s][m.ordinal()] = new float[N * m.in(c)]; mask[s][m.ordinal()] = new float[N * m.in(c)]; }
                 }
             dh = new float[N * rMax];
             dxd = dropout > 0 ? new float[N * inMax] : null;
+            int outMax = 1;
+            for (LinearModule m : LinearModule.values()) outMax = Math.max(outMax, m.out(c));
+            du = dora ? new float[N * outMax] : null;
         } else {
             lora = null; dA = null; dB = null; h = null; xd = null; mask = null; scale = null; dropout = 0;
+            dora = false; dMag = null; doraNorm = null; u = null; du = null;
             boolean full = method instanceof Method.Full;
             if (full) {
                 addParam(LlamaWeights.EMBED_TOKENS, new long[]{V, C}, weights.embedTokens);
@@ -192,6 +211,11 @@ public final class TrainModel {
         String base = "base_model.model.model.layers." + l + "." + m.path();
         params.add(new Param(base + ".lora_A.weight", new long[]{lw.r(), lw.in()}, lw.a(), dA[l][m.ordinal()]));
         params.add(new Param(base + ".lora_B.weight", new long[]{lw.out(), lw.r()}, lw.b(), dB[l][m.ordinal()]));
+        if (lw.magnitude() != null) {
+            dMag[l][m.ordinal()] = new float[lw.out()];
+            doraNorm[l][m.ordinal()] = new float[lw.out()];
+            params.add(new Param(base + ".lora_magnitude_vector", new long[]{lw.out()}, lw.magnitude(), dMag[l][m.ordinal()]));
+        }
     }
 
     private void addParam(String name, long[] shape, float[] data) {
@@ -225,6 +249,7 @@ public final class TrainModel {
         this.Bc = rows;
         checkBatch(tokens, targets, T);
         int N = Bc * T;
+        if (dora && !doraNormsHeld) refreshDoraNorms();
         Embedding.forward(resid[0], tokens, weights.embedTokens, N, C);
         if (training && neftuneAlpha > 0)
             Neftune.forward(resid[0], Bc, T, C, neftuneAlpha, true, rng(step, -1, -1));
@@ -251,6 +276,17 @@ public final class TrainModel {
         }
         float[] gEmbed = gradOf.get(weights.embedTokens);
         if (gEmbed != null) Embedding.backward(gEmbed, dres, tokens, N, C);
+    }
+
+    /// The DoRA norms are constants of a step (PEFT detaches them): recomputed from the current A and B.
+    private void refreshDoraNorms() {
+        for (int l = 0; l < L; l++)
+            for (LinearModule m : LinearModule.values()) {
+                LoraWeights lw = lora[l][m.ordinal()];
+                if (lw == null) continue;
+                DoraLinear.weightNorm(doraNorm[l][m.ordinal()], m.weight(weights.layers.get(l)), lw.a(), lw.b(), scale[l][m.ordinal()],
+                        lw.out(), lw.in(), lw.r());
+            }
     }
 
     /// One block: x = resid[l] → resid[l+1].
@@ -319,7 +355,9 @@ public final class TrainModel {
             xin = xd[s][m.ordinal()];
             Dropout.forward(xin, mask[s][m.ordinal()], x, dropout, rng(step, l, m.ordinal()), N * in);
         }
-        LoraLinear.forward(gemm, y, h[s][m.ordinal()], xin, lw.a(), lw.b(), scale[l][m.ordinal()], N, in, out, lw.r());
+        int i = m.ordinal();
+        if (dora) DoraLinear.forward(gemm, y, h[s][i], u[s][i], doraNorm[l][i], xin, m.weight(w), lw.a(), lw.b(), lw.magnitude(), scale[l][i], N, in, out, lw.r());
+        else LoraLinear.forward(gemm, y, h[s][i], xin, lw.a(), lw.b(), scale[l][i], N, in, out, lw.r());
     }
 
     /// Mirrors `linear`: dx += dy·W (+ the adapter's path), and dW, db when the base weight is trained.
@@ -337,13 +375,13 @@ public final class TrainModel {
         LoraWeights lw = lora == null ? null : lora[l][m.ordinal()];
         if (lw == null) return;
         int i = m.ordinal();
-        if (dropout > 0) {
-            Arrays.fill(dxd, 0, N * in, 0f);
-            LoraLinear.backward(gemm, dxd, dA[l][i], dB[l][i], dh, dy, xd[s][i], h[s][i], lw.a(), lw.b(), scale[l][i], N, in, out, lw.r());
-            Dropout.backward(dx, dxd, mask[s][i], N * in);
-        } else {
-            LoraLinear.backward(gemm, dx, dA[l][i], dB[l][i], dh, dy, x, h[s][i], lw.a(), lw.b(), scale[l][i], N, in, out, lw.r());
-        }
+        float[] xin = dropout > 0 ? xd[s][i] : x;
+        float[] dxin = dx;
+        if (dropout > 0) { Arrays.fill(dxd, 0, N * in, 0f); dxin = dxd; }
+        if (dora) DoraLinear.backward(gemm, dxin, dA[l][i], dB[l][i], dMag[l][i], du, dh, dy, xin, h[s][i], u[s][i], doraNorm[l][i],
+                W, lw.a(), lw.b(), lw.magnitude(), scale[l][i], N, in, out, lw.r());
+        else LoraLinear.backward(gemm, dxin, dA[l][i], dB[l][i], dh, dy, xin, h[s][i], lw.a(), lw.b(), scale[l][i], N, in, out, lw.r());
+        if (dropout > 0) Dropout.backward(dx, dxd, mask[s][i], N * in);
     }
 
     /// A noise stream derived from (seed, step, layer, module) alone, so a recomputed block (checkpointing) and a

@@ -76,6 +76,30 @@ class TrainModelTest {
                 "layers.2.self_attn.v_proj.lora_A", "layers.1.mlp.gate_proj.lora_B", "layers.3.self_attn.o_proj.lora_A"));
     }
 
+    /// DoRA (magnitude vector, detached norm): at initialisation the base logits; gradients of A, B and the magnitude
+    /// against finite differences taken with the norms held at the values of the analytic pass — PEFT detaches the
+    /// norm, so its gradient is that of the loss with the norm as a constant.
+    @Test
+    void doraMatchesBaseAtInitAndFiniteDifferences() {
+        LlamaWeights w = stories();
+        var base = LoraConfig.of(4, LoraConfig.ALL_LINEAR);
+        var dc = new LoraConfig(4, 8, 0, base.targetModules(), false, true, base.initLoraWeights(), "none", false, null, null, null, null);
+        TrainModel tm = new TrainModel(w, new Method.Lora(dc), GEMM, B, T, false, 3);
+        assertTrue(tm.params().stream().anyMatch(p -> p.name().endsWith("lora_magnitude_vector")));
+        int[][] bt = batch(w.config.vocabSize(), 1);
+        tm.forward(bt[0], bt[1], T, false, 0);
+        float[] dora = tm.logits().clone();
+        TrainModel plain = new TrainModel(w, new Method.Lora(base), GEMM, B, T, false, 3);
+        plain.forward(bt[0], bt[1], T, false, 0);
+        Assert.assertClose("DoRA at init vs base", plain.logits(), dora, 2e-5, 1e-5);
+        SplittableRandom r = new SplittableRandom(5);
+        for (Param p : tm.params()) if (p.name().endsWith("lora_B.weight")) for (int i = 0; i < p.data().length; i++) p.data()[i] = (float) (r.nextGaussian() * 0.05);
+        tm.forward(bt[0], bt[1], T, false, 0);   // norms of the perturbed-B adapter
+        tm.doraNormsHeld = true;
+        checkGradients(tm, w.config, List.of("layers.1.self_attn.q_proj.lora_A", "layers.3.mlp.up_proj.lora_B",
+                "layers.2.mlp.down_proj.lora_magnitude_vector", "layers.0.self_attn.v_proj.lora_magnitude_vector"));
+    }
+
     @Test
     void fullGradientsMatchFiniteDifferences() {
         LlamaWeights w = stories();
