@@ -56,7 +56,9 @@ public final class TrainConfig {
         key("freeze_trainable_modules", Type.STRING, "all", "Freeze tuning: modules of the trainable layers (all, mlp, self_attn).");
         key("neftune_noise_alpha", Type.FLOAT, null, "NEFTune noise alpha on the input embeddings (training only).");
         key("gradient_checkpointing", Type.BOOL, false, "Recompute each block in backward to save activation memory.");
-        unsupported("pissa_init", Type.BOOL, "PiSSA initialisation is not supported yet.");
+        key("pissa_init", Type.BOOL, false, "Whether or not to initialize a PiSSA adapter.");
+        key("pissa_iter", Type.INT, 16, "The number of iteration steps performed by FSVD in PiSSA. Use -1 to disable it.");
+        key("pissa_convert", Type.BOOL, false, "Whether or not to convert the PiSSA adapter to a normal LoRA adapter.");
         key("quantization_bit", Type.INT, null, "QLoRA: 4 freezes the base in 4-bit (bitsandbytes NF4/FP4) under the LoRA adapters.");
         key("quantization_type", Type.STRING, "nf4", "QLoRA: nf4 or fp4.");
         key("double_quantization", Type.BOOL, true, "QLoRA: quantize the absmax values too (8-bit, blocks of 256).");
@@ -269,6 +271,14 @@ public final class TrainConfig {
             if (i("quantization_bit") != 4) throw new ConfigException("quantization_bit " + i("quantization_bit") + " is not supported; peft4j quantizes to 4 bits (QLoRA)");
             if (!ft.equals("lora")) throw new ConfigException("quantization_bit 4 trains LoRA adapters over a frozen 4-bit base; set finetuning_type: lora");
             if (!List.of("nf4", "fp4").contains(str("quantization_type"))) throw new ConfigException("quantization_type must be nf4 or fp4, got '" + str("quantization_type") + "'");
+        }
+        if (b("pissa_init")) {
+            if (!ft.equals("lora")) throw new ConfigException("pissa_init initialises LoRA adapters; set finetuning_type: lora or pissa_init: false");
+            if (optInt("quantization_bit") != null)
+                throw new ConfigException("pissa_init with quantization_bit is not supported: PiSSA rewrites the base weights, which must stay full precision; drop one of them");
+            if (b("use_dora")) throw new ConfigException("pissa_init with use_dora is not supported; drop one of them");
+            if (str("adapter_name_or_path") != null) throw new ConfigException("pissa_init initialises a new adapter; it cannot be combined with adapter_name_or_path");
+            if (i("pissa_iter") < -1) throw new ConfigException("pissa_iter must be -1 (exact SVD) or >= 0, got " + i("pissa_iter"));
         }
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
     }

@@ -10,6 +10,7 @@ import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.lora.LoraConfig;
 import org.peft4j.model.lora.LoraWeights;
 import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.model.lora.Pissa;
 import org.peft4j.train.data.Batcher;
 import org.peft4j.train.data.TokenizedExample;
 import org.peft4j.train.engine.LinearModule;
@@ -242,13 +243,19 @@ public final class Trainer {
     /// The user-facing model files: a PEFT adapter for LoRA, the whole model for full and freeze tuning.
     private void saveModelFiles(Path dir) {
         if (model.method instanceof Method.Lora(LoraConfig lc)) {
-            Map<PeftAdapter.Target, LoraWeights> w = new TreeMap<>();
+            Map<PeftAdapter.Target, LoraWeights> w = new TreeMap<>(), converted = new TreeMap<>();
             for (int l = 0; l < model.config.numHiddenLayers(); l++)
                 for (LinearModule m : LinearModule.values()) {
                     LoraWeights a = model.adapter(l, m);
                     if (a != null) w.put(new PeftAdapter.Target(l, m.moduleName), a);
+                    if (a != null && model.pissaInit(l, m) != null)
+                        converted.put(new PeftAdapter.Target(l, m.moduleName), Pissa.convert(a, model.pissaInit(l, m)));
                 }
             new PeftAdapter(lc, baseModel, null, w).write(dir, DType.F32);
+            // LLaMA-Factory's PissaConvertCallback: beside the PiSSA adapter (which fits the residual base only), a plain
+            // rank-2r LoRA over the original base in pissa_converted/, as PEFT's save_pretrained(path_initial_model_...)
+            if (cfg.b("pissa_convert") && !converted.isEmpty())
+                new PeftAdapter(Pissa.convertConfig(lc), baseModel, null, converted).write(dir.resolve("pissa_converted"), DType.F32);
         } else {
             org.peft4j.model.RandomModels.save(dir, model.weights, DType.F32);
         }
@@ -324,8 +331,10 @@ public final class Trainer {
                     if (LinearModule.byName(t) == null)
                         throw new ConfigException("lora_target '" + t + "' is not a linear layer of this model; use names among " + LoraConfig.ALL_LINEAR + " or all");
                 LoraConfig base = LoraConfig.of(r, targets);
+                // LLaMA-Factory: pissa_init → init_lora_weights "pissa" (pissa_iter -1) or "pissa_niter_<pissa_iter>"
+                LoraConfig.Init init = cfg.b("pissa_init") ? LoraConfig.Init.PISSA : base.initLoraWeights();
                 yield new Method.Lora(new LoraConfig(r, alpha, cfg.d("lora_dropout"), targets, cfg.b("use_rslora"), cfg.b("use_dora"),
-                        base.initLoraWeights(), "none", false, null, null, null, null));
+                        init, "none", false, null, null, null, null, cfg.i("pissa_iter")));
             }
         };
     }

@@ -43,7 +43,7 @@ class TrainConfigTest {
 
     @Test
     void unsupportedKeyIsAnError() {
-        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--pissa_init", "true")));
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--additional_target", "lm_head")));
         assertTrue(e.getMessage().contains("does not support yet"), e.getMessage());
     }
 

@@ -30,20 +30,32 @@ public final class Attention {
     /// takes a Tcap-long scratch row, allocated per call).
     public static void forward(float[] out, float[] att, float[] q, float[] k, float[] v,
                                int B, int T, int Tcap, int NH, int KVH, int HS, int pos0) {
+        forward(null, out, att, q, k, v, B, T, Tcap, NH, KVH, HS, pos0);
+    }
+
+    /// As above, with the products on `gemm`: heads run one after another and `gemm` parallelises each product
+    /// (use it with a native GEMM whose own threads would otherwise fight the pool). gemm null: heads run as
+    /// parallel tasks, each on the single-threaded Java GEMM.
+    public static void forward(Gemm gemm, float[] out, float[] att, float[] q, float[] k, float[] v,
+                               int B, int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         if (att == null) { forwardScalar(out, null, q, k, v, B, T, Tcap, NH, KVH, HS, pos0); return; }
-        int group = NH / KVH, qStride = NH * HS, kvStride = KVH * HS;
+        if (gemm == null) Parallel.range(B * NH, bh -> forwardHead(GEMM, bh, out, att, q, k, v, T, Tcap, NH, KVH, HS, pos0));
+        else for (int bh = 0; bh < B * NH; bh++) forwardHead(gemm, bh, out, att, q, k, v, T, Tcap, NH, KVH, HS, pos0);
+    }
+
+    private static void forwardHead(Gemm gemm, int bh, float[] out, float[] att, float[] q, float[] k, float[] v,
+                                    int T, int Tcap, int NH, int KVH, int HS, int pos0) {
+        int qStride = NH * HS, kvStride = KVH * HS;
         float scale = (float) (1.0 / Math.sqrt(HS));
-        Parallel.range(B * NH, bh -> {
-            int b = bh / NH, h = bh % NH, kh = h / group;
-            int ko = b * Tcap * kvStride + kh * HS;
-            for (int t0 = 0; t0 < T; t0 += BR) {
-                int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
-                int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
-                GEMM.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
-                for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
-                GEMM.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
-            }
-        });
+        int b = bh / NH, h = bh % NH, kh = h / (NH / KVH);
+        int ko = b * Tcap * kvStride + kh * HS;
+        for (int t0 = 0; t0 < T; t0 += BR) {
+            int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
+            int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
+            gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
+            for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
+            gemm.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
+        }
     }
 
     /// In place over x[o, o + len): softmax; x[o + len, o + cap) = 0 (the masked keys).
@@ -87,29 +99,18 @@ public final class Attention {
     /// are then added in head order, so the result does not depend on the thread count.
     public static void backward(float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
                                 float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS, float[] scratch) {
-        int group = NH / KVH, qStride = NH * HS, kvStride = KVH * HS;
-        float scale = (float) (1.0 / Math.sqrt(HS));
+        backward(null, dq, dk, dv, dout, att, q, k, v, B, T, NH, KVH, HS, scratch);
+    }
+
+    /// As above, with the products on `gemm` as in [#forward(Gemm, float[], float[], float[], float[], float[], int, int, int, int, int, int, int)].
+    public static void backward(Gemm gemm, float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
+                                float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS, float[] scratch) {
+        int group = NH / KVH, kvStride = KVH * HS;
         int per = 2 * T * HS + BR * T;
         if (scratch.length < B * NH * per)
             throw new IllegalArgumentException("attention scratch holds " + scratch.length + " floats, needs " + B * NH * per);
-        Parallel.range(B * NH, bh -> {
-            int b = bh / NH, h = bh % NH, kh = h / group;
-            int dko = bh * per, dvo = dko + T * HS, dso = dvo + T * HS;
-            java.util.Arrays.fill(scratch, dko, dso, 0f);
-            int ko = b * T * kvStride + kh * HS;
-            for (int t0 = 0; t0 < T; t0 += BR) {
-                int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = t1;
-                int po = ((b * NH + h) * T + t0) * T, qo = (b * T + t0) * qStride + h * HS;
-                // out = P·v  →  dP = dout·vᵀ,  dv += Pᵀ·dout
-                GEMM.sgemm(false, true, rows, keys, HS, 1f, dout, qo, qStride, v, ko, kvStride, 0f, scratch, dso, T);
-                GEMM.sgemm(true, false, keys, HS, rows, 1f, att, po, T, dout, qo, qStride, 1f, scratch, dvo, HS);
-                // P = softmax(S)  →  dS = P ⊙ (dP − Σ P⊙dP); P is 0 beyond the causal limit, so dS is too
-                for (int r = 0; r < rows; r++) softmaxBackwardRow(scratch, dso + r * T, att, po + r * T, keys);
-                // S = q·kᵀ·scale  →  dq += dS·k·scale,  dk += dSᵀ·q·scale
-                GEMM.sgemm(false, false, rows, HS, keys, scale, scratch, dso, T, k, ko, kvStride, 1f, dq, qo, qStride);
-                GEMM.sgemm(true, false, keys, HS, rows, scale, scratch, dso, T, q, qo, qStride, 1f, scratch, dko, HS);
-            }
-        });
+        if (gemm == null) Parallel.range(B * NH, bh -> backwardHead(GEMM, bh, dq, dout, att, q, k, v, T, NH, KVH, HS, scratch));
+        else for (int bh = 0; bh < B * NH; bh++) backwardHead(gemm, bh, dq, dout, att, q, k, v, T, NH, KVH, HS, scratch);
         Parallel.range(B * T, bt -> {
             int b = bt / T, t = bt % T;
             for (int kh = 0; kh < KVH; kh++) {
@@ -123,6 +124,29 @@ public final class Attention {
                 }
             }
         });
+    }
+
+    /// One (b, h): dq += its rows; its private dk, dv (in scratch) are written from zero.
+    private static void backwardHead(Gemm gemm, int bh, float[] dq, float[] dout, float[] att, float[] q, float[] k,
+                                     float[] v, int T, int NH, int KVH, int HS, float[] scratch) {
+        int qStride = NH * HS, kvStride = KVH * HS, per = 2 * T * HS + BR * T;
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int b = bh / NH, h = bh % NH, kh = h / (NH / KVH);
+        int dko = bh * per, dvo = dko + T * HS, dso = dvo + T * HS;
+        java.util.Arrays.fill(scratch, dko, dso, 0f);
+        int ko = b * T * kvStride + kh * HS;
+        for (int t0 = 0; t0 < T; t0 += BR) {
+            int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = t1;
+            int po = ((b * NH + h) * T + t0) * T, qo = (b * T + t0) * qStride + h * HS;
+            // out = P·v  →  dP = dout·vᵀ,  dv += Pᵀ·dout
+            gemm.sgemm(false, true, rows, keys, HS, 1f, dout, qo, qStride, v, ko, kvStride, 0f, scratch, dso, T);
+            gemm.sgemm(true, false, keys, HS, rows, 1f, att, po, T, dout, qo, qStride, 1f, scratch, dvo, HS);
+            // P = softmax(S)  →  dS = P ⊙ (dP − Σ P⊙dP); P is 0 beyond the causal limit, so dS is too
+            for (int r = 0; r < rows; r++) softmaxBackwardRow(scratch, dso + r * T, att, po + r * T, keys);
+            // S = q·kᵀ·scale  →  dq += dS·k·scale,  dk += dSᵀ·q·scale
+            gemm.sgemm(false, false, rows, HS, keys, scale, scratch, dso, T, k, ko, kvStride, 1f, dq, qo, qStride);
+            gemm.sgemm(true, false, keys, HS, rows, scale, scratch, dso, T, q, qo, qStride, 1f, scratch, dko, HS);
+        }
     }
 
     /// In place over dp[o, o + n): dp ← p ⊙ (dp − Σ p⊙dp).

@@ -25,32 +25,39 @@ import java.util.regex.Pattern;
 /// @param rankPattern       module-name pattern → r (PEFT `rank_pattern`)
 /// @param alphaPattern      module-name pattern → alpha (PEFT `alpha_pattern`)
 /// @param layersToTransform layer indices that get adapters, or null for all
+/// @param pissaNiter        with [Init#PISSA]: power iterations of the fast SVD (PEFT `"pissa_niter_N"`), or −1 for
+///                          the exact SVD (`"pissa"`); always −1 for the other inits
 public record LoraConfig(int r, double loraAlpha, double loraDropout, List<String> targetModules,
                          boolean useRslora, boolean useDora, Init initLoraWeights,
                          String bias, boolean fanInFanOut, List<String> modulesToSave,
                          Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
-                         List<Integer> layersToTransform) {
+                         List<Integer> layersToTransform, int pissaNiter) {
 
     /// Every linear layer of a Llama block: what LLaMA-Factory's `lora_target: all` and PEFT's "all-linear" mean
     /// (lm_head excluded).
     public static final List<String> ALL_LINEAR =
             List.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj");
 
-    /// PEFT's `init_lora_weights`. PiSSA, OLoRA, LoftQ, EVA, CorDA and orthogonal init are not supported.
+    /// PEFT's `init_lora_weights`. OLoRA, LoftQ, EVA, CorDA and orthogonal init are not supported.
     public enum Init {
         /// `true` (PEFT's default): A ~ kaiming_uniform(a = √5), i.e. U(−1/√in, 1/√in); B = 0.
         KAIMING_UNIFORM,
         /// `"gaussian"`: A ~ N(0, (1/r)²); B = 0.
         GAUSSIAN,
         /// `false`: no LoRA init, A and B keep nn.Linear's default U(−1/√fan_in, 1/√fan_in); for tests and debugging.
-        NO_INIT;
+        NO_INIT,
+        /// `"pissa"` / `"pissa_niter_N"`: A, B from the top-r SVD of the base weight, which becomes the residual
+        /// W − s·B·A ([Pissa]); the adapter then only fits that residual base (see [Pissa#convert]).
+        PISSA;
 
-        /// The JSON value PEFT writes: `true`, `false` or `"gaussian"`.
+        /// The JSON value PEFT writes: `true`, `false`, `"gaussian"` or (exact SVD) `"pissa"`; for the fast SVD's
+        /// `"pissa_niter_N"` use [LoraConfig#initPeftValue].
         public Object peftValue() {
             return switch (this) {
                 case KAIMING_UNIFORM -> Boolean.TRUE;
                 case NO_INIT -> Boolean.FALSE;
                 case GAUSSIAN -> "gaussian";
+                case PISSA -> "pissa";
             };
         }
     }
@@ -79,6 +86,23 @@ public record LoraConfig(int r, double loraAlpha, double loraDropout, List<Strin
         for (var e : alphaPattern.entrySet())
             if (!(e.getValue() > 0)) throw new ConfigException("alpha_pattern '" + e.getKey() + "' = " + e.getValue() + " must be positive");
         layersToTransform = layersToTransform == null ? null : List.copyOf(layersToTransform);
+        if (initLoraWeights != Init.PISSA) pissaNiter = -1;
+        if (pissaNiter < -1) throw new ConfigException("pissa_iter = " + pissaNiter + " must be -1 (exact SVD) or >= 0 (fast SVD iterations, LLaMA-Factory default 16)");
+    }
+
+    /// Without PiSSA's iteration count (−1): the 13 fields every init but `"pissa_niter_N"` needs.
+    public LoraConfig(int r, double loraAlpha, double loraDropout, List<String> targetModules,
+                      boolean useRslora, boolean useDora, Init initLoraWeights,
+                      String bias, boolean fanInFanOut, List<String> modulesToSave,
+                      Map<String, Integer> rankPattern, Map<String, Double> alphaPattern,
+                      List<Integer> layersToTransform) {
+        this(r, loraAlpha, loraDropout, targetModules, useRslora, useDora, initLoraWeights, bias, fanInFanOut,
+                modulesToSave, rankPattern, alphaPattern, layersToTransform, -1);
+    }
+
+    /// PEFT's `init_lora_weights` value: [Init#peftValue], or `"pissa_niter_N"` for PiSSA with the fast SVD.
+    public Object initPeftValue() {
+        return initLoraWeights == Init.PISSA && pissaNiter >= 0 ? "pissa_niter_" + pissaNiter : initLoraWeights.peftValue();
     }
 
     /// LLaMA-Factory's defaults for a rank and its targets: alpha = 2·r, no dropout, PEFT's Kaiming init.

@@ -56,6 +56,7 @@ public final class LoraLinear {
                 java.util.Arrays.fill(b, 0, M * r, 0f);
             }
             case NO_INIT -> { kaimingUniform(a, rng, K); kaimingUniform(b, rng, r); } // nn.Linear's own init
+            case PISSA -> throw new ConfigException("PiSSA initialises A and B from the base weight; call Pissa.init with it");
         }
     }
 

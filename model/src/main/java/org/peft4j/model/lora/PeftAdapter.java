@@ -212,7 +212,7 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
         m.put("bias", config.bias());
         m.put("fan_in_fan_out", config.fanInFanOut());
         m.put("inference_mode", true);
-        m.put("init_lora_weights", config.initLoraWeights().peftValue());
+        m.put("init_lora_weights", config.initPeftValue());
         m.put("layers_pattern", null);
         m.put("layers_to_transform", config.layersToTransform());
         m.put("lora_alpha", intIfIntegral(config.loraAlpha()));
@@ -314,7 +314,8 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
         if (v.isTextual() && v.asText().equals("gaussian")) return LoraConfig.Init.GAUSSIAN;
         throw new ConfigException(file + ": init_lora_weights = " + v + " is not supported (peft4j: true, false, \"gaussian\"). "
                 + "PiSSA/OLoRA/LoftQ adapters need their modified base model; convert to plain LoRA with PEFT's "
-                + "save_pretrained(path_initial_model_for_weight_conversion=...)");
+                + "save_pretrained(path_initial_model_for_weight_conversion=...), or use the pissa_converted/ folder that "
+                + "training with pissa_convert: true writes");
     }
 
     @SuppressWarnings("unchecked")

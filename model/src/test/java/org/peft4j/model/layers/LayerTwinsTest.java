@@ -1,7 +1,12 @@
 package org.peft4j.model.layers;
 
 import org.junit.jupiter.api.Test;
+import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
+import org.peft4j.core.kernels.OpenBlasGemm;
+import org.peft4j.core.kernels.VectorGemm;
+
+import java.util.List;
 
 import java.util.SplittableRandom;
 
@@ -47,6 +52,22 @@ class LayerTwinsTest {
                 assertClose("attention dq " + what, dq1, dq2, ATOL, RTOL);
                 assertClose("attention dk " + what, dk1, dk2, ATOL, RTOL);
                 assertClose("attention dv " + what, dv1, dv2, ATOL, RTOL);
+                // heads in turn on a given GEMM (threaded inside): the same numbers up to GEMM summation order
+                for (Gemm g : OpenBlasGemm.available() ? List.of(VectorGemm.INSTANCE, OpenBlasGemm.INSTANCE) : List.of((Gemm) VectorGemm.INSTANCE)) {
+                    float[] out3 = new float[q.length], att3 = new float[att1.length];
+                    java.util.Arrays.fill(att3, Float.NaN);
+                    Attention.forward(g, out3, att3, q, k, v, B, T, T, NH, KVH, HS, 0);
+                    assertClose("attention out " + g.name() + " " + what, out1, out3, ATOL, RTOL);
+                    assertClose("attention att " + g.name() + " " + what, att1, att3, ATOL, RTOL);
+                    float[] dq3 = dq2.clone(), dk3 = dk2.clone(), dv3 = dv2.clone();
+                    Attention.backward(g, dq3, dk3, dv3, dout, att1, q, k, v, B, T, NH, KVH, HS,
+                            new float[Attention.backwardScratchSize(B, T, NH, HS)]);
+                    Attention.backward(null, dq2, dk2, dv2, dout, att1, q, k, v, B, T, NH, KVH, HS,
+                            new float[Attention.backwardScratchSize(B, T, NH, HS)]);
+                    assertClose("attention dq " + g.name() + " " + what, dq2, dq3, ATOL, RTOL);
+                    assertClose("attention dk " + g.name() + " " + what, dk2, dk3, ATOL, RTOL);
+                    assertClose("attention dv " + g.name() + " " + what, dv2, dv3, ATOL, RTOL);
+                }
             }
         }
         Parallel.setThreads(Runtime.getRuntime().availableProcessors());

@@ -18,6 +18,7 @@ import org.peft4j.model.lora.Dropout;
 import org.peft4j.model.lora.LoraConfig;
 import org.peft4j.model.lora.LoraLinear;
 import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.lora.Pissa;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantLinear;
@@ -48,6 +49,7 @@ public final class TrainModel {
 
     // LoRA: (L)(7) adapters or null where not targeted, their gradients and saved h / dropout buffers.
     private final LoraWeights[][] lora;
+    private LoraWeights[][] pissaInit;    // (L)(7) PiSSA's initial A0, B0 (copies), kept for the conversion; else null
     private final float[][][] dA, dB;
     private final float[][][] h;          // (slots)(7) (N, r)
     private final float[][][] xd, mask;   // (slots)(7) (N, in), only with dropout
@@ -85,6 +87,8 @@ public final class TrainModel {
     // Gradient scratch.
     private final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact; // (N, ·)
     private final float[] attScratch;     // Attention.backwardScratchSize(B, Tmax, NH, HS)
+    private final Gemm attGemm;           // attention's products: null = heads in parallel on the Java GEMM; a native
+                                          // GEMM runs heads in turn, threaded inside (its spinning threads and the pool's would fight)
 
     // QLoRA: the 4-bit base linears, (L)(7) in LinearModule order, and the tile they are dequantized into; else null.
     private final Nf4Tensor[][] quantBase;
@@ -94,6 +98,8 @@ public final class TrainModel {
     private int Bc;                       // rows of the current batch, ≤ B
     private long seed;
 
+    /// With PiSSA init ([LoraConfig.Init#PISSA]) this **rewrites the targeted base weights of `weights` in place** into
+    /// the residual W − s·B0·A0; load a fresh copy for anything that needs the original base.
     public TrainModel(LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
         this(weights, null, method, gemm, B, Tmax, checkpointing, seed);
     }
@@ -138,6 +144,7 @@ public final class TrainModel {
         dq = new float[N * qDim]; dk = new float[N * kvDim]; dv = new float[N * kvDim]; dattY = new float[N * qDim];
         dgate = new float[N * F]; dup = new float[N * F]; dact = new float[N * F];
         attScratch = new float[Attention.backwardScratchSize(B, Tmax, NH, HS)];
+        attGemm = gemm.name().equals("java-vector") || gemm.name().equals("scalar") ? null : gemm;
 
         int nm = LinearModule.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
@@ -151,13 +158,23 @@ public final class TrainModel {
             u = dora ? new float[slots][nm][] : null;
             int rMax = 1, inMax = 1;
             SplittableRandom init = new SplittableRandom(seed);
+            boolean pissa = lc.initLoraWeights() == LoraConfig.Init.PISSA;
+            if (pissa && quantBase != null)
+                throw new ConfigException("PiSSA rewrites the base weights into W - s·B·A, which a 4-bit base cannot hold; drop pissa_init or quantization_bit");
+            if (pissa && dora) throw new ConfigException("PiSSA with DoRA is not supported; set use_dora: false or pissa_init: false");
+            if (pissa) pissaInit = new LoraWeights[L][nm];
             for (int l = 0; l < L; l++) {
                 if (!lc.transformsLayer(l)) continue;
                 for (LinearModule m : LinearModule.values()) {
                     if (!lc.targets(m.moduleName)) continue;
                     int r = lc.rank(m.moduleName), in = m.in(c), out = m.out(c);
                     LoraWeights lw = LoraWeights.allocate(r, in, out, dora);
-                    LoraLinear.init(lw.a(), lw.b(), lc.initLoraWeights(), init.split(), in, out, r);
+                    if (pissa) {
+                        // PiSSA: A, B from the top-r SVD of W, and W ← W − s·B·A **in place**: the arrays of `weights` now
+                        // hold the residual base (any other model sharing them sees it too); the adapted layer still equals W
+                        Pissa.init(m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.moduleName), out, in, r, lc.pissaNiter(), init.split());
+                        pissaInit[l][m.ordinal()] = new LoraWeights(r, in, out, lw.a().clone(), lw.b().clone(), null);
+                    } else LoraLinear.init(lw.a(), lw.b(), lc.initLoraWeights(), init.split(), in, out, r);
                     // DoRA: the magnitude starts as the row norms of W0 + s·B·A (PEFT), so the adapted layer equals the base
                     if (dora) DoraLinear.weightNorm(lw.magnitude(), m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.moduleName), out, in, r);
                     attach(l, m, lw, (float) lc.scaling(m.moduleName));
@@ -229,6 +246,10 @@ public final class TrainModel {
     /// The adapter of (layer, module), or null; LoRA only.
     public LoraWeights adapter(int layer, LinearModule m) { return lora == null ? null : lora[layer][m.ordinal()]; }
 
+    /// PiSSA's initial factors A0, B0 of (layer, module), or null (not PiSSA, or no adapter there): with them
+    /// [Pissa#convert] turns the trained adapter into a plain LoRA over the original base.
+    public LoraWeights pissaInit(int layer, LinearModule m) { return pissaInit == null ? null : pissaInit[layer][m.ordinal()]; }
+
     /// Replaces adapter values (e.g. loaded from a checkpoint), keeping the arrays the optimizer holds.
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
 
@@ -299,7 +320,7 @@ public final class TrainModel {
         linear(l, s, LinearModule.V_PROJ, v[s], ln1[s], T, training, step);
         Rope.forward(q[s], cos, sin, Bc, T, NH, HS, 0);
         Rope.forward(k[s], cos, sin, Bc, T, KVH, HS, 0);
-        Attention.forward(attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
+        Attention.forward(attGemm, attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
         linear(l, s, LinearModule.O_PROJ, resid2[s], attY[s], T, training, step);
         add(resid2[s], resid[l], N * C);
         RmsNorm.forward(ln2[s], rstd2[s], resid2[s], w.postAttentionLayernorm(), N, C, eps);
@@ -332,7 +353,7 @@ public final class TrainModel {
         Arrays.fill(dq, 0, N * qDim, 0f);
         Arrays.fill(dk, 0, N * kvDim, 0f);
         Arrays.fill(dv, 0, N * kvDim, 0f);
-        Attention.backward(dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS, attScratch);
+        Attention.backward(attGemm, dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS, attScratch);
         Rope.backward(dq, cos, sin, Bc, T, NH, HS, 0);
         Rope.backward(dk, cos, sin, Bc, T, KVH, HS, 0);
         Arrays.fill(dln, 0, N * C, 0f);
