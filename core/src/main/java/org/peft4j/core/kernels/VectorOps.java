@@ -103,7 +103,7 @@ public final class VectorOps {
     }
 
     /// Adds the lanes in index order: a fixed order, unlike `reduceLanes(ADD)`, whose order is unspecified.
-    static float sumLanes(FloatVector v) {
+    public static float sumLanes(FloatVector v) {
         float s = 0f;
         for (int i = 0; i < L; i++) s += v.lane(i);
         return s;
