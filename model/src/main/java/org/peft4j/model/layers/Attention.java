@@ -1,6 +1,8 @@
 package org.peft4j.model.layers;
 
 import jdk.incubator.vector.FloatVector;
+import org.peft4j.core.kernels.Exp;
+import org.peft4j.core.kernels.VectorOps;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Gemm;
@@ -65,14 +67,8 @@ public final class Attention {
         for (; i < n; i += S.length()) vmax = vmax.max(FloatVector.fromArray(S, x, o + i));
         float max = vmax.reduceLanes(VectorOperators.MAX);
         for (; i < len; i++) max = Math.max(max, x[o + i]);
-        FloatVector vsum = FloatVector.zero(S), vm = FloatVector.broadcast(S, max);
-        for (i = 0; i < n; i += S.length()) {
-            FloatVector e = FloatVector.fromArray(S, x, o + i).sub(vm).lanewise(VectorOperators.EXP);
-            e.intoArray(x, o + i);
-            vsum = vsum.add(e);
-        }
-        float sum = vsum.reduceLanes(VectorOperators.ADD);
-        for (; i < len; i++) { float e = (float) Math.exp(x[o + i] - max); x[o + i] = e; sum += e; }
+        // Exp, not VectorOperators.EXP: the same bits in every JIT state (reproducible training, see Exp)
+        float sum = Exp.expShiftSum(x, o, len, max);
         float inv = 1f / sum;
         for (i = 0; i < n; i += S.length()) FloatVector.fromArray(S, x, o + i).mul(inv).intoArray(x, o + i);
         for (; i < len; i++) x[o + i] *= inv;
@@ -154,7 +150,7 @@ public final class Attention {
         int m = S.loopBound(n), i = 0;
         FloatVector acc = FloatVector.zero(S);
         for (; i < m; i += S.length()) acc = FloatVector.fromArray(S, p, po + i).fma(FloatVector.fromArray(S, dp, o + i), acc);
-        float sum = acc.reduceLanes(VectorOperators.ADD);
+        float sum = VectorOps.sumLanes(acc);   // fixed lane order, unlike reduceLanes(ADD)
         for (; i < n; i++) sum += p[po + i] * dp[o + i];
         FloatVector vs = FloatVector.broadcast(S, sum);
         for (i = 0; i < m; i += S.length())

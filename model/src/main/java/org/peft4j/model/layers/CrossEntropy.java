@@ -1,6 +1,8 @@
 package org.peft4j.model.layers;
 
 import jdk.incubator.vector.FloatVector;
+import org.peft4j.core.kernels.Exp;
+import org.peft4j.core.kernels.VectorOps;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Parallel;
@@ -62,9 +64,9 @@ public final class CrossEntropy {
                 int b1 = Math.min(V, b0 + SUM_BLOCK), i = b0;
                 FloatVector acc = FloatVector.zero(S);
                 for (int end = b0 + S.loopBound(b1 - b0); i < end; i += S.length())
-                    acc = acc.add(FloatVector.fromArray(S, logits, o + i).sub(vm).lanewise(VectorOperators.EXP));
-                float part = acc.reduceLanes(VectorOperators.ADD);
-                for (; i < b1; i++) part += (float) Math.exp(logits[o + i] - max);
+                    acc = acc.add(Exp.exp(FloatVector.fromArray(S, logits, o + i).sub(vm)));
+                float part = VectorOps.sumLanes(acc);    // Exp and a fixed lane order: the same bits in every JIT state
+                for (; i < b1; i++) part += Exp.exp(logits[o + i] - max);
                 sum += part;
             }
             lse[n] = max + Math.log(sum);
@@ -107,12 +109,12 @@ public final class CrossEntropy {
             FloatVector vm = FloatVector.broadcast(S, max), vs = FloatVector.broadcast(S, shift);
             int i = 0;
             for (int end = S.loopBound(V); i < end; i += S.length()) {
-                FloatVector d = FloatVector.fromArray(S, logits, o + i).sub(vm).sub(vs).lanewise(VectorOperators.EXP).mul(scale);
+                FloatVector d = Exp.exp(FloatVector.fromArray(S, logits, o + i).sub(vm).sub(vs)).mul(scale);
                 if (!inPlace) d = d.add(FloatVector.fromArray(S, dlogits, o + i));
                 d.intoArray(dlogits, o + i);
             }
             for (; i < V; i++) {
-                float d = scale * (float) Math.exp(logits[o + i] - max - shift);
+                float d = scale * Exp.exp(logits[o + i] - max - shift);
                 dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
             }
             dlogits[o + tgt] -= scale;

@@ -1,6 +1,7 @@
 package org.peft4j.model.layers;
 
 import jdk.incubator.vector.FloatVector;
+import org.peft4j.core.kernels.Exp;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Parallel;
@@ -20,12 +21,12 @@ public final class SwiGlu {
             int i = from;
             for (int end = from + S.loopBound(to - from); i < end; i += S.length()) {
                 FloatVector g = FloatVector.fromArray(S, gate, i);
-                FloatVector sig = g.neg().lanewise(VectorOperators.EXP).add(1f);
+                FloatVector sig = Exp.exp(g.neg()).add(1f);   // Exp: the same bits in every JIT state
                 g.div(sig).mul(FloatVector.fromArray(S, up, i)).intoArray(out, i);
             }
             for (; i < to; i++) {
                 float g = gate[i];
-                out[i] = g / (1f + (float) Math.exp(-g)) * up[i];
+                out[i] = g / (1f + Exp.exp(-g)) * up[i];
             }
         });
     }
@@ -36,7 +37,7 @@ public final class SwiGlu {
             int i = from;
             for (int end = from + S.loopBound(to - from); i < end; i += S.length()) {
                 FloatVector g = FloatVector.fromArray(S, gate, i), d = FloatVector.fromArray(S, dout, i);
-                FloatVector sig = FloatVector.broadcast(S, 1f).div(g.neg().lanewise(VectorOperators.EXP).add(1f));
+                FloatVector sig = FloatVector.broadcast(S, 1f).div(Exp.exp(g.neg()).add(1f));
                 FloatVector silu = g.mul(sig);
                 d.fma(silu, FloatVector.fromArray(S, dup, i)).intoArray(dup, i);
                 FloatVector dsilu = sig.mul(g.mul(sig.neg().add(1f)).add(1f));   // σ(g)·(1 + g·(1 − σ(g)))
@@ -44,7 +45,7 @@ public final class SwiGlu {
             }
             for (; i < to; i++) {
                 float g = gate[i];
-                float sig = 1f / (1f + (float) Math.exp(-g));
+                float sig = 1f / (1f + Exp.exp(-g));
                 dup[i] += dout[i] * (g * sig);
                 dgate[i] += dout[i] * up[i] * sig * (1f + g * (1f - sig));
             }

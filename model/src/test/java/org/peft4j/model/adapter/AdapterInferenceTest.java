@@ -52,8 +52,10 @@ class AdapterInferenceTest {
     /// float32 forward vs weights merged in double: the merged weights agree to float rounding, the rest is the
     /// forward's own float32 error, which RealModelGoldenTest bounds by 1e-4 against a float64 reference.
     static final double DOUBLE_MERGE_ATOL = 1e-4;
-    /// Prefill + decode vs one full pass do the same float operations but for attention sum lengths and GEMM blocking.
-    static final double CACHE_ATOL = 2e-5;
+    /// Prefill + decode vs one full pass do the same float operations but for attention sum lengths, GEMM blocking and
+    /// the softmax exp (the prefill's scalar path uses Math.exp, the decode step the vectorized Exp, ≤ 2 ulp): with
+    /// logits up to ~18 that is a few 1e-5.
+    static final double CACHE_ATOL = 5e-5;
     /// An adapter must move the logits by at least this much, or the comparisons above prove nothing.
     static final double VISIBLE = 0.05;
 
