@@ -1,0 +1,60 @@
+package org.peft4j.cli;
+
+import org.peft4j.bench.GemmBench;
+import org.peft4j.bench.QloraBench;
+import org.peft4j.bench.TrainBench;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.concurrent.Callable;
+
+/// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
+/// side by side in one run (peak FLOP/s of this machine included), never asserted by tests.
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: training step speed, GEMM backends, QLoRA vs LoRA.",
+        subcommands = {BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class})
+final class BenchCommand implements Runnable {
+    @Override public void run() { new picocli.CommandLine(this).usage(System.err); }
+
+    @Command(name = "train", mixinStandardHelpOptions = true,
+            description = "Tokens/s, MFU against the FP32 peak measured in the same run, step split and peak RSS of training steps.")
+    static final class Train implements Callable<Integer> {
+        @Option(names = "--model-config", defaultValue = "smollm2-135m", description = "Preset: smollm2-135m, qwen2.5-0.5b, llama3.2-1b, llama2-7b (default: ${DEFAULT-VALUE}).") String model;
+        @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;
+        @Option(names = "--batch", defaultValue = "1", description = "Batch (default: ${DEFAULT-VALUE}).") int batch;
+        @Option(names = "--threads", defaultValue = "2", description = "Threads (default: ${DEFAULT-VALUE}).") int threads;
+        @Option(names = "--method", defaultValue = "lora", description = "lora (r16, all linear layers) or full (default: ${DEFAULT-VALUE}).") String method;
+        @Option(names = "--warmup", defaultValue = "2", description = "Untimed steps (default: ${DEFAULT-VALUE}).") int warmup;
+        @Option(names = "--steps", defaultValue = "5", description = "Timed steps (default: ${DEFAULT-VALUE}).") int steps;
+        @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}).") String gemm;
+
+        @Override public Integer call() {
+            System.out.println(TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm).line());
+            return 0;
+        }
+    }
+
+    @Command(name = "gemm", mixinStandardHelpOptions = true, description = "GFLOP/s of the scalar, Java Vector API and OpenBLAS GEMMs on LLM shapes, vs the measured peak.")
+    static final class Gemm implements Callable<Integer> {
+        @Option(names = "--seconds", defaultValue = "0.5", description = "Seconds per cell (default: ${DEFAULT-VALUE}).") String seconds;
+        @Option(names = "--threads", defaultValue = "1,2", description = "Thread counts (default: ${DEFAULT-VALUE}).") String threads;
+
+        @Override public Integer call() {
+            GemmBench.main(new String[]{seconds, threads, "noscalar"});
+            return 0;
+        }
+    }
+
+    @Command(name = "qlora", mixinStandardHelpOptions = true,
+            description = "QLoRA vs LoRA step time side by side (compare), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b; run with PEFT4J_JAVA_OPTS=-Xmx5600m).")
+    static final class Qlora implements Callable<Integer> {
+        @Option(names = "--mode", defaultValue = "compare", description = "compare or 7b (default: ${DEFAULT-VALUE}).") String mode;
+        @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;
+        @Option(names = "--steps", defaultValue = "3", description = "Steps (default: ${DEFAULT-VALUE}).") int steps;
+        @Option(names = "--model-config", defaultValue = "smollm2-135m,qwen2.5-0.5b", description = "Presets for compare (default: ${DEFAULT-VALUE}).") String presets;
+
+        @Override public Integer call() throws Exception {
+            QloraBench.main(new String[]{mode, String.valueOf(seq), String.valueOf(steps), presets});
+            return 0;
+        }
+    }
+}
