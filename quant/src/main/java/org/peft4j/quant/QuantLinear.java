@@ -12,12 +12,16 @@ import java.util.Arrays;
 public final class QuantLinear {
     private QuantLinear() {}
 
-    /// Rows of W dequantized per sgemm: large enough that the tile's sgemm runs at full speed, small enough that the
-    /// scratch stays a few MB (256 × 11008 floats = 11 MB for Llama-2-7B's down_proj).
+    /// At least this many rows of W are dequantized per sgemm, so that the tile's sgemm runs at full speed
+    /// (256 × 11008 floats = 11 MB for Llama-2-7B's down_proj).
     public static final int TILE_ROWS = 256;
 
+    /// Tiles grow up to this many floats (4 MiB) when rows are short: fewer, wider sgemm calls matter on small models
+    /// (SmolLM2's 576-wide weights fit one tile), and the scratch stays a few MB on any model.
+    public static final int TILE_FLOATS = 1 << 20;
+
     /// Rows per tile for a (M, K) weight.
-    public static int tileRows(int K, int M) { return Math.max(1, Math.min(M, TILE_ROWS)); }
+    public static int tileRows(int K, int M) { return Math.max(1, Math.min(M, Math.max(TILE_ROWS, TILE_FLOATS / K))); }
 
     /// Floats of `scratch` that [#forward] and [#backwardInput] need for a (M, K) weight.
     public static int scratchSize(int K, int M) { return Math.multiplyExact(tileRows(K, M), K); }

@@ -31,19 +31,19 @@ class QuantLinearTest {
             }
     }
 
-    /// N=5 rows; (M, K) = (37, 173): one partial tile, odd rows; (600, 600): 3 tiles (256, 256, 88), parallel dequant.
+    /// N=5 rows; (M, K) = (37, 173): one partial tile, odd rows; (600, 4500): 3 tiles (256, 256, 88), parallel dequant.
     @ParameterizedTest
     @ValueSource(strings = {"scalar", "java", "auto"})
     void forwardAndInputGradientMatchDequantizeThenDense(String mode) {
         Gemm gemm = Gemms.get(mode);
-        for (int[] d : new int[][]{{5, 173, 37}, {5, 600, 600}}) {
+        for (int[] d : new int[][]{{5, 173, 37}, {5, 4500, 600}}) {
             int N = d[0], K = d[1], M = d[2];
             Nf4Tensor w = Nf4Tensor.quantize(QuantType.NF4, normal(M * K, K), new long[]{M, K}, 64, true);
             float[] W = new float[M * K];
             w.dequantize(W);
             float[] x = normal(N * K, 11), bias = normal(M, 12), dy = normal(N * M, 13), dx0 = normal(N * K, 14);
             float[] scratch = new float[QuantLinear.scratchSize(K, M)];
-            assertEquals(Math.min(M, QuantLinear.TILE_ROWS) * K, scratch.length);
+            assertEquals(Math.min(M, Math.max(QuantLinear.TILE_ROWS, QuantLinear.TILE_FLOATS / K)) * K, scratch.length);
 
             float[] y = new float[N * M], yRef = new float[N * M];
             java.util.Arrays.fill(y, Float.NaN);   // forward overwrites: beta = 0
