@@ -35,7 +35,7 @@ final class QuantizeCommand implements Callable<Integer> {
         Path dir = ModelResolver.resolve(model);
         if (out.toAbsolutePath().normalize().equals(dir.toAbsolutePath().normalize())) throw new ConfigException("--out must differ from --model");
         QuantizedModel q;
-        if (Quantized.isQuantized(dir)) {
+        if (QuantizedModel.isQuantized(dir)) {
             if (adapter == null) throw new ConfigException(dir + " is already 4-bit; pass --adapter to merge an adapter into it, or quantize a float model");
             QuantizedModel.Merged m = QuantizedModel.load(dir).mergeAdapter(PeftAdapter.read(adapter), Gemms.get("auto"));
             System.err.printf("merged %s into the 4-bit base (%,d weights requantized): requantization error max %.3g, RMS %.3g%n",

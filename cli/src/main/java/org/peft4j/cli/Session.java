@@ -27,7 +27,7 @@ final class Session {
         this.dir = dir;
         // A bitsandbytes 4-bit folder runs on its dequantized weights (fine for small models; the 4-bit inference
         // kernel is used only in training so far).
-        this.model = Quantized.isQuantized(dir)
+        this.model = org.peft4j.model.quant.QuantizedModel.isQuantized(dir)
                 ? new LlamaModel(org.peft4j.model.quant.QuantizedModel.load(dir).dequantizedWeights(), gemm)
                 : Models.load(dir, gemm);
         this.tokenizer = Tokenizer.load(dir);

@@ -69,7 +69,7 @@ final class TrainCommand implements Callable<Integer> {
         Checkpoint.writeAtomically(out.resolve("training_args.json"), cfg.toJson());
 
         Gemm gemm = Gemms.get(cfg.str("gemm"));
-        boolean prequantized = Quantized.isQuantized(modelDir);
+        boolean prequantized = QuantizedModel.isQuantized(modelDir);
         boolean qlora = prequantized || cfg.optInt("quantization_bit") != null;
         QuantizedModel qbase = null;
         LlamaWeights weights;

@@ -12,6 +12,7 @@ import org.peft4j.model.Models;
 import org.peft4j.model.adapter.AdapterSet;
 import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.quant.QuantizedModel;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -30,14 +31,7 @@ public final class Export {
 
     private Export() {}
 
-    static boolean isQuantized(Path dir) {
-        try {
-            Path c = dir.resolve("config.json");
-            return Files.isRegularFile(c) && Files.readString(c).contains("\"quantization_config\"");
-        } catch (IOException e) {
-            return false;
-        }
-    }
+
 
     /// dtype: float32, float16 or bfloat16 (HF names) · exportSizeGb: shard limit in GB (10⁹ bytes), as export_size.
     public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm) {
@@ -51,7 +45,7 @@ public final class Export {
         if (exportDir.toAbsolutePath().normalize().equals(modelDir.toAbsolutePath().normalize()))
             throw new ConfigException("export_dir must differ from the model folder " + modelDir);
         // A 4-bit (QLoRA) base is dequantized first: the merged model is exported in float, as LLaMA-Factory does.
-        LlamaWeights base = isQuantized(modelDir) ? org.peft4j.model.quant.QuantizedModel.load(modelDir).dequantizedWeights()
+        LlamaWeights base = QuantizedModel.isQuantized(modelDir) ? QuantizedModel.load(modelDir).dequantizedWeights()
                 : Models.loadWeights(modelDir);
         LlamaWeights merged = adapterDir == null ? base
                 : AdapterSet.mergedCopy(gemm, base, LoadedAdapter.read("export", adapterDir, base.config));

@@ -313,6 +313,16 @@ public final class QuantizedModel {
     /// with `quantization_config.quant_method = "bitsandbytes"` and `load_in_4bit`, every decoder linear as the
     /// Linear4bit keys of specs.md §1.5, the other tensors as F32/BF16/F16. Sizes and the quant_state are validated
     /// against config.json with errors naming the tensor.
+    /// Whether a model folder holds a quantized checkpoint (its config.json has a `quantization_config`).
+    public static boolean isQuantized(Path dir) {
+        Path c = dir.resolve("config.json");
+        try {
+            return Files.isRegularFile(c) && Files.readString(c).contains("\"quantization_config\"");
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     public static QuantizedModel load(Path dir) {
         if (!Files.isDirectory(dir))
             throw new ConfigException(dir + " is not a directory; pass a model folder saved with bitsandbytes 4-bit quantization");

@@ -1,11 +1,9 @@
 package org.peft4j.train.data;
 
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.peft4j.testkit.Shared;
+import org.peft4j.tokenizer.Tokenizer;
 
-import java.lang.reflect.Method;
-import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -13,40 +11,19 @@ import java.util.List;
 import static org.junit.jupiter.api.Assertions.*;
 
 /// The pipeline with the real tokenizer of ../shared/models/tinystories-656k (SentencePiece-style BPE, BOS
-/// `<|start_story|>`=1, EOS `<|end_story|>`=2). The tokenizer module is reached by reflection so this package
-/// compiles before `peft4j-tokenizer` is installed; without it the test skips loudly.
+/// `<|start_story|>`=1, EOS `<|end_story|>`=2).
 class RealTokenizerTest {
-    /// An adapter from `org.peft4j.tokenizer.Tokenizer` to [TextEncoder], as the main job writes it.
-    record Adapter(Object tokenizer, Method encode, Method decode, Method bos, Method eos, Method tokenToId) implements TextEncoder {
-        static Adapter load(Path dir) throws ReflectiveOperationException {
-            Class<?> t = Class.forName("org.peft4j.tokenizer.Tokenizer");
-            Object tok = t.getMethod("load", Path.class).invoke(null, dir);
-            return new Adapter(tok, t.getMethod("encode", String.class, boolean.class), t.getMethod("decode", int[].class, boolean.class),
-                    t.getMethod("bosId"), t.getMethod("eosId"), t.getMethod("tokenToId", String.class));
-        }
-        private Object call(Method m, Object... args) {
-            try { return m.invoke(tokenizer, args); } catch (ReflectiveOperationException e) { throw new AssertionError(e); }
-        }
-        @Override public int[] encode(String text) { return (int[]) call(encode, text, false); }
-        @Override public int bosId() { return (int) call(bos); }
-        @Override public int eosId() { return (int) call(eos); }
-        @Override public int tokenId(String token) { return (int) call(tokenToId, token); }
-        String decode(int[] ids) { return (String) call(decode, ids, false); }
+    /// The tokenizer seen as a [TextEncoder], as the main job adapts it (org.peft4j.train.TrainData.encoder).
+    record Adapter(Tokenizer tokenizer) implements TextEncoder {
+        @Override public int[] encode(String text) { return tokenizer.encode(text, false); }
+        @Override public int bosId() { return tokenizer.bosId(); }
+        @Override public int eosId() { return tokenizer.eosId(); }
+        @Override public int tokenId(String token) { return tokenizer.tokenToId(token); }
+        String decode(int[] ids) { return tokenizer.decode(ids, false); }
     }
 
     static Adapter tokenizer() {
-        Path dir = Shared.require("models/tinystories-656k");
-        try {
-            return Adapter.load(dir);
-        } catch (ClassNotFoundException | NoSuchMethodException e) {
-            String msg = "SKIPPED: org.peft4j.tokenizer.Tokenizer.load is not on the test classpath (" + e.getMessage()
-                    + "); install the tokenizer module (mvn -pl tokenizer install) and rerun";
-            System.err.println(msg);
-            Assumptions.abort(msg);
-            return null;
-        } catch (ReflectiveOperationException e) {
-            throw new AssertionError(e);
-        }
+        return new Adapter(Tokenizer.load(Shared.require("models/tinystories-656k")));
     }
 
     @Test void supervisedMasksWithTheRealTokenizer() {
