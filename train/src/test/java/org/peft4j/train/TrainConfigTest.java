@@ -32,7 +32,7 @@ class TrainConfigTest {
         assertEquals(0.1, c.d("warmup_ratio"));
         assertNull(c.str("resume_from_checkpoint"));
         assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("bf16=true")), c.notes().toString());
-        assertEquals(16, c.i("lora_rank") * 2);
+        assertEquals(8, c.i("lora_rank"));
     }
 
     @Test
