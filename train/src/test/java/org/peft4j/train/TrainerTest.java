@@ -132,6 +132,25 @@ class TrainerTest {
         assertNotEquals(Evaluation.evaluate(Models.load(model, gemm), data).loss(), merged, 1e-4, "the adapter changes the model");
     }
 
+    /// save_total_limit keeps the newest checkpoints only.
+    @Test
+    void saveTotalLimitRotatesCheckpoints(@TempDir Path dir) throws Exception {
+        train(config(dir, "--max_steps", "9", "--save_steps", "2", "--save_total_limit", "2"));
+        try (var s = Files.list(dir)) {
+            assertEquals(List.of("checkpoint-6", "checkpoint-8"), s.map(p -> p.getFileName().toString())
+                    .filter(n -> n.startsWith("checkpoint-")).sorted().toList());
+        }
+    }
+
+    /// A diverging run stops with the step (and, for gradients, the tensor) instead of writing NaN adapters.
+    @Test
+    void divergenceIsReportedWithTheStep(@TempDir Path dir) {
+        var e = assertThrows(org.peft4j.core.Peft4jException.class,
+                () -> train(config(dir, "--max_steps", "20", "--learning_rate", "1e30", "--max_grad_norm", "0")));
+        assertTrue(e.getMessage().startsWith("training diverged") && e.getMessage().contains("at step"), e.getMessage());
+        assertFalse(Files.exists(dir.resolve("adapter_model.safetensors")), "no adapter is written after a divergence");
+    }
+
     static String withoutTimes(String line) {
         return line.replaceAll("\"(elapsed_time|remaining_time|tokens_per_second)\":(\"[^\"]*\"|[0-9.]+)", "");
     }
