@@ -14,7 +14,11 @@ public final class Activations {
     final float[] proj;     // (N, C) o_proj / down_proj output
     final float[] gate, up; // (N, F)
     final float[] last;     // (B, C) last position of each row, for last-only logits
-    final float[] probs;    // (B, NH, 1, capacity) attention probabilities for decode (T = 1); prefill lets Attention allocate
+    final float[] probs;    // (B, NH, Tmax, capacity) attention probabilities, or (B, NH, 1, capacity) when that would pass
+                            // PROBS_LIMIT floats (then a long prefill takes Attention's scalar path, which needs none)
+
+    /// Largest probability buffer planned for prefill (128 MiB): beyond it prefill attention runs row by row.
+    static final long PROBS_LIMIT = 32L << 20;
 
     public Activations(LlamaConfig c, int B, int Tmax, int capacity) {
         this.B = B; this.Tmax = Tmax;
@@ -25,6 +29,7 @@ public final class Activations {
         proj = new float[N * C];
         gate = new float[N * F]; up = new float[N * F];
         last = new float[B * C];
-        probs = new float[B * c.numAttentionHeads() * capacity];
+        long full = (long) B * c.numAttentionHeads() * Tmax * capacity;
+        probs = new float[Math.toIntExact(full <= PROBS_LIMIT ? full : (long) B * c.numAttentionHeads() * capacity)];
     }
 }

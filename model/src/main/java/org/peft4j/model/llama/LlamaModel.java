@@ -22,7 +22,8 @@ import java.nio.file.Path;
 /// `LlamaForCausalLM.forward` (shared/docs/specs.md §5).
 ///
 /// Memory: a `KvCache` (B, capacity) and an `Activations` (B, Tmax) are allocated once; `forward` writes into them and
-/// allocates nothing itself except for T > 1 (prefill), where `Attention.forward` takes a capacity-long row per head.
+/// allocates nothing itself, except for a prefill too long for the planned probability buffer (see Activations), where
+/// `Attention.forward` takes a capacity-long row per head.
 /// The decode step (T = 1) allocates no arrays.
 ///
 /// LoRA/DoRA adapters (PEFT directories) are registered in [#adapters] and applied unmerged after each targeted
@@ -101,7 +102,9 @@ public final class LlamaModel {
                 System.arraycopy(a.k, src, kCache, dst, T * kvDim);
                 System.arraycopy(a.v, src, vCache, dst, T * kvDim);
             }
-            Attention.forward(a.att, T == 1 ? a.probs : null, a.q, kCache, vCache, B, T, Tcap, NH, KVH, HS, pos0);
+            // with a planned probability buffer attention runs on blocked GEMMs (Attention's fast path)
+            float[] probs = (long) B * NH * T * Tcap <= a.probs.length ? a.probs : null;
+            Attention.forward(a.att, probs, a.q, kCache, vCache, B, T, Tcap, NH, KVH, HS, pos0);
             Linear.forward(gemm, a.proj, a.att, w.wo(), w.bo(), N, qDim, C);
             ad.forward(a.proj, a.att, l, Projection.O_PROJ, N);
             add(a.x, a.proj, N * C);
