@@ -53,27 +53,32 @@ public final class AdamW {
 
     public long step() { return step; }
 
-    /// One update with learning rate lr (the schedule's value for this step). Allocates nothing.
+    /// The per-step scalars of torch's AdamW for step `step` (1-based), formed in double as torch forms them in
+    /// Python floats, then rounded to float once: decay 1 − lr·wd, step size lr/(1 − β1ᵗ), √(1 − β2ᵗ), eps, β2, 1 − β1,
+    /// 1 − β2. Shared with [PagedAdamW], which applies the same update to mapped state.
+    record Scalars(float decay, float stepSize, float bc2Sqrt, float eps, float b2, float ob1, float ob2) {
+        static Scalars of(Config c, long step, double lr) {
+            double bc1 = 1 - Math.pow(c.beta1(), step), bc2 = 1 - Math.pow(c.beta2(), step);
+            return new Scalars((float) (1 - lr * c.weightDecay()), (float) (lr / bc1), (float) Math.sqrt(bc2), (float) c.eps(),
+                    (float) c.beta2(), (float) (1 - c.beta1()), (float) (1 - c.beta2()));
+        }
+    }
+
+    /// One update with learning rate lr (the schedule's value for this step). Allocates no arrays.
     /// Scalars are formed in double as torch forms them in Python floats, then applied per element in float in
     /// torch's order of operations (mul_, lerp_, mul_/addcmul_, sqrt/div/add, addcdiv_).
     public void step(double lr) {
         step++;
-        double b1 = config.beta1(), b2 = config.beta2();
-        double bc1 = 1 - Math.pow(b1, step), bc2 = 1 - Math.pow(b2, step);
-        float decay = (float) (1 - lr * config.weightDecay());
-        float stepSize = (float) (lr / bc1);
-        float bc2Sqrt = (float) Math.sqrt(bc2);
-        float eps = (float) config.eps();
-        float fb2 = (float) b2, ob1 = (float) (1 - b1), ob2 = (float) (1 - b2);
+        Scalars k = Scalars.of(config, step, lr);
         for (int t = 0; t < m.length; t++) {
             float[] p = params.get(t), g = grads.get(t), mt = m[t], vt = v[t];
             for (int i = 0; i < p.length; i++) {
                 float gi = g[i];
-                float mi = mt[i] + ob1 * (gi - mt[i]);              // torch: exp_avg.lerp_(grad, 1 − β1)
-                float vi = fb2 * vt[i] + ob2 * gi * gi;
+                float mi = mt[i] + k.ob1 * (gi - mt[i]);              // torch: exp_avg.lerp_(grad, 1 − β1)
+                float vi = k.b2 * vt[i] + k.ob2 * gi * gi;
                 mt[i] = mi;
                 vt[i] = vi;
-                p[i] = p[i] * decay - stepSize * mi / ((float) Math.sqrt(vi) / bc2Sqrt + eps);
+                p[i] = p[i] * k.decay - k.stepSize * mi / ((float) Math.sqrt(vi) / k.bc2Sqrt + k.eps);
             }
         }
     }

@@ -40,27 +40,21 @@ public final class PagedAdamW implements AutoCloseable {
 
     public PagedState pagedState() { return paged; }
 
-    /// One update with learning rate lr, as [AdamW#step(double)]. Allocates nothing.
+    /// One update with learning rate lr, as [AdamW#step(double)]. Allocates no arrays.
     public void step(double lr) {
         step++;
-        double b1 = config.beta1(), b2 = config.beta2();
-        double bc1 = 1 - Math.pow(b1, step), bc2 = 1 - Math.pow(b2, step);
-        float decay = (float) (1 - lr * config.weightDecay());
-        float stepSize = (float) (lr / bc1);
-        float bc2Sqrt = (float) Math.sqrt(bc2);
-        float eps = (float) config.eps();
-        float fb2 = (float) b2, ob1 = (float) (1 - b1), ob2 = (float) (1 - b2);
+        AdamW.Scalars k = AdamW.Scalars.of(config, step, lr);
         for (int t = 0; t < params.size(); t++) {
             float[] p = params.get(t), g = grads.get(t);
             MemorySegment st = paged.region(t);
             int n = p.length;
             for (int i = 0; i < n; i++) {
                 float gi = g[i], m0 = st.getAtIndex(F32, i), v0 = st.getAtIndex(F32, n + i);
-                float mi = m0 + ob1 * (gi - m0);                       // torch: exp_avg.lerp_(grad, 1 − β1)
-                float vi = fb2 * v0 + ob2 * gi * gi;
+                float mi = m0 + k.ob1() * (gi - m0);                   // torch: exp_avg.lerp_(grad, 1 − β1)
+                float vi = k.b2() * v0 + k.ob2() * gi * gi;
                 st.setAtIndex(F32, i, mi);
                 st.setAtIndex(F32, n + i, vi);
-                p[i] = p[i] * decay - stepSize * mi / ((float) Math.sqrt(vi) / bc2Sqrt + eps);
+                p[i] = p[i] * k.decay() - k.stepSize() * mi / ((float) Math.sqrt(vi) / k.bc2Sqrt() + k.eps());
             }
             paged.updated(t);
         }
