@@ -10,9 +10,16 @@ public final class Parallel {
     private static volatile int threads = Math.max(1, Runtime.getRuntime().availableProcessors());
     private static volatile ForkJoinPool pool = new ForkJoinPool(threads);
 
+    /// Bound while a chunk of [#range] runs: code called from inside a task (a GEMM, say) runs serially there.
+    private static final ScopedValue<Boolean> IN_TASK = ScopedValue.newInstance();
+
     private Parallel() {}
 
     public static int threads() { return threads; }
+
+    /// True inside a chunk run by [#range] or [#chunks] with more than one thread: work started here should run on
+    /// the calling thread (nested `range` calls do), and a native library with its own threads should use one.
+    public static boolean inTask() { return IN_TASK.isBound(); }
 
     /// Sets the number of worker threads (1 = run on the caller). Call before work starts.
     public static synchronized void setThreads(int n) {
@@ -28,7 +35,7 @@ public final class Parallel {
     public static void range(int n, IntConsumer body) {
         int t = threads;
         if (n <= 0) return;
-        if (t == 1 || n == 1 || (Thread.currentThread() instanceof java.util.concurrent.ForkJoinWorkerThread w && w.getPool() == pool)) {
+        if (t == 1 || n == 1 || IN_TASK.isBound() || (Thread.currentThread() instanceof java.util.concurrent.ForkJoinWorkerThread w && w.getPool() == pool)) {
             for (int i = 0; i < n; i++) body.accept(i);
             return;
         }
@@ -58,7 +65,9 @@ public final class Parallel {
         protected void compute() {
             if (hi - lo == 1) {
                 int from = (int) ((long) n * lo / chunks), to = (int) ((long) n * (lo + 1) / chunks);
-                for (int i = from; i < to; i++) body.accept(i);
+                ScopedValue.where(IN_TASK, Boolean.TRUE).run(() -> {
+                    for (int i = from; i < to; i++) body.accept(i);
+                });
                 return;
             }
             int mid = (lo + hi) >>> 1;

@@ -24,7 +24,8 @@ import org.peft4j.core.Peft4jException;
 ///
 /// OpenBLAS reads `OPENBLAS_CORETYPE` (and `OPENBLAS_L2_SIZE`) at load time; when set they can force slower kernels
 /// (about half speed with AVX2 kernels on an AVX-512 machine), so [#describe()] reports them. OpenBLAS keeps its own
-/// thread pool; its size follows [Parallel#threads()].
+/// thread pool; its size follows [Parallel#threads()], and calls made inside a [Parallel] task run on one thread
+/// (so that independent products, e.g. attention heads, can run side by side without the two pools fighting).
 public final class OpenBlasGemm implements Gemm {
     /// The bytedeco artifact version whose libraries are extracted.
     public static final String VERSION = "0.3.31-1.5.13";
@@ -72,7 +73,7 @@ public final class OpenBlasGemm implements Gemm {
         if (bi.error != null)
             throw new Peft4jException("OpenBLAS is not available (" + bi.error + "); use gemm mode 'java' or 'auto'");
         if (m == 0 || n == 0) return;
-        int t = Parallel.threads();
+        int t = Parallel.inTask() ? 1 : Parallel.threads();
         try {
             if (t != threadsSet) {
                 bi.setThreads.invokeExact(t);

@@ -15,9 +15,11 @@ import org.peft4j.core.kernels.VectorGemm;
 /// Backward (training: Tcap = T, pos0 = 0), per query row t with P = att[t], dP = dout·vᵀ:
 /// dv += Pᵀ·dout,  dS = P ⊙ (dP − Σ P⊙dP),  dq += dS·k/√HS,  dk += dSᵀ·q/√HS.
 ///
-/// The fast path ([#forward], [#backward]) runs each (batch, head) as a task that walks blocks of `BR` query rows,
-/// doing the four products as single-threaded GEMMs over the causal prefix of keys [0, pos0 + t1) (so about half of
-/// the full T×T work) and the softmax with Vector API `exp`. [#forwardScalar] and [#backwardScalar] are the plain
+/// The fast path ([#forward], [#backward]) cuts each (batch, head) into blocks of `BR` query rows and runs the blocks
+/// of all heads as parallel tasks, each doing its products as single-threaded GEMMs over the causal prefix of keys
+/// [0, pos0 + t1) (about half of the full T×T work) and the softmax with a deterministic vector `exp`. Backward is
+/// three such passes (by key block, query block, key block), so every output element is written by one task and
+/// the result does not depend on the thread count. [#forwardScalar] and [#backwardScalar] are the plain
 /// triple loops it is tested against.
 public final class Attention {
     private Attention() {}
@@ -25,39 +27,41 @@ public final class Attention {
     /// Query rows per block: a (BR, T) score block of a 512-token sequence is 128 KB, inside L2.
     static final int BR = 64;
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
-    private static final Gemm GEMM = VectorGemm.INSTANCE;   // called inside a Parallel task, so it runs serially
+    private static final Gemm GEMM = VectorGemm.INSTANCE;
 
     /// out, q: (B, T, NH·HS).   k, v: (B, Tcap, KVH·HS), the cache; query t (absolute position pos0 + t) attends to
-    /// keys [0, pos0 + t].   att: (B, NH, T, Tcap) softmax probabilities kept for backward, or null (then each head
-    /// takes a Tcap-long scratch row, allocated per call).
+    /// keys [0, pos0 + t].   att: (B, NH, T, Tcap) softmax probabilities kept for backward, or null (then the
+    /// scalar path runs, with a Tcap-long scratch row per head).
     public static void forward(float[] out, float[] att, float[] q, float[] k, float[] v,
                                int B, int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         forward(null, out, att, q, k, v, B, T, Tcap, NH, KVH, HS, pos0);
     }
 
-    /// As above, with the products on `gemm`: heads run one after another and `gemm` parallelises each product
-    /// (use it with a native GEMM whose own threads would otherwise fight the pool). gemm null: heads run as
-    /// parallel tasks, each on the single-threaded Java GEMM.
+    /// As above, with the products on `gemm` (null: the Java GEMM). The blocks of all heads run as parallel tasks and
+    /// `gemm` is called inside them, where it runs single-threaded (OpenBLAS too: see [Parallel#inTask()]).
     public static void forward(Gemm gemm, float[] out, float[] att, float[] q, float[] k, float[] v,
                                int B, int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         if (att == null) { forwardScalar(out, null, q, k, v, B, T, Tcap, NH, KVH, HS, pos0); return; }
-        if (gemm == null) Parallel.range(B * NH, bh -> forwardHead(GEMM, bh, out, att, q, k, v, T, Tcap, NH, KVH, HS, pos0));
-        else for (int bh = 0; bh < B * NH; bh++) forwardHead(gemm, bh, out, att, q, k, v, T, Tcap, NH, KVH, HS, pos0);
+        Gemm g = gemm == null ? GEMM : gemm;
+        int nb = (T + BR - 1) / BR;
+        // block i of a head costs ~ (pos0 + i + 1): pairing the cheap and the dear blocks balances contiguous chunks
+        Parallel.range(B * NH * nb, i -> forwardBlock(g, i / nb, BR * paired(i % nb, nb), out, att, q, k, v, T, Tcap, NH, KVH, HS, pos0));
     }
 
-    private static void forwardHead(Gemm gemm, int bh, float[] out, float[] att, float[] q, float[] k, float[] v,
-                                    int T, int Tcap, int NH, int KVH, int HS, int pos0) {
+    /// The j-th block in the order 0, nb−1, 1, nb−2, …: neighbours pair a short causal prefix with a long one.
+    static int paired(int j, int nb) { return (j & 1) == 0 ? j >> 1 : nb - 1 - (j >> 1); }
+
+    private static void forwardBlock(Gemm gemm, int bh, int t0, float[] out, float[] att, float[] q, float[] k, float[] v,
+                                     int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         int qStride = NH * HS, kvStride = KVH * HS;
         float scale = (float) (1.0 / Math.sqrt(HS));
         int b = bh / NH, h = bh % NH, kh = h / (NH / KVH);
         int ko = b * Tcap * kvStride + kh * HS;
-        for (int t0 = 0; t0 < T; t0 += BR) {
-            int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
-            int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
-            gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
-            for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
-            gemm.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
-        }
+        int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
+        int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
+        gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
+        for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
+        gemm.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
     }
 
     /// In place over x[o, o + len): softmax; x[o + len, o + cap) = 0 (the masked keys).
@@ -75,8 +79,8 @@ public final class Attention {
         java.util.Arrays.fill(x, o + len, o + cap, 0f);
     }
 
-    /// The floats [#backward] needs as scratch: per (batch, head) a private dk and dv, (T, HS) each, and one
-    /// (BR, T) dS block.
+    /// The floats [#backward] needs as scratch: per (batch, head) a private dk and dv, (T, HS) each, and a (BR, T)
+    /// dP block (one per task chunk; there are at most B·NH chunks).
     public static int backwardScratchSize(int B, int T, int NH, int HS) {
         return B * NH * (2 * T * HS + BR * T);
     }
@@ -89,63 +93,84 @@ public final class Attention {
     }
 
     /// Adds into dq, dk, dv (+=). Training layout: Tcap = T and pos0 = 0, so key s ≤ t for query t.
-    /// dq, dout, q: (B, T, NH·HS)   dk, dv, k, v: (B, T, KVH·HS)   att: (B, NH, T, T) saved by [#forward]
+    /// dq, dout, q: (B, T, NH·HS)   dk, dv, k, v: (B, T, KVH·HS)
+    /// att: (B, NH, T, T) saved by [#forward]; **overwritten with dS** (the probabilities are not needed afterwards).
     /// scratch: [#backwardScratchSize] floats, overwritten.
-    /// Each (b, h) task sums its dk, dv contributions into private buffers; the NH/KVH query heads of a key/value head
-    /// are then added in head order, so the result does not depend on the thread count.
+    /// The NH/KVH query heads of a key/value head write private dk, dv, added afterwards in head order, so the result
+    /// does not depend on the thread count.
     public static void backward(float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
                                 float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS, float[] scratch) {
         backward(null, dq, dk, dv, dout, att, q, k, v, B, T, NH, KVH, HS, scratch);
     }
 
     /// As above, with the products on `gemm` as in [#forward(Gemm, float[], float[], float[], float[], float[], int, int, int, int, int, int, int)].
+    /// Three passes over blocks of BR rows: by key block dv = Pᵀ·dout; by query block dP = dout·vᵀ, dS = P ⊙ (dP − Σ
+    /// P⊙dP) written over P, dq += dS·k·scale; by key block dk = dSᵀ·q·scale.
     public static void backward(Gemm gemm, float[] dq, float[] dk, float[] dv, float[] dout, float[] att,
                                 float[] q, float[] k, float[] v, int B, int T, int NH, int KVH, int HS, float[] scratch) {
         int group = NH / KVH, kvStride = KVH * HS;
-        int per = 2 * T * HS + BR * T;
-        if (scratch.length < B * NH * per)
-            throw new IllegalArgumentException("attention scratch holds " + scratch.length + " floats, needs " + B * NH * per);
-        if (gemm == null) Parallel.range(B * NH, bh -> backwardHead(GEMM, bh, dq, dout, att, q, k, v, T, NH, KVH, HS, scratch));
-        else for (int bh = 0; bh < B * NH; bh++) backwardHead(gemm, bh, dq, dout, att, q, k, v, T, NH, KVH, HS, scratch);
+        if (scratch.length < backwardScratchSize(B, T, NH, HS))
+            throw new IllegalArgumentException("attention scratch holds " + scratch.length + " floats, needs " + backwardScratchSize(B, T, NH, HS));
+        Gemm g = gemm == null ? GEMM : gemm;
+        int nb = (T + BR - 1) / BR, items = B * NH * nb;
+        int dvBase = B * NH * T * HS, dpBase = 2 * B * NH * T * HS;   // scratch: dk (B·NH, T, HS), dv (B·NH, T, HS), dP blocks
+        // key blocks cost ~ nb − j, query blocks ~ i + 1: the paired order balances the chunks
+        Parallel.range(items, i -> {
+            int bh = i / nb, s0 = BR * paired(i % nb, nb);
+            backwardKeyBlock(g, bh, s0, att, dout, 1f, scratch, dvBase, T, NH, HS);            // dv = Pᵀ·dout
+        });
+        int chunks = Math.min(Math.min(Parallel.threads(), items), B * NH);
+        Parallel.chunks(items, chunks, (ci, from, to) -> {
+            for (int i = from; i < to; i++)
+                backwardQueryBlock(g, i / nb, BR * paired(i % nb, nb), dq, dout, att, k, v, T, NH, KVH, HS, scratch, dpBase + ci * BR * T);
+        });
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        Parallel.range(items, i -> {
+            int bh = i / nb, s0 = BR * paired(i % nb, nb);
+            backwardKeyBlock(g, bh, s0, att, q, scale, scratch, 0, T, NH, HS);                  // dk = dSᵀ·q·scale
+        });
         Parallel.range(B * T, bt -> {
             int b = bt / T, t = bt % T;
             for (int kh = 0; kh < KVH; kh++) {
                 int o = bt * kvStride + kh * HS;
                 for (int h = kh * group; h < (kh + 1) * group; h++) {
-                    int so = (b * NH + h) * per + t * HS;
+                    int so = ((b * NH + h) * T + t) * HS;
                     for (int i = 0; i < HS; i++) {
                         dk[o + i] += scratch[so + i];
-                        dv[o + i] += scratch[so + T * HS + i];
+                        dv[o + i] += scratch[dvBase + so + i];
                     }
                 }
             }
         });
     }
 
-    /// One (b, h): dq += its rows; its private dk, dv (in scratch) are written from zero.
-    private static void backwardHead(Gemm gemm, int bh, float[] dq, float[] dout, float[] att, float[] q, float[] k,
-                                     float[] v, int T, int NH, int KVH, int HS, float[] scratch) {
-        int qStride = NH * HS, kvStride = KVH * HS, per = 2 * T * HS + BR * T;
+    /// Query rows [t0, t0 + BR) of one (b, h): dP = dout·vᵀ into the block scratch at `dpo` (over the causal prefix of
+    /// keys), dS = P ⊙ (dP − Σ P⊙dP) over P's rows in att (P is 0 beyond the prefix, so dS is too), dq += dS·k·scale.
+    private static void backwardQueryBlock(Gemm gemm, int bh, int t0, float[] dq, float[] dout, float[] att,
+                                           float[] k, float[] v, int T, int NH, int KVH, int HS, float[] scratch, int dpo) {
+        int qStride = NH * HS, kvStride = KVH * HS;
         float scale = (float) (1.0 / Math.sqrt(HS));
         int b = bh / NH, h = bh % NH, kh = h / (NH / KVH);
-        int dko = bh * per, dvo = dko + T * HS, dso = dvo + T * HS;
-        java.util.Arrays.fill(scratch, dko, dso, 0f);
+        int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = t1;
         int ko = b * T * kvStride + kh * HS;
-        for (int t0 = 0; t0 < T; t0 += BR) {
-            int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = t1;
-            int po = ((b * NH + h) * T + t0) * T, qo = (b * T + t0) * qStride + h * HS;
-            // out = P·v  →  dP = dout·vᵀ,  dv += Pᵀ·dout
-            gemm.sgemm(false, true, rows, keys, HS, 1f, dout, qo, qStride, v, ko, kvStride, 0f, scratch, dso, T);
-            gemm.sgemm(true, false, keys, HS, rows, 1f, att, po, T, dout, qo, qStride, 1f, scratch, dvo, HS);
-            // P = softmax(S)  →  dS = P ⊙ (dP − Σ P⊙dP); P is 0 beyond the causal limit, so dS is too
-            for (int r = 0; r < rows; r++) softmaxBackwardRow(scratch, dso + r * T, att, po + r * T, keys);
-            // S = q·kᵀ·scale  →  dq += dS·k·scale,  dk += dSᵀ·q·scale
-            gemm.sgemm(false, false, rows, HS, keys, scale, scratch, dso, T, k, ko, kvStride, 1f, dq, qo, qStride);
-            gemm.sgemm(true, false, keys, HS, rows, scale, scratch, dso, T, q, qo, qStride, 1f, scratch, dko, HS);
-        }
+        int po = ((b * NH + h) * T + t0) * T, qo = (b * T + t0) * qStride + h * HS;
+        gemm.sgemm(false, true, rows, keys, HS, 1f, dout, qo, qStride, v, ko, kvStride, 0f, scratch, dpo, T);
+        for (int r = 0; r < rows; r++) softmaxBackwardRow(scratch, dpo + r * T, att, po + r * T, keys);
+        gemm.sgemm(false, false, rows, HS, keys, scale, att, po, T, k, ko, kvStride, 1f, dq, qo, qStride);
     }
 
-    /// In place over dp[o, o + n): dp ← p ⊙ (dp − Σ p⊙dp).
+    /// Keys [s0, s0 + BR) of one (b, h), over the queries that see them, [s0, T): out = alpha·Mᵀ·x into the head's
+    /// private (T, HS) rows at `outBase` (overwritten), M = att's (T, T) rows of the head (P, or dS after pass 2).
+    private static void backwardKeyBlock(Gemm gemm, int bh, int s0, float[] att, float[] x, float alpha,
+                                         float[] scratch, int outBase, int T, int NH, int HS) {
+        int qStride = NH * HS;
+        int b = bh / NH, h = bh % NH;
+        int s1 = Math.min(T, s0 + BR), keys = s1 - s0, queries = T - s0;
+        int po = ((b * NH + h) * T + s0) * T + s0, xo = (b * T + s0) * qStride + h * HS;
+        gemm.sgemm(true, false, keys, HS, queries, alpha, att, po, T, x, xo, qStride, 0f, scratch, outBase + (bh * T + s0) * HS, HS);
+    }
+
+    /// p[po, po + n) ← p ⊙ (dp − Σ p⊙dp), over the probabilities (dp is read only).
     static void softmaxBackwardRow(float[] dp, int o, float[] p, int po, int n) {
         int m = S.loopBound(n), i = 0;
         FloatVector acc = FloatVector.zero(S);
@@ -154,8 +179,8 @@ public final class Attention {
         for (; i < n; i++) sum += p[po + i] * dp[o + i];
         FloatVector vs = FloatVector.broadcast(S, sum);
         for (i = 0; i < m; i += S.length())
-            FloatVector.fromArray(S, dp, o + i).sub(vs).mul(FloatVector.fromArray(S, p, po + i)).intoArray(dp, o + i);
-        for (; i < n; i++) dp[o + i] = p[po + i] * (dp[o + i] - sum);
+            FloatVector.fromArray(S, dp, o + i).sub(vs).mul(FloatVector.fromArray(S, p, po + i)).intoArray(p, po + i);
+        for (; i < n; i++) p[po + i] = p[po + i] * (dp[o + i] - sum);
     }
 
     /// The scalar twin of [#forward]: plain loops, one query row at a time.

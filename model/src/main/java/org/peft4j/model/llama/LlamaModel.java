@@ -104,7 +104,7 @@ public final class LlamaModel {
             }
             // with a planned probability buffer attention runs on blocked GEMMs (Attention's fast path)
             float[] probs = (long) B * NH * T * Tcap <= a.probs.length ? a.probs : null;
-            Attention.forward(a.att, probs, a.q, kCache, vCache, B, T, Tcap, NH, KVH, HS, pos0);
+            Attention.forward(gemm, a.att, probs, a.q, kCache, vCache, B, T, Tcap, NH, KVH, HS, pos0);
             Linear.forward(gemm, a.proj, a.att, w.wo(), w.bo(), N, qDim, C);
             ad.forward(a.proj, a.att, l, Projection.O_PROJ, N);
             add(a.x, a.proj, N * C);

@@ -26,6 +26,13 @@ class LayerTwinsTest {
         return a;
     }
 
+    /// Scratch full of NaN: any entry read before it is written shows up in the result.
+    private static float[] nanScratch(int n) {
+        float[] s = new float[n];
+        java.util.Arrays.fill(s, Float.NaN);
+        return s;
+    }
+
     @Test
     void attention() {
         int[][] shapes = {{1, 1, 2, 1, 8}, {1, 7, 3, 1, 16}, {2, 33, 4, 2, 8}, {1, 70, 9, 3, 64}, {2, 131, 2, 2, 7}};
@@ -45,14 +52,14 @@ class LayerTwinsTest {
                 assertClose("attention out " + what, out1, out2, ATOL, RTOL);
                 assertClose("attention att " + what, att1, att2, ATOL, RTOL);
                 float[] dq1 = rand(rng, q.length, 1), dk1 = rand(rng, k.length, 1), dv1 = rand(rng, v.length, 1);
-                float[] dq2 = dq1.clone(), dk2 = dk1.clone(), dv2 = dv1.clone();
+                float[] dq2 = dq1.clone(), dk2 = dk1.clone(), dv2 = dv1.clone();   // (backward overwrites att: pass copies)
                 Attention.backwardScalar(dq1, dk1, dv1, dout, att1, q, k, v, B, T, NH, KVH, HS);
-                Attention.backward(dq2, dk2, dv2, dout, att1, q, k, v, B, T, NH, KVH, HS,
-                        new float[Attention.backwardScratchSize(B, T, NH, HS)]);
+                Attention.backward(dq2, dk2, dv2, dout, att1.clone(), q, k, v, B, T, NH, KVH, HS,
+                        nanScratch(Attention.backwardScratchSize(B, T, NH, HS)));
                 assertClose("attention dq " + what, dq1, dq2, ATOL, RTOL);
                 assertClose("attention dk " + what, dk1, dk2, ATOL, RTOL);
                 assertClose("attention dv " + what, dv1, dv2, ATOL, RTOL);
-                // heads in turn on a given GEMM (threaded inside): the same numbers up to GEMM summation order
+                // the blocks on a given GEMM (single-threaded inside the tasks): the same numbers up to GEMM summation order
                 for (Gemm g : OpenBlasGemm.available() ? List.of(VectorGemm.INSTANCE, OpenBlasGemm.INSTANCE) : List.of((Gemm) VectorGemm.INSTANCE)) {
                     float[] out3 = new float[q.length], att3 = new float[att1.length];
                     java.util.Arrays.fill(att3, Float.NaN);
@@ -60,10 +67,10 @@ class LayerTwinsTest {
                     assertClose("attention out " + g.name() + " " + what, out1, out3, ATOL, RTOL);
                     assertClose("attention att " + g.name() + " " + what, att1, att3, ATOL, RTOL);
                     float[] dq3 = dq2.clone(), dk3 = dk2.clone(), dv3 = dv2.clone();
-                    Attention.backward(g, dq3, dk3, dv3, dout, att1, q, k, v, B, T, NH, KVH, HS,
-                            new float[Attention.backwardScratchSize(B, T, NH, HS)]);
-                    Attention.backward(null, dq2, dk2, dv2, dout, att1, q, k, v, B, T, NH, KVH, HS,
-                            new float[Attention.backwardScratchSize(B, T, NH, HS)]);
+                    Attention.backward(g, dq3, dk3, dv3, dout, att1.clone(), q, k, v, B, T, NH, KVH, HS,
+                            nanScratch(Attention.backwardScratchSize(B, T, NH, HS)));
+                    Attention.backward(null, dq2, dk2, dv2, dout, att1.clone(), q, k, v, B, T, NH, KVH, HS,
+                            nanScratch(Attention.backwardScratchSize(B, T, NH, HS)));
                     assertClose("attention dq " + g.name() + " " + what, dq2, dq3, ATOL, RTOL);
                     assertClose("attention dk " + g.name() + " " + what, dk2, dk3, ATOL, RTOL);
                     assertClose("attention dv " + g.name() + " " + what, dv2, dv3, ATOL, RTOL);

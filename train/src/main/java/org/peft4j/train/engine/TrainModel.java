@@ -75,7 +75,7 @@ public final class TrainModel {
     private final float[][] rstd1, rstd2; // (slots) (N)
     private final float[][] q;            // (slots) (N, qDim), after RoPE
     private final float[][] k, v;         // (slots) (N, kvDim), k after RoPE
-    private final float[][] att;          // (slots) (B, NH, T, T) softmax probabilities
+    private final float[][] att;          // (slots) (B, NH, T, T) softmax probabilities (dS once backward has run)
     private final float[][] attY;         // (slots) (N, qDim)
     private final float[][] resid2;       // (slots) (N, C): block input + attention output
     private final float[][] gate, up, act; // (slots) (N, F)
@@ -87,8 +87,6 @@ public final class TrainModel {
     // Gradient scratch.
     private final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact; // (N, ·)
     private final float[] attScratch;     // Attention.backwardScratchSize(B, Tmax, NH, HS)
-    private final Gemm attGemm;           // attention's products: null = heads in parallel on the Java GEMM; a native
-                                          // GEMM runs heads in turn, threaded inside (its spinning threads and the pool's would fight)
 
     // QLoRA: the 4-bit base linears, (L)(7) in LinearModule order, and the tile they are dequantized into; else null.
     private final Nf4Tensor[][] quantBase;
@@ -144,7 +142,6 @@ public final class TrainModel {
         dq = new float[N * qDim]; dk = new float[N * kvDim]; dv = new float[N * kvDim]; dattY = new float[N * qDim];
         dgate = new float[N * F]; dup = new float[N * F]; dact = new float[N * F];
         attScratch = new float[Attention.backwardScratchSize(B, Tmax, NH, HS)];
-        attGemm = gemm.name().equals("java-vector") || gemm.name().equals("scalar") ? null : gemm;
 
         int nm = LinearModule.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
@@ -320,7 +317,7 @@ public final class TrainModel {
         linear(l, s, LinearModule.V_PROJ, v[s], ln1[s], T, training, step);
         Rope.forward(q[s], cos, sin, Bc, T, NH, HS, 0);
         Rope.forward(k[s], cos, sin, Bc, T, KVH, HS, 0);
-        Attention.forward(attGemm, attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
+        Attention.forward(gemm, attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
         linear(l, s, LinearModule.O_PROJ, resid2[s], attY[s], T, training, step);
         add(resid2[s], resid[l], N * C);
         RmsNorm.forward(ln2[s], rstd2[s], resid2[s], w.postAttentionLayernorm(), N, C, eps);
@@ -353,7 +350,7 @@ public final class TrainModel {
         Arrays.fill(dq, 0, N * qDim, 0f);
         Arrays.fill(dk, 0, N * kvDim, 0f);
         Arrays.fill(dv, 0, N * kvDim, 0f);
-        Attention.backward(attGemm, dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS, attScratch);
+        Attention.backward(gemm, dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS, attScratch);
         Rope.backward(dq, cos, sin, Bc, T, NH, HS, 0);
         Rope.backward(dk, cos, sin, Bc, T, KVH, HS, 0);
         Arrays.fill(dln, 0, N * C, 0f);
