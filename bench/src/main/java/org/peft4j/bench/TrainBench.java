@@ -36,17 +36,19 @@ import org.peft4j.train.optim.AdamW;
 /// [model smollm2-135m] [seq 512] [batch 1] [threads 2] [method lora|full] [warmup 2] [steps 5] [gemm auto]`
 public final class TrainBench {
 
-    /// Times are milliseconds per step (mean of the timed steps); peakRss is VmHWM in bytes (-1 where unknown).
+    /// tokensPerSecond and mfu come from the median timed step (on a shared VM a neighbour makes a step slow now and
+    /// then; the median ignores it); the other times are means over the timed steps, in milliseconds.
+    /// peakRss is VmHWM in bytes (-1 where unknown).
     public record Result(String model, String method, int seq, int batch, int threads, String gemm, int steps,
                          double tokensPerSecond, double mfu, double flopsPerToken, double peakGflopsOneCore,
-                         double stepMs, double forwardMs, double backwardMs, double optimizerMs, double gemmMs,
-                         long peakRssBytes, double lastLoss) {
+                         double medianStepMs, double stepMs, double forwardMs, double backwardMs, double optimizerMs,
+                         double gemmMs, long peakRssBytes, double lastLoss) {
         public String line() {
             return String.format("%-13s %-5s seq %d batch %d threads %d gemm %s | %7.1f tok/s | MFU %5.1f%% "
-                            + "(%.2f GFLOP/token, peak %.1f GFLOP/s/core) | step %7.0f ms = fwd %6.0f + bwd %6.0f + opt %5.0f "
-                            + "(GEMM %4.1f%%) | peak RSS %5.2f GB | loss %.4f",
+                            + "(%.2f GFLOP/token, peak %.1f GFLOP/s/core) | median step %5.0f ms | mean %5.0f ms = fwd %5.0f "
+                            + "+ bwd %5.0f + opt %4.0f (GEMM %4.1f%%) | peak RSS %5.2f GB | loss %.4f",
                     model, method, seq, batch, threads, gemm, tokensPerSecond, 100 * mfu, flopsPerToken * 1e-9,
-                    peakGflopsOneCore, stepMs, forwardMs, backwardMs, optimizerMs, 100 * gemmMs / stepMs,
+                    peakGflopsOneCore, medianStepMs, stepMs, forwardMs, backwardMs, optimizerMs, 100 * gemmMs / stepMs,
                     peakRssBytes / 1e9, lastLoss);
         }
     }
@@ -65,6 +67,7 @@ public final class TrainBench {
     /// Builds `model` (a [ModelPresets] name) with random weights, trains `method` ("lora": rank 16 on all linear
     /// layers; "full") for warmup + steps steps on `threads` threads, and measures the timed steps.
     public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode) {
+        if (steps < 1 || warmup < 0) throw new org.peft4j.core.Peft4jException.ConfigException("bench train needs steps >= 1 and warmup >= 0, got " + steps + " and " + warmup);
         Parallel.setThreads(threads);
         double peak = GemmBench.peakOneCore();
         LlamaConfig c = ModelPresets.byName(model);
@@ -84,6 +87,7 @@ public final class TrainBench {
         int[] tokens = new int[N], labels = new int[N], targets = new int[N];
         SplittableRandom r = new SplittableRandom(7);
         long fwd = 0, bwd = 0, upd = 0, gemmNs = 0;
+        long[] stepNs = new long[steps];
         double loss = 0;
         for (int step = 0; step < warmup + steps; step++) {
             for (int i = 0; i < N; i++) tokens[i] = labels[i] = r.nextInt(c.vocabSize());
@@ -97,17 +101,20 @@ public final class TrainBench {
             long t2 = System.nanoTime();
             opt.step(1e-4);
             long t3 = System.nanoTime();
-            if (step >= warmup) { fwd += t1 - t0; bwd += t2 - t1; upd += t3 - t2; }
+            if (step >= warmup) { fwd += t1 - t0; bwd += t2 - t1; upd += t3 - t2; stepNs[step - warmup] = t3 - t0; }
         }
         gemmNs = gemm.nanos;
         if (gemm.byShape != null)
             gemm.byShape.forEach((key, e) -> System.out.printf("  gemm %-22s %5d calls %9.1f ms/step %7.1f GFLOP/s%n", key,
                     e[0] / steps, e[1] * 1e-6 / steps, flopsOf(key) * e[0] / (e[1] * 1e-9) * 1e-9));
         double stepS = (fwd + bwd + upd) * 1e-9 / steps;
-        double tps = N / stepS;
+        long[] sorted = stepNs.clone();
+        java.util.Arrays.sort(sorted);
+        double medianS = (steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2.0) * 1e-9;
+        double tps = N / medianS;
         double flops = flopsPerToken(c, seq, m);
         return new Result(model, method, seq, batch, threads, Gemms.get(gemmMode).name(), steps, tps,
-                flops * tps / (peak * 1e9 * threads), flops, peak, stepS * 1e3, fwd * 1e-6 / steps, bwd * 1e-6 / steps,
+                flops * tps / (peak * 1e9 * threads), flops, peak, medianS * 1e3, stepS * 1e3, fwd * 1e-6 / steps, bwd * 1e-6 / steps,
                 upd * 1e-6 / steps, gemmNs * 1e-6 / steps, peakRss(), loss);
     }
 

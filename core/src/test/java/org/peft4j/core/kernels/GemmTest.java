@@ -127,6 +127,28 @@ class GemmTest {
         }
     }
 
+    /// PanelGemm (B in place, no transB) on the shapes of its tile (4 rows × 4 vectors), of its row and vector tails,
+    /// and of attention's blocks; exact with integers, within the rounding bound otherwise.
+    @Test
+    void panelGemmAgainstScalar() {
+        int[] dims = {1, 3, 4, 5, 15, 16, 17, 31, 33, 64, 65, 70};
+        long seed = 7000;
+        for (int m : dims) for (int n : dims) for (int k : new int[] {0, 1, 7, 64, 130})
+            for (boolean ta : new boolean[] {false, true})
+                for (float beta : new float[] {0f, 1f, 0.5f}) {
+                    Case exact = Case.of(ta, false, m, n, k, 0.75f, beta, true, seed++);
+                    check(exact, PanelGemm.INSTANCE, exact.run(ScalarGemm.INSTANCE), exact.run(PanelGemm.INSTANCE), true);
+                    Case real = Case.of(ta, false, m, n, k, 1.25f, beta, false, seed++);
+                    check(real, PanelGemm.INSTANCE, real.run(ScalarGemm.INSTANCE), real.run(PanelGemm.INSTANCE), false);
+                }
+        try {
+            PanelGemm.INSTANCE.sgemm(false, true, 2, 2, 2, 1f, new float[4], 0, 2, new float[4], 0, 2, 0f, new float[4], 0, 2);
+            fail("PanelGemm accepted transB");
+        } catch (IllegalArgumentException expected) {
+            assertTrue(expected.getMessage().contains("transB"), expected.getMessage());
+        }
+    }
+
     @Test
     void bitIdenticalOnRerunWithSameThreads() {
         int before = Parallel.threads();

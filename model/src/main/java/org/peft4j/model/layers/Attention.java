@@ -7,6 +7,7 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
+import org.peft4j.core.kernels.PanelGemm;
 import org.peft4j.core.kernels.VectorGemm;
 
 /// Grouped-query causal self-attention on already-rotated q and k:
@@ -16,7 +17,8 @@ import org.peft4j.core.kernels.VectorGemm;
 /// dv += Pᵀ·dout,  dS = P ⊙ (dP − Σ P⊙dP),  dq += dS·k/√HS,  dk += dSᵀ·q/√HS.
 ///
 /// The fast path ([#forward], [#backward]) cuts each (batch, head) into blocks of `BR` query rows and runs the blocks
-/// of all heads as parallel tasks, each doing its products as single-threaded GEMMs over the causal prefix of keys
+/// of all heads as parallel tasks, each doing its products as single-threaded GEMMs (q·kᵀ and dout·vᵀ on the given
+/// GEMM, the others on [PanelGemm], which reads its second operand in place) over the causal prefix of keys
 /// [0, pos0 + t1) (about half of the full T×T work) and the softmax with a deterministic vector `exp`. Backward is
 /// three such passes (by key block, query block, key block), so every output element is written by one task and
 /// the result does not depend on the thread count. [#forwardScalar] and [#backwardScalar] are the plain
@@ -28,6 +30,8 @@ public final class Attention {
     static final int BR = 64;
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final Gemm GEMM = VectorGemm.INSTANCE;
+    /// The products whose second operand is read row by row in place (P·v, dS·k, Pᵀ·dout, dSᵀ·q): no packing.
+    private static final Gemm PANEL = PanelGemm.INSTANCE;
 
     /// out, q: (B, T, NH·HS).   k, v: (B, Tcap, KVH·HS), the cache; query t (absolute position pos0 + t) attends to
     /// keys [0, pos0 + t].   att: (B, NH, T, Tcap) softmax probabilities kept for backward, or null (then the
@@ -61,7 +65,7 @@ public final class Attention {
         int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
         gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
         for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
-        gemm.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
+        PANEL.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
     }
 
     /// In place over x[o, o + len): softmax; x[o + len, o + cap) = 0 (the masked keys).
@@ -117,7 +121,7 @@ public final class Attention {
         // key blocks cost ~ nb − j, query blocks ~ i + 1: the paired order balances the chunks
         Parallel.range(items, i -> {
             int bh = i / nb, s0 = BR * paired(i % nb, nb);
-            backwardKeyBlock(g, bh, s0, att, dout, 1f, scratch, dvBase, T, NH, HS);            // dv = Pᵀ·dout
+            backwardKeyBlock(bh, s0, att, dout, 1f, scratch, dvBase, T, NH, HS);            // dv = Pᵀ·dout
         });
         int chunks = Math.min(Math.min(Parallel.threads(), items), B * NH);
         Parallel.chunks(items, chunks, (ci, from, to) -> {
@@ -127,7 +131,7 @@ public final class Attention {
         float scale = (float) (1.0 / Math.sqrt(HS));
         Parallel.range(items, i -> {
             int bh = i / nb, s0 = BR * paired(i % nb, nb);
-            backwardKeyBlock(g, bh, s0, att, q, scale, scratch, 0, T, NH, HS);                  // dk = dSᵀ·q·scale
+            backwardKeyBlock(bh, s0, att, q, scale, scratch, 0, T, NH, HS);                  // dk = dSᵀ·q·scale
         });
         Parallel.range(B * T, bt -> {
             int b = bt / T, t = bt % T;
@@ -156,18 +160,18 @@ public final class Attention {
         int po = ((b * NH + h) * T + t0) * T, qo = (b * T + t0) * qStride + h * HS;
         gemm.sgemm(false, true, rows, keys, HS, 1f, dout, qo, qStride, v, ko, kvStride, 0f, scratch, dpo, T);
         for (int r = 0; r < rows; r++) softmaxBackwardRow(scratch, dpo + r * T, att, po + r * T, keys);
-        gemm.sgemm(false, false, rows, HS, keys, scale, att, po, T, k, ko, kvStride, 1f, dq, qo, qStride);
+        PANEL.sgemm(false, false, rows, HS, keys, scale, att, po, T, k, ko, kvStride, 1f, dq, qo, qStride);
     }
 
     /// Keys [s0, s0 + BR) of one (b, h), over the queries that see them, [s0, T): out = alpha·Mᵀ·x into the head's
     /// private (T, HS) rows at `outBase` (overwritten), M = att's (T, T) rows of the head (P, or dS after pass 2).
-    private static void backwardKeyBlock(Gemm gemm, int bh, int s0, float[] att, float[] x, float alpha,
+    private static void backwardKeyBlock(int bh, int s0, float[] att, float[] x, float alpha,
                                          float[] scratch, int outBase, int T, int NH, int HS) {
         int qStride = NH * HS;
         int b = bh / NH, h = bh % NH;
         int s1 = Math.min(T, s0 + BR), keys = s1 - s0, queries = T - s0;
         int po = ((b * NH + h) * T + s0) * T + s0, xo = (b * T + s0) * qStride + h * HS;
-        gemm.sgemm(true, false, keys, HS, queries, alpha, att, po, T, x, xo, qStride, 0f, scratch, outBase + (bh * T + s0) * HS, HS);
+        PANEL.sgemm(true, false, keys, HS, queries, alpha, att, po, T, x, xo, qStride, 0f, scratch, outBase + (bh * T + s0) * HS, HS);
     }
 
     /// p[po, po + n) ← p ⊙ (dp − Σ p⊙dp), over the probabilities (dp is read only).
