@@ -23,7 +23,8 @@ import org.peft4j.core.Peft4jException;
 /// Loading happens on first use; if it fails, [#available()] is false and [#unavailableReason()] says why.
 ///
 /// OpenBLAS reads `OPENBLAS_CORETYPE` (and `OPENBLAS_L2_SIZE`) at load time; when set they can force slower kernels
-/// (about half speed with AVX2 kernels on an AVX-512 machine), so [#describe()] reports them. OpenBLAS keeps its own
+/// (about half speed with AVX2 kernels on an AVX-512 machine), so [#describe()] reports them. Its idle threads'
+/// spin time is shortened before it loads (see [#THREAD_TIMEOUT]). OpenBLAS keeps its own
 /// thread pool; its size follows [Parallel#threads()], and calls made inside a [Parallel] task run on one thread
 /// (so that independent products, e.g. attention heads, can run side by side without the two pools fighting).
 public final class OpenBlasGemm implements Gemm {
@@ -56,8 +57,9 @@ public final class OpenBlasGemm implements Gemm {
     public static String describe() {
         Binding bi = Binding.INSTANCE;
         if (bi.error != null) return "openblas unavailable: " + bi.error;
-        String env = System.getenv("OPENBLAS_CORETYPE");
-        return bi.config + (env == null ? "" : " [OPENBLAS_CORETYPE=" + env + " is set: may force slower kernels]");
+        String env = System.getenv("OPENBLAS_CORETYPE"), timeout = System.getenv("OPENBLAS_THREAD_TIMEOUT");
+        return bi.config + (env == null ? "" : " [OPENBLAS_CORETYPE=" + env + " is set: may force slower kernels]")
+                + " thread_timeout=2^" + (timeout == null ? THREAD_TIMEOUT : timeout + " (set by the user)");
     }
 
     @Override
@@ -96,6 +98,7 @@ public final class OpenBlasGemm implements Gemm {
             if (!System.getProperty("os.name", "").toLowerCase().contains("linux") || !"amd64".equals(System.getProperty("os.arch")))
                 return failed("only linux-x86_64 is packaged, this is " + System.getProperty("os.name") + "/" + System.getProperty("os.arch"));
             Path dir = extract();
+            shortenThreadTimeout();
             SymbolLookup lookup = null;
             for (String lib : LIBRARIES) lookup = SymbolLookup.libraryLookup(dir.resolve(lib), Arena.global());
             Linker linker = Linker.nativeLinker();
@@ -119,6 +122,24 @@ public final class OpenBlasGemm implements Gemm {
     }
 
     private static Binding failed(String why) { return new Binding(null, null, null, why); }
+
+    /// OpenBLAS's idle worker threads spin for 2^THREAD_TIMEOUT cycles after each threaded call before they sleep:
+    /// 2^28 (about 80 ms) by default, which on a small machine takes a core away from the [Parallel] tasks that run
+    /// between two GEMMs (attention, norms, the loss): with the default, those phases ran twice as long on 2 cores.
+    /// 2^16 cycles (about 20 µs) keeps the workers awake across back-to-back GEMMs only. OpenBLAS reads the variable
+    /// when it loads, so it is set in this process's environment first, unless the user set it.
+    static final String THREAD_TIMEOUT = "16";
+
+    private static void shortenThreadTimeout() throws Throwable {
+        Linker linker = Linker.nativeLinker();
+        MethodHandle setenv = linker.downcallHandle(linker.defaultLookup().findOrThrow("setenv"),
+                FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        try (Arena arena = Arena.ofConfined()) {
+            int rc = (int) setenv.invokeExact(arena.allocateFrom("OPENBLAS_THREAD_TIMEOUT"), arena.allocateFrom(THREAD_TIMEOUT), 0);
+            if (rc != 0) System.getLogger(OpenBlasGemm.class.getName()).log(System.Logger.Level.WARNING,
+                    "could not set OPENBLAS_THREAD_TIMEOUT; idle OpenBLAS threads may slow the Java kernels down");
+        }
+    }
 
     /// Copies the libraries out of the jar once; each file appears under its final name only when complete.
     private static Path extract() throws IOException {
