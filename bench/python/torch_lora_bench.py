@@ -12,7 +12,7 @@ charge ~3 s/GiB to touch it again, so also run with glibc told to keep it, and r
 (32 MiB is glibc's largest mmap threshold; bigger tensors, e.g. the logits, are still mmapped and unmapped.)
 
   python3 bench/python/torch_lora_bench.py --model smollm2-135m --seq 512 --batch 1 --blas-threads 2 --aten-threads 1
-Prints one line: tokens/s, step time split, peak RSS (ru_maxrss).
+Prints one line: tokens/s from the median step (as peft4j's bench train), the mean step split, peak RSS (ru_maxrss).
 """
 import argparse, ctypes, ctypes.util, glob, math, os, resource, sys, time
 
@@ -156,6 +156,7 @@ def main():
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     g = torch.Generator().manual_seed(7)
     fwd = bwd = upd = 0.0
+    steps = []
     for step in range(a.warmup + a.steps):
         tokens = torch.randint(0, c["V"], (a.batch, a.seq), generator=g)
         targets = torch.cat((tokens[:, 1:], torch.full((a.batch, 1), -100)), dim=1)
@@ -169,12 +170,16 @@ def main():
         t3 = time.perf_counter()
         if step >= a.warmup:
             fwd += t1 - t0; bwd += t2 - t1; upd += t3 - t2
+            steps.append(t3 - t0)
     n = a.steps
     step_s = (fwd + bwd + upd) / n
+    srt = sorted(steps)
+    median_s = srt[n // 2] if n % 2 else (srt[n // 2 - 1] + srt[n // 2]) / 2
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "-"), os.environ.get("MALLOC_TOP_PAD_", "-")
     print(f"torch {torch.__version__} {a.model:13s} {a.method:5s} seq {a.seq} batch {a.batch} blas {a.blas_threads} "
-          f"aten {a.aten_threads} | {a.batch * a.seq / step_s:7.1f} tok/s | step {step_s * 1e3:7.0f} ms = fwd "
+          f"aten {a.aten_threads} | {a.batch * a.seq / median_s:7.1f} tok/s | median step {median_s * 1e3:5.0f} ms | mean "
+          f"{step_s * 1e3:5.0f} ms = fwd "
           f"{fwd / n * 1e3:6.0f} + bwd {bwd / n * 1e3:6.0f} + opt {upd / n * 1e3:5.0f} | peak RSS {rss / 1e9:5.2f} GB | "
           f"loss {loss.item():.4f} | malloc trim/top_pad {trim[0]}/{trim[1]} | trainable {sum(p.numel() for p in params):,} | {blas}")
 
