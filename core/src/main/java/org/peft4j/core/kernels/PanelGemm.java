@@ -3,14 +3,16 @@ package org.peft4j.core.kernels;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Gemm;
+import org.peft4j.core.Parallel;
 
 /// Single-threaded SGEMM for small products whose `op(B)` rows lie in memory as they are used:
 /// `C(m,n) = alpha·op(A)·B + beta·C` with B `(k,n)` row-major, read in place (no packing), and A read a float at a
-/// time, `(m,k)` row-major or, with `transA`, `(k,m)`. A register tile of 4 rows of C by 4 vectors accumulates over
-/// the whole depth k before it is stored.
+/// time, `(m,k)` row-major or, with `transA`, `(k,m)`. A register tile of 4 rows of C by 4 vectors (8 rows by one
+/// vector where C is narrower) accumulates over the whole depth k before it is stored.
 ///
-/// This is the shape of attention's products over a block of 64 query (or key) rows: k is at most the sequence
-/// length, n is the head size or the keys, and a packed GEMM would spend as long packing as multiplying.
+/// This is the shape of attention's products over a block of 64 query (or key) rows (k at most the sequence length,
+/// n the head size or the keys) and of LoRA's rank-r products with a long k (n or m = r): a packed GEMM would spend
+/// as long packing as multiplying.
 /// `transB` is not supported: pass Bᵀ materialised. Twin: [ScalarGemm] (tests compare the two).
 ///
 /// Determinism: each element of C is summed in ascending k with fused multiply-adds, whatever the shape.
@@ -25,6 +27,36 @@ public final class PanelGemm implements Gemm {
     @Override
     public String name() { return "java-panel"; }
 
+    /// As [#sgemm] on [Parallel]'s threads: C is cut into fixed row blocks (or column blocks, when C is wider than
+    /// tall), one single-threaded call each. Every element is summed the same way whatever the cut, so the result is
+    /// bit-identical for any thread count.
+    public void sgemmParallel(boolean transA, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
+                              float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
+        Gemm.checkArgs(transA, false, m, n, k, a, aOff, lda, b, bOff, ldb, c, cOff, ldc);
+        int t = Parallel.inTask() ? 1 : Parallel.threads();
+        if (t == 1 || (long) m * n * k < SERIAL_FMAS) {
+            sgemm(transA, false, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return;
+        }
+        int am = transA ? 1 : lda;
+        if (m >= n) {
+            int blocks = (m + 7) / 8;       // whole 8-row tiles per chunk
+            Parallel.chunks(blocks, t, (ci, from, to) -> {
+                int i0 = from * 8, i1 = Math.min(m, to * 8);
+                sgemm(transA, false, i1 - i0, n, k, alpha, a, aOff + i0 * am, lda, b, bOff, ldb, beta, c, cOff + i0 * ldc, ldc);
+            });
+        } else {
+            int blocks = (n + NR - 1) / NR;  // whole panels per chunk
+            Parallel.chunks(blocks, t, (ci, from, to) -> {
+                int j0 = from * NR, j1 = Math.min(n, to * NR);
+                sgemm(transA, false, m, j1 - j0, k, alpha, a, aOff, lda, b, bOff + j0, ldb, beta, c, cOff + j0, ldc);
+            });
+        }
+    }
+
+    /// Below this many multiply-adds a product runs on the calling thread.
+    static final long SERIAL_FMAS = 1L << 18;
+
     @Override
     public void sgemm(boolean transA, boolean transB, int m, int n, int k, float alpha, float[] a, int aOff, int lda,
                       float[] b, int bOff, int ldb, float beta, float[] c, int cOff, int ldc) {
@@ -38,15 +70,18 @@ public final class PanelGemm implements Gemm {
             for (; i + MR <= m; i += MR) tile4x4(k, alpha, a, aOff + i * am, am, ak, b, bOff + j, ldb, beta, c, cOff + i * ldc + j, ldc);
             for (; i < m; i++) row(NV, k, alpha, a, aOff + i * am, ak, b, bOff + j, ldb, beta, c, cOff + i * ldc + j);
         }
-        for (; j + L <= n; j += L)
-            for (int i = 0; i < m; i++) row(1, k, alpha, a, aOff + i * am, ak, b, bOff + j, ldb, beta, c, cOff + i * ldc + j);
+        for (; j + L <= n; j += L) {
+            int i = 0;
+            for (; i + 8 <= m; i += 8) tile8x1(k, alpha, a, aOff + i * am, am, ak, b, bOff + j, ldb, beta, c, cOff + i * ldc + j, ldc);
+            for (; i < m; i++) row(1, k, alpha, a, aOff + i * am, ak, b, bOff + j, ldb, beta, c, cOff + i * ldc + j);
+        }
         for (; j < n; j++)
             for (int i = 0; i < m; i++) {
                 int ao = aOff + i * am, bo = bOff + j;
                 float acc = 0f;
                 for (int p = 0; p < k; p++) acc = Math.fma(a[ao + p * ak], b[bo + p * ldb], acc);
                 int co = cOff + i * ldc + j;
-                c[co] = beta == 0f ? alpha * acc : alpha * acc + beta * c[co];
+                c[co] = beta == 0f ? alpha * acc : Math.fma(c[co], beta, alpha * acc);   // as store() does
             }
     }
 
@@ -80,6 +115,27 @@ public final class PanelGemm implements Gemm {
         co += ldc;
         store(c30, c, co, alpha, beta); store(c31, c, co + L, alpha, beta);
         store(c32, c, co + 2 * L, alpha, beta); store(c33, c, co + 3 * L, alpha, beta);
+    }
+
+    /// C[8 rows, one vector] at co: for narrow products (n = a LoRA rank), 8 accumulators, one B vector per p.
+    private static void tile8x1(int k, float alpha, float[] a, int ao, int am, int ak, float[] b, int bo, int ldb,
+                                float beta, float[] c, int co, int ldc) {
+        FloatVector c0 = FloatVector.zero(S), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+        for (int p = 0; p < k; p++, ao += ak, bo += ldb) {
+            FloatVector bv = FloatVector.fromArray(S, b, bo);
+            c0 = bv.fma(FloatVector.broadcast(S, a[ao]), c0);
+            c1 = bv.fma(FloatVector.broadcast(S, a[ao + am]), c1);
+            c2 = bv.fma(FloatVector.broadcast(S, a[ao + 2 * am]), c2);
+            c3 = bv.fma(FloatVector.broadcast(S, a[ao + 3 * am]), c3);
+            c4 = bv.fma(FloatVector.broadcast(S, a[ao + 4 * am]), c4);
+            c5 = bv.fma(FloatVector.broadcast(S, a[ao + 5 * am]), c5);
+            c6 = bv.fma(FloatVector.broadcast(S, a[ao + 6 * am]), c6);
+            c7 = bv.fma(FloatVector.broadcast(S, a[ao + 7 * am]), c7);
+        }
+        store(c0, c, co, alpha, beta); store(c1, c, co + ldc, alpha, beta);
+        store(c2, c, co + 2 * ldc, alpha, beta); store(c3, c, co + 3 * ldc, alpha, beta);
+        store(c4, c, co + 4 * ldc, alpha, beta); store(c5, c, co + 5 * ldc, alpha, beta);
+        store(c6, c, co + 6 * ldc, alpha, beta); store(c7, c, co + 7 * ldc, alpha, beta);
     }
 
     /// One row of C, nv (1 or NV) vectors at co.

@@ -1,6 +1,8 @@
 package org.peft4j.model.lora;
 
 import org.peft4j.core.Gemm;
+import org.peft4j.core.kernels.PanelGemm;
+import org.peft4j.core.kernels.ScalarGemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 
 import java.util.random.RandomGenerator;
@@ -11,6 +13,8 @@ import java.util.random.RandomGenerator;
 ///
 /// Shapes as PEFT stores them: A = lora_A.weight (r, K), B = lora_B.weight (M, r), W0 (M, K); x (N, K), y (N, M).
 public final class LoraLinear {
+    private static final PanelGemm PANEL = PanelGemm.INSTANCE;
+
     private LoraLinear() {}
 
     /// Adds the adapter into y, which holds the base output: h = xd·Aᵀ, then y += s·h·Bᵀ.
@@ -21,15 +25,22 @@ public final class LoraLinear {
         gemm.sgemm(false, true, N, M, r, s, h, 0, r, b, 0, r, 1f, y, 0, M);    // y += s·h·Bᵀ
     }
 
-    /// Forward mirrored: dB += s·dyᵀ·h, dh = s·dy·B, dA += dhᵀ·xd, dxd += dh·A.
+    /// Forward mirrored: dB += s·dyᵀ·h, dh = s·dy·B, dA += dhᵀ·xd, dxd += dh·A. The first three run on
+    /// [PanelGemm] (on `gemm` when it is the scalar reference), the last on `gemm`.
     /// Adds into dA, dB and dxd (+=); dxd is the gradient of drop(x) (route it through [Dropout#backward], or pass
     /// dx itself when there is no dropout), or null when x needs no gradient.
     /// dxd: (N, K)   dA: (r, K)   dB: (M, r)   dh: (N, r) scratch, overwritten   dy: (N, M)
     public static void backward(Gemm gemm, float[] dxd, float[] dA, float[] dB, float[] dh, float[] dy,
                                 float[] xd, float[] h, float[] a, float[] b, float s, int N, int K, int M, int r) {
-        gemm.sgemm(true, false, M, r, N, s, dy, 0, M, h, 0, r, 1f, dB, 0, r);    // dB += s·dyᵀ·h
-        gemm.sgemm(false, false, N, r, M, s, dy, 0, M, b, 0, r, 0f, dh, 0, r);   // dh = s·dy·B
-        gemm.sgemm(true, false, r, K, N, 1f, dh, 0, r, xd, 0, K, 1f, dA, 0, K);  // dA += dhᵀ·xd
+        if (gemm instanceof ScalarGemm) {   // the reference stays plain loops
+            gemm.sgemm(true, false, M, r, N, s, dy, 0, M, h, 0, r, 1f, dB, 0, r);
+            gemm.sgemm(false, false, N, r, M, s, dy, 0, M, b, 0, r, 0f, dh, 0, r);
+            gemm.sgemm(true, false, r, K, N, 1f, dh, 0, r, xd, 0, K, 1f, dA, 0, K);
+        } else {                            // one side is r wide, the depth long: in-place panels beat packing
+            PANEL.sgemmParallel(true, M, r, N, s, dy, 0, M, h, 0, r, 1f, dB, 0, r);    // dB += s·dyᵀ·h
+            PANEL.sgemmParallel(false, N, r, M, s, dy, 0, M, b, 0, r, 0f, dh, 0, r);   // dh = s·dy·B
+            PANEL.sgemmParallel(true, r, K, N, 1f, dh, 0, r, xd, 0, K, 1f, dA, 0, K);  // dA += dhᵀ·xd
+        }
         if (dxd != null)
             gemm.sgemm(false, false, N, K, r, 1f, dh, 0, r, a, 0, K, 1f, dxd, 0, K); // dxd += dh·A
     }

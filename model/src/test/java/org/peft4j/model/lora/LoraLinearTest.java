@@ -94,6 +94,47 @@ class LoraLinearTest {
                 new Param("A", a, dA), new Param("B", b, dB), new Param("x", x, dx));
     }
 
+    /// The fast backward (dB, dh, dA on PanelGemm, split over threads) against the scalar reference, on shapes of a
+    /// real model's modules (rank 16, N 512, K/M 576 and 1536 and a ragged one), for 1 and 2 threads: equal within
+    /// the rounding of sums of N or M products (each |term| ≤ 1: 2·depth·2⁻²⁴ relative to the sum of |terms|, here
+    /// bounded by 1e-4 absolute), and bit-identical between the thread counts.
+    @Test
+    void loraBackwardFastPathMatchesScalar() {
+        int before = org.peft4j.core.Parallel.threads();
+        try {
+            for (int[] s : new int[][] {{512, 576, 1536, 16}, {512, 1536, 576, 16}, {70, 37, 45, 5}}) {
+                int n = s[0], k = s[1], mm = s[2], r = s[3];
+                SplittableRandom g = new SplittableRandom(n + k + mm);
+                float[] xs = Fixtures.uniform(g, n * k, 1), as = Fixtures.uniform(g, r * k, 0.1), bs = Fixtures.uniform(g, mm * r, 0.1);
+                float[] dy = Fixtures.uniform(g, n * mm, 0.01), hs = new float[n * r];
+                LoraLinear.forward(GEMM, new float[n * mm], hs, xs, as, bs, S, n, k, mm, r);
+                float[][] want = backwardWith(GEMM, xs, as, bs, dy, hs, n, k, mm, r);
+                float[][] prev = null;
+                for (int threads : new int[] {1, 2}) {
+                    org.peft4j.core.Parallel.setThreads(threads);
+                    float[][] got = backwardWith(org.peft4j.core.kernels.VectorGemm.INSTANCE, xs, as, bs, dy, hs, n, k, mm, r);
+                    String[] names = {"dx", "dA", "dB"};
+                    for (int i = 0; i < 3; i++) {
+                        assertClose(names[i] + " " + Arrays.toString(s) + " threads " + threads, want[i], got[i], 1e-4, 1e-4);
+                        if (prev != null) assertArrayEquals(prev[i], got[i], names[i] + " differs between 1 and 2 threads");
+                    }
+                    prev = got;
+                }
+            }
+        } finally {
+            org.peft4j.core.Parallel.setThreads(before);
+        }
+    }
+
+    /// {dx, dA, dB} of one backward from dA, dB holding 0.5 (so that += is exercised) and dx zero.
+    static float[][] backwardWith(Gemm g, float[] x, float[] a, float[] b, float[] dy, float[] h, int n, int k, int mm, int r) {
+        float[] dx = new float[n * k], dA = new float[r * k], dB = new float[mm * r], dh = new float[n * r];
+        Arrays.fill(dA, 0.5f);
+        Arrays.fill(dB, 0.5f);
+        LoraLinear.backward(g, dx, dA, dB, dh, dy, x, h, a, b, S, n, k, mm, r);
+        return new float[][] {dx, dA, dB};
+    }
+
     @Test
     void loraBackwardThroughDropoutMatchesFiniteDifferences() {
         float[] h = new float[N * R], dh = new float[N * R], mask = new float[N * K], xd = new float[N * K];
