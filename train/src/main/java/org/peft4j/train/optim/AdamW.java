@@ -1,5 +1,7 @@
 package org.peft4j.train.optim;
 
+import org.peft4j.core.Parallel;
+
 import java.util.List;
 
 /// AdamW with decoupled weight decay, owning the first and second moments of a fixed list of parameters.
@@ -72,14 +74,23 @@ public final class AdamW {
         Scalars k = Scalars.of(config, step, lr);
         for (int t = 0; t < m.length; t++) {
             float[] p = params.get(t), g = grads.get(t), mt = m[t], vt = v[t];
-            for (int i = 0; i < p.length; i++) {
-                float gi = g[i];
-                float mi = mt[i] + k.ob1 * (gi - mt[i]);              // torch: exp_avg.lerp_(grad, 1 − β1)
-                float vi = k.b2 * vt[i] + k.ob2 * gi * gi;
-                mt[i] = mi;
-                vt[i] = vi;
-                p[i] = p[i] * k.decay - k.stepSize * mi / ((float) Math.sqrt(vi) / k.bc2Sqrt + k.eps);
-            }
+            // element by element: the same bits however the tensor is split over threads
+            if (p.length < PARALLEL_MIN) update(k, p, g, mt, vt, 0, p.length);
+            else Parallel.chunks(p.length, Parallel.threads(), (ci, from, to) -> update(k, p, g, mt, vt, from, to));
+        }
+    }
+
+    /// Tensors at least this long are updated on all threads (full fine-tuning's matrices; adapters are smaller).
+    static final int PARALLEL_MIN = 1 << 16;
+
+    private static void update(Scalars k, float[] p, float[] g, float[] mt, float[] vt, int from, int to) {
+        for (int i = from; i < to; i++) {
+            float gi = g[i];
+            float mi = mt[i] + k.ob1 * (gi - mt[i]);              // torch: exp_avg.lerp_(grad, 1 − β1)
+            float vi = k.b2 * vt[i] + k.ob2 * gi * gi;
+            mt[i] = mi;
+            vt[i] = vi;
+            p[i] = p[i] * k.decay - k.stepSize * mi / ((float) Math.sqrt(vi) / k.bc2Sqrt + k.eps);
         }
     }
 
