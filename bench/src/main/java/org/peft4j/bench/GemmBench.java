@@ -12,7 +12,8 @@ import org.peft4j.core.kernels.ScalarGemm;
 import org.peft4j.core.kernels.VectorGemm;
 
 /// GEMM throughput of scalar, java-vector and openblas on LLM layer shapes, against the FP32 FMA peak of one core
-/// measured here in Java. Shapes are (N, K, M) of a linear layer with W stored (M, K): forward NT `Y = X·Wᵀ`,
+/// measured here in Java; then the block products of attention and LoRA on one thread ([#blockShapes]), java-panel
+/// included. Shapes are (N, K, M) of a linear layer with W stored (M, K): forward NT `Y = X·Wᵀ`,
 /// input gradient NN `dX = dY·W`, weight gradient TN `dW = dYᵀ·X`. Backends alternate per repetition so they see
 /// the same machine state; the best of the repetitions is reported.
 ///
@@ -50,6 +51,47 @@ public final class GemmBench {
                                 s.n + "," + s.k + "," + s.m, row.get(g).name(), gflops, 100 * gflops / (peak * threads), best[g] * 1e3);
                     }
                 }
+            }
+        }
+        blockShapes(peak, budget);
+    }
+
+    /// One (query or key) block's products in a training step of SmolLM2-135M (T 512, 9 heads of 64, 3 key/value
+    /// heads; LoRA r16 with K 576, M 1536), with the strides they have there, on one thread: PanelGemm (B read in
+    /// place) against OpenBLAS and the packed Java GEMM.
+    record Block(String what, boolean transA, int m, int n, int k, int lda, int ldb) {}
+
+    static void blockShapes(double peak, double budget) {
+        Block[] blocks = {
+                new Block("attention P·v (NN)", false, 64, 64, 512, 512, 192),
+                new Block("attention dS·k (NN)", false, 64, 64, 512, 512, 192),
+                new Block("attention Pᵀ·dout (TN)", true, 64, 64, 512, 512, 576),
+                new Block("LoRA dA = dhᵀ·x (TN)", true, 16, 576, 512, 16, 576),
+                new Block("LoRA dB = dyᵀ·h (TN)", true, 1536, 16, 512, 1536, 16),
+                new Block("LoRA dh = dy·B (NN)", false, 512, 16, 1536, 1536, 16)};
+        Parallel.setThreads(1);
+        List<Gemm> gemms = new ArrayList<>(List.of(org.peft4j.core.kernels.PanelGemm.INSTANCE, VectorGemm.INSTANCE));
+        if (OpenBlasGemm.available()) gemms.add(OpenBlasGemm.INSTANCE);
+        System.out.printf("%nblock products, 1 thread (m,n,k lda ldb as in the step)%n%-24s %-22s %-12s %10s %8s%n", "product", "m,n,k lda ldb", "backend", "GFLOP/s", "%peak");
+        SplittableRandom r = new SplittableRandom(3);
+        for (Block b : blocks) {
+            float[] a = fill(r, (b.transA ? b.k : b.m) * b.lda), x = fill(r, b.k * b.ldb), c = new float[b.m * b.n];
+            double[] best = new double[gemms.size()];
+            java.util.Arrays.fill(best, Double.MAX_VALUE);
+            for (int turn = 0; turn < 3; turn++)
+                for (int g = 0; g < gemms.size(); g++) {
+                    Gemm gemm = gemms.get(g);
+                    long end = System.nanoTime() + (long) (budget / 3 * 1e9);
+                    for (int rep = 0; rep < 20 || (rep < 20000 && System.nanoTime() < end); rep++) {
+                        long t0 = System.nanoTime();
+                        gemm.sgemm(b.transA, false, b.m, b.n, b.k, 1f, a, 0, b.lda, x, 0, b.ldb, 0f, c, 0, b.n);
+                        best[g] = Math.min(best[g], (System.nanoTime() - t0) * 1e-9);
+                    }
+                }
+            for (int g = 0; g < gemms.size(); g++) {
+                double gflops = 2.0 * b.m * b.n * b.k / best[g] * 1e-9;
+                System.out.printf("%-24s %-22s %-12s %10.1f %7.1f%%%n", b.what, b.m + "," + b.n + "," + b.k + " " + b.lda + " " + b.ldb,
+                        gemms.get(g).name(), gflops, 100 * gflops / peak);
             }
         }
     }

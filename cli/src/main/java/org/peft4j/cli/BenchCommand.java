@@ -33,7 +33,7 @@ final class BenchCommand implements Runnable {
         }
     }
 
-    @Command(name = "gemm", mixinStandardHelpOptions = true, description = "GFLOP/s of the scalar, Java Vector API and OpenBLAS GEMMs on LLM shapes, vs the measured peak.")
+    @Command(name = "gemm", mixinStandardHelpOptions = true, description = "GFLOP/s of the Java Vector API and OpenBLAS GEMMs on LLM layer shapes, and of attention's and LoRA's block products on one thread (PanelGemm too), vs the measured peak.")
     static final class Gemm implements Callable<Integer> {
         @Option(names = "--seconds", defaultValue = "0.5", description = "Seconds per cell (default: ${DEFAULT-VALUE}).") String seconds;
         @Option(names = "--threads", defaultValue = "1,2", description = "Thread counts (default: ${DEFAULT-VALUE}).") String threads;
