@@ -40,13 +40,23 @@ esac
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 "$ROOT/peft4j" --version >/dev/null   # builds the CLI once, outside the timed runs
+# keeps the one result line of a run; on failure shows what the run printed and stops
+result() {  # result NAME FILE
+  if ! grep ' tok/s ' "$2.log" > "$2"; then
+    echo "pairs.sh: the $1 run printed no result; its output:" >&2
+    tail -20 "$2.log" >&2
+    exit 1
+  fi
+}
 for i in $(seq 1 "$pairs"); do
   PEFT4J_JAVA_OPTS="$xmx" "$ROOT/peft4j" bench train --model-config "$model" --seq "$seq" --threads "$threads" \
-    --method "$method" --steps "$steps" 2>/dev/null | grep ' tok/s ' > "$out/p$i"
+    --method "$method" --steps "$steps" > "$out/p$i.log" 2>&1 || true
+  result peft4j "$out/p$i"
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${timeout:+OPENBLAS_THREAD_TIMEOUT=$timeout} \
     MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824 MALLOC_MMAP_THRESHOLD_=33554432 \
     "$PY" "$ROOT/bench/python/torch_lora_bench.py" --model "$model" --seq "$seq" --method "$method" \
-    --blas-threads "$blas" --aten-threads "$aten" --warmup 2 --steps "$steps" 2>/dev/null | grep ' tok/s ' > "$out/t$i"
+    --blas-threads "$blas" --aten-threads "$aten" --warmup 2 --steps "$steps" > "$out/t$i.log" 2>&1 || true
+  result PyTorch "$out/t$i"
   echo "pair $i: peft4j $(grep -o '[0-9.]* tok/s' "$out/p$i"), torch $(grep -o '[0-9.]* tok/s' "$out/t$i")" >&2
 done
 "$PY" - "$out" "$pairs" "$model" "$method" "$seq" "$threads" "$aten" "$blas" "${timeout:-default}" <<'EOF'
