@@ -37,19 +37,20 @@ import org.peft4j.train.optim.AdamW;
 public final class TrainBench {
 
     /// tokensPerSecond and mfu come from the median timed step (on a shared VM a neighbour makes a step slow now and
-    /// then; the median ignores it); the other times are means over the timed steps, in milliseconds.
+    /// then; the median ignores it); the other times are means over the timed steps, in milliseconds: the step split
+    /// (forward, backward, optimizer) and the time in the linear layers' GEMMs, in attention and in the loss.
     /// peakRss is VmHWM in bytes (-1 where unknown).
     public record Result(String model, String method, int seq, int batch, int threads, String gemm, int steps,
                          double tokensPerSecond, double mfu, double flopsPerToken, double peakGflopsOneCore,
                          double medianStepMs, double stepMs, double forwardMs, double backwardMs, double optimizerMs,
-                         double gemmMs, long peakRssBytes, double lastLoss) {
+                         double gemmMs, double attentionMs, double lossMs, long peakRssBytes, double lastLoss) {
         public String line() {
             return String.format("%-13s %-5s seq %d batch %d threads %d gemm %s | %7.1f tok/s | MFU %5.1f%% "
                             + "(%.2f GFLOP/token, peak %.1f GFLOP/s/core) | median step %5.0f ms | mean %5.0f ms = fwd %5.0f "
-                            + "+ bwd %5.0f + opt %4.0f (linear GEMMs %4.1f%%) | peak RSS %5.2f GB | loss %.4f",
+                            + "+ bwd %5.0f + opt %4.0f; linear GEMMs %4.1f%%, attention %4.1f%%, loss %4.1f%% | peak RSS %5.2f GB | loss %.4f",
                     model, method, seq, batch, threads, gemm, tokensPerSecond, 100 * mfu, flopsPerToken * 1e-9,
                     peakGflopsOneCore, medianStepMs, stepMs, forwardMs, backwardMs, optimizerMs, 100 * gemmMs / stepMs,
-                    peakRssBytes / 1e9, lastLoss);
+                    100 * attentionMs / stepMs, 100 * lossMs / stepMs, peakRssBytes / 1e9, lastLoss);
         }
     }
 
@@ -92,7 +93,7 @@ public final class TrainBench {
         for (int step = 0; step < warmup + steps; step++) {
             for (int i = 0; i < N; i++) tokens[i] = labels[i] = r.nextInt(c.vocabSize());
             int count = CrossEntropy.shiftLabels(targets, labels, batch, seq);
-            if (step == warmup) { gemm.nanos = 0; if (PROFILE) gemm.byShape = new java.util.TreeMap<>(); }
+            if (step == warmup) { gemm.nanos = 0; tm.startTiming(); if (PROFILE) gemm.byShape = new java.util.TreeMap<>(); }
             long t0 = System.nanoTime();
             tm.zeroGrad();
             loss = tm.forward(tokens, targets, seq, true, step) / count;
@@ -104,6 +105,7 @@ public final class TrainBench {
             if (step >= warmup) { fwd += t1 - t0; bwd += t2 - t1; upd += t3 - t2; stepNs[step - warmup] = t3 - t0; }
         }
         gemmNs = gemm.nanos;
+        long[] phases = tm.timings();
         if (gemm.byShape != null)
             gemm.byShape.forEach((key, e) -> System.out.printf("  gemm %-22s %5d calls %9.1f ms/step %7.1f GFLOP/s%n", key,
                     e[0] / steps, e[1] * 1e-6 / steps, flopsOf(key) * e[0] / (e[1] * 1e-9) * 1e-9));
@@ -115,7 +117,7 @@ public final class TrainBench {
         double flops = flopsPerToken(c, seq, m);
         return new Result(model, method, seq, batch, threads, Gemms.get(gemmMode).name(), steps, tps,
                 flops * tps / (peak * 1e9 * threads), flops, peak, medianS * 1e3, stepS * 1e3, fwd * 1e-6 / steps, bwd * 1e-6 / steps,
-                upd * 1e-6 / steps, gemmNs * 1e-6 / steps, peakRss(), loss);
+                upd * 1e-6 / steps, gemmNs * 1e-6 / steps, phases[0] * 1e-6 / steps, phases[1] * 1e-6 / steps, peakRss(), loss);
     }
 
     static boolean PROFILE = false;

@@ -92,6 +92,10 @@ public final class TrainModel {
     private final Nf4Tensor[][] quantBase;
     private final float[] quantScratch;   // (max over modules of QuantLinear.scratchSize(in, out))
 
+    // Wall time of attention and of the loss since the last reset, when timing is on (benchmarks).
+    private boolean timing;
+    private long attentionNanos, lossNanos;
+
     private float neftuneAlpha;
     private int Bc;                       // rows of the current batch, ≤ B
     private long seed;
@@ -250,6 +254,12 @@ public final class TrainModel {
     /// Replaces adapter values (e.g. loaded from a checkpoint), keeping the arrays the optimizer holds.
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
 
+    /// Benchmarks: measure the wall time of attention (forward and backward) and of the loss, from zero.
+    public void startTiming() { timing = true; attentionNanos = 0; lossNanos = 0; }
+
+    /// Nanoseconds spent in attention and in the loss since [#startTiming]: {attention, loss}.
+    public long[] timings() { return new long[] {attentionNanos, lossNanos}; }
+
     public void zeroGrad() { for (Param p : params) Arrays.fill(p.grad(), 0f); }
 
     /// The logits of the last forward, (B·T, V); valid until the next backward (which overwrites them in place).
@@ -274,14 +284,20 @@ public final class TrainModel {
         for (int l = 0; l < L; l++) blockForward(l, T, training, step);
         RmsNorm.forward(lnf, rstdf, resid[L], weights.norm, N, C, eps);
         Linear.forward(gemm, logits, lnf, weights.lmHead, null, N, C, V);
-        return targets == null ? 0 : CrossEntropy.forward(null, lse, logits, targets, N, V);
+        if (targets == null) return 0;
+        long t0 = timing ? System.nanoTime() : 0;
+        double loss = CrossEntropy.forward(null, lse, logits, targets, N, V);
+        if (timing) lossNanos += System.nanoTime() - t0;
+        return loss;
     }
 
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
         int N = Bc * T;
+        long t0 = timing ? System.nanoTime() : 0;
         CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
+        if (timing) lossNanos += System.nanoTime() - t0;
         Arrays.fill(dres, 0, N * C, 0f);
         Arrays.fill(dln, 0, N * C, 0f);
         Linear.backwardInput(gemm, dln, logits, weights.lmHead, N, C, V);
@@ -317,7 +333,9 @@ public final class TrainModel {
         linear(l, s, LinearModule.V_PROJ, v[s], ln1[s], T, training, step);
         Rope.forward(q[s], cos, sin, Bc, T, NH, HS, 0);
         Rope.forward(k[s], cos, sin, Bc, T, KVH, HS, 0);
+        long t0 = timing ? System.nanoTime() : 0;
         Attention.forward(gemm, attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
+        if (timing) attentionNanos += System.nanoTime() - t0;
         linear(l, s, LinearModule.O_PROJ, resid2[s], attY[s], T, training, step);
         add(resid2[s], resid[l], N * C);
         RmsNorm.forward(ln2[s], rstd2[s], resid2[s], w.postAttentionLayernorm(), N, C, eps);
@@ -350,7 +368,9 @@ public final class TrainModel {
         Arrays.fill(dq, 0, N * qDim, 0f);
         Arrays.fill(dk, 0, N * kvDim, 0f);
         Arrays.fill(dv, 0, N * kvDim, 0f);
+        long t0 = timing ? System.nanoTime() : 0;
         Attention.backward(gemm, dq, dk, dv, dattY, att[s], q[s], k[s], v[s], Bc, T, NH, KVH, HS, attScratch);
+        if (timing) attentionNanos += System.nanoTime() - t0;
         Rope.backward(dq, cos, sin, Bc, T, NH, HS, 0);
         Rope.backward(dk, cos, sin, Bc, T, KVH, HS, 0);
         Arrays.fill(dln, 0, N * C, 0f);
