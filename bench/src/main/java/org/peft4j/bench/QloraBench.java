@@ -14,6 +14,7 @@ import org.peft4j.quant.QuantType;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.estimate.MemoryEstimate;
 import org.peft4j.train.optim.AdamW;
 import org.peft4j.train.optim.AdamW8bit;
 
@@ -26,7 +27,7 @@ import java.util.SplittableRandom;
 /// QLoRA vs LoRA step time (forward + backward + AdamW, batch 1, LoRA r16 all-linear) on random-weight presets, and a
 /// Llama-2-7B-shaped QLoRA run created quantized layer by layer, with peak RSS (VmHWM from /proc/self/status).
 ///
-/// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xmx5g -cp … org.peft4j.bench.QloraBench
+/// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xmx8g -cp … org.peft4j.bench.QloraBench
 /// compare [seq [steps [presets,…]]]` or `… 7b [seq [steps]]`. Each mode wants its own JVM (the 7B RSS is the JVM's).
 public final class QloraBench {
     public static void main(String[] args) throws IOException {
@@ -38,6 +39,16 @@ public final class QloraBench {
         if (mode.equals("7b")) { run7b(gemm, seq, steps); return; }
         for (String preset : (args.length > 3 ? args[3] : "smollm2-135m,qwen2.5-0.5b").split(",")) {
             LlamaConfig c = ModelPresets.byName(preset);
+            // both models live side by side: skip, with the heap to ask for, rather than die of OutOfMemoryError
+            MemoryEstimate el = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true);
+            MemoryEstimate eq = MemoryEstimate.estimate(c, method(), true, 1, seq, false, "adamw_torch", 64, true);
+            long need = el.total() + eq.total() - eq.runtime() + (512L << 20);   // + the int8 copy made while quantizing
+            if (Runtime.getRuntime().maxMemory() < need) {
+                System.out.printf("%s seq %d: skipped, LoRA and QLoRA side by side need about %d MiB of heap, this JVM has %d MiB;"
+                                + " rerun with PEFT4J_JAVA_OPTS=-Xmx%dg%n", preset, seq, need >> 20,
+                        Runtime.getRuntime().maxMemory() >> 20, (long) Math.ceil(need * 1.15 / (1L << 30)));   // maxMemory leaves out a survivor space
+                continue;
+            }
             LlamaWeights w = RandomModels.create(c, 1);
             QuantizedModel qm = QuantizedModel.quantize(w, QuantType.NF4, 64, true);
             // Alternate LoRA and QLoRA steps so both see the same machine state; report the median of each.
