@@ -141,13 +141,7 @@ public final class CrossEntropy {
             for (int i = 0; i < V; i++) sum += Math.exp(logits[o + i] - max);
             lse[n] = max + Math.log(sum);
         });
-        double total = 0;
-        for (int n = 0; n < N; n++) {
-            double loss = targets[n] == IGNORE ? 0 : lse[n] - logits[n * V + targets[n]];
-            if (losses != null) losses[n] = (float) loss;
-            total += loss;
-        }
-        return total;
+        return total(losses, lse, logits, targets, N, V);
     }
 
     /// The scalar twin of [#backward].
