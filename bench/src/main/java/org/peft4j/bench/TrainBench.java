@@ -14,7 +14,7 @@ import org.peft4j.model.ModelPresets;
 import org.peft4j.model.RandomModels;
 import org.peft4j.model.layers.CrossEntropy;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;

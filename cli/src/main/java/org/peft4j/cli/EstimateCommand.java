@@ -3,7 +3,7 @@ package org.peft4j.cli;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.ModelPresets;
-import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.train.estimate.MemoryEstimate;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;

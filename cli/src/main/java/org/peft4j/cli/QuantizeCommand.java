@@ -4,7 +4,7 @@ import org.peft4j.core.DType;
 import org.peft4j.core.Gemms;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.Models;
-import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.QuantType;
 import picocli.CommandLine.Command;

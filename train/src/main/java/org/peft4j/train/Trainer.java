@@ -1,5 +1,6 @@
 package org.peft4j.train;
 
+import org.peft4j.model.llama.Projection;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.DType;
 import org.peft4j.core.Gemm;
@@ -7,13 +8,13 @@ import org.peft4j.core.Peft4jException;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.layers.CrossEntropy;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraConfig;
-import org.peft4j.model.lora.LoraWeights;
-import org.peft4j.model.lora.PeftAdapter;
-import org.peft4j.model.lora.Pissa;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.train.data.Batcher;
 import org.peft4j.train.data.TokenizedExample;
-import org.peft4j.train.engine.LinearModule;
+import org.peft4j.train.engine.Projection;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
@@ -245,11 +246,11 @@ public final class Trainer {
         if (model.method instanceof Method.Lora(LoraConfig lc)) {
             Map<PeftAdapter.Target, LoraWeights> w = new TreeMap<>(), converted = new TreeMap<>();
             for (int l = 0; l < model.config.numHiddenLayers(); l++)
-                for (LinearModule m : LinearModule.values()) {
+                for (Projection m : Projection.values()) {
                     LoraWeights a = model.adapter(l, m);
-                    if (a != null) w.put(new PeftAdapter.Target(l, m.moduleName), a);
+                    if (a != null) w.put(new PeftAdapter.Target(l, m.module), a);
                     if (a != null && model.pissaInit(l, m) != null)
-                        converted.put(new PeftAdapter.Target(l, m.moduleName), Pissa.convert(a, model.pissaInit(l, m)));
+                        converted.put(new PeftAdapter.Target(l, m.module), Pissa.convert(a, model.pissaInit(l, m)));
                 }
             new PeftAdapter(lc, baseModel, null, w).write(dir, DType.F32);
             // LLaMA-Factory's PissaConvertCallback: beside the PiSSA adapter (which fits the residual base only), a plain
@@ -328,7 +329,7 @@ public final class Trainer {
                 int alpha = cfg.optInt("lora_alpha") != null ? cfg.i("lora_alpha") : 2 * r;
                 List<String> targets = LoraConfig.expandTargets(List.of(cfg.str("lora_target").split("\\s*,\\s*")));
                 for (String t : targets)
-                    if (LinearModule.byName(t) == null)
+                    if (Projection.byName(t) == null)
                         throw new ConfigException("lora_target '" + t + "' is not a linear layer of this model; use names among " + LoraConfig.ALL_LINEAR + " or all");
                 LoraConfig base = LoraConfig.of(r, targets);
                 // LLaMA-Factory: pissa_init → init_lora_weights "pissa" (pissa_iter -1) or "pissa_niter_<pissa_iter>"

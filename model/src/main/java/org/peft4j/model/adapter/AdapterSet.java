@@ -1,12 +1,13 @@
 package org.peft4j.model.adapter;
 
+import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.DoraLinear;
-import org.peft4j.model.lora.LoraLinear;
-import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.DoraLinear;
+import org.peft4j.model.adapter.lora.LoraLinear;
+import org.peft4j.model.adapter.lora.LoraWeights;
 
 import java.nio.file.Path;
 import java.util.ArrayList;

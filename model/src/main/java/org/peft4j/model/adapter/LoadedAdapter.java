@@ -1,9 +1,10 @@
 package org.peft4j.model.adapter;
 
+import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
-import org.peft4j.model.lora.LoraWeights;
-import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
 
 import java.nio.file.Path;
 import java.util.ArrayList;

@@ -6,7 +6,7 @@ import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.adapter.AdapterSet;
 import org.peft4j.model.adapter.LoadedAdapter;
-import org.peft4j.model.adapter.Projection;
+import org.peft4j.model.llama.Projection;
 import org.peft4j.model.layers.Attention;
 import org.peft4j.model.layers.Embedding;
 import org.peft4j.model.layers.Linear;

@@ -15,10 +15,11 @@ import org.peft4j.formats.safetensors.ShardedSafeTensors;
 import org.peft4j.formats.safetensors.TensorInfo;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.llama.LayerTensor;
+import org.peft4j.model.llama.Projection;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraLinear;
-import org.peft4j.model.lora.LoraWeights;
-import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.LoraLinear;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.Nf4Tensor.Absmax;
 import org.peft4j.quant.QuantType;
@@ -46,8 +47,7 @@ public final class QuantizedModel {
     private static final System.Logger LOG = System.getLogger(QuantizedModel.class.getName());
 
     /// The quantized weights in module order (q, k, v, o, gate, up, down), the order of `linears[l]`.
-    public static final List<LayerTensor> LINEARS = List.of(LayerTensor.Q_PROJ, LayerTensor.K_PROJ, LayerTensor.V_PROJ,
-            LayerTensor.O_PROJ, LayerTensor.GATE_PROJ, LayerTensor.UP_PROJ, LayerTensor.DOWN_PROJ);
+    public static final List<LayerTensor> LINEARS = Projection.ALL.stream().map(p -> p.weight).toList();
     /// safetensors key suffixes of a Linear4bit weight, after `<prefix>weight`.
     static final String ABSMAX = ".absmax", QUANT_MAP = ".quant_map", NESTED_ABSMAX = ".nested_absmax",
             NESTED_QUANT_MAP = ".nested_quant_map", QUANT_STATE = ".quant_state.bitsandbytes__";

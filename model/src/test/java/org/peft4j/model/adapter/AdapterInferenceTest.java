@@ -1,5 +1,6 @@
 package org.peft4j.model.adapter;
 
+import org.peft4j.model.llama.Projection;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -15,9 +16,9 @@ import org.peft4j.model.llama.KvCache;
 import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraConfig;
-import org.peft4j.model.lora.LoraWeights;
-import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.testkit.Shared;
 
 import java.nio.file.Path;

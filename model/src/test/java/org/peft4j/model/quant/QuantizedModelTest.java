@@ -16,9 +16,9 @@ import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.RandomModels;
 import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraConfig;
-import org.peft4j.model.lora.LoraWeights;
-import org.peft4j.model.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantType;
 

@@ -1,6 +1,6 @@
 package org.peft4j.train.engine;
 
-import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraConfig;
 
 import java.util.List;
 

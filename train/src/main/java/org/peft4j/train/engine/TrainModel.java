@@ -1,5 +1,6 @@
 package org.peft4j.train.engine;
 
+import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
@@ -13,12 +14,12 @@ import org.peft4j.model.layers.RmsNorm;
 import org.peft4j.model.layers.Rope;
 import org.peft4j.model.layers.SwiGlu;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.DoraLinear;
-import org.peft4j.model.lora.Dropout;
-import org.peft4j.model.lora.LoraConfig;
-import org.peft4j.model.lora.LoraLinear;
-import org.peft4j.model.lora.LoraWeights;
-import org.peft4j.model.lora.Pissa;
+import org.peft4j.model.adapter.lora.DoraLinear;
+import org.peft4j.model.adapter.lora.Dropout;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraLinear;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantLinear;
@@ -88,7 +89,7 @@ public final class TrainModel {
     private final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact; // (N, ·)
     private final float[] attScratch;     // Attention.backwardScratchSize(B, Tmax, NH, HS)
 
-    // QLoRA: the 4-bit base linears, (L)(7) in LinearModule order, and the tile they are dequantized into; else null.
+    // QLoRA: the 4-bit base linears, (L)(7) in Projection order, and the tile they are dequantized into; else null.
     private final Nf4Tensor[][] quantBase;
     private final float[] quantScratch;   // (max over modules of QuantLinear.scratchSize(in, out))
 
@@ -117,7 +118,7 @@ public final class TrainModel {
             throw new ConfigException("a 4-bit base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
         this.quantBase = quantBase;
         int scratch = 0;
-        if (quantBase != null) for (LinearModule m : LinearModule.values()) scratch = Math.max(scratch, QuantLinear.scratchSize(m.in(c), m.out(c)));
+        if (quantBase != null) for (Projection m : Projection.values()) scratch = Math.max(scratch, QuantLinear.scratchSize(m.in(c), m.out(c)));
         this.quantScratch = quantBase == null ? null : new float[scratch];
         this.config = c; this.weights = weights; this.method = method; this.gemm = gemm;
         this.B = B; this.Tmax = Tmax; this.checkpointing = checkpointing; this.seed = seed;
@@ -147,7 +148,7 @@ public final class TrainModel {
         dgate = new float[N * F]; dup = new float[N * F]; dact = new float[N * F];
         attScratch = new float[Attention.backwardScratchSize(B, Tmax, NH, HS)];
 
-        int nm = LinearModule.values().length;
+        int nm = Projection.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
             dora = lc.useDora();
             if (dora && quantBase != null) throw new UnsupportedModelException("DoRA over a 4-bit base is not supported; set use_dora: false or drop quantization_bit");
@@ -166,19 +167,19 @@ public final class TrainModel {
             if (pissa) pissaInit = new LoraWeights[L][nm];
             for (int l = 0; l < L; l++) {
                 if (!lc.transformsLayer(l)) continue;
-                for (LinearModule m : LinearModule.values()) {
-                    if (!lc.targets(m.moduleName)) continue;
-                    int r = lc.rank(m.moduleName), in = m.in(c), out = m.out(c);
+                for (Projection m : Projection.values()) {
+                    if (!lc.targets(m.module)) continue;
+                    int r = lc.rank(m.module), in = m.in(c), out = m.out(c);
                     LoraWeights lw = LoraWeights.allocate(r, in, out, dora);
                     if (pissa) {
                         // PiSSA: A, B from the top-r SVD of W, and W ← W − s·B·A **in place**: the arrays of `weights` now
                         // hold the residual base (any other model sharing them sees it too); the adapted layer still equals W
-                        Pissa.init(m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.moduleName), out, in, r, lc.pissaNiter(), init.split());
+                        Pissa.init(m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.module), out, in, r, lc.pissaNiter(), init.split());
                         pissaInit[l][m.ordinal()] = new LoraWeights(r, in, out, lw.a().clone(), lw.b().clone(), null);
                     } else LoraLinear.init(lw.a(), lw.b(), lc.initLoraWeights(), init.split(), in, out, r);
                     // DoRA: the magnitude starts as the row norms of W0 + s·B·A (PEFT), so the adapted layer equals the base
-                    if (dora) DoraLinear.weightNorm(lw.magnitude(), m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.moduleName), out, in, r);
-                    attach(l, m, lw, (float) lc.scaling(m.moduleName));
+                    if (dora) DoraLinear.weightNorm(lw.magnitude(), m.weight(weights.layers.get(l)), lw.a(), lw.b(), (float) lc.scaling(m.module), out, in, r);
+                    attach(l, m, lw, (float) lc.scaling(m.module));
                     rMax = Math.max(rMax, r); inMax = Math.max(inMax, in);
                 }
             }
@@ -186,7 +187,7 @@ public final class TrainModel {
                 throw new ConfigException("lora_target " + lc.targetModules() + " matches no linear layer; use names among "
                         + LoraConfig.ALL_LINEAR + " or 'all'");
             for (int s = 0; s < slots; s++)
-                for (LinearModule m : LinearModule.values()) {
+                for (Projection m : Projection.values()) {
                     int r = 0;
                     for (int l = 0; l < L; l++) if (lora[l][m.ordinal()] != null) r = Math.max(r, lora[l][m.ordinal()].r());
                     if (r == 0) continue;
@@ -197,7 +198,7 @@ public final class TrainModel {
             dh = new float[N * rMax];
             dxd = dropout > 0 ? new float[N * inMax] : null;
             int outMax = 1;
-            for (LinearModule m : LinearModule.values()) outMax = Math.max(outMax, m.out(c));
+            for (Projection m : Projection.values()) outMax = Math.max(outMax, m.out(c));
             du = dora ? new float[N * outMax] : null;
         } else {
             lora = null; dA = null; dB = null; h = null; xd = null; mask = null; scale = null; dropout = 0;
@@ -221,7 +222,7 @@ public final class TrainModel {
         }
     }
 
-    private void attach(int l, LinearModule m, LoraWeights lw, float s) {
+    private void attach(int l, Projection m, LoraWeights lw, float s) {
         lora[l][m.ordinal()] = lw;
         scale[l][m.ordinal()] = s;
         dA[l][m.ordinal()] = new float[lw.a().length];
@@ -245,11 +246,11 @@ public final class TrainModel {
     public List<Param> params() { return params; }
 
     /// The adapter of (layer, module), or null; LoRA only.
-    public LoraWeights adapter(int layer, LinearModule m) { return lora == null ? null : lora[layer][m.ordinal()]; }
+    public LoraWeights adapter(int layer, Projection m) { return lora == null ? null : lora[layer][m.ordinal()]; }
 
     /// PiSSA's initial factors A0, B0 of (layer, module), or null (not PiSSA, or no adapter there): with them
     /// [Pissa#convert] turns the trained adapter into a plain LoRA over the original base.
-    public LoraWeights pissaInit(int layer, LinearModule m) { return pissaInit == null ? null : pissaInit[layer][m.ordinal()]; }
+    public LoraWeights pissaInit(int layer, Projection m) { return pissaInit == null ? null : pissaInit[layer][m.ordinal()]; }
 
     /// Replaces adapter values (e.g. loaded from a checkpoint), keeping the arrays the optimizer holds.
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
@@ -315,7 +316,7 @@ public final class TrainModel {
     /// The DoRA norms are constants of a step (PEFT detaches them): recomputed from the current A and B.
     private void refreshDoraNorms() {
         for (int l = 0; l < L; l++)
-            for (LinearModule m : LinearModule.values()) {
+            for (Projection m : Projection.values()) {
                 LoraWeights lw = lora[l][m.ordinal()];
                 if (lw == null) continue;
                 DoraLinear.weightNorm(doraNorm[l][m.ordinal()], m.weight(weights.layers.get(l)), lw.a(), lw.b(), scale[l][m.ordinal()],
@@ -328,21 +329,21 @@ public final class TrainModel {
         LlamaWeights.Layer w = weights.layers.get(l);
         int s = checkpointing ? 0 : l, N = Bc * T;
         RmsNorm.forward(ln1[s], rstd1[s], resid[l], w.inputLayernorm(), N, C, eps);
-        linear(l, s, LinearModule.Q_PROJ, q[s], ln1[s], T, training, step);
-        linear(l, s, LinearModule.K_PROJ, k[s], ln1[s], T, training, step);
-        linear(l, s, LinearModule.V_PROJ, v[s], ln1[s], T, training, step);
+        linear(l, s, Projection.Q_PROJ, q[s], ln1[s], T, training, step);
+        linear(l, s, Projection.K_PROJ, k[s], ln1[s], T, training, step);
+        linear(l, s, Projection.V_PROJ, v[s], ln1[s], T, training, step);
         Rope.forward(q[s], cos, sin, Bc, T, NH, HS, 0);
         Rope.forward(k[s], cos, sin, Bc, T, KVH, HS, 0);
         long t0 = timing ? System.nanoTime() : 0;
         Attention.forward(gemm, attY[s], att[s], q[s], k[s], v[s], Bc, T, T, NH, KVH, HS, 0);
         if (timing) attentionNanos += System.nanoTime() - t0;
-        linear(l, s, LinearModule.O_PROJ, resid2[s], attY[s], T, training, step);
+        linear(l, s, Projection.O_PROJ, resid2[s], attY[s], T, training, step);
         add(resid2[s], resid[l], N * C);
         RmsNorm.forward(ln2[s], rstd2[s], resid2[s], w.postAttentionLayernorm(), N, C, eps);
-        linear(l, s, LinearModule.GATE_PROJ, gate[s], ln2[s], T, training, step);
-        linear(l, s, LinearModule.UP_PROJ, up[s], ln2[s], T, training, step);
+        linear(l, s, Projection.GATE_PROJ, gate[s], ln2[s], T, training, step);
+        linear(l, s, Projection.UP_PROJ, up[s], ln2[s], T, training, step);
         SwiGlu.forward(act[s], gate[s], up[s], N * F);
-        linear(l, s, LinearModule.DOWN_PROJ, resid[l + 1], act[s], T, training, step);
+        linear(l, s, Projection.DOWN_PROJ, resid[l + 1], act[s], T, training, step);
         add(resid[l + 1], resid2[s], N * C);
     }
 
@@ -353,18 +354,18 @@ public final class TrainModel {
         // resid[l+1] = resid2 + down(act)
         System.arraycopy(dres, 0, dres2, 0, N * C);
         Arrays.fill(dact, 0, N * F, 0f);
-        linearBackward(l, s, LinearModule.DOWN_PROJ, dact, dres, act[s], T);
+        linearBackward(l, s, Projection.DOWN_PROJ, dact, dres, act[s], T);
         Arrays.fill(dgate, 0, N * F, 0f);
         Arrays.fill(dup, 0, N * F, 0f);
         SwiGlu.backward(dgate, dup, dact, gate[s], up[s], N * F);
         Arrays.fill(dln, 0, N * C, 0f);
-        linearBackward(l, s, LinearModule.UP_PROJ, dln, dup, ln2[s], T);
-        linearBackward(l, s, LinearModule.GATE_PROJ, dln, dgate, ln2[s], T);
+        linearBackward(l, s, Projection.UP_PROJ, dln, dup, ln2[s], T);
+        linearBackward(l, s, Projection.GATE_PROJ, dln, dgate, ln2[s], T);
         RmsNorm.backward(dres2, gradOf.get(w.postAttentionLayernorm()), dln, resid2[s], w.postAttentionLayernorm(), rstd2[s], N, C);
         // resid2 = resid[l] + o(attention(rope(q), rope(k), v))
         System.arraycopy(dres2, 0, dres, 0, N * C);
         Arrays.fill(dattY, 0, N * qDim, 0f);
-        linearBackward(l, s, LinearModule.O_PROJ, dattY, dres2, attY[s], T);
+        linearBackward(l, s, Projection.O_PROJ, dattY, dres2, attY[s], T);
         Arrays.fill(dq, 0, N * qDim, 0f);
         Arrays.fill(dk, 0, N * kvDim, 0f);
         Arrays.fill(dv, 0, N * kvDim, 0f);
@@ -374,14 +375,14 @@ public final class TrainModel {
         Rope.backward(dq, cos, sin, Bc, T, NH, HS, 0);
         Rope.backward(dk, cos, sin, Bc, T, KVH, HS, 0);
         Arrays.fill(dln, 0, N * C, 0f);
-        linearBackward(l, s, LinearModule.V_PROJ, dln, dv, ln1[s], T);
-        linearBackward(l, s, LinearModule.K_PROJ, dln, dk, ln1[s], T);
-        linearBackward(l, s, LinearModule.Q_PROJ, dln, dq, ln1[s], T);
+        linearBackward(l, s, Projection.V_PROJ, dln, dv, ln1[s], T);
+        linearBackward(l, s, Projection.K_PROJ, dln, dk, ln1[s], T);
+        linearBackward(l, s, Projection.Q_PROJ, dln, dq, ln1[s], T);
         RmsNorm.backward(dres, gradOf.get(w.inputLayernorm()), dln, resid[l], w.inputLayernorm(), rstd1[s], N, C);
     }
 
     /// y = x·Wᵀ + b, plus the adapter's s·B·A·drop(x) when the module has one.   y: (N, out)   x: (N, in)
-    private void linear(int l, int s, LinearModule m, float[] y, float[] x, int T, boolean training, long step) {
+    private void linear(int l, int s, Projection m, float[] y, float[] x, int T, boolean training, long step) {
         LlamaWeights.Layer w = weights.layers.get(l);
         int N = Bc * T, in = m.in(config), out = m.out(config);
         if (quantBase != null) QuantLinear.forward(gemm, y, x, quantBase[l][m.ordinal()], m.bias(w), quantScratch, N, in, out);
@@ -399,7 +400,7 @@ public final class TrainModel {
     }
 
     /// Mirrors `linear`: dx += dy·W (+ the adapter's path), and dW, db when the base weight is trained.
-    private void linearBackward(int l, int s, LinearModule m, float[] dx, float[] dy, float[] x, int T) {
+    private void linearBackward(int l, int s, Projection m, float[] dx, float[] dy, float[] x, int T) {
         LlamaWeights.Layer w = weights.layers.get(l);
         int N = Bc * T, in = m.in(config), out = m.out(config);
         float[] W = m.weight(w);

@@ -1,12 +1,13 @@
 package org.peft4j.train.estimate;
 
+import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.layers.Attention;
 import org.peft4j.model.llama.LayerTensor;
-import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.quant.QuantLinear;
-import org.peft4j.train.engine.LinearModule;
+import org.peft4j.train.engine.Projection;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.optim.AdamW8bit;
 
@@ -91,9 +92,9 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
             case Method.Lora(LoraConfig lc) -> {
                 for (int l = 0; l < L; l++) {
                     if (!lc.transformsLayer(l)) continue;
-                    for (LinearModule m : LinearModule.values()) {
-                        if (!lc.targets(m.moduleName)) continue;
-                        long r = lc.rank(m.moduleName);
+                    for (Projection m : Projection.values()) {
+                        if (!lc.targets(m.module)) continue;
+                        long r = lc.rank(m.module);
                         out.add(r * m.in(c));
                         out.add(m.out(c) * r);
                     }
@@ -183,10 +184,10 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         if (method instanceof Method.Lora(LoraConfig lc)) {
             boolean dropout = lc.loraDropout() > 0;
             int rMax = 1, inMax = 1;
-            for (LinearModule m : LinearModule.values()) {
+            for (Projection m : Projection.values()) {
                 int r = 0;
                 for (int l = 0; l < c.numHiddenLayers(); l++)
-                    if (lc.transformsLayer(l) && lc.targets(m.moduleName)) r = Math.max(r, lc.rank(m.moduleName));
+                    if (lc.transformsLayer(l) && lc.targets(m.module)) r = Math.max(r, lc.rank(m.module));
                 if (r == 0) continue;
                 floats += slots * (N * r + (dropout ? 2 * N * m.in(c) : 0));
                 rMax = Math.max(rMax, r);
@@ -196,7 +197,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         }
         if (quantized) {
             long tile = 0;
-            for (LinearModule m : LinearModule.values()) tile = Math.max(tile, QuantLinear.scratchSize(m.in(c), m.out(c)));
+            for (Projection m : Projection.values()) tile = Math.max(tile, QuantLinear.scratchSize(m.in(c), m.out(c)));
             floats += tile;
         }
         return 4 * floats;

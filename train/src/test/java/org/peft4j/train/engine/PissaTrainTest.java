@@ -1,5 +1,6 @@
 package org.peft4j.train.engine;
 
+import org.peft4j.model.llama.Projection;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -11,8 +12,8 @@ import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.Models;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraConfig;
-import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.QuantType;
 import org.peft4j.testkit.Assert;
@@ -80,9 +81,9 @@ class PissaTrainTest {
             TrainModel tm = new TrainModel(w, new Method.Lora(pissa(niter)), GEMM, B, T, false, 7);
             // the base arrays now hold the residual, and the adapter is the principal part (B ≠ 0, unlike plain LoRA)
             assertFalse(Arrays.equals(original.layers.get(0).wq(), w.layers.get(0).wq()), "q_proj was not rewritten");
-            LoraWeights q0 = tm.adapter(0, LinearModule.Q_PROJ);
+            LoraWeights q0 = tm.adapter(0, Projection.Q_PROJ);
             assertTrue(norm(q0.b()) > 0, "PiSSA's B starts non-zero");
-            assertArrayEquals(q0.a(), tm.pissaInit(0, LinearModule.Q_PROJ).a());
+            assertArrayEquals(q0.a(), tm.pissaInit(0, Projection.Q_PROJ).a());
             tm.forward(tok, null, T, false, 0);
             Assert.assertClose("PiSSA at init (niter " + niter + ") vs original base", ref, tm.logits(), LOGIT_ATOL, LOGIT_RTOL);
         }
@@ -105,7 +106,7 @@ class PissaTrainTest {
         TrainModel m = Trainer.model(cfg, w, GEMM, Math.max(T, Math.min(cfg.i("cutoff_len"), data.maxLength())));
         new Trainer(cfg, m, data.train(), data.eval(), out, dir.toString(), null).padId(data.padId()).run();
 
-        LoraWeights trained = m.adapter(2, LinearModule.DOWN_PROJ), initial = m.pissaInit(2, LinearModule.DOWN_PROJ);
+        LoraWeights trained = m.adapter(2, Projection.DOWN_PROJ), initial = m.pissaInit(2, Projection.DOWN_PROJ);
         assertFalse(Arrays.equals(trained.b(), initial.b()), "training did not move the adapter; the comparison would be vacuous");
         var om = new ObjectMapper();
         var native_ = om.readTree(out.resolve("adapter_config.json").toFile());

@@ -7,7 +7,7 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Gemms;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
-import org.peft4j.model.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantType;

@@ -8,8 +8,8 @@ import org.peft4j.model.Models;
 import org.peft4j.model.layers.CrossEntropy;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.model.llama.LlamaWeights;
-import org.peft4j.model.lora.LoraConfig;
-import org.peft4j.model.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.testkit.Assert;
 import org.peft4j.testkit.Shared;
 

@@ -1,9 +1,10 @@
-package org.peft4j.model.lora;
+package org.peft4j.model.adapter.lora;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Peft4jException.FormatException;
 import org.peft4j.formats.json.PyJson;
 import org.peft4j.formats.safetensors.SafeTensors;
@@ -233,11 +234,7 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
 
     /// The transformers submodule holding a Llama linear layer.
     static String parent(String module) {
-        return switch (module) {
-            case "q_proj", "k_proj", "v_proj", "o_proj" -> "self_attn";
-            case "gate_proj", "up_proj", "down_proj" -> "mlp";
-            case null, default -> throw new ConfigException("module '" + module + "' is not a Llama linear layer; expected one of " + LoraConfig.ALL_LINEAR);
-        };
+        return Projection.of(module).parent;
     }
 
     private static JsonNode parse(Path file) {

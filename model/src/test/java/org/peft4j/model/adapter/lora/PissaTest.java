@@ -1,4 +1,4 @@
-package org.peft4j.model.lora;
+package org.peft4j.model.adapter.lora;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;

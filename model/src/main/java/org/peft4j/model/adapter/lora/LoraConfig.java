@@ -1,6 +1,7 @@
-package org.peft4j.model.lora;
+package org.peft4j.model.adapter.lora;
 
 import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.llama.Projection;
 
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -35,8 +36,7 @@ public record LoraConfig(int r, double loraAlpha, double loraDropout, List<Strin
 
     /// Every linear layer of a Llama block: what LLaMA-Factory's `lora_target: all` and PEFT's "all-linear" mean
     /// (lm_head excluded).
-    public static final List<String> ALL_LINEAR =
-            List.of("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj");
+    public static final List<String> ALL_LINEAR = Projection.MODULE_NAMES;
 
     /// PEFT's `init_lora_weights`. OLoRA, LoftQ, EVA, CorDA and orthogonal init are not supported.
     public enum Init {

@@ -1,4 +1,4 @@
-package org.peft4j.model.lora;
+package org.peft4j.model.adapter.lora;
 
 import org.peft4j.core.Peft4jException.FormatException;
 
