@@ -14,7 +14,6 @@ import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.train.data.Batcher;
 import org.peft4j.train.data.TokenizedExample;
-import org.peft4j.train.engine.Projection;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;

@@ -7,7 +7,6 @@ import org.peft4j.model.layers.Attention;
 import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.quant.QuantLinear;
-import org.peft4j.train.engine.Projection;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.optim.AdamW8bit;
 
