@@ -15,14 +15,9 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
-/// The adapters registered over one base model's weights, and the two ways of using one:
-/// - unmerged ([#use], then [#forward] after each base Linear): y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ, or DoRA's
-///   g⊙(x·(W0 + s·B·A)ᵀ) + b with g = m/‖W0 + s·B·A‖ per output row. Switching costs nothing; the base is untouched.
-/// - merged ([#merge] / [#unmerge]): W0 + s·B·A (DoRA: g·(W0 + s·B·A)) written into the base arrays in place.
-///
-/// Owns the adapter path's scratch, planned per (B, Tmax) by [#plan]: h (N, r) and DoRA's u (N, out); the decode
-/// step allocates nothing. DoRA's norms ‖W0 + s·B·A‖ are computed on an adapter's first activation and kept.
-/// Not thread-safe: while an adapter is active, run one forward at a time (the scratch is shared).
+/// The adapters registered by name over one base model's weights, and merging: [#merge] / [#unmerge] write
+/// W0 + s·B·A (DoRA: g·(W0 + s·B·A)) into the base arrays in place; [#mergedCopy] leaves them alone.
+/// Unmerged use needs no registration: a [LoadedAdapter] is a value passed per row to the decoder's forward.
 /// Math: [LoraLinear], [DoraLinear]; reference PEFT `tuners/lora/layer.py`, `dora.py` (specs §2.3, §2.4).
 public final class AdapterSet {
     private static final int P = Projection.values().length;
@@ -30,15 +25,10 @@ public final class AdapterSet {
     private final LlamaWeights base;
     private final Gemm gemm;
     private final Map<String, Entry> entries = new LinkedHashMap<>();
-    private Entry active;               // null: the base model
     private Merged merged;              // the adapter written into the base weights, or null
-    private int rowsPlanned;            // the largest N = B·Tmax planned for
-    private float[] h = new float[0];   // (N, max r) h = x·Aᵀ
-    private float[] u = new float[0];   // (N, max out) DoRA's u = x·Vᵀ; empty without DoRA adapters
 
     private static final class Entry {
         final LoadedAdapter adapter;
-        float[][][] norm;               // (L)(7)(out) DoRA ‖W0 + s·B·A‖ per row, from the first activation; null before
         Entry(LoadedAdapter adapter) { this.adapter = adapter; }
     }
 
@@ -63,13 +53,11 @@ public final class AdapterSet {
         if (entries.containsKey(a.name))
             throw new ConfigException("an adapter named '" + a.name + "' is already registered (" + entries.get(a.name).adapter.source + "); pick another name or remove it first");
         entries.put(a.name, new Entry(a));
-        grow();
     }
 
     /// Unregisters `name`; it must be neither active nor merged.
     public void remove(String name) {
         Entry e = entry(name);
-        if (e == active) throw new ConfigException("adapter '" + name + "' is active; switch to another (or the base, null) before removing it");
         if (merged != null && merged.adapter == e.adapter) throw new ConfigException("adapter '" + name + "' is merged into the base weights; unmerge it before removing it");
         entries.remove(name);
     }
@@ -78,49 +66,6 @@ public final class AdapterSet {
 
     /// Registered names, in registration order.
     public List<String> names() { return new ArrayList<>(entries.keySet()); }
-
-    // ---------------------------------------------------------------- unmerged use
-
-    /// Makes `name` the adapter applied by [#forward], or the base model for null. Not allowed while one is merged.
-    /// A DoRA adapter's weight norms are computed here on its first activation, from the (unmerged) base weights.
-    public void use(String name) {
-        if (name == null) { active = null; return; }
-        Entry e = entry(name);
-        if (merged != null)
-            throw new ConfigException("adapter '" + merged.adapter.name + "' is merged into the base weights; unmerge() it before using adapter '" + name + "' unmerged");
-        if (e.adapter.dora() && e.norm == null) e.norm = norms(e.adapter);
-        active = e;
-    }
-
-    /// The active adapter, or null for the base model.
-    public LoadedAdapter active() { return active == null ? null : active.adapter; }
-
-    /// Plans the scratch for forwards of up to `rows` = B·Tmax rows (called when activations are allocated).
-    public void plan(int rows) {
-        rowsPlanned = Math.max(rowsPlanned, rows);
-        grow();
-    }
-
-    /// Adds the active adapter's output into y, which holds the base output of `projection` in `layer`:
-    /// y += s·(x·Aᵀ)·Bᵀ (LoRA), or DoRA's [DoraLinear#forward]. No-op without an active adapter or for an
-    /// unadapted layer. y: (N, out)   x: (N, in), the input the base Linear read
-    public void forward(float[] y, float[] x, int layer, Projection projection, int N) {
-        Entry e = active;
-        if (e == null) return;
-        LoadedAdapter.Module m = e.adapter.module(layer, projection);
-        if (m == null) return;
-        LoraWeights w = m.weights();
-        int K = w.in(), M = w.out(), r = w.r();
-        if (N > rowsPlanned)
-            throw new ConfigException("a forward of " + N + " rows with adapter '" + e.adapter.name + "', but its scratch was planned for "
-                    + rowsPlanned + "; allocate the activations with LlamaModel.newActivations");
-        if (w.magnitude() == null) {
-            LoraLinear.forward(gemm, y, h, x, w.a(), w.b(), m.scaling(), N, K, M, r);
-        } else {
-            float[] w0 = base.layers.get(layer).get(projection.weight);
-            DoraLinear.forward(gemm, y, h, u, e.norm[layer][projection.ordinal()], x, w0, w.a(), w.b(), w.magnitude(), m.scaling(), N, K, M, r);
-        }
-    }
 
     // ---------------------------------------------------------------- merged use
 
@@ -131,7 +76,6 @@ public final class AdapterSet {
         Entry e = entry(name);
         if (merged != null)
             throw new ConfigException("adapter '" + merged.adapter.name + "' is already merged; unmerge() it before merging '" + name + "'");
-        active = null;
         merged = new Merged(e.adapter, mergeInto(gemm, base, e.adapter));
     }
 
@@ -189,31 +133,6 @@ public final class AdapterSet {
             }
         }
         return factor;
-    }
-
-    /// DoRA's ‖W0 + s·B·A‖ per output row of every adapted module (its contract: a constant while A and B are).
-    private float[][][] norms(LoadedAdapter a) {
-        float[][][] norm = new float[base.layers.size()][P][];
-        for (LoadedAdapter.Module m : a.modules()) {
-            LoraWeights w = m.weights();
-            float[] n = norm[m.layer()][m.projection().ordinal()] = new float[w.out()];
-            DoraLinear.weightNorm(n, base.layers.get(m.layer()).get(m.projection().weight), w.a(), w.b(), m.scaling(), w.out(), w.in(), w.r());
-        }
-        return norm;
-    }
-
-    /// Sizes h and u for rowsPlanned rows and the widest registered adapter; reallocates only when they grow.
-    private void grow() {
-        int r = 0, out = 0;
-        for (Entry e : entries.values()) {
-            r = Math.max(r, e.adapter.maxRank());
-            if (e.adapter.dora()) out = Math.max(out, e.adapter.maxOut());
-        }
-        long hn = (long) rowsPlanned * r, un = (long) rowsPlanned * out;
-        if (hn > Integer.MAX_VALUE || un > Integer.MAX_VALUE)
-            throw new ConfigException("adapter scratch for " + rowsPlanned + " rows × r " + r + " / out " + out + " is too large for one array; lower B·Tmax");
-        if (h.length < hn) h = new float[(int) hn];
-        if (u.length < un) u = new float[(int) un];
     }
 
     private Entry entry(String name) {

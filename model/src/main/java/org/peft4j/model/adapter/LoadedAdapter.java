@@ -3,6 +3,7 @@ package org.peft4j.model.adapter;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 
@@ -117,6 +118,40 @@ public final class LoadedAdapter {
 
     /// The largest out size over its modules: the width of DoRA's u scratch.
     public int maxOut() { return maxOut; }
+
+    /// LoRA dropout probability (applied to this adapter's input only in a training forward).
+    public float dropout() { return (float) peft.config().loraDropout(); }
+
+    // DoRA: ‖W0 + s·B·A‖ per output row of every module, (L)(7)(out); null until first used.
+    private float[][][] doraNorm;
+
+    /// DoRA's weight norm ‖W0 + s·B·A‖ per output row of (layer, p), computed over `base` for all modules on first
+    /// use and then kept: PEFT treats it as a constant (detached) for fixed A and B. A trained adapter changes A and
+    /// B every step: call [#refreshDoraNorms] before each forward. `base` must hold float32 weights for the
+    /// adapted projections (DoRA over a 16-bit or 4-bit base is refused).
+    public float[] doraNorm(int layer, Projection p, LlamaWeights base) {
+        if (doraNorm == null) {
+            synchronized (this) { if (doraNorm == null) refreshDoraNorms(base); }
+        }
+        return doraNorm[layer][p.ordinal()];
+    }
+
+    /// Recomputes every module's DoRA weight norm from the current A, B and `base`'s float32 weights.
+    public synchronized void refreshDoraNorms(LlamaWeights base) {
+        float[][][] n = doraNorm != null ? doraNorm : new float[modules.length][Projection.values().length][];
+        for (Module m : list) {
+            LoraWeights w = m.weights();
+            if (w.magnitude() == null) continue;
+            float[] w0 = base.layers.get(m.layer()).get(m.projection().weight);
+            if (w0 == null)
+                throw new ConfigException(this + ": DoRA needs the float32 base weight of layer " + m.layer() + " " + m.projection().module
+                        + ", but this base holds it quantized or in 16 bits; load the model in float32 or use a plain LoRA adapter");
+            float[] dst = n[m.layer()][m.projection().ordinal()];
+            if (dst == null) dst = n[m.layer()][m.projection().ordinal()] = new float[w.out()];
+            org.peft4j.model.adapter.lora.DoraLinear.weightNorm(dst, w0, w.a(), w.b(), m.scaling(), w.out(), w.in(), w.r());
+        }
+        doraNorm = n;
+    }
 
     @Override public String toString() { return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")"; }
 }

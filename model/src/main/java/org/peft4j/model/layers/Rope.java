@@ -29,6 +29,11 @@ public final class Rope {
         rotate(x, cos, sin, B, T, nHeads, HS, pos0, 1f);
     }
 
+    /// In place, one row of a batch: x[off, off + T·nHeads·HS) holds T tokens at positions pos0 + t.
+    public static void forwardRow(float[] x, int off, float[] cos, float[] sin, int T, int nHeads, int HS, int pos0) {
+        rotate(x, off, cos, sin, 1, T, nHeads, HS, pos0, 1f);
+    }
+
     /// In place: dx ← Rᵀ·dx. The rotation is orthogonal, so its backward is the rotation by −angle.
     /// Overwrites dx (the gradient w.r.t. the rotated q or k) with the gradient w.r.t. the unrotated input;
     /// shapes as in [#forward], same pos0 as the forward (0 in training).
@@ -38,12 +43,16 @@ public final class Rope {
 
     /// rotation by angle·sign; sign −1 is the inverse (and the transpose), which is the backward.
     static void rotate(float[] x, float[] cos, float[] sin, int B, int T, int nHeads, int HS, int pos0, float sign) {
+        rotate(x, 0, cos, sin, B, T, nHeads, HS, pos0, sign);
+    }
+
+    static void rotate(float[] x, int off, float[] cos, float[] sin, int B, int T, int nHeads, int HS, int pos0, float sign) {
         int h = HS / 2;
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++) {
                 int tab = (pos0 + t) * h;
                 for (int hd = 0; hd < nHeads; hd++) {
-                    int o = ((b * T + t) * nHeads + hd) * HS;
+                    int o = off + ((b * T + t) * nHeads + hd) * HS;
                     for (int i = 0; i < h; i++) {
                         float c = cos[tab + i], s = sign * sin[tab + i];
                         float x1 = x[o + i], x2 = x[o + i + h];

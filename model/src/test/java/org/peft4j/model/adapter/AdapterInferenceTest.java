@@ -215,7 +215,7 @@ class AdapterInferenceTest {
         float[] fromCopy = new LlamaModel(copy, ScalarGemm.INSTANCE).logits(ids);
 
         model.merge("a");
-        assertNull(model.adapters().active(), "merging switches the unmerged adapter off");
+        assertNull(model.activeAdapter(), "merging switches the unmerged adapter off");
         assertEquals("a", model.adapters().merged());
         float[] merged = model.logits(ids);
         System.out.printf("%s %s: max |unmerged - merged| %.2e%n", name, dora ? "DoRA" : "LoRA", maxAbsDiff(unmerged, merged));

@@ -1,22 +1,27 @@
 package org.peft4j.train.estimate;
 
-import org.peft4j.model.llama.Projection;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
-import org.peft4j.model.layers.Attention;
+import org.peft4j.model.llama.Activations;
+import org.peft4j.model.llama.KvCache;
 import org.peft4j.model.llama.LayerTensor;
+import org.peft4j.model.llama.Projection;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.quant.QuantLinear;
 import org.peft4j.train.engine.Method;
+import org.peft4j.train.engine.TrainModel;
 import org.peft4j.train.optim.AdamW8bit;
 
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
 
 /// Peak memory of a training run, per component, predicted from the config before anything is allocated
-/// (`./peft4j estimate`). Every count mirrors an allocation: activations and scratch are `TrainModel`'s constructor
-/// buffer by buffer (so [#trainModelActivationBytes] equals `TrainModel.activationBytes()`), adapters and gradients
+/// (`./peft4j estimate`). Every count mirrors an allocation: activations and scratch are read from the plan the decoder
+/// allocates from ([TrainModel#plan], [Activations#bytesByName]), so [#trainModelActivationBytes] equals
+/// `TrainModel.activationBytes()` by construction; adapters and gradients
 /// its `params()`, optimizer state `AdamW` / [AdamW8bit] / `PagedAdamW`. QLoRA weights are bitsandbytes' NF4 layout
 /// (specs.md §1.2-1.5): packed codes, absmax (double-quantized: 8-bit codes + per-256 float absmax + map).
 /// What no array count can give, the JVM itself, is one calibrated constant, [#RUNTIME_BYTES].
@@ -44,8 +49,9 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
 
     public long total() { return weights + adapters + gradients + optimizer + activations + logits + scratch + runtime; }
 
-    /// What `TrainModel.activationBytes()` counts: activations, gradient scratch and logits.
-    public long trainModelActivationBytes() { return activations + logits; }
+    /// What `TrainModel.activationBytes()` counts: the whole activation plan (activations, gradient, adapter and
+    /// base-weight scratch) and the loss buffers.
+    public long trainModelActivationBytes() { return activations + logits + scratch; }
 
     /// `method`: lora | qlora | full | freeze. `targets`: LoRA target modules (`all` = every linear); for freeze the
     /// trainable modules (`all`, `self_attn`, `mlp`), with LLaMA-Factory's default of the last 2 layers.
@@ -73,15 +79,31 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long gradients = 4 * sum(trainable);
         long optimizer = 0;
         for (long n : trainable) optimizer += optimizerBytes(optim, n);
-        long withCkpt = activationFloats(c, batch, seq, true), without = activationFloats(c, batch, seq, false);
         long N = (long) batch * seq;
         long logits = 4 * N * c.vocabSize();
-        long act = 4 * (checkpointing ? withCkpt : without) - logits;
-        long other = 4 * (checkpointing ? without : withCkpt) - logits;
-        return new MemoryEstimate(weightBytes(c, quantized, quantBlockSize, doubleQuant), adapters, gradients, optimizer, act, logits,
-                scratchBytes(c, method, quantized, batch, seq, checkpointing), RUNTIME_BYTES,
-                8L * c.numHiddenLayers() * batch * seq * c.kvDim(), checkpointing, other);
+        long lse = TrainModel.lossBytes(c, batch, seq) - logits;
+        long[] with = planBytes(c, method, quantized, batch, seq, true), without = planBytes(c, method, quantized, batch, seq, false);
+        long[] mine = checkpointing ? with : without, other = checkpointing ? without : with;
+        return new MemoryEstimate(weightBytes(c, quantized, quantBlockSize, doubleQuant), adapters, gradients, optimizer, mine[0] + lse, logits,
+                mine[1], RUNTIME_BYTES, KvCache.bytes(c, batch, seq), checkpointing, other[0] + lse);
     }
+
+    /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
+    /// gradient scratch, adapter and base-weight scratch}.
+    static long[] planBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
+        int tile = 0;
+        if (quantized) for (Projection m : Projection.values()) tile = Math.max(tile, QuantLinear.scratchSize(m.in(c), m.out(c)));
+        Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile);
+        long act = 0, scratch = 0;
+        for (var e : bytes.entrySet()) {
+            if (SCRATCH.contains(e.getKey())) scratch += e.getValue();
+            else act += e.getValue();
+        }
+        return new long[] {act, scratch};
+    }
+
+    /// The plan's buffers reported as scratch rather than activations: adapter paths, RoPE tables, base-weight tiles.
+    private static final Set<String> SCRATCH = Set.of("h", "u", "xd", "mask", "dh", "dxd", "du", "cos", "sin", "baseScratch");
 
     /// Element counts of the trainable tensors in `TrainModel.params()` order.
     static List<Long> trainable(LlamaConfig c, Method method) {
@@ -127,24 +149,6 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         };
     }
 
-    /// Floats (lse doubles count 2) of TrainModel's activation and gradient buffers, logits included.
-    static long activationFloats(LlamaConfig c, int B, int T, boolean checkpointing) {
-        long N = (long) B * T, C = c.hiddenSize(), F = c.intermediateSize(), V = c.vocabSize();
-        long Q = c.qDim(), KV = c.kvDim(), NH = c.numAttentionHeads();
-        int L = c.numHiddenLayers(), slots = checkpointing ? 1 : L;
-        long resid = (L + 1) * N * C;
-        long perSlot = 2 * N * C          // ln1, ln2
-                + 2 * N                   // rstd1, rstd2
-                + N * Q + 2 * N * KV      // q, k, v
-                + B * NH * T * T          // att
-                + N * Q + N * C           // attY, resid2
-                + 3 * N * F;              // gate, up, act
-        long head = N * C + N + N * V + 2 * N;                  // lnf, rstdf, logits, lse (double)
-        long grads = 3 * N * C + 2 * N * Q + 2 * N * KV + 3 * N * F   // dres, dres2, dln, dq, dattY, dk, dv, dgate, dup, dact
-                + Attention.backwardScratchSize(B, T, c.numAttentionHeads(), c.headDim());
-        return resid + slots * perSlot + head + grads;
-    }
-
     /// Base weights: float32, or NF4 linears (packed codes + absmax, specs.md §1.2-1.4) and float32 for the rest.
     static long weightBytes(LlamaConfig c, boolean quantized, int blockSize, boolean doubleQuant) {
         long VC = (long) c.vocabSize() * c.hiddenSize();
@@ -172,34 +176,6 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
             case Q_PROJ, K_PROJ, V_PROJ, O_PROJ, GATE_PROJ, UP_PROJ, DOWN_PROJ -> true;
             default -> false;
         };
-    }
-
-    /// TrainModel's buffers outside activationBytes(): LoRA h (and dropout copies and masks) per slot and module,
-    /// dh, dxd, the RoPE tables, and for a 4-bit base the dequantization tile.
-    static long scratchBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
-        long N = (long) B * T;
-        int slots = checkpointing ? 1 : c.numHiddenLayers();
-        long floats = 2L * (T * (long) c.headDim() / 2);     // cos, sin
-        if (method instanceof Method.Lora(LoraConfig lc)) {
-            boolean dropout = lc.loraDropout() > 0;
-            int rMax = 1, inMax = 1;
-            for (Projection m : Projection.values()) {
-                int r = 0;
-                for (int l = 0; l < c.numHiddenLayers(); l++)
-                    if (lc.transformsLayer(l) && lc.targets(m.module)) r = Math.max(r, lc.rank(m.module));
-                if (r == 0) continue;
-                floats += slots * (N * r + (dropout ? 2 * N * m.in(c) : 0));
-                rMax = Math.max(rMax, r);
-                inMax = Math.max(inMax, m.in(c));
-            }
-            floats += N * rMax + (dropout ? N * inMax : 0);
-        }
-        if (quantized) {
-            long tile = 0;
-            for (Projection m : Projection.values()) tile = Math.max(tile, QuantLinear.scratchSize(m.in(c), m.out(c)));
-            floats += tile;
-        }
-        return 4 * floats;
     }
 
     private static long numel(long[] shape) {

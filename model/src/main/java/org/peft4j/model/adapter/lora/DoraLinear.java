@@ -35,12 +35,19 @@ public final class DoraLinear {
     /// y: (N, M)   h: (N, r), kept   u: (N, M), kept = xd·Vᵀ   norm: (M) from [#weightNorm]   xd: (N, K), kept
     public static void forward(Gemm gemm, float[] y, float[] h, float[] u, float[] norm, float[] xd,
                                float[] w0, float[] a, float[] b, float[] m, float s, int N, int K, int M, int r) {
-        gemm.sgemm(false, true, N, r, K, 1f, xd, 0, K, a, 0, K, 0f, h, 0, r);   // h = xd·Aᵀ
-        gemm.sgemm(false, true, N, M, K, 1f, xd, 0, K, w0, 0, K, 0f, u, 0, M);  // u = xd·W0ᵀ
-        for (int i = 0; i < N * M; i++) y[i] -= u[i];                           // y −= u
-        gemm.sgemm(false, true, N, M, r, s, h, 0, r, b, 0, r, 1f, u, 0, M);     // u += s·h·Bᵀ
-        for (int n = 0; n < N; n++)                                             // y += g⊙u
-            for (int i = 0; i < M; i++) y[n * M + i] += m[i] / norm[i] * u[n * M + i];
+        forward(gemm, y, h, u, norm, xd, w0, a, b, m, s, 0, N, K, M, r);
+    }
+
+    /// As above over rows [row0, row0 + N) of y, h, u and xd (a run of batch rows that share this adapter).
+    public static void forward(Gemm gemm, float[] y, float[] h, float[] u, float[] norm, float[] xd,
+                               float[] w0, float[] a, float[] b, float[] m, float s, int row0, int N, int K, int M, int r) {
+        int ho = row0 * r, yo = row0 * M;
+        gemm.sgemm(false, true, N, r, K, 1f, xd, row0 * K, K, a, 0, K, 0f, h, ho, r);   // h = xd·Aᵀ
+        gemm.sgemm(false, true, N, M, K, 1f, xd, row0 * K, K, w0, 0, K, 0f, u, yo, M);  // u = xd·W0ᵀ
+        for (int i = yo; i < yo + N * M; i++) y[i] -= u[i];                             // y −= u
+        gemm.sgemm(false, true, N, M, r, s, h, ho, r, b, 0, r, 1f, u, yo, M);           // u += s·h·Bᵀ
+        for (int n = 0; n < N; n++)                                                     // y += g⊙u
+            for (int i = 0; i < M; i++) y[yo + n * M + i] += m[i] / norm[i] * u[yo + n * M + i];
     }
 
     /// Forward mirrored, norm held constant (detached):

@@ -10,9 +10,14 @@ public final class Dropout {
 
     /// xd, mask, x: (n). mask is kept for backward. The random stream is `rng`'s, so a seed reproduces it.
     public static void forward(float[] xd, float[] mask, float[] x, float p, RandomGenerator rng, int n) {
+        forward(xd, mask, x, p, 0, rng, n);
+    }
+
+    /// As above over elements [off, off + n) of xd, mask and x.
+    public static void forward(float[] xd, float[] mask, float[] x, float p, int off, RandomGenerator rng, int n) {
         assert p >= 0 && p <= 1 : "dropout p = " + p;
         float keep = p >= 1 ? 0f : 1f / (1f - p); // torch: p = 1 drops everything
-        for (int i = 0; i < n; i++) {
+        for (int i = off; i < off + n; i++) {
             mask[i] = rng.nextFloat() < p ? 0f : keep;
             xd[i] = x[i] * mask[i];
         }

@@ -21,8 +21,14 @@ public final class LoraLinear {
     /// y: (N, M)   h: (N, r), kept for backward   xd: (N, K) = drop(x), kept for backward   a: (r, K)   b: (M, r)
     public static void forward(Gemm gemm, float[] y, float[] h, float[] xd, float[] a, float[] b, float s,
                                int N, int K, int M, int r) {
-        gemm.sgemm(false, true, N, r, K, 1f, xd, 0, K, a, 0, K, 0f, h, 0, r);  // h = xd·Aᵀ
-        gemm.sgemm(false, true, N, M, r, s, h, 0, r, b, 0, r, 1f, y, 0, M);    // y += s·h·Bᵀ
+        forward(gemm, y, h, xd, a, b, s, 0, N, K, M, r);
+    }
+
+    /// As above over rows [row0, row0 + N) of y, h and xd (a run of batch rows that share this adapter).
+    public static void forward(Gemm gemm, float[] y, float[] h, float[] xd, float[] a, float[] b, float s,
+                               int row0, int N, int K, int M, int r) {
+        gemm.sgemm(false, true, N, r, K, 1f, xd, row0 * K, K, a, 0, K, 0f, h, row0 * r, r);  // h = xd·Aᵀ
+        gemm.sgemm(false, true, N, M, r, s, h, row0 * r, r, b, 0, r, 1f, y, row0 * M, M);    // y += s·h·Bᵀ
     }
 
     /// Forward mirrored: dB += s·dyᵀ·h, dh = s·dy·B, dA += dhᵀ·xd, dxd += dh·A. The first three run on
