@@ -3,7 +3,12 @@ package org.peft4j.model;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.formats.safetensors.ShardedSafeTensors;
+import org.peft4j.core.DType;
+import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LlamaModel;
+import org.peft4j.model.llama.Projection;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.model.weights.BaseWeight;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.llama.TensorSource;
 
@@ -11,7 +16,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 
 /// Loads a Hugging Face model folder: config.json + model.safetensors, or model.safetensors.index.json + shards.
-/// Weights are converted to float32 arrays; the mapping is closed when loading ends.
+/// [#loadWeights] converts every tensor to float32 (training, export); [#load] keeps linear weights in their stored
+/// dtype (inference). The mapping is closed when loading ends.
 public final class Models {
     private Models() {}
 
@@ -25,8 +31,36 @@ public final class Models {
         }
     }
 
-    /// A runnable model whose matrix products go through `gemm` (e.g. `Gemms.get("auto")`).
+    /// A runnable model whose matrix products go through `gemm` (e.g. `Gemms.get("auto")`), its linear weights kept
+    /// in their stored dtype: F32 as float32 arrays, BF16/F16 as 16-bit values converted tile by tile inside each
+    /// product (half the memory and memory traffic), a bitsandbytes 4-bit folder in 4 bits (never dequantized whole).
+    /// Embeddings, norms, biases and lm_head are float32. For training, merging in place or export, load float32
+    /// weights with [#loadWeights].
     public static LlamaModel load(Path dir, Gemm gemm) {
-        return new LlamaModel(loadWeights(dir), gemm);
+        if (QuantizedModel.isQuantized(dir)) return LlamaModel.of(QuantizedModel.load(dir), gemm);
+        if (!Files.isDirectory(dir))
+            throw new ConfigException(dir + " is not a directory; pass a Hugging Face model folder holding config.json and model.safetensors");
+        LlamaConfig c = LlamaConfig.read(dir);
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
+            TensorSource src = TensorSource.of(st::tensors, st::readFloats, st::bytes);
+            java.util.function.Predicate<String> half = name -> {
+                var t = st.tensors().get(name);
+                return t != null && isLinear(name) && (t.dtype() == DType.BF16 || t.dtype() == DType.F16);
+            };
+            LlamaWeights w = LlamaWeights.load(c, src, dir.toString(), half);
+            BaseWeight[][] lin = new BaseWeight[c.numHiddenLayers()][Projection.values().length];
+            for (int l = 0; l < lin.length; l++)
+                for (Projection p : Projection.values()) {
+                    float[] f = p.weight(w.layers.get(l));
+                    lin[l][p.ordinal()] = f != null ? BaseWeight.of(f, p.out(c), p.in(c))
+                            : BaseWeight.read(src, p.weightName(l), p.out(c), p.in(c));
+                }
+            return new LlamaModel(new Decoder(w, lin, gemm));
+        }
+    }
+
+    private static boolean isLinear(String name) {
+        for (Projection p : Projection.values()) if (name.endsWith("." + p.path() + ".weight")) return true;
+        return false;
     }
 }

@@ -103,6 +103,12 @@ public final class LlamaWeights {
     /// Loads and validates: each expected tensor must exist with its shape and a float dtype; extras are logged.
     /// Tied checkpoints may store the shared matrix under either name (tinystories-656k stores only `lm_head.weight`).
     public static LlamaWeights load(LlamaConfig c, TensorSource src, String where) {
+        return load(c, src, where, t -> false);
+    }
+
+    /// As [#load], leaving the layer tensors for which `elsewhere` is true null (checked and marked used, not read):
+    /// the caller holds them in another form (16-bit or 4-bit [org.peft4j.model.weights.BaseWeight]s).
+    public static LlamaWeights load(LlamaConfig c, TensorSource src, String where, java.util.function.Predicate<String> elsewhere) {
         Map<String, TensorInfo> infos = src.tensors();
         Set<String> used = new HashSet<>();
         Function<String, float[]> read = name -> {
@@ -135,7 +141,13 @@ public final class LlamaWeights {
         Layer[] layers = new Layer[c.numHiddenLayers()];
         for (int l = 0; l < layers.length; l++) {
             int layer = l;
-            layers[l] = Layer.of(t -> t.present(c) ? read.apply(t.name(layer)) : null);
+            layers[l] = Layer.of(t -> {
+                if (!t.present(c)) return null;
+                String name = t.name(layer);
+                if (!elsewhere.test(name)) return read.apply(name);
+                used.add(name);
+                return null;
+            });
         }
         float[] norm = read.apply(NORM);
         for (String name : infos.keySet())
