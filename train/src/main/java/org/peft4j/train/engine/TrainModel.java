@@ -238,18 +238,25 @@ public final class TrainModel {
 
     /// As [#forward(int[], int[], int, boolean, long)] for a batch of `rows` ≤ B sequences (an epoch's last batch).
     public double forward(int[] tokens, int[] targets, int rows, int T, boolean training, long step) {
+        forwardLogits(tokens, rows, T, training, step);
+        if (targets == null) return 0;
+        if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
+        long t0 = timing ? System.nanoTime() : 0;
+        double loss = CrossEntropy.forward(null, lse, logits, targets, Bc * T, V);
+        if (timing) lossNanos += System.nanoTime() - t0;
+        return loss;
+    }
+
+    /// The model part of a step without a loss: logits (rows, T, V) of every position, returned in [#logits()], for a
+    /// loss op other than cross-entropy (its gradient then goes to [#backwardLogits]).
+    public float[] forwardLogits(int[] tokens, int rows, int T, boolean training, long step) {
         if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
         this.Bc = rows;
-        checkBatch(tokens, targets, T);
-        int N = Bc * T;
+        checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
         decoder.logits(logits, acts, true);
-        if (targets == null) return 0;
-        long t0 = timing ? System.nanoTime() : 0;
-        double loss = CrossEntropy.forward(null, lse, logits, targets, N, V);
-        if (timing) lossNanos += System.nanoTime() - t0;
-        return loss;
+        return logits;
     }
 
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
@@ -259,15 +266,19 @@ public final class TrainModel {
         long t0 = timing ? System.nanoTime() : 0;
         CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
         if (timing) lossNanos += System.nanoTime() - t0;
-        decoder.backward(acts, tokens, logits, grads, noise(step));
+        backwardLogits(tokens, logits, step);
+    }
+
+    /// Backward of the last [#forwardLogits] from a loss op's gradient w.r.t. its logits, (rows, T, V).
+    public void backwardLogits(int[] tokens, float[] dlogits, long step) {
+        decoder.backward(acts, tokens, dlogits, grads, noise(step));
     }
 
     private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }
 
-    private void checkBatch(int[] tokens, int[] targets, int T) {
+    private void checkBatch(int[] tokens, int T) {
         if (T < 1 || T > Tmax) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
         if (tokens.length < Bc * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + Bc * T);
-        if (targets != null && targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
     }
 
     /// Bytes of activations, gradient scratch, adapter scratch and the loss buffers planned for (B, Tmax), for reports
