@@ -1,12 +1,15 @@
 package org.peft4j.testkit;
 
+import org.junit.jupiter.api.Assertions;
 import org.junit.jupiter.api.Assumptions;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
 
 /// Locates the read-only fixtures folder `../shared` (system property `peft4j.shared`, set by the build) and the
-/// project root (`peft4j.root`). A test that needs a missing fixture is skipped loudly, naming the path.
+/// project root (`peft4j.root`). A test that needs a missing fixture is skipped loudly, naming the path; under CI
+/// (environment `CI=true`, as `.ci/run` and most CI services set it) it fails instead, so that a checkout without
+/// the fixtures cannot pass the suite by skipping it.
 public final class Shared {
     private Shared() {}
 
@@ -23,15 +26,25 @@ public final class Shared {
         return p != null ? Path.of(p).toAbsolutePath().normalize() : root().resolve("../shared").normalize();
     }
 
-    /// A path under ../shared; skips the calling test (with a message on stderr) when it is missing.
-    public static Path require(String relative) {
-        Path p = dir().resolve(relative);
-        if (!Files.exists(p)) {
-            String msg = "SKIPPED: fixture " + p + " is missing; clone the project with the read-only 'shared' folder beside it";
-            System.err.println(msg);
-            Assumptions.abort(msg);
-        }
-        return p;
+    /// Whether this run is a CI run: the environment variable `CI` is `true` (any case).
+    public static boolean ci() { return ci(System.getenv("CI")); }
+
+    static boolean ci(String env) { return env != null && env.trim().equalsIgnoreCase("true"); }
+
+    /// A path under ../shared. When it is missing, skips the calling test (with the message on stderr), or fails it
+    /// under CI (see [#ci()]).
+    public static Path require(String relative) { return require(dir(), relative, ci()); }
+
+    /// [#require(String)] against a given fixtures folder and CI flag (the unit-testable core).
+    static Path require(Path dir, String relative, boolean ci) {
+        Path p = dir.resolve(relative);
+        if (Files.exists(p)) return p;
+        String where = "fixture " + p + " is missing; put the read-only 'shared' fixtures folder beside the checkout"
+                + " (../shared) or point -Dpeft4j.shared at it";
+        if (ci) return Assertions.fail("FAILED: " + where + ". CI=true, so a missing fixture fails the test instead of skipping it.");
+        String msg = "SKIPPED: " + where;
+        System.err.println(msg);
+        return Assumptions.abort(msg);
     }
 
     /// A LLaMA-Factory example YAML bundled with the testkit, its model_name_or_path swapped for `model`.

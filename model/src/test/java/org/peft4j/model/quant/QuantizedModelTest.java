@@ -21,6 +21,7 @@ import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantType;
+import org.peft4j.testkit.Shared;
 
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
@@ -44,12 +45,12 @@ import static org.junit.jupiter.api.Assertions.*;
 /// one Linear4bit file equals the reference file byte for byte, bad checkpoints fail naming the tensor, the stored
 /// size per parameter, and merging an adapter with its requantization error.
 class QuantizedModelTest {
-    static final Path STORIES = Path.of("/work/shared/models/stories260K-hf");
-    static final Path VECTORS = Path.of("/work/shared/docs/vectors/nf4_vectors.json");
+    static final String STORIES = "models/stories260K-hf";   // under ../shared, through Shared.require
+    static final String VECTORS = "docs/vectors/nf4_vectors.json";
 
     /// stories260K's config (hidden 64, intermediate 172: down_proj rows of 172 make blocks of 64 cross rows); its
     /// config.json is tiny and always present beside the shared models. Weights are random.
-    static LlamaConfig stories() { return LlamaConfig.read(STORIES); }
+    static LlamaConfig stories() { return LlamaConfig.read(Shared.require(STORIES)); }
 
     static void assertSameTensor(String what, Nf4Tensor a, Nf4Tensor b) {
         assertEquals(a.type(), b.type(), what);
@@ -140,7 +141,7 @@ class QuantizedModelTest {
 
     @Test
     void linear4bitEntriesReproduceTheReferenceFileByteForByte(@TempDir Path tmp) throws IOException {
-        JsonNode ex = new ObjectMapper().readTree(VECTORS.toFile()).get("safetensors_linear4bit_example");
+        JsonNode ex = new ObjectMapper().readTree(Shared.require(VECTORS).toFile()).get("safetensors_linear4bit_example");
         byte[] file = Base64.getDecoder().decode(ex.get("file_b64").asText());
         Files.write(tmp.resolve("model.safetensors"), file);
         String weight = ex.get("prefix").asText() + "weight";
@@ -152,7 +153,7 @@ class QuantizedModelTest {
         }
         // The file's codes are those of small_64x64_nf4: quantizing its input with double quantization gives them.
         JsonNode small = null;
-        for (JsonNode cs : new ObjectMapper().readTree(VECTORS.toFile()).get("cases")) if (cs.get("name").asText().equals("small_64x64_nf4")) small = cs;
+        for (JsonNode cs : new ObjectMapper().readTree(Shared.require(VECTORS).toFile()).get("cases")) if (cs.get("name").asText().equals("small_64x64_nf4")) small = cs;
         float[] x = f32(small.get("input_f32_b64").asText());
         assertSameTensor(weight, Nf4Tensor.quantize(QuantType.NF4, x, new long[]{64, 64}, 64, true), w);
         assertEquals(ex.get("quant_state_json").asText(), w.quantStateJson("float32"));

@@ -11,8 +11,8 @@ import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantType;
+import org.peft4j.testkit.Shared;
 
-import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.*;
 /// Linear): same loss and adapter gradients; and the 4-bit base is untouched by the step.
 class QloraTest {
     /// stories260K's shapes (hidden 64, intermediate 172, 5 layers, GQA 8/4) with random weights.
-    static final Path STORIES = Path.of("/work/shared/models/stories260K-hf");
+    static final String STORIES = "models/stories260K-hf";   // under ../shared, through Shared.require
     static final int B = 2, T = 32;
     /// With "auto" (OpenBLAS or the Vector API) a tile may be summed in another order than the dense product: each
     /// output is the same dot product of ≤ 172 terms, reassociated, so it differs by ≤ γ(172) ≈ 1e-5 of Σ|terms|,
@@ -55,7 +55,7 @@ class QloraTest {
     @ValueSource(strings = {"scalar", "auto"})
     void qloraGradientsEqualLoraOverTheDequantizedBase(String mode) {
         Gemm gemm = Gemms.get(mode);
-        LlamaConfig c = LlamaConfig.read(STORIES);
+        LlamaConfig c = LlamaConfig.read(Shared.require(STORIES));
         QuantizedModel qm = QuantizedModel.createRandom(c, 11, QuantType.NF4, 64, true);
         byte[][][] packed = new byte[c.numHiddenLayers()][7][];
         float[][][] absmax = new float[c.numHiddenLayers()][7][];
@@ -89,7 +89,7 @@ class QloraTest {
 
     @Test
     void fullOrFreezeTuningOverA4BitBaseIsRejected() {
-        QuantizedModel qm = QuantizedModel.createRandom(LlamaConfig.read(STORIES), 1, QuantType.NF4, 64, true);
+        QuantizedModel qm = QuantizedModel.createRandom(LlamaConfig.read(Shared.require(STORIES)), 1, QuantType.NF4, 64, true);
         var e = assertThrows(ConfigException.class, () -> new TrainModel(qm, new Method.Full(), Gemms.get("scalar"), 1, 8, false, 1));
         assertTrue(e.getMessage().contains("lora"), e.getMessage());
         assertThrows(ConfigException.class, () -> new TrainModel(qm, new Method.Freeze(1, List.of("all")), Gemms.get("scalar"), 1, 8, false, 1));
