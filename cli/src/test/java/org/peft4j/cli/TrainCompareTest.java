@@ -62,13 +62,12 @@ class TrainCompareTest {
         List<TokenizedExample> texts = Evaluation.texts(Files.readAllLines(general), s -> tok.encode(s, true));
         var gemm = Gemms.get("java");
         LlamaModel base = Models.load(model, gemm), tuned = Models.load(model, gemm);
-        tuned.loadAdapter("t", out);
-        tuned.useAdapter("t");
+        var t = tuned.loadAdapter("t", out);
         double[] valRow = row(lines, "validation set (learned)"), genRow = row(lines, "general text (forgetting check)");
         assertPrinted(Evaluation.evaluate(base, val), valRow[0], valRow[1], "validation, base");
-        assertPrinted(Evaluation.evaluate(tuned, val), valRow[2], valRow[3], "validation, tuned");
+        assertPrinted(Evaluation.evaluate(tuned, t, val), valRow[2], valRow[3], "validation, tuned");
         assertPrinted(Evaluation.evaluate(base, texts), genRow[0], genRow[1], "general text, base");
-        assertPrinted(Evaluation.evaluate(tuned, texts), genRow[2], genRow[3], "general text, tuned");
+        assertPrinted(Evaluation.evaluate(tuned, t, texts), genRow[2], genRow[3], "general text, tuned");
         assertTrue(valRow[2] < valRow[0] / 2, "the validation loss should fall clearly: " + valRow[0] + " -> " + valRow[2]);
     }
 

@@ -150,9 +150,8 @@ class FinetuneRecipeTest {
         List<TokenizedExample> batch = TrainData.prepare(cfg, Tokenizer.load(model()), model()).train();
         assertEquals(8, batch.size());
         LlamaModel withAdapter = Models.load(model(), GEMM);
-        withAdapter.loadAdapter("a", adapter);
-        withAdapter.useAdapter("a");
-        double adapterLoss = Evaluation.evaluate(withAdapter, batch).loss();
+        var a = withAdapter.loadAdapter("a", adapter);
+        double adapterLoss = Evaluation.evaluate(withAdapter, a, batch).loss();
         double baseLoss = Evaluation.evaluate(Models.load(model(), GEMM), batch).loss();
         assertEquals(adapterLoss, first, LOSS_ATOL, "first step's loss vs the adapter's evaluation loss");
         assertEquals(adapterLoss, logged, 5e-5 + LOSS_ATOL, "trainer_log.jsonl's first loss (4 decimals)");
@@ -201,12 +200,11 @@ class FinetuneRecipeTest {
         List<TokenizedExample> val = TrainData.prepare(cfg, tok, model()).eval();
         LlamaModel base = Models.load(model(), GEMM);
         LlamaModel tuned = Models.load(model(), GEMM);
-        tuned.loadAdapter("t", tmp);
-        tuned.useAdapter("t");
+        var t = tuned.loadAdapter("t", tmp);
         assertEquals(Evaluation.evaluate(base, texts).loss(), c.generalBefore().loss(), LOSS_ATOL);
-        assertEquals(Evaluation.evaluate(tuned, texts).loss(), c.generalAfter().loss(), LOSS_ATOL);
+        assertEquals(Evaluation.evaluate(tuned, t, texts).loss(), c.generalAfter().loss(), LOSS_ATOL);
         assertEquals(Evaluation.evaluate(base, val).loss(), c.validationBefore().loss(), LOSS_ATOL);
-        assertEquals(Evaluation.evaluate(tuned, val).loss(), c.validationAfter().loss(), LOSS_ATOL);
+        assertEquals(Evaluation.evaluate(tuned, t, val).loss(), c.validationAfter().loss(), LOSS_ATOL);
         assertEquals(Math.exp(c.generalAfter().loss()), c.generalAfter().perplexity(), 1e-9);
         assertTrue(c.validationAfter().loss() < c.validationBefore().loss() / 2,
                 "validation loss should fall: " + c.validationBefore().loss() + " -> " + c.validationAfter().loss());
