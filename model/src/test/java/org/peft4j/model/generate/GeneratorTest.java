@@ -262,17 +262,17 @@ class GeneratorTest {
         int[] tokens = new int[rows], slots = {0, 1, 2, 3}, pos = new int[rows];
         LoadedAdapter[] noAdapters = new LoadedAdapter[rows];
         var mx = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        long tid = Thread.currentThread().threadId();
         long genBytes = 0, rawBytes = 0;
         for (int round = 0; round < 3; round++) {   // the first rounds warm up the JIT
-            long t0 = mx.getThreadAllocatedBytes(tid);
+            // all threads: which thread runs a forward's chunks (this one or a pool worker) depends on timing
+            long t0 = mx.getTotalThreadAllocatedBytes();
             for (int i = 0; i < steps; i++) gen.step();
-            long t1 = mx.getThreadAllocatedBytes(tid);
+            long t1 = mx.getTotalThreadAllocatedBytes();
             for (int i = 0; i < steps; i++) {
                 m.forward(logits, tokens, rows, 1, slots, pos, noAdapters, cache, acts, false);
                 for (int b = 0; b < rows; b++) pos[b]++;
             }
-            long t2 = mx.getThreadAllocatedBytes(tid);
+            long t2 = mx.getTotalThreadAllocatedBytes();
             genBytes = t1 - t0;
             rawBytes = t2 - t1;
         }
