@@ -51,9 +51,8 @@ final class EvalCommand implements Callable<Integer> {
         List<Evaluation.Result> tuned = new ArrayList<>();
         if (adapter != null) {
             LlamaModel m = s.model;
-            m.loadAdapter("eval", adapter);
-            m.useAdapter("eval");
-            for (var set : sets) tuned.add(Evaluation.evaluate(m, set));
+            var a = m.loadAdapter("eval", adapter);
+            for (var set : sets) tuned.add(Evaluation.evaluate(m, a, set));
         }
         System.out.printf("%-32s %8s %12s%s%n", "data", "tokens", "base loss/ppl", adapter != null ? "   adapted loss/ppl" : "");
         for (int i = 0; i < sets.size(); i++) {

@@ -1,5 +1,6 @@
 package org.peft4j.train;
 
+import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.layers.CrossEntropy;
 import org.peft4j.model.llama.Activations;
 import org.peft4j.model.llama.KvCache;
@@ -17,6 +18,11 @@ public final class Evaluation {
     private Evaluation() {}
 
     public static Result evaluate(LlamaModel model, List<TokenizedExample> examples) {
+        return evaluate(model, null, examples);
+    }
+
+    /// As [#evaluate(LlamaModel, List)] with `adapter` applied to every sequence (null: the base).
+    public static Result evaluate(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples) {
         int V = model.config.vocabSize();
         int maxLen = 2;
         for (TokenizedExample e : examples) maxLen = Math.max(maxLen, e.length());
@@ -32,7 +38,7 @@ public final class Evaluation {
             int T = Math.min(e.length(), maxLen);
             int[] ids = java.util.Arrays.copyOf(e.inputIds(), T);
             n += CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
-            model.forward(logits, ids, 1, T, 0, cache, acts, true);
+            model.forward(logits, ids, 1, T, 0, adapter, cache, acts, true);
             sum += CrossEntropy.forward(null, lse, logits, targets, T, V);
         }
         double loss = n == 0 ? Double.NaN : sum / n;

@@ -38,12 +38,12 @@ public final class TrainConfig {
     static {
         // model
         key("model_name_or_path", Type.STRING, null, "Model folder (Hugging Face layout) to fine-tune.");
-        key("adapter_name_or_path", Type.STRING, null, "A LoRA adapter (PEFT folder) to continue training from.");
+        key("adapter_name_or_path", Type.STRING, null, "A LoRA adapter (PEFT folder) whose training continues: its A, B (and DoRA magnitudes) start the run and its adapter_config.json sets rank, alpha, targets and dropout.");
         noted("trust_remote_code", Type.BOOL, false, "Accepted; peft4j runs no model code from the Hub.");
         noted("cache_dir", Type.STRING, null, "Accepted; see HF_HOME for the Hub cache.");
         // method
         key("stage", Type.STRING, "sft", "Training stage: sft (supervised) or pt (continued pre-training).");
-        key("do_train", Type.BOOL, true, "Run training.");
+        key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
         key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
         key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
@@ -92,7 +92,7 @@ public final class TrainConfig {
         noted("run_name", Type.STRING, null, "Accepted.");
         // optimisation
         key("per_device_train_batch_size", Type.INT, 8, "Sequences per micro-batch.");
-        key("per_device_eval_batch_size", Type.INT, 8, "Sequences per evaluation batch.");
+        key("per_device_eval_batch_size", Type.INT, 8, "Sequences per evaluation batch; eval_loss is the mean of the batches' losses weighted by their sizes, as in transformers.");
         key("gradient_accumulation_steps", Type.INT, 1, "Micro-batches per optimizer step.");
         key("learning_rate", Type.FLOAT, 5e-5, "Peak learning rate.");
         key("num_train_epochs", Type.FLOAT, 3.0, "Epochs (fractions allowed).");
@@ -281,6 +281,20 @@ public final class TrainConfig {
             if (i("pissa_iter") < -1) throw new ConfigException("pissa_iter must be -1 (exact SVD) or >= 0, got " + i("pissa_iter"));
         }
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
+        if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));
+        if (optInt("eval_steps") != null && i("eval_steps") < 1) throw new ConfigException("eval_steps must be >= 1, got " + i("eval_steps"));
+        String adapter = str("adapter_name_or_path");
+        if (adapter != null) {
+            if (!ft.equals("lora"))
+                throw new ConfigException("adapter_name_or_path continues a LoRA adapter; it cannot be used with finetuning_type " + ft + " (merge it first with peft4j export)");
+            if (adapter.contains(","))
+                throw new ConfigException("adapter_name_or_path '" + adapter + "' names several adapters; peft4j continues one: merge the others into the base first with peft4j export");
+        }
+        if (!b("do_train")) {
+            if (!b("do_eval")) throw new ConfigException("do_train and do_eval are both false: nothing to do; set do_train: true to train or do_eval: true to evaluate");
+            if (str("eval_dataset") == null && d("val_size") <= 0)
+                throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
+        }
     }
 
     private void require(String k) {
@@ -299,6 +313,9 @@ public final class TrainConfig {
         if (!KEYS.containsKey(k)) throw new IllegalArgumentException("no config key " + k);
         return values.get(k);
     }
+
+    /// The typed view of this configuration ([TrainArgs#of]).
+    public TrainArgs args() { return TrainArgs.of(this); }
 
     /// Overrides one value programmatically (validated like a flag).
     public TrainConfig with(String key, Object value) {

@@ -38,8 +38,8 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
     }
 
     /// The template by LLaMA-Factory name, or `model` for the model's own chat template (tokenizer_config.json).
-    public static Template template(TrainConfig cfg, Path modelDir) {
-        String name = cfg.str("template");
+    public static Template template(TrainArgs.Data cfg, Path modelDir) {
+        String name = cfg.template();
         Template t;
         if (name.equals("model")) {
             Path tc = modelDir.resolve("tokenizer_config.json");
@@ -48,7 +48,7 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
             t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
         } else {
             SlotTemplate st = SlotTemplate.named(name);
-            if (cfg.str("default_system") != null) st = st.withDefaultSystem(cfg.str("default_system"));
+            if (cfg.defaultSystem() != null) st = st.withDefaultSystem(cfg.defaultSystem());
             t = st;
         }
         return t;
@@ -67,44 +67,48 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
     }
 
     public static TrainData prepare(TrainConfig cfg, Tokenizer tokenizer, Path modelDir) {
+        return prepare(cfg.args(), tokenizer, modelDir);
+    }
+
+    public static TrainData prepare(TrainArgs args, Tokenizer tokenizer, Path modelDir) {
+        TrainArgs.Data cfg = args.data();
         TextEncoder enc = encoder(tokenizer);
         Template template = template(cfg, modelDir);
-        DatasetInfo info = DatasetInfo.load(Path.of(cfg.str("dataset_dir")));
-        long seed = cfg.i("seed");
-        int cutoff = cfg.i("cutoff_len");
-        boolean pt = cfg.str("stage").equals("pt");
-        boolean packing = cfg.optBool("packing") != null ? cfg.b("packing") : pt;
-        List<TokenizedExample> all = encode(cfg, info, cfg.str("dataset"), template, enc, pt, packing);
+        DatasetInfo info = DatasetInfo.load(cfg.datasetDir());
+        long seed = args.training().seed();
+        int cutoff = cfg.cutoffLen();
+        boolean pt = args.finetuning().stage().equals("pt");
+        List<TokenizedExample> all = encode(cfg, seed, info, cfg.dataset(), template, enc, pt);
         List<TokenizedExample> train, eval;
-        if (cfg.str("eval_dataset") != null) {
+        if (cfg.evalDataset() != null) {
             train = all;
-            eval = encode(cfg, info, cfg.str("eval_dataset"), template, enc, pt, packing);
-        } else if (cfg.d("val_size") > 0) {
-            var split = DatasetLoader.split(all, cfg.d("val_size"), seed);
+            eval = encode(cfg, seed, info, cfg.evalDataset(), template, enc, pt);
+        } else if (cfg.valSize() > 0) {
+            var split = DatasetLoader.split(all, cfg.valSize(), seed);
             train = split.train();
             eval = split.eval();
         } else {
             train = all;
             eval = List.of();
         }
-        if (train.isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.str("dataset") + "; check cutoff_len (" + cutoff + ") and max_samples");
+        if (train.isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.dataset() + "; check cutoff_len (" + cutoff + ") and max_samples");
         int pad = tokenizer.config().padToken() != null && tokenizer.tokenToId(tokenizer.config().padToken()) >= 0
                 ? tokenizer.tokenToId(tokenizer.config().padToken()) : Math.max(0, tokenizer.eosId());
         return new TrainData(train, eval, template, pad);
     }
 
-    private static List<TokenizedExample> encode(TrainConfig cfg, DatasetInfo info, String datasets, Template template,
-                                                 TextEncoder enc, boolean pt, boolean packing) {
+    private static List<TokenizedExample> encode(TrainArgs.Data cfg, long seed, DatasetInfo info, String datasets,
+                                                 Template template, TextEncoder enc, boolean pt) {
         List<String> names = DatasetLoader.parseNames(datasets);
-        Integer max = cfg.optInt("max_samples");
-        long seed = cfg.i("seed");
-        int cutoff = cfg.i("cutoff_len");
+        Integer max = cfg.maxSamples();
+        int cutoff = cfg.cutoffLen();
+        boolean packing = cfg.packing();
         if (pt) {
             List<String> texts = DatasetLoader.loadTexts(info, names, max, seed);
             return Pretraining.encode(texts, enc, Pretraining.eosId(template, enc), cutoff, packing, enc.bosId() >= 0);
         }
         List<Conversation> cs = DatasetLoader.loadConversations(info, names, max, seed);
-        var opts = new Supervised.Options(cutoff, cfg.b("train_on_prompt"), cfg.b("mask_history"));
+        var opts = new Supervised.Options(cutoff, cfg.trainOnPrompt(), cfg.maskHistory());
         List<TokenizedExample> ex = Supervised.encodeAll(template, enc, cs, opts);
         return packing ? Supervised.pack(ex, cutoff, false) : ex;
     }

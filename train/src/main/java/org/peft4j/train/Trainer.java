@@ -27,88 +27,107 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
+import java.util.function.BooleanSupplier;
 
 /// The training loop of `peft4j train` (a transformers `Trainer` for one process): micro-batches, gradient
 /// accumulation with HF's loss normalisation (mean over the target tokens of the whole accumulated batch), global-norm
 /// clipping, NaN/Inf detection, AdamW (LoRA+ as a second optimizer for the B matrices) with an HF schedule, logging
-/// to `trainer_log.jsonl`, validation loss, atomic checkpoints and exact resume.
+/// to `trainer_log.jsonl`, validation loss, atomic checkpoints and exact resume, and cancellation between steps.
+/// [org.peft4j.train.recipe.FinetuneRecipe] builds what it needs and turns its hooks into events.
 public final class Trainer {
-    /// Receives progress; the CLI draws a bar from it. Called on the training thread.
+    /// The loop's hooks, called on the training thread.
     public interface Listener {
         default void onStart(long totalSteps, long startStep) {}
         default void onStep(StepMetrics m) {}
-        default void onLog(Map<String, Object> entry) {}
-        default void onCheckpoint(Path dir) {}
+        default void onEval(long step, double evalLoss) {}
+        default void onCheckpoint(long step, Path dir) {}
     }
 
-    /// One optimizer step: loss is the accumulated batch's mean token loss.
+    /// One optimizer step: loss is the accumulated batch's mean token loss; gradNorm the global norm before clipping;
+    /// loggedLoss the mean of the losses since the last log line when this step wrote one to trainer_log.jsonl, else null.
     public record StepMetrics(long step, long totalSteps, double loss, double lr, double gradNorm, double epoch,
-                              double tokensPerSecond, double elapsedSeconds, double etaSeconds) {}
+                              double tokensPerSecond, double elapsedSeconds, double etaSeconds, Double loggedLoss) {}
 
-    /// What `train` returns and writes to all_results.json.
-    public record Result(long steps, double trainLoss, Double evalLoss, double seconds, double tokensPerSecond, Path outputDir) {}
+    /// What `train` returns and writes to all_results.json. A cancelled run wrote no final files (its checkpoints stay).
+    public record Result(long steps, double trainLoss, Double evalLoss, double seconds, double tokensPerSecond, Path outputDir,
+                         boolean cancelled) {}
 
-    private final TrainConfig cfg;
+    private final TrainArgs args;
     private final TrainModel model;
     private final List<TokenizedExample> train, eval;
     private final Path outputDir;
     private final String baseModel;
     private final Listener listener;
     private int padId;
+    private BooleanSupplier cancelled = () -> false;
+    private Optimizer optA, optB;          // during run() only
 
     /// The id written into padded positions (labels there are ignored); LLaMA-Factory uses the tokenizer's pad token.
     public Trainer padId(int id) { this.padId = id; return this; }
 
+    /// Checked before each optimizer step: when true the run stops there, writes nothing more and returns a cancelled
+    /// result; the checkpoints already written (atomically) are what a rerun resumes from.
+    public Trainer cancelWhen(BooleanSupplier cancelled) { this.cancelled = cancelled; return this; }
+
     public Trainer(TrainConfig cfg, TrainModel model, List<TokenizedExample> train, List<TokenizedExample> eval,
                    Path outputDir, String baseModel, Listener listener) {
+        this(cfg.args(), model, train, eval, outputDir, baseModel, listener);
+    }
+
+    public Trainer(TrainArgs args, TrainModel model, List<TokenizedExample> train, List<TokenizedExample> eval,
+                   Path outputDir, String baseModel, Listener listener) {
         if (train.isEmpty()) throw new ConfigException("the training set is empty after preprocessing; check dataset, max_samples and cutoff_len");
-        this.cfg = cfg; this.model = model; this.train = train; this.eval = eval;
+        this.args = args; this.model = model; this.train = train; this.eval = eval;
         this.outputDir = outputDir; this.baseModel = baseModel; this.listener = listener == null ? new Listener() {} : listener;
     }
 
     /// The HF step count: update steps per epoch = max(batches / accumulation, 1); max_steps wins when > 0.
-    public static long totalSteps(TrainConfig cfg, int examples) {
-        if (cfg.i("max_steps") > 0) return cfg.i("max_steps");
-        int batches = (examples + cfg.i("per_device_train_batch_size") - 1) / cfg.i("per_device_train_batch_size");
-        int perEpoch = Math.max(batches / cfg.i("gradient_accumulation_steps"), 1);
-        return (long) Math.ceil(cfg.d("num_train_epochs") * perEpoch);
+    public static long totalSteps(TrainArgs.Training t, int examples) {
+        if (t.maxSteps() > 0) return t.maxSteps();
+        int batches = (examples + t.perDeviceTrainBatchSize() - 1) / t.perDeviceTrainBatchSize();
+        int perEpoch = Math.max(batches / t.gradientAccumulationSteps(), 1);
+        return (long) Math.ceil(t.numTrainEpochs() * perEpoch);
     }
 
+    public static long totalSteps(TrainConfig cfg, int examples) { return totalSteps(cfg.args().training(), examples); }
+
+    /// The optimizers of the running loop (LoRA+'s second one included); empty outside [#run].
+    List<Optimizer> optimizers() { return optB == null ? (optA == null ? List.of() : List.of(optA)) : List.of(optA, optB); }
+
     public Result run() {
-        long total = totalSteps(cfg, train.size());
-        int warm = cfg.i("warmup_steps");
-        LrSchedule schedule = LrSchedule.of(cfg.str("lr_scheduler_type"), cfg.d("learning_rate"), Math.toIntExact(total), warm, cfg.d("warmup_ratio"));
+        TrainArgs.Training t = args.training();
+        long total = totalSteps(t, train.size());
+        LrSchedule schedule = LrSchedule.of(t.lrSchedulerType(), t.learningRate(), Math.toIntExact(total), t.warmupSteps(), t.warmupRatio());
         List<Param> params = model.params();
         // LoRA+: B matrices get ratio · lr, in an optimizer of their own (same AdamW math).
-        Double ratio = cfg.optDouble("loraplus_lr_ratio");
+        Double ratio = args.finetuning().loraplusLrRatio();
         List<Param> groupA = new ArrayList<>(), groupB = new ArrayList<>();
         for (Param p : params) (ratio != null && p.name().endsWith("lora_B.weight") ? groupB : groupA).add(p);
-        AdamW.Config ac = new AdamW.Config(cfg.d("adam_beta1"), cfg.d("adam_beta2"), cfg.d("adam_epsilon"), cfg.d("weight_decay"));
-        Path pagedDir = outputDir;
-        long budget = (long) (cfg.d("optim_memory_budget_mb") * 1048576);
-        String optim = cfg.str("optim");
-        Optimizer optA = Optimizer.create(optim, datas(groupA), grads(groupA), ac, pagedDir, budget);
-        Optimizer optB = groupB.isEmpty() ? null : Optimizer.create(optim, datas(groupB), grads(groupB), ac, pagedDir, budget);
+        AdamW.Config ac = new AdamW.Config(t.adamBeta1(), t.adamBeta2(), t.adamEpsilon(), t.weightDecay());
+        long budget = t.optimMemoryBudgetBytes();
         try {
-            return loop(total, schedule, groupA, groupB, optA, optB, ratio);
+            optA = Optimizer.create(t.optim(), datas(groupA), grads(groupA), ac, outputDir, budget);
+            optB = groupB.isEmpty() ? null : Optimizer.create(t.optim(), datas(groupB), grads(groupB), ac, outputDir, budget);
+            return loop(total, schedule, groupA, groupB, ratio);
         } finally {
-            optA.close();
+            if (optA != null) optA.close();
             if (optB != null) optB.close();
+            optA = optB = null;
         }
     }
 
-    private Result loop(long total, LrSchedule schedule, List<Param> groupA, List<Param> groupB, Optimizer optA, Optimizer optB, Double ratio) {
-        int accum = cfg.i("gradient_accumulation_steps");
+    private Result loop(long total, LrSchedule schedule, List<Param> groupA, List<Param> groupB, Double ratio) {
+        int accum = args.training().gradientAccumulationSteps();
         List<Param> ordered = new ArrayList<>(groupA);
         ordered.addAll(groupB);
-        Batcher batcher = new Batcher(train, model.B, padId, cfg.i("seed"), true);
+        Batcher batcher = new Batcher(train, model.B, padId, args.training().seed(), true);
         Checkpoint.State state = new Checkpoint.State(0, 0, 0, 0, 0, 0, new ArrayList<>());
         Path resume = resumePath();
         if (resume != null) {
-            long[] stepHolder = new long[1];
             state = Checkpoint.load(resume, ordered, f -> {
                 long st = Long.parseLong(f.metadata().getOrDefault("step", "0"));
                 optA.load(f, "a.", st);
@@ -124,10 +143,11 @@ public final class Trainer {
         long tokensSeen = state.tokensSeen();
         listener.onStart(total, step);
 
-        int saveSteps = cfg.i("save_steps"), logSteps = Math.max(1, cfg.i("logging_steps"));
-        boolean evalSteps = cfg.str("eval_strategy").equals("steps") && !eval.isEmpty();
-        int evalEvery = cfg.optInt("eval_steps") != null ? cfg.i("eval_steps") : logSteps;
-        double maxNorm = cfg.d("max_grad_norm");
+        TrainArgs.Output o = args.output();
+        int saveSteps = o.saveSteps(), logSteps = o.loggingSteps();
+        boolean evalSteps = args.eval().strategy().equals("steps") && !eval.isEmpty();
+        int evalEvery = args.eval().steps();
+        double maxNorm = args.training().maxGradNorm();
         long t0 = System.nanoTime(), tokensThisRun = 0, startStep = step;
         double lastLoss = Double.NaN;
         Double lastEval = null;
@@ -137,6 +157,10 @@ public final class Trainer {
         List<Batcher.Batch> micro = new ArrayList<>(accum);
 
         while (step < total) {
+            if (cancelled.getAsBoolean()) {
+                double seconds = (System.nanoTime() - t0) / 1e9;
+                return new Result(step, trainLoss(history, lastLoss), lastEval, seconds, tokensThisRun / Math.max(seconds, 1e-9), outputDir, true);
+            }
             micro.clear();
             int items = 0;
             for (int a = 0; a < accum; a++) {
@@ -173,26 +197,26 @@ public final class Trainer {
             double tps = tokensThisRun / Math.max(elapsed, 1e-9);
             double eta = (step - startStep) > 0 ? elapsed / (step - startStep) * (total - step) : 0;
             double epoch = epochOf(batcher);
-            listener.onStep(new StepMetrics(step, total, loss, lr, norm, epoch, tps, elapsed, eta));
-
-            if (step % logSteps == 0 || step == total) {
+            boolean logNow = step % logSteps == 0 || step == total;
+            Double logged = logNow ? round(windowSum / windowSteps) : null;
+            if (logNow) {
                 Map<String, Object> e = Checkpoint.map("current_steps", step, "total_steps", total,
-                        "loss", round(windowSum / windowSteps), "lr", schedule.lr(step - 1), "grad_norm", round(norm),
+                        "loss", logged, "lr", schedule.lr(step - 1), "grad_norm", round(norm),
                         "epoch", round(epoch), "percentage", Math.round(1000.0 * step / total) / 10.0,
                         "elapsed_time", hms(elapsed), "remaining_time", hms(eta), "tokens_per_second", Math.round(tps));
                 history.add(e);
                 appendLog(e);
-                listener.onLog(e);
                 windowSum = 0;
                 windowSteps = 0;
             }
+            listener.onStep(new StepMetrics(step, total, loss, lr, norm, epoch, tps, elapsed, eta, logged));
             if (evalSteps && step % evalEvery == 0) {
                 lastEval = evaluate();
                 Map<String, Object> e = Checkpoint.map("current_steps", step, "total_steps", total, "eval_loss", round(lastEval),
                         "epoch", round(epoch));
                 history.add(e);
                 appendLog(e);
-                listener.onLog(e);
+                listener.onEval(step, lastEval);
             }
             if (saveSteps > 0 && step % saveSteps == 0 && step < total) {
                 var pos = batcher.position();
@@ -200,35 +224,73 @@ public final class Trainer {
                 List<org.peft4j.formats.safetensors.SafeTensors.Entry> optState = new ArrayList<>(optA.save("a."));
                 if (optB != null) optState.addAll(optB.save("b."));
                 Path dir = Checkpoint.save(outputDir, st, ordered, optState, this::saveModelFiles);
-                if (cfg.optInt("save_total_limit") != null) Checkpoint.rotate(outputDir, cfg.i("save_total_limit"));
-                listener.onCheckpoint(dir);
+                if (o.saveTotalLimit() != null) Checkpoint.rotate(outputDir, o.saveTotalLimit());
+                listener.onCheckpoint(step, dir);
             }
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
-        if (!eval.isEmpty() && (cfg.b("do_eval") || !cfg.str("eval_strategy").equals("no"))) lastEval = evaluate();
+        if (!eval.isEmpty() && (args.eval().doEval() || !args.eval().strategy().equals("no"))) lastEval = evaluate();
         saveModelFiles(outputDir);
-        double trainLoss = history.stream().filter(e -> e.containsKey("loss")).mapToDouble(e -> ((Number) e.get("loss")).doubleValue()).average().orElse(lastLoss);
-        Result r = new Result(step, trainLoss, lastEval, seconds, tokensThisRun / Math.max(seconds, 1e-9), outputDir);
+        Result r = new Result(step, trainLoss(history, lastLoss), lastEval, seconds, tokensThisRun / Math.max(seconds, 1e-9), outputDir, false);
         writeResults(r, history);
         return r;
     }
 
-    /// Mean token loss over the validation set (no dropout, no NEFTune).
+    /// do_train: false. The validation loss of the model as built (the base, or the adapter of adapter_name_or_path),
+    /// written to all_results.json and eval_results.json; no training, no adapter written.
+    public Result evaluateOnly() {
+        listener.onStart(0, 0);
+        long t0 = System.nanoTime();
+        double loss = evaluate();
+        double seconds = (System.nanoTime() - t0) / 1e9;
+        listener.onEval(0, loss);
+        Map<String, Object> all = Checkpoint.map("eval_loss", round(loss), "eval_perplexity", round(Math.exp(loss)),
+                "eval_runtime", round(seconds), "eval_samples", eval.size());
+        try {
+            Files.createDirectories(outputDir);
+            var om = new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT);
+            Checkpoint.writeAtomically(outputDir.resolve("eval_results.json"), om.writeValueAsString(all));
+            Checkpoint.writeAtomically(outputDir.resolve("all_results.json"), om.writeValueAsString(all));
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return new Result(0, Double.NaN, loss, seconds, 0, outputDir, false);
+    }
+
+    /// The validation loss as transformers' evaluation loop reports it: batches of per_device_eval_batch_size examples
+    /// in order, each batch's mean token loss weighted by its number of examples (`losses.repeat(batch_size)`, then the
+    /// mean). One batch gives the mean token loss. A batch wider than the planned B runs as forwards of at most B rows
+    /// (their sums add up to the batch's). No dropout, no NEFTune.
     public double evaluate() {
-        Batcher b = new Batcher(eval, model.B, padId, 0, false);
+        if (eval.isEmpty()) throw new ConfigException("no validation examples to evaluate; set val_size or eval_dataset");
+        Batcher b = new Batcher(eval, args.eval().perDeviceEvalBatchSize(), padId, 0, false);
         int[] targets = new int[model.B * model.Tmax];
-        double sum = 0;
-        long n = 0;
+        double weighted = 0;
+        long rows = 0;
         for (int i = 0; i < b.batchesPerEpoch(); i++) {
             Batcher.Batch x = b.next();
-            n += CrossEntropy.shiftLabels(targets, x.labels(), x.B(), x.T());
-            sum += model.forward(x.inputIds(), targets, x.B(), x.T(), false, 0);
+            int T = x.T();
+            double sum = 0;
+            long n = 0;
+            for (int r0 = 0; r0 < x.B(); r0 += model.B) {
+                int rs = Math.min(model.B, x.B() - r0);
+                int[] ids = Arrays.copyOfRange(x.inputIds(), r0 * T, (r0 + rs) * T);
+                n += CrossEntropy.shiftLabels(targets, Arrays.copyOfRange(x.labels(), r0 * T, (r0 + rs) * T), rs, T);
+                sum += model.forward(ids, targets, rs, T, false, 0);
+            }
+            if (n == 0) continue;   // no labelled token: transformers' batch loss would be NaN; skip it
+            weighted += x.B() * (sum / n);
+            rows += x.B();
         }
-        return n == 0 ? Double.NaN : sum / n;
+        return rows == 0 ? Double.NaN : weighted / rows;
+    }
+
+    private static double trainLoss(List<Map<String, Object>> history, double lastLoss) {
+        return history.stream().filter(e -> e.containsKey("loss")).mapToDouble(e -> ((Number) e.get("loss")).doubleValue()).average().orElse(lastLoss);
     }
 
     private Path resumePath() {
-        String r = cfg.str("resume_from_checkpoint");
+        String r = args.output().resumeFromCheckpoint();
         if (r == null || r.equals("false")) return null;
         if (r.equals("true") || r.equals("last")) {
             Path last = Checkpoint.last(outputDir);
@@ -254,7 +316,7 @@ public final class Trainer {
             new PeftAdapter(lc, baseModel, null, w).write(dir, DType.F32);
             // LLaMA-Factory's PissaConvertCallback: beside the PiSSA adapter (which fits the residual base only), a plain
             // rank-2r LoRA over the original base in pissa_converted/, as PEFT's save_pretrained(path_initial_model_...)
-            if (cfg.b("pissa_convert") && !converted.isEmpty())
+            if (args.finetuning().pissaConvert() && !converted.isEmpty())
                 new PeftAdapter(Pissa.convertConfig(lc), baseModel, null, converted).write(dir.resolve("pissa_converted"), DType.F32);
         } else {
             org.peft4j.model.RandomModels.save(dir, model.weights, DType.F32);
@@ -283,7 +345,7 @@ public final class Trainer {
     }
 
     private void writeResults(Result r, List<Map<String, Object>> history) {
-        Map<String, Object> all = Checkpoint.map("epoch", round(cfg.i("max_steps") > 0 ? Double.NaN : cfg.d("num_train_epochs")),
+        Map<String, Object> all = Checkpoint.map("epoch", round(args.training().maxSteps() > 0 ? Double.NaN : args.training().numTrainEpochs()),
                 "train_loss", round(r.trainLoss()), "train_runtime", round(r.seconds()),
                 "train_tokens_per_second", Math.round(r.tokensPerSecond()), "global_step", r.steps());
         if (r.evalLoss() != null) { all.put("eval_loss", round(r.evalLoss())); all.put("eval_perplexity", round(Math.exp(r.evalLoss()))); }
@@ -294,7 +356,7 @@ public final class Trainer {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        if (cfg.b("plot_loss")) LossPlot.write(outputDir, history);
+        if (args.output().plotLoss()) LossPlot.write(outputDir, history);
     }
 
     private double epochOf(Batcher b) {
@@ -318,40 +380,23 @@ public final class Trainer {
         return String.format("%d:%02d:%02d", t / 3600, (t / 60) % 60, t % 60);
     }
 
-    /// The method from the config's finetuning_type and LoRA keys.
-    public static Method method(TrainConfig cfg) {
-        return switch (cfg.str("finetuning_type")) {
-            case "full" -> new Method.Full();
-            case "freeze" -> new Method.Freeze(cfg.i("freeze_trainable_layers"), List.of(cfg.str("freeze_trainable_modules").split(",")));
-            default -> {
-                int r = cfg.i("lora_rank");
-                int alpha = cfg.optInt("lora_alpha") != null ? cfg.i("lora_alpha") : 2 * r;
-                List<String> targets = LoraConfig.expandTargets(List.of(cfg.str("lora_target").split("\\s*,\\s*")));
-                for (String t : targets)
-                    if (Projection.byName(t) == null)
-                        throw new ConfigException("lora_target '" + t + "' is not a linear layer of this model; use names among " + LoraConfig.ALL_LINEAR + " or all");
-                LoraConfig base = LoraConfig.of(r, targets);
-                // LLaMA-Factory: pissa_init → init_lora_weights "pissa" (pissa_iter -1) or "pissa_niter_<pissa_iter>"
-                LoraConfig.Init init = cfg.b("pissa_init") ? LoraConfig.Init.PISSA : base.initLoraWeights();
-                yield new Method.Lora(new LoraConfig(r, alpha, cfg.d("lora_dropout"), targets, cfg.b("use_rslora"), cfg.b("use_dora"),
-                        init, "none", false, null, null, null, null, cfg.i("pissa_iter")));
-            }
-        };
-    }
-
     /// Builds the QLoRA model: LoRA adapters over a frozen 4-bit base.
     public static TrainModel model(TrainConfig cfg, org.peft4j.model.quant.QuantizedModel base, Gemm gemm, int Tmax) {
-        TrainModel m = new TrainModel(base, method(cfg), gemm, cfg.i("per_device_train_batch_size"), Tmax,
-                cfg.b("gradient_checkpointing"), cfg.i("seed"));
-        if (cfg.optDouble("neftune_noise_alpha") != null) m.setNeftuneAlpha((float) cfg.d("neftune_noise_alpha"));
-        return m;
+        TrainArgs a = cfg.args();
+        return neftune(new TrainModel(base, a.finetuning().method(), gemm, a.training().perDeviceTrainBatchSize(), Tmax,
+                a.finetuning().gradientCheckpointing(), a.training().seed()), a);
     }
 
     /// Builds the model for training: weights, method, batch and planned sequence length.
     public static TrainModel model(TrainConfig cfg, LlamaWeights weights, Gemm gemm, int Tmax) {
-        TrainModel m = new TrainModel(weights, method(cfg), gemm, cfg.i("per_device_train_batch_size"), Tmax,
-                cfg.b("gradient_checkpointing"), cfg.i("seed"));
-        if (cfg.optDouble("neftune_noise_alpha") != null) m.setNeftuneAlpha((float) cfg.d("neftune_noise_alpha"));
+        TrainArgs a = cfg.args();
+        return neftune(new TrainModel(weights, a.finetuning().method(), gemm, a.training().perDeviceTrainBatchSize(), Tmax,
+                a.finetuning().gradientCheckpointing(), a.training().seed()), a);
+    }
+
+    /// neftune_noise_alpha, when set, on a built model.
+    public static TrainModel neftune(TrainModel m, TrainArgs a) {
+        if (a.finetuning().neftuneNoiseAlpha() != null) m.setNeftuneAlpha(a.finetuning().neftuneNoiseAlpha().floatValue());
         return m;
     }
 }

@@ -123,9 +123,8 @@ class TrainerTest {
         var tok = Tokenizer.load(model);
         var data = Evaluation.texts(List.of("Once upon a time there was a cat.", "Who are you?"), s -> tok.encode(s, true));
         var base = Models.load(model, gemm);
-        base.loadAdapter("a", dir.resolve("out"));
-        base.useAdapter("a");
-        double unmerged = Evaluation.evaluate(base, data).loss();
+        var a = base.loadAdapter("a", dir.resolve("out"));
+        double unmerged = Evaluation.evaluate(base, a, data).loss();
         double merged = Evaluation.evaluate(Models.load(dir.resolve("merged"), gemm), data).loss();
         assertEquals(unmerged, merged, 1e-5, "merged model loss vs unmerged adapter");
         assertTrue(Files.exists(dir.resolve("merged/tokenizer.json")));

@@ -12,17 +12,15 @@ import java.nio.file.Path;
 /// A Llama-family model for generation and evaluation: the [Decoder] (the one forward, shared with training) with
 /// KV-cache inference entry points, and a registry of PEFT adapters ([AdapterSet]) for merging and by-name lookup.
 ///
-/// Adapters are values: [#forward(float[], int[], int, int, int[], int[], LoadedAdapter[], KvCache, Activations, boolean)]
-/// takes one per row (or none), and rows with different adapters share the base products. [#useAdapter] only sets the
-/// adapter that the single-position [#forward(float[], int[], int, int, int, KvCache, Activations, boolean)] applies
-/// to every row (a convenience for one-adapter callers); the adapter scratch lives in the [Activations].
-/// [#merge] instead writes one adapter into the float32 base weights in place.
+/// Adapters are values, not state of the model: every forward takes one per row (or one for all rows, or none), rows
+/// with different adapters share the base products, and the adapter scratch lives in the [Activations]. [#merge]
+/// instead writes one registered adapter into the float32 base weights in place; while one is merged, a forward
+/// with an unmerged adapter is refused (it would count twice).
 public final class LlamaModel {
     public final LlamaConfig config;
     public final LlamaWeights weights;
     public final Decoder decoder;
     private final AdapterSet adapters;
-    private volatile LoadedAdapter defaultAdapter;
 
     public LlamaModel(LlamaWeights weights, Gemm gemm) { this(Decoder.of(weights, gemm)); }
 
@@ -42,24 +40,11 @@ public final class LlamaModel {
     /// Reads the PEFT adapter in `dir`, checks it against this model's config, and registers it as `name`.
     public LoadedAdapter loadAdapter(String name, Path dir) { return adapters.load(name, dir); }
 
-    /// The adapter the single-position forward applies to every row: registered adapter `name`, or the base for null.
-    public void useAdapter(String name) {
-        if (name == null) { defaultAdapter = null; return; }
-        LoadedAdapter a = adapters.get(name);
-        if (adapters.merged() != null)
-            throw new ConfigException("adapter '" + adapters.merged() + "' is merged into the base weights; unmerge() it before using adapter '" + name + "' unmerged");
-        defaultAdapter = a;
-    }
-
-    /// The adapter set by [#useAdapter], or null.
-    public LoadedAdapter activeAdapter() { return defaultAdapter; }
-
-    /// Writes adapter `name` into the base weights in place (W0 + s·B·A; DoRA its merge) and clears [#useAdapter].
+    /// Writes adapter `name` into the base weights in place (W0 + s·B·A; DoRA its merge).
     /// **Mutates `weights`' arrays**, shared with every model over the same `LlamaWeights`; [#unmerge] restores
     /// them within float rounding. For a merged export that leaves the base alone, see [AdapterSet#mergedCopy].
     public void merge(String name) {
         if (!decoder.denseF32()) throw new ConfigException("merging writes into float32 base weights; this model holds them quantized or in 16 bits");
-        defaultAdapter = null;
         adapters.merge(name);
     }
 
@@ -87,27 +72,39 @@ public final class LlamaModel {
     /// logits: (B, V) for each row's last position, or (B, T, V) when `allPositions`.
     public void forward(float[] logits, int[] tokens, int B, int T, int[] slots, int[] pos0, LoadedAdapter[] adapters,
                         KvCache cache, Activations a, boolean allPositions) {
+        if (adapters != null && this.adapters.merged() != null)
+            for (int b = 0; b < Math.min(B, adapters.length); b++)
+                if (adapters[b] != null)
+                    throw new ConfigException("adapter '" + this.adapters.merged() + "' is merged into the base weights; unmerge() it before running "
+                            + adapters[b] + " unmerged (the two would add up)");
         decoder.forward(a, tokens, B, T, slots, pos0, adapters, cache, null);
         decoder.logits(logits, a, allPositions);
     }
 
-    /// Runs T new tokens per row at positions [pos0, pos0 + T) of cache slots 0..B-1, with the adapter of
-    /// [#useAdapter]. The decode step (T = 1) allocates no arrays.
-    public void forward(float[] logits, int[] tokens, int B, int T, int pos0, KvCache cache, Activations a,
+    /// Runs T new tokens per row at positions [pos0, pos0 + T) of cache slots 0..B-1 with no adapter.
+    /// The decode step (T = 1) allocates no arrays.
+    public void forward(float[] logits, int[] tokens, int B, int T, int pos0, KvCache cache, Activations a, boolean allPositions) {
+        forward(logits, tokens, B, T, pos0, null, cache, a, allPositions);
+    }
+
+    /// As above with `adapter` (null: the base) on every row.
+    public void forward(float[] logits, int[] tokens, int B, int T, int pos0, LoadedAdapter adapter, KvCache cache, Activations a,
                         boolean allPositions) {
         java.util.Arrays.fill(a.pos0Rows, 0, Math.min(B, a.pos0Rows.length), pos0);
-        LoadedAdapter d = defaultAdapter;
         LoadedAdapter[] rows = null;
-        if (d != null) { java.util.Arrays.fill(a.adapterRows, 0, Math.min(B, a.adapterRows.length), d); rows = a.adapterRows; }
+        if (adapter != null) { java.util.Arrays.fill(a.adapterRows, 0, Math.min(B, a.adapterRows.length), adapter); rows = a.adapterRows; }
         forward(logits, tokens, B, T, null, a.pos0Rows, rows, cache, a, allPositions);
     }
 
     /// Logits (T, V) of every position of one sequence, computed in one pass with fresh buffers (tests, evaluation).
-    public float[] logits(int[] tokens) {
+    public float[] logits(int[] tokens) { return logits(tokens, null); }
+
+    /// As [#logits(int[])] with `adapter` (null: the base).
+    public float[] logits(int[] tokens, LoadedAdapter adapter) {
         int T = tokens.length;
         KvCache cache = newCache(1, T);
         float[] out = new float[T * config.vocabSize()];
-        forward(out, tokens, 1, T, 0, cache, newActivations(1, T, cache), true);
+        forward(out, tokens, 1, T, 0, adapter, cache, newActivations(1, T, cache), true);
         return out;
     }
 }

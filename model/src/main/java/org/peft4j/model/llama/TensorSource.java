@@ -1,21 +1,65 @@
 package org.peft4j.model.llama;
 
+import org.peft4j.core.Peft4jException.FormatException;
 import org.peft4j.formats.safetensors.TensorInfo;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.Map;
 
-/// What weight loading needs from a checkpoint: the header table and a float reader (F32/BF16/F16 → float).
-/// `SafeTensors` and `ShardedSafeTensors` both fit as method references: `TensorSource.of(st::tensors, st::readFloats)`.
+/// What weight loading needs from a checkpoint: the header table and a float reader (F32/BF16/F16 → float), and,
+/// for weights kept in their stored 16-bit dtype, the raw bytes ([#readHalf]).
+/// `SafeTensors` and `ShardedSafeTensors` both fit as method references: `TensorSource.of(st::tensors, st::readFloats)`,
+/// or `TensorSource.of(st::tensors, st::readFloats, st::bytes)` to read raw values too.
 public interface TensorSource {
     Map<String, TensorInfo> tensors();
 
     float[] readFloats(String name);
+
+    /// The raw little-endian bytes of tensor `name` as stored, a view valid while the checkpoint is open.
+    default MemorySegment bytes(String name) {
+        throw new UnsupportedOperationException("this TensorSource reads floats only, so tensor '" + name + "' cannot be read in"
+                + " its stored dtype; build it with TensorSource.of(st::tensors, st::readFloats, st::bytes)");
+    }
+
+    /// A BF16 or F16 tensor's 16-bit values as stored, row-major, never converted to float32 (half the memory).
+    default short[] readHalf(String name) {
+        TensorInfo t = tensors().get(name);
+        if (t == null) throw new FormatException("no tensor named '" + name + "' in the checkpoint (it has " + tensors().size()
+                + " tensors); check the checkpoint matches the model");
+        switch (t.dtype()) {
+            case BF16, F16 -> { }
+            default -> throw new FormatException("tensor '" + name + "' has dtype " + t.dtype() + ", but readHalf reads BF16 or F16;"
+                    + " read it with readFloats");
+        }
+        long n = t.numel();
+        if (n > Integer.MAX_VALUE - 8) throw new FormatException("tensor '" + name + "' has " + n + " elements, too many for one"
+                + " short[]; split the weight");
+        MemorySegment s = bytes(name);
+        if (s.byteSize() != 2 * n) throw new FormatException("tensor '" + name + "' holds " + s.byteSize() + " bytes, but "
+                + t.dtype() + " " + t.shapeString() + " needs " + 2 * n + "; the checkpoint is corrupt");
+        short[] out = new short[(int) n];
+        MemorySegment.copy(s, ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, out, 0, (int) n);
+        return out;
+    }
 
     static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
                            java.util.function.Function<String, float[]> reader) {
         return new TensorSource() {
             public Map<String, TensorInfo> tensors() { return tensors.get(); }
             public float[] readFloats(String name) { return reader.apply(name); }
+        };
+    }
+
+    /// A source that also reads raw bytes (`st::bytes` of `SafeTensors` or `ShardedSafeTensors`), for [#readHalf].
+    static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
+                           java.util.function.Function<String, float[]> reader,
+                           java.util.function.Function<String, MemorySegment> bytes) {
+        return new TensorSource() {
+            public Map<String, TensorInfo> tensors() { return tensors.get(); }
+            public float[] readFloats(String name) { return reader.apply(name); }
+            @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
         };
     }
 }

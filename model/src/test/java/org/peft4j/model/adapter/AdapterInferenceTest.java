@@ -162,9 +162,8 @@ class AdapterInferenceTest {
         LlamaModel model = model(name);
         int[] ids = tokens(model.config, 16, 1);
         float[] base = model.logits(ids);
-        model.loadAdapter("zero", write("zero", randomAdapter(model, ALL, 8, false, 0.0, 2)));
-        model.useAdapter("zero");
-        assertArrayEquals(base, model.logits(ids), name + ": adapter with B = 0 vs base logits");
+        LoadedAdapter zero = model.loadAdapter("zero", write("zero", randomAdapter(model, ALL, 8, false, 0.0, 2)));
+        assertArrayEquals(base, model.logits(ids, zero), name + ": adapter with B = 0 vs base logits");
     }
 
     @ParameterizedTest
@@ -176,9 +175,8 @@ class AdapterInferenceTest {
         for (boolean dora : new boolean[]{false, true}) {
             PeftAdapter a = randomAdapter(model, ALL, 4, dora, 0.2, dora ? 5 : 4);
             String n = dora ? "dora" : "lora";
-            model.loadAdapter(n, write(n, a));
-            model.useAdapter(n);
-            float[] adapted = model.logits(ids);
+            LoadedAdapter la = model.loadAdapter(n, write(n, a));
+            float[] adapted = model.logits(ids, la);
             float[] expected = new LlamaModel(mergedInDouble(model.weights, a), ScalarGemm.INSTANCE).logits(ids);
             System.out.printf("%s %s: max |adapted - base| %.3f, |adapted - merged in double| %.2e%n", name, n,
                     maxAbsDiff(adapted, base), maxAbsDiff(adapted, expected));
@@ -206,8 +204,7 @@ class AdapterInferenceTest {
         model.weights.tensors().forEach((k, v) -> snapshot.put(k, v.clone()));
         float[] base = model.logits(ids);
         LoadedAdapter a = model.loadAdapter("a", write("a", randomAdapter(model, List.of("q_proj", "v_proj", "o_proj", "up_proj", "down_proj"), 8, dora, 0.2, 7)));
-        model.useAdapter("a");
-        float[] unmerged = model.logits(ids);
+        float[] unmerged = model.logits(ids, a);
         assertTrue(maxAbsDiff(unmerged, base) > VISIBLE, "adapter barely moves the logits: " + maxAbsDiff(unmerged, base));
 
         LlamaWeights copy = AdapterSet.mergedCopy(model.gemm(), model.weights, a);
@@ -215,13 +212,12 @@ class AdapterInferenceTest {
         float[] fromCopy = new LlamaModel(copy, ScalarGemm.INSTANCE).logits(ids);
 
         model.merge("a");
-        assertNull(model.activeAdapter(), "merging switches the unmerged adapter off");
         assertEquals("a", model.adapters().merged());
         float[] merged = model.logits(ids);
         System.out.printf("%s %s: max |unmerged - merged| %.2e%n", name, dora ? "DoRA" : "LoRA", maxAbsDiff(unmerged, merged));
         assertClose(name + " unmerged vs merged", unmerged, merged, MERGE_ATOL, 0);
         assertArrayEquals(merged, fromCopy, "mergedCopy computes the same weights as merge in place");
-        assertThrows(ConfigException.class, () -> model.useAdapter("a"), "an unmerged adapter over a merged base would count twice");
+        assertThrows(ConfigException.class, () -> model.logits(ids, a), "an unmerged adapter over a merged base would count twice");
 
         model.unmerge();
         float[] restored = model.logits(ids);
@@ -234,18 +230,13 @@ class AdapterInferenceTest {
     void switchingAdaptersReproducesEachExactly(String name) {
         LlamaModel model = model(name);
         int[] ids = tokens(model.config, 16, 8);
-        model.loadAdapter("A", write("A", randomAdapter(model, List.of("q_proj", "v_proj"), 4, false, 0.3, 9)));
-        model.loadAdapter("B", write("B", randomAdapter(model, ALL, 8, true, 0.2, 10)));
-        model.useAdapter("A");
-        float[] a1 = model.logits(ids);
-        model.useAdapter("B");
-        float[] b1 = model.logits(ids);
-        model.useAdapter(null);
+        LoadedAdapter A = model.loadAdapter("A", write("A", randomAdapter(model, List.of("q_proj", "v_proj"), 4, false, 0.3, 9)));
+        LoadedAdapter B = model.loadAdapter("B", write("B", randomAdapter(model, ALL, 8, true, 0.2, 10)));
+        float[] a1 = model.logits(ids, A);
+        float[] b1 = model.logits(ids, B);
         float[] base = model.logits(ids);
-        model.useAdapter("A");
-        float[] a2 = model.logits(ids);
-        model.useAdapter("B");
-        float[] b2 = model.logits(ids);
+        float[] a2 = model.logits(ids, A);
+        float[] b2 = model.logits(ids, B);
         assertTrue(maxAbsDiff(a1, base) > VISIBLE && maxAbsDiff(b1, base) > VISIBLE && maxAbsDiff(a1, b1) > VISIBLE,
                 "the adapters must differ from the base and each other");
         assertArrayEquals(a1, a2, name + ": A after B and base");
@@ -263,15 +254,14 @@ class AdapterInferenceTest {
         int[] ids = tokens(model.config, T, 11);
         for (boolean dora : new boolean[]{false, true}) {
             String n = dora ? "dora" : "lora";
-            model.loadAdapter(n, write(n, randomAdapter(model, ALL, 8, dora, 0.2, dora ? 13 : 12)));
-            model.useAdapter(n);
-            float[] full = model.logits(ids);
+            LoadedAdapter la = model.loadAdapter(n, write(n, randomAdapter(model, ALL, 8, dora, 0.2, dora ? 13 : 12)));
+            float[] full = model.logits(ids, la);
             KvCache cache = model.newCache(1, T);
             Activations acts = model.newActivations(1, P, cache);
             float[] incremental = new float[T * V], last = new float[V];
-            model.forward(incremental, Arrays.copyOf(ids, P), 1, P, 0, cache, acts, true);
+            model.forward(incremental, Arrays.copyOf(ids, P), 1, P, 0, la, cache, acts, true);
             for (int t = P; t < T; t++) {
-                model.forward(last, new int[]{ids[t]}, 1, 1, t, cache, acts, false);
+                model.forward(last, new int[]{ids[t]}, 1, 1, t, la, cache, acts, false);
                 System.arraycopy(last, 0, incremental, t * V, V);
             }
             assertClose(name + " " + n + " prefill+decode vs full pass", full, incremental, CACHE_ATOL, 0);

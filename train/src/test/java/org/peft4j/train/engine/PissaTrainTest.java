@@ -62,11 +62,11 @@ class PissaTrainTest {
     /// Logits of all positions of `rows` rows from the inference engine (KV-cache path), optionally with an adapter.
     static float[] reference(LlamaWeights w, Path adapter, int[] tok, int rows) {
         LlamaModel m = new LlamaModel(w, GEMM);
-        if (adapter != null) { m.loadAdapter("a", adapter); m.useAdapter("a"); }
+        var a = adapter == null ? null : m.loadAdapter("a", adapter);
         var cache = m.newCache(rows, T);
         var acts = m.newActivations(rows, T, cache);
         float[] out = new float[rows * T * w.config.vocabSize()];
-        m.forward(out, tok, rows, T, 0, cache, acts, true);
+        m.forward(out, tok, rows, T, 0, a, cache, acts, true);
         return out;
     }
 

@@ -1,0 +1,150 @@
+package org.peft4j.model.weights;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+import org.peft4j.core.DType;
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Parallel;
+import org.peft4j.quant.QuantLinear;
+
+/// A frozen weight kept as BF16 or F16 bits (half the memory of float32), converted to float32 tile by tile into the
+/// caller's scratch and multiplied there with one sgemm per tile, as [QuantLinear] does for 4-bit weights. The
+/// conversion is exact, so the products are those of a [DenseF32] over the converted values:
+/// - forward is bit-identical with it: each output column is one dot product over the whole `in` in either case, and
+///   tiles start at multiples of [#ROW_ALIGN] rows, so a column keeps the place it has in an untiled call
+///   (VectorGemm's one-row path sums columns in aligned groups of 4). This holds for ScalarGemm and VectorGemm; a
+///   GEMM whose per-element order depends on the column count (OpenBLAS may) can differ in the last bit.
+/// - backwardInput sums over `out`, which tiling splits: with more than one tile, dx gets one partial sum per tile
+///   instead of one sum, so it can differ from DenseF32's in the last bits (rounding only). With one tile (every
+///   weight up to [QuantLinear#TILE_FLOATS] floats, e.g. every projection of SmolLM2-135M, not its tied lm_head) it is
+///   bit-identical.
+/// data: (out, in) row-major, bit patterns of `type` (BF16 or F16). Reference: torch.bfloat16 / IEEE 754 binary16.
+public record DenseHalf(DType type, short[] data, int out, int in) implements BaseWeight {
+    /// Tiles of a weight that takes more than one start at multiples of this many rows (see the class comment).
+    public static final int ROW_ALIGN = 16;
+
+    public DenseHalf {
+        if (type != DType.BF16 && type != DType.F16)
+            throw new IllegalArgumentException("a half-precision weight is BF16 or F16, got " + type + "; use DenseF32 for F32");
+        if (out <= 0 || in <= 0) throw new IllegalArgumentException("a weight needs out, in >= 1, got (" + out + ", " + in + ")");
+        if (data.length != (long) out * in) throw new IllegalArgumentException(type + " weight array has " + data.length
+                + " values, but a (" + out + ", " + in + ") weight has " + (long) out * in);
+    }
+
+    /// `w` (out, in) rounded to `dtype` (BF16 or F16), to nearest even as torch's `.to(dtype)`.
+    public static DenseHalf of(DType dtype, float[] w, int out, int in) {
+        short[] h = new short[w.length];
+        switch (dtype) {
+            case BF16 -> { for (int i = 0; i < w.length; i++) h[i] = DType.floatToBf16(w[i]); }
+            case F16 -> { for (int i = 0; i < w.length; i++) h[i] = Float.floatToFloat16(w[i]); }
+            default -> throw new IllegalArgumentException("a half-precision weight is BF16 or F16, got " + dtype);
+        }
+        return new DenseHalf(dtype, h, out, in);
+    }
+
+    /// Rows per tile for a (M, K) weight: [QuantLinear#tileRows]'s rule, rounded down to a multiple of [#ROW_ALIGN]
+    /// when W takes more than one tile (that rule gives at least 256 rows then, so the rounding never reaches 0).
+    public static int tileRows(int K, int M) {
+        int t = QuantLinear.tileRows(K, M);
+        return t >= M ? M : t / ROW_ALIGN * ROW_ALIGN;
+    }
+
+    @Override public int scratchSize() { return Math.multiplyExact(tileRows(in, out), in); }
+    @Override public long bytes() { return 2L * data.length; }
+    @Override public String dtype() { return type.name(); }
+
+    @Override
+    public void dequantize(float[] dst) { toFloat(type, data, 0, dst, 0, data.length); }
+
+    /// y = x·Wᵀ + b, tile by tile: y[:, r:r+rows] = x·W[r:r+rows, :]ᵀ.   y: (N, out)   x: (N, in)   bias: (out) or null
+    @Override
+    public void forward(Gemm gemm, float[] y, float[] x, float[] bias, int N, float[] scratch) {
+        int K = in, M = out, tile = check(scratch);
+        for (int r = 0; r < M; r += tile) {
+            int rows = Math.min(tile, M - r);
+            convertTile(r, rows, scratch);
+            gemm.sgemm(false, true, N, rows, K, 1f, x, 0, K, scratch, 0, K, 0f, y, r, M);
+        }
+        if (bias != null)
+            for (int n = 0; n < N; n++)
+                for (int m = 0; m < M; m++) y[n * M + m] += bias[m];
+    }
+
+    /// dx += dy·W, tile by tile: dx += dy[:, r:r+rows]·W[r:r+rows, :].   dx: (N, in)   dy: (N, out)
+    @Override
+    public void backwardInput(Gemm gemm, float[] dx, float[] dy, int N, float[] scratch) {
+        int K = in, M = out, tile = check(scratch);
+        for (int r = 0; r < M; r += tile) {
+            int rows = Math.min(tile, M - r);
+            convertTile(r, rows, scratch);
+            gemm.sgemm(false, false, N, K, rows, 1f, dy, r, M, scratch, 0, K, 1f, dx, 0, K);
+        }
+    }
+
+    /// Rows [r, r + rows) of W into scratch, split over the pool in ranges of whole flattened elements (the result
+    /// does not depend on the thread count).
+    private void convertTile(int r, int rows, float[] scratch) {
+        int from = r * in, n = rows * in;
+        int chunks = Math.min(Parallel.threads(), Math.max(1, n / 65536));
+        if (chunks <= 1) { toFloat(type, data, from, scratch, 0, n); return; }
+        Parallel.chunks(n, chunks, (c, a, b) -> toFloat(type, data, from + a, scratch, a, b - a));
+    }
+
+    /// The tile size, after checking the scratch.
+    private int check(float[] scratch) {
+        if (scratch == null || scratch.length < scratchSize())
+            throw new IllegalArgumentException("scratch holds " + (scratch == null ? 0 : scratch.length) + " floats; a (" + out + ", "
+                    + in + ") " + type + " weight needs scratchSize() = " + scratchSize());
+        return tileRows(in, out);
+    }
+
+    @Override public String toString() { return "DenseHalf[" + type + ", " + out + ", " + in + "]"; }
+
+    // ---- conversion to float32: a Vector API path for BF16, the scalar twins ----------------------------------
+
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED;
+    /// As many 16-bit lanes as F has floats, in half the bits.
+    private static final VectorSpecies<Short> H = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
+    private static final int L = F.length();
+
+    /// dst[dOff+i] = the float value of 16-bit `dtype` (BF16 or F16) bits src[so+i], for i in [0, n).
+    public static void toFloat(DType dtype, short[] src, int so, float[] dst, int dOff, int n) {
+        switch (dtype) {
+            case BF16 -> bf16ToFloat(src, so, dst, dOff, n);
+            case F16 -> f16ToFloat(src, so, dst, dOff, n);
+            default -> throw new IllegalArgumentException("16-bit float dtypes are BF16 and F16, got " + dtype);
+        }
+    }
+
+    /// The scalar twin of [#toFloat].
+    public static void toFloatScalar(DType dtype, short[] src, int so, float[] dst, int dOff, int n) {
+        switch (dtype) {
+            case BF16 -> { for (int i = 0; i < n; i++) dst[dOff + i] = Float.intBitsToFloat(src[so + i] << 16); }
+            case F16 -> { for (int i = 0; i < n; i++) dst[dOff + i] = Float.float16ToFloat(src[so + i]); }
+            default -> throw new IllegalArgumentException("16-bit float dtypes are BF16 and F16, got " + dtype);
+        }
+    }
+
+    /// BF16 is the top half of a float32: widen and shift left by 16 (the sign-extended top bits shift out). C2 does not
+    /// vectorize the scalar loop (it stays about one value per cycle); this runs about 5× faster once compiled, but like
+    /// all Vector API code it is slow until C2 takes it: about a second over the first million values of a run.
+    static void bf16ToFloat(short[] src, int so, float[] dst, int dOff, int n) {
+        int i = 0;
+        for (int up = n - L; i <= up; i += L)
+            ((IntVector) ShortVector.fromArray(H, src, so + i).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dOff + i);
+        for (; i < n; i++) dst[dOff + i] = Float.intBitsToFloat(src[so + i] << 16);
+    }
+
+    /// F16 has no Vector API path: C2 compiles `Float.float16ToFloat` to the hardware conversion (x86 F16C, ARMv8
+    /// FP16) and vectorizes this loop, which ran as fast as a Vector API version (bit tricks: shift, multiply by
+    /// 2^112, blend for inf/NaN) once compiled, while that version spent seconds in the interpreter before C2 took it.
+    static void f16ToFloat(short[] src, int so, float[] dst, int dOff, int n) {
+        for (int i = 0; i < n; i++) dst[dOff + i] = Float.float16ToFloat(src[so + i]);
+    }
+}

@@ -1,0 +1,204 @@
+package org.peft4j.model.weights;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.peft4j.core.DType;
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Parallel;
+import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.core.kernels.ScalarGemm;
+import org.peft4j.core.kernels.VectorGemm;
+import org.peft4j.formats.safetensors.SafeTensors;
+import org.peft4j.formats.safetensors.ShardedSafeTensors;
+import org.peft4j.model.llama.TensorSource;
+import org.peft4j.quant.QuantLinear;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// BF16/F16 weights: the vector conversion against its scalar twin and the definitions, the tiled products against
+/// a DenseF32 over the same converted values (bit for bit), and reading the 16-bit values from safetensors.
+class DenseHalfTest {
+    static final DType[] HALVES = {DType.BF16, DType.F16};
+
+    /// The definitions, written here independently: BF16 is the top half of a float32; F16 is IEEE binary16.
+    static float reference(DType t, short bits) {
+        return t == DType.BF16 ? Float.intBitsToFloat((bits & 0xffff) << 16) : Float.float16ToFloat(bits);
+    }
+
+    static void assertSameFloat(String what, float expected, float actual) {
+        // NaN payloads: hardware F16 conversion may quiet a signalling NaN; any NaN is the same value here.
+        if (Float.isNaN(expected) ? !Float.isNaN(actual) : Float.floatToRawIntBits(expected) != Float.floatToRawIntBits(actual))
+            fail(what + ": expected " + expected + " (0x" + Integer.toHexString(Float.floatToRawIntBits(expected)) + ") got " + actual
+                    + " (0x" + Integer.toHexString(Float.floatToRawIntBits(actual)) + ")");
+    }
+
+    @Test
+    void conversionIsExactOnEveryBitPattern() {
+        short[] all = new short[65536];
+        for (int i = 0; i < all.length; i++) all[i] = (short) i;
+        for (DType t : HALVES) {
+            float[] fast = new float[all.length], slow = new float[all.length];
+            DenseHalf.toFloat(t, all, 0, fast, 0, all.length);
+            DenseHalf.toFloatScalar(t, all, 0, slow, 0, all.length);
+            for (int i = 0; i < all.length; i++) {
+                String what = t + " 0x" + Integer.toHexString(i);
+                assertSameFloat(what + " vector", reference(t, all[i]), fast[i]);
+                assertSameFloat(what + " scalar", reference(t, all[i]), slow[i]);
+            }
+        }
+    }
+
+    @Test
+    void vectorConversionMatchesItsScalarTwinAtEveryTail() {
+        var rng = new SplittableRandom(3);
+        for (DType t : HALVES)
+            for (int n : new int[]{0, 1, 7, 31, 33, 4097})
+                for (int off : new int[]{0, 3}) {
+                    short[] src = new short[n + off];
+                    for (int i = 0; i < src.length; i++) src[i] = (short) rng.nextInt();
+                    float[] fast = new float[n + off + 1], slow = new float[n + off + 1];
+                    Arrays.fill(fast, -7f);
+                    Arrays.fill(slow, -7f);
+                    DenseHalf.toFloat(t, src, off, fast, off + 1, n);
+                    DenseHalf.toFloatScalar(t, src, off, slow, off + 1, n);
+                    for (int i = 0; i < fast.length; i++) assertSameFloat(t + " n=" + n + " off=" + off + " [" + i + "]", slow[i], fast[i]);
+                    assertEquals(-7f, fast[off], "wrote before dOff");
+                }
+    }
+
+    /// The tile rule: QuantLinear's, aligned to ROW_ALIGN rows once there is more than one tile.
+    @Test
+    void tilesFollowQuantLinearAligned() {
+        assertEquals(576, DenseHalf.tileRows(1536, 576));            // SmolLM2 down_proj: one tile
+        assertEquals(1536, DenseHalf.tileRows(576, 1536));           // up_proj: one tile
+        assertEquals(1808, DenseHalf.tileRows(576, 49152));          // lm_head: QuantLinear's 1820, aligned down
+        assertEquals(1820, QuantLinear.tileRows(576, 49152));
+        assertEquals(256, DenseHalf.tileRows(11008, 4096));
+        assertEquals(336, DenseHalf.tileRows(3000, 700));
+        assertEquals(1168, DenseHalf.tileRows(896, 1200));
+        assertEquals(336 * 3000, new DenseHalf(DType.F16, new short[700 * 3000], 700, 3000).scratchSize());
+        for (int K : new int[]{1, 7, 576, 3000, 4097, 11008})
+            for (int M : new int[]{1, 300, 5000, 70000}) {
+                int t = DenseHalf.tileRows(K, M);
+                assertTrue(t == M || t % DenseHalf.ROW_ALIGN == 0 && t >= QuantLinear.TILE_ROWS && t <= M, K + "x" + M + ": " + t);
+            }
+    }
+
+    /// Forward equals DenseF32 over the converted weight bit for bit, over several tiles, N = 1 (the matrix-vector
+    /// path), small and large N, and 1 or 3 threads; the input gradient too when W is one tile.
+    @Test
+    void productsAreDenseF32OverTheConvertedWeight() {
+        // (out, in). The last is Qwen2.5-0.5B's width: QuantLinear's rule gives tiles of 1170 rows, not a multiple of 4, which
+        // would put the rows of the second tile in other groups of VectorGemm's one-row path; aligned, the tiles are (1168, 32).
+        int[][] shapes = {{1, 5}, {37, 173}, {1200, 896}};
+        int saved = Parallel.threads();
+        try {
+            for (int threads : new int[]{1, 3}) {
+                Parallel.setThreads(threads);
+                for (int[] s : shapes)
+                    for (DType t : HALVES) {
+                        int out = s[0], in = s[1];
+                        var rng = new SplittableRandom(out * 31L + in);
+                        short[] bits = new short[out * in];
+                        for (int i = 0; i < bits.length; i++) bits[i] = t == DType.BF16
+                                ? DType.floatToBf16((float) rng.nextGaussian()) : Float.floatToFloat16((float) rng.nextGaussian() * 0.05f);
+                        DenseHalf h = new DenseHalf(t, bits, out, in);
+                        float[] W = new float[out * in];
+                        for (int i = 0; i < W.length; i++) W[i] = reference(t, bits[i]);
+                        DenseF32 d = new DenseF32(W, out, in);
+                        boolean oneTile = DenseHalf.tileRows(in, out) == out;
+                        for (Gemm gemm : new Gemm[]{ScalarGemm.INSTANCE, VectorGemm.INSTANCE})
+                            for (int N : new int[]{1, 5, 64}) {
+                                if (gemm == ScalarGemm.INSTANCE && (threads > 1 || (long) N * out * in > 10_000_000)) continue;   // time; it has no threads
+                                String what = h + " " + gemm.name() + " N=" + N + " threads=" + threads;
+                                float[] x = new float[N * in], bias = new float[out], dy = new float[N * out], dx0 = new float[N * in];
+                                for (float[] a : List.of(x, bias, dy, dx0)) for (int i = 0; i < a.length; i++) a[i] = (float) rng.nextGaussian();
+                                float[] scratch = new float[h.scratchSize()];
+                                float[] y = new float[N * out], yRef = new float[N * out];
+                                h.forward(gemm, y, x, bias, N, scratch);
+                                d.forward(gemm, yRef, x, bias, N, null);
+                                assertArrayEquals(yRef, y, what + " forward");
+                                float[] dx = dx0.clone(), dxRef = dx0.clone();
+                                h.backwardInput(gemm, dx, dy, N, scratch);
+                                d.backwardInput(gemm, dxRef, dy, N, null);
+                                if (oneTile) assertArrayEquals(dxRef, dx, what + " backwardInput");
+                                else BaseWeightTest.assertDotClose(what + " backwardInput", dx, dxRef, dy, W, dx0, N, in, out, true);
+                            }
+                    }
+            }
+        } finally {
+            Parallel.setThreads(saved);
+        }
+    }
+
+    @Test
+    void ofRoundsToNearestEven() {
+        float[] w = {1f, 1f + 0x1p-8f, 1f + 0x1p-8f + 0x1p-9f, 65520f, -0f, 1e-7f};
+        DenseHalf b = DenseHalf.of(DType.BF16, w, 2, 3), f = DenseHalf.of(DType.F16, w, 2, 3);
+        float[] out = new float[6];
+        b.dequantize(out);
+        assertArrayEquals(new float[]{1f, 1f, 1f + 0x1p-7f, 65536f, -0f, Float.intBitsToFloat(0x33d70000)}, out);
+        f.dequantize(out);
+        assertArrayEquals(new float[]{1f, 1f + 0x1p-8f, 1f + 0x1p-8f + 0x1p-9f, Float.POSITIVE_INFINITY, -0f, 1.1920929e-7f}, out);
+    }
+
+    /// No model in ../shared/models holds BF16 or F16 (both are F32), so the file is written here: raw 16-bit
+    /// patterns chosen by the test, read back through SafeTensors and ShardedSafeTensors, bit for bit.
+    @Test
+    void readsRawHalfValuesFromSafetensors(@TempDir Path dir) {
+        int out = 5, in = 7;
+        var rng = new SplittableRandom(11);
+        short[] bf = new short[out * in], hf = new short[out * in];
+        for (int i = 0; i < bf.length; i++) { bf[i] = (short) rng.nextInt(); hf[i] = (short) rng.nextInt(); }
+        float[] f32 = new float[out * in];
+        for (int i = 0; i < f32.length; i++) f32[i] = (float) rng.nextGaussian();
+        SafeTensors.write(dir.resolve(ShardedSafeTensors.SINGLE), List.of(
+                SafeTensors.Entry.ofBytes("w.bf16", DType.BF16, new long[]{out, in}, le(bf)),
+                SafeTensors.Entry.ofBytes("w.f16", DType.F16, new long[]{out, in}, le(hf)),
+                SafeTensors.Entry.ofFloats("w.f32", new long[]{out, in}, f32, DType.F32),
+                SafeTensors.Entry.ofFloats("w.bf16.wide", new long[]{in, out}, f32, DType.BF16)), Map.of());
+        try (SafeTensors st = SafeTensors.open(dir.resolve(ShardedSafeTensors.SINGLE));
+             ShardedSafeTensors sh = ShardedSafeTensors.open(dir)) {
+            for (TensorSource src : List.of(TensorSource.of(st::tensors, st::readFloats, st::bytes),
+                                            TensorSource.of(sh::tensors, sh::readFloats, sh::bytes))) {
+                assertArrayEquals(bf, src.readHalf("w.bf16"));
+                assertArrayEquals(hf, src.readHalf("w.f16"));
+                BaseWeight b = BaseWeight.read(src, "w.bf16", out, in), h = BaseWeight.read(src, "w.f16", out, in);
+                assertInstanceOf(DenseHalf.class, b);
+                assertEquals("BF16", b.dtype());
+                assertEquals("F16", h.dtype());
+                assertArrayEquals(bf, ((DenseHalf) b).data());
+                assertArrayEquals(hf, ((DenseHalf) h).data());
+                float[] viaFloats = src.readFloats("w.f16"), deq = new float[out * in];
+                h.dequantize(deq);
+                assertArrayEquals(viaFloats, deq, "readFloats (formats' conversion) and DenseHalf agree");
+                BaseWeight f = BaseWeight.read(src, "w.f32", out, in);
+                assertArrayEquals(f32, ((DenseF32) f).data());
+
+                var e = assertThrows(FormatException.class, () -> src.readHalf("w.f32"));
+                assertTrue(e.getMessage().contains("readFloats"), e.getMessage());
+                e = assertThrows(FormatException.class, () -> BaseWeight.read(src, "w.bf16.wide", out, in));
+                assertTrue(e.getMessage().contains("[7, 5]"), e.getMessage());
+                e = assertThrows(FormatException.class, () -> BaseWeight.read(src, "missing", out, in));
+                assertTrue(e.getMessage().contains("missing"), e.getMessage());
+            }
+            TensorSource floatsOnly = TensorSource.of(st::tensors, st::readFloats);
+            var e = assertThrows(UnsupportedOperationException.class, () -> floatsOnly.readHalf("w.bf16"));
+            assertTrue(e.getMessage().contains("st::bytes"), e.getMessage());
+        }
+    }
+
+    static byte[] le(short[] v) {
+        ByteBuffer b = ByteBuffer.allocate(2 * v.length).order(ByteOrder.LITTLE_ENDIAN);
+        for (short s : v) b.putShort(s);
+        return b.array();
+    }
+}

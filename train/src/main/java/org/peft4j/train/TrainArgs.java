@@ -1,0 +1,101 @@
+package org.peft4j.train;
+
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.llama.Projection;
+import org.peft4j.train.engine.Method;
+
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+/// The typed view of a [TrainConfig]: LLaMA-Factory's argument groups (`ModelArguments`, `FinetuningArguments`,
+/// `DataArguments`, transformers' `Seq2SeqTrainingArguments`) as records with camelCase names, built from the key
+/// table in one method ([#of]) with the derived defaults resolved there: lora_alpha = 2·lora_rank, lora_target `all`
+/// = the seven projections, packing = (stage == pt), eval_steps = logging_steps. The recipe, the trainer and the data
+/// pipeline read these records; the key table stays the one place for names, defaults and help.
+public record TrainArgs(Model model, Finetuning finetuning, Data data, Output output, Training training, Eval eval,
+                        Peft4j peft4j) {
+
+    /// `adapterNameOrPath`: one PEFT folder whose training continues (LLaMA-Factory's adapter_to_resume), or null.
+    /// `quantizationBit`: 4 or null.
+    public record Model(String nameOrPath, String adapterNameOrPath, Integer quantizationBit, String quantizationType,
+                        boolean doubleQuantization) {}
+
+    /// `type`: lora, full or freeze. `loraTarget`: module names, `all` expanded.
+    public record Finetuning(String stage, boolean doTrain, String type, int loraRank, int loraAlpha, double loraDropout,
+                             List<String> loraTarget, boolean useRslora, boolean useDora, Double loraplusLrRatio,
+                             int freezeTrainableLayers, List<String> freezeTrainableModules, Double neftuneNoiseAlpha,
+                             boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert) {
+
+        /// What is trained, from finetuning_type and the LoRA/freeze keys.
+        public Method method() {
+            return switch (type) {
+                case "full" -> new Method.Full();
+                case "freeze" -> new Method.Freeze(freezeTrainableLayers, freezeTrainableModules);
+                default -> {
+                    for (String t : loraTarget)
+                        if (Projection.byName(t) == null)
+                            throw new ConfigException("lora_target '" + t + "' is not a linear layer of this model; use names among " + LoraConfig.ALL_LINEAR + " or all");
+                    // LLaMA-Factory: pissa_init → init_lora_weights "pissa" (pissa_iter -1) or "pissa_niter_<pissa_iter>"
+                    LoraConfig.Init init = pissaInit ? LoraConfig.Init.PISSA : LoraConfig.Init.KAIMING_UNIFORM;
+                    yield new Method.Lora(new LoraConfig(loraRank, loraAlpha, loraDropout, loraTarget, useRslora, useDora,
+                            init, "none", false, null, null, null, null, pissaIter));
+                }
+            };
+        }
+    }
+
+    /// `packing` resolved (default: true for stage pt); `evalDataset` null when the split comes from `valSize`.
+    public record Data(String dataset, String evalDataset, Path datasetDir, String template, int cutoffLen,
+                       Integer maxSamples, double valSize, boolean trainOnPrompt, boolean maskHistory, boolean packing,
+                       String defaultSystem) {}
+
+    /// `saveSteps` 0 = never; `resumeFromCheckpoint`: a folder, `true`/`last`, or null.
+    public record Output(Path dir, boolean overwrite, int loggingSteps, int saveSteps, Integer saveTotalLimit,
+                         boolean plotLoss, String resumeFromCheckpoint) {}
+
+    /// `maxSteps` > 0 overrides `numTrainEpochs`; `maxGradNorm` 0 = no clipping.
+    public record Training(int perDeviceTrainBatchSize, int gradientAccumulationSteps, double learningRate,
+                           double numTrainEpochs, int maxSteps, String lrSchedulerType, int warmupSteps,
+                           double warmupRatio, double maxGradNorm, double weightDecay, double adamBeta1,
+                           double adamBeta2, double adamEpsilon, String optim, long optimMemoryBudgetBytes, int seed) {}
+
+    /// `strategy`: no, steps or epoch (evaluation_strategy is its old name); `steps` resolved (default logging_steps).
+    public record Eval(String strategy, int steps, boolean doEval, int perDeviceEvalBatchSize) {}
+
+    /// peft4j's own keys. `threads` null = all cores; `comparePrompts` empty and `forgettingText` null when unset.
+    public record Peft4j(Integer threads, String gemm, List<String> comparePrompts, Path forgettingText) {}
+
+    /// The one mapping from the key table to the typed groups.
+    public static TrainArgs of(TrainConfig c) {
+        int rank = c.i("lora_rank");
+        String stage = c.str("stage");
+        return new TrainArgs(
+                new Model(c.str("model_name_or_path"), c.str("adapter_name_or_path"), c.optInt("quantization_bit"),
+                        c.str("quantization_type"), c.b("double_quantization")),
+                new Finetuning(stage, c.b("do_train"), c.str("finetuning_type"), rank,
+                        c.optInt("lora_alpha") != null ? c.i("lora_alpha") : 2 * rank, c.d("lora_dropout"),
+                        LoraConfig.expandTargets(List.of(c.str("lora_target").split("\\s*,\\s*"))), c.b("use_rslora"),
+                        c.b("use_dora"), c.optDouble("loraplus_lr_ratio"), c.i("freeze_trainable_layers"),
+                        Arrays.stream(c.str("freeze_trainable_modules").split(",")).map(String::strip).toList(),
+                        c.optDouble("neftune_noise_alpha"), c.b("gradient_checkpointing"), c.b("pissa_init"),
+                        c.i("pissa_iter"), c.b("pissa_convert")),
+                new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
+                        c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
+                        c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),
+                        c.str("default_system")),
+                new Output(Path.of(c.str("output_dir")), c.b("overwrite_output_dir"), Math.max(1, c.i("logging_steps")),
+                        c.i("save_steps"), c.optInt("save_total_limit"), c.b("plot_loss"), c.str("resume_from_checkpoint")),
+                new Training(c.i("per_device_train_batch_size"), c.i("gradient_accumulation_steps"), c.d("learning_rate"),
+                        c.d("num_train_epochs"), c.i("max_steps"), c.str("lr_scheduler_type"), c.i("warmup_steps"),
+                        c.d("warmup_ratio"), c.d("max_grad_norm"), c.d("weight_decay"), c.d("adam_beta1"),
+                        c.d("adam_beta2"), c.d("adam_epsilon"), c.str("optim"),
+                        (long) (c.d("optim_memory_budget_mb") * 1048576), c.i("seed")),
+                new Eval(c.str("eval_strategy"), c.optInt("eval_steps") != null ? c.i("eval_steps") : Math.max(1, c.i("logging_steps")),
+                        c.b("do_eval"), c.i("per_device_eval_batch_size")),
+                new Peft4j(c.optInt("threads"), c.str("gemm"),
+                        c.str("compare_prompts") == null ? List.of() : List.of(c.str("compare_prompts").split("\\|")),
+                        c.str("forgetting_text") == null ? null : Path.of(c.str("forgetting_text"))));
+    }
+}

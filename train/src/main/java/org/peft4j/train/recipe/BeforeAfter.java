@@ -1,0 +1,78 @@
+package org.peft4j.train.recipe;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.GenerationConfig;
+import org.peft4j.model.Models;
+import org.peft4j.model.generate.Generator;
+import org.peft4j.model.generate.Sampler;
+import org.peft4j.model.llama.LlamaModel;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.tokenizer.Tokenizer;
+import org.peft4j.train.Evaluation;
+import org.peft4j.train.TrainData;
+import org.peft4j.train.data.TokenizedExample;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/// Computes a [Comparison]: [#before] on the base weights before the training model is built (PiSSA rewrites them),
+/// [#after] on the saved result: the base folder reloaded with the adapter merged (as `chat --adapter` runs it), or the
+/// saved full model. Answers are greedy, 48 new tokens at most, through the training template.
+final class BeforeAfter {
+    static final int MAX_NEW_TOKENS = 48;
+
+    private final Path modelDir;
+    private final Gemm gemm;
+    private final Tokenizer tok;
+    private final TrainData data;
+    private final List<String> prompts;
+    private final List<TokenizedExample> general;
+    private final List<String> answersBefore = new ArrayList<>();
+    private Evaluation.Result validationBefore, generalBefore;
+
+    BeforeAfter(Path modelDir, Gemm gemm, Tokenizer tok, TrainData data, List<String> prompts, Path generalText) {
+        this.modelDir = modelDir; this.gemm = gemm; this.tok = tok; this.data = data; this.prompts = List.copyOf(prompts);
+        try {
+            this.general = generalText == null ? List.of() : Evaluation.texts(Files.readAllLines(generalText), s -> tok.encode(s, true));
+        } catch (IOException e) {
+            throw new ConfigException("forgetting_text " + generalText + " cannot be read (" + e.getMessage() + "); give a text file with one passage per line", e);
+        }
+    }
+
+    void before(LlamaWeights base) {
+        LlamaModel m = new LlamaModel(base, gemm);
+        for (String p : prompts) answersBefore.add(answer(m, p));
+        validationBefore = data.eval().isEmpty() ? null : Evaluation.evaluate(m, data.eval());
+        generalBefore = general.isEmpty() ? null : Evaluation.evaluate(m, general);
+    }
+
+    Comparison after(Path outputDir, boolean lora) {
+        LlamaModel tuned;
+        if (lora) {
+            tuned = QuantizedModel.isQuantized(modelDir)
+                    ? new LlamaModel(QuantizedModel.load(modelDir).dequantizedWeights(), gemm) : Models.load(modelDir, gemm);
+            tuned.loadAdapter("tuned", outputDir);
+            tuned.merge("tuned");
+        } else {
+            tuned = Models.load(outputDir, gemm);
+        }
+        List<Comparison.Answer> answers = new ArrayList<>();
+        for (int i = 0; i < prompts.size(); i++) answers.add(new Comparison.Answer(prompts.get(i), answersBefore.get(i), answer(tuned, prompts.get(i))));
+        return new Comparison(answers, validationBefore, validationBefore == null ? null : Evaluation.evaluate(tuned, data.eval()),
+                generalBefore, generalBefore == null ? null : Evaluation.evaluate(tuned, general));
+    }
+
+    private String answer(LlamaModel m, String prompt) {
+        int[] ids = data.promptIds(TrainData.encoder(tok), null, prompt);
+        List<Integer> stops = new ArrayList<>(GenerationConfig.read(modelDir, m.config).eosTokenIds());
+        if (tok.eosId() >= 0 && !stops.contains(tok.eosId())) stops.add(tok.eosId());
+        var r = new Generator(m, new Sampler.Greedy(), stops, new SplittableRandom(0)).generate(ids, MAX_NEW_TOKENS, id -> true);
+        return tok.decode(r.tokens(), true).strip().replace("\n", " ");
+    }
+}

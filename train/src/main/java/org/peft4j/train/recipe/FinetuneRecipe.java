@@ -1,0 +1,268 @@
+package org.peft4j.train.recipe;
+
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Gemms;
+import org.peft4j.core.Parallel;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.core.Peft4jException.FormatException;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.Models;
+import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.quant.QuantType;
+import org.peft4j.tokenizer.Tokenizer;
+import org.peft4j.train.Checkpoint;
+import org.peft4j.train.TrainArgs;
+import org.peft4j.train.TrainConfig;
+import org.peft4j.train.TrainData;
+import org.peft4j.train.Trainer;
+import org.peft4j.train.engine.Method;
+import org.peft4j.train.engine.Param;
+import org.peft4j.train.engine.TrainModel;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Consumer;
+import java.util.function.Function;
+import java.util.stream.Stream;
+
+/// The fine-tuning recipe behind `peft4j train`, the web board and the server: a [TrainConfig] in, [TrainEvent]s out.
+/// In the order it runs: resolve the model folder; prepare output_dir (resume from its last checkpoint, or clear it
+/// with overwrite_output_dir, as transformers does) and save the resolved config; load the base (dense, or frozen in
+/// 4-bit for QLoRA), the tokenizer and the data; answer compare_prompts with the base; build the training model,
+/// copying in the adapter of adapter_name_or_path when training continues one; run the [Trainer] (checkpoints,
+/// trainer_log.jsonl, the adapter or model, plots, all_results.json), or only evaluate with do_train false; answer
+/// again with the tuned model. It prints nothing: progress goes to the listener, notes to System.Logger.
+///
+/// One instance runs once; [#cancel] from any thread stops it before its next optimizer step.
+public final class FinetuneRecipe {
+    private static final System.Logger LOG = System.getLogger(FinetuneRecipe.class.getName());
+
+    /// What [#run] returns: the trainer's result and, with compare_prompts or forgetting_text, the comparison.
+    public record Result(Trainer.Result train, Comparison comparison) {}
+
+    /// The objects behind the events, handed to [#inspect] once built, before the first step: for tests and tools.
+    /// `weights` is null for a 4-bit base unless a comparison needed them dequantized.
+    public record Built(TrainArgs args, Path modelDir, LlamaWeights weights, QuantizedModel quantizedBase, TrainData data,
+                        TrainModel model, Trainer trainer) {}
+
+    private final Function<String, Path> modelFolder;
+    private volatile boolean cancelled;
+    private Consumer<Built> inspector = b -> {};
+
+    /// model_name_or_path is a local folder.
+    public FinetuneRecipe() { this(Path::of); }
+
+    /// `modelFolder` turns model_name_or_path into a local folder (the CLI downloads Hugging Face repo ids with it).
+    public FinetuneRecipe(Function<String, Path> modelFolder) { this.modelFolder = modelFolder; }
+
+    /// Stops the run before its next optimizer step: it then finishes with a cancelled result and writes nothing more,
+    /// so output_dir keeps its last complete checkpoint, which running the same config again resumes from.
+    public void cancel() { cancelled = true; }
+
+    public boolean isCancelled() { return cancelled; }
+
+    /// Receives the built objects before training starts.
+    public FinetuneRecipe inspect(Consumer<Built> inspector) { this.inspector = inspector; return this; }
+
+    /// Runs the recipe on the calling thread. Ends with [TrainEvent.Finished], or with [TrainEvent.Failed] and the
+    /// exception rethrown.
+    public Result run(TrainConfig config, TrainEvent.Listener listener) {
+        Result r;
+        try {
+            r = train(config, listener);
+        } catch (RuntimeException | Error e) {
+            listener.on(new TrainEvent.Failed(e));
+            throw e;
+        }
+        listener.on(new TrainEvent.Finished(r));
+        return r;
+    }
+
+    private Result train(TrainConfig config, TrainEvent.Listener listener) {
+        TrainArgs a = config.args();
+        if (a.peft4j().threads() != null) Parallel.setThreads(a.peft4j().threads());
+        Path modelDir = modelFolder.apply(a.model().nameOrPath());
+        if (!Files.isDirectory(modelDir))
+            throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder");
+        Path out = a.output().dir();
+        Path resumeFrom = a.finetuning().doTrain() ? prepareOutputDir(config, a.output()) : null;
+        if (resumeFrom != null) a = config.args();
+        Checkpoint.writeAtomically(createDirectories(out).resolve("training_args.json"), config.toJson());
+        listener.on(new TrainEvent.Preparing(config, out, resumeFrom));
+
+        Gemm gemm = Gemms.get(a.peft4j().gemm());
+        boolean prequantized = QuantizedModel.isQuantized(modelDir);
+        boolean comparing = a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
+        QuantizedModel qbase = null;
+        LlamaWeights weights;
+        if (prequantized || a.model().quantizationBit() != null) {
+            if (!a.finetuning().type().equals("lora")) throw new ConfigException(modelDir + " is 4-bit quantized: only finetuning_type lora (QLoRA) can train it");
+            qbase = prequantized ? QuantizedModel.load(modelDir)
+                    : QuantizedModel.quantize(Models.loadWeights(modelDir), QuantType.of(a.model().quantizationType()), 64, a.model().doubleQuantization());
+            weights = comparing ? qbase.dequantizedWeights() : null;
+        } else {
+            weights = Models.loadWeights(modelDir);
+        }
+        LlamaConfig baseConfig = qbase != null ? qbase.config : weights.config;
+        Tokenizer tok = Tokenizer.load(modelDir);
+        TrainData data = TrainData.prepare(a, tok, modelDir);
+        int tmax = Math.min(a.data().cutoffLen(), data.maxLength());
+
+        BeforeAfter comparison = null;
+        if (comparing) {
+            comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText());
+            comparison.before(weights);
+        }
+
+        PeftAdapter continued = null;
+        Method method = a.finetuning().method();
+        if (a.model().adapterNameOrPath() != null) {
+            continued = readAdapter(config, a, Path.of(a.model().adapterNameOrPath()), baseConfig);
+            method = new Method.Lora(continued.config());
+        }
+        int B = a.training().perDeviceTrainBatchSize();
+        boolean ckpt = a.finetuning().gradientCheckpointing();
+        int seed = a.training().seed();
+        TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
+                : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
+        if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
+
+        TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
+                qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
+                data.train().size(), data.eval().size(), data.maxLength(), a.data().template(), Parallel.threads(), gemm.name(),
+                a.finetuning().type(), model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes(),
+                continued == null ? null : new TrainEvent.ContinuedAdapter(Path.of(a.model().adapterNameOrPath()), continued.config().r(),
+                        continued.config().loraAlpha(), continued.config().targetModules(), continued.config().useDora()));
+        Trainer trainer = new Trainer(a, model, data.train(), data.eval(), out, a.model().nameOrPath(), hooks(config, out, setup, listener))
+                .padId(data.padId()).cancelWhen(() -> cancelled);
+        inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
+
+        Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
+        Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
+        return new Result(r, c);
+    }
+
+    private static Trainer.Listener hooks(TrainConfig config, Path out, TrainEvent.Setup setup, TrainEvent.Listener listener) {
+        return new Trainer.Listener() {
+            @Override public void onStart(long totalSteps, long startStep) {
+                listener.on(new TrainEvent.Started(config, out, totalSteps, startStep, setup));
+            }
+            @Override public void onStep(Trainer.StepMetrics m) {
+                listener.on(new TrainEvent.Step(m.step(), m.totalSteps(), m.loss(), m.lr(), m.gradNorm(), m.tokensPerSecond(),
+                        m.epoch(), m.elapsedSeconds(), m.etaSeconds(), m.loggedLoss()));
+            }
+            @Override public void onEval(long step, double evalLoss) { listener.on(new TrainEvent.Eval(step, evalLoss)); }
+            @Override public void onCheckpoint(long step, Path dir) { listener.on(new TrainEvent.CheckpointSaved(step, dir)); }
+        };
+    }
+
+    /// transformers' rule for a non-empty output_dir: an error unless it holds a checkpoint to resume from (then
+    /// resume_from_checkpoint is set to it and it is returned), or overwrite_output_dir is set (then old checkpoints and
+    /// logs are removed first).
+    static Path prepareOutputDir(TrainConfig cfg, TrainArgs.Output o) {
+        Path out = o.dir();
+        if (!Files.isDirectory(out)) return null;
+        try {
+            boolean empty;
+            try (Stream<Path> s = Files.list(out)) { empty = s.findAny().isEmpty(); }
+            if (empty) return null;
+            if (o.overwrite()) {
+                try (Stream<Path> s = Files.list(out)) {
+                    for (Path p : s.toList()) {
+                        String n = p.getFileName().toString();
+                        if (n.startsWith(Checkpoint.PREFIX) || n.startsWith(".tmp-") || n.equals("trainer_log.jsonl")) deleteTree(p);
+                    }
+                }
+                return null;
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot prepare output_dir " + out + ": " + e.getMessage(), e);
+        }
+        if (o.resumeFromCheckpoint() != null) return null;
+        Path last = Checkpoint.last(out);
+        if (last != null) {
+            cfg.with("resume_from_checkpoint", last.toString());
+            return last;
+        }
+        throw new ConfigException("output_dir " + out + " already exists and is not empty; set overwrite_output_dir: true or choose another output_dir");
+    }
+
+    /// adapter_name_or_path: as LLaMA-Factory (`PeftModel.from_pretrained(..., is_trainable=True)`), the adapter's own
+    /// adapter_config.json decides rank, alpha, targets, dropout, rsLoRA and DoRA. A LoRA key given a non-default value
+    /// that contradicts it is an error rather than silently overruled.
+    static PeftAdapter readAdapter(TrainConfig cfg, TrainArgs a, Path dir, LlamaConfig base) {
+        if (!Files.isDirectory(dir)) throw new ConfigException("adapter_name_or_path " + dir + " is not a folder; give a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)");
+        PeftAdapter peft = PeftAdapter.read(dir);
+        LoadedAdapter.of("continued", dir.toString(), peft, base);   // layers, modules and sizes fit this model
+        LoraConfig lc = peft.config();
+        if (!lc.rankPattern().isEmpty() || !lc.alphaPattern().isEmpty())
+            throw new ConfigException("adapter_name_or_path " + dir + " has rank_pattern/alpha_pattern (per-module ranks); continuing such an adapter is not supported yet");
+        TrainArgs.Finetuning f = a.finetuning();
+        Map<String, Object> set = cfg.changed();
+        List<String> conflicts = new ArrayList<>();
+        if (set.containsKey("lora_rank") && f.loraRank() != lc.r()) conflicts.add("lora_rank " + f.loraRank() + " (adapter: r " + lc.r() + ")");
+        if (set.containsKey("lora_alpha") && f.loraAlpha() != lc.loraAlpha()) conflicts.add("lora_alpha " + f.loraAlpha() + " (adapter: " + lc.loraAlpha() + ")");
+        if (set.containsKey("lora_target") && !new HashSet<>(f.loraTarget()).equals(new HashSet<>(lc.targetModules())))
+            conflicts.add("lora_target " + f.loraTarget() + " (adapter: " + lc.targetModules() + ")");
+        if (set.containsKey("lora_dropout") && f.loraDropout() != lc.loraDropout()) conflicts.add("lora_dropout " + f.loraDropout() + " (adapter: " + lc.loraDropout() + ")");
+        if (set.containsKey("use_dora") && f.useDora() != lc.useDora()) conflicts.add("use_dora " + f.useDora() + " (adapter: " + lc.useDora() + ")");
+        if (set.containsKey("use_rslora") && f.useRslora() != lc.useRslora()) conflicts.add("use_rslora " + f.useRslora() + " (adapter: " + lc.useRslora() + ")");
+        if (!conflicts.isEmpty())
+            throw new ConfigException("adapter_name_or_path " + dir + " continues an adapter whose adapter_config.json sets its LoRA settings, but "
+                    + String.join(", ", conflicts) + " contradict it; drop these keys or match the adapter");
+        LOG.log(System.Logger.Level.INFO, "continuing adapter {0}: r {1}, alpha {2}, targets {3}{4}", dir, lc.r(), lc.loraAlpha(),
+                lc.targetModules(), lc.useDora() ? ", DoRA" : "");
+        return peft;
+    }
+
+    /// Copies the adapter's A, B (and DoRA magnitudes) into the trainable tensors of the same PEFT names; every
+    /// trainable tensor must get one, and every adapter tensor must be used.
+    static void copyAdapter(TrainModel model, PeftAdapter adapter, Path dir) {
+        Map<String, float[]> tensors = new LinkedHashMap<>();
+        for (Map.Entry<PeftAdapter.Target, LoraWeights> e : adapter.weights().entrySet()) {
+            PeftAdapter.Target t = e.getKey();
+            LoraWeights w = e.getValue();
+            tensors.put(t.key(PeftAdapter.A), w.a());
+            tensors.put(t.key(PeftAdapter.B), w.b());
+            if (w.magnitude() != null) tensors.put(t.key(PeftAdapter.MAGNITUDE), w.magnitude());
+        }
+        for (Param p : model.params()) {
+            float[] src = tensors.remove(p.name());
+            if (src == null)
+                throw new FormatException(dir + " has no tensor '" + p.name() + "', which this run trains; the adapter's layers_to_transform or target_modules leave it out");
+            if (src.length != p.data().length)
+                throw new FormatException(dir + ": tensor '" + p.name() + "' has " + src.length + " values, this run's has " + p.data().length);
+            System.arraycopy(src, 0, p.data(), 0, src.length);
+        }
+        if (!tensors.isEmpty())
+            throw new FormatException(dir + ": tensors " + tensors.keySet().stream().limit(3).toList() + (tensors.size() > 3 ? " and " + (tensors.size() - 3) + " more" : "")
+                    + " have no trainable counterpart in this run");
+    }
+
+    private static Path createDirectories(Path dir) {
+        try {
+            return Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create output_dir " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        try (Stream<Path> s = Files.walk(p)) {
+            for (Path x : s.sorted(Comparator.reverseOrder()).toList()) Files.delete(x);
+        }
+    }
+}

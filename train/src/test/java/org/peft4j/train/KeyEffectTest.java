@@ -1,0 +1,512 @@
+package org.peft4j.train;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.io.TempDir;
+import org.peft4j.core.DType;
+import org.peft4j.core.Gemms;
+import org.peft4j.core.Parallel;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.Models;
+import org.peft4j.model.RandomModels;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.lora.LoraWeights;
+import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.llama.LlamaModel;
+import org.peft4j.testkit.Shared;
+import org.peft4j.train.data.TokenizedExample;
+import org.peft4j.train.engine.Method;
+import org.peft4j.train.engine.Param;
+import org.peft4j.train.recipe.FinetuneRecipe;
+import org.peft4j.train.recipe.TrainEvent;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// Every key that [TrainConfig] marks SUPPORTED takes effect: for each, one run of the recipe with the key at its
+/// default and one with a non-default value (same context otherwise), and an observation of what the recipe built or
+/// did that the key must change: the built method, model, data, optimizer, learning rates, parameter updates, events
+/// or files. [#everySupportedKeyHasARow] fails when a key is added to the table without a row here.
+/// All runs are tiny: TinyStories-656K, 12 examples, cutoff 48, batch 2, 2 steps.
+class KeyEffectTest {
+    /// LlamaModel (inference) and TrainModel (training) sum in different orders: token-mean losses agree to ~1e-6.
+    static final double LOSS_ATOL = 1e-5;
+    /// A float32 parameter update compared with its formula evaluated in double from the same float32 inputs: the
+    /// float32 rounding of the update (relative 1e-6 covers a few roundings) plus one ulp of the stored result.
+    static final double UPDATE_ATOL = 1e-9;
+
+    @TempDir static Path tmp;
+    static Path model, data, data2, randomModel, adapter, checkpoint, general;
+    static int runs;
+    static int threadsBefore;
+    static final Map<List<String>, Probe> baselines = new HashMap<>();
+
+    static final List<String> BASE = List.of("--dataset", "identity_en", "--template", "default", "--cutoff_len", "48",
+            "--max_samples", "12", "--per_device_train_batch_size", "2", "--max_steps", "2", "--logging_steps", "1",
+            "--save_steps", "0", "--learning_rate", "1e-3", "--lora_rank", "4", "--gemm", "java");
+
+    /// What one run built and did.
+    record Probe(TrainConfig config, Path out, List<TrainEvent> events, FinetuneRecipe.Result result, FinetuneRecipe.Built built,
+                 Map<String, float[]> start, Map<String, float[]> end, Map<String, float[]> grad, List<Optimizer> optimizers) {
+        List<TrainEvent.Step> steps() { return of(TrainEvent.Step.class); }
+        List<TrainEvent.Eval> evals() { return of(TrainEvent.Eval.class); }
+        List<TrainEvent.CheckpointSaved> checkpoints() { return of(TrainEvent.CheckpointSaved.class); }
+        TrainEvent.Started started() { return of(TrainEvent.Started.class).getFirst(); }
+        TrainEvent.Preparing preparing() { return of(TrainEvent.Preparing.class).getFirst(); }
+        TrainEvent.Setup setup() { return started().setup(); }
+        LoraConfig lora() { return ((Method.Lora) built.model().method).config(); }
+        double firstLoss() { return steps().getFirst().loss(); }
+        Set<String> params() { return new TreeSet<>(start.keySet()); }
+        List<TokenizedExample> train() { return built.data().train(); }
+        long labelled() { return train().stream().mapToLong(TokenizedExample::trainedCount).sum(); }
+        boolean has(String file) { return Files.exists(out.resolve(file)); }
+        JsonNode json(String file) throws IOException { return new ObjectMapper().readTree(out.resolve(file).toFile()); }
+        /// Largest |end - start| over the tensors whose name ends with `suffix`.
+        double maxChange(String suffix) {
+            double m = 0;
+            for (String n : start.keySet())
+                if (n.endsWith(suffix)) for (int i = 0; i < start.get(n).length; i++) m = Math.max(m, Math.abs(end.get(n)[i] - start.get(n)[i]));
+            return m;
+        }
+        /// ‖end - start‖ over all trainable tensors.
+        double updateNorm() {
+            double s = 0;
+            for (String n : start.keySet()) for (int i = 0; i < start.get(n).length; i++) { double d = end.get(n)[i] - start.get(n)[i]; s += d * d; }
+            return Math.sqrt(s);
+        }
+        <T> List<T> of(Class<T> c) { return events.stream().filter(c::isInstance).map(c::cast).toList(); }
+    }
+
+    /// `key`: the key proven; `value`: its non-default value; `context`: flags both runs share beyond BASE;
+    /// `check(atDefault, withValue)`.
+    record Row(String key, String value, List<String> context, Check check) {}
+
+    interface Check { void verify(Probe atDefault, Probe withValue) throws Exception; }
+
+    static Row row(String key, String value, Check check) { return new Row(key, value, List.of(), check); }
+
+    static Row row(String key, String value, List<String> context, Check check) { return new Row(key, value, context, check); }
+
+    @BeforeAll
+    static void fixtures() throws Exception {
+        threadsBefore = Parallel.threads();
+        Path root = Shared.root();
+        model = root.resolve("models/tinystories-656k");
+        general = root.resolve("data/general_stories.txt");
+        var om = new ObjectMapper();
+        JsonNode rows = om.readTree(root.resolve("data/identity_en.json").toFile());
+        data = Files.createDirectories(tmp.resolve("data"));
+        Files.copy(root.resolve("data/identity_en.json"), data.resolve("identity_en.json"));
+        Files.writeString(data.resolve("identity_few.json"), om.writeValueAsString(slice(rows, 5)));
+        Files.writeString(data.resolve("chats.json"), """
+                [{"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello! I am Tiny."},
+                                    {"from": "human", "value": "Who made you?"}, {"from": "gpt", "value": "The peft4j team made me."}]},
+                 {"conversations": [{"from": "human", "value": "Tell me a story"}, {"from": "gpt", "value": "Once upon a time there was a cat."},
+                                    {"from": "human", "value": "And then?"}, {"from": "gpt", "value": "The cat slept in the sun."}]}]
+                """);
+        Files.writeString(data.resolve("dataset_info.json"), """
+                {"identity_en": {"file_name": "identity_en.json"}, "identity_few": {"file_name": "identity_few.json"},
+                 "chats": {"file_name": "chats.json", "formatting": "sharegpt"}}
+                """);
+        data2 = Files.createDirectories(tmp.resolve("data2"));
+        Files.writeString(data2.resolve("six.json"), om.writeValueAsString(slice(rows, 6)));
+        Files.writeString(data2.resolve("dataset_info.json"), "{\"identity_en\": {\"file_name\": \"six.json\"}}");
+        randomModel = Files.createDirectories(tmp.resolve("random-model"));
+        try (Stream<Path> s = Files.list(model)) { for (Path p : s.toList()) Files.copy(p, randomModel.resolve(p.getFileName())); }
+        RandomModels.save(randomModel, RandomModels.create(LlamaConfig.read(model), 3), DType.F32);
+        adapter = run(List.of("--max_steps", "4", "--learning_rate", "3e-3")).out();
+        checkpoint = run(List.of("--save_steps", "1")).out().resolve("checkpoint-1");
+        assertTrue(Files.isDirectory(checkpoint), "fixture checkpoint missing");
+    }
+
+    @AfterAll
+    static void restoreThreads() { Parallel.setThreads(threadsBefore); }
+
+    static com.fasterxml.jackson.databind.node.ArrayNode slice(JsonNode rows, int n) {
+        var out = new ObjectMapper().createArrayNode();
+        for (int i = 0; i < n; i++) out.add(rows.get(i));
+        return out;
+    }
+
+    static Probe run(List<String> flags) throws Exception { return run(flags, out -> {}); }
+
+    interface Setup { void prepare(Path out) throws Exception; }
+
+    static Probe run(List<String> flags, Setup setup) throws Exception {
+        Path out = tmp.resolve("run-" + runs++);
+        setup.prepare(out);
+        List<String> all = new ArrayList<>(List.of("--model_name_or_path", model.toString(), "--dataset_dir", data.toString(), "--output_dir", out.toString()));
+        all.addAll(BASE);
+        all.addAll(flags);
+        TrainConfig cfg = TrainConfig.load(null, all);
+        List<TrainEvent> events = new ArrayList<>();
+        Map<String, float[]> start = new LinkedHashMap<>(), end = new LinkedHashMap<>(), grad = new LinkedHashMap<>();
+        FinetuneRecipe.Built[] built = new FinetuneRecipe.Built[1];
+        List<Optimizer> optimizers = new ArrayList<>();
+        FinetuneRecipe recipe = new FinetuneRecipe().inspect(b -> {
+            built[0] = b;
+            for (Param p : b.model().params()) start.put(p.name(), p.data().clone());
+        });
+        FinetuneRecipe.Result result = recipe.run(cfg, e -> {
+            events.add(e);
+            if (e instanceof TrainEvent.Step && optimizers.isEmpty()) optimizers.addAll(built[0].trainer().optimizers());
+        });
+        for (Param p : built[0].model().params()) { end.put(p.name(), p.data().clone()); grad.put(p.name(), p.grad().clone()); }
+        return new Probe(cfg, Path.of(cfg.str("output_dir")), events, result, built[0], start, end, grad, optimizers);
+    }
+
+    static List<Row> rows() {
+        Path chosen = tmp.resolve("chosen-output");
+        return List.of(
+                // model
+                row("model_name_or_path", randomModel.toString(), (d, v) -> {
+                    assertEquals(randomModel, v.built().modelDir());
+                    assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-3, "other weights, other loss");
+                }),
+                row("adapter_name_or_path", adapter.toString(), (d, v) -> {
+                    PeftAdapter a = PeftAdapter.read(adapter);
+                    for (var e : a.weights().entrySet()) {
+                        LoraWeights w = e.getValue();
+                        assertArrayEquals(w.a(), v.start().get(e.getKey().key(PeftAdapter.A)), e.getKey().path());
+                        assertArrayEquals(w.b(), v.start().get(e.getKey().key(PeftAdapter.B)), e.getKey().path());
+                    }
+                    assertEquals(0, d.start().entrySet().stream().filter(e -> e.getKey().endsWith("lora_B.weight"))
+                            .mapToDouble(e -> maxAbs(e.getValue())).max().orElseThrow(), "a fresh adapter starts with B = 0");
+                }),
+                row("quantization_bit", "4", (d, v) -> {
+                    assertNull(d.setup().quantization());
+                    assertNotNull(v.built().quantizedBase());
+                    assertEquals("nf4", v.setup().quantization().type());
+                }),
+                row("quantization_type", "fp4", List.of("--quantization_bit", "4"), (d, v) -> {
+                    assertEquals("nf4", d.setup().quantization().type());
+                    assertEquals("fp4", v.setup().quantization().type());
+                }),
+                row("double_quantization", "false", List.of("--quantization_bit", "4"), (d, v) -> {
+                    assertTrue(d.setup().quantization().doubleQuantization());
+                    assertFalse(v.setup().quantization().doubleQuantization());
+                    assertTrue(v.setup().quantization().bitsPerParameter() > d.setup().quantization().bitsPerParameter());
+                }),
+                // method
+                row("stage", "pt", List.of("--packing", "false"), (d, v) -> {
+                    assertTrue(d.train().stream().anyMatch(e -> e.trainedCount() < e.length()), "sft masks the prompt");
+                    for (TokenizedExample e : v.train()) assertArrayEquals(e.inputIds(), e.labels(), "pt trains on every token");
+                }),
+                row("do_train", "false", List.of("--do_eval", "true", "--val_size", "3"), (d, v) -> {
+                    assertEquals(2, d.steps().size());
+                    assertTrue(v.steps().isEmpty());
+                    assertEquals(List.of(0L), v.evals().stream().map(TrainEvent.Eval::step).toList());
+                    assertFalse(v.has("adapter_model.safetensors"));
+                    assertEquals(Trainer.round(v.evals().getFirst().evalLoss()), v.json("all_results.json").get("eval_loss").asDouble());
+                }),
+                row("finetuning_type", "full", (d, v) -> {
+                    assertTrue(d.params().stream().allMatch(n -> n.contains("lora_")), d.params().toString());
+                    assertTrue(v.params().contains("model.embed_tokens.weight"), v.params().toString());
+                    assertTrue(v.has("model.safetensors"));
+                }),
+                row("lora_rank", "2", (d, v) -> {
+                    assertEquals(2, v.lora().r());
+                    String a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+                    assertEquals(2 * 128, v.start().get(a).length);
+                    assertEquals(4 * 128, d.start().get(a).length);
+                }),
+                row("lora_alpha", "3", (d, v) -> {
+                    assertEquals(8.0, d.lora().loraAlpha(), "default 2 * lora_rank");
+                    assertEquals(3.0, v.lora().loraAlpha());
+                    assertEquals(3, v.json("adapter_config.json").get("lora_alpha").asInt());
+                }),
+                row("lora_dropout", "0.2", (d, v) -> {
+                    assertEquals(0.2, v.lora().loraDropout());
+                    assertNotEquals(d.steps().get(1).loss(), v.steps().get(1).loss(), "dropout changes the forward once B != 0");
+                }),
+                row("lora_target", "q_proj,v_proj", (d, v) -> {
+                    assertTrue(d.params().stream().anyMatch(n -> n.contains("mlp.")));
+                    assertTrue(v.params().stream().allMatch(n -> n.contains("q_proj") || n.contains("v_proj")), v.params().toString());
+                }),
+                row("use_rslora", "true", (d, v) -> {
+                    assertTrue(v.lora().useRslora());
+                    assertTrue(v.json("adapter_config.json").get("use_rslora").asBoolean());
+                    assertNotEquals(d.steps().get(1).loss(), v.steps().get(1).loss(), "scaling alpha/sqrt(r) instead of alpha/r");
+                }),
+                row("use_dora", "true", (d, v) -> {
+                    assertTrue(d.params().stream().noneMatch(n -> n.endsWith("lora_magnitude_vector")));
+                    assertTrue(v.params().stream().anyMatch(n -> n.endsWith("lora_magnitude_vector")));
+                }),
+                row("loraplus_lr_ratio", "16", List.of("--max_steps", "1"), (d, v) -> {
+                    // AdamW's first step moves each element by lr·g/(|g|+eps) ≈ lr; LoRA+ gives B 16·lr
+                    assertEquals(1.0, d.maxChange("lora_B.weight") / 1e-3, 0.01);
+                    assertEquals(16.0, v.maxChange("lora_B.weight") / 1e-3, 0.16);
+                }),
+                row("freeze_trainable_layers", "1", List.of("--finetuning_type", "freeze"), (d, v) -> {
+                    assertTrue(d.params().stream().anyMatch(n -> n.startsWith("model.layers.0.")), d.params().toString());
+                    assertTrue(v.params().stream().allMatch(n -> n.startsWith("model.layers.1.")), v.params().toString());
+                }),
+                row("freeze_trainable_modules", "mlp", List.of("--finetuning_type", "freeze"), (d, v) -> {
+                    assertTrue(d.params().stream().anyMatch(n -> n.contains(".self_attn.")));
+                    assertTrue(v.params().stream().allMatch(n -> n.contains(".mlp.")), v.params().toString());
+                }),
+                row("neftune_noise_alpha", "5", (d, v) ->
+                        assertNotEquals(d.firstLoss(), v.firstLoss(), "noise on the embeddings changes the first training forward")),
+                row("gradient_checkpointing", "true", (d, v) -> {
+                    assertTrue(v.built().model().checkpointing);
+                    assertTrue(v.setup().activationBytes() < d.setup().activationBytes());
+                    assertEquals(d.steps().get(1).loss(), v.steps().get(1).loss(), "recomputing blocks gives the same numbers");
+                }),
+                row("pissa_init", "true", (d, v) -> {
+                    assertEquals("pissa_niter_16", v.json("adapter_config.json").get("init_lora_weights").asText());
+                    assertTrue(maxAbs(v.start().get("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight")) > 0, "PiSSA's B starts non-zero");
+                }),
+                row("pissa_iter", "-1", List.of("--pissa_init", "true"), (d, v) ->
+                        assertEquals("pissa", v.json("adapter_config.json").get("init_lora_weights").asText())),
+                row("pissa_convert", "true", List.of("--pissa_init", "true"), (d, v) -> {
+                    assertFalse(d.has("pissa_converted/adapter_config.json"));
+                    assertEquals(8, v.json("pissa_converted/adapter_config.json").get("r").asInt());
+                }),
+                // data
+                row("dataset", "identity_few", (d, v) -> {
+                    assertEquals(12, d.setup().trainExamples());
+                    assertEquals(5, v.setup().trainExamples());
+                }),
+                row("eval_dataset", "identity_few", (d, v) -> {
+                    assertEquals(0, d.setup().evalExamples());
+                    assertEquals(5, v.setup().evalExamples());
+                }),
+                row("dataset_dir", "DATA2", (d, v) -> assertEquals(6, v.setup().trainExamples())),
+                row("template", "alpaca", (d, v) -> {
+                    assertFalse(Arrays.equals(d.train().getFirst().inputIds(), v.train().getFirst().inputIds()), "another rendering");
+                    assertEquals("alpaca", v.setup().template());
+                }),
+                row("cutoff_len", "16", (d, v) -> {
+                    assertTrue(d.setup().longestExample() > 16);
+                    assertTrue(v.setup().longestExample() <= 16, "longest " + v.setup().longestExample());
+                }),
+                row("max_samples", "5", (d, v) -> assertEquals(5, v.setup().trainExamples())),
+                row("val_size", "3", (d, v) -> {
+                    assertEquals(3, v.setup().evalExamples());
+                    assertEquals(9, v.setup().trainExamples());
+                }),
+                row("train_on_prompt", "true", (d, v) -> assertTrue(v.labelled() > d.labelled(), v.labelled() + " vs " + d.labelled())),
+                row("mask_history", "true", List.of("--dataset", "chats"), (d, v) ->
+                        assertTrue(v.labelled() < d.labelled(), v.labelled() + " vs " + d.labelled())),
+                row("packing", "true", List.of("--cutoff_len", "128"), (d, v) -> {
+                    assertTrue(v.setup().trainExamples() < d.setup().trainExamples(), "examples packed together");
+                    assertTrue(v.train().stream().allMatch(e -> e.length() <= 128), "into cutoff_len blocks");
+                }),
+                row("default_system", "You are Tiny.", (d, v) ->
+                        assertTrue(tokens(v) > tokens(d), "the system prompt is rendered")),
+                // output
+                row("output_dir", chosen.toString(), (d, v) -> {
+                    assertEquals(chosen, v.preparing().outputDir());
+                    assertTrue(Files.exists(chosen.resolve("adapter_model.safetensors")));
+                }),
+                new Row("overwrite_output_dir", "true", List.of("SETUP:checkpoint"), (d, v) -> {
+                    assertEquals(1, d.started().startStep(), "a checkpoint in output_dir is resumed from");
+                    assertNotNull(d.preparing().resumeFrom());
+                    assertEquals(0, v.started().startStep(), "overwrite_output_dir starts over");
+                    assertFalse(v.has("checkpoint-1"));
+                }),
+                row("logging_steps", "2", (d, v) -> {
+                    assertEquals(2, logLines(d, "loss"));
+                    assertEquals(1, logLines(v, "loss"));
+                    assertNull(v.steps().getFirst().loggedLoss());
+                    assertNotNull(v.steps().get(1).loggedLoss());
+                }),
+                row("save_steps", "1", (d, v) -> {
+                    assertFalse(d.has("checkpoint-1"));
+                    assertTrue(v.has("checkpoint-1/trainer_state.json"));
+                    assertEquals(List.of(1L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList());
+                }),
+                row("save_total_limit", "1", List.of("--save_steps", "1", "--max_steps", "3"), (d, v) -> {
+                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2"));
+                    assertFalse(v.has("checkpoint-1"));
+                    assertTrue(v.has("checkpoint-2"));
+                }),
+                row("plot_loss", "true", (d, v) -> {
+                    assertFalse(d.has("training_loss.png"));
+                    assertTrue(v.has("training_loss.png"));
+                }),
+                row("resume_from_checkpoint", "CHECKPOINT", (d, v) -> {
+                    assertEquals(0, d.started().startStep());
+                    assertEquals(1, v.started().startStep());
+                    assertEquals(1, v.steps().size(), "only the remaining step runs");
+                }),
+                // optimisation
+                row("per_device_train_batch_size", "3", (d, v) -> {
+                    assertEquals(3, v.built().model().B);
+                    assertEquals(4.0 / 12, d.steps().getLast().epoch(), 1e-12);
+                    assertEquals(6.0 / 12, v.steps().getLast().epoch(), 1e-12);
+                }),
+                row("per_device_eval_batch_size", "1", List.of("--do_train", "false", "--do_eval", "true", "--val_size", "4"), (d, v) -> {
+                    // transformers: eval_loss = mean over batches of the batch's mean token loss, weighted by batch size
+                    LlamaModel base = Models.load(model, Gemms.get("java"));
+                    List<TokenizedExample> val = v.built().data().eval();
+                    double perExample = 0;
+                    for (TokenizedExample e : val) perExample += Evaluation.evaluate(base, List.of(e)).loss();
+                    assertEquals(perExample / val.size(), v.evals().getFirst().evalLoss(), LOSS_ATOL, "batches of 1");
+                    assertEquals(Evaluation.evaluate(base, val).loss(), d.evals().getFirst().evalLoss(), LOSS_ATOL, "one batch of 4: the token mean");
+                    assertNotEquals(d.evals().getFirst().evalLoss(), v.evals().getFirst().evalLoss(), 1e-4);
+                }),
+                row("gradient_accumulation_steps", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12)),
+                row("learning_rate", "2e-3", (d, v) -> {
+                    assertEquals(1e-3, d.steps().getFirst().lr(), 1e-15);
+                    assertEquals(2e-3, v.steps().getFirst().lr(), 1e-15);
+                }),
+                row("num_train_epochs", "0.5", List.of("--max_steps", "-1"), (d, v) -> {
+                    assertEquals(18, d.started().totalSteps(), "3 epochs of 6 batches");
+                    assertEquals(3, v.started().totalSteps());
+                }),
+                row("max_steps", "3", (d, v) -> assertEquals(3, v.steps().size())),
+                row("lr_scheduler_type", "constant", (d, v) -> {
+                    assertEquals(0.5e-3, d.steps().get(1).lr(), 1e-15, "linear decay");
+                    assertEquals(1e-3, v.steps().get(1).lr(), 1e-15);
+                }),
+                row("warmup_steps", "1", (d, v) -> assertEquals(0.0, v.steps().getFirst().lr())),
+                row("warmup_ratio", "0.5", (d, v) -> assertEquals(0.0, v.steps().getFirst().lr())),
+                row("max_grad_norm", "1e-3", List.of("--optim", "sgd", "--max_steps", "1"), (d, v) -> {
+                    // SGD: Δθ = -lr·clip(g); clipped to norm 1e-3 when ‖g‖ is larger
+                    assertTrue(v.steps().getFirst().gradNorm() > 1e-3);
+                    assertEquals(1e-3 * 1e-3, v.updateNorm(), 1e-9);
+                    assertEquals(1e-3 * Math.min(1, d.steps().getFirst().gradNorm()), d.updateNorm(), 1e-9);
+                }),
+                row("weight_decay", "0.5", List.of("--max_steps", "1"), (d, v) -> {
+                    // step 1: B = 0 so dA = 0 and Adam moves A by 0; only the decoupled decay A ← A·(1 − lr·wd) acts
+                    assertEquals(0.0, d.maxChange("lora_A.weight"));
+                    for (String n : v.start().keySet())
+                        if (n.endsWith("lora_A.weight"))
+                            for (int i = 0; i < v.start().get(n).length; i++)
+                                assertEquals(v.start().get(n)[i] * (1 - 1e-3 * 0.5), v.end().get(n)[i], 3e-7 * Math.abs(v.start().get(n)[i]) + UPDATE_ATOL, n);
+                }),
+                row("adam_beta1", "0.5", List.of("--max_steps", "3"), (d, v) -> assertChanged(d, v)),
+                row("adam_beta2", "0.5", List.of("--max_steps", "3"), (d, v) -> assertChanged(d, v)),
+                row("adam_epsilon", "1.0", List.of("--max_steps", "1"), (d, v) -> {
+                    // AdamW's first step: Δ = -lr·g/(|g| + eps), bias corrections included
+                    for (String n : v.start().keySet())
+                        for (int i = 0; i < v.start().get(n).length; i++) {
+                            double g = v.grad().get(n)[i];
+                            assertEquals(v.start().get(n)[i] - 1e-3 * g / (Math.abs(g) + 1.0), v.end().get(n)[i], 1e-6 * 1e-3 + Math.ulp(v.end().get(n)[i]), n);
+                        }
+                    assertTrue(v.updateNorm() < d.updateNorm() / 2);
+                }),
+                row("optim", "sgd", List.of("--max_steps", "1"), (d, v) -> {
+                    for (String n : v.start().keySet())
+                        for (int i = 0; i < v.start().get(n).length; i++)
+                            assertEquals(v.start().get(n)[i] - 1e-3 * v.grad().get(n)[i], v.end().get(n)[i], 1e-6 * 1e-3 + Math.ulp(v.end().get(n)[i]), n);
+                    assertInstanceOf(Optimizer.Sgd32.class, v.optimizers().getFirst());
+                    assertInstanceOf(Optimizer.Adam32.class, d.optimizers().getFirst());
+                }),
+                row("optim_memory_budget_mb", "0", List.of("--optim", "paged_adamw_32bit"), (d, v) -> {
+                    assertEquals(1024L << 20, ((Optimizer.Paged32) d.optimizers().getFirst()).opt().pagedState().budgetBytes());
+                    assertEquals(0L, ((Optimizer.Paged32) v.optimizers().getFirst()).opt().pagedState().budgetBytes());
+                }),
+                row("seed", "7", (d, v) -> {
+                    String a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+                    assertFalse(Arrays.equals(d.start().get(a), v.start().get(a)), "another initialisation");
+                    assertNotEquals(d.firstLoss(), v.firstLoss(), "another shuffle");
+                }),
+                row("eval_strategy", "steps", List.of("--val_size", "3"), (d, v) -> {
+                    assertTrue(d.evals().isEmpty());
+                    assertEquals(List.of(1L, 2L), v.evals().stream().map(TrainEvent.Eval::step).toList());
+                }),
+                row("eval_steps", "2", List.of("--val_size", "3", "--eval_strategy", "steps"), (d, v) -> {
+                    assertEquals(List.of(1L, 2L), d.evals().stream().map(TrainEvent.Eval::step).toList(), "default: logging_steps");
+                    assertEquals(List.of(2L), v.evals().stream().map(TrainEvent.Eval::step).toList());
+                }),
+                row("evaluation_strategy", "steps", List.of("--val_size", "3"), (d, v) ->
+                        assertEquals(List.of(1L, 2L), v.evals().stream().map(TrainEvent.Eval::step).toList())),
+                row("do_eval", "true", List.of("--val_size", "3"), (d, v) -> {
+                    assertNull(d.result().train().evalLoss());
+                    assertNotNull(v.result().train().evalLoss());
+                    assertTrue(v.json("all_results.json").has("eval_loss"));
+                }),
+                // peft4j
+                row("threads", "1", (d, v) -> assertEquals(1, v.setup().threads())),
+                row("gemm", "scalar", (d, v) -> {
+                    assertNotEquals("scalar", d.setup().gemm());
+                    assertEquals("scalar", v.setup().gemm());
+                }),
+                row("compare_prompts", "Who are you?", (d, v) -> {
+                    assertNull(d.result().comparison());
+                    assertEquals("Who are you?", v.result().comparison().answers().getFirst().prompt());
+                }),
+                row("forgetting_text", general.toString(), (d, v) -> {
+                    assertNull(d.result().comparison());
+                    assertNotNull(v.result().comparison().generalBefore());
+                    assertNotNull(v.result().comparison().generalAfter());
+                }));
+    }
+
+    static long tokens(Probe p) { return p.train().stream().mapToLong(TokenizedExample::length).sum(); }
+
+    static long logLines(Probe p, String key) throws IOException {
+        return Files.readAllLines(p.out().resolve("trainer_log.jsonl")).stream().filter(l -> l.contains("\"" + key + "\"")).count();
+    }
+
+    static void assertChanged(Probe d, Probe v) {
+        assertTrue(v.end().keySet().stream().anyMatch(n -> !Arrays.equals(d.end().get(n), v.end().get(n))), "the trained tensors should differ");
+    }
+
+    static double maxAbs(float[] x) {
+        double m = 0;
+        for (float f : x) m = Math.max(m, Math.abs(f));
+        return m;
+    }
+
+    @TestFactory
+    Stream<DynamicTest> everySupportedKeyTakesEffect() {
+        return rows().stream().map(r -> DynamicTest.dynamicTest(r.key() + " = " + r.value(), () -> {
+            boolean checkpointSetup = r.context().contains("SETUP:checkpoint");
+            List<String> context = r.context().stream().filter(f -> !f.startsWith("SETUP:")).toList();
+            Setup setup = checkpointSetup ? out -> copyTree(checkpoint, out.resolve("checkpoint-1")) : out -> {};
+            Probe atDefault = checkpointSetup ? run(context, setup) : baselines.containsKey(context) ? baselines.get(context) : run(context);
+            if (!checkpointSetup) baselines.put(context, atDefault);
+            String value = switch (r.value()) {
+                case "DATA2" -> data2.toString();
+                case "CHECKPOINT" -> checkpoint.toString();
+                default -> r.value();
+            };
+            List<String> flags = new ArrayList<>(context);
+            flags.addAll(List.of("--" + r.key(), value));
+            r.check().verify(atDefault, run(flags, setup));
+        }));
+    }
+
+    @Test
+    void everySupportedKeyHasARow() {
+        Set<String> covered = new TreeSet<>(rows().stream().map(Row::key).toList());
+        Set<String> supported = new TreeSet<>();
+        for (TrainConfig.Key k : TrainConfig.KEYS.values()) if (k.support() == TrainConfig.Support.SUPPORTED) supported.add(k.name());
+        Set<String> missing = new TreeSet<>(supported);
+        missing.removeAll(covered);
+        assertTrue(missing.isEmpty(), "supported keys without a test of their effect: " + missing);
+        Set<String> extra = new TreeSet<>(covered);
+        extra.removeAll(supported);
+        assertTrue(extra.isEmpty(), "rows for keys that are not SUPPORTED: " + extra);
+    }
+
+    static void copyTree(Path from, Path to) throws IOException {
+        try (Stream<Path> s = Files.walk(from)) {
+            for (Path p : s.toList()) {
+                Path q = to.resolve(from.relativize(p).toString());
+                if (Files.isDirectory(p)) Files.createDirectories(q);
+                else Files.copy(p, q);
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+package org.peft4j.train.recipe;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.peft4j.core.Gemm;
+import org.peft4j.core.Gemms;
+import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.Models;
+import org.peft4j.model.llama.LlamaModel;
+import org.peft4j.testkit.Shared;
+import org.peft4j.tokenizer.Tokenizer;
+import org.peft4j.train.Evaluation;
+import org.peft4j.train.TrainConfig;
+import org.peft4j.train.TrainData;
+import org.peft4j.train.data.TokenizedExample;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// The recipe end to end on the bundled TinyStories-656K: its events, cancellation that a rerun resumes from, a
+/// failure reported as an event, continuing training from an adapter, and the before/after comparison checked
+/// against [Evaluation] computed here.
+class FinetuneRecipeTest {
+    /// LlamaModel (inference, one sequence at a time) and TrainModel (training, a padded batch) sum the same token
+    /// losses in different orders; their means agree to ~1e-6.
+    static final double LOSS_ATOL = 1e-5;
+    static final Gemm GEMM = Gemms.get("java");
+
+    static Path model() { return Shared.root().resolve("models/tinystories-656k"); }
+
+    static TrainConfig config(Path out, String... extra) {
+        List<String> flags = new ArrayList<>(List.of("--model_name_or_path", model().toString(), "--output_dir", out.toString(),
+                "--dataset", "identity_en", "--dataset_dir", Shared.root().resolve("data").toString(), "--template", "default",
+                "--cutoff_len", "64", "--per_device_train_batch_size", "2", "--learning_rate", "3e-3", "--logging_steps", "1",
+                "--save_steps", "0", "--gemm", "java"));
+        flags.addAll(List.of(extra));
+        return TrainConfig.load(null, flags);
+    }
+
+    record Run(FinetuneRecipe.Result result, List<TrainEvent> events) {
+        <T> List<T> of(Class<T> c) { return events.stream().filter(c::isInstance).map(c::cast).toList(); }
+    }
+
+    static Run run(TrainConfig cfg) {
+        List<TrainEvent> events = new ArrayList<>();
+        var r = new FinetuneRecipe().run(cfg, events::add);
+        return new Run(r, events);
+    }
+
+    static List<String> kinds(List<TrainEvent> events) {
+        return events.stream().map(e -> e.getClass().getSimpleName() + (e instanceof TrainEvent.Step s ? s.step()
+                : e instanceof TrainEvent.Eval v ? "@" + v.step() : e instanceof TrainEvent.CheckpointSaved c ? "@" + c.step() : "")).toList();
+    }
+
+    /// The events come in the documented order, and a step's logged loss is what trainer_log.jsonl holds.
+    @Test
+    void eventsInOrder(@TempDir Path tmp) throws Exception {
+        Run r = run(config(tmp, "--max_steps", "4", "--logging_steps", "2", "--save_steps", "2", "--val_size", "3",
+                "--eval_strategy", "steps", "--lora_rank", "4"));
+        assertEquals(List.of("Preparing", "Started", "Step1", "Step2", "Eval@2", "CheckpointSaved@2", "Step3", "Step4", "Eval@4", "Finished"),
+                kinds(r.events()));
+        TrainEvent.Started s = r.of(TrainEvent.Started.class).getFirst();
+        assertEquals(4, s.totalSteps());
+        assertEquals(0, s.startStep());
+        assertEquals(3, s.setup().evalExamples());
+        assertEquals(tmp, s.outputDir());
+        assertTrue(Files.exists(tmp.resolve("training_args.json")));
+        var steps = r.of(TrainEvent.Step.class);
+        assertNull(steps.get(0).loggedLoss());
+        var log = Files.readAllLines(tmp.resolve("trainer_log.jsonl"));
+        double logged = new ObjectMapper().readTree(log.getFirst()).get("loss").asDouble();
+        assertEquals(logged, steps.get(1).loggedLoss());
+        assertEquals((steps.get(0).loss() + steps.get(1).loss()) / 2, logged, 5e-5, "the mean of the window, rounded to 4 decimals");
+        TrainEvent.Finished f = r.of(TrainEvent.Finished.class).getFirst();
+        assertSame(r.result(), f.result());
+        assertFalse(f.result().train().cancelled());
+        assertEquals(r.of(TrainEvent.Eval.class).getLast().evalLoss(), f.result().train().evalLoss(), 1e-12);
+    }
+
+    /// cancel() stops the run before its next step: nothing is written after the last checkpoint, which stays complete,
+    /// and running the same config again resumes from it to the same adapter bytes as an uninterrupted run.
+    @Test
+    void cancelLeavesTheLastCheckpointAndARerunResumesFromIt(@TempDir Path tmp) throws Exception {
+        String[] flags = {"--max_steps", "8", "--save_steps", "2", "--lora_rank", "4", "--lora_dropout", "0.1"};
+        run(config(tmp.resolve("straight"), flags));
+        Path out = tmp.resolve("cancelled");
+        FinetuneRecipe recipe = new FinetuneRecipe();
+        List<TrainEvent> events = new ArrayList<>();
+        var result = recipe.run(config(out, flags), e -> {
+            events.add(e);
+            if (e instanceof TrainEvent.CheckpointSaved c && c.step() == 4) recipe.cancel();
+        });
+        assertTrue(recipe.isCancelled());
+        assertTrue(result.train().cancelled());
+        assertEquals(4, result.train().steps());
+        assertEquals(List.of("Step1", "Step2", "CheckpointSaved@2", "Step3", "Step4", "CheckpointSaved@4", "Finished"),
+                kinds(events).subList(2, events.size()));
+        assertFalse(Files.exists(out.resolve("adapter_model.safetensors")), "no final adapter after a cancel");
+        assertFalse(Files.exists(out.resolve("all_results.json")));
+        assertTrue(Files.exists(out.resolve("checkpoint-4/trainer_state.json")));
+        try (Stream<Path> s = Files.list(out)) {
+            assertTrue(s.noneMatch(p -> p.getFileName().toString().startsWith(".tmp-")), "no half-written checkpoint");
+        }
+
+        Run rerun = run(config(out, flags));
+        assertEquals(out.resolve("checkpoint-4"), rerun.of(TrainEvent.Preparing.class).getFirst().resumeFrom());
+        assertEquals(4, rerun.of(TrainEvent.Started.class).getFirst().startStep());
+        assertEquals(4, rerun.of(TrainEvent.Step.class).size());
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("straight/adapter_model.safetensors")), Files.readAllBytes(out.resolve("adapter_model.safetensors")),
+                "cancel + resume must end where an uninterrupted run ends");
+    }
+
+    @Test
+    void aFailureIsAnEventAndTheExceptionIsRethrown(@TempDir Path tmp) {
+        List<TrainEvent> events = new ArrayList<>();
+        var e = assertThrows(ConfigException.class, () -> new FinetuneRecipe().run(config(tmp, "--dataset", "no_such_dataset"), events::add));
+        assertEquals(List.of("Preparing", "Failed"), kinds(events));
+        TrainEvent.Failed f = (TrainEvent.Failed) events.getLast();
+        assertSame(e, f.error());
+        assertTrue(f.message().contains("no_such_dataset"), f.message());
+    }
+
+    /// The proof of adapter_name_or_path: the first logged loss of a run continuing an adapter is that adapter's
+    /// evaluation loss on the same batch (computed here with the inference engine and the adapter file), not the base's.
+    @ParameterizedTest(name = "dora={0}")
+    @ValueSource(booleans = {false, true})
+    void continuingFromAnAdapterStartsAtItsLoss(boolean dora, @TempDir Path tmp) throws Exception {
+        Path adapter = tmp.resolve("adapter");
+        run(config(adapter, "--max_steps", "6", "--lora_rank", "4", "--lora_alpha", "8", "--lora_target", "q_proj,v_proj,down_proj",
+                "--use_dora", String.valueOf(dora)));
+        // 8 examples in one batch of 8: the first step's batch is the whole training set, whatever the shuffle
+        TrainConfig cfg = config(tmp.resolve("continued"), "--adapter_name_or_path", adapter.toString(), "--max_samples", "8",
+                "--per_device_train_batch_size", "8", "--max_steps", "1");
+        Run r = run(cfg);
+        TrainEvent.ContinuedAdapter c = r.of(TrainEvent.Started.class).getFirst().setup().adapter();
+        assertEquals(4, c.rank(), "rank adopted from the adapter (lora_rank's default is 8)");
+        assertEquals(List.of("q_proj", "v_proj", "down_proj"), c.targets());
+        assertEquals(dora, c.dora());
+
+        double first = r.of(TrainEvent.Step.class).getFirst().loss();
+        double logged = new ObjectMapper().readTree(Files.readAllLines(tmp.resolve("continued/trainer_log.jsonl")).getFirst()).get("loss").asDouble();
+        List<TokenizedExample> batch = TrainData.prepare(cfg, Tokenizer.load(model()), model()).train();
+        assertEquals(8, batch.size());
+        LlamaModel withAdapter = Models.load(model(), GEMM);
+        var a = withAdapter.loadAdapter("a", adapter);
+        double adapterLoss = Evaluation.evaluate(withAdapter, a, batch).loss();
+        double baseLoss = Evaluation.evaluate(Models.load(model(), GEMM), batch).loss();
+        assertEquals(adapterLoss, first, LOSS_ATOL, "first step's loss vs the adapter's evaluation loss");
+        assertEquals(adapterLoss, logged, 5e-5 + LOSS_ATOL, "trainer_log.jsonl's first loss (4 decimals)");
+        assertTrue(Math.abs(baseLoss - first) > 0.1, "the base's loss " + baseLoss + " should differ clearly from the adapter's " + adapterLoss);
+        var saved = new ObjectMapper().readTree(tmp.resolve("continued/adapter_config.json").toFile());
+        assertEquals(4, saved.get("r").asInt());
+        assertEquals(dora, saved.get("use_dora").asBoolean());
+    }
+
+    @Test
+    void anAdapterContradictedByTheConfigIsRefused(@TempDir Path tmp) {
+        Path adapter = tmp.resolve("adapter");
+        run(config(adapter, "--max_steps", "1", "--lora_rank", "4"));
+        var e = assertThrows(ConfigException.class, () -> run(config(tmp.resolve("b"), "--adapter_name_or_path", adapter.toString(),
+                "--lora_rank", "16", "--max_steps", "1")));
+        assertTrue(e.getMessage().contains("lora_rank 16 (adapter: r 4)"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> config(tmp.resolve("c"), "--adapter_name_or_path", adapter.toString(), "--finetuning_type", "full"));
+        assertTrue(e.getMessage().contains("finetuning_type full"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> config(tmp.resolve("d"), "--adapter_name_or_path", adapter + "," + adapter));
+        assertTrue(e.getMessage().contains("several adapters"), e.getMessage());
+    }
+
+    @Test
+    void doTrainFalseOnlyEvaluates(@TempDir Path tmp) throws Exception {
+        var e = assertThrows(ConfigException.class, () -> config(tmp, "--do_train", "false"));
+        assertTrue(e.getMessage().contains("nothing to do"), e.getMessage());
+        Run r = run(config(tmp, "--do_train", "false", "--do_eval", "true", "--val_size", "3"));
+        assertEquals(List.of("Preparing", "Started", "Eval@0", "Finished"), kinds(r.events()));
+        assertFalse(Files.exists(tmp.resolve("adapter_model.safetensors")));
+        assertTrue(new ObjectMapper().readTree(tmp.resolve("all_results.json").toFile()).has("eval_loss"));
+    }
+
+    /// compare_prompts and forgetting_text: the comparison's losses are Evaluation's, computed here on the base and on
+    /// the base with the saved adapter (unmerged, where the recipe merges it); training lowers the validation loss.
+    @Test
+    void comparisonLossesAreTheEvaluationsOfBaseAndAdapter(@TempDir Path tmp) throws Exception {
+        Path general = Shared.root().resolve("data/general_stories.txt");
+        TrainConfig cfg = config(tmp, "--max_steps", "60", "--per_device_train_batch_size", "4", "--cutoff_len", "96", "--val_size", "3",
+                "--lora_rank", "8", "--compare_prompts", "Who are you?|Once upon a time", "--forgetting_text", general.toString());
+        Comparison c = run(cfg).result().comparison();
+        assertEquals(List.of("Who are you?", "Once upon a time"), c.answers().stream().map(Comparison.Answer::prompt).toList());
+        assertNotEquals(c.answers().getFirst().before(), c.answers().getFirst().after());
+
+        Tokenizer tok = Tokenizer.load(model());
+        List<TokenizedExample> texts = Evaluation.texts(Files.readAllLines(general), s -> tok.encode(s, true));
+        List<TokenizedExample> val = TrainData.prepare(cfg, tok, model()).eval();
+        LlamaModel base = Models.load(model(), GEMM);
+        LlamaModel tuned = Models.load(model(), GEMM);
+        var t = tuned.loadAdapter("t", tmp);
+        assertEquals(Evaluation.evaluate(base, texts).loss(), c.generalBefore().loss(), LOSS_ATOL);
+        assertEquals(Evaluation.evaluate(tuned, t, texts).loss(), c.generalAfter().loss(), LOSS_ATOL);
+        assertEquals(Evaluation.evaluate(base, val).loss(), c.validationBefore().loss(), LOSS_ATOL);
+        assertEquals(Evaluation.evaluate(tuned, t, val).loss(), c.validationAfter().loss(), LOSS_ATOL);
+        assertEquals(Math.exp(c.generalAfter().loss()), c.generalAfter().perplexity(), 1e-9);
+        assertTrue(c.validationAfter().loss() < c.validationBefore().loss() / 2,
+                "validation loss should fall: " + c.validationBefore().loss() + " -> " + c.validationAfter().loss());
+        assertNotEquals(c.generalBefore().loss(), c.generalAfter().loss(), 1e-3);
+    }
+}
