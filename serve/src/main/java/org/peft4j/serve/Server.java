@@ -93,7 +93,7 @@ public final class Server implements AutoCloseable {
                     error(ctx1, new ApiException(500, "server_error", null, "internal_error", "internal error: " + ex));
                 });
                 c.routes.error(404, ctx1 -> {
-                    if (ctx1.result() == null || ctx1.result().isEmpty() || !ctx1.contentType().startsWith("application/json"))
+                    if (ctx1.attribute("peft4j.error") == null)
                         error(ctx1, new ApiException(404, "invalid_request_error", null, "not_found",
                                 "no endpoint " + ctx1.method() + " " + ctx1.path() + "; see GET /v1/models, POST /v1/completions, POST /v1/chat/completions"));
                 });
@@ -352,6 +352,7 @@ public final class Server implements AutoCloseable {
     }
 
     private void error(Context ctx, ApiException e) {
+        ctx.attribute("peft4j.error", e.status);
         json(ctx, e.status, errorBody(e));
         metrics.request(ctx.path().startsWith("/v1/") ? ctx.path().substring(4).replace('/', '_') : "other", e.status);
     }
