@@ -227,12 +227,16 @@ class ServeTest {
         }
         List<String> solo = new ArrayList<>();
         for (String b : bodies) solo.add(content(post("/v1/chat/completions", b)));
+        server.metrics().takePeaks();
         try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
             List<Future<String>> together = new ArrayList<>();
             for (String b : bodies) together.add(pool.submit(() -> content(post("/v1/chat/completions", b))));
             for (int i = 0; i < bodies.size(); i++)
                 assertEquals(solo.get(i), together.get(i).get(), "request " + i + " (" + models[i % 3] + ") run among 15 others");
         }
+        long[] peaks = server.metrics().takePeaks();
+        System.err.println("ServeTest: concurrent requests ran with up to " + peaks[0] + " rows and " + peaks[1] + " adapters in one step");
+        assertTrue(peaks[0] >= 4 && peaks[1] >= 2, "the requests did share decode steps across adapters: peak rows " + peaks[0] + ", adapters " + peaks[1]);
         for (int i = 0; i < 16; i += 2) {
             String a = solo.get(i);
             if (models[i % 3].equals("tiny")) assertFalse(a.contains("Pip"), a);

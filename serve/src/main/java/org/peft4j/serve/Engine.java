@@ -131,7 +131,7 @@ public final class Engine implements AutoCloseable {
         while (!closed) {
             try {
                 int rows = generator.running();
-                if (rows > 0) { metrics.lastBatch.set(rows); metrics.stepRows.add(rows); metrics.steps.increment(); }
+                if (rows > 0) metrics.step(rows, decodingAdapters());
                 generator.step();
             } catch (Throwable t) {
                 // A failed step leaves the batch's state unknown: end every stream with the error, keep serving new ones.
@@ -150,6 +150,14 @@ public final class Engine implements AutoCloseable {
         }
     }
 
+    /// Distinct adapters (the base counting as one) among the streams that are decoding.
+    private int decodingAdapters() {
+        Set<Object> seen = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (Stream s : active)
+            if (s.count > 0 && !s.ended) seen.add(s.job.adapter() == null ? this : s.job.adapter());
+        return seen.size();
+    }
+
     /// One job's output: [#next] blocks for the next [Event]; [#cancel] ends it and frees its row at the next step.
     public final class Stream implements Generator.TokenListener {
         private final Job job;
@@ -158,7 +166,7 @@ public final class Engine implements AutoCloseable {
         private final long submitted = System.nanoTime();
         private volatile Generator.Sequence sequence;
         private long last;
-        private int count;
+        private volatile int count;
         private volatile boolean ended;
 
         Stream(Job job) {

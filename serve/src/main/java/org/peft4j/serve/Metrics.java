@@ -16,6 +16,7 @@ public final class Metrics {
     final Map<String, LongAdder> requests = new ConcurrentHashMap<>();   // "endpoint,status"
     final LongAdder promptTokens = new LongAdder(), generatedTokens = new LongAdder();
     final AtomicLong lastBatch = new AtomicLong();
+    private final AtomicLong peakRows = new AtomicLong(), peakAdapters = new AtomicLong();
     final LongAdder steps = new LongAdder(), stepRows = new LongAdder();
     final Histogram ttft = new Histogram(), itl = new Histogram();
     private volatile IntSupplier queue = () -> 0, running = () -> 0, adapters = () -> 0;
@@ -29,6 +30,18 @@ public final class Metrics {
     }
 
     public long generatedTokens() { return generatedTokens.sum(); }
+
+    void step(int rows, int adapters) {
+        lastBatch.set(rows);
+        stepRows.add(rows);
+        steps.increment();
+        peakRows.accumulateAndGet(rows, Math::max);
+        peakAdapters.accumulateAndGet(adapters, Math::max);
+    }
+
+    /// The most rows, and the most distinct adapters (the base counting as one) among decoding rows, in one engine
+    /// step since the last call; resets both.
+    public long[] takePeaks() { return new long[]{peakRows.getAndSet(0), peakAdapters.getAndSet(0)}; }
 
     /// Fixed-bucket histogram (cumulative counts are computed when written).
     static final class Histogram {
