@@ -53,6 +53,7 @@ public final class Engine implements AutoCloseable {
     private volatile boolean closed;
 
     /// Plans the KV cache and activations for `maxBatch` rows of `capacity` positions and starts the engine thread.
+    /// Without a tokenizer (random-weight benchmarks) each token arrives as an empty [Text] and stop strings are off.
     public Engine(LlamaModel model, Tokenizer tokenizer, int maxBatch, int capacity, int prefillChunk, int maxQueue, Metrics metrics) {
         this.model = model; this.tokenizer = tokenizer; this.maxQueue = maxQueue; this.metrics = metrics;
         this.generator = new Generator(model, maxBatch, capacity, prefillChunk);
@@ -171,7 +172,7 @@ public final class Engine implements AutoCloseable {
 
         Stream(Job job) {
             this.job = job;
-            this.text = new TextOut(tokenizer, job.prompt(), job.stops());
+            this.text = tokenizer == null ? null : new TextOut(tokenizer, job.prompt(), job.stops());
         }
 
         /// The next event, waiting for it; null if none came within the timeout.
@@ -212,6 +213,7 @@ public final class Engine implements AutoCloseable {
             last = now;
             count++;
             metrics.generatedTokens.increment();
+            if (text == null) { events.add(new Text("")); return !ended; }
             String piece = text.push(id);
             if (!piece.isEmpty()) events.add(new Text(piece));
             return !text.stopped() && !ended;
@@ -219,7 +221,7 @@ public final class Engine implements AutoCloseable {
 
         @Override
         public void onFinish(Generator.Result r) {
-            if (!text.stopped()) {
+            if (text != null && !text.stopped()) {
                 String rest = text.flush();
                 if (!rest.isEmpty()) events.add(new Text(rest));
             }
