@@ -70,7 +70,7 @@ final class BenchCommand implements Runnable {
         @Option(names = "--completion", defaultValue = "64", description = "Generated tokens per request (default: ${DEFAULT-VALUE}).") int completion;
         @Option(names = "--seconds", defaultValue = "15", description = "Seconds per scenario (default: ${DEFAULT-VALUE}).") double seconds;
         @Option(names = "--threads", defaultValue = "2", description = "Threads (default: ${DEFAULT-VALUE}).") int threads;
-        @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}).") String gemm;
+        @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}, as serve).") String gemm;
 
         @Override public Integer call() throws Exception {
             java.util.List<String> targets = org.peft4j.model.adapter.lora.LoraConfig.expandTargets(java.util.List.of(target.split(",")));

@@ -294,6 +294,32 @@ class ServeTest {
             assertTrue(metrics.body().contains(m), "metrics lack " + m);
     }
 
+    /// Every field of a valid request replaced in turn by values of every JSON type and edge values: each answer is a
+    /// 200 or a 4xx in OpenAI's error shape, never a 500, and the server keeps answering.
+    @Test
+    void noFieldValueCrashesTheServer() throws IOException {
+        List<String> values = List.of("null", "true", "-1", "0", "1e309", "2147483648", "0.5", "\"\"", "\"x\"", "[]", "[1, \"a\"]", "{}",
+                "{\"role\": \"user\"}", "[{\"role\": \"user\", \"content\": [{\"type\": \"image_url\"}]}]", "\"\\u0000\"");
+        List<String> fields = List.of("model", "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+                "seed", "stop", "stream", "stream_options", "n", "presence_penalty", "logprobs", "logit_bias", "repetition_penalty", "response_format");
+        int n = 0;
+        for (String endpoint : List.of("/v1/chat/completions", "/v1/completions")) {
+            for (String f : fields)
+                for (String v : values) {
+                    ObjectNode b = (ObjectNode) JSON.readTree(endpoint.contains("chat") ? chatBody(BASE, "hi", 3, null)
+                            : "{\"model\": \"" + BASE + "\", \"prompt\": \"hi\", \"max_tokens\": 3}");
+                    b.set(f, JSON.readTree(v));
+                    if (f.startsWith("max_") && !v.equals("null") && b.get(f).isNumber() && b.get(f).asDouble() > 8) continue;  // long answers add time only
+                    Reply r = post(endpoint, b.toString());
+                    n++;
+                    assertTrue(r.status() == 200 || r.status() >= 400 && r.status() < 500, f + "=" + v + " -> " + r.status() + " " + r.body());
+                    if (r.status() != 200) assertError(r, r.status(), r.json().at("/error/type").asText(), null);
+                }
+        }
+        assertTrue(n > 400);
+        assertEquals(200, post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"hi\", \"max_tokens\": 2}").status());
+    }
+
     /// A streaming client that hangs up frees its row at once (the next token's write fails and cancels it). The
     /// bundled model would finish 400 tokens before the hang-up lands, so this runs a wider random model over its
     /// vocabulary (a few ms per token).
