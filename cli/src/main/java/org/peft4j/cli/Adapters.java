@@ -1,14 +1,17 @@
 package org.peft4j.cli;
 
+import org.peft4j.model.adapter.LoadedAdapter;
+
 import java.nio.file.Path;
 
-/// `--adapter DIR`: loads a PEFT LoRA/DoRA adapter (validated against the model) and merges it into the session's
-/// private weights, so that generation runs at the base model's speed.
+/// `--adapter DIR`: reads a PEFT LoRA/DoRA adapter, checked against the session's model. It runs unmerged, as a value
+/// passed with each request (the base weights stay as stored, also when they are 16- or 4-bit), so `generate` and
+/// `chat` give what the server gives for the same adapter.
 final class Adapters {
     private Adapters() {}
 
-    static void apply(Session s, Path dir) {
-        s.model.loadAdapter("adapter", dir);
-        s.model.merge("adapter");
+    static LoadedAdapter read(Session s, Path dir) {
+        Path name = dir.toAbsolutePath().normalize().getFileName();
+        return LoadedAdapter.read(name == null ? "adapter" : name.toString(), dir, s.model.config);
     }
 }

@@ -1,12 +1,15 @@
 package org.peft4j.cli;
 
+import org.peft4j.model.adapter.LoadedAdapter;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
-/// `peft4j generate`: prints only the completion (not the prompt) to stdout, streaming.
+/// `peft4j generate`: prints only the continuation of the prompt to stdout, streaming, so that prompt + output read
+/// as decode(prompt + new ids).
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Complete a prompt with a model.")
 final class GenerateCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
@@ -16,14 +19,14 @@ final class GenerateCommand implements Callable<Integer> {
     String prompt;
 
     @Option(names = "--adapter", paramLabel = "DIR", description = "A LoRA adapter (PEFT folder) to apply.")
-    java.nio.file.Path adapter;
+    Path adapter;
 
     @Override
     public Integer call() {
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
-        if (adapter != null) Adapters.apply(s, adapter);
+        LoadedAdapter a = adapter == null ? null : Adapters.read(s, adapter);
         int[] ids = s.tokenizer.encode(prompt, true);
-        s.complete(ids, sampling.sampler(s.generation), sampling.maxNewTokens, sampling.seed, sampling.stop, System.out);
+        s.complete(sampling.request(ids, s.generation, s.eosIds(), a), sampling.stop, System.out);
         System.out.println();
         return 0;
     }

@@ -2,6 +2,8 @@ package org.peft4j.cli;
 
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.GenerationConfig;
+import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.generate.GenerateRequest;
 import org.peft4j.model.generate.Sampler;
 import picocli.CommandLine.Option;
 
@@ -37,5 +39,10 @@ final class SamplingOptions {
         if (t < 0) throw new ConfigException("--temperature must be >= 0, got " + t);
         if (t == 0) return new Sampler.Greedy(rp);
         return new Sampler.Random(t, topK != null ? topK : g.topK(), topP != null ? topP : g.topP(), rp);
+    }
+
+    /// The request for `prompt` with these flags, stopping at `stopIds`, with `adapter` (or null for the base).
+    GenerateRequest request(int[] prompt, GenerationConfig g, int[] stopIds, LoadedAdapter adapter) {
+        return new GenerateRequest(prompt, sampler(g), seed, maxNewTokens, stopIds, adapter);
     }
 }

@@ -71,10 +71,11 @@ class RealModelGoldenTest {
         JsonNode greedy = Fixtures.json(dir.resolve("golden/greedy.json"));
         int[] expected = Fixtures.ints(greedy.get("greedy_new_ids"));
         GenerationConfig gen = GenerationConfig.read(dir, model.config);
-        Generator g = new Generator(model, Sampler.of(gen), gen.eosTokenIds(), new SplittableRandom(0));
+        int[] stopIds = gen.eosTokenIds().stream().mapToInt(Integer::intValue).toArray();
         int[] streamed = new int[expected.length];
         int[] n = {0};
-        Generator.Result r = g.generate(Fixtures.ints(greedy.get("prompt_ids")), expected.length, id -> { streamed[n[0]++] = id; return true; });
+        Generator.Result r = Generator.generate(model, new org.peft4j.model.generate.GenerateRequest(Fixtures.ints(greedy.get("prompt_ids")),
+                Sampler.of(gen), 0, expected.length, stopIds, null), id -> { streamed[n[0]++] = id; return true; });
         assertArrayEquals(expected, r.tokens(), name + " greedy ids " + Arrays.toString(r.tokens()));
         assertArrayEquals(expected, streamed, "listener saw every token in order");
     }

@@ -97,7 +97,6 @@ public final class Generator {
     private final TokenSampler tokenSampler;
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();     // added, no slot yet
     private final ArrayDeque<Sequence> prefilling = new ArrayDeque<>();  // in a slot, prompt not all in the cache
-    private final Legacy legacy;
 
     /// A generator for up to `maxBatch` running sequences of up to `capacity` positions each (prompt + output),
     /// prefilling at most `chunk` prompt tokens per step.
@@ -119,7 +118,6 @@ public final class Generator {
         slots = new Sequence[maxBatch];
         seen = new boolean[maxBatch][V];
         tokenSampler = new TokenSampler(V);
-        legacy = null;
     }
 
     public int maxBatch() { return maxBatch; }
@@ -147,7 +145,6 @@ public final class Generator {
     }
 
     synchronized Sequence add(GenerateRequest r, TokenListener listener, RandomGenerator rng) {
-        if (legacy != null) throw new IllegalStateException("this Generator was made by the one-sequence constructor; use new Generator(model, maxBatch, capacity, chunk)");
         int P = r.prompt().length;
         if (P > limit)
             throw new ConfigException("the prompt has " + P + " tokens; this generator holds " + limit + " positions per sequence"
@@ -291,26 +288,5 @@ public final class Generator {
         Sequence s = g.add(r, listener, rng);
         while (g.step()) { }
         return s.result();
-    }
-
-    // The one-sequence API from before batching, kept for its callers.
-
-    private record Legacy(Sampler sampler, int[] stopIds, RandomGenerator rng) {}
-
-    /// One sequence at a time with a shared random stream: [#generate(int[], int, TokenListener)] runs
-    /// [#generate(LlamaModel, GenerateRequest, TokenListener)] with these settings.
-    public Generator(LlamaModel model, Sampler sampler, List<Integer> stopIds, RandomGenerator rng) {
-        this.model = model;
-        this.legacy = new Legacy(sampler, stopIds.stream().mapToInt(Integer::intValue).toArray(), rng);
-        maxBatch = capacity = chunk = limit = 0;
-        V = model.config.vocabSize();
-        cache = null; decodeActs = prefillActs = null; logits = null; tokens = rowSlots = rowPos = null;
-        rowAdapters = null; rowSeqs = slots = null; seen = null; tokenSampler = null;
-    }
-
-    /// See [#Generator(LlamaModel, Sampler, List, RandomGenerator)].
-    public Result generate(int[] prompt, int maxNewTokens, TokenListener listener) {
-        if (legacy == null) throw new IllegalStateException("a batching Generator takes requests with add(...) and step()");
-        return generate(model, new GenerateRequest(prompt, legacy.sampler, 0, maxNewTokens, legacy.stopIds, null), listener, legacy.rng);
     }
 }

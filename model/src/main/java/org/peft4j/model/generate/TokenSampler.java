@@ -72,15 +72,23 @@ public final class TokenSampler {
         }
     }
 
-    /// Applies top-k and top-p: the kept ids in descending logit order (ties: the lower id first), candidate i at
-    /// order[V-1-i] ([#candidate]), exp(logit − max) of each in prob[0..n). The ids are taken one at a time from a
-    /// min-heap of sort keys, so only the kept ones are ordered: O(V + n·log V) and no allocation, where a full sort of
-    /// a 150K vocabulary per token would cost more than a small model's decode step.
+    /// Applies top-k and top-p: the kept ids in descending logit order (ties: the lower id first; in id order when
+    /// neither applies), candidate i at order[V-1-i] ([#candidate]), exp(logit − max) of each in prob[0..n). The ids
+    /// are taken one at a time from a min-heap of sort keys, so only the kept ones are ordered: O(V + n·log V) and no
+    /// allocation, where a full sort of a 150K vocabulary per token would cost more than a small model's decode step.
     private int candidates(Sampler.Random r) {
+        int k = r.topK() > 0 && r.topK() < V ? r.topK() : V;
+        if (k == V && r.topP() >= 1.0) {               // all ids kept: any fixed order draws the same distribution
+            float max = work[argmax(work, V)];
+            for (int i = 0; i < V; i++) {
+                order[V - 1 - i] = i;
+                prob[i] = Math.exp((double) work[i] - max);
+            }
+            return V;
+        }
         for (int i = 0; i < V; i++) order[i] = ((long) ~sortable(work[i]) << 32) | i;
         for (int i = V / 2 - 1; i >= 0; i--) siftDown(i, V);
         float max = work[id(order[0])];
-        int k = r.topK() > 0 && r.topK() < V ? r.topK() : V;
         double target = Double.POSITIVE_INFINITY;      // top-p's mass, when it applies to all ids
         if (k == V && r.topP() < 1.0) {
             double total = 0;

@@ -183,7 +183,9 @@ public final class Decoder {
         if (cache == null) {
             Rope.forward(a.q[s], a.cos, a.sin, B, T, NH, HS, 0);
             Rope.forward(a.k[s], a.cos, a.sin, B, T, KVH, HS, 0);
-            Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            // an inference plan past Activations.PROBS_LIMIT has no full probability buffer: Attention's scalar path
+            float[] probs = (long) B * NH * T * T <= a.probs[s].length ? a.probs[s] : null;
+            Attention.forward(gemm, a.attY[s], probs, a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
         } else {
             int cap = cache.capacity;
             for (int b = 0; b < B; b++) {

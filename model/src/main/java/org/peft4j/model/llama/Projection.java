@@ -46,9 +46,24 @@ public enum Projection {
     /// The GGUF tensor name in layer `l`: `blk.l.attn_q.weight`.
     public String ggufName(int l) { return "blk." + l + "." + gguf + ".weight"; }
 
-    public int in(LlamaConfig c) { return (int) weight.shape(c)[1]; }
+    /// Columns of the weight (its input features); allocation-free, as the forward calls it per layer.
+    public int in(LlamaConfig c) {
+        return switch (this) {
+            case Q_PROJ, K_PROJ, V_PROJ, GATE_PROJ, UP_PROJ -> c.hiddenSize();
+            case O_PROJ -> c.qDim();
+            case DOWN_PROJ -> c.intermediateSize();
+        };
+    }
 
-    public int out(LlamaConfig c) { return (int) weight.shape(c)[0]; }
+    /// Rows of the weight (its output features).
+    public int out(LlamaConfig c) {
+        return switch (this) {
+            case Q_PROJ -> c.qDim();
+            case K_PROJ, V_PROJ -> c.kvDim();
+            case O_PROJ, DOWN_PROJ -> c.hiddenSize();
+            case GATE_PROJ, UP_PROJ -> c.intermediateSize();
+        };
+    }
 
     /// The base weight of this projection in a layer of float weights (null when it is held elsewhere, e.g. 4-bit).
     public float[] weight(LlamaWeights.Layer l) { return l.get(weight); }

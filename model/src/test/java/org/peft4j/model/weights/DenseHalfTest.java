@@ -125,7 +125,8 @@ class DenseHalfTest {
                                 float[] y = new float[N * out], yRef = new float[N * out];
                                 h.forward(gemm, y, x, bias, N, scratch);
                                 d.forward(gemm, yRef, x, bias, N, null);
-                                assertArrayEquals(yRef, y, what + " forward");
+                                if (N > DenseHalf.ROW_PATH_MAX_N) assertArrayEquals(yRef, y, what + " forward");
+                                else assertRowPathClose(what + " forward (row path)", y, x, W, bias, N, in, out);
                                 float[] dx = dx0.clone(), dxRef = dx0.clone();
                                 h.backwardInput(gemm, dx, dy, N, scratch);
                                 d.backwardInput(gemm, dxRef, dy, N, null);
@@ -136,6 +137,44 @@ class DenseHalfTest {
             }
         } finally {
             Parallel.setThreads(saved);
+        }
+    }
+
+    /// The row path (N ≤ ROW_PATH_MAX_N) against dot products in double: each y[n, m] within 4·in·2⁻²⁴ of Σ|x·w| + |b|
+    /// (a float sum of `in` products in any order), and not far off a wrong row (a check that could not fail would pass
+    /// any y: a shifted row must fail it).
+    static void assertRowPathClose(String what, float[] y, float[] x, float[] W, float[] bias, int N, int in, int out) {
+        for (int n = 0; n < N; n++)
+            for (int m = 0; m < out; m++) {
+                double exact = bias[m], abs = Math.abs(bias[m]);
+                for (int k = 0; k < in; k++) { exact += (double) x[n * in + k] * W[m * in + k]; abs += Math.abs((double) x[n * in + k] * W[m * in + k]); }
+                double bound = 4.0 * (in + 1) * 0x1p-24 * abs + Float.MIN_NORMAL;
+                org.junit.jupiter.api.Assertions.assertTrue(Math.abs(y[n * out + m] - exact) <= bound,
+                        what + ": y[" + n + ", " + m + "] = " + y[n * out + m] + ", exact " + exact + ", bound " + bound);
+            }
+    }
+
+    @Test
+    void rowPathMatchesItsScalarTwinAndCatchesAWrongRow() {
+        for (DType t : HALVES) {
+            int out = 300, in = 577, N = 3;
+            var rng = new SplittableRandom(9);
+            short[] bits = new short[out * in];
+            for (int i = 0; i < bits.length; i++) bits[i] = t == DType.BF16 ? DType.floatToBf16((float) rng.nextGaussian()) : Float.floatToFloat16((float) rng.nextGaussian() * 0.05f);
+            DenseHalf h = new DenseHalf(t, bits, out, in);
+            float[] W = new float[out * in];
+            for (int i = 0; i < W.length; i++) W[i] = reference(t, bits[i]);
+            float[] x = new float[N * in], bias = new float[out];
+            for (int i = 0; i < x.length; i++) x[i] = (float) rng.nextGaussian();
+            float[] scratch = new float[h.scratchSize()], fast = new float[N * out], scalar = new float[N * out];
+            h.forward(VectorGemm.INSTANCE, fast, x, bias, N, scratch);
+            h.forward(ScalarGemm.INSTANCE, scalar, x, bias, N, scratch);
+            assertRowPathClose(t + " row path, vector", fast, x, W, bias, N, in, out);
+            assertRowPathClose(t + " row path, scalar twin", scalar, x, W, bias, N, in, out);
+            float[] shifted = fast.clone();
+            System.arraycopy(fast, 0, shifted, 1, out - 1);   // every output moved to its neighbour's place
+            org.junit.jupiter.api.Assertions.assertThrows(AssertionError.class,
+                    () -> assertRowPathClose("shifted", shifted, x, W, bias, N, in, out), "the bound must reject a wrong output");
         }
     }
 

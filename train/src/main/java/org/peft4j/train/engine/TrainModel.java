@@ -5,12 +5,10 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.adapter.LoadedAdapter;
-import org.peft4j.model.adapter.lora.DoraLinear;
 import org.peft4j.model.adapter.lora.LoraConfig;
-import org.peft4j.model.adapter.lora.LoraLinear;
+import org.peft4j.model.adapter.lora.LoraInit;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
-import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.model.layers.CrossEntropy;
 import org.peft4j.model.llama.Activations;
 import org.peft4j.model.llama.Decoder;
@@ -22,10 +20,8 @@ import org.peft4j.model.quant.QuantizedModel;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.IdentityHashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 
 /// What training adds around the [Decoder] (the one forward and backward, shared with inference): the trainable
 /// tensors and their gradients for a [Method], the trained LoRA adapter as a [LoadedAdapter] value over arrays the
@@ -104,44 +100,28 @@ public final class TrainModel {
             boolean pissa = lc.initLoraWeights() == LoraConfig.Init.PISSA;
             if (pissa && qm != null)
                 throw new ConfigException("PiSSA rewrites the base weights into W - s·B·A, which a 4-bit base cannot hold; drop pissa_init or quantization_bit");
-            if (pissa && dora) throw new ConfigException("PiSSA with DoRA is not supported; set use_dora: false or pissa_init: false");
             lora = new LoraWeights[L][nm];
             float[][][] dA = new float[L][nm][], dB = new float[L][nm][], dMag = new float[L][nm][];
+            LoraInit.Created created = LoraInit.create(lc, weights, seed);
             if (pissa) pissaInit = new LoraWeights[L][nm];
-            SplittableRandom init = new SplittableRandom(seed);
-            Map<PeftAdapter.Target, LoraWeights> tensors = new LinkedHashMap<>();
-            for (int l = 0; l < L; l++) {
-                if (!lc.transformsLayer(l)) continue;
-                for (Projection m : Projection.values()) {
-                    if (!lc.targets(m.module)) continue;
-                    int r = lc.rank(m.module), in = m.in(c), out = m.out(c);
-                    float s = (float) lc.scaling(m.module);
-                    LoraWeights lw = LoraWeights.allocate(r, in, out, dora);
-                    if (pissa) {
-                        // PiSSA: A, B from the top-r SVD of W, and W ← W − s·B·A **in place**: the arrays of `weights` now
-                        // hold the residual base (any other model sharing them sees it too); the adapted layer still equals W
-                        Pissa.init(m.weight(weights.layers.get(l)), lw.a(), lw.b(), s, out, in, r, lc.pissaNiter(), init.split());
-                        pissaInit[l][m.ordinal()] = new LoraWeights(r, in, out, lw.a().clone(), lw.b().clone(), null);
-                    } else LoraLinear.init(lw.a(), lw.b(), lc.initLoraWeights(), init.split(), in, out, r);
-                    // DoRA: the magnitude starts as the row norms of W0 + s·B·A (PEFT), so the adapted layer equals the base
-                    if (dora) DoraLinear.weightNorm(lw.magnitude(), m.weight(weights.layers.get(l)), lw.a(), lw.b(), s, out, in, r);
-                    lora[l][m.ordinal()] = lw;
-                    tensors.put(new PeftAdapter.Target(l, m.module), lw);
-                    int i = m.ordinal();
-                    dA[l][i] = new float[lw.a().length];
-                    dB[l][i] = new float[lw.b().length];
-                    String base = "base_model.model.model.layers." + l + "." + m.path();
-                    params.add(new Param(base + ".lora_A.weight", new long[]{r, in}, lw.a(), dA[l][i]));
-                    params.add(new Param(base + ".lora_B.weight", new long[]{out, r}, lw.b(), dB[l][i]));
-                    if (dora) {
-                        dMag[l][i] = new float[out];
-                        params.add(new Param(base + ".lora_magnitude_vector", new long[]{out}, lw.magnitude(), dMag[l][i]));
-                    }
+            Map<PeftAdapter.Target, LoraWeights> tensors = created.tensors();
+            for (var e : tensors.entrySet()) {
+                int l = e.getKey().layer();
+                Projection m = Projection.of(e.getKey().module());
+                LoraWeights lw = e.getValue();
+                int i = m.ordinal();
+                lora[l][i] = lw;
+                if (pissa) pissaInit[l][i] = created.pissaInit().get(e.getKey());
+                dA[l][i] = new float[lw.a().length];
+                dB[l][i] = new float[lw.b().length];
+                String base = "base_model.model.model.layers." + l + "." + m.path();
+                params.add(new Param(base + ".lora_A.weight", new long[]{lw.r(), lw.in()}, lw.a(), dA[l][i]));
+                params.add(new Param(base + ".lora_B.weight", new long[]{lw.out(), lw.r()}, lw.b(), dB[l][i]));
+                if (lw.magnitude() != null) {
+                    dMag[l][i] = new float[lw.out()];
+                    params.add(new Param(base + ".lora_magnitude_vector", new long[]{lw.out()}, lw.magnitude(), dMag[l][i]));
                 }
             }
-            if (params.isEmpty())
-                throw new ConfigException("lora_target " + lc.targetModules() + " matches no linear layer; use names among "
-                        + Projection.MODULE_NAMES + " or 'all'");
             adapter = LoadedAdapter.of("training", "the adapter being trained", new PeftAdapter(lc, null, null, tensors), c);
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
@@ -214,7 +194,7 @@ public final class TrainModel {
     public LoraWeights adapter(int layer, Projection m) { return lora == null ? null : lora[layer][m.ordinal()]; }
 
     /// PiSSA's initial factors A0, B0 of (layer, module), or null (not PiSSA, or no adapter there): with them
-    /// [Pissa#convert] turns the trained adapter into a plain LoRA over the original base.
+    /// [org.peft4j.model.adapter.lora.Pissa#convert] turns the trained adapter into a plain LoRA over the original base.
     public LoraWeights pissaInit(int layer, Projection m) { return pissaInit == null ? null : pissaInit[layer][m.ordinal()]; }
 
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }

@@ -4,6 +4,7 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.GenerationConfig;
 import org.peft4j.model.Models;
+import org.peft4j.model.generate.GenerateRequest;
 import org.peft4j.model.generate.Generator;
 import org.peft4j.model.generate.Sampler;
 import org.peft4j.model.llama.LlamaModel;
@@ -72,7 +73,8 @@ final class BeforeAfter {
         int[] ids = data.promptIds(TrainData.encoder(tok), null, prompt);
         List<Integer> stops = new ArrayList<>(GenerationConfig.read(modelDir, m.config).eosTokenIds());
         if (tok.eosId() >= 0 && !stops.contains(tok.eosId())) stops.add(tok.eosId());
-        var r = new Generator(m, new Sampler.Greedy(), stops, new SplittableRandom(0)).generate(ids, MAX_NEW_TOKENS, id -> true);
+        int[] stopIds = stops.stream().mapToInt(Integer::intValue).toArray();
+        var r = Generator.generate(m, new GenerateRequest(ids, new Sampler.Greedy(), 0, MAX_NEW_TOKENS, stopIds, null), null);
         return tok.decode(r.tokens(), true).strip().replace("\n", " ");
     }
 }
