@@ -15,6 +15,7 @@ import org.peft4j.model.Models;
 import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.tokenizer.Tokenizer;
+import org.peft4j.train.generate.ChatPrompt;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -40,7 +41,7 @@ public final class Server implements AutoCloseable {
     private final ServeConfig config;
     private final Tokenizer tokenizer;
     private final GenerationConfig generation;
-    private final ChatFormat chat;
+    private final ChatPrompt chat;
     private final int[] eosIds;
     private final Engine engine;
     private final AdapterRegistry adapters;
@@ -61,7 +62,7 @@ public final class Server implements AutoCloseable {
 
     private Server(LlamaModel model, Tokenizer tokenizer, GenerationConfig generation, Path modelDir, ServeConfig config) {
         this.config = config; this.tokenizer = tokenizer; this.generation = generation;
-        this.chat = ChatFormat.of(config.template(), tokenizer, modelDir);
+        this.chat = ChatPrompt.of(config.template(), tokenizer, modelDir);
         List<Integer> eos = new ArrayList<>(generation.eosTokenIds());
         if (tokenizer.eosId() >= 0 && !eos.contains(tokenizer.eosId())) eos.add(tokenizer.eosId());
         this.eosIds = eos.stream().mapToInt(Integer::intValue).toArray();

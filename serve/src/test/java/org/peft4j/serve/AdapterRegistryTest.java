@@ -23,8 +23,10 @@ class AdapterRegistryTest {
     static final LlamaConfig BASE = LlamaConfig.read(Shared.root().resolve("models/tinystories-656k"));
 
     static Path adapter(Path dir) {
-        LoraWeights w = LoraWeights.allocate(2, Projection.of("q_proj").in(BASE), Projection.of("q_proj").out(BASE), false);
-        new PeftAdapter(LoraConfig.of(2, List.of("q_proj")), "tiny", null, Map.of(new PeftAdapter.Target(0, "q_proj"), w)).write(dir, DType.F32);
+        Map<PeftAdapter.Target, LoraWeights> w = new java.util.HashMap<>();
+        for (int l = 0; l < BASE.numHiddenLayers(); l++)
+            w.put(new PeftAdapter.Target(l, "q_proj"), LoraWeights.allocate(2, Projection.of("q_proj").in(BASE), Projection.of("q_proj").out(BASE), false));
+        new PeftAdapter(LoraConfig.of(2, List.of("q_proj")), "tiny", null, w).write(dir, DType.F32);
         return dir;
     }
 

@@ -28,9 +28,8 @@ class TextOutTest {
 
     @Test
     void piecesAddUpAndStopsCut() {
-        int[] prompt = TOK.encode("Once there was a cat", true);
         int[] all = TOK.encode("Once there was a cat named Tom. Tom liked to play with his ball.", true);
-        int[] ids = Arrays.copyOfRange(all, prompt.length, all.length);
+        int[] prompt = Arrays.copyOf(all, 6), ids = Arrays.copyOfRange(all, 6, all.length);
         String whole = TOK.decode(all, true).substring(TOK.decode(prompt, true).length());
         boolean[] stopped = new boolean[1];
         assertEquals(whole, run(prompt, ids, List.of(), stopped));
