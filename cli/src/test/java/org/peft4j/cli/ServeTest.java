@@ -320,7 +320,8 @@ class ServeTest {
         assertEquals(200, post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"hi\", \"max_tokens\": 2}").status());
     }
 
-    /// A streaming client that hangs up frees its row at once (the next token's write fails and cancels it). The
+    /// A streaming client that hangs up frees its row at once (the next token's write fails and cancels it), and a full
+    /// queue answers 429. The
     /// bundled model would finish 400 tokens before the hang-up lands, so this runs a wider random model over its
     /// vocabulary (a few ms per token).
     @Test
@@ -345,6 +346,25 @@ class ServeTest {
             while (s.engine().running() > 0 && System.nanoTime() < deadline) Thread.sleep(5);
             assertEquals(0, s.engine().running(), "the row is freed after the client hung up");
             assertTrue(s.metrics().generatedTokens() < 400, "generation stopped early: " + s.metrics().generatedTokens() + " tokens");
+
+            // a full queue (2 rows, 4 waiting) refuses the rest with 429 in OpenAI's shape; the admitted ones finish
+            String saved = url;
+            url = "http://127.0.0.1:" + s.port();
+            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
+                List<Future<Reply>> all = new ArrayList<>();
+                for (int i = 0; i < 16; i++)
+                    all.add(pool.submit(() -> post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 30}", null)));
+                int ok = 0, busy = 0;
+                for (Future<Reply> f : all) {
+                    Reply r = f.get();
+                    if (r.status() == 429) { assertError(r, 429, "rate_limit_error", null); busy++; }
+                    else { assertEquals(200, r.status(), r.body()); ok++; }
+                }
+                assertTrue(busy >= 1 && ok >= 2, ok + " served, " + busy + " refused");
+            } finally {
+                url = saved;
+            }
+            assertEquals(0, s.engine().running());
         }
     }
 
