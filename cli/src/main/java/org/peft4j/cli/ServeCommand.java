@@ -65,6 +65,9 @@ final class ServeCommand implements Callable<Integer> {
     @Option(names = "--max-body-bytes", defaultValue = "1048576", description = "Largest request body; larger ones get 413 (default: ${DEFAULT-VALUE}).")
     int maxBody;
 
+    @Option(names = "--kv-cache-gb", defaultValue = "2", description = "KV-cache budget in GB; without --max-model-len the context is cut to fit it (default: ${DEFAULT-VALUE}).")
+    double kvCacheGb;
+
     @Override
     public Integer call() throws InterruptedException {
         Path dir = modelOptions.modelDir();
@@ -80,7 +83,7 @@ final class ServeCommand implements Callable<Integer> {
         if (env != null) for (String k : env.split(",")) if (!k.isBlank()) keys.add(k.strip());
         String name = servedName != null ? servedName : modelOptions.model != null ? modelOptions.model : dir.getFileName().toString();
         ServeConfig cfg = new ServeConfig(name, named, adapterDir, template, host, port, keys, maxBatch, maxLoaded, maxModelLen,
-                maxQueue, prefillChunk, maxBody);
+                maxQueue, prefillChunk, maxBody, (long) (kvCacheGb * (1L << 30)));
         Server server = Server.start(dir, cfg, modelOptions.setup());
         Runtime.getRuntime().addShutdownHook(new Thread(server::close));
         System.err.printf("peft4j serve: %s on http://%s:%d/v1 (%d rows x %d positions, KV cache %.1f MB; %s; adapters: %s)%n",

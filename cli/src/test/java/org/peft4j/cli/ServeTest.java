@@ -41,7 +41,7 @@ class ServeTest {
     static Path tmp, model, tiny, pip, adapterDir;
     static Server server;
     static String url;
-    static final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
+    static final HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(5)).build();
 
     @BeforeAll
     static void start() throws IOException {
@@ -58,7 +58,7 @@ class ServeTest {
         tiny = train("identity_en", adapterDir.resolve("tiny"));
         pip = train("identity_pip", adapterDir.resolve("pip"));
         ServeConfig cfg = new ServeConfig(BASE, Map.of("tiny", tiny), adapterDir, "default", "127.0.0.1", 0, List.of(KEY),
-                8, 4, 256, 64, 64, 64 * 1024);
+                8, 4, 256, 64, 64, 64 * 1024, 1L << 30);
         server = Server.start(model, cfg, Gemms.get(GEMM));
         url = "http://127.0.0.1:" + server.port();
     }
@@ -353,7 +353,7 @@ class ServeTest {
             try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
                 List<Future<Reply>> all = new ArrayList<>();
                 for (int i = 0; i < 16; i++)
-                    all.add(pool.submit(() -> post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 30}", null)));
+                    all.add(pool.submit(() -> post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 200}", null)));
                 int ok = 0, busy = 0;
                 for (Future<Reply> f : all) {
                     Reply r = f.get();

@@ -13,6 +13,7 @@ import org.peft4j.core.Peft4jException;
 import org.peft4j.model.GenerationConfig;
 import org.peft4j.model.Models;
 import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.llama.KvCache;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.tokenizer.Tokenizer;
 import org.peft4j.train.generate.ChatPrompt;
@@ -70,6 +71,15 @@ public final class Server implements AutoCloseable {
         if (ctx > model.config.maxPositionEmbeddings())
             throw new Peft4jException.ConfigException("--max-model-len " + ctx + " exceeds the model's max_position_embeddings "
                     + model.config.maxPositionEmbeddings() + "; ask for at most that");
+        long perPosition = KvCache.bytes(model.config, config.maxBatch(), 1);
+        if (perPosition * ctx > config.kvCacheBytes()) {
+            long fit = config.kvCacheBytes() / perPosition;
+            if (config.maxModelLen() > 0 || fit < 16)
+                throw new Peft4jException.ConfigException(String.format("a KV cache of %d sequences x %d positions needs %.2f GB, over the budget of %.2f GB;"
+                        + " lower --max-batch or --max-model-len, or raise --kv-cache-gb", config.maxBatch(), ctx, perPosition * ctx / 1e9, config.kvCacheBytes() / 1e9));
+            LOG.log(System.Logger.Level.INFO, "context per sequence cut from " + ctx + " to " + fit + " positions to fit the KV-cache budget");
+            ctx = (int) fit;
+        }
         this.adapters = new AdapterRegistry(model.config, config.modelName(), config.adapters(), config.adapterDir(), config.maxLoadedAdapters());
         this.engine = new Engine(model, tokenizer, config.maxBatch(), ctx, config.prefillChunk(), config.maxQueue(), metrics);
         metrics.gauges(engine::queued, engine::running, adapters::loadedCount);
