@@ -353,7 +353,7 @@ class ServeTest {
             try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
                 List<Future<Reply>> all = new ArrayList<>();
                 for (int i = 0; i < 16; i++)
-                    all.add(pool.submit(() -> post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 200}", null)));
+                    all.add(pool.submit(() -> post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 60}", null)));
                 int ok = 0, busy = 0;
                 for (Future<Reply> f : all) {
                     Reply r = f.get();
