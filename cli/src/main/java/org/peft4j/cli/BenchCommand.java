@@ -10,8 +10,8 @@ import java.util.concurrent.Callable;
 
 /// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
 /// side by side in one run (peak FLOP/s of this machine included), never asserted by tests.
-@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: training step speed, GEMM backends, QLoRA vs LoRA.",
-        subcommands = {BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class})
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: training step speed, GEMM backends, QLoRA vs LoRA, serving many adapters.",
+        subcommands = {BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class})
 final class BenchCommand implements Runnable {
     @Override public void run() { new picocli.CommandLine(this).usage(System.err); }
 
@@ -54,6 +54,28 @@ final class BenchCommand implements Runnable {
 
         @Override public Integer call() throws Exception {
             QloraBench.main(new String[]{mode, String.valueOf(seq), String.valueOf(steps), presets});
+            return 0;
+        }
+    }
+
+    @Command(name = "serve", mixinStandardHelpOptions = true,
+            description = "The serving engine on a random-weight model with random LoRA adapters: tokens/s and p50/p99 time to first token and inter-token latency at 1, 8 and 32 streams, and one batch on one adapter vs on distinct adapters.")
+    static final class Serve implements Callable<Integer> {
+        @Option(names = "--model-config", defaultValue = "smollm2-135m", description = "Preset (default: ${DEFAULT-VALUE}).") String model;
+        @Option(names = "--adapters", defaultValue = "64", description = "Random adapters, and rows of the one-vs-distinct batch (default: ${DEFAULT-VALUE}).") int adapters;
+        @Option(names = "--rank", defaultValue = "16", description = "Adapter rank (default: ${DEFAULT-VALUE}).") int rank;
+        @Option(names = "--lora-target", defaultValue = "q_proj,v_proj", description = "Adapted modules, or 'all' (default: ${DEFAULT-VALUE}, PEFT's default for Llama).") String target;
+        @Option(names = "--streams", defaultValue = "1,8,32", description = "Concurrent streams (default: ${DEFAULT-VALUE}).") String streams;
+        @Option(names = "--prompt", defaultValue = "64", description = "Prompt tokens (default: ${DEFAULT-VALUE}).") int prompt;
+        @Option(names = "--completion", defaultValue = "64", description = "Generated tokens per request (default: ${DEFAULT-VALUE}).") int completion;
+        @Option(names = "--seconds", defaultValue = "15", description = "Seconds per scenario (default: ${DEFAULT-VALUE}).") double seconds;
+        @Option(names = "--threads", defaultValue = "2", description = "Threads (default: ${DEFAULT-VALUE}).") int threads;
+        @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}, as serve).") String gemm;
+
+        @Override public Integer call() throws Exception {
+            java.util.List<String> targets = org.peft4j.model.adapter.lora.LoraConfig.expandTargets(java.util.List.of(target.split(",")));
+            int[] n = java.util.Arrays.stream(streams.split(",")).mapToInt(s -> Integer.parseInt(s.strip())).toArray();
+            org.peft4j.bench.ServeBench.run(model, adapters, rank, targets, n, prompt, completion, seconds, threads, gemm);
             return 0;
         }
     }
