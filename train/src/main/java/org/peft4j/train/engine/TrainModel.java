@@ -12,6 +12,7 @@ import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.model.layers.CrossEntropy;
+import org.peft4j.model.layers.SequenceLogps;
 import org.peft4j.model.llama.Activations;
 import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LayerTensor;
@@ -272,6 +273,44 @@ public final class TrainModel {
     /// Backward of the last [#forwardLogits] from a loss op's gradient w.r.t. its logits, (rows, T, V).
     public void backwardLogits(int[] tokens, float[] dlogits, long step) {
         decoder.backward(acts, tokens, dlogits, grads, noise(step));
+    }
+
+    // Preference tuning: the reference pass's activations (planned without backward or cache) and the per-position
+    // scales of the sequence-level gradient, both allocated at the first preference step.
+    private Activations refActs;
+    private float[] rowScales;            // (N)
+
+    /// Preference tuning's reference pass: per-row log-probability sums of `targets` (and labelled counts) under the
+    /// base, i.e. the same decoder with no adapter on any row (PEFT's `disable_adapter()`, as LLaMA-Factory uses for a
+    /// LoRA policy without `ref_model`). No dropout, no NEFTune, no kept activations: its own inference-planned buffers.
+    /// Uses the logits buffer, so run it before the policy's [#forwardLogits]. LoRA (and QLoRA) only: for full and
+    /// freeze tuning the base weights are the ones being trained.
+    public void referenceLogps(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T) {
+        if (adapter == null)
+            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : "freeze") + " tuning needs a frozen copy of the weights (ref_model), "
+                    + "which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo (no reference)");
+        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
+        this.Bc = rows;
+        checkBatch(tokens, T);
+        if (refActs == null) refActs = decoder.newActivations(new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0));
+        decoder.forward(refActs, tokens, rows, T, null, null, null, null, null);
+        decoder.logits(logits, refActs, true);
+        SequenceLogps.forward(logps, counts, lse, logits, targets, rows, T, V);
+    }
+
+    /// Per-row log-probability sums of `targets` under the logits of the last [#forwardLogits] (rows, T).
+    public void sequenceLogps(double[] logps, int[] counts, int[] targets, int T) {
+        SequenceLogps.forward(logps, counts, lse, logits, targets, Bc, T, V);
+    }
+
+    /// Backward of the last [#forwardLogits] + [#sequenceLogps] from dLoss/dlogps (rows), adding into the parameter
+    /// gradients.
+    public void backwardSequenceLogps(int[] tokens, int[] targets, double[] dlogps, int T, long step) {
+        if (rowScales == null) rowScales = new float[B * Tmax];
+        long t0 = timing ? System.nanoTime() : 0;
+        SequenceLogps.backward(logits, logits, lse, targets, dlogps, rowScales, Bc, T, V);   // logits now hold dlogits
+        if (timing) lossNanos += System.nanoTime() - t0;
+        backwardLogits(tokens, logits, step);
     }
 
     private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }
