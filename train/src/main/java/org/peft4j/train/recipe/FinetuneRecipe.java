@@ -123,7 +123,8 @@ public final class FinetuneRecipe {
 
         BeforeAfter comparison = null;
         if (comparing) {
-            comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText());
+            comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText(),
+                    a.finetuning().stage().equals("dpo"));
             comparison.before(weights);
         }
 
