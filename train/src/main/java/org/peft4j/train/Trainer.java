@@ -68,6 +68,7 @@ public final class Trainer {
     private final PreferenceObjective pref;
     private final List<TokenizedExample> chosen, rejected, evalChosen, evalRejected;
     private Map<String, Double> lastEvalMetrics = Map.of();
+    private final double[] refCache, evalRefCache;   // reference log-probabilities by pair, computed once (null: none)
     private final Path outputDir;
     private final String baseModel;
     private final Listener listener;
@@ -96,9 +97,12 @@ public final class Trainer {
             pref = new PreferenceObjective(model, args.preference().loss());
             chosen = every(train, 0); rejected = every(train, 1);
             evalChosen = every(eval, 0); evalRejected = every(eval, 1);
+            refCache = PreferenceObjective.newReferenceCache(chosen.size());
+            evalRefCache = PreferenceObjective.newReferenceCache(evalChosen.size());
         } else {
             pref = null;
             chosen = rejected = evalChosen = evalRejected = null;
+            refCache = evalRefCache = null;
         }
     }
 
@@ -203,7 +207,7 @@ public final class Trainer {
                 for (Batcher.Batch b : micro) items += b.B();
                 for (Batcher.Batch b : micro) {
                     Batcher.Batch pb = PreferenceObjective.batch(chosen, rejected, b.exampleIds(), padId);
-                    lossSum += pref.forward(pb, true, step, window);
+                    lossSum += pref.forward(pb, true, step, window, refCache);
                     pref.backward(pb, 1.0 / items, step);
                     for (int len : pb.lengths()) { tokensSeen += len; tokensThisRun += len; }
                 }
@@ -344,7 +348,7 @@ public final class Trainer {
         for (int p0 = 0; p0 < n; p0 += per) {
             int[] ids = new int[Math.min(per, n - p0)];
             for (int i = 0; i < ids.length; i++) ids[i] = p0 + i;
-            pref.forward(PreferenceObjective.batch(evalChosen, evalRejected, ids, padId), false, 0, t);
+            pref.forward(PreferenceObjective.batch(evalChosen, evalRejected, ids, padId), false, 0, t, evalRefCache);
         }
         return t;
     }

@@ -37,6 +37,18 @@ public final class SequenceLogps {
         }
     }
 
+    /// As [#forward] on logits of the labelled positions only: logits (M, V) of positions whose targets are tgt (M)
+    /// and which belong to rows rowOf (M); logps and counts (B) are written for all B rows.
+    public static void forwardPacked(double[] logps, int[] counts, double[] lse, float[] logits, int[] tgt, int[] rowOf, int M, int B, int V) {
+        CrossEntropy.forward(null, lse, logits, tgt, M, V);
+        java.util.Arrays.fill(logps, 0, B, 0);
+        java.util.Arrays.fill(counts, 0, B, 0);
+        for (int m = 0; m < M; m++) {
+            logps[rowOf[m]] += logits[m * V + tgt[m]] - lse[m];
+            counts[rowOf[m]]++;
+        }
+    }
+
     /// dlogits[b, t] = dlogps[b] · (onehot(target) − softmax(logits[b, t])) on labelled positions (written, not added,
     /// when dlogits == logits, as [CrossEntropy#backward] in place). scratch: (B·T) per-position scales.
     public static void backward(float[] dlogits, float[] logits, double[] lse, int[] targets, double[] dlogps, float[] scratch,

@@ -98,12 +98,34 @@ public final class PreferenceObjective {
 
     /// Forward of a pair batch from [#batch] (2P rows of T): returns the sum of the P pair losses and adds the metrics
     /// into `totals`. `training` enables dropout and NEFTune in the policy pass (never in the reference pass).
-    public double forward(Batcher.Batch b, boolean training, long step, Totals totals) {
+    public double forward(Batcher.Batch b, boolean training, long step, Totals totals) { return forward(b, training, step, totals, null); }
+
+    /// A cache of reference log-probabilities by pair index (TRL's `precompute_ref_log_probs`, filled as pairs are
+    /// first seen): the reference pass has no dropout and a frozen model, so a pair's values never change.
+    public static double[] newReferenceCache(int pairs) {
+        double[] c = new double[2 * pairs];
+        Arrays.fill(c, Double.NaN);
+        return c;
+    }
+
+    /// As [#forward(Batcher.Batch, boolean, long, Totals)], skipping the reference pass when `refCache` (from
+    /// [#newReferenceCache], indexed by the batch's pair ids; null for none) holds every pair of the batch.
+    public double forward(Batcher.Batch b, boolean training, long step, Totals totals, double[] refCache) {
         P = b.B() / 2;
         T = b.T();
         if (P < 1 || 2 * P != b.B() || P > maxPairs) throw new IllegalArgumentException("a pair batch has 2P rows, P in [1, " + maxPairs + "]; got " + b.B());
         CrossEntropy.shiftLabels(targets, b.labels(), 2 * P, T);
-        if (cfg.kind().needsReference()) model.referenceLogps(refLogps, refCounts, b.inputIds(), targets, 2 * P, T);
+        if (cfg.kind().needsReference()) {
+            boolean cached = refCache != null;
+            for (int p = 0; cached && p < P; p++) cached = !Double.isNaN(refCache[2 * b.exampleIds()[p]]);
+            if (cached) {
+                for (int p = 0; p < P; p++) { refLogps[p] = refCache[2 * b.exampleIds()[p]]; refLogps[P + p] = refCache[2 * b.exampleIds()[p] + 1]; }
+            } else {
+                model.referenceLogps(refLogps, refCounts, b.inputIds(), targets, 2 * P, T);
+                if (refCache != null)
+                    for (int p = 0; p < P; p++) { refCache[2 * b.exampleIds()[p]] = refLogps[p]; refCache[2 * b.exampleIds()[p] + 1] = refLogps[P + p]; }
+            }
+        }
         model.forwardLogits(b.inputIds(), 2 * P, T, training, step);
         model.sequenceLogps(logps, counts, targets, T);
         for (int p = 0; p < P; p++) {

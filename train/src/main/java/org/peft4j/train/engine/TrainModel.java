@@ -279,6 +279,8 @@ public final class TrainModel {
     // scales of the sequence-level gradient, both allocated at the first preference step.
     private Activations refActs;
     private float[] rowScales;            // (N)
+    private float[] refHidden;            // (N, C) the labelled positions' hidden states
+    private int[] refPositions, refTargets, refRowOf;   // (N) labelled positions, their targets and rows
 
     /// Preference tuning's reference pass: per-row log-probability sums of `targets` (and labelled counts) under the
     /// base, i.e. the same decoder with no adapter on any row (PEFT's `disable_adapter()`, as LLaMA-Factory uses for a
@@ -292,10 +294,18 @@ public final class TrainModel {
         if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
         this.Bc = rows;
         checkBatch(tokens, T);
-        if (refActs == null) refActs = decoder.newActivations(new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0));
+        if (refActs == null) {
+            refActs = decoder.newActivations(new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0));
+            refHidden = new float[B * Tmax * config.hiddenSize()];
+            refPositions = new int[B * Tmax]; refTargets = new int[B * Tmax]; refRowOf = new int[B * Tmax];
+        }
         decoder.forward(refActs, tokens, rows, T, null, null, null, null, null);
-        decoder.logits(logits, refActs, true);
-        SequenceLogps.forward(logps, counts, lse, logits, targets, rows, T, V);
+        // only the answers' positions need logits: the prompt's final norm, lm_head and softmax are skipped
+        int M = 0;
+        for (int n = 0; n < rows * T; n++)
+            if (targets[n] != CrossEntropy.IGNORE) { refPositions[M] = n; refTargets[M] = targets[n]; refRowOf[M] = n / T; M++; }
+        decoder.logitsAt(logits, refHidden, refActs, refPositions, M);
+        SequenceLogps.forwardPacked(logps, counts, lse, logits, refTargets, refRowOf, M, rows, V);
     }
 
     /// Per-row log-probability sums of `targets` under the logits of the last [#forwardLogits] (rows, T).
