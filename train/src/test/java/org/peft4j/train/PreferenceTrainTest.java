@@ -199,6 +199,16 @@ class PreferenceTrainTest {
         assertTrue(e.metrics().get("eval_rewards/accuracies") >= 0.9, "held-out reward accuracy: " + e.metrics());
         assertTrue(e.metrics().get("eval_rewards/margins") > 0, e.metrics().toString());
         assertTrue(e.evalLoss() < Math.log(2), "eval loss below ln 2: " + e.evalLoss());
+        // the saved adapter against its base, one sequence at a time through the inference engine (peft4j eval's
+        // numbers), gives the trainer's last eval metrics: the same rewards computed another way
+        var cfg = TrainConfig.load(null, flags("learn-data", "--val_size", "4"));
+        List<TokenizedExample> evalPairs = TrainData.prepare(cfg, Tokenizer.load(model), model).eval();
+        var m = Models.load(model, Gemms.get("java"));
+        var p = org.peft4j.train.Evaluation.preference(m, m.loadAdapter("dpo", tmp.resolve("learn")), evalPairs, 0.1);
+        assertEquals(4, p.pairs());
+        assertEquals(e.metrics().get("eval_rewards/accuracies"), p.accuracy(), 1e-9);
+        assertEquals(e.metrics().get("eval_rewards/margins"), p.margin(), 1e-3);
+        assertEquals(e.metrics().get("eval_rewards/chosen"), p.rewardsChosen(), 1e-3);
     }
 
     /// ORPO and SimPO need no reference model, so full fine-tuning runs them; the loss falls.
