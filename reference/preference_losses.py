@@ -6,7 +6,7 @@
 - ipo, orpo, simpo use log-probabilities averaged over the labelled tokens (CustomDPOTrainer.concatenated_forward)
 - pref_ftx adds ftx * (-c_sum / n_c) (CustomDPOTrainer.get_batch_loss_metrics)
 
-Writes model/src/test/resources/pref/preference_losses.json: fixed inputs and, per case, per-pair losses, rewards and
+Writes train/src/test/resources/pref/preference_losses.json: fixed inputs and, per case, per-pair losses, rewards and
 the gradients d(mean loss)/d(policy sums) by central differences in float64 (h = 1e-6) of this implementation.
 Run: python3 reference/preference_losses.py
 """
@@ -73,7 +73,7 @@ def main():
     out = dict(generator="reference/preference_losses.py", numpy=np.__version__, python=sys.version.split()[0],
                pc=pc.tolist(), pr=pr.tolist(), nc=nc.astype(int).tolist(), nr=nr.astype(int).tolist(),
                rc=rc.tolist(), rr=rr.tolist(), cases=cases)
-    path = "model/src/test/resources/pref/preference_losses.json"
+    path = "train/src/test/resources/pref/preference_losses.json"
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
     print("wrote", path, len(cases), "cases")

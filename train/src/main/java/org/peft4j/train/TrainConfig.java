@@ -300,6 +300,8 @@ public final class TrainConfig {
                 throw new ConfigException("pref_loss " + str("pref_loss") + " compares against a reference model; with finetuning_type " + ft
                         + " that needs a frozen copy (ref_model), which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo");
             if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage dpo (each pair is its own rows); set packing: false");
+            if (optDouble("neftune_noise_alpha") != null)
+                throw new ConfigException("neftune_noise_alpha is not supported with stage dpo (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
         }
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));

@@ -207,7 +207,8 @@ public final class Trainer {
                 for (Batcher.Batch b : micro) items += b.B();
                 for (Batcher.Batch b : micro) {
                     Batcher.Batch pb = PreferenceObjective.batch(chosen, rejected, b.exampleIds(), padId);
-                    lossSum += pref.forward(pb, true, step, window, refCache);
+                    // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer(disable_dropout=True), TRL's default
+                    lossSum += pref.forward(pb, false, step, window, refCache);
                     pref.backward(pb, 1.0 / items, step);
                     for (int len : pb.lengths()) { tokensSeen += len; tokensThisRun += len; }
                 }

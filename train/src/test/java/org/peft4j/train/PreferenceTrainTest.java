@@ -94,8 +94,9 @@ class PreferenceTrainTest {
 
     @Test
     void loraDpoStartsAtLn2WithZeroRewards() {
-        for (String[] extra : new String[][] {{}, {"--quantization_bit", "4"}}) {
-            List<String> f = new ArrayList<>(flags("ln2" + extra.length, "--max_steps", "1"));
+        // lora_dropout stays off in the policy pass (LLaMA-Factory's disable_dropout), so it cannot move the start
+        for (String[] extra : new String[][] {{}, {"--quantization_bit", "4"}, {"--lora_dropout", "0.3"}}) {
+            List<String> f = new ArrayList<>(flags("ln2" + String.join("", extra).replace("-", ""), "--max_steps", "1"));
             f.addAll(List.of(extra));
             TrainEvent.Step s = of(run(f), TrainEvent.Step.class).getFirst();
             String what = "LoRA DPO " + Arrays.toString(extra);
@@ -230,6 +231,8 @@ class PreferenceTrainTest {
         e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model", "other")));
         assertTrue(e.getMessage().contains("ref_model"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--pref_loss", "kto_pair")));
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--neftune_noise_alpha", "5")));
+        assertTrue(e.getMessage().contains("dpo"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> run(flags("x", "--dataset", "identity_en")));
         assertTrue(e.getMessage().contains("ranking"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> run(flags("y", "--stage", "sft")));

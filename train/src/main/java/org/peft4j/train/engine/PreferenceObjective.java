@@ -97,7 +97,8 @@ public final class PreferenceObjective {
     }
 
     /// Forward of a pair batch from [#batch] (2P rows of T): returns the sum of the P pair losses and adds the metrics
-    /// into `totals`. `training` enables dropout and NEFTune in the policy pass (never in the reference pass).
+    /// into `totals`. `training` enables dropout and NEFTune in the policy pass (never in the reference pass); the
+    /// Trainer passes false, as LLaMA-Factory disables dropout for DPO.
     public double forward(Batcher.Batch b, boolean training, long step, Totals totals) { return forward(b, training, step, totals, null); }
 
     /// A cache of reference log-probabilities by pair index (TRL's `precompute_ref_log_probs`, filled as pairs are
@@ -133,7 +134,7 @@ public final class PreferenceObjective {
             nc[p] = counts[p]; nr[p] = counts[P + p];
             rc[p] = refLogps[p]; rr[p] = refLogps[P + p];
             if (nc[p] == 0 || nr[p] == 0)
-                throw new IllegalStateException("pair " + b.exampleIds()[p] + " has an answer with no labelled token left after cutoff_len; raise cutoff_len");
+                throw new org.peft4j.core.Peft4jException.ConfigException("pair " + b.exampleIds()[p] + " has an answer with no labelled token left after cutoff_len; raise cutoff_len");
         }
         boolean ref = cfg.kind().needsReference();
         double loss = PreferenceLoss.forward(out, cfg, pc, pr, nc, nr, ref ? rc : null, ref ? rr : null, P);

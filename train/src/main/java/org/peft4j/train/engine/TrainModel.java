@@ -66,6 +66,7 @@ public final class TrainModel {
     private long lossNanos;
     private float neftuneAlpha;
     private int Bc;                       // rows of the current batch, ≤ B
+    private boolean lastTraining;         // the last forward ran with dropout and NEFTune
     private final long seed;
 
     /// With PiSSA init ([LoraConfig.Init#PISSA]) this **rewrites the targeted base weights of `weights` in place** into
@@ -255,6 +256,7 @@ public final class TrainModel {
         this.Bc = rows;
         checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
         decoder.logits(logits, acts, true);
         return logits;
@@ -272,7 +274,8 @@ public final class TrainModel {
 
     /// Backward of the last [#forwardLogits] from a loss op's gradient w.r.t. its logits, (rows, T, V).
     public void backwardLogits(int[] tokens, float[] dlogits, long step) {
-        decoder.backward(acts, tokens, dlogits, grads, noise(step));
+        // the same noise as the forward (checkpointing recomputes blocks with it): none after a forward without training
+        decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
     }
 
     // Preference tuning: the reference pass's activations (planned without backward or cache) and the per-position
