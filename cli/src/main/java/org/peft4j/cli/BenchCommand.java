@@ -26,8 +26,15 @@ final class BenchCommand implements Runnable {
         @Option(names = "--warmup", defaultValue = "2", description = "Untimed steps (default: ${DEFAULT-VALUE}).") int warmup;
         @Option(names = "--steps", defaultValue = "5", description = "Timed steps (default: ${DEFAULT-VALUE}).") int steps;
         @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}).") String gemm;
+        @Option(names = "--stage", defaultValue = "sft", description = "sft, or dpo: a DPO step (LoRA, pref_loss sigmoid, --batch pairs) against an SFT step on the same tokens (default: ${DEFAULT-VALUE}).") String stage;
 
         @Override public Integer call() {
+            if (stage.equals("dpo")) {
+                if (!method.equals("lora")) throw new org.peft4j.core.Peft4jException.ConfigException("bench train --stage dpo runs LoRA (the reference is the base with the adapter off); drop --method " + method);
+                System.out.println(org.peft4j.bench.DpoBench.run(model, seq, batch, threads, warmup, steps, gemm).line());
+                return 0;
+            }
+            if (!stage.equals("sft")) throw new org.peft4j.core.Peft4jException.ConfigException("--stage must be sft or dpo, got " + stage);
             System.out.println(TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm).line());
             return 0;
         }

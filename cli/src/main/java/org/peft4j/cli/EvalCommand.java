@@ -28,11 +28,13 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--cutoff_len", defaultValue = "1024", paramLabel = "N", description = "Cut examples to N tokens (default: ${DEFAULT-VALUE}).") int cutoff;
     @Option(names = "--max_samples", paramLabel = "N", description = "At most N examples per dataset.") Integer maxSamples;
     @Option(names = "--text", paramLabel = "FILE", description = "A text file, one passage per line, scored as language modelling.") Path text;
+    @Option(names = "--pref_beta", defaultValue = "0.1", paramLabel = "BETA", description = "Ranking datasets: the beta of the rewards (default: ${DEFAULT-VALUE}).") double prefBeta;
 
     @Override
     public Integer call() throws Exception {
         if (dataset == null && text == null) throw new ConfigException("give --dataset NAMES and/or --text FILE to evaluate on");
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
+        if (dataset != null && ranking(Path.of(datasetDir), dataset)) return preference(s);
         List<String> names = new ArrayList<>();
         List<List<TokenizedExample>> sets = new ArrayList<>();
         if (dataset != null) {
@@ -60,6 +62,31 @@ final class EvalCommand implements Callable<Integer> {
             System.out.printf("%-32s %8d %6.4f/%-8.2f%s%n", names.get(i), b.tokens(), b.loss(), b.perplexity(),
                     adapter != null ? String.format("   %6.4f/%-8.2f", tuned.get(i).loss(), tuned.get(i).perplexity()) : "");
         }
+        return 0;
+    }
+
+    private static boolean ranking(Path dir, String names) {
+        var info = org.peft4j.train.data.DatasetInfo.load(dir);
+        var list = org.peft4j.train.data.DatasetLoader.parseNames(names);
+        boolean any = false, all = true;
+        for (String n : list) { boolean r = info.get(n).ranking(); any |= r; all &= r; }
+        if (any && !all) throw new ConfigException("--dataset " + names + " mixes ranking (preference) and supervised datasets; evaluate them separately");
+        return any;
+    }
+
+    /// A ranking dataset: the adapter's DPO rewards against its base (reward accuracy, mean margin), as stage dpo
+    /// logs them on a validation split.
+    private int preference(Session s) {
+        if (adapter == null) throw new ConfigException("--dataset " + dataset + " is a ranking dataset: give --adapter DIR, whose rewards are measured against the base");
+        List<String> flags = new ArrayList<>(List.of("--model_name_or_path", s.dir.toString(), "--output_dir", "-", "--stage", "dpo",
+                "--dataset", dataset, "--dataset_dir", datasetDir, "--template", template, "--cutoff_len", String.valueOf(cutoff)));
+        if (maxSamples != null) flags.addAll(List.of("--max_samples", maxSamples.toString()));
+        List<TokenizedExample> pairs = TrainData.prepare(TrainConfig.load(null, flags), s.tokenizer, s.dir).train();
+        var a = s.model.loadAdapter("eval", adapter);
+        Evaluation.Preference p = Evaluation.preference(s.model, a, pairs, prefBeta);
+        System.out.printf("%-32s %6s %16s %12s %16s %16s%n", "data", "pairs", "reward accuracy", "mean margin", "rewards/chosen", "rewards/rejected");
+        System.out.printf("%-32s %6d %16.3f %12.4f %16.4f %16.4f%n", dataset + " (" + template + ")", p.pairs(), p.accuracy(), p.margin(),
+                p.rewardsChosen(), p.rewardsRejected());
         return 0;
     }
 }

@@ -91,14 +91,23 @@ final class TrainCommand implements Callable<Integer> {
             }
             case TrainEvent.Step m -> {
                 bar.update(m.step(), m.totalSteps(), String.format("| loss %.4f | lr %.2e | %,.0f tok/s", m.loss(), m.lr(), m.tokensPerSecond()), m.etaSeconds());
-                if (m.loggedLoss() != null && System.console() != null)
-                    bar.println(String.format("step %s: loss %s, lr %.2e, grad_norm %s", m.step(), m.loggedLoss(), m.lr(), round(m.gradNorm())));
+                // stage dpo: TRL's reward metrics on each logged step
+                if (m.loggedLoss() != null && (System.console() != null || !m.metrics().isEmpty()))
+                    bar.println(String.format("step %s: loss %s, lr %.2e, grad_norm %s%s", m.step(), m.loggedLoss(), m.lr(), round(m.gradNorm()),
+                            m.metrics().isEmpty() ? "" : ", " + metricsText(m.metrics())));
             }
-            case TrainEvent.Eval v -> bar.println(String.format("step %s: eval_loss %s", v.step(), round(v.evalLoss())));
+            case TrainEvent.Eval v -> bar.println(String.format("step %s: eval_loss %s%s", v.step(), round(v.evalLoss()),
+                    v.metrics().isEmpty() ? "" : ", " + metricsText(v.metrics())));
             case TrainEvent.CheckpointSaved c -> bar.println("saved " + c.dir());
             case TrainEvent.Finished f -> { }
             case TrainEvent.Failed f -> { }
         }
+    }
+
+    private static String metricsText(java.util.Map<String, Double> m) {
+        StringBuilder sb = new StringBuilder();
+        m.forEach((k, v) -> sb.append(sb.isEmpty() ? "" : ", ").append(k).append(' ').append(round(v)));
+        return sb.toString();
     }
 
     /// trainer_log.jsonl's rounding (4 decimals), so the printed numbers match the log.

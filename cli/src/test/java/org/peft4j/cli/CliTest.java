@@ -14,6 +14,7 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -131,6 +132,24 @@ class CliTest {
         assertTrue(o.stderr().contains("note: bf16=true"), o.stderr());
         assertTrue(Files.exists(tmp.resolve("out/adapter_model.safetensors")));
         assertTrue(Files.exists(tmp.resolve("out/training_args.json")));
+    }
+
+    /// LLaMA-Factory's examples/train_lora/llama3_lora_dpo.yaml, unchanged but for the model path, runs stage dpo on
+    /// its dpo_en_demo (flags shorten it: dataset_dir, cutoff_len, max_samples, max_steps, output_dir) and logs TRL's
+    /// metric names.
+    @Test
+    void llamaFactoryDpoExampleYamlRuns(@TempDir Path tmp) throws Exception {
+        Path yaml = tmp.resolve("llama3_lora_dpo.yaml");
+        Files.writeString(yaml, Shared.llamaFactoryExample("llama3_lora_dpo.yaml", Shared.root().resolve("models/tinystories-656k")));
+        Out o = run(null, "train", yaml.toString(), "--dataset_dir", Shared.require("data/llamafactory").toString(),
+                "--cutoff_len", "128", "--max_samples", "8", "--max_steps", "1", "--gradient_accumulation_steps", "2",
+                "--logging_steps", "1", "--output_dir", tmp.resolve("out").toString());
+        assertEquals(0, o.code(), o.stderr());
+        assertTrue(Files.exists(tmp.resolve("out/adapter_model.safetensors")));
+        String log = Files.readString(tmp.resolve("out/trainer_log.jsonl"));
+        for (String k : List.of("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"))
+            assertTrue(log.contains("\"" + k + "\""), k + " missing from " + log);
+        assertTrue(o.stderr().contains("rewards/accuracies"), o.stderr());
     }
 
     /// The main job in small: after training on the identity data, greedy answers carry the new name.

@@ -45,6 +45,46 @@ public final class Evaluation {
         return new Result(loss, Math.exp(loss), n);
     }
 
+    /// Stage dpo's held-out check of an adapter against its base: rewards β·(log p_adapter − log p_base) of the
+    /// chosen and the rejected answer of each pair, as TRL's DPOTrainer logs them. `accuracy`: the fraction of pairs
+    /// whose chosen reward is larger; `margin`: the mean of chosen − rejected.
+    public record Preference(double accuracy, double margin, double rewardsChosen, double rewardsRejected, int pairs) {}
+
+    /// [Preference] over `interleaved` pairs ([org.peft4j.train.data.Pairwise#interleave]): summed log-probabilities
+    /// of each answer (prompt masked) under the base and under `adapter`.
+    public static Preference preference(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> interleaved, double beta) {
+        double[] base = sequenceLogps(model, null, interleaved), tuned = sequenceLogps(model, adapter, interleaved);
+        int P = interleaved.size() / 2, wins = 0;
+        double margin = 0, rc = 0, rr = 0;
+        for (int p = 0; p < P; p++) {
+            double c = beta * (tuned[2 * p] - base[2 * p]), r = beta * (tuned[2 * p + 1] - base[2 * p + 1]);
+            if (c > r) wins++;
+            margin += c - r; rc += c; rr += r;
+        }
+        return new Preference((double) wins / P, margin / P, rc / P, rr / P, P);
+    }
+
+    /// Per example, the sum of log p(label) over its labelled targets (the negated summed token loss).
+    public static double[] sequenceLogps(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples) {
+        int V = model.config.vocabSize();
+        int maxLen = 2;
+        for (TokenizedExample e : examples) maxLen = Math.max(maxLen, e.length());
+        maxLen = Math.min(maxLen, model.config.maxPositionEmbeddings());
+        KvCache cache = model.newCache(1, maxLen);
+        Activations acts = model.newActivations(1, maxLen, cache);
+        float[] logits = new float[maxLen * V];
+        double[] lse = new double[maxLen], out = new double[examples.size()];
+        int[] targets = new int[maxLen];
+        for (int i = 0; i < examples.size(); i++) {
+            TokenizedExample e = examples.get(i);
+            int T = Math.min(e.length(), maxLen);
+            CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
+            model.forward(logits, java.util.Arrays.copyOf(e.inputIds(), T), 1, T, 0, adapter, cache, acts, true);
+            out[i] = -CrossEntropy.forward(null, lse, logits, targets, T, V);
+        }
+        return out;
+    }
+
     /// Plain text lines as language-modelling examples (BOS + text, every token a target).
     public static List<TokenizedExample> texts(List<String> lines, java.util.function.Function<String, int[]> encodeWithBos) {
         List<TokenizedExample> out = new ArrayList<>();

@@ -2,6 +2,7 @@ package org.peft4j.train;
 
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.train.engine.Method;
 
@@ -15,7 +16,10 @@ import java.util.List;
 /// = the seven projections, packing = (stage == pt), eval_steps = logging_steps. The recipe, the trainer and the data
 /// pipeline read these records; the key table stays the one place for names, defaults and help.
 public record TrainArgs(Model model, Finetuning finetuning, Data data, Output output, Training training, Eval eval,
-                        Peft4j peft4j) {
+                        Peft4j peft4j, Preference preference) {
+
+    /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config.
+    public record Preference(PreferenceLoss.Config loss) {}
 
     /// `adapterNameOrPath`: one PEFT folder whose training continues (LLaMA-Factory's adapter_to_resume), or null.
     /// `quantizationBit`: 4 or null.
@@ -96,6 +100,8 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.b("do_eval"), c.i("per_device_eval_batch_size")),
                 new Peft4j(c.optInt("threads"), c.str("gemm"),
                         c.str("compare_prompts") == null ? List.of() : List.of(c.str("compare_prompts").split("\\|")),
-                        c.str("forgetting_text") == null ? null : Path.of(c.str("forgetting_text"))));
+                        c.str("forgetting_text") == null ? null : Path.of(c.str("forgetting_text"))),
+                new Preference(new PreferenceLoss.Config(PreferenceLoss.Kind.of(c.str("pref_loss")), c.d("pref_beta"), c.d("pref_ftx"),
+                        c.d("dpo_label_smoothing"), c.d("simpo_gamma"))));
     }
 }

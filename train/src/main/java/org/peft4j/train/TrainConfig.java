@@ -42,7 +42,7 @@ public final class TrainConfig {
         noted("trust_remote_code", Type.BOOL, false, "Accepted; peft4j runs no model code from the Hub.");
         noted("cache_dir", Type.STRING, null, "Accepted; see HF_HOME for the Hub cache.");
         // method
-        key("stage", Type.STRING, "sft", "Training stage: sft (supervised) or pt (continued pre-training).");
+        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training) or dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
         key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
@@ -63,6 +63,19 @@ public final class TrainConfig {
         key("quantization_type", Type.STRING, "nf4", "QLoRA: nf4 or fp4.");
         key("double_quantization", Type.BOOL, true, "QLoRA: quantize the absmax values too (8-bit, blocks of 256).");
         unsupported("additional_target", Type.STRING, "modules_to_save is not supported yet.");
+        // preference tuning (stage dpo)
+        key("pref_beta", Type.FLOAT, 0.1, "dpo: beta, the strength of the preference term (DPO's inverse temperature).");
+        key("pref_loss", Type.STRING, "sigmoid", "dpo: sigmoid (DPO), hinge, ipo (these three against the reference: the base with the adapter off), orpo or simpo (no reference).");
+        key("pref_ftx", Type.FLOAT, 0.0, "dpo: weight of an SFT term (mean token loss of the chosen answer) added to the preference loss.");
+        key("dpo_label_smoothing", Type.FLOAT, 0.0, "dpo: label smoothing of the sigmoid loss (conservative DPO), in [0, 0.5].");
+        key("simpo_gamma", Type.FLOAT, 0.5, "dpo: SimPO's target reward margin gamma.");
+        unsupported("ref_model", Type.STRING, "a separate reference model is not supported yet; with LoRA/QLoRA the reference is the base with the adapter off.");
+        unsupported("ref_model_adapters", Type.STRING, "a separate reference model is not supported yet.");
+        unsupported("ref_model_quantization_bit", Type.INT, "a separate reference model is not supported yet.");
+        unsupported("kto_chosen_weight", Type.FLOAT, "stage kto is not supported yet.");
+        unsupported("kto_rejected_weight", Type.FLOAT, "stage kto is not supported yet.");
+        unsupported("pref_bco_weight", Type.FLOAT, "BCO is not supported yet.");
+        unsupported("ld_alpha", Type.FLOAT, "LD-DPO is not supported yet.");
         // data
         key("dataset", Type.STRING, null, "Dataset names from dataset_info.json, comma-separated.");
         key("eval_dataset", Type.STRING, null, "Validation dataset names (instead of val_size).");
@@ -250,8 +263,8 @@ public final class TrainConfig {
         require("model_name_or_path");
         require("output_dir");
         String stage = str("stage");
-        if (!stage.equals("sft") && !stage.equals("pt"))
-            throw new ConfigException("stage '" + stage + "' is not supported; use sft or pt (rm, ppo, dpo and kto are not available yet)");
+        if (!stage.equals("sft") && !stage.equals("pt") && !stage.equals("dpo"))
+            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt or dpo (rm, ppo and kto are not available yet)");
         if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
@@ -279,6 +292,16 @@ public final class TrainConfig {
             if (b("use_dora")) throw new ConfigException("pissa_init with use_dora is not supported; drop one of them");
             if (str("adapter_name_or_path") != null) throw new ConfigException("pissa_init initialises a new adapter; it cannot be combined with adapter_name_or_path");
             if (i("pissa_iter") < -1) throw new ConfigException("pissa_iter must be -1 (exact SVD) or >= 0, got " + i("pissa_iter"));
+        }
+        if (stage.equals("dpo")) {
+            var kind = org.peft4j.model.layers.PreferenceLoss.Kind.of(str("pref_loss"));
+            new org.peft4j.model.layers.PreferenceLoss.Config(kind, d("pref_beta"), d("pref_ftx"), d("dpo_label_smoothing"), d("simpo_gamma"));
+            if (kind.needsReference() && !ft.equals("lora"))
+                throw new ConfigException("pref_loss " + str("pref_loss") + " compares against a reference model; with finetuning_type " + ft
+                        + " that needs a frozen copy (ref_model), which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo");
+            if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage dpo (each pair is its own rows); set packing: false");
+            if (optDouble("neftune_noise_alpha") != null)
+                throw new ConfigException("neftune_noise_alpha is not supported with stage dpo (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
         }
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));

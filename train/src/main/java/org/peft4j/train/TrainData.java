@@ -8,6 +8,7 @@ import org.peft4j.train.data.Conversation;
 import org.peft4j.train.data.DatasetInfo;
 import org.peft4j.train.data.DatasetLoader;
 import org.peft4j.train.data.Message;
+import org.peft4j.train.data.Pairwise;
 import org.peft4j.train.data.Pretraining;
 import org.peft4j.train.data.SlotTemplate;
 import org.peft4j.train.data.Supervised;
@@ -21,7 +22,8 @@ import java.util.ArrayList;
 import java.util.List;
 
 /// The datasets of a `train` run, from the config: loaded, converted, rendered with the template, tokenized, cut to
-/// cutoff_len, optionally packed, and split into training and validation sets.
+/// cutoff_len, optionally packed, and split into training and validation sets. For stage dpo the lists hold preference
+/// pairs interleaved, [chosen₀, rejected₀, chosen₁, …] ([Pairwise#interleave]), split by pair.
 public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eval, Template template, int padId) {
 
     /// Adapts our tokenizer to the data pipeline's encoder (text without added special tokens).
@@ -78,8 +80,22 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         long seed = args.training().seed();
         int cutoff = cfg.cutoffLen();
         boolean pt = args.finetuning().stage().equals("pt");
-        List<TokenizedExample> all = encode(cfg, seed, info, cfg.dataset(), template, enc, pt);
         List<TokenizedExample> train, eval;
+        if (args.finetuning().stage().equals("dpo")) {
+            // pairs are split as pairs, then carried interleaved (chosen, rejected, ...; see Pairwise.interleave)
+            List<Pairwise.Pair> pairs = encodePairs(cfg, seed, info, cfg.dataset(), template, enc);
+            List<Pairwise.Pair> trainPairs = pairs, evalPairs = List.of();
+            if (cfg.evalDataset() != null) evalPairs = encodePairs(cfg, seed, info, cfg.evalDataset(), template, enc);
+            else if (cfg.valSize() > 0) {
+                var split = DatasetLoader.split(pairs, cfg.valSize(), seed);
+                trainPairs = split.train();
+                evalPairs = split.eval();
+            }
+            if (trainPairs.isEmpty()) throw new ConfigException("no preference pairs in " + cfg.dataset() + "; check max_samples");
+            int pad = padId(tokenizer);
+            return new TrainData(Pairwise.interleave(trainPairs), Pairwise.interleave(evalPairs), template, pad);
+        }
+        List<TokenizedExample> all = encode(cfg, seed, info, cfg.dataset(), template, enc, pt);
         if (cfg.evalDataset() != null) {
             train = all;
             eval = encode(cfg, seed, info, cfg.evalDataset(), template, enc, pt);
@@ -92,9 +108,19 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
             eval = List.of();
         }
         if (train.isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.dataset() + "; check cutoff_len (" + cutoff + ") and max_samples");
-        int pad = tokenizer.config().padToken() != null && tokenizer.tokenToId(tokenizer.config().padToken()) >= 0
+        return new TrainData(train, eval, template, padId(tokenizer));
+    }
+
+    private static int padId(Tokenizer tokenizer) {
+        return tokenizer.config().padToken() != null && tokenizer.tokenToId(tokenizer.config().padToken()) >= 0
                 ? tokenizer.tokenToId(tokenizer.config().padToken()) : Math.max(0, tokenizer.eosId());
-        return new TrainData(train, eval, template, pad);
+    }
+
+    private static List<Pairwise.Pair> encodePairs(TrainArgs.Data cfg, long seed, DatasetInfo info, String datasets, Template template, TextEncoder enc) {
+        List<Pairwise.Pair> out = new ArrayList<>();
+        for (Conversation[] p : DatasetLoader.loadPairs(info, DatasetLoader.parseNames(datasets), cfg.maxSamples(), seed))
+            out.add(Pairwise.encode(template, enc, p, cfg.cutoffLen()));
+        return out;
     }
 
     private static List<TokenizedExample> encode(TrainArgs.Data cfg, long seed, DatasetInfo info, String datasets,

@@ -16,6 +16,7 @@ import org.peft4j.train.data.Batcher;
 import org.peft4j.train.data.TokenizedExample;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
+import org.peft4j.train.engine.PreferenceObjective;
 import org.peft4j.train.engine.TrainModel;
 import org.peft4j.train.optim.AdamW;
 import org.peft4j.train.optim.GradClip;
@@ -44,13 +45,17 @@ public final class Trainer {
         default void onStart(long totalSteps, long startStep) {}
         default void onStep(StepMetrics m) {}
         default void onEval(long step, double evalLoss) {}
+        /// As [#onEval(long, double)] with stage dpo's eval metrics (empty otherwise).
+        default void onEval(long step, double evalLoss, Map<String, Double> metrics) { onEval(step, evalLoss); }
         default void onCheckpoint(long step, Path dir) {}
     }
 
     /// One optimizer step: loss is the accumulated batch's mean token loss; gradNorm the global norm before clipping;
     /// loggedLoss the mean of the losses since the last log line when this step wrote one to trainer_log.jsonl, else null.
+    /// `metrics`: stage dpo's means over the logged window (TRL's names: rewards/accuracies, ...) when this step logged, else empty.
     public record StepMetrics(long step, long totalSteps, double loss, double lr, double gradNorm, double epoch,
-                              double tokensPerSecond, double elapsedSeconds, double etaSeconds, Double loggedLoss) {}
+                              double tokensPerSecond, double elapsedSeconds, double etaSeconds, Double loggedLoss,
+                              Map<String, Double> metrics) {}
 
     /// What `train` returns and writes to all_results.json. A cancelled run wrote no final files (its checkpoints stay).
     public record Result(long steps, double trainLoss, Double evalLoss, double seconds, double tokensPerSecond, Path outputDir,
@@ -59,6 +64,11 @@ public final class Trainer {
     private final TrainArgs args;
     private final TrainModel model;
     private final List<TokenizedExample> train, eval;
+    // stage dpo: the objective, and the pairs split from the interleaved lists (the batcher visits pair indices)
+    private final PreferenceObjective pref;
+    private final List<TokenizedExample> chosen, rejected, evalChosen, evalRejected;
+    private Map<String, Double> lastEvalMetrics = Map.of();
+    private final double[] refCache, evalRefCache;   // reference log-probabilities by pair, computed once (null: none)
     private final Path outputDir;
     private final String baseModel;
     private final Listener listener;
@@ -83,7 +93,27 @@ public final class Trainer {
         if (train.isEmpty()) throw new ConfigException("the training set is empty after preprocessing; check dataset, max_samples and cutoff_len");
         this.args = args; this.model = model; this.train = train; this.eval = eval;
         this.outputDir = outputDir; this.baseModel = baseModel; this.listener = listener == null ? new Listener() {} : listener;
+        if (args.finetuning().stage().equals("dpo")) {
+            pref = new PreferenceObjective(model, args.preference().loss());
+            chosen = every(train, 0); rejected = every(train, 1);
+            evalChosen = every(eval, 0); evalRejected = every(eval, 1);
+            refCache = PreferenceObjective.newReferenceCache(chosen.size());
+            evalRefCache = PreferenceObjective.newReferenceCache(evalChosen.size());
+        } else {
+            pref = null;
+            chosen = rejected = evalChosen = evalRejected = null;
+            refCache = evalRefCache = null;
+        }
     }
+
+    private static List<TokenizedExample> every(List<TokenizedExample> interleaved, int offset) {
+        List<TokenizedExample> out = new ArrayList<>(interleaved.size() / 2);
+        for (int i = offset; i < interleaved.size(); i += 2) out.add(interleaved.get(i));
+        return out;
+    }
+
+    /// The units the batcher visits: examples, or pairs (stage dpo).
+    private List<TokenizedExample> units() { return pref != null ? chosen : train; }
 
     /// The HF step count: update steps per epoch = max(batches / accumulation, 1); max_steps wins when > 0.
     public static long totalSteps(TrainArgs.Training t, int examples) {
@@ -100,7 +130,7 @@ public final class Trainer {
 
     public Result run() {
         TrainArgs.Training t = args.training();
-        long total = totalSteps(t, train.size());
+        long total = totalSteps(t, units().size());
         LrSchedule schedule = LrSchedule.of(t.lrSchedulerType(), t.learningRate(), Math.toIntExact(total), t.warmupSteps(), t.warmupRatio());
         List<Param> params = model.params();
         // LoRA+: B matrices get ratio · lr, in an optimizer of their own (same AdamW math).
@@ -124,7 +154,8 @@ public final class Trainer {
         int accum = args.training().gradientAccumulationSteps();
         List<Param> ordered = new ArrayList<>(groupA);
         ordered.addAll(groupB);
-        Batcher batcher = new Batcher(train, model.B, padId, args.training().seed(), true);
+        Batcher batcher = new Batcher(units(), pref != null ? pref.maxPairs() : model.B, padId, args.training().seed(), true);
+        PreferenceObjective.Totals window = new PreferenceObjective.Totals();
         Checkpoint.State state = new Checkpoint.State(0, 0, 0, 0, 0, 0, new ArrayList<>());
         Path resume = resumePath();
         if (resume != null) {
@@ -170,7 +201,18 @@ public final class Trainer {
             }
             model.zeroGrad();
             double lossSum = 0;
-            for (Batcher.Batch b : micro) {
+            if (pref != null) {
+                // HF: the mean over the pairs of the accumulated step
+                items = 0;
+                for (Batcher.Batch b : micro) items += b.B();
+                for (Batcher.Batch b : micro) {
+                    Batcher.Batch pb = PreferenceObjective.batch(chosen, rejected, b.exampleIds(), padId);
+                    // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer(disable_dropout=True), TRL's default
+                    lossSum += pref.forward(pb, false, step, window, refCache);
+                    pref.backward(pb, 1.0 / items, step);
+                    for (int len : pb.lengths()) { tokensSeen += len; tokensThisRun += len; }
+                }
+            } else for (Batcher.Batch b : micro) {
                 CrossEntropy.shiftLabels(targets, b.labels(), b.B(), b.T());
                 lossSum += model.forward(b.inputIds(), targets, b.B(), b.T(), true, step);
                 model.backward(b.inputIds(), targets, b.T(), items == 0 ? 0f : 1f / items, step);
@@ -199,24 +241,31 @@ public final class Trainer {
             double epoch = epochOf(batcher);
             boolean logNow = step % logSteps == 0 || step == total;
             Double logged = logNow ? round(windowSum / windowSteps) : null;
+            Map<String, Double> metrics = Map.of();
             if (logNow) {
                 Map<String, Object> e = Checkpoint.map("current_steps", step, "total_steps", total,
                         "loss", logged, "lr", schedule.lr(step - 1), "grad_norm", round(norm),
                         "epoch", round(epoch), "percentage", Math.round(1000.0 * step / total) / 10.0,
                         "elapsed_time", hms(elapsed), "remaining_time", hms(eta), "tokens_per_second", Math.round(tps));
+                if (pref != null) {
+                    metrics = rounded(window.means(""));
+                    e.putAll(metrics);
+                    window.reset();
+                }
                 history.add(e);
                 appendLog(e);
                 windowSum = 0;
                 windowSteps = 0;
             }
-            listener.onStep(new StepMetrics(step, total, loss, lr, norm, epoch, tps, elapsed, eta, logged));
+            listener.onStep(new StepMetrics(step, total, loss, lr, norm, epoch, tps, elapsed, eta, logged, metrics));
             if (evalSteps && step % evalEvery == 0) {
                 lastEval = evaluate();
                 Map<String, Object> e = Checkpoint.map("current_steps", step, "total_steps", total, "eval_loss", round(lastEval),
                         "epoch", round(epoch));
+                e.putAll(lastEvalMetrics);
                 history.add(e);
                 appendLog(e);
-                listener.onEval(step, lastEval);
+                listener.onEval(step, lastEval, lastEvalMetrics);
             }
             if (saveSteps > 0 && step % saveSteps == 0 && step < total) {
                 var pos = batcher.position();
@@ -243,9 +292,10 @@ public final class Trainer {
         long t0 = System.nanoTime();
         double loss = evaluate();
         double seconds = (System.nanoTime() - t0) / 1e9;
-        listener.onEval(0, loss);
+        listener.onEval(0, loss, lastEvalMetrics);
         Map<String, Object> all = Checkpoint.map("eval_loss", round(loss), "eval_perplexity", round(Math.exp(loss)),
                 "eval_runtime", round(seconds), "eval_samples", eval.size());
+        if (pref != null) { all.remove("eval_perplexity"); all.put("eval_samples", evalChosen.size()); all.putAll(lastEvalMetrics); }
         try {
             Files.createDirectories(outputDir);
             var om = new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT);
@@ -263,6 +313,11 @@ public final class Trainer {
     /// (their sums add up to the batch's). No dropout, no NEFTune.
     public double evaluate() {
         if (eval.isEmpty()) throw new ConfigException("no validation examples to evaluate; set val_size or eval_dataset");
+        if (pref != null) {
+            PreferenceObjective.Totals t = evaluatePreference();
+            lastEvalMetrics = rounded(t.means("eval_"));
+            return t.meanLoss();
+        }
         Batcher b = new Batcher(eval, args.eval().perDeviceEvalBatchSize(), padId, 0, false);
         int[] targets = new int[model.B * model.Tmax];
         double weighted = 0;
@@ -283,6 +338,29 @@ public final class Trainer {
             rows += x.B();
         }
         return rows == 0 ? Double.NaN : weighted / rows;
+    }
+
+    /// Stage dpo: the validation pairs in order, per_device_eval_batch_size pairs per batch (run as forwards of at
+    /// most half the planned rows), no dropout: the mean pair loss and TRL's metrics (`eval_rewards/accuracies`, ...).
+    public PreferenceObjective.Totals evaluatePreference() {
+        if (pref == null) throw new IllegalStateException("not a preference run");
+        PreferenceObjective.Totals t = new PreferenceObjective.Totals();
+        int n = evalChosen.size(), per = pref.maxPairs();
+        for (int p0 = 0; p0 < n; p0 += per) {
+            int[] ids = new int[Math.min(per, n - p0)];
+            for (int i = 0; i < ids.length; i++) ids[i] = p0 + i;
+            pref.forward(PreferenceObjective.batch(evalChosen, evalRejected, ids, padId), false, 0, t, evalRefCache);
+        }
+        return t;
+    }
+
+    /// The metrics of the last evaluation (stage dpo), under their `eval_` names; empty otherwise.
+    public Map<String, Double> lastEvalMetrics() { return lastEvalMetrics; }
+
+    private static Map<String, Double> rounded(Map<String, Double> m) {
+        Map<String, Double> out = new java.util.LinkedHashMap<>();
+        m.forEach((k, v) -> out.put(k, round(v)));
+        return out;
     }
 
     private static double trainLoss(List<Map<String, Object>> history, double lastLoss) {
@@ -348,7 +426,11 @@ public final class Trainer {
         Map<String, Object> all = Checkpoint.map("epoch", round(args.training().maxSteps() > 0 ? Double.NaN : args.training().numTrainEpochs()),
                 "train_loss", round(r.trainLoss()), "train_runtime", round(r.seconds()),
                 "train_tokens_per_second", Math.round(r.tokensPerSecond()), "global_step", r.steps());
-        if (r.evalLoss() != null) { all.put("eval_loss", round(r.evalLoss())); all.put("eval_perplexity", round(Math.exp(r.evalLoss()))); }
+        if (r.evalLoss() != null) {
+            all.put("eval_loss", round(r.evalLoss()));
+            if (pref == null) all.put("eval_perplexity", round(Math.exp(r.evalLoss())));
+            else all.putAll(lastEvalMetrics);
+        }
         try {
             var om = new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT);
             Checkpoint.writeAtomically(outputDir.resolve("all_results.json"), om.writeValueAsString(all));
@@ -361,7 +443,7 @@ public final class Trainer {
 
     private double epochOf(Batcher b) {
         var p = b.position();
-        return p.epoch() + (double) p.index() / train.size();
+        return p.epoch() + (double) p.index() / units().size();
     }
 
     private static int countTargets(Batcher.Batch b) {

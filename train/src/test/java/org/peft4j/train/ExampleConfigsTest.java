@@ -86,7 +86,9 @@ class ExampleConfigsTest {
     static void checkLocal(TrainConfig c) {
         TrainArgs a = c.args();
         Path model = ROOT.resolve(a.model().nameOrPath());
-        if (Files.isDirectory(model)) assertDoesNotThrow(() -> LlamaConfig.read(model), "model " + model);
+        if (a.model().nameOrPath().startsWith("saves/")) {
+            // made by an earlier README command (the DPO demo trains over the merged SFT model); not in a fresh checkout
+        } else if (Files.isDirectory(model)) assertDoesNotThrow(() -> LlamaConfig.read(model), "model " + model);
         else assertTrue(a.model().nameOrPath().matches("[\\w.-]+/[\\w.-]+"), a.model().nameOrPath() + " is neither a local folder nor a Hub repo id");
         DatasetInfo info = DatasetInfo.load(ROOT.resolve(a.data().datasetDir()));
         List<String> names = new ArrayList<>(DatasetLoader.parseNames(a.data().dataset()));

@@ -100,6 +100,15 @@ class KeyEffectTest {
 
     interface Check { void verify(Probe atDefault, Probe withValue) throws Exception; }
 
+    /// Stage dpo on identity pairs (Tiny chosen over Max), one unclipped step.
+    static final List<String> DPO = List.of("--stage", "dpo", "--dataset", "identity_pairs", "--max_steps", "1", "--max_grad_norm", "0");
+
+    static List<String> concat(List<String> a, List<String> b) {
+        List<String> out = new ArrayList<>(a);
+        out.addAll(b);
+        return out;
+    }
+
     static Row row(String key, String value, Check check) { return new Row(key, value, List.of(), check); }
 
     static Row row(String key, String value, List<String> context, Check check) { return new Row(key, value, context, check); }
@@ -121,9 +130,12 @@ class KeyEffectTest {
                  {"conversations": [{"from": "human", "value": "Tell me a story"}, {"from": "gpt", "value": "Once upon a time there was a cat."},
                                     {"from": "human", "value": "And then?"}, {"from": "gpt", "value": "The cat slept in the sun."}]}]
                 """);
+        Files.writeString(data.resolve("pairs.json"), om.writeValueAsString(identityPairs(rows)));
         Files.writeString(data.resolve("dataset_info.json"), """
                 {"identity_en": {"file_name": "identity_en.json"}, "identity_few": {"file_name": "identity_few.json"},
-                 "chats": {"file_name": "chats.json", "formatting": "sharegpt"}}
+                 "chats": {"file_name": "chats.json", "formatting": "sharegpt"},
+                 "identity_pairs": {"file_name": "pairs.json", "ranking": true,
+                                    "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}}}
                 """);
         data2 = Files.createDirectories(tmp.resolve("data2"));
         Files.writeString(data2.resolve("six.json"), om.writeValueAsString(slice(rows, 6)));
@@ -138,6 +150,15 @@ class KeyEffectTest {
 
     @AfterAll
     static void restoreThreads() { Parallel.setThreads(threadsBefore); }
+
+    /// identity_en as ranking rows: chosen = the answer naming Tiny, rejected = the same answer naming Max.
+    static com.fasterxml.jackson.databind.node.ArrayNode identityPairs(JsonNode rows) {
+        var out = new ObjectMapper().createArrayNode();
+        for (JsonNode r : rows)
+            out.addObject().put("instruction", r.get("instruction").asText()).put("input", r.get("input").asText())
+                    .put("chosen", r.get("output").asText()).put("rejected", r.get("output").asText().replace("Tiny", "Max"));
+        return out;
+    }
 
     static com.fasterxml.jackson.databind.node.ArrayNode slice(JsonNode rows, int n) {
         var out = new ObjectMapper().createArrayNode();
@@ -208,6 +229,30 @@ class KeyEffectTest {
                 row("stage", "pt", List.of("--packing", "false"), (d, v) -> {
                     assertTrue(d.train().stream().anyMatch(e -> e.trainedCount() < e.length()), "sft masks the prompt");
                     for (TokenizedExample e : v.train()) assertArrayEquals(e.inputIds(), e.labels(), "pt trains on every token");
+                }),
+                // stage dpo: one step from policy = reference (LoRA's B = 0), unclipped, so the gradient is the loss's at z = 0
+                row("pref_beta", "0.5", DPO, (d, v) -> {
+                    assertEquals(Math.log(2), d.firstLoss(), 1e-6, "DPO starts at ln 2");
+                    assertEquals(Math.log(2), v.firstLoss(), 1e-6);
+                    // d(−logσ(βz))/dz at z = 0 is −β/2: every gradient scales with β
+                    assertEquals(5.0, maxAbs(v.grad()) / maxAbs(d.grad()), 1e-4);
+                }),
+                row("pref_loss", "ipo", DPO, (d, v) -> {
+                    assertEquals(Math.log(2), d.firstLoss(), 1e-6);
+                    assertEquals(1 / (4 * 0.1 * 0.1), v.firstLoss(), 1e-4, "IPO at z = 0: (1/(2β))²");
+                }),
+                row("pref_ftx", "1.0", DPO, (d, v) -> {
+                    // + the chosen answers' mean token loss, several nats for the untuned model
+                    assertTrue(v.firstLoss() > d.firstLoss() + 1, v.firstLoss() + " vs " + d.firstLoss());
+                }),
+                row("dpo_label_smoothing", "0.2", DPO, (d, v) -> {
+                    assertEquals(Math.log(2), v.firstLoss(), 1e-6, "both smoothed terms are −logσ(0)");
+                    // at z = 0 the gradient is −β/2·(1 − 2ε)
+                    assertEquals(0.6, maxAbs(v.grad()) / maxAbs(d.grad()), 1e-4);
+                }),
+                row("simpo_gamma", "1.0", concat(DPO, List.of("--pref_loss", "simpo")), (d, v) -> {
+                    // −logσ(β·Δ − γ) grows with the target margin γ at the same log-probabilities
+                    assertTrue(v.firstLoss() > d.firstLoss() + 0.1, v.firstLoss() + " vs " + d.firstLoss());
                 }),
                 row("do_train", "false", List.of("--do_eval", "true", "--val_size", "3"), (d, v) -> {
                     assertEquals(2, d.steps().size());
@@ -460,6 +505,12 @@ class KeyEffectTest {
 
     static void assertChanged(Probe d, Probe v) {
         assertTrue(v.end().keySet().stream().anyMatch(n -> !Arrays.equals(d.end().get(n), v.end().get(n))), "the trained tensors should differ");
+    }
+
+    static double maxAbs(Map<String, float[]> tensors) {
+        double m = 0;
+        for (float[] x : tensors.values()) m = Math.max(m, maxAbs(x));
+        return m;
     }
 
     static double maxAbs(float[] x) {

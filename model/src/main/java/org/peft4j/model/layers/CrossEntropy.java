@@ -121,6 +121,52 @@ public final class CrossEntropy {
         });
     }
 
+    /// As [#backward] with a scale per row of logits: dlogits[n] += scales[n] · (softmax(logits[n]) − onehot(target)).
+    /// Sequence-level losses (DPO and its kin, [SequenceLogps]) weight each sequence's tokens by that sequence's
+    /// gradient. scales: (N)
+    public static void backward(float[] dlogits, float[] logits, double[] lse, int[] targets, int N, int V, float[] scales) {
+        boolean inPlace = dlogits == logits;
+        Parallel.range(N, n -> {
+            int o = n * V, tgt = targets[n];
+            float scale = scales[n];
+            if (tgt == IGNORE || scale == 0f) {
+                if (inPlace) java.util.Arrays.fill(dlogits, o, o + V, 0f);
+                return;
+            }
+            float max = rowMax(logits, o, V);
+            float shift = (float) (lse[n] - max);
+            FloatVector vm = FloatVector.broadcast(S, max), vs = FloatVector.broadcast(S, shift);
+            int i = 0;
+            for (int end = S.loopBound(V); i < end; i += S.length()) {
+                FloatVector d = Exp.exp(FloatVector.fromArray(S, logits, o + i).sub(vm).sub(vs)).mul(scale);
+                if (!inPlace) d = d.add(FloatVector.fromArray(S, dlogits, o + i));
+                d.intoArray(dlogits, o + i);
+            }
+            for (; i < V; i++) {
+                float d = scale * Exp.exp(logits[o + i] - max - shift);
+                dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
+            }
+            dlogits[o + tgt] -= scale;
+        });
+    }
+
+    /// The scalar twin of [#backward(float[], float[], double[], int[], int, int, float[])]: exponentials in double.
+    public static void backwardScalar(float[] dlogits, float[] logits, double[] lse, int[] targets, int N, int V, float[] scales) {
+        boolean inPlace = dlogits == logits;
+        Parallel.range(N, n -> {
+            int o = n * V, tgt = targets[n];
+            if (tgt == IGNORE) {
+                if (inPlace) java.util.Arrays.fill(dlogits, o, o + V, 0f);
+                return;
+            }
+            double l = lse[n];
+            for (int i = 0; i < V; i++) {
+                float d = scales[n] * ((float) Math.exp(logits[o + i] - l) - (i == tgt ? 1f : 0f));
+                dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
+            }
+        });
+    }
+
     /// The scalar twin of [#forward]: every exponential in double.
     /// Returns Σ loss over non-ignored rows (in double, summed in row order), loss[n] = lse[n] − logits[n, targets[n]].
     /// losses: (N) per-row loss, 0 for ignored rows, or null   lse: (N) log-sum-exp in double, kept for backward (NaN for

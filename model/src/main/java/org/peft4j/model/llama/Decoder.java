@@ -165,6 +165,16 @@ public final class Decoder {
         }
     }
 
+    /// Logits of M selected positions of the last forward: rows[m] indexes (B·T) positions; `x` (M, C) is scratch
+    /// that ends holding their normed hidden states. For losses that read few positions (a preference reference pass
+    /// reads only the answers' tokens): the final norm and lm_head run on those M rows only.   out: (M, V)
+    public void logitsAt(float[] out, float[] x, Activations a, int[] rows, int M) {
+        float[] hidden = a.resid[finalResid(a)];
+        for (int m = 0; m < M; m++) System.arraycopy(hidden, rows[m] * C, x, m * C, C);
+        RmsNorm.forward(x, null, x, weights.norm, M, C, eps);
+        Linear.forward(gemm, out, x, weights.lmHead, null, M, C, V);
+    }
+
     /// The final hidden states (before the final norm) of the last forward, (B, T, C).
     public float[] hidden(Activations a) { return a.resid[finalResid(a)]; }
 

@@ -39,6 +39,41 @@ final class Converters {
         };
     }
 
+    /// A ranking row (`ranking: true`, `chosen`/`rejected` columns) as two conversations that share the prompt and
+    /// end with the chosen and the rejected answer. Alpaca: the two columns are strings (the response); sharegpt: the
+    /// messages column holds the prompt turns (ending with a user turn) and each of the two columns one assistant
+    /// message. Reference: LLaMA-Factory `converter.py` (`_response = [chosen, rejected]` when `dataset_attr.ranking`).
+    static Conversation[] pair(DatasetSpec spec, Row row) {
+        var c = spec.columns();
+        if (c.chosen() == null || c.rejected() == null)
+            throw row.error(c.chosen() == null ? "chosen" : "rejected", "has no column in dataset_info.json; a ranking dataset needs both chosen and rejected");
+        Conversation[] out = new Conversation[2];
+        String[] cols = {c.chosen(), c.rejected()};
+        for (int i = 0; i < 2; i++) {
+            var node = row.node().deepCopy();
+            com.fasterxml.jackson.databind.node.ObjectNode o = (com.fasterxml.jackson.databind.node.ObjectNode) node;
+            JsonNode answer = row.node().get(cols[i]);
+            if (answer == null || answer.isNull()) throw row.error(cols[i], "is missing");
+            Row r = new Row(row.file(), row.index(), row.line(), o);
+            if (spec.formatting() == DatasetSpec.Formatting.ALPACA) {
+                if (!answer.isTextual()) throw row.error(cols[i], "must be a string, got " + type(answer));
+                String key = "\u0000response";
+                o.put(key, answer.textValue());
+                out[i] = alpaca(new DatasetSpec.Columns(c.prompt(), c.query(), key, c.history(), c.messages(), c.system(), c.tools(),
+                        null, null, null, null, null, null), r);
+            } else {
+                if (!answer.isObject()) throw row.error(cols[i], "must be one message object, got " + type(answer));
+                JsonNode list = row.node().get(c.messages());
+                if (list == null || !list.isArray()) throw row.error(String.valueOf(c.messages()), "must be a list of prompt messages");
+                var messages = ((com.fasterxml.jackson.databind.node.ArrayNode) list).deepCopy();
+                messages.add(answer);
+                o.set(c.messages(), messages);
+                out[i] = sharegpt(spec, r, spec.formatting() == DatasetSpec.Formatting.OPENAI);
+            }
+        }
+        return out;
+    }
+
     /// `AlpacaDatasetConverter`: history pairs, then "instruction\ninput" (empty parts left out), then output.
     static Conversation alpaca(DatasetSpec.Columns c, Row row) {
         List<Message> messages = new ArrayList<>();

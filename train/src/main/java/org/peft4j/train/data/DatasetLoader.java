@@ -49,6 +49,23 @@ public final class DatasetLoader {
         return all;
     }
 
+    /// Preference pairs of `names` (`ranking: true` datasets), as [#loadConversations] for stage dpo: each row gives
+    /// {chosen, rejected}, two conversations with the same prompt.
+    public static List<Conversation[]> loadPairs(DatasetInfo info, List<String> names, Integer maxSamples, long seed) {
+        List<Conversation[]> all = new ArrayList<>();
+        for (String name : names) {
+            DatasetSpec spec = info.get(name);
+            if (!spec.ranking())
+                throw new ConfigException("dataset '" + name + "' is not a ranking dataset; stage dpo needs pairs: set \"ranking\": true "
+                        + "and \"chosen\"/\"rejected\" columns in its dataset_info.json entry");
+            if (spec.columns().ktoTag() != null)
+                throw new ConfigException("dataset '" + name + "' is a KTO dataset (kto_tag), which peft4j does not support yet");
+            for (Converters.Row row : sample(spec, readRows(spec.file()), maxSamples, seed))
+                all.add(Converters.pair(spec, row));
+        }
+        return all;
+    }
+
     /// Pre-training texts (`stage: pt`) of `names`: the prompt column (and query, joined by "\n") of alpaca-formatted
     /// datasets, e.g. c4_demo's and wiki_demo's "text".
     public static List<String> loadTexts(DatasetInfo info, List<String> names, Integer maxSamples, long seed) {

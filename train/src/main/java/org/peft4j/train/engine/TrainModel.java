@@ -10,6 +10,7 @@ import org.peft4j.model.adapter.lora.LoraInit;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.layers.CrossEntropy;
+import org.peft4j.model.layers.SequenceLogps;
 import org.peft4j.model.llama.Activations;
 import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LayerTensor;
@@ -61,6 +62,7 @@ public final class TrainModel {
     private long lossNanos;
     private float neftuneAlpha;
     private int Bc;                       // rows of the current batch, ≤ B
+    private boolean lastTraining;         // the last forward ran with dropout and NEFTune
     private final long seed;
 
     /// With PiSSA init ([LoraConfig.Init#PISSA]) this **rewrites the targeted base weights of `weights` in place** into
@@ -234,6 +236,7 @@ public final class TrainModel {
         this.Bc = rows;
         checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
         decoder.logits(logits, acts, true);
         return logits;
@@ -251,7 +254,56 @@ public final class TrainModel {
 
     /// Backward of the last [#forwardLogits] from a loss op's gradient w.r.t. its logits, (rows, T, V).
     public void backwardLogits(int[] tokens, float[] dlogits, long step) {
-        decoder.backward(acts, tokens, dlogits, grads, noise(step));
+        // the same noise as the forward (checkpointing recomputes blocks with it): none after a forward without training
+        decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
+    }
+
+    // Preference tuning: the reference pass's activations (planned without backward or cache) and the per-position
+    // scales of the sequence-level gradient, both allocated at the first preference step.
+    private Activations refActs;
+    private float[] rowScales;            // (N)
+    private float[] refHidden;            // (N, C) the labelled positions' hidden states
+    private int[] refPositions, refTargets, refRowOf;   // (N) labelled positions, their targets and rows
+
+    /// Preference tuning's reference pass: per-row log-probability sums of `targets` (and labelled counts) under the
+    /// base, i.e. the same decoder with no adapter on any row (PEFT's `disable_adapter()`, as LLaMA-Factory uses for a
+    /// LoRA policy without `ref_model`). No dropout, no NEFTune, no kept activations: its own inference-planned buffers.
+    /// Uses the logits buffer, so run it before the policy's [#forwardLogits]. LoRA (and QLoRA) only: for full and
+    /// freeze tuning the base weights are the ones being trained.
+    public void referenceLogps(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T) {
+        if (adapter == null)
+            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : "freeze") + " tuning needs a frozen copy of the weights (ref_model), "
+                    + "which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo (no reference)");
+        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
+        this.Bc = rows;
+        checkBatch(tokens, T);
+        if (refActs == null) {
+            refActs = decoder.newActivations(new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0));
+            refHidden = new float[B * Tmax * config.hiddenSize()];
+            refPositions = new int[B * Tmax]; refTargets = new int[B * Tmax]; refRowOf = new int[B * Tmax];
+        }
+        decoder.forward(refActs, tokens, rows, T, null, null, null, null, null);
+        // only the answers' positions need logits: the prompt's final norm, lm_head and softmax are skipped
+        int M = 0;
+        for (int n = 0; n < rows * T; n++)
+            if (targets[n] != CrossEntropy.IGNORE) { refPositions[M] = n; refTargets[M] = targets[n]; refRowOf[M] = n / T; M++; }
+        decoder.logitsAt(logits, refHidden, refActs, refPositions, M);
+        SequenceLogps.forwardPacked(logps, counts, lse, logits, refTargets, refRowOf, M, rows, V);
+    }
+
+    /// Per-row log-probability sums of `targets` under the logits of the last [#forwardLogits] (rows, T).
+    public void sequenceLogps(double[] logps, int[] counts, int[] targets, int T) {
+        SequenceLogps.forward(logps, counts, lse, logits, targets, Bc, T, V);
+    }
+
+    /// Backward of the last [#forwardLogits] + [#sequenceLogps] from dLoss/dlogps (rows), adding into the parameter
+    /// gradients.
+    public void backwardSequenceLogps(int[] tokens, int[] targets, double[] dlogps, int T, long step) {
+        if (rowScales == null) rowScales = new float[B * Tmax];
+        long t0 = timing ? System.nanoTime() : 0;
+        SequenceLogps.backward(logits, logits, lse, targets, dlogps, rowScales, Bc, T, V);   // logits now hold dlogits
+        if (timing) lossNanos += System.nanoTime() - t0;
+        backwardLogits(tokens, logits, step);
     }
 
     private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }

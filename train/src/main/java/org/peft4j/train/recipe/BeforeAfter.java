@@ -37,8 +37,18 @@ final class BeforeAfter {
     private final List<String> answersBefore = new ArrayList<>();
     private Evaluation.Result validationBefore, generalBefore;
 
-    BeforeAfter(Path modelDir, Gemm gemm, Tokenizer tok, TrainData data, List<String> prompts, Path generalText) {
+    private final List<TokenizedExample> validation;
+
+    /// `pairs`: stage dpo, whose validation list interleaves chosen and rejected answers; the loss is then the chosen
+    /// answers' (what preference tuning should make likely).
+    BeforeAfter(Path modelDir, Gemm gemm, Tokenizer tok, TrainData data, List<String> prompts, Path generalText, boolean pairs) {
         this.modelDir = modelDir; this.gemm = gemm; this.tok = tok; this.data = data; this.prompts = List.copyOf(prompts);
+        List<TokenizedExample> v = data.eval();
+        if (pairs) {
+            v = new ArrayList<>();
+            for (int i = 0; i < data.eval().size(); i += 2) v.add(data.eval().get(i));
+        }
+        this.validation = v;
         try {
             this.general = generalText == null ? List.of() : Evaluation.texts(Files.readAllLines(generalText), s -> tok.encode(s, true));
         } catch (IOException e) {
@@ -49,7 +59,7 @@ final class BeforeAfter {
     void before(LlamaWeights base) {
         LlamaModel m = new LlamaModel(base, gemm);
         for (String p : prompts) answersBefore.add(answer(m, p));
-        validationBefore = data.eval().isEmpty() ? null : Evaluation.evaluate(m, data.eval());
+        validationBefore = validation.isEmpty() ? null : Evaluation.evaluate(m, validation);
         generalBefore = general.isEmpty() ? null : Evaluation.evaluate(m, general);
     }
 
@@ -65,7 +75,7 @@ final class BeforeAfter {
         }
         List<Comparison.Answer> answers = new ArrayList<>();
         for (int i = 0; i < prompts.size(); i++) answers.add(new Comparison.Answer(prompts.get(i), answersBefore.get(i), answer(tuned, prompts.get(i))));
-        return new Comparison(answers, validationBefore, validationBefore == null ? null : Evaluation.evaluate(tuned, data.eval()),
+        return new Comparison(answers, validationBefore, validationBefore == null ? null : Evaluation.evaluate(tuned, validation),
                 generalBefore, generalBefore == null ? null : Evaluation.evaluate(tuned, general));
     }
 

@@ -123,7 +123,8 @@ public final class FinetuneRecipe {
 
         BeforeAfter comparison = null;
         if (comparing) {
-            comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText());
+            comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText(),
+                    a.finetuning().stage().equals("dpo"));
             comparison.before(weights);
         }
 
@@ -133,16 +134,18 @@ public final class FinetuneRecipe {
             continued = readAdapter(config, a, Path.of(a.model().adapterNameOrPath()), baseConfig);
             method = new Method.Lora(continued.config());
         }
-        int B = a.training().perDeviceTrainBatchSize();
+        // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward
+        int B = a.training().perDeviceTrainBatchSize() * (a.finetuning().stage().equals("dpo") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
 
+        int pairRows = a.finetuning().stage().equals("dpo") ? 2 : 1;   // stage dpo: examples are pairs of rows
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
                 qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
-                data.train().size(), data.eval().size(), data.maxLength(), a.data().template(), Parallel.threads(), gemm.name(),
+                data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), a.data().template(), Parallel.threads(), gemm.name(),
                 a.finetuning().type(), model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes(),
                 continued == null ? null : new TrainEvent.ContinuedAdapter(Path.of(a.model().adapterNameOrPath()), continued.config().r(),
                         continued.config().loraAlpha(), continued.config().targetModules(), continued.config().useDora()));
@@ -162,9 +165,9 @@ public final class FinetuneRecipe {
             }
             @Override public void onStep(Trainer.StepMetrics m) {
                 listener.on(new TrainEvent.Step(m.step(), m.totalSteps(), m.loss(), m.lr(), m.gradNorm(), m.tokensPerSecond(),
-                        m.epoch(), m.elapsedSeconds(), m.etaSeconds(), m.loggedLoss()));
+                        m.epoch(), m.elapsedSeconds(), m.etaSeconds(), m.loggedLoss(), m.metrics()));
             }
-            @Override public void onEval(long step, double evalLoss) { listener.on(new TrainEvent.Eval(step, evalLoss)); }
+            @Override public void onEval(long step, double evalLoss, Map<String, Double> metrics) { listener.on(new TrainEvent.Eval(step, evalLoss, metrics)); }
             @Override public void onCheckpoint(long step, Path dir) { listener.on(new TrainEvent.CheckpointSaved(step, dir)); }
         };
     }

@@ -4,6 +4,7 @@ import org.peft4j.train.TrainConfig;
 
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 
 /// What a [FinetuneRecipe] run reports, in this order: [Preparing], [Started], then a [Step] per optimizer step with
 /// [Eval] and [CheckpointSaved] between steps, and last [Finished] or [Failed]. Values only, so that a listener can
@@ -27,11 +28,21 @@ public sealed interface TrainEvent {
     /// One optimizer step. `loss`: mean token loss of the accumulated batch; `gradNorm`: global norm before clipping;
     /// `epoch`: fractional epoch of the data read so far; `loggedLoss`: the mean since the previous log line when this
     /// step wrote one to trainer_log.jsonl (every logging_steps), else null.
+    /// `metrics`: stage dpo's means over the logged window under TRL's names (rewards/chosen, rewards/rejected,
+    /// rewards/accuracies, rewards/margins, logps/chosen, logps/rejected) when this step logged; else empty.
     record Step(long step, long totalSteps, double loss, double lr, double gradNorm, double tokensPerSecond, double epoch,
-                double elapsedSeconds, double etaSeconds, Double loggedLoss) implements TrainEvent {}
+                double elapsedSeconds, double etaSeconds, Double loggedLoss, Map<String, Double> metrics) implements TrainEvent {
+        public Step(long step, long totalSteps, double loss, double lr, double gradNorm, double tokensPerSecond, double epoch,
+                    double elapsedSeconds, double etaSeconds, Double loggedLoss) {
+            this(step, totalSteps, loss, lr, gradNorm, tokensPerSecond, epoch, elapsedSeconds, etaSeconds, loggedLoss, Map.of());
+        }
+    }
 
-    /// A validation loss (eval_strategy steps, or the evaluation of do_train: false at step 0).
-    record Eval(long step, double evalLoss) implements TrainEvent {}
+    /// A validation loss (eval_strategy steps, or the evaluation of do_train: false at step 0). `metrics`: stage dpo's
+    /// `eval_rewards/accuracies`, ... over the validation pairs; else empty.
+    record Eval(long step, double evalLoss, Map<String, Double> metrics) implements TrainEvent {
+        public Eval(long step, double evalLoss) { this(step, evalLoss, Map.of()); }
+    }
 
     /// checkpoint-N was written (atomically) at `step`.
     record CheckpointSaved(long step, Path dir) implements TrainEvent {}
@@ -45,7 +56,7 @@ public sealed interface TrainEvent {
         public String message() { return error.getMessage() != null ? error.getMessage() : error.toString(); }
     }
 
-    /// What the run built, for the start-up report. `quantization` null for a dense base; `adapter` null unless
+    /// What the run built, for the start-up report. Stage dpo counts examples in pairs. `quantization` null for a dense base; `adapter` null unless
     /// adapter_name_or_path continues one.
     record Setup(Path modelDir, Quantization quantization, int trainExamples, int evalExamples, int longestExample,
                  String template, int threads, String gemm, String finetuningType, long trainableParameters,
