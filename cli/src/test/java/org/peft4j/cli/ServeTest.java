@@ -347,23 +347,34 @@ class ServeTest {
             assertEquals(0, s.engine().running(), "the row is freed after the client hung up");
             assertTrue(s.metrics().generatedTokens() < 400, "generation stopped early: " + s.metrics().generatedTokens() + " tokens");
 
-            // a full queue (2 rows, 4 waiting) refuses the rest with 429 in OpenAI's shape; the admitted ones finish
+            // a full queue (2 rows, 4 waiting) refuses the next request with 429 in OpenAI's shape: six long streams
+            // are opened and left unread, so that whatever the machine's speed they hold the 2 rows and fill the queue
+            // (the first two need hundreds of decode steps), then one more request must be refused
             String saved = url;
             url = "http://127.0.0.1:" + s.port();
-            try (ExecutorService pool = Executors.newVirtualThreadPerTaskExecutor()) {
-                List<Future<Reply>> all = new ArrayList<>();
-                for (int i = 0; i < 16; i++)
-                    all.add(pool.submit(() -> post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 60}", null)));
-                int ok = 0, busy = 0;
-                for (Future<Reply> f : all) {
-                    Reply r = f.get();
-                    if (r.status() == 429) { assertError(r, 429, "rate_limit_error", null); busy++; }
-                    else { assertEquals(200, r.status(), r.body()); ok++; }
+            List<java.net.Socket> held = new ArrayList<>();
+            try {
+                String longBody = "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 450, \"stream\": true, \"temperature\": 0}";
+                String longReq = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: " + longBody.length() + "\r\n\r\n" + longBody;
+                for (int i = 0; i < 6; i++) {
+                    var h = new java.net.Socket("127.0.0.1", s.port());
+                    held.add(h);
+                    h.getOutputStream().write(longReq.getBytes());
+                    h.getOutputStream().flush();
                 }
-                assertTrue(busy >= 1 && ok >= 2, ok + " served, " + busy + " refused");
+                long until = System.nanoTime() + 10_000_000_000L;
+                while ((s.engine().running() < 2 || s.engine().queued() < 4) && System.nanoTime() < until) Thread.sleep(2);
+                assertEquals(2, s.engine().running(), "two streams hold the two rows");
+                assertEquals(4, s.engine().queued(), "four wait for a row");
+                Reply r = post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 5}", null);
+                assertError(r, 429, "rate_limit_error", null);
             } finally {
                 url = saved;
+                for (var h : held) h.close();
             }
+            long until = System.nanoTime() + 20_000_000_000L;
+            while ((s.engine().running() > 0 || s.engine().queued() > 0) && System.nanoTime() < until) Thread.sleep(5);
             assertEquals(0, s.engine().running());
         }
     }
