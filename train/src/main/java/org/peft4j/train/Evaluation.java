@@ -23,24 +23,11 @@ public final class Evaluation {
 
     /// As [#evaluate(LlamaModel, List)] with `adapter` applied to every sequence (null: the base).
     public static Result evaluate(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples) {
-        int V = model.config.vocabSize();
-        int maxLen = 2;
-        for (TokenizedExample e : examples) maxLen = Math.max(maxLen, e.length());
-        maxLen = Math.min(maxLen, model.config.maxPositionEmbeddings());
-        KvCache cache = model.newCache(1, maxLen);
-        Activations acts = model.newActivations(1, maxLen, cache);
-        float[] logits = new float[maxLen * V];
-        double[] lse = new double[maxLen];
-        int[] targets = new int[maxLen];
+        long[] counts = new long[examples.size()];
+        double[] losses = summedLosses(model, adapter, examples, counts);
         double sum = 0;
         long n = 0;
-        for (TokenizedExample e : examples) {
-            int T = Math.min(e.length(), maxLen);
-            int[] ids = java.util.Arrays.copyOf(e.inputIds(), T);
-            n += CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
-            model.forward(logits, ids, 1, T, 0, adapter, cache, acts, true);
-            sum += CrossEntropy.forward(null, lse, logits, targets, T, V);
-        }
+        for (int i = 0; i < losses.length; i++) { sum += losses[i]; n += counts[i]; }
         double loss = n == 0 ? Double.NaN : sum / n;
         return new Result(loss, Math.exp(loss), n);
     }
@@ -66,6 +53,14 @@ public final class Evaluation {
 
     /// Per example, the sum of log p(label) over its labelled targets (the negated summed token loss).
     public static double[] sequenceLogps(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples) {
+        double[] out = summedLosses(model, adapter, examples, new long[examples.size()]);
+        for (int i = 0; i < out.length; i++) out[i] = -out[i];
+        return out;
+    }
+
+    /// Per example (one sequence at a time, all positions), the summed token loss over its labelled targets; their
+    /// number into `counts`.
+    private static double[] summedLosses(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples, long[] counts) {
         int V = model.config.vocabSize();
         int maxLen = 2;
         for (TokenizedExample e : examples) maxLen = Math.max(maxLen, e.length());
@@ -78,9 +73,9 @@ public final class Evaluation {
         for (int i = 0; i < examples.size(); i++) {
             TokenizedExample e = examples.get(i);
             int T = Math.min(e.length(), maxLen);
-            CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
+            counts[i] = CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
             model.forward(logits, java.util.Arrays.copyOf(e.inputIds(), T), 1, T, 0, adapter, cache, acts, true);
-            out[i] = -CrossEntropy.forward(null, lse, logits, targets, T, V);
+            out[i] = CrossEntropy.forward(null, lse, logits, targets, T, V);
         }
         return out;
     }

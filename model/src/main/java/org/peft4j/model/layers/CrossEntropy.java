@@ -98,27 +98,29 @@ public final class CrossEntropy {
     /// would (see [#forwardScalar]); max is recomputed here (one more pass over the row, no stored state).
     public static void backward(float[] dlogits, float[] logits, double[] lse, int[] targets, int N, int V, float scale) {
         boolean inPlace = dlogits == logits;
-        Parallel.range(N, n -> {
-            int o = n * V, tgt = targets[n];
-            if (tgt == IGNORE) {
-                if (inPlace) java.util.Arrays.fill(dlogits, o, o + V, 0f);
-                return;
-            }
-            float max = rowMax(logits, o, V);
-            float shift = (float) (lse[n] - max);
-            FloatVector vm = FloatVector.broadcast(S, max), vs = FloatVector.broadcast(S, shift);
-            int i = 0;
-            for (int end = S.loopBound(V); i < end; i += S.length()) {
-                FloatVector d = Exp.exp(FloatVector.fromArray(S, logits, o + i).sub(vm).sub(vs)).mul(scale);
-                if (!inPlace) d = d.add(FloatVector.fromArray(S, dlogits, o + i));
-                d.intoArray(dlogits, o + i);
-            }
-            for (; i < V; i++) {
-                float d = scale * Exp.exp(logits[o + i] - max - shift);
-                dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
-            }
-            dlogits[o + tgt] -= scale;
-        });
+        Parallel.range(N, n -> backwardRow(dlogits, logits, lse[n], targets[n], n * V, V, scale, inPlace));
+    }
+
+    /// One row of [#backward]: dlogits[o..o+V) (+)= scale · (softmax − onehot(tgt)), or zeros (in place) for IGNORE.
+    private static void backwardRow(float[] dlogits, float[] logits, double lse, int tgt, int o, int V, float scale, boolean inPlace) {
+        if (tgt == IGNORE) {
+            if (inPlace) java.util.Arrays.fill(dlogits, o, o + V, 0f);
+            return;
+        }
+        float max = rowMax(logits, o, V);
+        float shift = (float) (lse - max);
+        FloatVector vm = FloatVector.broadcast(S, max), vs = FloatVector.broadcast(S, shift);
+        int i = 0;
+        for (int end = S.loopBound(V); i < end; i += S.length()) {
+            FloatVector d = Exp.exp(FloatVector.fromArray(S, logits, o + i).sub(vm).sub(vs)).mul(scale);
+            if (!inPlace) d = d.add(FloatVector.fromArray(S, dlogits, o + i));
+            d.intoArray(dlogits, o + i);
+        }
+        for (; i < V; i++) {
+            float d = scale * Exp.exp(logits[o + i] - max - shift);
+            dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
+        }
+        dlogits[o + tgt] -= scale;
     }
 
     /// As [#backward] with a scale per row of logits: dlogits[n] += scales[n] · (softmax(logits[n]) − onehot(target)).
@@ -127,26 +129,9 @@ public final class CrossEntropy {
     public static void backward(float[] dlogits, float[] logits, double[] lse, int[] targets, int N, int V, float[] scales) {
         boolean inPlace = dlogits == logits;
         Parallel.range(N, n -> {
-            int o = n * V, tgt = targets[n];
-            float scale = scales[n];
-            if (tgt == IGNORE || scale == 0f) {
-                if (inPlace) java.util.Arrays.fill(dlogits, o, o + V, 0f);
-                return;
-            }
-            float max = rowMax(logits, o, V);
-            float shift = (float) (lse[n] - max);
-            FloatVector vm = FloatVector.broadcast(S, max), vs = FloatVector.broadcast(S, shift);
-            int i = 0;
-            for (int end = S.loopBound(V); i < end; i += S.length()) {
-                FloatVector d = Exp.exp(FloatVector.fromArray(S, logits, o + i).sub(vm).sub(vs)).mul(scale);
-                if (!inPlace) d = d.add(FloatVector.fromArray(S, dlogits, o + i));
-                d.intoArray(dlogits, o + i);
-            }
-            for (; i < V; i++) {
-                float d = scale * Exp.exp(logits[o + i] - max - shift);
-                dlogits[o + i] = inPlace ? d : dlogits[o + i] + d;
-            }
-            dlogits[o + tgt] -= scale;
+            // a zero-weight row is skipped like an ignored one
+            int tgt = scales[n] == 0f ? IGNORE : targets[n];
+            backwardRow(dlogits, logits, lse[n], tgt, n * V, V, scales[n], inPlace);
         });
     }
 
