@@ -218,14 +218,19 @@ public final class Board implements AutoCloseable {
         Path dir = roots.inSaves(run == null ? "" : run, "run");
         Path args = dir.resolve("training_args.json");
         if (run == null || !Files.isRegularFile(args)) throw BoardException.invalid("run", "'" + run + "' is not a run folder (no training_args.json)");
+        // the saved keys that differ from their defaults, through the form again (roots and validation as on Start);
+        // not TrainConfig.load(training_args.json): its null evaluation_strategy (the old alias) would clear eval_strategy
         Map<String, String> values = new LinkedHashMap<>();
-        TrainConfig saved;
+        JsonNode saved;
         try {
-            saved = TrainConfig.load(args, List.of());
-        } catch (Peft4jException e) {
+            saved = JSON.readTree(args.toFile());
+        } catch (IOException e) {
             throw BoardException.invalid("run", "cannot read " + args + ": " + e.getMessage());
         }
-        saved.changed().forEach((k, v) -> { if (v != null) values.put(k, String.valueOf(v)); });
+        saved.properties().forEach(e -> {
+            TrainConfig.Key k = TrainConfig.KEYS.get(e.getKey());
+            if (k != null && !e.getValue().isNull() && !e.getKey().equals("evaluation_strategy")) values.put(e.getKey(), e.getValue().asText());
+        });
         values.remove("resume_from_checkpoint");
         values.put("overwrite_output_dir", String.valueOf(Checkpoint.last(dir) == null));
         json(ctx, jobs.submit(form.config(values)).toJson(false));

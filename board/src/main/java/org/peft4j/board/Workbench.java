@@ -150,7 +150,7 @@ public final class Workbench {
             e = MemoryEstimate.estimate(lc, a.finetuning().method(), quantized, batch, seq, a.finetuning().gradientCheckpointing(),
                     a.training().optim(), 64, a.model().doubleQuantization());
         } catch (Peft4jException ex) {
-            throw BoardException.invalid(TrainForm.fieldOf(ex.getMessage()), ex.getMessage());
+            throw BoardException.invalid(fieldOr(ex.getMessage(), "per_device_train_batch_size"), ex.getMessage());
         }
         long heap = Runtime.getRuntime().maxMemory();
         ObjectNode out = JSON.createObjectNode().put("batch", batch).put("seq", seq);
