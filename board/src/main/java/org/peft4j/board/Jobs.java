@@ -63,8 +63,8 @@ public final class Jobs implements AutoCloseable {
             if (!Double.isNaN(loss)) o.put("loss", loss);
             if (!Double.isNaN(etaSeconds)) o.put("eta_seconds", etaSeconds);
             if (withSeries) {
-                o.set("losses", series(losses));
-                o.set("evals", series(evals));
+                o.set("losses", Runs.series(losses));
+                o.set("evals", Runs.series(evals));
                 ArrayNode l = o.putArray("log");
                 log.forEach(l::add);
             }
@@ -208,7 +208,21 @@ public final class Jobs implements AutoCloseable {
                 j.line(String.format("data: %d training and %d validation examples (longest %d tokens), template %s, %d threads",
                         u.trainExamples(), u.evalExamples(), u.longestExample(), u.template(), u.threads()));
                 j.line(String.format("model: %s, %,d trainable parameters", u.finetuningType(), u.trainableParameters()));
-                if (s.startStep() > 0) j.line("resumed at step " + s.startStep() + " of " + s.totalSteps());
+                if (s.startStep() > 0) {
+                    // the curve before the resume, as logged, so that the chart shows the whole run
+                    Runs.Curves before = Runs.curves(j.outputDir);
+                    ObjectNode e = JSON.createObjectNode().put("type", "series").put("run", j.run()).put("until", s.startStep());
+                    synchronized (j) {
+                        before.losses().removeIf(p -> p[0] > s.startStep());
+                        before.evals().removeIf(p -> p[0] > s.startStep());
+                        j.losses.addAll(0, before.losses());
+                        j.evals.addAll(0, before.evals());
+                        e.set("losses", Runs.series(before.losses()));
+                        e.set("evals", Runs.series(before.evals()));
+                    }
+                    publish(e);
+                    j.line("resumed at step " + s.startStep() + " of " + s.totalSteps());
+                }
                 publishJob(j);
             }
             case TrainEvent.Step m -> {
@@ -254,12 +268,6 @@ public final class Jobs implements AutoCloseable {
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.WARNING, "cannot write " + j.outputDir.resolve(STATUS_FILE) + ": " + e.getMessage());
         }
-    }
-
-    private static ArrayNode series(List<double[]> points) {
-        ArrayNode a = JSON.createArrayNode();
-        for (double[] p : points) a.addArray().add((long) p[0]).add(p[1]);
-        return a;
     }
 
     /// Cancels the running job and stops the worker.

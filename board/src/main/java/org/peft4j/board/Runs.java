@@ -11,6 +11,7 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Objects;
 import java.util.stream.Stream;
@@ -61,22 +62,38 @@ public final class Runs {
                         : e.getValue().isBoolean() ? e.getValue().booleanValue() : e.getValue().asText();
                 if (k != null && !sameValue(v, k.defaultValue())) cfg.set(e.getKey(), e.getValue());
             });
-        ArrayNode losses = o.putArray("losses"), evals = o.putArray("evals");
-        Path log = dir.resolve("trainer_log.jsonl");
-        if (Files.isRegularFile(log)) {
-            try (Stream<String> lines = Files.lines(log)) {
-                lines.forEach(line -> {
-                    JsonNode n;
-                    try { n = JSON.readTree(line); } catch (IOException e) { return; }   // a line being written
-                    if (n == null || !n.has("current_steps")) return;
-                    if (n.has("loss")) losses.addArray().add(n.get("current_steps").asLong()).add(n.get("loss").asDouble());
-                    if (n.has("eval_loss")) evals.addArray().add(n.get("current_steps").asLong()).add(n.get("eval_loss").asDouble());
-                });
-            } catch (IOException | UncheckedIOException e) {
-                o.put("log_error", "cannot read " + log + ": " + e.getMessage());
-            }
-        }
+        Curves c = curves(dir);
+        o.set("losses", series(c.losses()));
+        o.set("evals", series(c.evals()));
+        if (c.error() != null) o.put("log_error", c.error());
         return o;
+    }
+
+    /// The logged training and evaluation losses of a run, (step, loss) each, from its trainer_log.jsonl.
+    record Curves(List<double[]> losses, List<double[]> evals, String error) {}
+
+    static Curves curves(Path dir) {
+        List<double[]> losses = new ArrayList<>(), evals = new ArrayList<>();
+        Path log = dir.resolve("trainer_log.jsonl");
+        if (!Files.isRegularFile(log)) return new Curves(losses, evals, null);
+        try (Stream<String> lines = Files.lines(log)) {
+            lines.forEach(line -> {
+                JsonNode n;
+                try { n = JSON.readTree(line); } catch (IOException e) { return; }   // a line being written
+                if (n == null || !n.has("current_steps")) return;
+                if (n.has("loss")) losses.add(new double[] {n.get("current_steps").asLong(), n.get("loss").asDouble()});
+                if (n.has("eval_loss")) evals.add(new double[] {n.get("current_steps").asLong(), n.get("eval_loss").asDouble()});
+            });
+        } catch (IOException | UncheckedIOException e) {
+            return new Curves(losses, evals, "cannot read " + log + ": " + e.getMessage());
+        }
+        return new Curves(losses, evals, null);
+    }
+
+    static ArrayNode series(List<double[]> points) {
+        ArrayNode a = JSON.createArrayNode();
+        for (double[] p : points) a.addArray().add((long) p[0]).add(p[1]);
+        return a;
     }
 
     /// {status, error or null}.

@@ -307,6 +307,8 @@ class BoardTest {
             JsonNode started = await(events, "log", null, 0);
             while (!started.get("line").asText().startsWith("resumed at step")) started = await(events, "log", null, 0);
             assertEquals("resumed at step " + stoppedAt + " of 12", started.get("line").asText());
+            JsonNode curve = board.jobs().snapshot().get("current").get("losses");
+            assertEquals(2, curve.get(0).get(0).asInt(), "the resumed job's curve starts with the steps logged before the abort: " + curve);
             await(events, "job", "finished", 0);
             listed = find(get("/api/runs"), "runs/a");
             assertEquals("finished", listed.get("status").asText());

@@ -5,6 +5,8 @@ import { t, setLanguage, language } from "/i18n.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+// x-axis ticks at whole steps
+const STEP_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
 const state = { form: null, info: null, job: null, losses: [], evals: [], chart: null, runsChart: null, runs: [], streams: [] };
 
 // ---- API
@@ -98,6 +100,7 @@ function renderForm() {
   list.id = "model-list";
   for (const m of state.info.models) list.append(new Option(m, m));
   root.append(list);
+  root.addEventListener("change", rememberForm);
   $("#f-dataset_dir").addEventListener("change", loadDatasets);
   $("#f-model_name_or_path").addEventListener("change", defaultOutputDir);
   defaultOutputDir();
@@ -129,6 +132,8 @@ async function loadDatasets() {
       for (const s of sets) sel.add(new Option(`${s.name}${s.ranking ? " (ranking)" : ""}`, s.name));
       if (keep) sel.value = keep;
     }
+    const chosen = $("#f-dataset").value.split(",").map(x => x.trim());
+    for (const o of $("#dataset-pick").options) o.selected = chosen.includes(o.value);
   } catch (e) { showError(e); }
 }
 
@@ -151,6 +156,16 @@ function formValues() {
     if (v !== "") values[f.name] = v;
   }
   return values;
+}
+
+// The form is kept in the browser across reloads (the job itself is the server's).
+function rememberForm() { localStorage.setItem("peft4j.form", JSON.stringify(formValues())); }
+
+function restoreForm() {
+  try {
+    const saved = JSON.parse(localStorage.getItem("peft4j.form") || "null");
+    if (saved) setFormValues(saved);
+  } catch (e) { localStorage.removeItem("peft4j.form"); }
 }
 
 function setFormValues(values) {
@@ -243,6 +258,7 @@ async function previewDataset() {
 
 async function start() {
   clearErrors();
+  rememberForm();
   try {
     const j = await api("/api/train/start", { values: formValues() });
     $("#message").textContent = `${t("started")}: ${j.run}`;
@@ -277,11 +293,12 @@ function drawLoss() {
   if (!state.chart) {
     state.chart = new uPlot({
       width: el.clientWidth - 10 || 600, height: 290,
-      scales: { x: { time: false } },
+      scales: { x: { time: false } }, axes: [{ incrs: STEP_INCRS }, {}],
       series: [{ label: t("step") }, { label: t("loss"), stroke: "#2f6fde", spanGaps: true }, { label: t("eval_loss"), stroke: "#e07b00", spanGaps: true, points: { size: 7 } }],
     }, data, el);
   } else state.chart.setData(data);
   el.dataset.points = String(state.losses.length);
+  el.dataset.first = String(data[0].length ? data[0][0] : "");
 }
 
 function showJob(job, withSeries) {
@@ -327,7 +344,8 @@ function listen() {
       if (fresh) { e.job.losses = []; e.job.evals = []; e.job.log = []; showJob(e.job, true); } else showJob(Object.assign(state.job, e.job), false);
       if (["finished", "aborted", "failed"].includes(e.job.status)) { loadRuns(); loadAdapters(); }
     } else if (state.job && e.run === state.job.run) {
-      if (e.type === "step") { state.losses.push([e.step, e.loss]); drawLoss(); progress(e); }
+      if (e.type === "series") { state.losses = e.losses.concat(state.losses.filter(p => p[0] > e.until)); state.evals = e.evals.concat(state.evals.filter(p => p[0] > e.until)); drawLoss(); }
+      else if (e.type === "step") { state.losses.push([e.step, e.loss]); drawLoss(); progress(e); }
       else if (e.type === "eval") { state.evals.push([e.step, e.eval_loss]); drawLoss(); }
       else if (e.type === "log") log(e.line);
     }
@@ -380,7 +398,7 @@ function drawRuns() {
   const series = [{ label: t("step") }, ...picked.map(r => ({ label: r.run, stroke: colors[state.runs.indexOf(r) % colors.length], spanGaps: true }))];
   if (state.runsChart) state.runsChart.destroy();
   el.innerHTML = "";
-  state.runsChart = new uPlot({ width: el.clientWidth - 10 || 800, height: 300, scales: { x: { time: false } }, series }, data, el);
+  state.runsChart = new uPlot({ width: el.clientWidth - 10 || 800, height: 300, scales: { x: { time: false } }, axes: [{ incrs: STEP_INCRS }, {}], series }, data, el);
 }
 
 // ---- shared selects
@@ -427,7 +445,8 @@ async function evaluate() {
     for (const h of [t("data"), ...r.models]) { const th = document.createElement("th"); th.textContent = h; head.append(th); }
     const bars = $("#ev-chart");
     bars.innerHTML = "";
-    const max = Math.max(...r.rows.flatMap(row => row.results.map(x => x.perplexity)));
+    // bar length on a log scale: perplexities of learned and unseen text differ by orders of magnitude
+    const max = Math.log1p(Math.max(...r.rows.flatMap(row => row.results.map(x => x.perplexity))));
     for (const row of r.rows) {
       const tr = table.insertRow();
       tr.insertCell().textContent = row.data;
@@ -437,7 +456,7 @@ async function evaluate() {
         bar.className = "bar";
         bar.innerHTML = `<span></span><div></div>`;
         bar.firstChild.textContent = `${row.data} · ${r.models[i]} · ${t("perplexity")} ${x.perplexity.toFixed(2)}`;
-        bar.lastChild.style.width = `${Math.max(1, 100 * x.perplexity / max)}%`;
+        bar.lastChild.style.width = `${Math.max(1, 100 * Math.log1p(x.perplexity) / max)}%`;
         bars.append(bar);
       });
     }
@@ -545,9 +564,14 @@ function showTab(name) {
 async function init() {
   setLanguage(language());
   $("#lang").value = language();
-  $("#lang").addEventListener("change", e => { setLanguage(e.target.value); if (state.runs.length) loadRuns(); });
+  $("#lang").addEventListener("change", e => {
+    setLanguage(e.target.value);
+    if (state.job) showJob(state.job, false);
+    if (state.runs.length) loadRuns();
+  });
   [state.info, state.form] = await Promise.all([api("/api/info"), api("/api/form")]);
   renderForm();
+  restoreForm();
   fillSelects();
   setLanguage(language());
   await loadDatasets();
