@@ -2,17 +2,15 @@ package org.peft4j.board;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
-import org.junit.jupiter.api.Assertions;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.peft4j.testkit.Npm;
 import org.peft4j.testkit.Shared;
 import org.peft4j.train.TrainConfig;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Comparator;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
@@ -71,38 +69,13 @@ class BoardBrowserTest {
     }
 
     /// board/target/npm with playwright-core installed (`npm ci` of the committed lock file) and chromium present.
-    static synchronized Path require(Path root) throws IOException, InterruptedException {
-        Path src = root.resolve("board/src/test/node"), dir = root.resolve("board/target/npm");
-        Files.createDirectories(dir);
-        for (String f : List.of("package.json", "package-lock.json", "board-e2e.mjs"))
-            Files.copy(src.resolve(f), dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
-        String why = null;
-        if (!works("node", "--version") || !works("npm", "--version")) why = "node and npm are not installed (Debian: apt-get install nodejs npm)";
-        else if (!Files.isRegularFile(dir.resolve("node_modules/playwright-core/package.json"))) {
-            Process p = new ProcessBuilder("npm", "ci", "--no-audit", "--no-fund").directory(dir.toFile()).redirectErrorStream(true).start();
-            String out = new String(p.getInputStream().readAllBytes());
-            if (!p.waitFor(180, TimeUnit.SECONDS) || p.exitValue() != 0) why = "npm ci in " + dir + " failed: " + out.strip();
-        }
+    static Path require(Path root) throws IOException, InterruptedException {
+        Path dir = Npm.require(root.resolve("board/src/test/node"), root.resolve("board/target/npm"),
+                List.of("package.json", "package-lock.json", "board-e2e.mjs"), "playwright-core", "playwright-core for the browser test");
         String chromium = System.getenv().getOrDefault("CHROMIUM", "/usr/bin/chromium");
-        if (why == null && !Files.isExecutable(Path.of(chromium))) why = chromium + " is missing (Debian: apt-get install chromium; .ci/run installs it)";
-        if (why == null) return dir;
-        String msg = "the browser test cannot run: " + why;
-        if (Shared.ci()) return Assertions.fail("FAILED: " + msg + ". CI=true, so a missing browser fails the test instead of skipping it.");
-        System.err.println("SKIPPED: " + msg);
-        return Assumptions.abort(msg);
-    }
-
-    private static boolean works(String... cmd) {
-        try {
-            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-            p.getInputStream().readAllBytes();
-            return p.waitFor(20, TimeUnit.SECONDS) && p.exitValue() == 0;
-        } catch (IOException e) {
-            return false;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
-        }
+        if (!Files.isExecutable(Path.of(chromium)))
+            return Npm.missing("the browser test cannot run: " + chromium + " is missing (Debian: apt-get install chromium; .ci/run installs it)");
+        return dir;
     }
 
     private static void deleteTree(Path p) throws IOException {

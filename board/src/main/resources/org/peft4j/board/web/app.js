@@ -80,7 +80,14 @@ function renderForm() {
       wrap.className = "field" + (f.support === "unsupported" ? " unsupported" : "") + (["dataset", "compare_prompts", "default_system"].includes(f.name) ? " wide" : "");
       const name = document.createElement("span");
       name.className = "name";
-      name.textContent = f.name + (f.default !== null && f.default !== undefined ? ` (${f.type}, ${t("default")} ${f.default})` : ` (${f.type})`);
+      name.append(`${f.name} (${f.type}`);
+      if (f.default !== null && f.default !== undefined) {
+        const d = document.createElement("span");
+        d.dataset.i18n = "default";
+        d.textContent = t("default");
+        name.append(", ", d, ` ${f.default}`);
+      }
+      name.append(")");
       const help = document.createElement("span");
       help.className = "help";
       help.textContent = f.help;
@@ -567,6 +574,11 @@ async function init() {
   $("#lang").addEventListener("change", e => {
     setLanguage(e.target.value);
     if (state.job) showJob(state.job, false);
+    // uPlot's legend is drawn once: draw the chart again with the new labels
+    state.chart.destroy();
+    state.chart = null;
+    $("#loss-chart").innerHTML = "";
+    drawLoss();
     if (state.runs.length) loadRuns();
   });
   [state.info, state.form] = await Promise.all([api("/api/info"), api("/api/form")]);
