@@ -128,6 +128,7 @@ try {
   await page.click("#btn-export");
   await page.waitForSelector("#ex-result:not(.hidden)");
   check((await page.textContent("#ex-result")).includes("config.json"), "the merged folder is listed");
+  await page.waitForFunction(() => [...document.querySelector("#chat-model").options].some(o => o.value === "e2e/merged"));
   await shot("export");
 
   step("Chinese");

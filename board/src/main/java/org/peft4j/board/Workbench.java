@@ -240,6 +240,8 @@ public final class Workbench {
         if (dir == null) throw BoardException.invalid("export_dir", "choose an export folder (inside the saves folder)");
         Path out = roots.inSaves(dir, "export_dir");
         if (out.equals(roots.saves())) throw BoardException.invalid("export_dir", "choose a folder inside the saves folder, not the folder itself");
+        if (Files.isRegularFile(out.resolve("training_args.json")) || Files.isRegularFile(out.resolve("adapter_config.json")) || nonEmptyNonModel(out))
+            throw BoardException.invalid("export_dir", "'" + dir + "' already holds files that are not an exported model (a run?); choose a new or empty folder");
         String format = text(body, "export_format") == null ? "hf" : text(body, "export_format");
         String dtype = text(body, "export_dtype") == null ? "float32" : text(body, "export_dtype");
         int size = number(body, "export_size", 5);
@@ -286,6 +288,16 @@ public final class Workbench {
     }
 
     // ---- helpers
+
+    /// A folder with files but no config.json: not a model an earlier export wrote, so not one to overwrite.
+    private static boolean nonEmptyNonModel(Path dir) {
+        if (!Files.isDirectory(dir) || Files.isRegularFile(dir.resolve("config.json"))) return false;
+        try (var s = Files.list(dir)) {
+            return s.findAny().isPresent();
+        } catch (IOException e) {
+            return true;
+        }
+    }
 
     /// An adapter folder inside the saves folder (a PEFT folder: adapter_config.json).
     Path adapter(String value, String field) {

@@ -41,7 +41,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.TimeUnit;
 
@@ -418,6 +417,9 @@ class BoardTest {
                 400, "export_format", "GGUF export does not exist");
         assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "d").put("export_dtype", "int3")),
                 400, "export_dtype", "export_dtype 'int3'");
-        assertEquals(Map.of(), Map.of());
+        assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "runs/a")), 400, "export_dir",
+                "not an exported model");
+        assertEquals(200, post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "merged")).status(),
+                "an earlier export may be written again");
     }
 }

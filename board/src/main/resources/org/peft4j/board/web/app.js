@@ -421,6 +421,19 @@ async function loadAdapters() {
   }
 }
 
+async function refreshModels() {
+  state.info = await api("/api/info");
+  for (const sel of $$(".model-select")) {
+    const keep = sel.value;
+    sel.innerHTML = "";
+    for (const m of state.info.models) sel.add(new Option(m, m));
+    sel.value = keep;
+  }
+  const list = $("#model-list");
+  list.innerHTML = "";
+  for (const m of state.info.models) list.append(new Option(m, m));
+}
+
 function fillSelects() {
   for (const sel of $$(".model-select")) {
     for (const m of state.info.models) sel.add(new Option(m, m));
@@ -555,6 +568,7 @@ async function doExport() {
     });
     box.textContent = `${t("exported")} ${r.export_dir}\n` + r.files.join("\n");
     box.classList.remove("hidden");
+    await refreshModels();   // the export is a model the other tabs can pick now
   } catch (e) { $("#ex-error").textContent = e.message; }
 }
 
