@@ -42,6 +42,15 @@ public final class Runs {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot list the saves folder " + roots.saves() + ": " + e.getMessage(), e);
         }
+        // queued jobs whose output_dir the recipe has not prepared yet, first
+        for (Jobs.Job j : jobs.jobs())
+            if (!dirs.contains(j.outputDir)) {
+                ObjectNode o = out.addObject().put("run", j.run()).put("updated", System.currentTimeMillis()).put("status", j.status()).put("error", j.error)
+                        .put("has_adapter", false).put("has_checkpoint", false);
+                o.set("config", JSON.valueToTree(j.config.changed()));
+                o.putArray("losses");
+                o.putArray("evals");
+            }
         for (Path d : dirs) out.add(describe(d));
         return out;
     }

@@ -287,6 +287,7 @@ class BoardTest {
             Reply q = post("/api/train/start", run("runs/b"));
             assertEquals("queued", q.body().get("status").asText(), "one job at a time: the second waits");
             assertFieldError(post("/api/train/start", run("runs/b")), 409, "output_dir", "already queued");
+            assertEquals("queued", find(get("/api/runs"), "runs/b").get("status").asText(), "the runs list shows the queue");
             assertEquals(200, post("/api/train/abort", JSON.createObjectNode().put("run", "runs/b")).status());
             await(events, "step", null, 5);
             // a page loading now sees the running job with its curve so far
