@@ -214,6 +214,7 @@ async function loadArgs() {
   } catch (e) { showError(e); }
 }
 
+// Shows the memory estimate of the form's run; returns it (null when the form was refused).
 async function estimate() {
   clearErrors();
   const box = $("#estimate");
@@ -223,7 +224,8 @@ async function estimate() {
     box.textContent = `${e.table}\n` + (e.warning ? "⚠ " + e.warning : `✓ ${mib(e.total)} ${t("fits")} ${mib(e.heap_limit)}`);
     box.classList.toggle("warn", !e.fits);
     box.classList.remove("hidden");
-  } catch (e) { showError(e); }
+    return e;
+  } catch (e) { showError(e); return null; }
 }
 
 async function previewDataset() {
@@ -263,9 +265,17 @@ async function previewDataset() {
   } catch (e) { showError(e); }
 }
 
+// Start shows the memory estimate first; a run that does not fit starts only on a second click.
 async function start() {
-  clearErrors();
   rememberForm();
+  const values = JSON.stringify(formValues());
+  const e = await estimate();
+  if (!e) return;
+  if (!e.fits && state.confirmed !== values) {
+    state.confirmed = values;
+    $("#message").textContent = t("confirm_start");
+    return;
+  }
   try {
     const j = await api("/api/train/start", { values: formValues() });
     $("#message").textContent = `${t("started")}: ${j.run}`;

@@ -19,7 +19,7 @@ export const STRINGS = {
     "step": "step", "eta": "ETA", "tokens_per_second": "tokens/s", "loss": "loss", "eval_loss": "eval loss",
     "saved_to": "Saved to", "loaded_from": "Loaded from", "started": "Queued", "fits": "fits in the heap limit of",
     "not_supported": "not supported yet", "default": "default", "perplexity": "perplexity", "tokens": "tokens", "data": "data",
-    "exported": "Exported to", "prompt": "prompt", "response": "response", "rejected": "rejected", "show": "show",
+    "exported": "Exported to", "confirm_start": "The run may not fit in memory (see the estimate); press Start again to run it anyway.", "prompt": "prompt", "response": "response", "rejected": "rejected", "show": "show",
   },
   zh: {
     "board": "看板", "language": "语言",
@@ -39,7 +39,7 @@ export const STRINGS = {
     "step": "步", "eta": "剩余时间", "tokens_per_second": "词元/秒", "loss": "损失", "eval_loss": "验证损失",
     "saved_to": "已保存到", "loaded_from": "已载入", "started": "已排队", "fits": "未超出堆内存上限",
     "not_supported": "暂不支持", "default": "默认值", "perplexity": "困惑度", "tokens": "词元数", "data": "数据",
-    "exported": "已导出到", "prompt": "提示", "response": "回答", "rejected": "被拒绝的回答", "show": "显示",
+    "exported": "已导出到", "confirm_start": "该任务可能超出内存（见估算结果）；再次点击“开始”仍将运行。", "prompt": "提示", "response": "回答", "rejected": "被拒绝的回答", "show": "显示",
   },
 };
 
