@@ -64,6 +64,8 @@ try {
   await page.waitForSelector("#dataset-preview .turn .part.response");
   check((await page.textContent("#dataset-preview")).includes("Tiny"), "the dataset preview shows the rows");
   await shot("train-form");
+  await page.locator("#dataset-preview").screenshot({ path: `${out}/train-dataset-preview.png` });
+  await page.locator("#estimate").screenshot({ path: `${out}/train-estimate.png` });
 
   step("start, wait for the loss chart, abort");
   await page.click("#btn-start");

@@ -247,14 +247,16 @@ async function previewDataset() {
           for (const turn of turns) {
             for (const part of ["prompt", "response"]) {
               if (!turn[part + "_tokens"]) continue;
-              const s = document.createElement("span");
-              s.className = "part " + part;
-              s.title = t(part);
-              s.textContent = turn[part];
+              const rowEl = document.createElement("div");
+              rowEl.className = "part-row";
               const c = document.createElement("span");
               c.className = "count";
               c.textContent = `${t(part)} · ${turn[part + "_tokens"]} ${t("tokens")}`;
-              div.append(s, c);
+              const s = document.createElement("span");
+              s.className = "part " + part;
+              s.textContent = turn[part];
+              rowEl.append(c, s);
+              div.append(rowEl);
             }
           }
           box.append(div);
