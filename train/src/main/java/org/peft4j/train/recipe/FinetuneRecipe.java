@@ -124,7 +124,7 @@ public final class FinetuneRecipe {
         BeforeAfter comparison = null;
         if (comparing) {
             comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText(),
-                    a.finetuning().stage().equals("dpo"));
+                    a.finetuning().stage().equals("dpo") || a.finetuning().stage().equals("kto"));
             comparison.before(weights);
         }
 
@@ -134,23 +134,25 @@ public final class FinetuneRecipe {
             continued = readAdapter(config, a, Path.of(a.model().adapterNameOrPath()), baseConfig);
             method = new Method.Lora(continued.config());
         }
-        // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward
-        int B = a.training().perDeviceTrainBatchSize() * (a.finetuning().stage().equals("dpo") ? 2 : 1);
+        // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward; stage kto
+        // scores an example and its KL sequence in separate forwards of per_device_train_batch_size rows
+        String stage = a.finetuning().stage();
+        int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
 
-        int pairRows = a.finetuning().stage().equals("dpo") ? 2 : 1;   // stage dpo: examples are pairs of rows
+        int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
                 qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
                 data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), a.data().template(), Parallel.threads(), gemm.name(),
                 a.finetuning().type(), model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes(),
                 continued == null ? null : new TrainEvent.ContinuedAdapter(Path.of(a.model().adapterNameOrPath()), continued.config().r(),
                         continued.config().loraAlpha(), continued.config().targetModules(), continued.config().useDora()));
-        Trainer trainer = new Trainer(a, model, data.train(), data.eval(), out, a.model().nameOrPath(), hooks(config, out, setup, listener))
-                .padId(data.padId()).cancelWhen(() -> cancelled);
+        Trainer trainer = new Trainer(a, model, data, out, a.model().nameOrPath(), hooks(config, out, setup, listener))
+                .cancelWhen(() -> cancelled);
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
