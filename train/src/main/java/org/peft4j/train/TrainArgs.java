@@ -20,8 +20,16 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         Peft4j peft4j, Preference preference) {
 
     /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;
-    /// stage kto: `pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`, `pref_ftx` as KTO's.
-    public record Preference(PreferenceLoss.Config loss, KtoLoss.Config kto) {}
+    /// stage kto: `pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`, `pref_ftx` as KTO's. `refModel` (null: the
+    /// default reference), `refModelAdapters` (null: none), `refModelQuantizationBit` (4 or null).
+    public record Preference(PreferenceLoss.Config loss, KtoLoss.Config kto, String refModel, String refModelAdapters,
+                             Integer refModelQuantizationBit) {
+
+        /// Whether `stage` compares against a reference model (DPO's sigmoid, hinge and IPO; KTO).
+        public boolean needsReference(String stage) {
+            return stage.equals("kto") || stage.equals("dpo") && loss.kind().needsReference();
+        }
+    }
 
     /// `adapterNameOrPath`: one PEFT folder whose training continues (LLaMA-Factory's adapter_to_resume), or null.
     /// `quantizationBit`: 4 or null.
@@ -105,6 +113,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.str("forgetting_text") == null ? null : Path.of(c.str("forgetting_text"))),
                 new Preference(new PreferenceLoss.Config(PreferenceLoss.Kind.of(c.str("pref_loss")), c.d("pref_beta"), c.d("pref_ftx"),
                         c.d("dpo_label_smoothing"), c.d("simpo_gamma")),
-                        new KtoLoss.Config(c.d("pref_beta"), c.d("kto_chosen_weight"), c.d("kto_rejected_weight"), c.d("pref_ftx"))));
+                        new KtoLoss.Config(c.d("pref_beta"), c.d("kto_chosen_weight"), c.d("kto_rejected_weight"), c.d("pref_ftx")),
+                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")));
     }
 }

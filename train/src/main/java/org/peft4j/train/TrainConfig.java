@@ -69,9 +69,9 @@ public final class TrainConfig {
         key("pref_ftx", Type.FLOAT, 0.0, "dpo/kto: weight of an SFT term (mean token loss of the chosen / desirable answers) added to the preference loss.");
         key("dpo_label_smoothing", Type.FLOAT, 0.0, "dpo: label smoothing of the sigmoid loss (conservative DPO), in [0, 0.5].");
         key("simpo_gamma", Type.FLOAT, 0.5, "dpo: SimPO's target reward margin gamma.");
-        unsupported("ref_model", Type.STRING, "a separate reference model is not supported yet; with LoRA/QLoRA the reference is the base with the adapter off.");
-        unsupported("ref_model_adapters", Type.STRING, "a separate reference model is not supported yet.");
-        unsupported("ref_model_quantization_bit", Type.INT, "a separate reference model is not supported yet.");
+        key("ref_model", Type.STRING, null, "dpo/kto: the reference model folder (same tokenizer). Unset: with LoRA/QLoRA the base with the adapter off; with full/freeze a frozen copy of model_name_or_path as loaded.");
+        key("ref_model_adapters", Type.STRING, null, "dpo/kto: one LoRA adapter (PEFT folder) applied on ref_model.");
+        key("ref_model_quantization_bit", Type.INT, null, "dpo/kto: 4 loads ref_model quantized to 4 bits (NF4, double quantization), as QLoRA's base.");
         key("kto_chosen_weight", Type.FLOAT, 1.0, "kto: weight of the loss of desirable answers (TRL's desirable_weight).");
         key("kto_rejected_weight", Type.FLOAT, 1.0, "kto: weight of the loss of undesirable answers (TRL's undesirable_weight).");
         unsupported("pref_bco_weight", Type.FLOAT, "BCO is not supported yet.");
@@ -296,15 +296,20 @@ public final class TrainConfig {
         if (stage.equals("dpo")) {
             var kind = org.peft4j.model.layers.PreferenceLoss.Kind.of(str("pref_loss"));
             new org.peft4j.model.layers.PreferenceLoss.Config(kind, d("pref_beta"), d("pref_ftx"), d("dpo_label_smoothing"), d("simpo_gamma"));
-            if (kind.needsReference() && !ft.equals("lora"))
-                throw new ConfigException("pref_loss " + str("pref_loss") + " compares against a reference model; with finetuning_type " + ft
-                        + " that needs a frozen copy (ref_model), which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo");
         }
         if (stage.equals("kto")) {
             new org.peft4j.model.layers.KtoLoss.Config(d("pref_beta"), d("kto_chosen_weight"), d("kto_rejected_weight"), d("pref_ftx"));
-            if (!ft.equals("lora"))
-                throw new ConfigException("stage kto compares against a reference model; with finetuning_type " + ft
-                        + " that needs a frozen copy (ref_model), which peft4j does not support yet; use finetuning_type lora");
+        }
+        if (str("ref_model") == null) {
+            for (String k : List.of("ref_model_adapters", "ref_model_quantization_bit"))
+                if (get(k) != null) throw new ConfigException(k + " configures ref_model, which is unset; set ref_model to the reference model folder, or drop " + k);
+        } else {
+            if (!stage.equals("dpo") && !stage.equals("kto"))
+                throw new ConfigException("ref_model is the reference of stages dpo and kto; stage " + stage + " has none: drop ref_model");
+            if (optInt("ref_model_quantization_bit") != null && i("ref_model_quantization_bit") != 4)
+                throw new ConfigException("ref_model_quantization_bit " + i("ref_model_quantization_bit") + " is not supported; peft4j quantizes to 4 bits (NF4)");
+            if (str("ref_model_adapters") != null && str("ref_model_adapters").contains(","))
+                throw new ConfigException("ref_model_adapters '" + str("ref_model_adapters") + "' names several adapters; peft4j applies one: merge the others into ref_model first with peft4j export");
         }
         if (stage.equals("dpo") || stage.equals("kto")) {
             if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage " + stage + " (each sequence is its own row); set packing: false");

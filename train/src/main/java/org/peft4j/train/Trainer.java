@@ -175,6 +175,13 @@ public final class Trainer {
                 long st = Long.parseLong(f.metadata().getOrDefault("step", "0"));
                 optA.load(f, "a.", st);
                 if (optB != null) optB.load(f, "b.", st);
+                if (refCache != null && f.contains(REFERENCE_CACHE)) {
+                    var seg = f.bytes(REFERENCE_CACHE);
+                    if (seg.byteSize() != 8L * refCache.length)
+                        throw new ConfigException(resume + " holds reference log-probabilities of " + seg.byteSize() / 8 / 2
+                                + " units, this run has " + refCache.length / 2 + "; resume with the dataset the checkpoint was trained on");
+                    for (int i = 0; i < refCache.length; i++) refCache[i] = seg.getAtIndex(LE_DOUBLE, i);
+                }
             });
             batcher.seek(state.position());
         }
@@ -284,6 +291,7 @@ public final class Trainer {
                 var st = new Checkpoint.State(step, pos.epoch(), pos.index(), windowSum, windowSteps, tokensSeen, history);
                 List<org.peft4j.formats.safetensors.SafeTensors.Entry> optState = new ArrayList<>(optA.save("a."));
                 if (optB != null) optState.addAll(optB.save("b."));
+                if (refCache != null) optState.add(referenceCacheEntry());
                 Path dir = Checkpoint.save(outputDir, st, ordered, optState, this::saveModelFiles);
                 if (o.saveTotalLimit() != null) Checkpoint.rotate(outputDir, o.saveTotalLimit());
                 listener.onCheckpoint(step, dir);
@@ -464,6 +472,19 @@ public final class Trainer {
         for (int r = 0; r < b.B(); r++)
             for (int t = 1; t < b.T(); t++) if (b.labels()[r * b.T() + t] != CrossEntropy.IGNORE) n++;
         return n;
+    }
+
+    /// The checkpoint entry of the reference cache: a resumed run reuses the reference values the interrupted one
+    /// computed (NaN where a unit was not seen yet), so it continues bit for bit.
+    static final String REFERENCE_CACHE = "reference_logps";
+    private static final java.lang.foreign.ValueLayout.OfDouble LE_DOUBLE =
+            java.lang.foreign.ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+
+    private org.peft4j.formats.safetensors.SafeTensors.Entry referenceCacheEntry() {
+        byte[] b = new byte[8 * refCache.length];
+        var seg = java.lang.foreign.MemorySegment.ofArray(b);
+        for (int i = 0; i < refCache.length; i++) seg.setAtIndex(LE_DOUBLE, i, refCache[i]);
+        return org.peft4j.formats.safetensors.SafeTensors.Entry.ofBytes(REFERENCE_CACHE, org.peft4j.core.DType.F64, new long[] {refCache.length}, b);
     }
 
     private static List<float[]> datas(List<Param> ps) { return ps.stream().map(Param::data).toList(); }

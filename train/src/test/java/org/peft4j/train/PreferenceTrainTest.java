@@ -319,17 +319,77 @@ class PreferenceTrainTest {
         assertTrue(e.metrics().containsKey("eval_kl"));
     }
 
+    /// Full and freeze tuning compare against a frozen copy of the model as loaded: at the first step the policy is
+    /// that copy, so DPO starts at ln 2 and KTO at 0.5 with a zero KL estimate; after some steps the rewards move
+    /// (the copy did not train along).
+    @Test
+    void fullAndFreezeTuningUseAFrozenCopyAsReference() {
+        List<TrainEvent.Step> dpo = of(run(flags("full-dpo", "--finetuning_type", "full", "--learning_rate", "1e-3", "--max_steps", "4")), TrainEvent.Step.class);
+        assertEquals(Math.log(2), dpo.getFirst().loss(), LN2_ATOL, "full DPO starts at ln 2");
+        assertEquals(0.0, dpo.getFirst().metrics().get("rewards/margins"), 1e-4);
+        assertTrue(Math.abs(dpo.getLast().metrics().get("rewards/margins")) > 1e-3, "the reference stays while the policy moves: " + dpo.getLast().metrics());
+        List<TrainEvent.Step> kto = of(run(ktoFlags("freeze-kto", "--finetuning_type", "freeze", "--max_steps", "1",
+                "--per_device_train_batch_size", "4")), TrainEvent.Step.class);
+        assertEquals(0.5, kto.getFirst().loss(), LN2_ATOL, "freeze KTO starts at 0.5");
+        assertEquals(0.0, kto.getFirst().metrics().get("kl"), 1e-6);
+    }
+
+    /// ref_model with ref_model_adapters: a fresh LoRA policy (B = 0) is the base, the reference the base with an
+    /// adapter, so the held-out rewards are β·(log p_base − log p_adapter): the negatives of what `peft4j eval`'s
+    /// Evaluation.preference (one sequence at a time through the inference engine) reports for that adapter. With
+    /// ref_model_quantization_bit 4 the reference is the 4-bit base: close to, not equal to, the float one.
+    @Test
+    void refModelWithAdaptersIsTheReference() {
+        run(flags("ref-adapter", "--learning_rate", "5e-3", "--max_steps", "6"));
+        Path adapter = tmp.resolve("ref-adapter");
+        List<String> eval = flags("ref-eval", "--do_train", "false", "--do_eval", "true", "--val_size", "4",
+                "--per_device_eval_batch_size", "4", "--ref_model", model.toString(), "--ref_model_adapters", adapter.toString());
+        TrainEvent.Eval e = of(run(eval), TrainEvent.Eval.class).getLast();
+        var cfg = TrainConfig.load(null, flags("ref-data", "--val_size", "4"));
+        List<TokenizedExample> evalPairs = TrainData.prepare(cfg, Tokenizer.load(model), model).eval();
+        var m = Models.load(model, Gemms.get("java"));
+        var p = org.peft4j.train.Evaluation.preference(m, m.loadAdapter("ref", adapter), evalPairs, 0.1);
+        assertTrue(Math.abs(p.margin()) > 1e-3, "the adapter moved the rewards: " + p);
+        assertEquals(-p.rewardsChosen(), e.metrics().get("eval_rewards/chosen"), 1e-3);
+        assertEquals(-p.rewardsRejected(), e.metrics().get("eval_rewards/rejected"), 1e-3);
+        assertEquals(-p.margin(), e.metrics().get("eval_rewards/margins"), 1e-3);
+
+        List<String> q = new ArrayList<>(flags("ref-q", "--do_train", "false", "--do_eval", "true", "--val_size", "4",
+                "--per_device_eval_batch_size", "4", "--ref_model", model.toString(), "--ref_model_quantization_bit", "4"));
+        TrainEvent.Eval eq = of(run(q), TrainEvent.Eval.class).getLast();
+        double rc = eq.metrics().get("eval_rewards/chosen");
+        assertTrue(rc != 0 && Math.abs(rc) < 0.5, "a 4-bit reference is close to the base: " + eq.metrics());
+        var bad = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model_adapters", adapter.toString())));
+        assertTrue(bad.getMessage().contains("ref_model"), bad.getMessage());
+        bad = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model", model.toString(), "--ref_model_quantization_bit", "8")));
+        assertTrue(bad.getMessage().contains("ref_model_quantization_bit"), bad.getMessage());
+    }
+
+    /// A DPO run stopped after its checkpoint at step 2 and run again resumes there (optimizer, data position and the
+    /// cached reference values from the checkpoint) and ends with the same adapter bytes as an uninterrupted run.
+    @Test
+    void dpoResumesBitIdentically() throws Exception {
+        List<String> whole = flags("dpo-whole", "--max_steps", "5", "--save_steps", "2", "--learning_rate", "3e-3", "--num_train_epochs", "3");
+        run(whole);
+        List<String> cut = new ArrayList<>(flags("dpo-cut", "--max_steps", "5", "--save_steps", "2", "--learning_rate", "3e-3", "--num_train_epochs", "3"));
+        var first = new FinetuneRecipe();
+        first.run(TrainConfig.load(null, cut), ev -> { if (ev instanceof TrainEvent.CheckpointSaved c && c.step() == 2) first.cancel(); });
+        assertTrue(Files.isDirectory(tmp.resolve("dpo-cut/checkpoint-2")));
+        assertFalse(Files.exists(tmp.resolve("dpo-cut/adapter_model.safetensors")), "the cancelled run wrote no final adapter");
+        cut.remove("--overwrite_output_dir");
+        List<TrainEvent> resumed = run(cut);
+        assertEquals(2, of(resumed, TrainEvent.Started.class).getFirst().startStep(), "resumed from checkpoint-2");
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("dpo-whole/adapter_model.safetensors")),
+                Files.readAllBytes(tmp.resolve("dpo-cut/adapter_model.safetensors")), "same adapter bytes as the uninterrupted run");
+    }
+
     @Test
     void unsupportedPreferenceSetupsAreRefused() {
-        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--finetuning_type", "full")));
-        assertTrue(e.getMessage().contains("reference"), e.getMessage());
-        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--stage", "kto", "--finetuning_type", "freeze")));
-        assertTrue(e.getMessage().contains("kto") && e.getMessage().contains("reference"), e.getMessage());
-        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--stage", "kto", "--kto_chosen_weight", "-1")));
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--stage", "kto", "--kto_chosen_weight", "-1")));
         assertTrue(e.getMessage().contains("kto_chosen_weight"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> run(ktoFlags("kto-on-pairs", "--dataset", "pairs")));
         assertTrue(e.getMessage().contains("kto_tag"), e.getMessage());
-        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model", "other")));
+        e = assertThrows(ConfigException.class, () -> run(flags("x", "--ref_model", tmp.resolve("nowhere").toString())));
         assertTrue(e.getMessage().contains("ref_model"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--pref_loss", "kto_pair")));
         e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--neftune_noise_alpha", "5")));

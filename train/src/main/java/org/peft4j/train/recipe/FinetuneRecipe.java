@@ -11,6 +11,7 @@ import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.QuantType;
@@ -143,6 +144,8 @@ public final class FinetuneRecipe {
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
+        if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
+            useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
 
         int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
@@ -158,6 +161,36 @@ public final class FinetuneRecipe {
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
         Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
         return new Result(r, c);
+    }
+
+    /// The reference model of stages dpo and kto when it is not the LoRA model's base with the adapter off
+    /// (LLaMA-Factory's `create_ref_model`): `ref_model` (4-bit with ref_model_quantization_bit, with
+    /// ref_model_adapters on top), or for full and freeze tuning a frozen copy of the model as loaded, read again
+    /// from its folder (training changes the loaded weights in place, and a resumed run must compare against the
+    /// initial model, not the checkpoint).
+    static void useReference(TrainModel model, TrainArgs.Preference p, Path dir, Gemm gemm) {
+        if (!Files.isDirectory(dir)) throw new ConfigException("ref_model " + dir + " is not a folder; give a local Hugging Face model folder");
+        Decoder decoder;
+        LlamaConfig config;
+        if (QuantizedModel.isQuantized(dir) || p.refModelQuantizationBit() != null) {
+            QuantizedModel q = QuantizedModel.isQuantized(dir) ? QuantizedModel.load(dir)
+                    : QuantizedModel.quantize(Models.loadWeights(dir), QuantType.NF4, 64, true);
+            decoder = Decoder.of(q, gemm);
+            config = q.config;
+        } else {
+            LlamaWeights w = Models.loadWeights(dir);
+            decoder = Decoder.of(w, gemm);
+            config = w.config;
+        }
+        LoadedAdapter adapter = null;
+        if (p.refModelAdapters() != null) {
+            Path ad = Path.of(p.refModelAdapters());
+            if (!Files.isDirectory(ad)) throw new ConfigException("ref_model_adapters " + ad + " is not a folder; give a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)");
+            adapter = LoadedAdapter.of("reference", ad.toString(), PeftAdapter.read(ad), config);
+        }
+        model.useReference(decoder, adapter);
+        LOG.log(System.Logger.Level.INFO, "reference model: {0}{1}{2}", dir, p.refModelQuantizationBit() != null ? " (4-bit)" : "",
+                adapter == null ? "" : " with adapter " + p.refModelAdapters());
     }
 
     private static Trainer.Listener hooks(TrainConfig config, Path out, TrainEvent.Setup setup, TrainEvent.Listener listener) {
