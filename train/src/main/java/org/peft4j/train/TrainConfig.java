@@ -98,7 +98,7 @@ public final class TrainConfig {
         key("logging_steps", Type.INT, 10, "Log every n optimizer steps.");
         key("save_steps", Type.INT, 500, "Save a checkpoint every n optimizer steps (0 = never).");
         key("save_total_limit", Type.INT, null, "Keep at most n checkpoints.");
-        key("plot_loss", Type.BOOL, false, "Draw training_loss.png (and training_eval_loss.png).");
+        key("plot_loss", Type.BOOL, false, "Draw training_loss.png (and training_eval_loss.png); stage dpo adds training_rewards_accuracies.png and training_rewards_margins.png, stage kto training_rewards_chosen.png, training_rewards_rejected.png and training_kl.png.");
         key("resume_from_checkpoint", Type.STRING, null, "A checkpoint folder, or 'true'/'last' for the last one in output_dir.");
         noted("report_to", Type.STRING, "none", "Accepted; metrics go to trainer_log.jsonl.");
         noted("save_only_model", Type.BOOL, false, "Accepted; checkpoints always hold what resuming needs.");

@@ -459,7 +459,7 @@ public final class Trainer {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        if (args.output().plotLoss()) LossPlot.write(outputDir, history);
+        if (args.output().plotLoss()) LossPlot.write(outputDir, history, LossPlot.metricKeys(args.finetuning().stage()));
     }
 
     private double epochOf(Batcher b) {

@@ -109,6 +109,15 @@ class PreferenceTrainTest {
         return events;
     }
 
+    static void assertPng(Path p) {
+        try {
+            byte[] b = Files.readAllBytes(p);
+            assertTrue(b.length > 1000 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G', p + " is a PNG image");
+        } catch (java.io.IOException e) {
+            fail(p + " was not written: " + e);
+        }
+    }
+
     static <T> List<T> of(List<TrainEvent> events, Class<T> c) { return events.stream().filter(c::isInstance).map(c::cast).toList(); }
 
     @Test
@@ -213,7 +222,9 @@ class PreferenceTrainTest {
     @Test
     void dpoLearnsThePreferenceOnHeldOutPairs() {
         List<TrainEvent> ev = run(flags("learn", "--val_size", "4", "--learning_rate", "5e-3", "--max_steps", "24",
-                "--pref_beta", "0.1", "--eval_strategy", "steps", "--eval_steps", "24", "--per_device_eval_batch_size", "4"));
+                "--pref_beta", "0.1", "--eval_strategy", "steps", "--eval_steps", "24", "--per_device_eval_batch_size", "4", "--plot_loss", "true"));
+        for (String k : List.of("loss", "rewards/accuracies", "rewards/margins"))
+            assertPng(tmp.resolve("learn").resolve(LossPlot.fileName(k)));
         TrainEvent.Eval e = of(ev, TrainEvent.Eval.class).getLast();
         assertTrue(e.metrics().get("eval_rewards/accuracies") >= 0.9, "held-out reward accuracy: " + e.metrics());
         assertTrue(e.metrics().get("eval_rewards/margins") > 0, e.metrics().toString());
@@ -310,7 +321,10 @@ class PreferenceTrainTest {
     @Test
     void ktoLearnsOnHeldOutExamples() {
         List<TrainEvent> ev = run(ktoFlags("kto-learn", "--val_size", "4", "--learning_rate", "5e-3", "--max_steps", "24",
-                "--per_device_train_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "24", "--per_device_eval_batch_size", "4"));
+                "--per_device_train_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "12", "--per_device_eval_batch_size", "4",
+                "--plot_loss", "true"));
+        for (String k : List.of("loss", "eval_loss", "rewards/chosen", "rewards/rejected", "kl", "eval_rewards/chosen", "eval_kl"))
+            assertPng(tmp.resolve("kto-learn").resolve(LossPlot.fileName(k)));
         TrainEvent.Eval e = of(ev, TrainEvent.Eval.class).getLast();
         assertTrue(e.metrics().get("eval_rewards/margins") > 0.5, "held-out margin: " + e.metrics());
         assertTrue(e.metrics().get("eval_rewards/chosen") > 0, e.metrics().toString());
