@@ -315,8 +315,26 @@ public final class TrainModel {
 
     /// A scoring pass's plan: (B, Tmax) without backward or cache, with scratch for `a` (null: none).
     private Activations.Plan scorePlan(LoadedAdapter a) {
-        Activations.Plan p = new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0);
-        return a == null ? p : p.withAdapters(a.maxRank(), a.dora() ? a.maxOut() : 0, 0);
+        return a == null ? scorePlan(B, Tmax, 0, 0) : scorePlan(B, Tmax, a.maxRank(), a.dora() ? a.maxOut() : 0);
+    }
+
+    /// The plan of a preference stage's scoring pass (reference or no-grad policy): (B, Tmax) without backward or
+    /// cache, with adapter scratch for ranks up to `maxRank` and DoRA modules up to `maxDoraOut` wide.
+    /// [org.peft4j.train.estimate.MemoryEstimate] reads the same plan.
+    public static Activations.Plan scorePlan(int B, int Tmax, int maxRank, int maxDoraOut) {
+        return new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0).withAdapters(maxRank, maxDoraOut, 0);
+    }
+
+    /// Bytes the preference stages allocated so far beyond [#activationBytes]: the scoring passes' activations (of
+    /// this model's decoder and of a reference decoder), the labelled positions' hidden states and indices, and the
+    /// sequence-level gradient's per-position scales. 0 before the first preference step.
+    public long scoringBytes() {
+        long b = 0;
+        if (scoreActs != null) b += scoreActs.bytes();
+        if (refActs != null) b += refActs.bytes();
+        if (scoreHidden != null) b += 4L * scoreHidden.length + 4L * (scorePositions.length + scoreTargets.length + scoreRowOf.length);
+        if (rowScales != null) b += 4L * rowScales.length;
+        return b;
     }
 
     private void score(Decoder dec, Activations a, LoadedAdapter[] adapters, double[] logps, int[] counts, int[] tokens,
