@@ -397,6 +397,29 @@ class PreferenceTrainTest {
                 Files.readAllBytes(tmp.resolve("dpo-cut/adapter_model.safetensors")), "same adapter bytes as the uninterrupted run");
     }
 
+    /// LLaMA-Factory's own DPO and KTO example YAMLs (test resources llamafactory/, unchanged) run with only the model,
+    /// dataset_dir, output_dir, steps and cutoff_len swapped for the bundled model and ../shared's demo data: both train
+    /// and write the adapter, trainer_log.jsonl with TRL's metric names, and the loss plots.
+    @Test
+    void llamaFactoryDpoAndKtoExamplesRun() throws Exception {
+        Path lf = Shared.require("data/llamafactory");
+        for (String name : List.of("llama3_lora_dpo", "llama3_lora_kto")) {
+            Path yaml = Path.of(PreferenceTrainTest.class.getResource("/llamafactory/" + name + ".yaml").toURI());
+            Path out = tmp.resolve(name);
+            var cfg = TrainConfig.load(yaml, List.of("--model_name_or_path", model.toString(), "--dataset_dir", lf.toString(),
+                    "--output_dir", out.toString(), "--max_steps", "2", "--gradient_accumulation_steps", "2", "--cutoff_len", "96",
+                    "--logging_steps", "1", "--max_samples", "40", "--gemm", "java"));
+            List<TrainEvent> ev = new ArrayList<>();
+            new FinetuneRecipe().run(cfg, ev::add);
+            assertEquals(2, of(ev, TrainEvent.Step.class).getLast().step(), name);
+            assertTrue(Files.exists(out.resolve("adapter_model.safetensors")), name);
+            String log = Files.readString(out.resolve("trainer_log.jsonl"));
+            // (a KTO window holds desirable or undesirable examples or both: its rewards/chosen or rewards/rejected)
+            assertTrue(log.contains("\"rewards/") && log.contains("\"logps/") && log.contains(name.endsWith("dpo") ? "\"rewards/accuracies\"" : "\"kl\""), name + ": " + log);
+            assertPng(out.resolve("training_loss.png"));
+        }
+    }
+
     @Test
     void unsupportedPreferenceSetupsAreRefused() {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--stage", "kto", "--kto_chosen_weight", "-1")));
