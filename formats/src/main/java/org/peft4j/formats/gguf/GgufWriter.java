@@ -58,6 +58,15 @@ public final class GgufWriter {
         return this;
     }
 
+    /// The value set for `key`, or null.
+    public GgufValue get(String key) { return metadata.get(key); }
+
+    /// A set STRING value, or null when unset or not a string.
+    public String metadataValue(String key) {
+        GgufValue v = metadata.get(key);
+        return v != null && v.type() == GgufValueType.STRING ? (String) v.value() : null;
+    }
+
     /// Adds a tensor; names must be unique.
     public GgufWriter add(Entry e) {
         if (tensors.putIfAbsent(e.name(), e) != null) throw new IllegalArgumentException("tensor '" + e.name() + "' was added twice");
