@@ -37,19 +37,20 @@ public final class TrainForm {
         GROUPS.put("freeze", List.of("freeze_trainable_layers", "freeze_trainable_modules"));
         GROUPS.put("lora", List.of("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "use_rslora", "use_dora", "loraplus_lr_ratio",
                 "pissa_init", "pissa_iter", "pissa_convert"));
-        GROUPS.put("rlhf", List.of("pref_beta", "pref_loss", "pref_ftx", "dpo_label_smoothing", "simpo_gamma", "ref_model", "ref_model_adapters",
-                "ref_model_quantization_bit", "kto_chosen_weight", "kto_rejected_weight", "pref_bco_weight", "ld_alpha"));
+        GROUPS.put("rlhf", List.of("pref_beta", "pref_loss", "pref_ftx", "dpo_label_smoothing", "simpo_gamma", "kto_chosen_weight", "kto_rejected_weight", "ref_model", "ref_model_adapters",
+                "ref_model_quantization_bit", "pref_bco_weight", "ld_alpha"));
         GROUPS.put("output", List.of("output_dir", "overwrite_output_dir", "resume_from_checkpoint"));
     }
 
     /// Fields whose value is a path, and the root it lies under.
     enum PathKind { MODEL, SAVES, DATA }
     static final Map<String, PathKind> PATHS = Map.of("model_name_or_path", PathKind.MODEL, "adapter_name_or_path", PathKind.SAVES,
-            "output_dir", PathKind.SAVES, "resume_from_checkpoint", PathKind.SAVES, "dataset_dir", PathKind.DATA, "forgetting_text", PathKind.DATA);
+            "output_dir", PathKind.SAVES, "resume_from_checkpoint", PathKind.SAVES, "dataset_dir", PathKind.DATA, "forgetting_text", PathKind.DATA,
+            "ref_model", PathKind.MODEL, "ref_model_adapters", PathKind.SAVES);
 
     /// Closed choices, shown as selects.
     static final Map<String, List<String>> CHOICES = Map.of(
-            "stage", List.of("sft", "pt", "dpo"),
+            "stage", List.of("sft", "pt", "dpo", "kto"),
             "finetuning_type", List.of("lora", "freeze", "full"),
             "quantization_bit", List.of("", "4"),
             "quantization_type", List.of("nf4", "fp4"),

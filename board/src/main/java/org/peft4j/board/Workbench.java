@@ -26,6 +26,7 @@ import org.peft4j.train.data.DatasetInfo;
 import org.peft4j.train.data.DatasetLoader;
 import org.peft4j.train.data.DatasetSpec;
 import org.peft4j.train.data.EncodedTurn;
+import org.peft4j.train.data.Feedback;
 import org.peft4j.train.data.Template;
 import org.peft4j.train.data.TextEncoder;
 import org.peft4j.train.data.TokenizedExample;
@@ -79,7 +80,8 @@ public final class Workbench {
     }
 
     /// The first `rows` rows of each dataset of the form, as the template renders them: per turn the prompt and the
-    /// response text with their token counts (what training masks and what it learns); stage pt shows the texts.
+    /// response text with their token counts (what training masks and what it learns); stage pt shows the texts,
+    /// ranking datasets the rejected answer too, KTO datasets each row's label.
     public ObjectNode preview(Map<String, String> values, int rows) {
         if (rows < 1 || rows > 50) throw BoardException.invalid("rows", "rows must be in [1, 50], got " + rows);
         TrainConfig c = form.config(withOutputDir(values));
@@ -101,6 +103,9 @@ public final class Workbench {
                     for (String t : DatasetLoader.loadTexts(info, List.of(name), rows, seed))
                         list.addObject().putArray("turns").addObject().put("prompt", "").put("prompt_tokens", 0)
                                 .put("response", t).put("response_tokens", tok.encode(t, false).length);
+                } else if (info.get(name).columns().ktoTag() != null) {
+                    for (Feedback.Labelled f : DatasetLoader.loadFeedback(info, List.of(name), rows, seed))
+                        list.addObject().put("label", f.desirable() ? "desirable" : "undesirable").set("turns", turns(template, enc, tok, f.conversation()));
                 } else if (info.get(name).ranking()) {
                     for (Conversation[] p : DatasetLoader.loadPairs(info, List.of(name), rows, seed)) {
                         ObjectNode row = list.addObject();
@@ -144,11 +149,11 @@ public final class Workbench {
         } catch (Peft4jException e) {
             throw BoardException.invalid(fieldOr(e.getMessage(), "dataset"), e.getMessage());
         }
-        int batch = a.training().perDeviceTrainBatchSize() * (a.finetuning().stage().equals("dpo") ? 2 : 1);
+        int batch = a.training().perDeviceTrainBatchSize();   // pairs for stage dpo, which runs two rows each
         MemoryEstimate e;
         try {
             e = MemoryEstimate.estimate(lc, a.finetuning().method(), quantized, batch, seq, a.finetuning().gradientCheckpointing(),
-                    a.training().optim(), 64, a.model().doubleQuantization());
+                    a.training().optim(), 64, a.model().doubleQuantization(), preference(a));
         } catch (Peft4jException ex) {
             throw BoardException.invalid(fieldOr(ex.getMessage(), "per_device_train_batch_size"), ex.getMessage());
         }
@@ -223,6 +228,17 @@ public final class Workbench {
         return out;
     }
 
+    /// The preference stages' reference as `peft4j estimate` chooses it: none for sft/pt and the reference-free losses;
+    /// the base with the adapter off for LoRA; else a separate copy, in 4-bit with ref_model_quantization_bit.
+    private static MemoryEstimate.Preference preference(TrainArgs a) {
+        String stage = a.finetuning().stage();
+        boolean needsReference = stage.equals("kto") || stage.equals("dpo") && a.preference().loss().kind().needsReference();
+        if (!needsReference) return new MemoryEstimate.Preference(stage, MemoryEstimate.Reference.NONE);
+        boolean separate = a.preference().refModel() != null || a.preference().refModelQuantizationBit() != null || !a.finetuning().type().equals("lora");
+        return new MemoryEstimate.Preference(stage, !separate ? MemoryEstimate.Reference.ADAPTER_OFF
+                : a.preference().refModelQuantizationBit() != null ? MemoryEstimate.Reference.NF4 : MemoryEstimate.Reference.FLOAT32);
+    }
+
     private static ObjectNode result(Evaluation.Result r) {
         return JSON.createObjectNode().put("loss", r.loss()).put("perplexity", r.perplexity()).put("tokens", r.tokens());
     }
@@ -230,8 +246,8 @@ public final class Workbench {
     // ---- export
 
     /// Merges the adapter (if any) into the base and writes `export_dir` (inside the saves folder): a Hugging Face
-    /// folder in export_dtype with shards of at most export_size GB, or with export_quantization_bit 4 a bitsandbytes
-    /// NF4 folder. GGUF export does not exist yet and is refused.
+    /// folder in export_dtype with shards of at most export_size GB (export_format hf), a bitsandbytes 4-bit folder (nf4,
+    /// fp4), or one llama.cpp GGUF file with export_quant f32, f16, bf16, q8_0 or q4_0 (gguf).
     public ObjectNode export(JsonNode body) {
         Path modelDir = roots.model(text(body, "model"), "model");
         String a = text(body, "adapter");
@@ -243,6 +259,14 @@ public final class Workbench {
         if (Files.isRegularFile(out.resolve("training_args.json")) || Files.isRegularFile(out.resolve("adapter_config.json")) || nonEmptyNonModel(out))
             throw BoardException.invalid("export_dir", "'" + dir + "' already holds files that are not an exported model (a run?); choose a new or empty folder");
         String format = text(body, "export_format") == null ? "hf" : text(body, "export_format");
+        List<String> applies = switch (format) {
+            case "hf" -> List.of("export_dtype", "export_size");
+            case "gguf" -> List.of("export_quant");
+            default -> List.of();
+        };
+        for (String k : List.of("export_dtype", "export_size", "export_quant"))
+            if (text(body, k) != null && !applies.contains(k))
+                throw BoardException.invalid(k, k + " does not apply to export_format " + format + (applies.isEmpty() ? "" : "; it takes " + String.join(", ", applies)));
         String dtype = text(body, "export_dtype") == null ? "float32" : text(body, "export_dtype");
         int size = number(body, "export_size", 5);
         List<Path> files;
@@ -250,13 +274,16 @@ public final class Workbench {
             switch (format) {
                 case "hf" -> files = Export.merged(modelDir, adapter, out, dtype, size, Gemms.get(gemm));
                 case "nf4", "fp4" -> files = quantized(modelDir, adapter, out, QuantType.of(format));
-                case "gguf" -> throw BoardException.invalid("export_format", "GGUF export does not exist in peft4j yet; export an HF folder and convert it with llama.cpp's convert_hf_to_gguf.py");
-                default -> throw BoardException.invalid("export_format", "export_format must be hf, nf4 or fp4, got '" + format + "'");
+                case "gguf" -> files = List.of(Export.mergedGguf(modelDir, adapter, out, text(body, "export_quant") == null ? "f32" : text(body, "export_quant"),
+                        Gemms.get(gemm)));
+                default -> throw BoardException.invalid("export_format", "export_format must be hf, nf4, fp4 or gguf, got '" + format + "'");
             }
         } catch (BoardException e) {
             throw e;
         } catch (Peft4jException e) {
-            throw BoardException.invalid(e.getMessage().startsWith("export_size") ? "export_size" : e.getMessage().startsWith("export_dtype") ? "export_dtype" : null, e.getMessage());
+            String m = e.getMessage();
+            throw BoardException.invalid(m.startsWith("export_size") ? "export_size" : m.startsWith("export_dtype") ? "export_dtype"
+                    : m.toLowerCase().contains("quant") && format.equals("gguf") ? "export_quant" : null, m);
         }
         ObjectNode o = JSON.createObjectNode().put("export_dir", roots.show(out)).put("format", format);
         ArrayNode f = o.putArray("files");

@@ -414,8 +414,18 @@ class BoardTest {
                 .put("export_format", "nf4"));
         assertEquals(200, q.status(), String.valueOf(q.body()));
         assertTrue(Files.readString(saves.resolve("merged-nf4/config.json")).contains("quantization_config"));
-        assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "g").put("export_format", "gguf")),
-                400, "export_format", "GGUF export does not exist");
+        // a GGUF file (f32) that loads as a model and answers as base + adapter
+        Reply g = post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("adapter", "runs/a").put("export_dir", "gguf")
+                .put("export_format", "gguf").put("export_quant", "f32"));
+        assertEquals(200, g.status(), String.valueOf(g.body()));
+        float[] z = Models.load(saves.resolve("gguf/model-f32.gguf"), Gemms.get("java")).logits(ids, null);
+        double maxG = 0;
+        for (int i = 0; i < z.length; i++) maxG = Math.max(maxG, Math.abs(z[i] - y[i]));
+        assertTrue(maxG < MERGE_TOLERANCE, "GGUF logits differ from base + adapter by " + maxG);
+        assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "g").put("export_format", "gguf")
+                .put("export_dtype", "bfloat16")), 400, "export_dtype", "export_dtype does not apply to export_format gguf");
+        assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "g").put("export_format", "gif")),
+                400, "export_format", "export_format must be hf, nf4, fp4 or gguf");
         assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "d").put("export_dtype", "int3")),
                 400, "export_dtype", "export_dtype 'int3'");
         assertFieldError(post("/api/export", JSON.createObjectNode().put("model", "tinystories-656k").put("export_dir", "runs/a")), 400, "export_dir",

@@ -208,14 +208,22 @@ async function doExport() {
   $("#ex-error").textContent = "";
   const box = $("#ex-result");
   try {
-    const r = await api("/api/export", {
-      model: $("#ex-model").value, adapter: $("#ex-adapter").value, export_dir: $("#ex-dir").value,
-      export_format: $("#ex-format").value, export_dtype: $("#ex-dtype").value, export_size: $("#ex-size").value,
-    });
+    const format = $("#ex-format").value;
+    const body = { model: $("#ex-model").value, adapter: $("#ex-adapter").value, export_dir: $("#ex-dir").value, export_format: format };
+    if (format === "hf") Object.assign(body, { export_dtype: $("#ex-dtype").value, export_size: $("#ex-size").value });
+    if (format === "gguf") body.export_quant = $("#ex-quant").value;
+    const r = await api("/api/export", body);
     box.textContent = `${t("exported")} ${r.export_dir}\n` + r.files.join("\n");
     box.classList.remove("hidden");
     await refreshModels();   // the export is a model the other tabs can pick now
   } catch (e) { $("#ex-error").textContent = e.message; }
+}
+
+// Only the settings of the chosen export format are shown (and sent).
+function exportFields() {
+  const f = $("#ex-format").value;
+  for (const id of ["#ex-dtype", "#ex-size"]) $(id).closest("label").classList.toggle("hidden", f !== "hf");
+  $("#ex-quant").closest("label").classList.toggle("hidden", f !== "gguf");
 }
 
 // ---- start-up
@@ -262,6 +270,8 @@ async function init() {
   $("#btn-stop").onclick = stopChat;
   $("#btn-clear").onclick = clearChat;
   $("#btn-export").onclick = doExport;
+  $("#ex-format").addEventListener("change", exportFields);
+  exportFields();
   $("#chat-input").addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); } });
   drawLoss();
   listen(() => { loadRuns(); loadAdapters(); });

@@ -210,6 +210,7 @@ export async function previewDataset() {
           const div = document.createElement("div");
           div.className = "turn";
           if (label) div.append(label + ": ");
+          if (row.label && !label) div.append(t(row.label) + ": ");
           for (const turn of turns) {
             for (const part of ["prompt", "response"]) {
               if (!turn[part + "_tokens"]) continue;
