@@ -125,6 +125,7 @@ try {
 
   step("export a merged folder");
   await tab("export");
+  check(!(await page.isVisible("#ex-quant")), "only the chosen format's settings are shown");
   await page.selectOption("#ex-adapter", "e2e/identity");
   await page.fill("#ex-dir", "e2e/merged");
   await page.click("#btn-export");
