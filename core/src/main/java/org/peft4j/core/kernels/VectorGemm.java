@@ -16,9 +16,8 @@ import org.peft4j.core.Parallel;
 public final class VectorGemm implements Gemm {
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
-    /// The wide tile's species, 512 bits; the narrow tile's, the preferred one where that is narrower (AVX2, NEON),
-    /// else 256 bits, so that tests run the narrow kernel on an AVX-512 machine too.
-    static final VectorSpecies<Float> SW = FloatVector.SPECIES_512, SN = S.vectorBitSize() < 512 ? S : FloatVector.SPECIES_256;
+    /// The tiles' species, constants as the Vector API needs them to compile to vector instructions.
+    static final VectorSpecies<Float> SW = Tile.WIDE.species, SN = Tile.NARROW.species;
     static final int LW = SW.length(), LN = SN.length();
     /// Depth of a packed panel: A's `MR × KC` rows (8 KB) stay in L1 while B streams from L2.
     static final int KC = 256;
@@ -33,9 +32,11 @@ public final class VectorGemm implements Gemm {
     /// registers.
     public enum Tile {
         /// 8 rows × 3 vectors of 512 bits = 24 accumulators + 3 B vectors + 1 broadcast: for 32 registers (AVX-512).
-        WIDE(8, 3, SW),
-        /// 6 rows × 2 vectors = 12 accumulators + 2 + 1: for 16 registers (AVX2), BLIS's Haswell tile.
-        NARROW(6, 2, SN);
+        WIDE(8, 3, FloatVector.SPECIES_512),
+        /// 6 rows × 2 vectors = 12 accumulators + 2 + 1: for 16 registers (AVX2), BLIS's Haswell tile. Its species is
+        /// the preferred one where that is narrower than 512 bits (AVX2, NEON), else 256 bits, so that tests run
+        /// this kernel on an AVX-512 machine too.
+        NARROW(6, 2, FloatVector.SPECIES_PREFERRED.vectorBitSize() < 512 ? FloatVector.SPECIES_PREFERRED : FloatVector.SPECIES_256);
 
         final int mr, nrv, nr;
         final VectorSpecies<Float> species;
@@ -45,10 +46,10 @@ public final class VectorGemm implements Gemm {
         }
 
         /// WIDE where the preferred species is 512 bits (which implies 32 registers), otherwise NARROW.
-        public static Tile preferred() { return S.vectorBitSize() >= 512 ? WIDE : NARROW; }
+        public static Tile preferred() { return FloatVector.SPECIES_PREFERRED.vectorBitSize() >= 512 ? WIDE : NARROW; }
 
         /// False where the hardware has no vectors this wide: the Vector API would emulate them, slowly.
-        public boolean inHardware() { return species.vectorBitSize() <= S.vectorBitSize(); }
+        public boolean inHardware() { return species.vectorBitSize() <= FloatVector.SPECIES_PREFERRED.vectorBitSize(); }
     }
 
     /// The instance with this machine's preferred tile; instances hold no mutable state.
@@ -297,28 +298,22 @@ public final class VectorGemm implements Gemm {
     private void tile(float[] a, int ao, int am, int ak, float[] bp, int bo, int kc, float[] t,
                       float[] c, int co, int ldc, int rows, int cols, float alpha, float beta) {
         switch (tile) {
-            case WIDE -> {
-                kernel8x3(a, ao, am, ak, bp, bo, kc, t);
-                flush(SW, tile.nr, t, c, co, ldc, rows, cols, alpha, beta);
-            }
-            case NARROW -> {
-                kernel6x2(a, ao, am, ak, bp, bo, kc, t);
-                flush(SN, tile.nr, t, c, co, ldc, rows, cols, alpha, beta);
-            }
+            case WIDE -> kernel8x3(a, ao, am, ak, bp, bo, kc, t);
+            case NARROW -> kernel6x2(a, ao, am, ak, bp, bo, kc, t);
         }
+        flush(tile.nr, t, c, co, ldc, rows, cols, alpha, beta);
     }
 
-    /// C[rows × cols] at co = alpha · t + beta · C, t holding rows of nr floats. Small enough to be inlined where
-    /// `s` is a constant, which the Vector API needs to compile to vector instructions.
-    private static void flush(VectorSpecies<Float> s, int nr, float[] t, float[] c, int co, int ldc,
-                              int rows, int cols, float alpha, float beta) {
-        int l = s.length(), full = cols - cols % l;
-        FloatVector va = FloatVector.broadcast(s, alpha), vb = FloatVector.broadcast(s, beta);
+    /// C[rows × cols] at co = alpha · t + beta · C, t holding rows of nr floats. On the preferred species whatever
+    /// the tile's (it only scales rows of floats), a constant wherever this is compiled.
+    private static void flush(int nr, float[] t, float[] c, int co, int ldc, int rows, int cols, float alpha, float beta) {
+        int full = cols - cols % L;
+        FloatVector va = FloatVector.broadcast(S, alpha), vb = FloatVector.broadcast(S, beta);
         for (int r = 0; r < rows; r++) {
             int ti = r * nr, ci = co + r * ldc, j = 0;
-            for (; j < full; j += l) {
-                FloatVector v = FloatVector.fromArray(s, t, ti + j).mul(va);
-                if (beta != 0f) v = FloatVector.fromArray(s, c, ci + j).fma(vb, v);
+            for (; j < full; j += L) {
+                FloatVector v = FloatVector.fromArray(S, t, ti + j).mul(va);
+                if (beta != 0f) v = FloatVector.fromArray(S, c, ci + j).fma(vb, v);
                 v.intoArray(c, ci + j);
             }
             for (; j < cols; j++) c[ci + j] = out(t[ti + j], alpha, beta, c[ci + j]);
