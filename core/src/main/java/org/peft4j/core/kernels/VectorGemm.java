@@ -6,20 +6,24 @@ import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
 
-/// Pure-Java SGEMM on the Vector API, twin of [ScalarGemm]. GotoBLAS/BLIS scheme (Goto & van de Geijn, "Anatomy
-/// of High-Performance Matrix Multiplication", 2008): a `KC × NC` panel of op(B) and an `MC × KC` block of op(A) are
-/// packed into per-thread buffers, then a register-tile micro-kernel sweeps them, vectors running along the rows of C.
-/// `m == 1` or `n == 1` (decode) go to a matrix-vector path without packing, bound by memory bandwidth.
+/// Pure-Java SGEMM on the Vector API, twin of [ScalarGemm], and the Java path of [org.peft4j.core.Gemms] (`java`, and
+/// `auto` where OpenBLAS does not load). GotoBLAS/BLIS scheme (Goto & van de Geijn, "Anatomy of High-Performance
+/// Matrix Multiplication", 2008): a `KC × NC` block of op(B) is packed into a per-thread buffer as micro-panels of
+/// `nr` columns (the packing does the transposition `transB` asks for), and a register-tile micro-kernel of `mr` rows
+/// by `nr` columns sweeps it, vectors running along the rows of C. op(A) is read in place, `mr` values a step,
+/// broadcast (as [PanelGemm] reads it): packing both operands took a quarter of a 240×576×768 product's time, and the
+/// `mr` rows a kernel reads stay in L1 over the sweep anyway. `m == 1` or `n == 1` (decode) go to a matrix-vector path
+/// without packing, bound by memory bandwidth.
 ///
-/// Determinism: C is cut into fixed tile ranges, one per thread, chosen from the shape and thread count only; each
-/// element is summed by one thread in ascending `k` with fused multiply-adds, so a rerun is bit-identical.
+/// Determinism: each element is summed by one thread in ascending `k` with fused multiply-adds over k-blocks fixed by
+/// `k` alone, so the result is bit-identical on a rerun and for any thread count.
 public final class VectorGemm implements Gemm {
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
     /// The tiles' species, constants as the Vector API needs them to compile to vector instructions.
     static final VectorSpecies<Float> SW = Tile.WIDE.species, SN = Tile.NARROW.species;
     static final int LW = SW.length(), LN = SN.length();
-    /// Depth of a packed panel: A's `MR × KC` rows (8 KB) stay in L1 while B streams from L2.
+    /// Depth of a block: the `mr × KC` values of A a kernel reads (8 KB) stay in L1 while B streams from L2.
     static final int KC = 256;
     /// Floats of packed B per block (512 KB): a `KC × NC` panel stays in L2.
     static final int B_BLOCK = 1 << 17;
