@@ -80,7 +80,7 @@ public final class TrainConfig {
         key("dataset", Type.STRING, null, "Dataset names from dataset_info.json, comma-separated.");
         key("eval_dataset", Type.STRING, null, "Validation dataset names (instead of val_size).");
         key("dataset_dir", Type.STRING, "data", "Folder with dataset_info.json.");
-        key("template", Type.STRING, "default", "Prompt template name (default, empty, alpaca, vicuna, chatml, llama2, llama3, qwen, mistral) or 'model' for the model's own chat template.");
+        key("template", Type.STRING, null, "Prompt template: a LLaMA-Factory template name (default, alpaca, llama3, qwen, qwen3, deepseek3, ...; an unknown name lists them all) or 'model' for the model's own chat template; unset = the model's own chat template when it has one, else empty (as LLaMA-Factory).");
         key("cutoff_len", Type.INT, 2048, "Maximum tokens per example.");
         key("max_samples", Type.INT, null, "Use at most this many examples of each dataset.");
         key("val_size", Type.FLOAT, 0.0, "Validation split: a fraction (<1) or a count.");

@@ -376,12 +376,13 @@ class KeyEffectTest {
                 row("save_steps", "1", (d, v) -> {
                     assertFalse(d.has("checkpoint-1"));
                     assertTrue(v.has("checkpoint-1/trainer_state.json"));
-                    assertEquals(List.of(1L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList());
+                    assertEquals(List.of(1L, 2L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList(),
+                            "every save_steps and the last step, as transformers");
                 }),
                 row("save_total_limit", "1", List.of("--save_steps", "1", "--max_steps", "3"), (d, v) -> {
-                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2"));
-                    assertFalse(v.has("checkpoint-1"));
-                    assertTrue(v.has("checkpoint-2"));
+                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2") && d.has("checkpoint-3"));
+                    assertFalse(v.has("checkpoint-1") || v.has("checkpoint-2"));
+                    assertTrue(v.has("checkpoint-3"));
                 }),
                 row("plot_loss", "true", (d, v) -> {
                     assertFalse(d.has("training_loss.png"));

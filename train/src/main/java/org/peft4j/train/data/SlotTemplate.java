@@ -77,7 +77,7 @@ public record SlotTemplate(String name, List<Slot> user, List<Slot> assistant, L
                     List.of(text("{{content}}\n\n")), List.of(text("[TOOL_CALLS] {{content}}"), EOS),
                     List.of(text("[TOOL_RESULTS] {\"content\": {{content}}}[/TOOL_RESULTS]")), List.of(BOS), "", List.of(), false, "mistral"));
             default -> throw new ConfigException("template '" + name + "' is not known; peft4j has " + String.join(", ", NAMES)
-                    + ", or leave `template` unset to use the model's own chat template");
+                    + "; or leave `template` unset to use the model's own chat template (empty when the model has none), or set template: model");
         };
     }
 
@@ -151,6 +151,54 @@ public record SlotTemplate(String name, List<Slot> user, List<Slot> assistant, L
         }
         return out;
     }
+
+    /// This template as a Jinja chat template, as LLaMA-Factory writes it into the tokenizer it saves when the model has
+    /// none (`_get_jinja_template`; the fused-system form for llama2-style templates): prefix, the system message (the
+    /// conversation's or the default), then each user and assistant message through its slots. BOS/EOS slots become
+    /// the tokenizer's tokens (`bosToken`/`eosToken`, left out when null); tools and observations are not rendered.
+    public String jinja(String bosToken, String eosToken) {
+        StringBuilder j = new StringBuilder();
+        String pre = jinjaSlots(prefix, "content", bosToken, eosToken);
+        if (!pre.isEmpty()) j.append("{{ ").append(pre).append(" }}");
+        if (!defaultSystem.isEmpty()) j.append("{% set system_message = '").append(jinjaEscape(defaultSystem)).append("' %}");
+        String sys = jinjaSlots(system, "system_message", bosToken, eosToken);
+        j.append("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
+                + "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% endif %}");
+        if (fuseSystem) {
+            j.append("{% for message in loop_messages %}{% if loop.index0 == 0 and system_message is defined %}{% set content = ")
+                    .append(sys).append(" + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}");
+        } else {
+            j.append("{% if system_message is defined %}{{ ").append(sys).append(" }}{% endif %}")
+                    .append("{% for message in loop_messages %}{% set content = message['content'] %}");
+        }
+        j.append("{% if message['role'] == 'user' %}{{ ").append(jinjaSlots(user, "content", bosToken, eosToken))
+                .append(" }}{% elif message['role'] == 'assistant' %}{{ ").append(jinjaSlots(assistant, "content", bosToken, eosToken))
+                .append(" }}{% endif %}{% endfor %}");
+        return j.toString();
+    }
+
+    /// `_convert_slots_to_jinja`: quoted text around the placeholder variable, joined with ` + `.
+    private static String jinjaSlots(List<Slot> slots, String placeholder, String bosToken, String eosToken) {
+        List<String> items = new ArrayList<>();
+        for (Slot s : slots)
+            switch (s) {
+                case Text(String t) -> {
+                    int at = t.indexOf("{{content}}");
+                    String before = at < 0 ? t : t.substring(0, at);
+                    if (!before.isEmpty()) items.add("'" + jinjaEscape(before) + "'");
+                    if (at >= 0) {
+                        items.add(placeholder);
+                        String after = t.substring(at + "{{content}}".length());
+                        if (!after.isEmpty()) items.add("'" + jinjaEscape(after) + "'");
+                    }
+                }
+                case Bos b -> { if (bosToken != null) items.add("'" + jinjaEscape(bosToken) + "'"); }
+                case Eos x -> { if (eosToken != null) items.add("'" + jinjaEscape(eosToken) + "'"); }
+            }
+        return String.join(" + ", items);
+    }
+
+    private static String jinjaEscape(String s) { return s.replace("\\", "\\\\").replace("'", "\\'"); }
 
     /// The conversation as text, BOS/EOS slots written as `bosToken`/`eosToken` (null: the tokenizer has none).
     public String render(Conversation c, String bosToken, String eosToken) {
