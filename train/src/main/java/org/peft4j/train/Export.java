@@ -46,7 +46,8 @@ public final class Export {
             if (template instanceof SlotTemplate st && Files.exists(tc) && !TrainData.hasChatTemplate(modelDir)) {
                 ObjectNode cfg = (ObjectNode) new ObjectMapper().readTree(tc.toFile());
                 String eos = st.replaceEos() ? st.stopWords().getFirst() : token(cfg.get("eos_token"));
-                cfg.put("chat_template", st.jinja(token(cfg.get("bos_token")), eos));
+                String jinja = st.jinja(token(cfg.get("bos_token")), eos);
+                if (jinja != null) cfg.put("chat_template", jinja);
                 Checkpoint.writeAtomically(tc, new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(cfg) + "\n");
             }
         } catch (IOException e) {

@@ -93,6 +93,8 @@ public final class TrainConfig {
         key("mask_history", Type.BOOL, false, "Train only on the last turn of each conversation.");
         key("packing", Type.BOOL, null, "Pack examples into cutoff_len blocks (default: true for pt, false for sft).");
         key("default_system", Type.STRING, null, "Override the template's default system prompt.");
+        key("enable_thinking", Type.BOOL, true, "Reasoning templates (qwen3, deepseekr1, ...): true trains an empty thought added to answers without one; false cuts thoughts from answers and puts the empty thought in the prompt (untrained), as LLaMA-Factory.");
+        unsupported("preserve_thinking", Type.BOOL, "keeping the thoughts of earlier turns with mask_history is not supported yet.");
         noted("overwrite_cache", Type.BOOL, false, "Accepted; peft4j keeps no dataset cache.");
         noted("preprocessing_num_workers", Type.INT, null, "Accepted; preprocessing runs in-process.");
         noted("dataloader_num_workers", Type.INT, 0, "Accepted; batches are formed in-process.");

@@ -56,7 +56,7 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         } else {
             SlotTemplate st = SlotTemplate.named(name);
             if (cfg.defaultSystem() != null) st = st.withDefaultSystem(cfg.defaultSystem());
-            t = st;
+            t = st.withEnableThinking(cfg.enableThinking());
         }
         return t;
     }

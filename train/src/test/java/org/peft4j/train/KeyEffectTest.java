@@ -338,6 +338,10 @@ class KeyEffectTest {
                     assertFalse(Arrays.equals(d.train().getFirst().inputIds(), v.train().getFirst().inputIds()), "another rendering");
                     assertEquals("alpaca", v.setup().template());
                 }),
+                row("enable_thinking", "false", List.of("--template", "qwen3"), (d, v) -> {
+                    // the same text (up to cutoff_len's split between prompt and answer), fewer trained tokens
+                    assertTrue(trained(v.train().getFirst()) < trained(d.train().getFirst()), "the empty thought moves into the untrained prompt");
+                }),
                 row("cutoff_len", "16", (d, v) -> {
                     assertTrue(d.setup().longestExample() > 16);
                     assertTrue(v.setup().longestExample() <= 16, "longest " + v.setup().longestExample());
@@ -560,5 +564,9 @@ class KeyEffectTest {
                 else Files.copy(p, q);
             }
         }
+    }
+
+    static long trained(org.peft4j.train.data.TokenizedExample e) {
+        return Arrays.stream(e.labels()).filter(l -> l != org.peft4j.train.data.TokenizedExample.IGNORE_INDEX).count();
     }
 }

@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /// [SlotTemplate#jinja] (what a saved model folder gets as its chat template, LLaMA-Factory `fix_jinja_template`)
 /// rendered by the template module's Jinja engine gives the same text as the slot renderer training uses, for every
@@ -30,6 +31,10 @@ class TemplateJinjaTest {
         return SlotTemplate.NAMES.stream().map(name -> DynamicTest.dynamicTest(name, () -> {
             SlotTemplate t = SlotTemplate.named(name);
             String eos = t.replaceEos() ? t.stopWords().getFirst() : "<EOS>";
+            if (t.jinja("<BOS>", eos) == null) {   // token slots: LLaMA-Factory writes no Jinja either
+                assertTrue(t.prefix().stream().anyMatch(s -> s instanceof SlotTemplate.Token) || t.user().stream().anyMatch(s -> s instanceof SlotTemplate.Token), name);
+                return;
+            }
             ChatTemplate jinja = ChatTemplate.of(t.jinja("<BOS>", eos), "<BOS>", eos);
             for (Conversation c : CONVERSATIONS)
                 assertEquals(t.render(c, "<BOS>", eos), jinja.render(messages(c), false), name + ": " + t.jinja("<BOS>", eos));
