@@ -63,6 +63,11 @@ public final class Export {
 
     /// dtype: float32, float16 or bfloat16 (HF names) · exportSizeGb: shard limit in GB (10⁹ bytes), as export_size.
     public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm) {
+        return merged(modelDir, adapterDir, exportDir, dtype, exportSizeGb, gemm, null);
+    }
+
+    /// As above; `template` (may be null) is the chat template the tokenizer gets when the model has none ([#saveTokenizer]).
+    public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm, Template template) {
         DType dt = switch (dtype) {
             case "float32", "fp32" -> DType.F32;
             case "float16", "fp16" -> DType.F16;
@@ -87,7 +92,7 @@ public final class Export {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + exportDir + ": " + e.getMessage(), e);
         }
-        saveTokenizer(modelDir, exportDir, null);
+        saveTokenizer(modelDir, exportDir, template);
         Map<String, long[]> shapes = LlamaWeights.expectedShapes(merged.config);
         List<SafeTensors.Entry> entries = new ArrayList<>();
         for (var e : merged.tensors().entrySet()) entries.add(SafeTensors.Entry.ofFloats(e.getKey(), shapes.get(e.getKey()), e.getValue(), dt));

@@ -91,7 +91,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.str("default_system"), c.b("enable_thinking")),
                 new Output(Path.of(c.str("output_dir")), c.b("overwrite_output_dir"), Math.max(1, c.i("logging_steps")),
                         c.i("save_steps"), c.optInt("save_total_limit"), c.b("plot_loss"), c.str("resume_from_checkpoint")),
-                new Training(c.i("per_device_train_batch_size"), c.i("gradient_accumulation_steps"), c.d("learning_rate"),
+                new Training(c.i("per_device_train_batch_size"), c.i("gradient_accumulation_steps") * c.i("ray_num_workers"), c.d("learning_rate"),
                         c.d("num_train_epochs"), c.i("max_steps"), c.str("lr_scheduler_type"), c.i("warmup_steps"),
                         c.d("warmup_ratio"), c.d("max_grad_norm"), c.d("weight_decay"), c.d("adam_beta1"),
                         c.d("adam_beta2"), c.d("adam_epsilon"), c.str("optim"),

@@ -141,7 +141,7 @@ public final class TrainConfig {
         noted("deepspeed", Type.STRING, null, "Accepted; DeepSpeed ZeRO partitions optimizer states, gradients and weights across GPU processes; peft4j trains in one process, which computes what one device does.");
         notedAll("Accepted; FSDP shards the model across GPU processes; peft4j trains in one process, which computes what one device does.",
                 "fsdp", "fsdp_config", "fsdp_transformer_layer_cls_to_wrap");
-        noted("ray_num_workers", Type.INT, 1, "LLaMA-Factory's Ray workers (data-parallel processes); peft4j runs one: values above 1 are refused, since they multiply the batch (use gradient_accumulation_steps instead).");
+        key("ray_num_workers", Type.INT, 1, "LLaMA-Factory's Ray workers (data-parallel processes, each with its own batches); peft4j runs one process and multiplies gradient_accumulation_steps by it, so an optimizer step sees the same number of examples.");
         notedAll("Accepted; peft4j runs in one process (no Ray or torch.distributed).", "ray_init_kwargs", "ray_run_name", "ray_storage_path", "ray_storage_filesystem",
                 "resources_per_worker", "placement_strategy", "master_addr", "master_port", "local_rank", "ddp_backend", "ddp_find_unused_parameters");
         notedAll("Accepted; peft4j tokenizes the datasets in every run and writes no Arrow cache there (the examples are the same).",
@@ -233,6 +233,11 @@ public final class TrainConfig {
     }
 
     private void applyYaml(Path yaml) {
+        for (Map.Entry<String, String> e : readYaml(yaml).entrySet()) set(e.getKey(), e.getValue(), yaml.toString());
+    }
+
+    /// A LLaMA-Factory YAML file as key → text (null for null; lists joined with commas; mappings as JSON), in order.
+    public static Map<String, String> readYaml(Path yaml) {
         JsonNode root;
         try {
             root = new ObjectMapper(new YAMLFactory()).readTree(Files.readString(yaml));
@@ -243,14 +248,15 @@ public final class TrainConfig {
         } catch (IOException e) {
             throw new ConfigException("cannot read " + yaml + ": " + e.getMessage(), e);
         }
-        if (root == null || root.isNull()) return;
+        Map<String, String> out = new LinkedHashMap<>();
+        if (root == null || root.isNull()) return out;
         if (!root.isObject()) throw new ConfigException(yaml + ": expected a mapping of keys to values at the top level");
         for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
             var e = it.next();
             JsonNode v = e.getValue();
-            String text = v.isNull() ? null : v.isArray() ? join(v) : v.isObject() ? v.toString() : v.asText();
-            set(e.getKey(), text, yaml.toString());
+            out.put(e.getKey(), v.isNull() ? null : v.isArray() ? join(v) : v.isObject() ? v.toString() : v.asText());
         }
+        return out;
     }
 
     private static String join(JsonNode arr) {
@@ -387,9 +393,10 @@ public final class TrainConfig {
         if (!List.of("bnb", "bitsandbytes").contains(str("quantization_method")))
             throw new ConfigException("quantization_method '" + str("quantization_method") + "' is not supported; peft4j quantizes with bitsandbytes' 4-bit formats: "
                     + "use quantization_method: bnb (LLaMA-Factory's default) with quantization_bit: 4, or a model folder already in bitsandbytes 4-bit");
-        if (i("ray_num_workers") != 1)
-            throw new ConfigException("ray_num_workers " + i("ray_num_workers") + " trains that many data-parallel workers (a " + i("ray_num_workers")
-                    + "x larger batch); peft4j trains in one process: set ray_num_workers: 1 and multiply gradient_accumulation_steps by " + i("ray_num_workers") + " for the same batch");
+        if (i("ray_num_workers") < 1) throw new ConfigException("ray_num_workers must be >= 1, got " + i("ray_num_workers"));
+        if (i("ray_num_workers") > 1)
+            notes.add("ray_num_workers=" + i("ray_num_workers") + ": peft4j trains in one process; gradient_accumulation_steps "
+                    + i("gradient_accumulation_steps") + " is multiplied by " + i("ray_num_workers") + " so each optimizer step sees as many examples as the " + i("ray_num_workers") + " workers would");
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));
         if (optInt("eval_steps") != null && i("eval_steps") < 1) throw new ConfigException("eval_steps must be >= 1, got " + i("eval_steps"));

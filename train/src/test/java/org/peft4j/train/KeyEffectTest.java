@@ -414,6 +414,7 @@ class KeyEffectTest {
                     assertNotEquals(d.evals().getFirst().evalLoss(), v.evals().getFirst().evalLoss(), 1e-4);
                 }),
                 row("gradient_accumulation_steps", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12)),
+                row("ray_num_workers", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12, "as gradient_accumulation_steps 2")),
                 row("learning_rate", "2e-3", (d, v) -> {
                     assertEquals(1e-3, d.steps().getFirst().lr(), 1e-15);
                     assertEquals(2e-3, v.steps().getFirst().lr(), 1e-15);

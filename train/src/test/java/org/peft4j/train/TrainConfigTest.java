@@ -91,14 +91,16 @@ class TrainConfigTest {
         assertTrue(TrainConfig.keyTable().contains("deepspeed") && TrainConfig.keyTable().contains("use_galore"), "--help-keys lists them");
     }
 
-    /// quantization_method bnb is what peft4j does; other methods and more than one Ray worker are refused, saying why.
+    /// quantization_method bnb is what peft4j does; other methods are refused, saying why. Ray workers become
+    /// gradient accumulation (the same examples per optimizer step), with a note.
     @Test
     void quantizationMethodAndRayWorkers() {
         assertEquals(4, TrainConfig.load(null, flags("--quantization_bit", "4", "--quantization_method", "bnb")).args().model().quantizationBit());
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--quantization_bit", "4", "--quantization_method", "hqq")));
         assertTrue(e.getMessage().contains("quantization_method 'hqq'") && e.getMessage().contains("quantization_method: bnb"), e.getMessage());
-        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--ray_num_workers", "4")));
-        assertTrue(e.getMessage().contains("ray_num_workers 4") && e.getMessage().contains("gradient_accumulation_steps by 4"), e.getMessage());
+        TrainConfig ray = TrainConfig.load(null, flags("--ray_num_workers", "4", "--gradient_accumulation_steps", "2"));
+        assertEquals(8, ray.args().training().gradientAccumulationSteps(), "4 workers' batches per step");
+        assertTrue(ray.notes().stream().anyMatch(n -> n.startsWith("ray_num_workers=4")), ray.notes().toString());
     }
 
     /// LLaMA-Factory's keys peft4j has not built are refused as LLaMA-Factory keys with what they are, never called
