@@ -66,6 +66,12 @@ public final class HfTokenizer implements Tokenizer {
             throw new FormatException(file + " is not valid JSON (" + e.getMessage().lines().findFirst().orElse("")
                     + "); the file is truncated or corrupt, re-download it from the model repository", e);
         }
+        return fromJson(root, file.toString(), config);
+    }
+
+    /// A tokenizer from a parsed tokenizer.json tree; `file` names its origin in error messages (a path, or a GGUF
+    /// file whose metadata the tree was built from).
+    static HfTokenizer fromJson(JsonNode root, String file, TokenizerConfig config) {
         if (root == null || !root.isObject() || !root.path("model").isObject())
             throw new FormatException(file + " has no 'model' object, so it is not a Hugging Face tokenizer.json; "
                     + "re-download it from the model repository");
@@ -110,7 +116,7 @@ public final class HfTokenizer implements Tokenizer {
         }
         if (m.path("dropout").isNumber() && m.get("dropout").asDouble() > 0)
             throw new UnsupportedModelException(file + ": BPE dropout " + m.get("dropout") + " is for training tokenizers; set it to null");
-        BpeModel model = new BpeModel(vocab, BpeModel.mergeTable(vocab, pairs, file.toString()), unkId,
+        BpeModel model = new BpeModel(vocab, BpeModel.mergeTable(vocab, pairs, file), unkId,
                 m.path("fuse_unk").asBoolean(false), m.path("byte_fallback").asBoolean(false), m.path("ignore_merges").asBoolean(false));
 
         List<AddedTokens.AddedToken> added = new ArrayList<>();
@@ -129,7 +135,7 @@ public final class HfTokenizer implements Tokenizer {
     }
 
     /// The ids a post-processor puts before (`pre`) and after (`post`) a single sequence.
-    private static void readPostProcessor(JsonNode n, List<Integer> pre, List<Integer> post, Path file) {
+    private static void readPostProcessor(JsonNode n, List<Integer> pre, List<Integer> post, String file) {
         if (n == null || n.isNull()) return;
         String type = n.path("type").asText();
         switch (type) {
