@@ -47,21 +47,39 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         };
     }
 
-    /// The template by LLaMA-Factory name, or `model` for the model's own chat template (tokenizer_config.json).
+    /// The template by LLaMA-Factory name, `model` for the model's own chat template (tokenizer_config.json or
+    /// chat_template.jinja), or, with `template` unset, what LLaMA-Factory picks: the model's own chat template when it
+    /// has one, else `empty`.
     public static Template template(TrainArgs.Data cfg, Path modelDir) {
         String name = cfg.template();
+        Path tc = modelDir.resolve("tokenizer_config.json");
+        if (name == null) name = hasChatTemplate(modelDir) ? "model" : "empty";
         Template t;
         if (name.equals("model")) {
-            Path tc = modelDir.resolve("tokenizer_config.json");
-            if (!Files.exists(tc)) throw new ConfigException("template 'model' needs a chat template in " + tc + "; pick a named template instead: " + SlotTemplate.NAMES);
+            if (!hasChatTemplate(modelDir))
+                throw new ConfigException("template 'model' needs a chat template in " + tc + " (or chat_template.jinja); this model has none: "
+                        + "pick a named template (template: " + String.join(", ", SlotTemplate.NAMES) + ") or leave template unset for 'empty'");
             ChatTemplate ct = ChatTemplate.fromTokenizerConfig(tc);
             t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
         } else {
             SlotTemplate st = SlotTemplate.named(name);
             if (cfg.defaultSystem() != null) st = st.withDefaultSystem(cfg.defaultSystem());
-            t = st;
+            t = st.withEnableThinking(cfg.enableThinking());
         }
         return t;
+    }
+
+    /// Whether the model folder has its own chat template: `chat_template` in tokenizer_config.json, or chat_template.jinja.
+    public static boolean hasChatTemplate(Path modelDir) {
+        Path tc = modelDir.resolve("tokenizer_config.json");
+        if (Files.exists(modelDir.resolve("chat_template.jinja"))) return Files.exists(tc);
+        if (!Files.exists(tc)) return false;
+        try {
+            var node = new com.fasterxml.jackson.databind.ObjectMapper().readTree(tc.toFile()).get("chat_template");
+            return node != null && !node.isNull() && !(node.isTextual() && node.asText().isBlank());
+        } catch (java.io.IOException e) {
+            throw new org.peft4j.core.Peft4jException.FormatException("cannot read " + tc + " as JSON: " + e.getMessage(), e);
+        }
     }
 
     static List<ChatMessage> toChat(List<Message> messages) {

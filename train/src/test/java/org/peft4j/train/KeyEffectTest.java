@@ -376,6 +376,10 @@ class KeyEffectTest {
                     assertFalse(Arrays.equals(d.train().getFirst().inputIds(), v.train().getFirst().inputIds()), "another rendering");
                     assertEquals("alpaca", v.setup().template());
                 }),
+                row("enable_thinking", "false", List.of("--template", "qwen3"), (d, v) -> {
+                    // the same text (up to cutoff_len's split between prompt and answer), fewer trained tokens
+                    assertTrue(trained(v.train().getFirst()) < trained(d.train().getFirst()), "the empty thought moves into the untrained prompt");
+                }),
                 row("cutoff_len", "16", (d, v) -> {
                     assertTrue(d.setup().longestExample() > 16);
                     assertTrue(v.setup().longestExample() <= 16, "longest " + v.setup().longestExample());
@@ -414,12 +418,13 @@ class KeyEffectTest {
                 row("save_steps", "1", (d, v) -> {
                     assertFalse(d.has("checkpoint-1"));
                     assertTrue(v.has("checkpoint-1/trainer_state.json"));
-                    assertEquals(List.of(1L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList());
+                    assertEquals(List.of(1L, 2L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList(),
+                            "every save_steps and the last step, as transformers");
                 }),
                 row("save_total_limit", "1", List.of("--save_steps", "1", "--max_steps", "3"), (d, v) -> {
-                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2"));
-                    assertFalse(v.has("checkpoint-1"));
-                    assertTrue(v.has("checkpoint-2"));
+                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2") && d.has("checkpoint-3"));
+                    assertFalse(v.has("checkpoint-1") || v.has("checkpoint-2"));
+                    assertTrue(v.has("checkpoint-3"));
                 }),
                 row("plot_loss", "true", (d, v) -> {
                     assertFalse(d.has("training_loss.png"));
@@ -447,6 +452,7 @@ class KeyEffectTest {
                     assertNotEquals(d.evals().getFirst().evalLoss(), v.evals().getFirst().evalLoss(), 1e-4);
                 }),
                 row("gradient_accumulation_steps", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12)),
+                row("ray_num_workers", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12, "as gradient_accumulation_steps 2")),
                 row("learning_rate", "2e-3", (d, v) -> {
                     assertEquals(1e-3, d.steps().getFirst().lr(), 1e-15);
                     assertEquals(2e-3, v.steps().getFirst().lr(), 1e-15);
@@ -597,5 +603,9 @@ class KeyEffectTest {
                 else Files.copy(p, q);
             }
         }
+    }
+
+    static long trained(org.peft4j.train.data.TokenizedExample e) {
+        return Arrays.stream(e.labels()).filter(l -> l != org.peft4j.train.data.TokenizedExample.IGNORE_INDEX).count();
     }
 }
