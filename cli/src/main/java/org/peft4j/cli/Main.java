@@ -63,6 +63,14 @@ public final class Main implements Runnable {
             return 3;
         });
         cl.setCaseInsensitiveEnumValuesAllowed(true);
+        try {
+            String[] expanded = LlamaFactoryYaml.expand(args, System.err);
+            if (expanded != args) cl.setOverwrittenOptionsAllowed(true);   // the command line's flags override the YAML's
+            args = expanded;
+        } catch (Peft4jException e) {
+            System.err.println("error: " + e.getMessage());
+            return 1;
+        }
         return cl.execute(args);
     }
 }

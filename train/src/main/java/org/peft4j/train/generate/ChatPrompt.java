@@ -11,7 +11,6 @@ import org.peft4j.train.data.IntArray;
 import org.peft4j.train.data.Message;
 import org.peft4j.train.data.Role;
 import org.peft4j.train.data.SlotTemplate;
-import org.peft4j.train.data.TextEncoder;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -105,13 +104,12 @@ public sealed interface ChatPrompt permits ChatPrompt.Jinja, ChatPrompt.Slots {
         @Override public List<String> stopStrings() { return template.stopWords(); }
 
         @Override public int[] stopIds() {
-            TextEncoder enc = TrainData.encoder(tokenizer);
             IntArray ids = new IntArray();
             for (String w : template.stopWords()) {
                 int id = tokenizer.tokenToId(w);
                 if (id >= 0) ids.add(id);
             }
-            if (template.replaceEos()) ids.add(template.eosId(enc));
+            // replace_eos's EOS is the first stop word, added above when the tokenizer has it; without it the stop string ends the answer
             return java.util.Arrays.stream(ids.toArray()).distinct().toArray();
         }
     }
