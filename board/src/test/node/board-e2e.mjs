@@ -38,6 +38,7 @@ try {
     logging_steps: "5", save_steps: "10", warmup_ratio: "0.05", output_dir: "e2e/identity" };
   for (const [k, v] of Object.entries(fill)) await page.fill(`#f-${k}`, v);
   await page.selectOption("#f-lr_scheduler_type", "cosine");
+  await page.selectOption("#f-template", "default");   // the template the chat below asks with
   await page.check("#f-overwrite_output_dir");
   expected400 = 1;
   await page.click("#btn-preview");

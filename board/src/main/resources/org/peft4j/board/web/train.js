@@ -13,7 +13,8 @@ function fieldInput(f) {
     el.checked = def === true;
   } else if (f.choices || (f.type === "bool")) {
     el = document.createElement("select");
-    const choices = f.choices || ["", "true", "false"];
+    // a key without a default (unset has its own meaning, e.g. template: the model's) gets an empty choice
+    const choices = f.choices ? (def === null && !f.choices.includes("") ? ["", ...f.choices] : f.choices) : ["", "true", "false"];
     for (const c of choices) el.add(new Option(c, c));
     el.value = def === null ? "" : String(def);
   } else {
