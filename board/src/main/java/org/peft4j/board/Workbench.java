@@ -153,7 +153,7 @@ public final class Workbench {
         MemoryEstimate e;
         try {
             e = MemoryEstimate.estimate(lc, a.finetuning().method(), quantized, batch, seq, a.finetuning().gradientCheckpointing(),
-                    a.training().optim(), 64, a.model().doubleQuantization(), preference(a));
+                    a.training().optim(), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
         } catch (Peft4jException ex) {
             throw BoardException.invalid(fieldOr(ex.getMessage(), "per_device_train_batch_size"), ex.getMessage());
         }
@@ -226,17 +226,6 @@ public final class Workbench {
             for (LoadedAdapter a : loaded) results.add(result(Evaluation.evaluate(model, a, sets.get(i))));
         }
         return out;
-    }
-
-    /// The preference stages' reference as `peft4j estimate` chooses it: none for sft/pt and the reference-free losses;
-    /// the base with the adapter off for LoRA; else a separate copy, in 4-bit with ref_model_quantization_bit.
-    private static MemoryEstimate.Preference preference(TrainArgs a) {
-        String stage = a.finetuning().stage();
-        boolean needsReference = stage.equals("kto") || stage.equals("dpo") && a.preference().loss().kind().needsReference();
-        if (!needsReference) return new MemoryEstimate.Preference(stage, MemoryEstimate.Reference.NONE);
-        boolean separate = a.preference().refModel() != null || a.preference().refModelQuantizationBit() != null || !a.finetuning().type().equals("lora");
-        return new MemoryEstimate.Preference(stage, !separate ? MemoryEstimate.Reference.ADAPTER_OFF
-                : a.preference().refModelQuantizationBit() != null ? MemoryEstimate.Reference.NF4 : MemoryEstimate.Reference.FLOAT32);
     }
 
     private static ObjectNode result(Evaluation.Result r) {
