@@ -78,7 +78,12 @@ class GgufModelTest {
         LlamaModel kept = Models.load(gguf, ScalarGemm.INSTANCE);
         LlamaModel dense = new LlamaModel(Models.loadWeights(gguf), ScalarGemm.INSTANCE);
         int[] ids = ids(kept.config);
-        assertClose(quant + " kept vs dequantized", dense.logits(ids), kept.logits(ids), 1e-5, 0);
+        // 16-bit weights: the same floats, so the same logits. Q8_0/Q4_0: the kept weights also round the activations
+        // to Q8_0 blocks as llama.cpp does (GgmlTensor.forwardQ8, checked exactly in GgmlWeightTest), which moves this
+        // tiny model's logits by up to 0.34 (Q8_0) and 0.28 (Q4_0).
+        double atol = quant.startsWith("Q") ? 1.0 : 1e-5;
+        System.out.printf("%s kept vs dequantized: max |Δlogit| %.2e%n", quant, org.peft4j.testkit.Assert.maxAbsDiff(dense.logits(ids), kept.logits(ids)));
+        assertClose(quant + " kept vs dequantized", dense.logits(ids), kept.logits(ids), atol, 0);
         try (GgufFile f = GgufFile.open(gguf)) {
             assertEquals(GgmlType.valueOf(quant), f.info("blk.1.ffn_down.weight").type());
             assertEquals(GgmlType.F32, f.info("blk.0.attn_norm.weight").type());
