@@ -43,7 +43,13 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
     public static Template template(TrainArgs.Data cfg, Path modelDir) {
         String name = cfg.template();
         Template t;
-        if (name.equals("model")) {
+        if (name.equals("model") && Files.isRegularFile(modelDir)) {   // a GGUF file: its tokenizer.chat_template
+            var tc = org.peft4j.tokenizer.Tokenizer.load(modelDir).config();
+            if (tc.chatTemplate() == null) throw new ConfigException("template 'model' needs a chat template; " + modelDir
+                    + " has no tokenizer.chat_template: pick a named template instead: " + SlotTemplate.NAMES);
+            ChatTemplate ct = ChatTemplate.of(tc.chatTemplate(), tc.bosToken(), tc.eosToken());
+            t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
+        } else if (name.equals("model")) {
             Path tc = modelDir.resolve("tokenizer_config.json");
             if (!Files.exists(tc)) throw new ConfigException("template 'model' needs a chat template in " + tc + "; pick a named template instead: " + SlotTemplate.NAMES);
             ChatTemplate ct = ChatTemplate.fromTokenizerConfig(tc);
