@@ -91,8 +91,12 @@ public final class Export {
             cfg.put("torch_dtype", dtype.startsWith("b") ? "bfloat16" : dtype.endsWith("16") ? "float16" : "float32");
             Checkpoint.writeAtomically(exportDir.resolve("config.json"),
                     new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(cfg) + "\n");
-            for (String f : COPIED)
-                if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), exportDir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+            if (GgufModel.isGguf(modelDir)) {   // GGUF → Hugging Face folder: the tokenizer files from its metadata
+                try (GgufFile f = GgufFile.open(modelDir)) { GgufVocab.writeHf(f, exportDir); }
+            } else {
+                for (String f : COPIED)
+                    if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), exportDir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+            }
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + exportDir + ": " + e.getMessage(), e);
         }
