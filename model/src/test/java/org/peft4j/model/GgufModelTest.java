@@ -71,6 +71,18 @@ class GgufModelTest {
         assertClose(name + " GGUF F32 vs numpy golden", golden, ours.logits(gIds), 1e-4, 0);
     }
 
+    /// A GGUF we did not write: stories260K converted by reference/gguf_reference_writer.py (numpy, from the spec;
+    /// alignment 64, its own key order) reads as the folder does.
+    @Test void aGgufWrittenByAnIndependentNumpyWriterGivesTheFolderLogits() throws Exception {
+        Path dir = Shared.require("models/stories260K-hf");
+        Path gguf = Path.of(GgufModelTest.class.getResource("/gguf/stories260K-numpy-f32.gguf").toURI());
+        try (GgufFile f = GgufFile.open(gguf)) { assertEquals(64, f.alignment()); }
+        LlamaModel hf = Models.load(dir, ScalarGemm.INSTANCE), ours = Models.load(gguf, ScalarGemm.INSTANCE);
+        assertSameShape(hf.config, ours.config);
+        int[] ids = ids(hf.config);
+        assertClose("numpy-written GGUF vs folder", hf.logits(ids), ours.logits(ids), 1e-5, 0);
+    }
+
     @ParameterizedTest @ValueSource(strings = {"F16", "BF16", "Q8_0", "Q4_0"})
     void storedTypesRunAsTheirDequantizedWeights(String quant) {
         Path dir = Shared.require("models/tinystories-656k");
