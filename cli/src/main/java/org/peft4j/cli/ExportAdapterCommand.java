@@ -2,9 +2,9 @@ package org.peft4j.cli;
 
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.formats.gguf.GgmlType;
-import org.peft4j.model.Models;
 import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.gguf.GgufAdapter;
+import org.peft4j.model.gguf.GgufModel;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -34,7 +34,7 @@ final class ExportAdapterCommand implements Callable<Integer> {
             default -> throw new ConfigException("--type '" + type + "' must be f32, f16 or bf16");
         };
         Path base = model != null ? ModelResolver.resolve(model) : ModelOptions.defaultModel();
-        var config = Models.loadWeights(base).config;
+        var config = GgufModel.config(base);
         LoadedAdapter a = LoadedAdapter.read("export", adapter, config);
         if (out.toAbsolutePath().getParent() != null) Files.createDirectories(out.toAbsolutePath().getParent());
         GgufAdapter.writer(a, t).write(out);

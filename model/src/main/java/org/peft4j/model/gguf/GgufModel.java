@@ -89,6 +89,12 @@ public final class GgufModel {
                 bos, eos, 0, 0.02, null);
     }
 
+    /// The config of a GGUF file or of a Hugging Face folder's config.json, without reading any weights.
+    public static LlamaConfig config(Path model) {
+        if (!isGguf(model)) return LlamaConfig.read(model);
+        try (GgufFile f = GgufFile.open(model)) { return config(f); }
+    }
+
     private static int u(GgufFile f, String key) { return f.require(key).asInt(key); }
     private static String str(GgufFile f, String key) { GgufValue v = f.get(key); return v == null ? null : v.asString(key); }
 
