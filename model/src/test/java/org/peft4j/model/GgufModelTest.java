@@ -110,6 +110,36 @@ class GgufModelTest {
         }
     }
 
+    /// Qwen2 (q/k/v biases, no permutation: llama.cpp runs it with NEOX rope) and a Llama with an explicit head_dim
+    /// (key_length/value_length keys), untied embeddings (output.weight) and q/k biases (permuted like their rows).
+    @Test void qwen2AndExplicitHeadDimUntiedLlamaRoundTrip() {
+        LlamaConfig qwen = new LlamaConfig(new Architecture.Qwen2(), 64, 96, 2, 4, 2, 16, 128, 64, 1e-6, 1e6, null,
+                false, false, false, 1, java.util.List.of(2), 0, 0.1, null);
+        LlamaConfig llama = new LlamaConfig(new Architecture.Llama(), 64, 96, 2, 4, 2, 24, 128, 64, 1e-5, 5e5, new RopeScaling.Linear(2),
+                false, true, false, 1, java.util.List.of(2), 0, 0.1, null);
+        for (LlamaConfig c : new LlamaConfig[]{qwen, llama}) {
+            LlamaWeights w = RandomModels.create(c, 7);
+            Path gguf = tmp.resolve(c.architecture().modelType() + ".gguf");
+            GgufModel.writer(w, GgufModel.Quant.F32, null).write(gguf);
+            LlamaModel ours = Models.load(gguf, ScalarGemm.INSTANCE), ref = new LlamaModel(w, ScalarGemm.INSTANCE);
+            assertSameShape(c, ours.config);
+            int[] ids = ids(c);
+            assertClose(c.architecture().modelType() + " GGUF round trip", ref.logits(ids), ours.logits(ids), 1e-5, 0);
+            try (GgufFile f = GgufFile.open(gguf)) {
+                assertTrue(f.tensors().containsKey("output.weight"));
+                assertTrue(f.tensors().containsKey("blk.0.attn_q.bias"));
+                String arch = f.require("general.architecture").asString("a");
+                assertEquals(c == qwen ? "qwen2" : "llama", arch);
+                if (c == llama) {
+                    assertEquals(24, f.require("llama.attention.key_length").asInt("k"));
+                    assertEquals("linear", f.require("llama.rope.scaling.type").asString("t"));
+                } else {
+                    assertArrayEquals(w.layers.getFirst().wq(), f.readFloats("blk.0.attn_q.weight"), "qwen2 is not permuted");
+                }
+            }
+        }
+    }
+
     @Test void qkRowsArePermutedAsTheConverterDoes() {
         float[] rows = new float[8];
         for (int i = 0; i < 8; i++) rows[i] = i;
