@@ -18,19 +18,30 @@ public final class Npm {
     private Npm() {}
 
     /// `dir` holding `files` from `src` and the installed `pkg` (node_modules/pkg); `what` names it in the message.
-    public static synchronized Path require(Path src, Path dir, List<String> files, String pkg, String what) throws IOException, InterruptedException {
+    public static Path require(Path src, Path dir, List<String> files, String pkg, String what) throws IOException, InterruptedException {
+        return require(src, dir, files, pkg, what, List.of("ci"));
+    }
+
+    /// As above, installed with `npm <install...>` (e.g. `install --no-save` where `npm ci` cannot be used);
+    /// node-llama-cpp's binary download step is always off (its prebuilt binary comes as an npm package).
+    public static synchronized Path require(Path src, Path dir, List<String> files, String pkg, String what, List<String> install)
+            throws IOException, InterruptedException {
         Files.createDirectories(dir);
         for (String f : files) Files.copy(src.resolve(f), dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
         String why;
         if (!works("node", "--version") || !works("npm", "--version")) why = "node and npm are not installed (Debian: apt-get install nodejs npm)";
         else if (Files.isRegularFile(dir.resolve("node_modules").resolve(pkg).resolve("package.json"))) return dir;
         else {
-            Process p = new ProcessBuilder("npm", "ci", "--no-audit", "--no-fund", "--prefix", dir.toString())
-                    .directory(dir.toFile()).redirectErrorStream(true).start();
+            List<String> cmd = new java.util.ArrayList<>(List.of("npm"));
+            cmd.addAll(install);
+            cmd.addAll(List.of("--no-audit", "--no-fund", "--prefix", dir.toString()));
+            ProcessBuilder pb = new ProcessBuilder(cmd).directory(dir.toFile()).redirectErrorStream(true);
+            pb.environment().put("NODE_LLAMA_CPP_SKIP_DOWNLOAD", "true");
+            Process p = pb.start();
             String out = new String(p.getInputStream().readAllBytes());
-            if (p.waitFor(180, TimeUnit.SECONDS) && p.exitValue() == 0 && Files.isRegularFile(dir.resolve("node_modules").resolve(pkg).resolve("package.json")))
+            if (p.waitFor(300, TimeUnit.SECONDS) && p.exitValue() == 0 && Files.isRegularFile(dir.resolve("node_modules").resolve(pkg).resolve("package.json")))
                 return dir;
-            why = "npm ci in " + dir + " failed: " + out.strip();
+            why = "npm " + String.join(" ", install) + " in " + dir + " failed: " + out.strip();
         }
         return missing(what + " is missing: " + why);
     }

@@ -44,8 +44,12 @@ public final class Export {
     public static void saveTokenizer(Path modelDir, Path dir, Template template) {
         try {
             Files.createDirectories(dir);
-            for (String f : COPIED)
-                if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+            if (GgufModel.isGguf(modelDir)) {   // a GGUF model: the tokenizer files from its metadata
+                try (GgufFile f = GgufFile.open(modelDir)) { GgufVocab.writeHf(f, dir); }
+            } else {
+                for (String f : COPIED)
+                    if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+            }
             Path tc = dir.resolve("tokenizer_config.json");
             if (template instanceof SlotTemplate st && Files.exists(tc) && !TrainData.hasChatTemplate(modelDir)) {
                 ObjectNode cfg = (ObjectNode) new ObjectMapper().readTree(tc.toFile());

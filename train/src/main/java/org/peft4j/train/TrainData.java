@@ -55,7 +55,13 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         Path tc = modelDir.resolve("tokenizer_config.json");
         if (name == null) name = hasChatTemplate(modelDir) ? "model" : "empty";
         Template t;
-        if (name.equals("model")) {
+        if (name.equals("model") && Files.isRegularFile(modelDir)) {   // a GGUF file: its tokenizer.chat_template
+            var tcfg = org.peft4j.tokenizer.Tokenizer.load(modelDir).config();
+            if (tcfg.chatTemplate() == null) throw new ConfigException("template 'model' needs a chat template; " + modelDir
+                    + " has no tokenizer.chat_template: pick a named template (template: " + String.join(", ", SlotTemplate.NAMES) + ") or leave template unset for 'empty'");
+            ChatTemplate ct = ChatTemplate.of(tcfg.chatTemplate(), tcfg.bosToken(), tcfg.eosToken());
+            t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
+        } else if (name.equals("model")) {
             if (!hasChatTemplate(modelDir))
                 throw new ConfigException("template 'model' needs a chat template in " + tc + " (or chat_template.jinja); this model has none: "
                         + "pick a named template (template: " + String.join(", ", SlotTemplate.NAMES) + ") or leave template unset for 'empty'");
@@ -71,6 +77,7 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
 
     /// Whether the model folder has its own chat template: `chat_template` in tokenizer_config.json, or chat_template.jinja.
     public static boolean hasChatTemplate(Path modelDir) {
+        if (Files.isRegularFile(modelDir)) return org.peft4j.tokenizer.Tokenizer.load(modelDir).config().chatTemplate() != null;   // GGUF
         Path tc = modelDir.resolve("tokenizer_config.json");
         if (Files.exists(modelDir.resolve("chat_template.jinja"))) return Files.exists(tc);
         if (!Files.exists(tc)) return false;

@@ -40,6 +40,14 @@ public sealed interface ChatPrompt permits ChatPrompt.Jinja, ChatPrompt.Slots {
     /// chat template when it has one (`tokenizer_config.json` or `chat_template.jinja`), else the plain format;
     /// `model` for the model's template (an error without one); any other name for LLaMA-Factory's template.
     static ChatPrompt of(String template, Tokenizer tokenizer, Path modelDir) {
+        if (Files.isRegularFile(modelDir)) {   // a GGUF file: the template is its tokenizer.chat_template
+            String src = tokenizer.config().chatTemplate();
+            if (template != null && !template.equals("model")) return new Slots(SlotTemplate.named(template), tokenizer);
+            if (src == null && template == null) return plain(tokenizer);
+            if (src == null) throw new ConfigException("template 'model' needs a chat template; " + modelDir + " has no tokenizer.chat_template:"
+                    + " pick a named template (" + String.join(", ", SlotTemplate.NAMES) + ")");
+            return new Jinja("model", ChatTemplate.of(src, tokenizer.config().bosToken(), tokenizer.config().eosToken()), tokenizer, false);
+        }
         Path config = modelDir.resolve("tokenizer_config.json");
         boolean has = Files.exists(config) && (tokenizer.config().chatTemplate() != null || Files.exists(modelDir.resolve("chat_template.jinja")));
         if (template == null) return has ? new Jinja("model", ChatTemplate.fromTokenizerConfig(config), tokenizer, false) : plain(tokenizer);

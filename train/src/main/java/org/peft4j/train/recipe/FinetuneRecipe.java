@@ -96,8 +96,8 @@ public final class FinetuneRecipe {
         TrainArgs a = config.args();
         if (a.peft4j().threads() != null) Parallel.setThreads(a.peft4j().threads());
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
-        if (!Files.isDirectory(modelDir))
-            throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder");
+        if (!Files.isDirectory(modelDir) && !org.peft4j.model.gguf.GgufModel.isGguf(modelDir))
+            throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
         Path out = a.output().dir();
         Path resumeFrom = a.finetuning().doTrain() ? prepareOutputDir(config, a.output()) : null;
         if (resumeFrom != null) a = config.args();
