@@ -13,7 +13,7 @@ import java.io.PrintWriter;
         description = "Fine-tune and run Llama-family language models on the JVM.",
         subcommands = {
                 GenerateCommand.class, ChatCommand.class, TokenizeCommand.class, InspectCommand.class,
-                InitRandomCommand.class, TrainCommand.class, EvalCommand.class, ExportCommand.class, EstimateCommand.class, QuantizeCommand.class, ServeCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+                InitRandomCommand.class, TrainCommand.class, EvalCommand.class, ExportCommand.class, EstimateCommand.class, QuantizeCommand.class, ServeCommand.class, WebuiCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT, description = "Show stack traces on errors.")
     static boolean verbose;

@@ -32,7 +32,7 @@ import java.util.Map;
 /// LLaMA-Factory's `export`: the base model with a LoRA adapter merged (W0 + s·B·A) written as a Hugging Face folder
 /// (config.json with torch_dtype, safetensors shards of at most `export_size` GB, tokenizer and generation files).
 public final class Export {
-    static final List<String> COPIED = List.of("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+    public static final List<String> COPIED = List.of("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
             "special_tokens_map.json", "generation_config.json", "chat_template.jinja");
 
     private Export() {}

@@ -293,7 +293,10 @@ public final class TrainConfig {
             throw new ConfigException(where + ": '" + name + "' is a LLaMA-Factory key that peft4j does not support yet (" + k.help + ")");
         if (k.support == Support.IGNORED_WITH_NOTE && text != null && !text.equals(String.valueOf(k.defaultValue)))
             notes.add(name + "=" + text + ": " + k.help);
-        if (name.equals("evaluation_strategy")) name = "eval_strategy";
+        if (name.equals("evaluation_strategy")) {
+            if (text == null) return;   // an unset alias (training_args.json lists it as null) leaves eval_strategy alone
+            name = "eval_strategy";
+        }
         values.put(name, text == null ? null : parse(KEYS.get(name), text, where));
     }
 

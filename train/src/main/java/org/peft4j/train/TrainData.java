@@ -107,49 +107,32 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         long seed = args.training().seed();
         int cutoff = cfg.cutoffLen();
         boolean pt = args.finetuning().stage().equals("pt");
-        List<TokenizedExample> train, eval;
-        if (args.finetuning().stage().equals("dpo")) {
+        String stage = args.finetuning().stage();
+        if (stage.equals("dpo")) {
             // pairs are split as pairs, then carried interleaved (chosen, rejected, ...; see Pairwise.interleave)
-            List<Pairwise.Pair> pairs = encodePairs(cfg, seed, info, cfg.dataset(), template, enc);
-            List<Pairwise.Pair> trainPairs = pairs, evalPairs = List.of();
-            if (cfg.evalDataset() != null) evalPairs = encodePairs(cfg, seed, info, cfg.evalDataset(), template, enc);
-            else if (cfg.valSize() > 0) {
-                var split = DatasetLoader.split(pairs, cfg.valSize(), seed);
-                trainPairs = split.train();
-                evalPairs = split.eval();
-            }
-            if (trainPairs.isEmpty()) throw new ConfigException("no preference pairs in " + cfg.dataset() + "; check max_samples");
-            int pad = padId(tokenizer);
-            return new TrainData(Pairwise.interleave(trainPairs), Pairwise.interleave(evalPairs), template, pad);
+            var split = trainEval(cfg, seed, names -> encodePairs(cfg, seed, info, names, template, enc));
+            if (split.train().isEmpty()) throw new ConfigException("no preference pairs in " + cfg.dataset() + "; check max_samples");
+            return new TrainData(Pairwise.interleave(split.train()), Pairwise.interleave(split.eval()), template, padId(tokenizer));
         }
-        if (args.finetuning().stage().equals("kto")) {
+        if (stage.equals("kto")) {
             // the KL sequences are assigned before the split, as LLaMA-Factory preprocesses before splitting
-            List<Feedback.Example> all = encodeFeedback(cfg, seed, info, cfg.dataset(), template, enc);
-            List<Feedback.Example> tr = all, ev = List.of();
-            if (cfg.evalDataset() != null) ev = encodeFeedback(cfg, seed, info, cfg.evalDataset(), template, enc);
-            else if (cfg.valSize() > 0) {
-                var split = DatasetLoader.split(all, cfg.valSize(), seed);
-                tr = split.train();
-                ev = split.eval();
-            }
-            if (tr.isEmpty()) throw new ConfigException("no labelled examples in " + cfg.dataset() + "; check max_samples");
-            return new TrainData(Feedback.interleave(tr), Feedback.interleave(ev), template, padId(tokenizer),
-                    Feedback.tags(tr), Feedback.tags(ev));
+            var split = trainEval(cfg, seed, names -> encodeFeedback(cfg, seed, info, names, template, enc));
+            if (split.train().isEmpty()) throw new ConfigException("no labelled examples in " + cfg.dataset() + "; check max_samples");
+            return new TrainData(Feedback.interleave(split.train()), Feedback.interleave(split.eval()), template, padId(tokenizer),
+                    Feedback.tags(split.train()), Feedback.tags(split.eval()));
         }
-        List<TokenizedExample> all = encode(cfg, seed, info, cfg.dataset(), template, enc, pt);
-        if (cfg.evalDataset() != null) {
-            train = all;
-            eval = encode(cfg, seed, info, cfg.evalDataset(), template, enc, pt);
-        } else if (cfg.valSize() > 0) {
-            var split = DatasetLoader.split(all, cfg.valSize(), seed);
-            train = split.train();
-            eval = split.eval();
-        } else {
-            train = all;
-            eval = List.of();
-        }
-        if (train.isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.dataset() + "; check cutoff_len (" + cutoff + ") and max_samples");
-        return new TrainData(train, eval, template, padId(tokenizer));
+        var split = trainEval(cfg, seed, names -> encode(cfg, seed, info, names, template, enc, pt));
+        if (split.train().isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.dataset() + "; check cutoff_len (" + cutoff + ") and max_samples");
+        return new TrainData(split.train(), split.eval(), template, padId(tokenizer));
+    }
+
+    /// The training set of `dataset` and the validation set: `eval_dataset` when given, else `val_size` split off
+    /// (after preprocessing, as LLaMA-Factory splits), else none.
+    private static <T> DatasetLoader.Split<T> trainEval(TrainArgs.Data cfg, long seed, java.util.function.Function<String, List<T>> encode) {
+        List<T> all = encode.apply(cfg.dataset());
+        if (cfg.evalDataset() != null) return new DatasetLoader.Split<>(all, encode.apply(cfg.evalDataset()));
+        if (cfg.valSize() > 0) return DatasetLoader.split(all, cfg.valSize(), seed);
+        return new DatasetLoader.Split<>(all, List.of());
     }
 
     private static int padId(Tokenizer tokenizer) {

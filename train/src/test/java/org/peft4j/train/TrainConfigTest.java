@@ -21,6 +21,19 @@ class TrainConfigTest {
     }
 
     /// LLaMA-Factory's examples/train_lora/llama3_lora_sft.yaml (as published, model path swapped) parses unchanged.
+    /// training_args.json, the resolved config a run saves, is itself a config: loading it gives the same config back
+    /// (its unset alias evaluation_strategy: null leaves eval_strategy as saved).
+    @Test
+    void savedTrainingArgsReloadAsTheSameConfig(@TempDir Path dir) throws Exception {
+        TrainConfig c = TrainConfig.load(null, List.of("--model_name_or_path", "m", "--dataset", "identity_en", "--output_dir", "o",
+                "--stage", "kto", "--eval_strategy", "steps", "--val_size", "0.1", "--learning_rate", "2e-4"));
+        Path json = dir.resolve("training_args.json");
+        Files.writeString(json, c.toJson());
+        TrainConfig again = TrainConfig.load(json, List.of());
+        assertEquals(c.toJson(), again.toJson());
+        assertEquals("steps", again.str("eval_strategy"));
+    }
+
     @Test
     void llamaFactoryExampleYamlParses(@TempDir Path dir) throws Exception {
         Path y = dir.resolve("llama3_lora_sft.yaml");
