@@ -93,6 +93,7 @@ public final class TrainConfig {
         key("mask_history", Type.BOOL, false, "Train only on the last turn of each conversation.");
         key("packing", Type.BOOL, null, "Pack examples into cutoff_len blocks (default: true for pt, false for sft).");
         key("default_system", Type.STRING, null, "Override the template's default system prompt.");
+        key("tool_format", Type.STRING, null, "How tools and tool calls are written: default or qwen (LLaMA-Factory's other formats are refused when a row has tools); unset = the template's own.");
         key("enable_thinking", Type.BOOL, true, "Reasoning templates (qwen3, deepseekr1, ...): true trains an empty thought added to answers without one; false cuts thoughts from answers and puts the empty thought in the prompt (untrained), as LLaMA-Factory.");
         unsupported("preserve_thinking", Type.BOOL, "keeping the thoughts of earlier turns with mask_history is not supported yet.");
         noted("overwrite_cache", Type.BOOL, false, "Accepted; peft4j keeps no dataset cache.");
@@ -198,7 +199,7 @@ public final class TrainConfig {
         unsupportedAll("KTransformers (CPU/GPU hybrid MoE training) is not supported.", "use_kt", "kt_config", "kt_cpu_activation", "kt_weight_path",
                 "kt_non_expert_weight_path", "kt_expert_checkpoint_path", "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size");
         unsupportedAll("this data option is not supported yet.", "mix_strategy", "interleave_probs", "eval_on_each_dataset", "eval_num_beams",
-                "disable_shuffling", "compute_accuracy", "early_stopping_steps", "tool_format");
+                "disable_shuffling", "compute_accuracy", "early_stopping_steps");
         notedAll("Accepted; peft4j computes no loss on padding (LLaMA-Factory's default, true).", "ignore_pad_token_for_loss");
         notedAll("Accepted; peft4j trains on the CPU.", "use_cpu", "no_cuda");
         for (String k : List.of("save_strategy", "logging_strategy"))

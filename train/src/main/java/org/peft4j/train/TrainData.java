@@ -70,6 +70,7 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         } else {
             SlotTemplate st = SlotTemplate.named(name);
             if (cfg.defaultSystem() != null) st = st.withDefaultSystem(cfg.defaultSystem());
+            if (cfg.toolFormat() != null) st = st.withToolFormat(cfg.toolFormat());
             t = st.withEnableThinking(cfg.enableThinking());
         }
         return t;

@@ -135,6 +135,12 @@ class KeyEffectTest {
                                     {"from": "human", "value": "And then?"}, {"from": "gpt", "value": "The cat slept in the sun."}]}]
                 """);
         Files.writeString(data.resolve("pairs.json"), om.writeValueAsString(identityPairs(rows)));
+        Files.writeString(data.resolve("tools.json"), """
+                [{"conversations": [{"from": "human", "value": "What is 1 plus 1?"},
+                                    {"from": "function_call", "value": "{\\"name\\": \\"add\\", \\"arguments\\": {\\"a\\": 1, \\"b\\": 1}}"},
+                                    {"from": "observation", "value": "2"}, {"from": "gpt", "value": "It is 2."}],
+                  "tools": "[{\\"name\\": \\"add\\", \\"description\\": \\"Adds two numbers\\", \\"parameters\\": {\\"type\\": \\"object\\", \\"properties\\": {\\"a\\": {\\"type\\": \\"integer\\"}, \\"b\\": {\\"type\\": \\"integer\\"}}}}]"}]
+                """);
         var kto = om.createArrayNode();
         for (int i = 0; i < rows.size(); i++)
             kto.addObject().put("instruction", rows.get(i).get("instruction").asText())
@@ -144,6 +150,7 @@ class KeyEffectTest {
         Files.writeString(data.resolve("dataset_info.json"), """
                 {"identity_en": {"file_name": "identity_en.json"}, "identity_few": {"file_name": "identity_few.json"},
                  "chats": {"file_name": "chats.json", "formatting": "sharegpt"},
+                 "tools": {"file_name": "tools.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}},
                  "identity_pairs": {"file_name": "pairs.json", "ranking": true,
                                     "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
                  "identity_kto": {"file_name": "kto.json", "columns": {"prompt": "instruction", "response": "output", "kto_tag": "label"}}}
@@ -395,6 +402,10 @@ class KeyEffectTest {
                 row("packing", "true", List.of("--cutoff_len", "128"), (d, v) -> {
                     assertTrue(v.setup().trainExamples() < d.setup().trainExamples(), "examples packed together");
                     assertTrue(v.train().stream().allMatch(e -> e.length() <= 128), "into cutoff_len blocks");
+                }),
+                row("tool_format", "qwen", List.of("--dataset", "tools", "--template", "default", "--cutoff_len", "512"), (d, v) -> {
+                    assertFalse(Arrays.equals(d.train().getFirst().inputIds(), v.train().getFirst().inputIds()), "the tools are written another way");
+                    assertEquals(d.train().size(), v.train().size());
                 }),
                 row("default_system", "You are Tiny.", (d, v) ->
                         assertTrue(tokens(v) > tokens(d), "the system prompt is rendered")),
