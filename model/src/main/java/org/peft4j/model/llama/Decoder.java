@@ -38,7 +38,7 @@ import java.util.SplittableRandom;
 /// - **KV cache** (optional): row b continues slot `slots[b]` of a [KvCache] at position `pos0[b]`; without a cache
 ///   (training, whole-sequence scoring) every row starts at position 0 and attends within itself.
 /// - **Memory**: every buffer is in an [Activations] planned once ([#newActivations]); a forward or backward allocates
-///   nothing (except Attention's scalar path for an inference prefill longer than the planned probability buffer).
+///   nothing. Inference attention needs a probability block per thread, not a (T, keys) buffer: any prompt length.
 /// - **Losses are not here**: [#logits] writes logits; the caller applies a loss op (e.g. `CrossEntropy`) and hands
 ///   its gradient to [#backward].
 ///
@@ -206,9 +206,9 @@ public final class Decoder {
         if (cache == null) {
             Rope.forward(a.q[s], a.cos, a.sin, B, T, NH, HS, 0);
             Rope.forward(a.k[s], a.cos, a.sin, B, T, KVH, HS, 0);
-            // an inference plan past Activations.PROBS_LIMIT has no full probability buffer: Attention's scalar path
-            float[] probs = (long) B * NH * T * T <= a.probs[s].length ? a.probs[s] : null;
-            Attention.forward(gemm, a.attY[s], probs, a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            // training keeps the probabilities for backward; an inference forward has a block of them per thread
+            if (keep) Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            else Attention.forwardInference(gemm, a.attY[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0, a.probs[s]);
         } else {
             int cap = cache.capacity;
             for (int b = 0; b < B; b++) {
@@ -223,9 +223,7 @@ public final class Decoder {
                     System.arraycopy(a.q[s], b * T * qDim, a.qRow, 0, T * qDim);
                     q = a.qRow; out = a.attRow;
                 }
-                // with a planned probability buffer attention runs on blocked GEMMs (Attention's fast path)
-                float[] probs = (long) NH * T * cap <= a.probs[s].length ? a.probs[s] : null;
-                Attention.forward(gemm, out, probs, q, kc, vc, 1, T, cap, NH, KVH, HS, p0);
+                Attention.forwardInference(gemm, out, q, kc, vc, 1, T, cap, NH, KVH, HS, p0, a.probs[s]);
                 if (b > 0) System.arraycopy(a.attRow, 0, a.attY[s], b * T * qDim, T * qDim);
             }
         }
