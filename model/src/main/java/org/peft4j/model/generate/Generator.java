@@ -99,8 +99,8 @@ public final class Generator {
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();     // added, no slot yet
     private final ArrayDeque<Sequence> prefilling = new ArrayDeque<>();  // in a slot, prompt not all in the cache
     /// Guards all of the above. Fair: a thread that steps in a loop (the server's engine) releases it between steps
-    /// and re-takes it at once; with a monitor, a client's cancel or add waiting for it could starve for seconds (a
-    /// client that hung up kept its row generating, new requests waited), with a fair lock it gets the next turn.
+    /// and re-takes it at once; a monitor (or an unfair lock) lets it barge ahead of a client's waiting cancel or add
+    /// any number of times, a fair lock gives the waiting call the next turn.
     private final ReentrantLock lock = new ReentrantLock(true);
 
     /// A generator for up to `maxBatch` running sequences of up to `capacity` positions each (prompt + output),
