@@ -35,8 +35,9 @@ import java.util.SplittableRandom;
 /// neighbour's load on a shared machine falls on all of them alike.
 ///
 /// Decode reads every weight once per token (the row path: [org.peft4j.model.weights.RowProducts]), so its speed is
-/// bounded by bytes / bandwidth: BF16 halves the bytes. The llama.cpp column (node-llama-cpp on the same weights as
-/// GGUF) is a separate step that needs a GGUF writer; without one the report says so and prints no number.
+/// bounded by bytes / bandwidth: BF16 halves the bytes. The llama.cpp column ([LlamaCppColumn]: node-llama-cpp on the
+/// same float32 weights written as GGUF) is a separate step after the rounds; without node-llama-cpp it says what to
+/// install and prints no number.
 public final class GenerateBench {
     private GenerateBench() {}
 
@@ -127,7 +128,22 @@ public final class GenerateBench {
             System.out.printf("%s: BF16 decode %.2fx F32 decode (goal >= 1.6x); prefill %.2fx%n", g, b.decodeTokensPerSecond() / f.decodeTokensPerSecond(),
                     b.prefillTokensPerSecond() / f.prefillTokensPerSecond());
         }
-        System.out.println("llama.cpp column: needs the GGUF writer (formats/gguf) to write these weights as GGUF; not measured");
+        // the llama.cpp column, a separate step: the same float32 weights as a GGUF file, run by node-llama-cpp
+        Path tokenizerDir = modelDir != null ? modelDir : Path.of(System.getProperty("peft4j.home", "."), "models", "tinystories-656k");
+        Result llama = LlamaCppColumn.run(modelDir != null && stored != null && !(stored[0][0] instanceof DenseF32) ? Models.loadWeights(modelDir) : w,
+                tokenizerDir, promptTokens, newTokens, threads, rounds);
+        if (llama != null) {
+            llama = new Result(llama.dtype(), llama.gemm(), llama.prefillTokensPerSecond(), llama.ttftSeconds(), llama.decodeTokensPerSecond(),
+                    find(results, "F32", "java").bytesPerToken());
+            System.out.println(llama.line(bandwidth));
+            for (String g : gemms) {
+                Result f = find(results, "F32", g);
+                System.out.printf("%s F32 vs llama.cpp F32: prefill %.2fx, decode %.2fx, time to first token %.2fx (goal >= 1.0x tokens/s)%n", g,
+                        f.prefillTokensPerSecond() / llama.prefillTokensPerSecond(), f.decodeTokensPerSecond() / llama.decodeTokensPerSecond(),
+                        llama.ttftSeconds() / f.ttftSeconds());
+            }
+            results.add(llama);
+        }
         System.out.printf("peak RSS (whole run, all variants loaded): %.2f GB%n", TrainBench.peakRss() / 1e9);
         return results;
     }

@@ -381,7 +381,8 @@ class ServeTest {
                 for (var h : held) h.close();
                 long freed = System.nanoTime() + 10_000_000_000L;
                 while ((s.engine().running() > 0 || s.engine().queued() > 0) && System.nanoTime() < freed) Thread.sleep(10);
-                assertEquals(0, s.engine().running() + s.engine().queued(), "rows and queue freed after the six clients hung up");
+                assertEquals(0, s.engine().running() + s.engine().queued(), "rows and queue freed after the six clients hung up: "
+                        + s.engine().running() + " running, " + s.engine().queued() + " queued");
             } finally {
                 url = saved;
                 for (var h : held) h.close();
