@@ -4,6 +4,7 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.ModelPresets;
 import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.train.estimate.MemoryEstimate;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -27,6 +28,10 @@ final class EstimateCommand implements Callable<Integer> {
     @Option(names = "--optim", defaultValue = "adamw_torch", description = "Optimizer (default: ${DEFAULT-VALUE}).") String optim;
     @Option(names = "--quant-blocksize", defaultValue = "64", description = "NF4 block size for qlora (default: ${DEFAULT-VALUE}).") int block;
     @Option(names = "--no-double-quant", description = "qlora without double quantization.") boolean noDouble;
+    @Option(names = "--stage", defaultValue = "sft", description = "sft, pt, dpo (--batch counts pairs, two rows each) or kto (default: ${DEFAULT-VALUE}).") String stage;
+    @Option(names = "--pref-loss", defaultValue = "sigmoid", description = "dpo: sigmoid, hinge, ipo (with a reference model), orpo or simpo (without) (default: ${DEFAULT-VALUE}).") String prefLoss;
+    @Option(names = "--ref-model", description = "dpo/kto: a separate reference model (ref_model), as full and freeze tuning always have.") boolean refModel;
+    @Option(names = "--ref-model-quantization-bit", paramLabel = "4", description = "dpo/kto: the separate reference model in 4 bits.") Integer refBits;
 
     @Override
     public Integer call() {
@@ -37,7 +42,17 @@ final class EstimateCommand implements Callable<Integer> {
         else c = ModelPresets.byName(model);
         if (!List.of("lora", "qlora", "full", "freeze").contains(method)) throw new ConfigException("--method must be lora, qlora, full or freeze, got " + method);
         List<String> targets = LoraConfig.expandTargets(List.of(target.split(",")));
-        MemoryEstimate e = MemoryEstimate.estimate(c, method, rank, targets, batch, seq, checkpointing, optim, block, !noDouble);
+        if (refBits != null && refBits != 4) throw new ConfigException("--ref-model-quantization-bit must be 4, got " + refBits);
+        MemoryEstimate.Reference ref;
+        boolean separate = refModel || refBits != null || method.equals("full") || method.equals("freeze");
+        if (stage.equals("kto") || stage.equals("dpo") && PreferenceLoss.Kind.of(prefLoss).needsReference())
+            ref = !separate ? MemoryEstimate.Reference.ADAPTER_OFF : refBits != null ? MemoryEstimate.Reference.NF4 : MemoryEstimate.Reference.FLOAT32;
+        else {
+            if (refModel || refBits != null) throw new ConfigException("--ref-model applies to --stage dpo (pref loss sigmoid, hinge, ipo) and kto");
+            ref = MemoryEstimate.Reference.NONE;
+        }
+        MemoryEstimate e = MemoryEstimate.estimate(c, MemoryEstimate.method(method, rank, targets), method.equals("qlora"), batch, seq,
+                checkpointing, optim, block, !noDouble, new MemoryEstimate.Preference(stage, ref));
         System.out.print(e.toTable());
         return 0;
     }

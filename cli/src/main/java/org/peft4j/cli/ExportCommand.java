@@ -1,6 +1,7 @@
 package org.peft4j.cli;
 
 import org.peft4j.core.Gemms;
+import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.train.Export;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -9,17 +10,31 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 /// `peft4j export`: LLaMA-Factory's `llamafactory-cli export` (merge a LoRA adapter into the base and save).
-@Command(name = "export", mixinStandardHelpOptions = true, description = "Merge a LoRA adapter into its base model and write a Hugging Face folder.")
+@Command(name = "export", mixinStandardHelpOptions = true, description = "Merge a LoRA adapter into its base model and write a Hugging Face folder or a GGUF file.")
 final class ExportCommand implements Callable<Integer> {
     @Option(names = "--model_name_or_path", required = true, paramLabel = "DIR", description = "The base model folder or Hub repo id.") String model;
     @Option(names = "--adapter_name_or_path", paramLabel = "DIR", description = "The LoRA adapter (PEFT folder) to merge.") Path adapter;
     @Option(names = "--export_dir", required = true, paramLabel = "DIR", description = "Where to write the merged model.") Path exportDir;
     @Option(names = "--export_size", defaultValue = "5", paramLabel = "GB", description = "Largest shard in GB (default: ${DEFAULT-VALUE}).") int exportSize;
     @Option(names = "--export_dtype", defaultValue = "float32", paramLabel = "DTYPE", description = "float32, float16 or bfloat16 (default: ${DEFAULT-VALUE}).") String dtype;
+    @Option(names = "--export_format", defaultValue = "safetensors", paramLabel = "FORMAT", description = "safetensors (a Hugging Face folder) or gguf (one llama.cpp file) (default: ${DEFAULT-VALUE}).") String format;
+    @Option(names = "--export_quant", paramLabel = "TYPE", description = "GGUF tensor type of the linear weights: f32, f16, bf16, q8_0 or q4_0 (default: f32; gguf only).") String quant;
     @Option(names = "--gemm", defaultValue = "auto", hidden = true) String gemm;
 
     @Override
     public Integer call() {
+        switch (format) {
+            case "gguf" -> {
+                Path file = Export.mergedGguf(ModelResolver.resolve(model), adapter, exportDir, quant == null ? "f32" : quant, Gemms.get(gemm));
+                System.err.println("exported " + (adapter != null ? "merged " : "") + "model to " + file + " (GGUF, " + (quant == null ? "f32" : quant) + ")");
+                System.out.println(file);
+                return 0;
+            }
+            case "safetensors" -> {
+                if (quant != null) throw new ConfigException("--export_quant applies to --export_format gguf; for safetensors use --export_dtype");
+            }
+            default -> throw new ConfigException("--export_format '" + format + "' must be safetensors or gguf");
+        }
         var files = Export.merged(ModelResolver.resolve(model), adapter, exportDir, dtype, exportSize, Gemms.get(gemm));
         System.err.println("exported " + (adapter != null ? "merged " : "") + "model to " + exportDir + " (" + files.size() + " safetensors file" + (files.size() == 1 ? "" : "s") + ", " + dtype + ")");
         System.out.println(exportDir);

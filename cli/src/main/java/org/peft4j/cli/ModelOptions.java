@@ -11,8 +11,8 @@ import java.nio.file.Path;
 
 /// Options shared by commands that load a model: the folder, threads and the matrix-product backend.
 final class ModelOptions {
-    @Option(names = {"--model", "-m"}, paramLabel = "DIR|ORG/NAME",
-            description = "Hugging Face model folder or Hub repo id (default: the bundled TinyStories-656K).")
+    @Option(names = {"--model", "-m"}, paramLabel = "DIR|FILE.gguf|ORG/NAME",
+            description = "Hugging Face model folder, GGUF file or Hub repo id (default: the bundled TinyStories-656K).")
     String model;
 
     @Option(names = "--threads", paramLabel = "N", description = "Worker threads (default: all cores).")
@@ -22,11 +22,12 @@ final class ModelOptions {
             description = "Matrix products: auto (calibrated), java, openblas or scalar (default: ${DEFAULT-VALUE}).")
     String gemm;
 
-    /// The model folder: --model, else the bundled default model.
+    /// The model folder or GGUF file: --model, else the bundled default model.
     Path modelDir() {
         Path p = model != null ? ModelResolver.resolve(model) : defaultModel();
+        if (Files.isRegularFile(p) && p.getFileName().toString().endsWith(".gguf")) return p;
         if (!Files.isDirectory(p))
-            throw new ConfigException("model folder " + p + " does not exist; pass --model DIR with a Hugging Face model folder (config.json, model.safetensors, tokenizer.json)");
+            throw new ConfigException("model folder " + p + " does not exist; pass --model DIR with a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) or --model FILE.gguf");
         return p;
     }
 

@@ -4,6 +4,7 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.formats.safetensors.ShardedSafeTensors;
 import org.peft4j.core.DType;
+import org.peft4j.model.gguf.GgufModel;
 import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.model.llama.Projection;
@@ -15,7 +16,8 @@ import org.peft4j.model.llama.TensorSource;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
-/// Loads a Hugging Face model folder: config.json + model.safetensors, or model.safetensors.index.json + shards.
+/// Loads a Hugging Face model folder: config.json + model.safetensors, or model.safetensors.index.json + shards;
+/// or a GGUF file ([GgufModel]).
 /// [#loadWeights] converts every tensor to float32 (training, export); [#load] keeps linear weights in their stored
 /// dtype (inference). The mapping is closed when loading ends.
 public final class Models {
@@ -23,6 +25,7 @@ public final class Models {
 
     /// Config and weights of `dir`, validated against each other.
     public static LlamaWeights loadWeights(Path dir) {
+        if (GgufModel.isGguf(dir)) return GgufModel.loadWeights(dir);
         if (!Files.isDirectory(dir))
             throw new ConfigException(dir + " is not a directory; pass a Hugging Face model folder holding config.json and model.safetensors");
         LlamaConfig config = LlamaConfig.read(dir);
@@ -37,6 +40,7 @@ public final class Models {
     /// Embeddings, norms, biases and lm_head are float32. For training, merging in place or export, load float32
     /// weights with [#loadWeights].
     public static LlamaModel load(Path dir, Gemm gemm) {
+        if (GgufModel.isGguf(dir)) return GgufModel.load(dir, gemm);
         if (QuantizedModel.isQuantized(dir)) return LlamaModel.of(QuantizedModel.load(dir), gemm);
         if (!Files.isDirectory(dir))
             throw new ConfigException(dir + " is not a directory; pass a Hugging Face model folder holding config.json and model.safetensors");

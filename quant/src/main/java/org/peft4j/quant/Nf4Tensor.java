@@ -12,7 +12,7 @@ import java.util.Objects;
 /// multiple) share one absmax, kept as float32 or double-quantized ([Absmax.Nested]).
 /// Dequantization: `w = fl32(code[q] · absmax'[block])`. Reference: bitsandbytes `functional.py` `quantize_4bit`,
 /// `dequantize_4bit`, `csrc/kernels.cu` `kQuantizeBlockwise`; specs.md §1.2–1.5.
-public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] packed, Absmax absmax) {
+public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] packed, Absmax absmax) implements QuantLinear.Weight {
     /// Block sizes bitsandbytes accepts for 4-bit quantization (`quantize_4bit`).
     public static final int[] BLOCK_SIZES = {32, 64, 128, 256, 512, 1024, 2048, 4096};
     public static final int DEFAULT_BLOCK_SIZE = 64;

@@ -12,6 +12,15 @@ import java.util.Arrays;
 public final class QuantLinear {
     private QuantLinear() {}
 
+    /// A frozen quantized (M, K) weight that can expand a range of its row-major elements to float32: an NF4/FP4
+    /// [Nf4Tensor] or a ggml-block [GgmlTensor]. Ranges passed here always start and end on row boundaries.
+    public interface Weight {
+        long[] shape();
+
+        /// Elements [from, to) of W (row-major) into out[outOff ..].
+        void dequantize(long from, long to, float[] out, int outOff);
+    }
+
     /// At least this many rows of W are dequantized per sgemm, so that the tile's sgemm runs at full speed
     /// (256 × 11008 floats = 11 MB for Llama-2-7B's down_proj).
     public static final int TILE_ROWS = 256;
@@ -27,7 +36,7 @@ public final class QuantLinear {
     public static int scratchSize(int K, int M) { return Math.multiplyExact(tileRows(K, M), K); }
 
     /// y = x·Wᵀ + b.   y: (N, M)   x: (N, K)   w: (M, K) quantized   bias: (M) or null   scratch: ≥ scratchSize(K, M)
-    public static void forward(Gemm gemm, float[] y, float[] x, Nf4Tensor w, float[] bias, float[] scratch, int N, int K, int M) {
+    public static void forward(Gemm gemm, float[] y, float[] x, Weight w, float[] bias, float[] scratch, int N, int K, int M) {
         check(w, scratch, K, M);
         int tile = tileRows(K, M);
         for (int r = 0; r < M; r += tile) {
@@ -41,7 +50,7 @@ public final class QuantLinear {
     }
 
     /// dx += dy·W, tile by tile: dx += dy[:, r:r+rows]·W[r:r+rows, :].   dx: (N, K)   dy: (N, M)   w: (M, K) quantized
-    public static void backwardInput(Gemm gemm, float[] dx, float[] dy, Nf4Tensor w, float[] scratch, int N, int K, int M) {
+    public static void backwardInput(Gemm gemm, float[] dx, float[] dy, Weight w, float[] scratch, int N, int K, int M) {
         check(w, scratch, K, M);
         int tile = tileRows(K, M);
         for (int r = 0; r < M; r += tile) {
@@ -51,17 +60,17 @@ public final class QuantLinear {
         }
     }
 
-    /// Rows [r, r + rows) of W into scratch, split over the pool (each chunk is a range of whole flattened elements, so
-    /// the result does not depend on the thread count).
-    private static void dequantizeTile(Nf4Tensor w, int r, int rows, int K, float[] scratch) {
+    /// Rows [r, r + rows) of W into scratch, split over the pool in whole rows (so that block formats never split a
+    /// block, and the result does not depend on the thread count).
+    private static void dequantizeTile(Weight w, int r, int rows, int K, float[] scratch) {
         long from = (long) r * K;
         int n = rows * K;
-        int chunks = Math.min(Parallel.threads(), Math.max(1, n / 65536));
+        int chunks = Math.min(rows, Math.min(Parallel.threads(), Math.max(1, n / 65536)));
         if (chunks <= 1) { w.dequantize(from, from + n, scratch, 0); return; }
-        Parallel.chunks(n, chunks, (c, a, b) -> w.dequantize(from + a, from + b, scratch, a));
+        Parallel.chunks(rows, chunks, (c, a, b) -> w.dequantize(from + (long) a * K, from + (long) b * K, scratch, a * K));
     }
 
-    private static void check(Nf4Tensor w, float[] scratch, int K, int M) {
+    private static void check(Weight w, float[] scratch, int K, int M) {
         long[] s = w.shape();
         if (s.length != 2 || s[0] != M || s[1] != K)
             throw new IllegalArgumentException("quantized weight has shape " + Arrays.toString(s) + ", but the layer is (" + M + ", " + K + ")");

@@ -55,8 +55,21 @@ public final class HfTokenizer implements Tokenizer {
     }
 
     /// Reads a tokenizer.json; `config` is the tokenizer_config.json beside it (or [TokenizerConfig#EMPTY]).
+    /// The file is read with a streaming parser ([TokenizerJson]): no JSON tree of its vocabulary and merges.
     public static HfTokenizer load(Path file, TokenizerConfig config) {
-        TokenizerJson json = TokenizerJson.read(file);
+        return fromParts(TokenizerJson.read(file), file.toString(), config);
+    }
+
+    /// A tokenizer from a parsed tokenizer.json tree; `file` names its origin in error messages (a path, or a GGUF
+    /// file whose metadata the tree was built from).
+    static HfTokenizer fromJson(JsonNode root, String file, TokenizerConfig config) {
+        if (root == null || !root.isObject())
+            throw new FormatException(file + " has no 'model' object, so it is not a Hugging Face tokenizer.json; "
+                    + "re-download it from the model repository");
+        return fromParts(TokenizerJson.read(root, file), file, config);
+    }
+
+    private static HfTokenizer fromParts(TokenizerJson json, String file, TokenizerConfig config) {
         JsonNode root = json.rest();
         if (!root.path("model").isObject())
             throw new FormatException(file + " has no 'model' object, so it is not a Hugging Face tokenizer.json; "
@@ -82,7 +95,7 @@ public final class HfTokenizer implements Tokenizer {
         }
         if (m.path("dropout").isNumber() && m.get("dropout").asDouble() > 0)
             throw new UnsupportedModelException(file + ": BPE dropout " + m.get("dropout") + " is for training tokenizers; set it to null");
-        BpeModel model = new BpeModel(vocab, BpeModel.mergeTable(vocab, pairs, file.toString()), unkId,
+        BpeModel model = new BpeModel(vocab, BpeModel.mergeTable(vocab, pairs, file), unkId,
                 m.path("fuse_unk").asBoolean(false), m.path("byte_fallback").asBoolean(false), m.path("ignore_merges").asBoolean(false));
 
         List<AddedTokens.AddedToken> added = new ArrayList<>();
@@ -101,7 +114,7 @@ public final class HfTokenizer implements Tokenizer {
     }
 
     /// The ids a post-processor puts before (`pre`) and after (`post`) a single sequence.
-    private static void readPostProcessor(JsonNode n, List<Integer> pre, List<Integer> post, Path file) {
+    private static void readPostProcessor(JsonNode n, List<Integer> pre, List<Integer> post, String file) {
         if (n == null || n.isNull()) return;
         String type = n.path("type").asText();
         switch (type) {

@@ -12,7 +12,9 @@ public sealed interface Tokenizer permits HfTokenizer, SpmTokenizer {
 
     /// Loads from a model directory (its `tokenizer.json`, else its `tokenizer.model`) or from one of those files.
     /// `tokenizer_config.json` beside the file, when present, supplies the BOS/EOS tokens and the chat template.
+    /// A `.gguf` file gives the tokenizer of its metadata ([GgufVocab]).
     static Tokenizer load(Path path) {
+        if (Files.isRegularFile(path) && path.getFileName().toString().endsWith(".gguf")) return GgufVocab.load(path);
         Path file = path;
         if (Files.isDirectory(path)) {
             file = path.resolve("tokenizer.json");

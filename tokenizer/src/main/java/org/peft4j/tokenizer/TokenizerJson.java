@@ -25,43 +25,56 @@ record TokenizerJson(ObjectNode rest, Map<String, Integer> vocab, List<String[]>
     /// null when the model has none (the caller says what is wrong).
     static TokenizerJson read(Path file) {
         try (JsonParser p = JSON.getFactory().createParser(file.toFile())) {
-            if (p.nextToken() != JsonToken.START_OBJECT) throw notTokenizer(file);
-            ObjectNode rest = JSON.createObjectNode();
-            Map<String, Integer> vocab = null;
-            List<String[]> merges = null;
-            while (p.nextToken() == JsonToken.FIELD_NAME) {
-                String name = p.currentName();
-                JsonToken t = p.nextToken();
-                if (!name.equals("model") || t != JsonToken.START_OBJECT) { rest.set(name, JSON.readTree(p)); continue; }
-                ObjectNode model = JSON.createObjectNode();
-                while (p.nextToken() == JsonToken.FIELD_NAME) {
-                    String field = p.currentName();
-                    JsonToken v = p.nextToken();
-                    if (field.equals("vocab") && v == JsonToken.START_OBJECT) vocab = vocab(p, file);
-                    else if (field.equals("merges") && v == JsonToken.START_ARRAY) merges = merges(p, file);
-                    else model.set(field, JSON.readTree(p));
-                }
-                rest.set("model", model);
-            }
-            return new TokenizerJson(rest, vocab, merges);
+            return read(p, file.toString());
         } catch (IOException e) {
             throw new FormatException(file + " is not valid JSON (" + e.getMessage().lines().findFirst().orElse("")
                     + "); the file is truncated or corrupt, re-download it from the model repository", e);
         }
     }
 
-    private static FormatException notTokenizer(Path file) {
+    /// The same split of a tree already parsed (a tokenizer.json rebuilt from GGUF metadata), by the same reader.
+    static TokenizerJson read(JsonNode root, String file) {
+        try (JsonParser p = JSON.treeAsTokens(root)) {
+            return read(p, file);
+        } catch (IOException e) {
+            throw new FormatException(file + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static TokenizerJson read(JsonParser p, String file) throws IOException {
+        if (p.nextToken() != JsonToken.START_OBJECT) throw notTokenizer(file);
+        ObjectNode rest = JSON.createObjectNode();
+        Map<String, Integer> vocab = null;
+        List<String[]> merges = null;
+        while (p.nextToken() == JsonToken.FIELD_NAME) {
+            String name = p.currentName();
+            JsonToken t = p.nextToken();
+            if (!name.equals("model") || t != JsonToken.START_OBJECT) { rest.set(name, JSON.readTree(p)); continue; }
+            ObjectNode model = JSON.createObjectNode();
+            while (p.nextToken() == JsonToken.FIELD_NAME) {
+                String field = p.currentName();
+                JsonToken v = p.nextToken();
+                if (field.equals("vocab") && v == JsonToken.START_OBJECT) vocab = vocab(p, file);
+                else if (field.equals("merges") && v == JsonToken.START_ARRAY) merges = merges(p, file);
+                else model.set(field, JSON.readTree(p));
+            }
+            rest.set("model", model);
+        }
+        return new TokenizerJson(rest, vocab, merges);
+    }
+
+    private static FormatException notTokenizer(String file) {
         return new FormatException(file + " has no 'model' object, so it is not a Hugging Face tokenizer.json; "
                 + "re-download it from the model repository");
     }
 
     /// `{"token": id, ...}` after its START_OBJECT.
-    private static Map<String, Integer> vocab(JsonParser p, Path file) throws IOException {
+    private static Map<String, Integer> vocab(JsonParser p, String file) throws IOException {
         Map<String, Integer> vocab = new HashMap<>(1 << 16);
         while (p.nextToken() == JsonToken.FIELD_NAME) {
             String token = p.currentName();
             JsonToken v = p.nextToken();
-            if (v != JsonToken.VALUE_NUMBER_INT || p.getNumberType() != JsonParser.NumberType.INT || p.getIntValue() < 0)
+            if (v != JsonToken.VALUE_NUMBER_INT || p.getNumberType() == JsonParser.NumberType.BIG_INTEGER || p.getLongValue() < 0 || p.getLongValue() > Integer.MAX_VALUE)
                 throw new FormatException(file + ": vocab entry '" + token + "' has id " + (v.isStructStart() ? JSON.readTree(p) : p.getText())
                         + ", expected a non-negative integer");
             vocab.put(token, p.getIntValue());
@@ -70,7 +83,7 @@ record TokenizerJson(ObjectNode rest, Map<String, Integer> vocab, List<String[]>
     }
 
     /// `["a b", ...]` or `[["a", "b"], ...]` after its START_ARRAY; `#version` lines are skipped.
-    private static List<String[]> merges(JsonParser p, Path file) throws IOException {
+    private static List<String[]> merges(JsonParser p, String file) throws IOException {
         List<String[]> pairs = new ArrayList<>(1 << 16);
         for (JsonToken t; (t = p.nextToken()) != JsonToken.END_ARRAY; ) {
             if (t == JsonToken.VALUE_STRING) {

@@ -8,7 +8,11 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.formats.safetensors.SafeTensors;
 import org.peft4j.formats.safetensors.ShardedSafeTensors;
+import org.peft4j.formats.gguf.GgufFile;
+import org.peft4j.formats.gguf.GgufWriter;
 import org.peft4j.model.Models;
+import org.peft4j.model.gguf.GgufModel;
+import org.peft4j.tokenizer.GgufVocab;
 import org.peft4j.model.adapter.AdapterSet;
 import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.llama.LlamaWeights;
@@ -32,6 +36,37 @@ public final class Export {
     private Export() {}
 
 
+
+    /// The merged model (or the base alone when `adapterDir` is null) as one GGUF file that llama.cpp loads:
+    /// `quant` f32, f16, bf16, q8_0 or q4_0 ([GgufModel#writer]), the tokenizer and chat template from the model
+    /// folder's files ([GgufVocab]) or, for a GGUF source, its `tokenizer.*` keys. `out` is the file when it ends in
+    /// `.gguf`, else a folder that receives `model-<quant>.gguf`. Returns the file written.
+    public static Path mergedGguf(Path model, Path adapterDir, Path out, String quant, Gemm gemm) {
+        GgufModel.Quant q = GgufModel.Quant.of(quant);
+        Path file = out.getFileName() != null && out.getFileName().toString().endsWith(".gguf") ? out
+                : out.resolve("model-" + q.name().toLowerCase(java.util.Locale.ROOT) + ".gguf");
+        if (file.toAbsolutePath().normalize().equals(model.toAbsolutePath().normalize()))
+            throw new ConfigException("export_dir must not be the model file " + model);
+        LlamaWeights base = QuantizedModel.isQuantized(model) ? QuantizedModel.load(model).dequantizedWeights() : Models.loadWeights(model);
+        LlamaWeights merged = adapterDir == null ? base
+                : AdapterSet.mergedCopy(gemm, base, LoadedAdapter.read("export", adapterDir, base.config));
+        String name = (model.getFileName() == null ? "model" : model.getFileName().toString()).replaceFirst("\\.gguf$", "");
+        GgufWriter w = GgufModel.writer(merged, q, name);
+        if (GgufModel.isGguf(model)) {
+            try (GgufFile src = GgufFile.open(model)) {
+                src.metadata().forEach((k, v) -> { if (k.startsWith("tokenizer.")) w.put(k, v); });
+            }
+        } else {
+            GgufVocab.put(w, model, merged.config.vocabSize());
+        }
+        try {
+            Files.createDirectories(file.toAbsolutePath().getParent());
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot create " + file.getParent() + ": " + e.getMessage(), e);
+        }
+        w.write(file);
+        return file;
+    }
 
     /// dtype: float32, float16 or bfloat16 (HF names) · exportSizeGb: shard limit in GB (10⁹ bytes), as export_size.
     public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm) {

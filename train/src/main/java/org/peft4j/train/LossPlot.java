@@ -12,15 +12,38 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 
-/// `training_loss.png` (raw and smoothed, as LLaMA-Factory's `plot_loss`) and `training_eval_loss.png`, drawn with XChart.
+/// `training_loss.png` (raw and smoothed, as LLaMA-Factory's `plot_loss`) and `training_eval_loss.png`, drawn with XChart;
+/// for the preference stages also their reward curves, named as LLaMA-Factory's `plot_loss` names them
+/// (`training_` + the key with "/" as "_"): stage dpo `rewards/accuracies` and `rewards/margins` (LLaMA-Factory's DPO
+/// workflow plots the first), stage kto `rewards/chosen`, `rewards/rejected` and `kl`; each with its `eval_` twin
+/// when evaluation logged it.
 public final class LossPlot {
     private LossPlot() {}
 
-    public static void write(Path outputDir, List<Map<String, Object>> history) {
+    /// Metrics plotted besides the losses, per stage.
+    public static List<String> metricKeys(String stage) {
+        return switch (stage) {
+            case "dpo" -> List.of("rewards/accuracies", "rewards/margins");
+            case "kto" -> List.of("rewards/chosen", "rewards/rejected", "kl");
+            default -> List.of();
+        };
+    }
+
+    public static void write(Path outputDir, List<Map<String, Object>> history) { write(outputDir, history, List.of()); }
+
+    /// The loss plots and one plot per key of `metrics` found in `history`.
+    public static void write(Path outputDir, List<Map<String, Object>> history, List<String> metrics) {
         System.setProperty("java.awt.headless", "true");
         plot(outputDir.resolve("training_loss.png"), history, "loss", "training loss");
         plot(outputDir.resolve("training_eval_loss.png"), history, "eval_loss", "eval loss");
+        for (String k : metrics) {
+            plot(outputDir.resolve(fileName(k)), history, k, "training " + k);
+            plot(outputDir.resolve(fileName("eval_" + k)), history, "eval_" + k, "eval " + k);
+        }
     }
+
+    /// LLaMA-Factory's name for the plot of `key`: `training_<key>.png` with "/" as "_".
+    public static String fileName(String key) { return "training_" + key.replace('/', '_') + ".png"; }
 
     private static void plot(Path file, List<Map<String, Object>> history, String key, String title) {
         List<Double> x = new ArrayList<>(), y = new ArrayList<>();

@@ -2,6 +2,7 @@ package org.peft4j.train;
 
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.layers.KtoLoss;
 import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.train.engine.Method;
@@ -18,8 +19,17 @@ import java.util.List;
 public record TrainArgs(Model model, Finetuning finetuning, Data data, Output output, Training training, Eval eval,
                         Peft4j peft4j, Preference preference) {
 
-    /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config.
-    public record Preference(PreferenceLoss.Config loss) {}
+    /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;
+    /// stage kto: `pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`, `pref_ftx` as KTO's. `refModel` (null: the
+    /// default reference), `refModelAdapters` (null: none), `refModelQuantizationBit` (4 or null).
+    public record Preference(PreferenceLoss.Config loss, KtoLoss.Config kto, String refModel, String refModelAdapters,
+                             Integer refModelQuantizationBit) {
+
+        /// Whether `stage` compares against a reference model (DPO's sigmoid, hinge and IPO; KTO).
+        public boolean needsReference(String stage) {
+            return stage.equals("kto") || stage.equals("dpo") && loss.kind().needsReference();
+        }
+    }
 
     /// `adapterNameOrPath`: one PEFT folder whose training continues (LLaMA-Factory's adapter_to_resume), or null.
     /// `quantizationBit`: 4 or null.
@@ -102,6 +112,8 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.str("compare_prompts") == null ? List.of() : List.of(c.str("compare_prompts").split("\\|")),
                         c.str("forgetting_text") == null ? null : Path.of(c.str("forgetting_text"))),
                 new Preference(new PreferenceLoss.Config(PreferenceLoss.Kind.of(c.str("pref_loss")), c.d("pref_beta"), c.d("pref_ftx"),
-                        c.d("dpo_label_smoothing"), c.d("simpo_gamma"))));
+                        c.d("dpo_label_smoothing"), c.d("simpo_gamma")),
+                        new KtoLoss.Config(c.d("pref_beta"), c.d("kto_chosen_weight"), c.d("kto_rejected_weight"), c.d("pref_ftx")),
+                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")));
     }
 }

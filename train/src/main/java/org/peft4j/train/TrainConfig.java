@@ -42,7 +42,7 @@ public final class TrainConfig {
         noted("trust_remote_code", Type.BOOL, false, "Accepted; peft4j runs no model code from the Hub.");
         noted("cache_dir", Type.STRING, null, "Accepted; see HF_HOME for the Hub cache.");
         // method
-        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training) or dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO).");
+        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO) or kto (answers labelled good or bad by a kto_tag column).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
         key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
@@ -63,17 +63,17 @@ public final class TrainConfig {
         key("quantization_type", Type.STRING, "nf4", "QLoRA: nf4 or fp4.");
         key("double_quantization", Type.BOOL, true, "QLoRA: quantize the absmax values too (8-bit, blocks of 256).");
         unsupported("additional_target", Type.STRING, "modules_to_save is not supported yet.");
-        // preference tuning (stage dpo)
-        key("pref_beta", Type.FLOAT, 0.1, "dpo: beta, the strength of the preference term (DPO's inverse temperature).");
+        // preference tuning (stages dpo and kto)
+        key("pref_beta", Type.FLOAT, 0.1, "dpo/kto: beta, the strength of the preference term (DPO's inverse temperature).");
         key("pref_loss", Type.STRING, "sigmoid", "dpo: sigmoid (DPO), hinge, ipo (these three against the reference: the base with the adapter off), orpo or simpo (no reference).");
-        key("pref_ftx", Type.FLOAT, 0.0, "dpo: weight of an SFT term (mean token loss of the chosen answer) added to the preference loss.");
+        key("pref_ftx", Type.FLOAT, 0.0, "dpo/kto: weight of an SFT term (mean token loss of the chosen / desirable answers) added to the preference loss.");
         key("dpo_label_smoothing", Type.FLOAT, 0.0, "dpo: label smoothing of the sigmoid loss (conservative DPO), in [0, 0.5].");
         key("simpo_gamma", Type.FLOAT, 0.5, "dpo: SimPO's target reward margin gamma.");
-        unsupported("ref_model", Type.STRING, "a separate reference model is not supported yet; with LoRA/QLoRA the reference is the base with the adapter off.");
-        unsupported("ref_model_adapters", Type.STRING, "a separate reference model is not supported yet.");
-        unsupported("ref_model_quantization_bit", Type.INT, "a separate reference model is not supported yet.");
-        unsupported("kto_chosen_weight", Type.FLOAT, "stage kto is not supported yet.");
-        unsupported("kto_rejected_weight", Type.FLOAT, "stage kto is not supported yet.");
+        key("ref_model", Type.STRING, null, "dpo/kto: the reference model folder (same tokenizer). Unset: with LoRA/QLoRA the base with the adapter off; with full/freeze a frozen copy of model_name_or_path as loaded.");
+        key("ref_model_adapters", Type.STRING, null, "dpo/kto: one LoRA adapter (PEFT folder) applied on ref_model.");
+        key("ref_model_quantization_bit", Type.INT, null, "dpo/kto: 4 loads ref_model quantized to 4 bits (NF4, double quantization), as QLoRA's base.");
+        key("kto_chosen_weight", Type.FLOAT, 1.0, "kto: weight of the loss of desirable answers (TRL's desirable_weight).");
+        key("kto_rejected_weight", Type.FLOAT, 1.0, "kto: weight of the loss of undesirable answers (TRL's undesirable_weight).");
         unsupported("pref_bco_weight", Type.FLOAT, "BCO is not supported yet.");
         unsupported("ld_alpha", Type.FLOAT, "LD-DPO is not supported yet.");
         // data
@@ -98,7 +98,7 @@ public final class TrainConfig {
         key("logging_steps", Type.INT, 10, "Log every n optimizer steps.");
         key("save_steps", Type.INT, 500, "Save a checkpoint every n optimizer steps (0 = never).");
         key("save_total_limit", Type.INT, null, "Keep at most n checkpoints.");
-        key("plot_loss", Type.BOOL, false, "Draw training_loss.png (and training_eval_loss.png).");
+        key("plot_loss", Type.BOOL, false, "Draw training_loss.png (and training_eval_loss.png); stage dpo adds training_rewards_accuracies.png and training_rewards_margins.png, stage kto training_rewards_chosen.png, training_rewards_rejected.png and training_kl.png.");
         key("resume_from_checkpoint", Type.STRING, null, "A checkpoint folder, or 'true'/'last' for the last one in output_dir.");
         noted("report_to", Type.STRING, "none", "Accepted; metrics go to trainer_log.jsonl.");
         noted("save_only_model", Type.BOOL, false, "Accepted; checkpoints always hold what resuming needs.");
@@ -263,8 +263,8 @@ public final class TrainConfig {
         require("model_name_or_path");
         require("output_dir");
         String stage = str("stage");
-        if (!stage.equals("sft") && !stage.equals("pt") && !stage.equals("dpo"))
-            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt or dpo (rm, ppo and kto are not available yet)");
+        if (!List.of("sft", "pt", "dpo", "kto").contains(stage))
+            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo or kto (rm and ppo are not available yet)");
         if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
@@ -296,12 +296,25 @@ public final class TrainConfig {
         if (stage.equals("dpo")) {
             var kind = org.peft4j.model.layers.PreferenceLoss.Kind.of(str("pref_loss"));
             new org.peft4j.model.layers.PreferenceLoss.Config(kind, d("pref_beta"), d("pref_ftx"), d("dpo_label_smoothing"), d("simpo_gamma"));
-            if (kind.needsReference() && !ft.equals("lora"))
-                throw new ConfigException("pref_loss " + str("pref_loss") + " compares against a reference model; with finetuning_type " + ft
-                        + " that needs a frozen copy (ref_model), which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo");
-            if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage dpo (each pair is its own rows); set packing: false");
+        }
+        if (stage.equals("kto")) {
+            new org.peft4j.model.layers.KtoLoss.Config(d("pref_beta"), d("kto_chosen_weight"), d("kto_rejected_weight"), d("pref_ftx"));
+        }
+        if (str("ref_model") == null) {
+            for (String k : List.of("ref_model_adapters", "ref_model_quantization_bit"))
+                if (get(k) != null) throw new ConfigException(k + " configures ref_model, which is unset; set ref_model to the reference model folder, or drop " + k);
+        } else {
+            if (!stage.equals("dpo") && !stage.equals("kto"))
+                throw new ConfigException("ref_model is the reference of stages dpo and kto; stage " + stage + " has none: drop ref_model");
+            if (optInt("ref_model_quantization_bit") != null && i("ref_model_quantization_bit") != 4)
+                throw new ConfigException("ref_model_quantization_bit " + i("ref_model_quantization_bit") + " is not supported; peft4j quantizes to 4 bits (NF4)");
+            if (str("ref_model_adapters") != null && str("ref_model_adapters").contains(","))
+                throw new ConfigException("ref_model_adapters '" + str("ref_model_adapters") + "' names several adapters; peft4j applies one: merge the others into ref_model first with peft4j export");
+        }
+        if (stage.equals("dpo") || stage.equals("kto")) {
+            if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage " + stage + " (each sequence is its own row); set packing: false");
             if (optDouble("neftune_noise_alpha") != null)
-                throw new ConfigException("neftune_noise_alpha is not supported with stage dpo (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
+                throw new ConfigException("neftune_noise_alpha is not supported with stage " + stage + " (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
         }
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));

@@ -7,6 +7,7 @@ import org.peft4j.tokenizer.Tokenizer;
 import org.peft4j.train.data.Conversation;
 import org.peft4j.train.data.DatasetInfo;
 import org.peft4j.train.data.DatasetLoader;
+import org.peft4j.train.data.Feedback;
 import org.peft4j.train.data.Message;
 import org.peft4j.train.data.Pairwise;
 import org.peft4j.train.data.Pretraining;
@@ -23,8 +24,15 @@ import java.util.List;
 
 /// The datasets of a `train` run, from the config: loaded, converted, rendered with the template, tokenized, cut to
 /// cutoff_len, optionally packed, and split into training and validation sets. For stage dpo the lists hold preference
-/// pairs interleaved, [chosen₀, rejected₀, chosen₁, …] ([Pairwise#interleave]), split by pair.
-public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eval, Template template, int padId) {
+/// pairs interleaved, [chosen₀, rejected₀, chosen₁, …] ([Pairwise#interleave]), split by pair; for stage kto the
+/// examples interleaved with their KL sequences, [target₀, kl₀, target₁, …] ([Feedback#interleave]), with their
+/// labels in `trainDesirable`/`evalDesirable` (null for other stages).
+public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eval, Template template, int padId,
+                        boolean[] trainDesirable, boolean[] evalDesirable) {
+
+    public TrainData(List<TokenizedExample> train, List<TokenizedExample> eval, Template template, int padId) {
+        this(train, eval, template, padId, null, null);
+    }
 
     /// Adapts our tokenizer to the data pipeline's encoder (text without added special tokens).
     public static TextEncoder encoder(Tokenizer t) {
@@ -95,6 +103,20 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
             int pad = padId(tokenizer);
             return new TrainData(Pairwise.interleave(trainPairs), Pairwise.interleave(evalPairs), template, pad);
         }
+        if (args.finetuning().stage().equals("kto")) {
+            // the KL sequences are assigned before the split, as LLaMA-Factory preprocesses before splitting
+            List<Feedback.Example> all = encodeFeedback(cfg, seed, info, cfg.dataset(), template, enc);
+            List<Feedback.Example> tr = all, ev = List.of();
+            if (cfg.evalDataset() != null) ev = encodeFeedback(cfg, seed, info, cfg.evalDataset(), template, enc);
+            else if (cfg.valSize() > 0) {
+                var split = DatasetLoader.split(all, cfg.valSize(), seed);
+                tr = split.train();
+                ev = split.eval();
+            }
+            if (tr.isEmpty()) throw new ConfigException("no labelled examples in " + cfg.dataset() + "; check max_samples");
+            return new TrainData(Feedback.interleave(tr), Feedback.interleave(ev), template, padId(tokenizer),
+                    Feedback.tags(tr), Feedback.tags(ev));
+        }
         List<TokenizedExample> all = encode(cfg, seed, info, cfg.dataset(), template, enc, pt);
         if (cfg.evalDataset() != null) {
             train = all;
@@ -121,6 +143,10 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         for (Conversation[] p : DatasetLoader.loadPairs(info, DatasetLoader.parseNames(datasets), cfg.maxSamples(), seed))
             out.add(Pairwise.encode(template, enc, p, cfg.cutoffLen()));
         return out;
+    }
+
+    private static List<Feedback.Example> encodeFeedback(TrainArgs.Data cfg, long seed, DatasetInfo info, String datasets, Template template, TextEncoder enc) {
+        return Feedback.encodeAll(template, enc, DatasetLoader.loadFeedback(info, DatasetLoader.parseNames(datasets), cfg.maxSamples(), seed), cfg.cutoffLen());
     }
 
     private static List<TokenizedExample> encode(TrainArgs.Data cfg, long seed, DatasetInfo info, String datasets,

@@ -16,7 +16,9 @@ import org.peft4j.train.data.Batcher;
 import org.peft4j.train.data.TokenizedExample;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
+import org.peft4j.train.engine.KtoObjective;
 import org.peft4j.train.engine.PreferenceObjective;
+import org.peft4j.train.engine.SequenceObjective;
 import org.peft4j.train.engine.TrainModel;
 import org.peft4j.train.optim.AdamW;
 import org.peft4j.train.optim.GradClip;
@@ -64,11 +66,12 @@ public final class Trainer {
     private final TrainArgs args;
     private final TrainModel model;
     private final List<TokenizedExample> train, eval;
-    // stage dpo: the objective, and the pairs split from the interleaved lists (the batcher visits pair indices)
-    private final PreferenceObjective pref;
-    private final List<TokenizedExample> chosen, rejected, evalChosen, evalRejected;
+    // stages dpo and kto: the objective, and its units (pairs, or examples with their KL sequences) split from the
+    // interleaved lists; the batcher visits unit indices
+    private final SequenceObjective pref;
+    private final SequenceObjective.Units units, evalUnits;
     private Map<String, Double> lastEvalMetrics = Map.of();
-    private final double[] refCache, evalRefCache;   // reference log-probabilities by pair, computed once (null: none)
+    private final double[] refCache, evalRefCache;   // reference log-probabilities by unit, computed once (null: none)
     private final Path outputDir;
     private final String baseModel;
     private final Listener listener;
@@ -90,30 +93,39 @@ public final class Trainer {
 
     public Trainer(TrainArgs args, TrainModel model, List<TokenizedExample> train, List<TokenizedExample> eval,
                    Path outputDir, String baseModel, Listener listener) {
+        this(args, model, train, eval, null, null, outputDir, baseModel, listener);
+    }
+
+    /// The prepared data of a run: its lists and, for stage kto, the examples' labels.
+    public Trainer(TrainArgs args, TrainModel model, TrainData data, Path outputDir, String baseModel, Listener listener) {
+        this(args, model, data.train(), data.eval(), data.trainDesirable(), data.evalDesirable(), outputDir, baseModel, listener);
+        padId(data.padId());
+    }
+
+    private Trainer(TrainArgs args, TrainModel model, List<TokenizedExample> train, List<TokenizedExample> eval,
+                    boolean[] trainDesirable, boolean[] evalDesirable, Path outputDir, String baseModel, Listener listener) {
         if (train.isEmpty()) throw new ConfigException("the training set is empty after preprocessing; check dataset, max_samples and cutoff_len");
         this.args = args; this.model = model; this.train = train; this.eval = eval;
         this.outputDir = outputDir; this.baseModel = baseModel; this.listener = listener == null ? new Listener() {} : listener;
-        if (args.finetuning().stage().equals("dpo")) {
-            pref = new PreferenceObjective(model, args.preference().loss());
-            chosen = every(train, 0); rejected = every(train, 1);
-            evalChosen = every(eval, 0); evalRejected = every(eval, 1);
-            refCache = PreferenceObjective.newReferenceCache(chosen.size());
-            evalRefCache = PreferenceObjective.newReferenceCache(evalChosen.size());
+        String stage = args.finetuning().stage();
+        if (stage.equals("dpo") || stage.equals("kto")) {
+            boolean kto = stage.equals("kto");
+            if (kto && (trainDesirable == null || evalDesirable == null))
+                throw new IllegalArgumentException("stage kto needs the examples' labels: build the Trainer from TrainData");
+            pref = kto ? new KtoObjective(model, args.preference().kto()) : new PreferenceObjective(model, args.preference().loss());
+            units = SequenceObjective.Units.interleaved(train, kto ? trainDesirable : null);
+            evalUnits = SequenceObjective.Units.interleaved(eval, kto ? evalDesirable : null);
+            refCache = SequenceObjective.newReferenceCache(units.size());
+            evalRefCache = SequenceObjective.newReferenceCache(evalUnits.size());
         } else {
             pref = null;
-            chosen = rejected = evalChosen = evalRejected = null;
+            units = evalUnits = null;
             refCache = evalRefCache = null;
         }
     }
 
-    private static List<TokenizedExample> every(List<TokenizedExample> interleaved, int offset) {
-        List<TokenizedExample> out = new ArrayList<>(interleaved.size() / 2);
-        for (int i = offset; i < interleaved.size(); i += 2) out.add(interleaved.get(i));
-        return out;
-    }
-
-    /// The units the batcher visits: examples, or pairs (stage dpo).
-    private List<TokenizedExample> units() { return pref != null ? chosen : train; }
+    /// How many units the batcher visits: examples, or pairs (stage dpo), or examples with their KL sequences (kto).
+    private int unitCount() { return pref != null ? units.size() : train.size(); }
 
     /// The HF step count: update steps per epoch = max(batches / accumulation, 1); max_steps wins when > 0.
     public static long totalSteps(TrainArgs.Training t, int examples) {
@@ -130,7 +142,7 @@ public final class Trainer {
 
     public Result run() {
         TrainArgs.Training t = args.training();
-        long total = totalSteps(t, units().size());
+        long total = totalSteps(t, unitCount());
         LrSchedule schedule = LrSchedule.of(t.lrSchedulerType(), t.learningRate(), Math.toIntExact(total), t.warmupSteps(), t.warmupRatio());
         List<Param> params = model.params();
         // LoRA+: B matrices get ratio · lr, in an optimizer of their own (same AdamW math).
@@ -154,8 +166,8 @@ public final class Trainer {
         int accum = args.training().gradientAccumulationSteps();
         List<Param> ordered = new ArrayList<>(groupA);
         ordered.addAll(groupB);
-        Batcher batcher = new Batcher(units(), pref != null ? pref.maxPairs() : model.B, padId, args.training().seed(), true);
-        PreferenceObjective.Totals window = new PreferenceObjective.Totals();
+        Batcher batcher = new Batcher(pref != null ? units.first() : train, pref != null ? pref.maxUnits() : model.B, padId, args.training().seed(), true);
+        SequenceObjective.Totals window = new SequenceObjective.Totals();
         Checkpoint.State state = new Checkpoint.State(0, 0, 0, 0, 0, 0, new ArrayList<>());
         Path resume = resumePath();
         if (resume != null) {
@@ -163,6 +175,13 @@ public final class Trainer {
                 long st = Long.parseLong(f.metadata().getOrDefault("step", "0"));
                 optA.load(f, "a.", st);
                 if (optB != null) optB.load(f, "b.", st);
+                if (refCache != null && f.contains(REFERENCE_CACHE)) {
+                    var seg = f.bytes(REFERENCE_CACHE);
+                    if (seg.byteSize() != 8L * refCache.length)
+                        throw new ConfigException(resume + " holds reference log-probabilities of " + seg.byteSize() / 8 / 2
+                                + " units, this run has " + refCache.length / 2 + "; resume with the dataset the checkpoint was trained on");
+                    for (int i = 0; i < refCache.length; i++) refCache[i] = seg.getAtIndex(LE_DOUBLE, i);
+                }
             });
             batcher.seek(state.position());
         }
@@ -202,15 +221,15 @@ public final class Trainer {
             model.zeroGrad();
             double lossSum = 0;
             if (pref != null) {
-                // HF: the mean over the pairs of the accumulated step
+                // HF: the mean over the units (pairs, examples) of the accumulated step
                 items = 0;
                 for (Batcher.Batch b : micro) items += b.B();
                 for (Batcher.Batch b : micro) {
-                    Batcher.Batch pb = PreferenceObjective.batch(chosen, rejected, b.exampleIds(), padId);
-                    // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer(disable_dropout=True), TRL's default
-                    lossSum += pref.forward(pb, false, step, window, refCache);
-                    pref.backward(pb, 1.0 / items, step);
-                    for (int len : pb.lengths()) { tokensSeen += len; tokensThisRun += len; }
+                    // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer/CustomKTOTrainer(disable_dropout=True)
+                    lossSum += pref.forward(units, b.exampleIds(), padId, false, step, window, refCache);
+                    pref.backward(1.0 / items, step);
+                    tokensSeen += pref.lastTokens();
+                    tokensThisRun += pref.lastTokens();
                 }
             } else for (Batcher.Batch b : micro) {
                 CrossEntropy.shiftLabels(targets, b.labels(), b.B(), b.T());
@@ -272,6 +291,7 @@ public final class Trainer {
                 var st = new Checkpoint.State(step, pos.epoch(), pos.index(), windowSum, windowSteps, tokensSeen, history);
                 List<org.peft4j.formats.safetensors.SafeTensors.Entry> optState = new ArrayList<>(optA.save("a."));
                 if (optB != null) optState.addAll(optB.save("b."));
+                if (refCache != null) optState.add(referenceCacheEntry());
                 Path dir = Checkpoint.save(outputDir, st, ordered, optState, this::saveModelFiles);
                 if (o.saveTotalLimit() != null) Checkpoint.rotate(outputDir, o.saveTotalLimit());
                 listener.onCheckpoint(step, dir);
@@ -295,7 +315,7 @@ public final class Trainer {
         listener.onEval(0, loss, lastEvalMetrics);
         Map<String, Object> all = Checkpoint.map("eval_loss", round(loss), "eval_perplexity", round(Math.exp(loss)),
                 "eval_runtime", round(seconds), "eval_samples", eval.size());
-        if (pref != null) { all.remove("eval_perplexity"); all.put("eval_samples", evalChosen.size()); all.putAll(lastEvalMetrics); }
+        if (pref != null) { all.remove("eval_perplexity"); all.put("eval_samples", evalUnits.size()); all.putAll(lastEvalMetrics); }
         try {
             Files.createDirectories(outputDir);
             var om = new ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT);
@@ -314,7 +334,7 @@ public final class Trainer {
     public double evaluate() {
         if (eval.isEmpty()) throw new ConfigException("no validation examples to evaluate; set val_size or eval_dataset");
         if (pref != null) {
-            PreferenceObjective.Totals t = evaluatePreference();
+            SequenceObjective.Totals t = evaluatePreference();
             lastEvalMetrics = rounded(t.means("eval_"));
             return t.meanLoss();
         }
@@ -340,16 +360,17 @@ public final class Trainer {
         return rows == 0 ? Double.NaN : weighted / rows;
     }
 
-    /// Stage dpo: the validation pairs in order, per_device_eval_batch_size pairs per batch (run as forwards of at
-    /// most half the planned rows), no dropout: the mean pair loss and TRL's metrics (`eval_rewards/accuracies`, ...).
-    public PreferenceObjective.Totals evaluatePreference() {
+    /// Stages dpo and kto: the validation units in order, in forwards of as many units as a training micro-batch,
+    /// no dropout: the mean unit loss and TRL's metrics (`eval_rewards/accuracies`, `eval_kl`, ...). For kto the KL
+    /// estimate is per forward, as for training batches.
+    public SequenceObjective.Totals evaluatePreference() {
         if (pref == null) throw new IllegalStateException("not a preference run");
-        PreferenceObjective.Totals t = new PreferenceObjective.Totals();
-        int n = evalChosen.size(), per = pref.maxPairs();
+        SequenceObjective.Totals t = new SequenceObjective.Totals();
+        int n = evalUnits.size(), per = pref.maxUnits();
         for (int p0 = 0; p0 < n; p0 += per) {
             int[] ids = new int[Math.min(per, n - p0)];
             for (int i = 0; i < ids.length; i++) ids[i] = p0 + i;
-            pref.forward(PreferenceObjective.batch(evalChosen, evalRejected, ids, padId), false, 0, t, evalRefCache);
+            pref.forward(evalUnits, ids, padId, false, 0, t, evalRefCache);
         }
         return t;
     }
@@ -438,12 +459,12 @@ public final class Trainer {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
-        if (args.output().plotLoss()) LossPlot.write(outputDir, history);
+        if (args.output().plotLoss()) LossPlot.write(outputDir, history, LossPlot.metricKeys(args.finetuning().stage()));
     }
 
     private double epochOf(Batcher b) {
         var p = b.position();
-        return p.epoch() + (double) p.index() / units().size();
+        return p.epoch() + (double) p.index() / unitCount();
     }
 
     private static int countTargets(Batcher.Batch b) {
@@ -451,6 +472,19 @@ public final class Trainer {
         for (int r = 0; r < b.B(); r++)
             for (int t = 1; t < b.T(); t++) if (b.labels()[r * b.T() + t] != CrossEntropy.IGNORE) n++;
         return n;
+    }
+
+    /// The checkpoint entry of the reference cache: a resumed run reuses the reference values the interrupted one
+    /// computed (NaN where a unit was not seen yet), so it continues bit for bit.
+    static final String REFERENCE_CACHE = "reference_logps";
+    private static final java.lang.foreign.ValueLayout.OfDouble LE_DOUBLE =
+            java.lang.foreign.ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+
+    private org.peft4j.formats.safetensors.SafeTensors.Entry referenceCacheEntry() {
+        byte[] b = new byte[8 * refCache.length];
+        var seg = java.lang.foreign.MemorySegment.ofArray(b);
+        for (int i = 0; i < refCache.length; i++) seg.setAtIndex(LE_DOUBLE, i, refCache[i]);
+        return org.peft4j.formats.safetensors.SafeTensors.Entry.ofBytes(REFERENCE_CACHE, org.peft4j.core.DType.F64, new long[] {refCache.length}, b);
     }
 
     private static List<float[]> datas(List<Param> ps) { return ps.stream().map(Param::data).toList(); }

@@ -15,12 +15,14 @@ import org.peft4j.tokenizer.Tokenizer;
 import org.peft4j.train.data.Conversation;
 import org.peft4j.train.data.DatasetInfo;
 import org.peft4j.train.data.DatasetLoader;
+import org.peft4j.train.data.Feedback;
 import org.peft4j.train.data.Pairwise;
 import org.peft4j.train.data.Supervised;
 import org.peft4j.train.data.TokenizedExample;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.PreferenceObjective;
+import org.peft4j.train.engine.SequenceObjective;
 import org.peft4j.train.engine.TrainModel;
 import org.peft4j.train.recipe.FinetuneRecipe;
 import org.peft4j.train.recipe.TrainEvent;
@@ -63,6 +65,21 @@ class PreferenceTrainTest {
             s.putObject("chosen").put("from", "gpt").put("value", chosen);
             s.putObject("rejected").put("from", "gpt").put("value", rejected);
         }
+        // KTO: the same answers unpaired, LLaMA-Factory's kto_en_demo layout (sharegpt messages + a boolean label);
+        // alternating rows keep both labels in every part of the data
+        var kto = om.createArrayNode();
+        int k = 0;
+        for (JsonNode r : rows) {
+            boolean good = k++ % 2 == 0;
+            String answer = r.get("output").asText();
+            if (!good) answer = answer.replace("Tiny", "Max").replace("peft4j team", "Acme lab");
+            var o = kto.addObject();
+            var m = o.putArray("messages");
+            m.addObject().put("role", "user").put("content", r.get("instruction").asText());
+            m.addObject().put("role", "assistant").put("content", answer);
+            o.put("label", good);
+        }
+        Files.writeString(data.resolve("kto.json"), om.writeValueAsString(kto));
         Files.writeString(data.resolve("pairs.json"), om.writeValueAsString(alpaca));
         Files.writeString(data.resolve("pairs_sharegpt.json"), om.writeValueAsString(sharegpt));
         Files.copy(root.resolve("data/identity_en.json"), data.resolve("identity_en.json"));
@@ -71,6 +88,8 @@ class PreferenceTrainTest {
                            "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
                  "pairs_sharegpt": {"file_name": "pairs_sharegpt.json", "ranking": true, "formatting": "sharegpt",
                                     "columns": {"messages": "conversations", "chosen": "chosen", "rejected": "rejected"}},
+                 "kto": {"file_name": "kto.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"},
+                         "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}},
                  "identity_en": {"file_name": "identity_en.json"}}
                 """);
     }
@@ -88,6 +107,15 @@ class PreferenceTrainTest {
         List<TrainEvent> events = new ArrayList<>();
         new FinetuneRecipe().run(TrainConfig.load(null, flags), events::add);
         return events;
+    }
+
+    static void assertPng(Path p) {
+        try {
+            byte[] b = Files.readAllBytes(p);
+            assertTrue(b.length > 1000 && b[1] == 'P' && b[2] == 'N' && b[3] == 'G', p + " is a PNG image");
+        } catch (java.io.IOException e) {
+            fail(p + " was not written: " + e);
+        }
     }
 
     static <T> List<T> of(List<TrainEvent> events, Class<T> c) { return events.stream().filter(c::isInstance).map(c::cast).toList(); }
@@ -149,7 +177,7 @@ class PreferenceTrainTest {
     void batchHoldsBothAnswersOfEachPair() {
         var c = List.of(new TokenizedExample(new int[] {1, 2, 3}, new int[] {-100, 2, 3}), new TokenizedExample(new int[] {4, 5}, new int[] {-100, 5}));
         var r = List.of(new TokenizedExample(new int[] {1, 9}, new int[] {-100, 9}), new TokenizedExample(new int[] {4, 8, 8, 8}, new int[] {-100, 8, 8, 8}));
-        var b = PreferenceObjective.batch(c, r, new int[] {1, 0}, 0);
+        var b = SequenceObjective.batch(new SequenceObjective.Units(c, r, null), new int[] {1, 0}, 0);
         assertEquals(4, b.B());
         assertEquals(4, b.T());
         assertArrayEquals(new int[] {4, 5, 0, 0,  1, 2, 3, 0,  4, 8, 8, 8,  1, 9, 0, 0}, b.inputIds(), "chosen rows, then the rejected rows of the same pairs");
@@ -169,17 +197,16 @@ class PreferenceTrainTest {
                 new TokenizedExample(new int[] {8, 77, 12}, new int[] {-100, 77, 12}));
         var r = List.of(new TokenizedExample(new int[] {5, 17, 99, 301, 42, 43, 44}, new int[] {-100, -100, 99, 301, 42, 43, 44}),
                 new TokenizedExample(new int[] {8, 70}, new int[] {-100, 70}));
+        var units = new SequenceObjective.Units(c, r, null);
         m.zeroGrad();
-        var both = PreferenceObjective.batch(c, r, new int[] {0, 1}, 0);
-        double l2 = obj.forward(both, false, 0, null);
-        obj.backward(both, 0.5, 0);
+        double l2 = obj.forward(units, new int[] {0, 1}, 0, false, 0, null, null);
+        obj.backward(0.5, 0);
         List<float[]> g2 = m.params().stream().map(p -> p.grad().clone()).toList();
         m.zeroGrad();
         double l1 = 0;
         for (int i = 0; i < 2; i++) {
-            var one = PreferenceObjective.batch(c, r, new int[] {i}, 0);
-            l1 += obj.forward(one, false, 0, null);
-            obj.backward(one, 0.5, 0);
+            l1 += obj.forward(units, new int[] {i}, 0, false, 0, null, null);
+            obj.backward(0.5, 0);
         }
         assertEquals(l2, l1, 1e-6);
         double max = 0, diff = 0;
@@ -195,7 +222,9 @@ class PreferenceTrainTest {
     @Test
     void dpoLearnsThePreferenceOnHeldOutPairs() {
         List<TrainEvent> ev = run(flags("learn", "--val_size", "4", "--learning_rate", "5e-3", "--max_steps", "24",
-                "--pref_beta", "0.1", "--eval_strategy", "steps", "--eval_steps", "24", "--per_device_eval_batch_size", "4"));
+                "--pref_beta", "0.1", "--eval_strategy", "steps", "--eval_steps", "24", "--per_device_eval_batch_size", "4", "--plot_loss", "true"));
+        for (String k : List.of("loss", "rewards/accuracies", "rewards/margins"))
+            assertPng(tmp.resolve("learn").resolve(LossPlot.fileName(k)));
         TrainEvent.Eval e = of(ev, TrainEvent.Eval.class).getLast();
         assertTrue(e.metrics().get("eval_rewards/accuracies") >= 0.9, "held-out reward accuracy: " + e.metrics());
         assertTrue(e.metrics().get("eval_rewards/margins") > 0, e.metrics().toString());
@@ -222,13 +251,182 @@ class PreferenceTrainTest {
         }
     }
 
+    static List<String> ktoFlags(String out, String... more) {
+        List<String> f = new ArrayList<>(flags(out, "--stage", "kto", "--dataset", "kto"));
+        f.addAll(List.of(more));
+        return f;
+    }
+
+    /// kto_tag rows load as labelled conversations (LLaMA-Factory's kto_en_demo: 300 rows, 150 desirable); each
+    /// example's KL sequence is its own prompt with the answer of the row mirrored in its block, both prompt-masked
+    /// as SFT masks them; a tag that is not a boolean is an error naming the row.
+    @Test
+    void ktoExamplesAndTheirKlSequences() throws Exception {
+        Path lf = Shared.require("data/llamafactory");
+        List<Feedback.Labelled> demo = DatasetLoader.loadFeedback(DatasetInfo.load(lf), List.of("kto_en_demo"), null, 0);
+        assertEquals(300, demo.size());
+        assertEquals(150, demo.stream().filter(Feedback.Labelled::desirable).count());
+
+        Tokenizer tok = Tokenizer.load(model);
+        var enc = TrainData.encoder(tok);
+        var template = org.peft4j.train.data.Template.named("default");
+        List<Feedback.Labelled> rows = DatasetLoader.loadFeedback(DatasetInfo.load(data), List.of("kto"), null, 0);
+        assertEquals(16, rows.size());
+        List<Feedback.Example> ex = Feedback.encodeAll(template, enc, rows, 1024);
+        var opts = new Supervised.Options(1024, false, true);
+        for (int i = 0; i < rows.size(); i++) {
+            Conversation c = rows.get(i).conversation(), mirror = rows.get(rows.size() - 1 - i).conversation();
+            assertEquals(rows.get(i).desirable(), ex.get(i).desirable());
+            assertEquals(Supervised.encode(template, enc, c, opts), ex.get(i).target(), "row " + i + ": the example is SFT's encoding");
+            var klConversation = new Conversation(c.system(), c.tools(), List.of(c.messages().get(0), mirror.messages().get(1)));
+            assertEquals(Supervised.encode(template, enc, klConversation, opts), ex.get(i).kl(), "row " + i + ": prompt i, answer of row " + (rows.size() - 1 - i));
+        }
+        Path bad = Files.createDirectories(tmp.resolve("bad-kto"));
+        Files.writeString(bad.resolve("k.json"), "[{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}], \"label\": \"yes\"}]");
+        Files.writeString(bad.resolve("dataset_info.json"), """
+                {"k": {"file_name": "k.json", "formatting": "sharegpt", "columns": {"messages": "messages", "kto_tag": "label"},
+                       "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}}""");
+        var e = assertThrows(org.peft4j.core.Peft4jException.class, () -> DatasetLoader.loadFeedback(DatasetInfo.load(bad), List.of("k"), null, 0));
+        assertTrue(e.getMessage().contains("row 0") && e.getMessage().contains("label") && e.getMessage().contains("true"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> DatasetLoader.loadFeedback(DatasetInfo.load(data), List.of("pairs"), null, 0));
+        assertTrue(e.getMessage().contains("kto_tag"), e.getMessage());
+    }
+
+    /// At the first step of LoRA KTO the policy is the reference (B = 0): the KL estimate is 0, every example's loss is
+    /// w·(1 − σ(0)) = w/2, so the step's loss is the mean of the weights' halves and the rewards are 0; also over a
+    /// 4-bit base.
+    @Test
+    void loraKtoStartsAtHalfTheWeights() {
+        for (String[] extra : new String[][] {{}, {"--quantization_bit", "4"}, {"--kto_rejected_weight", "2.0"}}) {
+            List<String> f = new ArrayList<>(ktoFlags("kto-start" + String.join("", extra).replace("-", ""), "--max_steps", "1",
+                    "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "2"));
+            f.addAll(List.of(extra));
+            TrainEvent.Step s = of(run(f), TrainEvent.Step.class).getFirst();
+            String what = "LoRA KTO " + Arrays.toString(extra);
+            assertEquals(0.0, s.metrics().get("kl"), 1e-6, what);
+            assertEquals(0.0, s.metrics().get("rewards/chosen"), 1e-4, what);
+            assertEquals(0.0, s.metrics().get("rewards/rejected"), 1e-4, what);
+            assertTrue(s.metrics().get("logps/rejected") < -1, what + ": " + s.metrics());
+            // 8 examples of the shuffled data: d desirable, 8 − d undesirable; loss = (d·1 + (8 − d)·wu) / 2 / 8
+            double wu = extra.length == 2 && extra[0].equals("--kto_rejected_weight") ? 2.0 : 1.0;
+            double expected = Double.NaN;
+            for (int d = 0; d <= 8; d++) if (Math.abs((d + (8 - d) * wu) / 16 - s.loss()) < LN2_ATOL) expected = (d + (8 - d) * wu) / 16;
+            assertEquals(expected, s.loss(), LN2_ATOL, what + ": the loss is a mean of w/2 terms");
+            if (wu == 1.0) assertEquals(0.5, s.loss(), LN2_ATOL, what);
+        }
+    }
+
+    /// LoRA KTO on the identity answers (Tiny desirable, Max undesirable): on held-out examples the desirable answers'
+    /// rewards rise above the undesirable ones', and the loss falls below its start of 0.5.
+    @Test
+    void ktoLearnsOnHeldOutExamples() {
+        List<TrainEvent> ev = run(ktoFlags("kto-learn", "--val_size", "4", "--learning_rate", "5e-3", "--max_steps", "24",
+                "--per_device_train_batch_size", "4", "--eval_strategy", "steps", "--eval_steps", "12", "--per_device_eval_batch_size", "4",
+                "--plot_loss", "true"));
+        for (String k : List.of("loss", "eval_loss", "rewards/chosen", "rewards/rejected", "kl", "eval_rewards/chosen", "eval_kl"))
+            assertPng(tmp.resolve("kto-learn").resolve(LossPlot.fileName(k)));
+        TrainEvent.Eval e = of(ev, TrainEvent.Eval.class).getLast();
+        assertTrue(e.metrics().get("eval_rewards/margins") > 0.5, "held-out margin: " + e.metrics());
+        assertTrue(e.metrics().get("eval_rewards/chosen") > 0, e.metrics().toString());
+        assertTrue(e.metrics().get("eval_rewards/rejected") < 0, e.metrics().toString());
+        assertTrue(e.evalLoss() < 0.5, "eval loss below its start 0.5: " + e.evalLoss());
+        assertTrue(e.metrics().containsKey("eval_kl"));
+    }
+
+    /// Full and freeze tuning compare against a frozen copy of the model as loaded: at the first step the policy is
+    /// that copy, so DPO starts at ln 2 and KTO at 0.5 with a zero KL estimate; after some steps the rewards move
+    /// (the copy did not train along).
+    @Test
+    void fullAndFreezeTuningUseAFrozenCopyAsReference() {
+        List<TrainEvent.Step> dpo = of(run(flags("full-dpo", "--finetuning_type", "full", "--learning_rate", "1e-3", "--max_steps", "4")), TrainEvent.Step.class);
+        assertEquals(Math.log(2), dpo.getFirst().loss(), LN2_ATOL, "full DPO starts at ln 2");
+        assertEquals(0.0, dpo.getFirst().metrics().get("rewards/margins"), 1e-4);
+        assertTrue(Math.abs(dpo.getLast().metrics().get("rewards/margins")) > 1e-3, "the reference stays while the policy moves: " + dpo.getLast().metrics());
+        List<TrainEvent.Step> kto = of(run(ktoFlags("freeze-kto", "--finetuning_type", "freeze", "--max_steps", "1",
+                "--per_device_train_batch_size", "4")), TrainEvent.Step.class);
+        assertEquals(0.5, kto.getFirst().loss(), LN2_ATOL, "freeze KTO starts at 0.5");
+        assertEquals(0.0, kto.getFirst().metrics().get("kl"), 1e-6);
+    }
+
+    /// ref_model with ref_model_adapters: a fresh LoRA policy (B = 0) is the base, the reference the base with an
+    /// adapter, so the held-out rewards are β·(log p_base − log p_adapter): the negatives of what `peft4j eval`'s
+    /// Evaluation.preference (one sequence at a time through the inference engine) reports for that adapter. With
+    /// ref_model_quantization_bit 4 the reference is the 4-bit base: close to, not equal to, the float one.
+    @Test
+    void refModelWithAdaptersIsTheReference() {
+        run(flags("ref-adapter", "--learning_rate", "5e-3", "--max_steps", "6"));
+        Path adapter = tmp.resolve("ref-adapter");
+        List<String> eval = flags("ref-eval", "--do_train", "false", "--do_eval", "true", "--val_size", "4",
+                "--per_device_eval_batch_size", "4", "--ref_model", model.toString(), "--ref_model_adapters", adapter.toString());
+        TrainEvent.Eval e = of(run(eval), TrainEvent.Eval.class).getLast();
+        var cfg = TrainConfig.load(null, flags("ref-data", "--val_size", "4"));
+        List<TokenizedExample> evalPairs = TrainData.prepare(cfg, Tokenizer.load(model), model).eval();
+        var m = Models.load(model, Gemms.get("java"));
+        var p = org.peft4j.train.Evaluation.preference(m, m.loadAdapter("ref", adapter), evalPairs, 0.1);
+        assertTrue(Math.abs(p.margin()) > 1e-3, "the adapter moved the rewards: " + p);
+        assertEquals(-p.rewardsChosen(), e.metrics().get("eval_rewards/chosen"), 1e-3);
+        assertEquals(-p.rewardsRejected(), e.metrics().get("eval_rewards/rejected"), 1e-3);
+        assertEquals(-p.margin(), e.metrics().get("eval_rewards/margins"), 1e-3);
+
+        List<String> q = new ArrayList<>(flags("ref-q", "--do_train", "false", "--do_eval", "true", "--val_size", "4",
+                "--per_device_eval_batch_size", "4", "--ref_model", model.toString(), "--ref_model_quantization_bit", "4"));
+        TrainEvent.Eval eq = of(run(q), TrainEvent.Eval.class).getLast();
+        double rc = eq.metrics().get("eval_rewards/chosen");
+        assertTrue(rc != 0 && Math.abs(rc) < 0.5, "a 4-bit reference is close to the base: " + eq.metrics());
+        var bad = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model_adapters", adapter.toString())));
+        assertTrue(bad.getMessage().contains("ref_model"), bad.getMessage());
+        bad = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model", model.toString(), "--ref_model_quantization_bit", "8")));
+        assertTrue(bad.getMessage().contains("ref_model_quantization_bit"), bad.getMessage());
+    }
+
+    /// A DPO run stopped after its checkpoint at step 2 and run again resumes there (optimizer, data position and the
+    /// cached reference values from the checkpoint) and ends with the same adapter bytes as an uninterrupted run.
+    @Test
+    void dpoResumesBitIdentically() throws Exception {
+        List<String> whole = flags("dpo-whole", "--max_steps", "5", "--save_steps", "2", "--learning_rate", "3e-3", "--num_train_epochs", "3");
+        run(whole);
+        List<String> cut = new ArrayList<>(flags("dpo-cut", "--max_steps", "5", "--save_steps", "2", "--learning_rate", "3e-3", "--num_train_epochs", "3"));
+        var first = new FinetuneRecipe();
+        first.run(TrainConfig.load(null, cut), ev -> { if (ev instanceof TrainEvent.CheckpointSaved c && c.step() == 2) first.cancel(); });
+        assertTrue(Files.isDirectory(tmp.resolve("dpo-cut/checkpoint-2")));
+        assertFalse(Files.exists(tmp.resolve("dpo-cut/adapter_model.safetensors")), "the cancelled run wrote no final adapter");
+        cut.remove("--overwrite_output_dir");
+        List<TrainEvent> resumed = run(cut);
+        assertEquals(2, of(resumed, TrainEvent.Started.class).getFirst().startStep(), "resumed from checkpoint-2");
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("dpo-whole/adapter_model.safetensors")),
+                Files.readAllBytes(tmp.resolve("dpo-cut/adapter_model.safetensors")), "same adapter bytes as the uninterrupted run");
+    }
+
+    /// LLaMA-Factory's own DPO and KTO example YAMLs (test resources llamafactory/, unchanged) run with only the model,
+    /// dataset_dir, output_dir, steps and cutoff_len swapped for the bundled model and ../shared's demo data: both train
+    /// and write the adapter, trainer_log.jsonl with TRL's metric names, and the loss plots.
+    @Test
+    void llamaFactoryDpoAndKtoExamplesRun() throws Exception {
+        Path lf = Shared.require("data/llamafactory");
+        for (String name : List.of("llama3_lora_dpo", "llama3_lora_kto")) {
+            Path yaml = Path.of(PreferenceTrainTest.class.getResource("/llamafactory/" + name + ".yaml").toURI());
+            Path out = tmp.resolve(name);
+            var cfg = TrainConfig.load(yaml, List.of("--model_name_or_path", model.toString(), "--dataset_dir", lf.toString(),
+                    "--output_dir", out.toString(), "--max_steps", "2", "--gradient_accumulation_steps", "2", "--cutoff_len", "96",
+                    "--logging_steps", "1", "--max_samples", "40", "--gemm", "java"));
+            List<TrainEvent> ev = new ArrayList<>();
+            new FinetuneRecipe().run(cfg, ev::add);
+            assertEquals(2, of(ev, TrainEvent.Step.class).getLast().step(), name);
+            assertTrue(Files.exists(out.resolve("adapter_model.safetensors")), name);
+            String log = Files.readString(out.resolve("trainer_log.jsonl"));
+            // (a KTO window holds desirable or undesirable examples or both: its rewards/chosen or rewards/rejected)
+            assertTrue(log.contains("\"rewards/") && log.contains("\"logps/") && log.contains(name.endsWith("dpo") ? "\"rewards/accuracies\"" : "\"kl\""), name + ": " + log);
+            assertPng(out.resolve("training_loss.png"));
+        }
+    }
+
     @Test
     void unsupportedPreferenceSetupsAreRefused() {
-        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--finetuning_type", "full")));
-        assertTrue(e.getMessage().contains("reference"), e.getMessage());
-        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--stage", "kto")));
-        assertTrue(e.getMessage().contains("kto"), e.getMessage());
-        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--ref_model", "other")));
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--stage", "kto", "--kto_chosen_weight", "-1")));
+        assertTrue(e.getMessage().contains("kto_chosen_weight"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> run(ktoFlags("kto-on-pairs", "--dataset", "pairs")));
+        assertTrue(e.getMessage().contains("kto_tag"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> run(flags("x", "--ref_model", tmp.resolve("nowhere").toString())));
         assertTrue(e.getMessage().contains("ref_model"), e.getMessage());
         e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--pref_loss", "kto_pair")));
         e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("x", "--neftune_noise_alpha", "5")));

@@ -27,7 +27,7 @@ import java.util.concurrent.ThreadLocalRandom;
 
 /// Writes safetensors files byte-for-byte as the Rust `serialize`/`prepare` used by Python's `save_file` does
 /// (specs.md §6.1), and replaces files atomically.
-final class Writer {
+public final class Writer {
     private Writer() {}
 
     /// Rank of each dtype in safetensors' `Dtype` enum (declaration order), restricted to the dtypes [DType] has.
@@ -110,11 +110,11 @@ final class Writer {
     /// `\b \f \n \r \t`, else a six-character `u00xx` escape, lower-case hex); everything else, non-ASCII included, verbatim.
     private static String jsonString(String s) { return PyJson.dumps(s, false); }
 
-    interface Body { void write(FileChannel ch) throws IOException; }
+    public interface Body { void write(FileChannel ch) throws IOException; }
 
     /// Writes through a temp file beside `file` (same file system, so the rename is atomic), fsyncs it, renames it
     /// over `file` and fsyncs the directory. On failure the temp file is removed and `file` is untouched.
-    static void atomically(Path file, Body body) {
+    public static void atomically(Path file, Body body) {
         Path abs = file.toAbsolutePath();
         Path dir = abs.getParent();
         if (dir == null || !Files.isDirectory(dir))

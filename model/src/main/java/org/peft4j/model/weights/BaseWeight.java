@@ -11,7 +11,7 @@ import org.peft4j.quant.Nf4Tensor;
 /// The layer math (y = x·Wᵀ + b, dx += dy·W) is one call whatever the kind; there is no weight gradient here
 /// (a trained dense weight adds `Linear.backwardWeight` on [DenseF32#data()]). Reference: torch.nn.Linear,
 /// bitsandbytes `Linear4bit`.
-public sealed interface BaseWeight permits DenseF32, DenseHalf, Nf4Weight {
+public sealed interface BaseWeight permits DenseF32, DenseHalf, Nf4Weight, GgmlWeight {
     /// Rows of W: the output features.
     int out();
 

@@ -66,22 +66,30 @@ public final class Batcher {
     public Batch next() {
         if (index >= examples.size()) { epoch++; index = 0; order = orderOf(epoch); }
         int b = Math.min(batchSize, examples.size() - index);
-        int[] ids = new int[b], lengths = new int[b];
-        int T = 0;
-        for (int r = 0; r < b; r++) {
-            ids[r] = order[index + r];
-            lengths[r] = examples.get(ids[r]).length();
+        int[] ids = new int[b];
+        for (int r = 0; r < b; r++) ids[r] = order[index + r];
+        index += b;
+        return of(ids, padId, examples);
+    }
+
+    /// The batch of the examples `ids` of each list in turn (rows: `lists[0]` at every id, then `lists[1]`, …),
+    /// right-padded with `padId` (labels IGNORE) to the longest row; `exampleIds` keeps `ids`.
+    @SafeVarargs
+    public static Batch of(int[] ids, int padId, List<TokenizedExample>... lists) {
+        int n = ids.length, B = n * lists.length, T = 0;
+        int[] lengths = new int[B];
+        for (int r = 0; r < B; r++) {
+            lengths[r] = lists[r / n].get(ids[r % n]).length();
             T = Math.max(T, lengths[r]);
         }
-        int[] input = new int[b * T], labels = new int[b * T];
+        int[] input = new int[B * T], labels = new int[B * T];
         Arrays.fill(input, padId);
         Arrays.fill(labels, IGNORE_INDEX);
-        for (int r = 0; r < b; r++) {
-            TokenizedExample e = examples.get(ids[r]);
+        for (int r = 0; r < B; r++) {
+            TokenizedExample e = lists[r / n].get(ids[r % n]);
             System.arraycopy(e.inputIds(), 0, input, r * T, e.length());
             System.arraycopy(e.labels(), 0, labels, r * T, e.length());
         }
-        index += b;
-        return new Batch(b, T, input, labels, lengths, ids);
+        return new Batch(B, T, input, labels, lengths, ids.clone());
     }
 }

@@ -59,9 +59,35 @@ public final class DatasetLoader {
                 throw new ConfigException("dataset '" + name + "' is not a ranking dataset; stage dpo needs pairs: set \"ranking\": true "
                         + "and \"chosen\"/\"rejected\" columns in its dataset_info.json entry");
             if (spec.columns().ktoTag() != null)
-                throw new ConfigException("dataset '" + name + "' is a KTO dataset (kto_tag), which peft4j does not support yet");
+                throw new ConfigException("dataset '" + name + "' is a KTO dataset (kto_tag: unpaired answers labelled good or bad); use it with stage kto");
             for (Converters.Row row : sample(spec, readRows(spec.file()), maxSamples, seed))
                 all.add(Converters.pair(spec, row));
+        }
+        return all;
+    }
+
+    /// Labelled conversations of `names` for stage kto: datasets with a `kto_tag` column (a JSON boolean per row,
+    /// true = desirable), converted as for SFT. Reference: LLaMA-Factory `converter.py` (`if self.dataset_attr.kto_tag
+    /// and isinstance(example[self.dataset_attr.kto_tag], bool)`); a row whose tag is not a boolean is an error here,
+    /// where LLaMA-Factory would silently train it as a plain example.
+    public static List<Feedback.Labelled> loadFeedback(DatasetInfo info, List<String> names, Integer maxSamples, long seed) {
+        List<Feedback.Labelled> all = new ArrayList<>();
+        for (String name : names) {
+            DatasetSpec spec = info.get(name);
+            String tag = spec.columns().ktoTag();
+            if (tag == null)
+                throw new ConfigException("dataset '" + name + "' has no kto_tag column; stage kto needs answers labelled good or bad: "
+                        + "add \"kto_tag\": \"<column>\" to the columns of its dataset_info.json entry (a true/false column), or use stage sft/dpo");
+            if (spec.ranking())
+                throw new ConfigException("dataset '" + name + "' is a ranking (chosen/rejected) dataset; stage kto reads unpaired answers with a kto_tag; use stage dpo");
+            checkTextOnly(spec);
+            for (Converters.Row row : sample(spec, readRows(spec.file()), maxSamples, seed)) {
+                Conversation c = Converters.convert(spec, row);
+                JsonNode t = row.node().get(tag);
+                if (t == null || !t.isBoolean())
+                    throw row.error(tag, (t == null ? "is missing" : "is " + t) + "; a kto_tag must be true (a desirable answer) or false (an undesirable one)");
+                all.add(new Feedback.Labelled(c, t.booleanValue()));
+            }
         }
         return all;
     }
@@ -120,7 +146,12 @@ public final class DatasetLoader {
             throw new ConfigException("dataset '" + spec.name() + "' is a preference (ranking) dataset for DPO/RM, which peft4j "
                     + "does not support yet; use it with stage sft only after turning it into alpaca/sharegpt rows");
         if (c.ktoTag() != null)
-            throw new ConfigException("dataset '" + spec.name() + "' is a KTO dataset (kto_tag), which peft4j does not support yet");
+            throw new ConfigException("dataset '" + spec.name() + "' is a KTO dataset (kto_tag: answers labelled good or bad); use it with stage kto");
+        checkTextOnly(spec);
+    }
+
+    private static void checkTextOnly(DatasetSpec spec) {
+        var c = spec.columns();
         if (c.images() != null || c.videos() != null || c.audios() != null)
             throw new ConfigException("dataset '" + spec.name() + "' is multimodal (images/videos/audios), which peft4j does not support");
     }

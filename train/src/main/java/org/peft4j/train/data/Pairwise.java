@@ -20,19 +20,31 @@ public final class Pairwise {
     public static Pair encode(Template template, TextEncoder encoder, Conversation[] chosenAndRejected, int cutoffLen) {
         int[][] prompt = new int[2][], answer = new int[2][];
         for (int i = 0; i < 2; i++) {
-            List<EncodedTurn> turns = template.encodeMultiturn(encoder, chosenAndRejected[i]);
-            IntArray p = new IntArray();
-            for (int t = 0; t < turns.size() - 1; t++) { p.addAll(turns.get(t).prompt()); p.addAll(turns.get(t).response()); }
-            p.addAll(turns.getLast().prompt());
-            prompt[i] = p.toArray();
-            int[] a = turns.getLast().response();
-            if (template.efficientEos()) { a = Arrays.copyOf(a, a.length + 1); a[a.length - 1] = template.eosId(encoder); }
-            answer[i] = a;
+            int[][] pa = encodeOneturn(template, encoder, chosenAndRejected[i]);
+            prompt[i] = pa[0];
+            answer[i] = pa[1];
         }
         int[] lens = Supervised.inferSeqlen(prompt[0].length, Math.max(answer[0].length, answer[1].length), cutoffLen);
         int[] source = Arrays.copyOf(prompt[0], lens[0]);
         return new Pair(example(source, Arrays.copyOf(answer[0], Math.min(lens[1], answer[0].length))),
                 example(source, Arrays.copyOf(answer[1], Math.min(lens[1], answer[1].length))));
+    }
+
+    /// LLaMA-Factory's `template.encode_oneturn`: {prompt, answer} ids of a conversation, every turn before the last
+    /// answer (earlier answers included) in the prompt, efficient_eos appended to the answer.
+    static int[][] encodeOneturn(Template template, TextEncoder encoder, Conversation c) {
+        List<EncodedTurn> turns = template.encodeMultiturn(encoder, c);
+        IntArray p = new IntArray();
+        for (int t = 0; t < turns.size() - 1; t++) { p.addAll(turns.get(t).prompt()); p.addAll(turns.get(t).response()); }
+        p.addAll(turns.getLast().prompt());
+        int[] a = turns.getLast().response();
+        if (template.efficientEos()) { a = Arrays.copyOf(a, a.length + 1); a[a.length - 1] = template.eosId(encoder); }
+        return new int[][] {p.toArray(), a};
+    }
+
+    /// A prompt-masked example of the first `lens[0]` prompt ids and first `lens[1]` answer ids.
+    static TokenizedExample example(int[] prompt, int[] answer, int[] lens) {
+        return example(Arrays.copyOf(prompt, lens[0]), Arrays.copyOf(answer, Math.min(lens[1], answer.length)));
     }
 
     private static TokenizedExample example(int[] source, int[] target) {

@@ -3,14 +3,6 @@ package org.peft4j.train.engine;
 import org.peft4j.model.layers.CrossEntropy;
 import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.train.data.Batcher;
-import org.peft4j.train.data.TokenizedExample;
-
-import java.util.Arrays;
-import java.util.LinkedHashMap;
-import java.util.List;
-import java.util.Map;
-
-import static org.peft4j.train.data.TokenizedExample.IGNORE_INDEX;
 
 /// One step of preference tuning (stage dpo) on a [TrainModel], in the order it runs: a batch of P pairs becomes 2P
 /// rows, the P chosen sequences then the P rejected ones (LLaMA-Factory's `PairwiseDataCollatorWithPadding`); the
@@ -19,32 +11,7 @@ import static org.peft4j.train.data.TokenizedExample.IGNORE_INDEX;
 /// log-probabilities of the answers (prompt tokens masked as in SFT), [PreferenceLoss] the per-pair losses; backward
 /// runs the same chain reversed. TRL's metrics (rewards/chosen, rewards/rejected, rewards/accuracies, rewards/margins,
 /// logps/chosen, logps/rejected) are summed over pairs in [Totals].
-public final class PreferenceObjective {
-    /// Sums over pairs of the loss and the metrics TRL's `DPOTrainer` logs, for means over a logging window.
-    public static final class Totals {
-        double loss, rewardsChosen, rewardsRejected, accuracies, margins, logpsChosen, logpsRejected;
-        int pairs;
-
-        public int pairs() { return pairs; }
-
-        public double meanLoss() { return loss / pairs; }
-
-        public void reset() { loss = rewardsChosen = rewardsRejected = accuracies = margins = logpsChosen = logpsRejected = 0; pairs = 0; }
-
-        /// The means under TRL's names, each key prefixed (`eval_` for evaluation, as transformers does).
-        public Map<String, Double> means(String prefix) {
-            Map<String, Double> m = new LinkedHashMap<>();
-            if (pairs == 0) return m;
-            m.put(prefix + "rewards/chosen", rewardsChosen / pairs);
-            m.put(prefix + "rewards/rejected", rewardsRejected / pairs);
-            m.put(prefix + "rewards/accuracies", accuracies / pairs);
-            m.put(prefix + "rewards/margins", margins / pairs);
-            m.put(prefix + "logps/chosen", logpsChosen / pairs);
-            m.put(prefix + "logps/rejected", logpsRejected / pairs);
-            return m;
-        }
-    }
-
+public final class PreferenceObjective implements SequenceObjective {
     private final TrainModel model;
     private final PreferenceLoss.Config cfg;
     private final int maxPairs;
@@ -55,6 +22,8 @@ public final class PreferenceObjective {
     private final int[] nc, nr;                      // (P)
     private final PreferenceLoss.Out out;
     private int P, T;
+    private Batcher.Batch last;
+    private long lastTokens;
 
     public PreferenceObjective(TrainModel model, PreferenceLoss.Config cfg) {
         if (model.B % 2 != 0) throw new IllegalArgumentException("preference rows come in pairs; the model's batch " + model.B + " is odd");
@@ -75,58 +44,23 @@ public final class PreferenceObjective {
     /// Pairs per forward: half the model's rows.
     public int maxPairs() { return maxPairs; }
 
-    /// The (2P, T) batch of the pairs `chosen.get(ids[i])`, `rejected.get(ids[i])`: chosen rows first, right-padded
-    /// with `padId` (labels IGNORE) to the longest of all 2P rows. `exampleIds` keeps the pair indices.
-    public static Batcher.Batch batch(List<TokenizedExample> chosen, List<TokenizedExample> rejected, int[] ids, int padId) {
-        int P = ids.length, T = 0;
-        int[] lengths = new int[2 * P];
-        for (int i = 0; i < P; i++) {
-            lengths[i] = chosen.get(ids[i]).length();
-            lengths[P + i] = rejected.get(ids[i]).length();
-            T = Math.max(T, Math.max(lengths[i], lengths[P + i]));
-        }
-        int[] input = new int[2 * P * T], labels = new int[2 * P * T];
-        Arrays.fill(input, padId);
-        Arrays.fill(labels, IGNORE_INDEX);
-        for (int r = 0; r < 2 * P; r++) {
-            TokenizedExample e = r < P ? chosen.get(ids[r]) : rejected.get(ids[r - P]);
-            System.arraycopy(e.inputIds(), 0, input, r * T, e.length());
-            System.arraycopy(e.labels(), 0, labels, r * T, e.length());
-        }
-        return new Batcher.Batch(2 * P, T, input, labels, lengths, ids.clone());
-    }
+    @Override public int maxUnits() { return maxPairs; }
 
-    /// Forward of a pair batch from [#batch] (2P rows of T): returns the sum of the P pair losses and adds the metrics
-    /// into `totals`. `training` enables dropout and NEFTune in the policy pass (never in the reference pass); the
-    /// Trainer passes false, as LLaMA-Factory disables dropout for DPO.
-    public double forward(Batcher.Batch b, boolean training, long step, Totals totals) { return forward(b, training, step, totals, null); }
+    @Override public long lastTokens() { return lastTokens; }
 
-    /// A cache of reference log-probabilities by pair index (TRL's `precompute_ref_log_probs`, filled as pairs are
-    /// first seen): the reference pass has no dropout and a frozen model, so a pair's values never change.
-    public static double[] newReferenceCache(int pairs) {
-        double[] c = new double[2 * pairs];
-        Arrays.fill(c, Double.NaN);
-        return c;
-    }
-
-    /// As [#forward(Batcher.Batch, boolean, long, Totals)], skipping the reference pass when `refCache` (from
-    /// [#newReferenceCache], indexed by the batch's pair ids; null for none) holds every pair of the batch.
-    public double forward(Batcher.Batch b, boolean training, long step, Totals totals, double[] refCache) {
+    /// Forward of the pairs `ids` (2P rows: the chosen answers, then the rejected ones): returns the sum of the P pair
+    /// losses and adds the metrics into `totals`.
+    @Override
+    public double forward(Units data, int[] ids, int padId, boolean training, long step, Totals totals, double[] refCache) {
+        Batcher.Batch b = SequenceObjective.batch(data, ids, padId);
+        last = b;
+        lastTokens = 0;
+        for (int len : b.lengths()) lastTokens += len;
         P = b.B() / 2;
         T = b.T();
-        if (P < 1 || 2 * P != b.B() || P > maxPairs) throw new IllegalArgumentException("a pair batch has 2P rows, P in [1, " + maxPairs + "]; got " + b.B());
+        if (P < 1 || P > maxPairs) throw new IllegalArgumentException("a pair batch has P in [1, " + maxPairs + "] pairs; got " + P);
         CrossEntropy.shiftLabels(targets, b.labels(), 2 * P, T);
-        if (cfg.kind().needsReference()) {
-            boolean cached = refCache != null;
-            for (int p = 0; cached && p < P; p++) cached = !Double.isNaN(refCache[2 * b.exampleIds()[p]]);
-            if (cached) {
-                for (int p = 0; p < P; p++) { refLogps[p] = refCache[2 * b.exampleIds()[p]]; refLogps[P + p] = refCache[2 * b.exampleIds()[p] + 1]; }
-            } else {
-                model.referenceLogps(refLogps, refCounts, b.inputIds(), targets, 2 * P, T);
-                if (refCache != null)
-                    for (int p = 0; p < P; p++) { refCache[2 * b.exampleIds()[p]] = refLogps[p]; refCache[2 * b.exampleIds()[p] + 1] = refLogps[P + p]; }
-            }
-        }
+        if (cfg.kind().needsReference()) SequenceObjective.referenceLogps(model, b, targets, refCache, refLogps, refCounts);
         model.forwardLogits(b.inputIds(), 2 * P, T, training, step);
         model.sequenceLogps(logps, counts, targets, T);
         for (int p = 0; p < P; p++) {
@@ -140,13 +74,15 @@ public final class PreferenceObjective {
         double loss = PreferenceLoss.forward(out, cfg, pc, pr, nc, nr, ref ? rc : null, ref ? rr : null, P);
         if (totals != null) {
             totals.loss += loss;
+            totals.units += P;
             totals.pairs += P;
+            totals.chosen += P;
+            totals.rejected += P;
             for (int p = 0; p < P; p++) {
                 double c = out.rewardsChosen()[p], r = out.rewardsRejected()[p];
                 totals.rewardsChosen += c;
                 totals.rewardsRejected += r;
                 totals.accuracies += c > r ? 1 : 0;
-                totals.margins += c - r;
                 totals.logpsChosen += out.logpsChosen()[p];
                 totals.logpsRejected += out.logpsRejected()[p];
             }
@@ -155,7 +91,9 @@ public final class PreferenceObjective {
     }
 
     /// Backward of the last [#forward]: `scale` = dLoss/d(sum of its pair losses), 1/(pairs in the accumulated step).
-    public void backward(Batcher.Batch b, double scale, long step) {
+    @Override
+    public void backward(double scale, long step) {
+        Batcher.Batch b = last;
         boolean ref = cfg.kind().needsReference();
         PreferenceLoss.backward(dpc, dpr, cfg, pc, pr, nc, nr, ref ? rc : null, ref ? rr : null, P, scale);
         for (int p = 0; p < P; p++) { dlogps[p] = dpc[p]; dlogps[P + p] = dpr[p]; }

@@ -258,37 +258,101 @@ public final class TrainModel {
         decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
     }
 
-    // Preference tuning: the reference pass's activations (planned without backward or cache) and the per-position
-    // scales of the sequence-level gradient, both allocated at the first preference step.
-    private Activations refActs;
+    // Preference tuning: the scoring passes' activations (planned without backward or cache; one set per decoder) and
+    // the per-position scales of the sequence-level gradient, all allocated at the first preference step.
+    private Activations scoreActs, refActs;
     private float[] rowScales;            // (N)
-    private float[] refHidden;            // (N, C) the labelled positions' hidden states
-    private int[] refPositions, refTargets, refRowOf;   // (N) labelled positions, their targets and rows
+    private float[] scoreHidden;          // (N, C) the labelled positions' hidden states
+    private int[] scorePositions, scoreTargets, scoreRowOf;   // (N) labelled positions, their targets and rows
+    // The reference model when it is not this model's base with the adapter off: a frozen decoder (full/freeze
+    // tuning's copy of the initial weights, or ref_model) and the adapter applied on it (ref_model_adapters), or null.
+    private Decoder refDecoder;
+    private LoadedAdapter[] refAdapters;
+
+    /// Makes `reference` (with `adapter` on every row, or null) the reference model of preference tuning: a frozen copy
+    /// of the initial weights for full and freeze tuning, or LLaMA-Factory's `ref_model`. Without one, the reference
+    /// of a LoRA model is its base with the adapter off.
+    public void useReference(Decoder reference, LoadedAdapter adapter) {
+        if (reference.config.vocabSize() != config.vocabSize())
+            throw new ConfigException("ref_model has a vocabulary of " + reference.config.vocabSize() + " tokens, the model "
+                    + config.vocabSize() + "; the reference must share the tokenizer");
+        refDecoder = reference;
+        refActs = null;
+        if (adapter == null) { refAdapters = null; return; }
+        refAdapters = new LoadedAdapter[B];
+        Arrays.fill(refAdapters, adapter);
+    }
+
+    /// Whether a reference model exists: a LoRA model's base, or one given to [#useReference].
+    public boolean hasReference() { return adapter != null || refDecoder != null; }
 
     /// Preference tuning's reference pass: per-row log-probability sums of `targets` (and labelled counts) under the
-    /// base, i.e. the same decoder with no adapter on any row (PEFT's `disable_adapter()`, as LLaMA-Factory uses for a
-    /// LoRA policy without `ref_model`). No dropout, no NEFTune, no kept activations: its own inference-planned buffers.
-    /// Uses the logits buffer, so run it before the policy's [#forwardLogits]. LoRA (and QLoRA) only: for full and
-    /// freeze tuning the base weights are the ones being trained.
+    /// reference model: the one given to [#useReference], else the base with no adapter on any row (PEFT's
+    /// `disable_adapter()`, as LLaMA-Factory uses for a LoRA policy without `ref_model`). No dropout, no NEFTune, no
+    /// kept activations. Uses the logits buffer, so run it before the policy's [#forwardLogits].
     public void referenceLogps(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T) {
-        if (adapter == null)
-            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : "freeze") + " tuning needs a frozen copy of the weights (ref_model), "
-                    + "which peft4j does not support yet; use finetuning_type lora, or pref_loss orpo/simpo (no reference)");
+        if (!hasReference())
+            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : "freeze") + " tuning needs a frozen copy of the weights (ref_model); "
+                    + "use finetuning_type lora, or pref_loss orpo/simpo (no reference)");
+        if (refDecoder != null) {
+            if (refActs == null) refActs = refDecoder.newActivations(scorePlan(refAdapters == null ? null : refAdapters[0]));
+            score(refDecoder, refActs, refAdapters, logps, counts, tokens, targets, rows, T);
+        } else score(decoder, scoreActs(), null, logps, counts, tokens, targets, rows, T);
+    }
+
+    /// The policy's per-row log-probability sums of `targets` without a backward (KTO's KL sequences, which TRL scores
+    /// under `torch.no_grad()`): the model as it is now, adapter on, no dropout or NEFTune, no kept activations. Uses
+    /// the logits buffer, so run it before [#forwardLogits].
+    public void policyLogps(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T) {
+        if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        score(decoder, scoreActs(), rowAdapters, logps, counts, tokens, targets, rows, T);
+    }
+
+    private Activations scoreActs() {
+        if (scoreActs == null) scoreActs = decoder.newActivations(scorePlan(adapter));
+        return scoreActs;
+    }
+
+    /// A scoring pass's plan: (B, Tmax) without backward or cache, with scratch for `a` (null: none).
+    private Activations.Plan scorePlan(LoadedAdapter a) {
+        return a == null ? scorePlan(B, Tmax, 0, 0) : scorePlan(B, Tmax, a.maxRank(), a.dora() ? a.maxOut() : 0);
+    }
+
+    /// The plan of a preference stage's scoring pass (reference or no-grad policy): (B, Tmax) without backward or
+    /// cache, with adapter scratch for ranks up to `maxRank` and DoRA modules up to `maxDoraOut` wide.
+    /// [org.peft4j.train.estimate.MemoryEstimate] reads the same plan.
+    public static Activations.Plan scorePlan(int B, int Tmax, int maxRank, int maxDoraOut) {
+        return new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0).withAdapters(maxRank, maxDoraOut, 0);
+    }
+
+    /// Bytes the preference stages allocated so far beyond [#activationBytes]: the scoring passes' activations (of
+    /// this model's decoder and of a reference decoder), the labelled positions' hidden states and indices, and the
+    /// sequence-level gradient's per-position scales. 0 before the first preference step.
+    public long scoringBytes() {
+        long b = 0;
+        if (scoreActs != null) b += scoreActs.bytes();
+        if (refActs != null) b += refActs.bytes();
+        if (scoreHidden != null) b += 4L * scoreHidden.length + 4L * (scorePositions.length + scoreTargets.length + scoreRowOf.length);
+        if (rowScales != null) b += 4L * rowScales.length;
+        return b;
+    }
+
+    private void score(Decoder dec, Activations a, LoadedAdapter[] adapters, double[] logps, int[] counts, int[] tokens,
+                       int[] targets, int rows, int T) {
         if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
         this.Bc = rows;
         checkBatch(tokens, T);
-        if (refActs == null) {
-            refActs = decoder.newActivations(new Activations.Plan(B, Tmax, false, false, 0, 0, 0, 0));
-            refHidden = new float[B * Tmax * config.hiddenSize()];
-            refPositions = new int[B * Tmax]; refTargets = new int[B * Tmax]; refRowOf = new int[B * Tmax];
+        if (scoreHidden == null) {
+            scoreHidden = new float[B * Tmax * config.hiddenSize()];
+            scorePositions = new int[B * Tmax]; scoreTargets = new int[B * Tmax]; scoreRowOf = new int[B * Tmax];
         }
-        decoder.forward(refActs, tokens, rows, T, null, null, null, null, null);
+        dec.forward(a, tokens, rows, T, null, null, adapters, null, null);
         // only the answers' positions need logits: the prompt's final norm, lm_head and softmax are skipped
         int M = 0;
         for (int n = 0; n < rows * T; n++)
-            if (targets[n] != CrossEntropy.IGNORE) { refPositions[M] = n; refTargets[M] = targets[n]; refRowOf[M] = n / T; M++; }
-        decoder.logitsAt(logits, refHidden, refActs, refPositions, M);
-        SequenceLogps.forwardPacked(logps, counts, lse, logits, refTargets, refRowOf, M, rows, V);
+            if (targets[n] != CrossEntropy.IGNORE) { scorePositions[M] = n; scoreTargets[M] = targets[n]; scoreRowOf[M] = n / T; M++; }
+        dec.logitsAt(logits, scoreHidden, a, scorePositions, M);
+        SequenceLogps.forwardPacked(logps, counts, lse, logits, scoreTargets, scoreRowOf, M, rows, V);
     }
 
     /// Per-row log-probability sums of `targets` under the logits of the last [#forwardLogits] (rows, T).

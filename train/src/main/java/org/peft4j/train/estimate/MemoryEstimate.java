@@ -36,8 +36,28 @@ import java.util.Set;
 /// @param runtime      JVM, JIT, GC and thread overhead ([#RUNTIME_BYTES])
 /// @param kvCache      a KV cache for generating `batch` sequences of `seq` tokens (not part of the training total)
 /// @param activationsOther  `activations` with gradient checkpointing toggled, for comparison
+/// @param preference   stages dpo and kto: the scoring passes' buffers ([TrainModel#scoringBytes]) and a separate
+///                     reference model's weights ([Preference])
 public record MemoryEstimate(long weights, long adapters, long gradients, long optimizer, long activations, long logits,
-                             long scratch, long runtime, long kvCache, boolean checkpointing, long activationsOther) {
+                             long scratch, long runtime, long kvCache, boolean checkpointing, long activationsOther,
+                             long preference) {
+
+    /// What the reference model of a preference stage is: none (SFT/PT; DPO with pref_loss orpo or simpo), the LoRA
+    /// base with the adapter off (no extra weights), or a separate frozen model (full/freeze tuning's copy, or
+    /// ref_model) in float32 or in 4 bits (ref_model_quantization_bit 4).
+    public enum Reference { NONE, ADAPTER_OFF, FLOAT32, NF4 }
+
+    /// `stage`: sft, pt, dpo or kto; for dpo `batch` counts pairs, two rows each.
+    public record Preference(String stage, Reference reference) {
+        public static final Preference NONE = new Preference("sft", Reference.NONE);
+
+        public Preference {
+            if (!List.of("sft", "pt", "dpo", "kto").contains(stage)) throw new ConfigException("stage must be sft, pt, dpo or kto, got '" + stage + "'");
+            if (stage.equals("kto") && reference == Reference.NONE) throw new ConfigException("stage kto always has a reference model");
+        }
+
+        boolean scores() { return stage.equals("dpo") || stage.equals("kto"); }
+    }
 
     /// Resident memory beyond the planned arrays. Calibrated on random SmolLM2-135M, LoRA r8 on all linears, batch 1,
     /// seq 512, adamw_torch, -Xmx2g, gemm auto (OpenBLAS), 2 steps (`MemoryEstimateMeasure`): VmHWM 1706 MiB against
@@ -47,7 +67,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// staging scales with the largest GEMM operand (lm_head, logits), so expect this to under-count on large vocabularies.
     public static final long RUNTIME_BYTES = 256L << 20;
 
-    public long total() { return weights + adapters + gradients + optimizer + activations + logits + scratch + runtime; }
+    public long total() { return weights + adapters + gradients + optimizer + activations + logits + scratch + runtime + preference; }
 
     /// What `TrainModel.activationBytes()` counts: the whole activation plan (activations, gradient, adapter and
     /// base-weight scratch) and the loss buffers.
@@ -59,18 +79,65 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// `quantBlockSize`, `doubleQuant`: the NF4 layout for qlora (64 and true in QLoRA's recipe).
     public static MemoryEstimate estimate(LlamaConfig c, String method, int loraRank, List<String> targets, int batch, int seq,
                                           boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant) {
-        Method m = switch (method.toLowerCase(Locale.ROOT)) {
+        return estimate(c, method(method, loraRank, targets), method.equalsIgnoreCase("qlora"), batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
+    }
+
+    /// `method` (lora | qlora | full | freeze) as the [Method] it trains; `targets` as in [#estimate].
+    public static Method method(String method, int loraRank, List<String> targets) {
+        return switch (method.toLowerCase(Locale.ROOT)) {
             case "lora", "qlora" -> new Method.Lora(LoraConfig.of(loraRank, LoraConfig.expandTargets(targets)));
             case "full" -> new Method.Full();
             case "freeze" -> new Method.Freeze(2, targets.isEmpty() ? List.of("all") : targets);
             default -> throw new ConfigException("method '" + method + "' is not one of lora, qlora, full, freeze");
         };
-        return estimate(c, m, method.equalsIgnoreCase("qlora"), batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
     }
 
     /// As above for a [Method] as the trainer builds it; `quantized` = a 4-bit base (QLoRA).
     public static MemoryEstimate estimate(LlamaConfig c, Method method, boolean quantized, int batch, int seq,
                                           boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant) {
+        return estimate(c, method, quantized, batch, seq, checkpointing, optim, quantBlockSize, doubleQuant, Preference.NONE);
+    }
+
+    /// As above for stage `pref.stage()`: stage dpo runs 2·batch rows (chosen and rejected), and the preference stages
+    /// add their scoring buffers and reference model.
+    public static MemoryEstimate estimate(LlamaConfig c, Method method, boolean quantized, int pairsOrBatch, int seq,
+                                          boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant, Preference pref) {
+        if (pairsOrBatch < 1 || seq < 2) throw new ConfigException("estimate needs batch >= 1 and sequence length >= 2, got " + pairsOrBatch + " x " + seq);
+        if (pref.reference() == Reference.ADAPTER_OFF && !(method instanceof Method.Lora))
+            throw new ConfigException("only a LoRA model has its base as reference; full and freeze tuning compare against a frozen copy");
+        int batch = pref.stage().equals("dpo") ? 2 * pairsOrBatch : pairsOrBatch;
+        MemoryEstimate e = estimateRows(c, method, quantized, batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
+        return new MemoryEstimate(e.weights, e.adapters, e.gradients, e.optimizer, e.activations, e.logits, e.scratch, e.runtime,
+                e.kvCache, e.checkpointing, e.activationsOther, preferenceBytes(c, method, quantized, batch, seq, pref, quantBlockSize, doubleQuant));
+    }
+
+    /// The preference stages' extras for `B` rows of `T` tokens, as [TrainModel#scoringBytes] counts them, plus a
+    /// separate reference model's weights (float32, or NF4 with double quantization and blocks of 64).
+    static long preferenceBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, Preference pref, int quantBlockSize, boolean doubleQuant) {
+        if (!pref.scores()) return 0;
+        long n = (long) B * T;
+        long bytes = 4 * n;                                                     // rowScales
+        boolean kto = pref.stage().equals("kto");
+        if (pref.reference() == Reference.NONE && !kto) return bytes;
+        bytes += 4 * n * c.hiddenSize() + 12 * n;                              // scoreHidden, positions, targets, rows
+        Activations.Plan train = TrainModel.plan(c, method, B, T, false);
+        if (pref.reference() == Reference.ADAPTER_OFF || kto)                  // the policy's decoder scores (KTO's KL pass)
+            bytes += Activations.bytes(c, TrainModel.scorePlan(B, T, train.maxRank(), train.maxDoraOut()), tile(c, quantized));
+        if (pref.reference() == Reference.FLOAT32 || pref.reference() == Reference.NF4) {
+            boolean q = pref.reference() == Reference.NF4;
+            bytes += weightBytes(c, q, 64, true) + Activations.bytes(c, TrainModel.scorePlan(B, T, 0, 0), tile(c, q));
+        }
+        return bytes;
+    }
+
+    private static int tile(LlamaConfig c, boolean quantized) {
+        int tile = 0;
+        if (quantized) for (Projection m : Projection.values()) tile = Math.max(tile, QuantLinear.scratchSize(m.in(c), m.out(c)));
+        return tile;
+    }
+
+    private static MemoryEstimate estimateRows(LlamaConfig c, Method method, boolean quantized, int batch, int seq,
+                                               boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant) {
         if (batch < 1 || seq < 2) throw new ConfigException("estimate needs batch >= 1 and sequence length >= 2, got " + batch + " x " + seq);
         if (quantized && !(method instanceof Method.Lora))
             throw new ConfigException("a 4-bit base only trains with LoRA (qlora); use lora, full or freeze on an unquantized model");
@@ -85,15 +152,13 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long[] with = planBytes(c, method, quantized, batch, seq, true), without = planBytes(c, method, quantized, batch, seq, false);
         long[] mine = checkpointing ? with : without, other = checkpointing ? without : with;
         return new MemoryEstimate(weightBytes(c, quantized, quantBlockSize, doubleQuant), adapters, gradients, optimizer, mine[0] + lse, logits,
-                mine[1], RUNTIME_BYTES, KvCache.bytes(c, batch, seq), checkpointing, other[0] + lse);
+                mine[1], RUNTIME_BYTES, KvCache.bytes(c, batch, seq), checkpointing, other[0] + lse, 0);
     }
 
     /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
     /// gradient scratch, adapter and base-weight scratch}.
     static long[] planBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
-        int tile = 0;
-        if (quantized) for (Projection m : Projection.values()) tile = Math.max(tile, QuantLinear.scratchSize(m.in(c), m.out(c)));
-        Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile);
+        Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile(c, quantized));
         long act = 0, scratch = 0;
         for (var e : bytes.entrySet()) {
             if (SCRATCH.contains(e.getKey())) scratch += e.getValue();
@@ -201,6 +266,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         row(sb, "logits", logits);
         row(sb, "scratch", scratch);
         row(sb, "runtime (JVM)", runtime);
+        if (preference > 0) row(sb, "preference (reference, scoring)", preference);
         sb.append("-".repeat(44)).append('\n');
         row(sb, "total (peak, predicted)", total());
         sb.append('\n');

@@ -39,14 +39,16 @@ final class BeforeAfter {
 
     private final List<TokenizedExample> validation;
 
-    /// `pairs`: stage dpo, whose validation list interleaves chosen and rejected answers; the loss is then the chosen
-    /// answers' (what preference tuning should make likely).
-    BeforeAfter(Path modelDir, Gemm gemm, Tokenizer tok, TrainData data, List<String> prompts, Path generalText, boolean pairs) {
+    /// `units`: stages dpo and kto, whose validation list interleaves two sequences per unit (chosen and rejected; an
+    /// example and its KL sequence); the loss is then the chosen or desirable answers' (what preference tuning should
+    /// make likely).
+    BeforeAfter(Path modelDir, Gemm gemm, Tokenizer tok, TrainData data, List<String> prompts, Path generalText, boolean units) {
         this.modelDir = modelDir; this.gemm = gemm; this.tok = tok; this.data = data; this.prompts = List.copyOf(prompts);
         List<TokenizedExample> v = data.eval();
-        if (pairs) {
+        if (units) {
             v = new ArrayList<>();
-            for (int i = 0; i < data.eval().size(); i += 2) v.add(data.eval().get(i));
+            for (int i = 0; i < data.eval().size(); i += 2)
+                if (data.evalDesirable() == null || data.evalDesirable()[i / 2]) v.add(data.eval().get(i));
         }
         this.validation = v;
         try {

@@ -11,6 +11,7 @@ import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.QuantType;
@@ -124,7 +125,7 @@ public final class FinetuneRecipe {
         BeforeAfter comparison = null;
         if (comparing) {
             comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText(),
-                    a.finetuning().stage().equals("dpo"));
+                    a.finetuning().stage().equals("dpo") || a.finetuning().stage().equals("kto"));
             comparison.before(weights);
         }
 
@@ -134,28 +135,62 @@ public final class FinetuneRecipe {
             continued = readAdapter(config, a, Path.of(a.model().adapterNameOrPath()), baseConfig);
             method = new Method.Lora(continued.config());
         }
-        // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward
-        int B = a.training().perDeviceTrainBatchSize() * (a.finetuning().stage().equals("dpo") ? 2 : 1);
+        // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward; stage kto
+        // scores an example and its KL sequence in separate forwards of per_device_train_batch_size rows
+        String stage = a.finetuning().stage();
+        int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
+        if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
+            useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
 
-        int pairRows = a.finetuning().stage().equals("dpo") ? 2 : 1;   // stage dpo: examples are pairs of rows
+        int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
                 qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
                 data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), a.data().template(), Parallel.threads(), gemm.name(),
                 a.finetuning().type(), model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes(),
                 continued == null ? null : new TrainEvent.ContinuedAdapter(Path.of(a.model().adapterNameOrPath()), continued.config().r(),
                         continued.config().loraAlpha(), continued.config().targetModules(), continued.config().useDora()));
-        Trainer trainer = new Trainer(a, model, data.train(), data.eval(), out, a.model().nameOrPath(), hooks(config, out, setup, listener))
-                .padId(data.padId()).cancelWhen(() -> cancelled);
+        Trainer trainer = new Trainer(a, model, data, out, a.model().nameOrPath(), hooks(config, out, setup, listener))
+                .cancelWhen(() -> cancelled);
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
         Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
         return new Result(r, c);
+    }
+
+    /// The reference model of stages dpo and kto when it is not the LoRA model's base with the adapter off
+    /// (LLaMA-Factory's `create_ref_model`): `ref_model` (4-bit with ref_model_quantization_bit, with
+    /// ref_model_adapters on top), or for full and freeze tuning a frozen copy of the model as loaded, read again
+    /// from its folder (training changes the loaded weights in place, and a resumed run must compare against the
+    /// initial model, not the checkpoint).
+    static void useReference(TrainModel model, TrainArgs.Preference p, Path dir, Gemm gemm) {
+        if (!Files.isDirectory(dir)) throw new ConfigException("ref_model " + dir + " is not a folder; give a local Hugging Face model folder");
+        Decoder decoder;
+        LlamaConfig config;
+        if (QuantizedModel.isQuantized(dir) || p.refModelQuantizationBit() != null) {
+            QuantizedModel q = QuantizedModel.isQuantized(dir) ? QuantizedModel.load(dir)
+                    : QuantizedModel.quantize(Models.loadWeights(dir), QuantType.NF4, 64, true);
+            decoder = Decoder.of(q, gemm);
+            config = q.config;
+        } else {
+            LlamaWeights w = Models.loadWeights(dir);
+            decoder = Decoder.of(w, gemm);
+            config = w.config;
+        }
+        LoadedAdapter adapter = null;
+        if (p.refModelAdapters() != null) {
+            Path ad = Path.of(p.refModelAdapters());
+            if (!Files.isDirectory(ad)) throw new ConfigException("ref_model_adapters " + ad + " is not a folder; give a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)");
+            adapter = LoadedAdapter.of("reference", ad.toString(), PeftAdapter.read(ad), config);
+        }
+        model.useReference(decoder, adapter);
+        LOG.log(System.Logger.Level.INFO, "reference model: {0}{1}{2}", dir, p.refModelQuantizationBit() != null ? " (4-bit)" : "",
+                adapter == null ? "" : " with adapter " + p.refModelAdapters());
     }
 
     private static Trainer.Listener hooks(TrainConfig config, Path out, TrainEvent.Setup setup, TrainEvent.Listener listener) {

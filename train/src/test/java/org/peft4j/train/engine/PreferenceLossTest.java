@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.layers.CrossEntropy;
+import org.peft4j.model.layers.KtoLoss;
 import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.layers.SequenceLogps;
 import org.peft4j.testkit.GradCheck;
@@ -162,10 +163,89 @@ class PreferenceLossTest {
         }
     }
 
+    /// KTO ([KtoLoss]): the micro-batch loss, per-example losses, rewards and d(loss)/dp against the numpy reference,
+    /// with a positive KL estimate and with one that clamps to 0, with weights and pref_ftx.
+    @Test
+    void ktoEqualsTheNumpyReference() throws IOException {
+        JsonNode f;
+        try (InputStream in = PreferenceLossTest.class.getResourceAsStream("/pref/kto_losses.json")) {
+            assertNotNull(in, "pref/kto_losses.json missing: run python3 reference/preference_losses.py");
+            f = new ObjectMapper().readTree(in);
+        }
+        double[] p = doubles(f.get("p")), p0 = doubles(f.get("p0")), pkl = doubles(f.get("pkl"));
+        int[] len = ints(f.get("lengths"));
+        int N = p.length;
+        boolean[] desirable = new boolean[N];
+        for (int i = 0; i < N; i++) desirable[i] = f.get("desirable").get(i).asBoolean();
+        assertEquals(6, f.get("cases").size());
+        boolean sawClamp = false;
+        for (JsonNode c : f.get("cases")) {
+            var cfg = new KtoLoss.Config(c.get("beta").asDouble(), c.get("desirable_weight").asDouble(),
+                    c.get("undesirable_weight").asDouble(), c.get("ftx").asDouble());
+            double kl = KtoLoss.kl(pkl, doubles(c.get("p0kl")), N);
+            assertEquals(c.get("kl").asDouble(), kl, VALUE_ATOL, cfg + " kl");
+            sawClamp |= kl == 0;
+            double[] losses = new double[N], rewards = new double[N], dp = new double[N];
+            double sum = KtoLoss.forward(losses, rewards, cfg, p, p0, len, desirable, kl, N);
+            assertEquals(c.get("loss").asDouble(), sum / N, VALUE_ATOL, cfg + " micro-batch loss");
+            assertClose(cfg + " losses", doubles(c.get("losses")), losses, VALUE_ATOL, 0);
+            assertClose(cfg + " rewards", doubles(c.get("rewards")), rewards, VALUE_ATOL, 0);
+            KtoLoss.backward(dp, cfg, p, p0, len, desirable, kl, N, 1.0 / N);
+            assertClose(cfg + " d/dp", doubles(c.get("dp")), dp, GRAD_ATOL, 0);
+        }
+        assertTrue(sawClamp, "a case whose KL estimate clamps to 0");
+    }
+
+    /// logits → SequenceLogps → KtoLoss: the chain backward against central differences (the KL sequences' values are
+    /// fixed inputs: TRL detaches the KL estimate).
+    @Test
+    void ktoChainFromLogitsPassesFiniteDifferences() {
+        int N = 3, T = 4, V = 5, M = N * T;
+        int I = CrossEntropy.IGNORE;
+        int[] targets = {I, 1, 3, I,   I, I, 0, 4,   I, 2, 2, 1};
+        double[] ref = {-4.1, -3.0, -6.2};
+        boolean[] desirable = {true, false, true};
+        var rng = new SplittableRandom(12);
+        for (double ftx : new double[] {0, 0.6}) {
+            var cfg = new KtoLoss.Config(0.7, 1.2, 0.8, ftx);
+            double kl = 0.35;
+            float[] logits = new float[M * V], dlogits = new float[M * V], scratch = new float[M];
+            for (int i = 0; i < logits.length; i++) logits[i] = (float) rng.nextDouble(-2, 2);
+            double[] logps = new double[N], dlogps = new double[N], lse = new double[M], losses = new double[N], rewards = new double[N];
+            int[] counts = new int[N];
+            System.out.println("gradcheck worst " + GradCheck.checkScalar("SequenceLogps→KtoLoss " + cfg,
+                    () -> {
+                        SequenceLogps.forwardScalar(logps, counts, lse, logits, targets, N, T, V);
+                        return KtoLoss.forward(losses, rewards, cfg, logps, ref, counts, desirable, kl, N) / N;
+                    },
+                    () -> {
+                        KtoLoss.backward(dlogps, cfg, logps, ref, counts, desirable, kl, N, 1.0 / N);
+                        SequenceLogps.backwardScalar(dlogits, logits, lse, targets, dlogps, scratch, N, T, V);
+                    },
+                    new Param("logits", logits, dlogits)));
+        }
+    }
+
+    /// At the first step of LoRA KTO the policy is the reference: KL = 0 and every example's loss is w·(1 − σ(0)) = w/2.
+    @Test
+    void ktoAtThePolicyEqualsReferencePointIsHalfTheWeight() {
+        double[] p = {-7.5, -2.0, -11.0};
+        boolean[] desirable = {true, false, false};
+        double kl = KtoLoss.kl(p, p, 3);
+        assertEquals(0, kl);
+        double[] losses = new double[3], rewards = new double[3];
+        double sum = KtoLoss.forward(losses, rewards, new KtoLoss.Config(0.1, 1.0, 1.5, 0), p, p, new int[] {3, 1, 4}, desirable, kl, 3);
+        assertArrayEquals(new double[] {0.5, 0.75, 0.75}, losses, 1e-15);
+        assertArrayEquals(new double[] {0, 0, 0}, rewards, 0);
+        assertEquals(2.0, sum, 1e-15);
+    }
+
     @Test
     void rejectsBadSettings() {
         assertThrows(ConfigException.class, () -> PreferenceLoss.Kind.of("kto_pair"));
         assertThrows(ConfigException.class, () -> new PreferenceLoss.Config(PreferenceLoss.Kind.SIGMOID, 0, 0, 0, 0.5));
         assertThrows(ConfigException.class, () -> new PreferenceLoss.Config(PreferenceLoss.Kind.SIGMOID, 0.1, 0, 0.6, 0.5));
+        assertThrows(ConfigException.class, () -> new KtoLoss.Config(0.1, -1, 1, 0));
+        assertThrows(ConfigException.class, () -> new KtoLoss.Config(0.1, 1, Double.NaN, 0));
     }
 }

@@ -12,7 +12,13 @@ import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.QuantType;
+import org.peft4j.model.layers.KtoLoss;
+import org.peft4j.model.layers.PreferenceLoss;
+import org.peft4j.train.data.TokenizedExample;
+import org.peft4j.train.engine.KtoObjective;
 import org.peft4j.train.engine.Method;
+import org.peft4j.train.engine.PreferenceObjective;
+import org.peft4j.train.engine.SequenceObjective;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
 import org.peft4j.train.optim.AdamW;
@@ -61,6 +67,48 @@ class MemoryEstimateTest {
                         assertEquals(8 * floats, e.optimizer(), what + ": AdamW state = m + v");
                         assertEquals(e.activations(), MemoryEstimate.estimate(c, m, false, bt[0], bt[1], !ck, "adamw_torch", 64, true).activationsOther(), what);
                     }
+        }
+    }
+
+    /// The preference stages' extras against what one step allocates (TrainModel.scoringBytes, plus the separate
+    /// reference's float32 weights): LoRA DPO against the base, ORPO without a reference, LoRA KTO (its no-grad KL
+    /// pass shares the scoring buffers), full DPO and KTO against a frozen copy; stage dpo plans two rows per pair.
+    @Test
+    void preferenceBuffersMatchWhatAStepAllocates() {
+        LlamaConfig c = tiny(true);
+        var lora = new Method.Lora(LoraConfig.of(4, LoraConfig.ALL_LINEAR));
+        int pairs = 2, T = 6;
+        var rng = new java.util.SplittableRandom(3);
+        List<TokenizedExample> a = new ArrayList<>(), b = new ArrayList<>();
+        for (int i = 0; i < pairs; i++) for (List<TokenizedExample> l : List.of(a, b)) {
+            int[] ids = new int[T], labels = new int[T];
+            for (int t = 0; t < T; t++) { ids[t] = rng.nextInt(256); labels[t] = t < 2 ? TokenizedExample.IGNORE_INDEX : ids[t]; }
+            l.add(new TokenizedExample(ids, labels));
+        }
+        int[] all = {0, 1};
+        record Case(String stage, Method m, PreferenceLoss.Kind kind, MemoryEstimate.Reference ref) {}
+        for (Case k : List.of(new Case("dpo", lora, PreferenceLoss.Kind.SIGMOID, MemoryEstimate.Reference.ADAPTER_OFF),
+                new Case("dpo", lora, PreferenceLoss.Kind.ORPO, MemoryEstimate.Reference.NONE),
+                new Case("kto", lora, null, MemoryEstimate.Reference.ADAPTER_OFF),
+                new Case("dpo", new Method.Full(), PreferenceLoss.Kind.IPO, MemoryEstimate.Reference.FLOAT32),
+                new Case("kto", new Method.Freeze(1, List.of("all")), null, MemoryEstimate.Reference.FLOAT32))) {
+            boolean kto = k.stage().equals("kto");
+            LlamaWeights w = RandomModels.create(c, 1);
+            TrainModel tm = new TrainModel(w, k.m(), GEMM, kto ? pairs : 2 * pairs, T, false, 1);
+            long extra = 0;
+            if (k.ref() == MemoryEstimate.Reference.FLOAT32) {
+                LlamaWeights copy = RandomModels.create(c, 1);
+                tm.useReference(org.peft4j.model.llama.Decoder.of(copy, GEMM), null);
+                extra = MemoryEstimate.weightBytes(c, false, 64, true);
+            }
+            SequenceObjective obj = kto ? new KtoObjective(tm, new KtoLoss.Config(0.1, 1, 1, 0))
+                    : new PreferenceObjective(tm, new PreferenceLoss.Config(k.kind(), 0.1, 0, 0, 0.5));
+            obj.forward(new SequenceObjective.Units(a, b, kto ? new boolean[] {true, false} : null), all, 0, false, 0, null, null);
+            obj.backward(0.5, 0);
+            MemoryEstimate e = MemoryEstimate.estimate(c, k.m(), false, pairs, T, false, "adamw_torch", 64, true,
+                    new MemoryEstimate.Preference(k.stage(), k.ref()));
+            assertEquals(tm.scoringBytes() + extra, e.preference(), k + ": preference bytes");
+            assertEquals(tm.activationBytes(), e.trainModelActivationBytes(), k + ": rows planned");
         }
     }
 

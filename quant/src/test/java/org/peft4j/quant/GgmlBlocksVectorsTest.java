@@ -1,0 +1,42 @@
+package org.peft4j.quant;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.peft4j.testkit.Shared;
+
+import java.io.IOException;
+import java.util.HexFormat;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// Q8_0 and Q4_0 against specs' vectors (made by reference/gguf_reference.py and matched bit for bit to the compiled
+/// C reference of ggml-quants.c): random blocks, rounding-edge blocks and an all-zero block, quantized and dequantized.
+class GgmlBlocksVectorsTest {
+    @ParameterizedTest @ValueSource(strings = {"q8_0", "q4_0"})
+    void quantizeAndDequantizeAreBitExact(String name) throws IOException {
+        JsonNode v = new ObjectMapper().readTree(Shared.require("docs/vectors/gguf_vectors.json").toFile()).get(name);
+        GgmlBlocks type = GgmlBlocks.byName(name.toUpperCase());
+        float[] x = floats(v.get("input_f32_hex"));
+        byte[] want = HexFormat.of().parseHex(v.get("encoded_hex").asText());
+        assertEquals(v.get("block_bytes").asInt(), type.blockBytes);
+        byte[] got = type.quantize(x, 0, x.length);
+        for (int b = 0; b < want.length / type.blockBytes; b++) {
+            int o = b * type.blockBytes;
+            assertArrayEquals(java.util.Arrays.copyOfRange(want, o, o + type.blockBytes), java.util.Arrays.copyOfRange(got, o, o + type.blockBytes),
+                    name + " block " + b);
+        }
+        float[] back = new float[x.length];
+        type.dequantize(want, 0, back, 0, x.length / type.blockSize);
+        float[] wantBack = floats(v.get("dequant_f32_hex"));
+        for (int i = 0; i < x.length; i++)
+            assertEquals(Float.floatToRawIntBits(wantBack[i]), Float.floatToRawIntBits(back[i]), name + " value " + i);
+    }
+
+    static float[] floats(JsonNode hex) {
+        float[] f = new float[hex.size()];
+        for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat(Integer.parseUnsignedInt(hex.get(i).asText(), 16));
+        return f;
+    }
+}
