@@ -97,7 +97,7 @@ public final class GenerateBench {
         double bandwidth = readBandwidthGBs();
         System.out.printf("bench generate: %s, prompt %d tokens, %d new tokens, %d threads, %d rounds (%.0f s to build)%n",
                 source, promptTokens, newTokens, threads, rounds, (System.nanoTime() - t0) * 1e-9);
-        System.out.printf("read bandwidth of this machine: %.1f GB/s (%d threads streaming a 512 MiB array)%n", bandwidth, threads);
+        System.out.printf("read bandwidth of this machine: %.1f GB/s (%d threads streaming a 256 MiB array)%n", bandwidth, threads);
         if (!OpenBlasGemm.available()) System.out.println("openblas: not available (" + OpenBlasGemm.unavailableReason() + "); java path only");
 
         int[] prompt = new int[promptTokens];
@@ -174,19 +174,19 @@ public final class GenerateBench {
         return b;
     }
 
-    /// The read bandwidth of this machine: `threads` threads summing disjoint parts of a 512 MiB array (far beyond
-    /// the caches), best of 5, in GB/s.
+    /// The read bandwidth of this machine: `threads` threads summing disjoint parts of a 256 MiB array (far beyond
+    /// the caches), best of 4, in GB/s.
     static double readBandwidthGBs() {
-        float[] a = new float[128 << 20];
+        float[] a = new float[64 << 20];
         Arrays.fill(a, 1f);
         double best = Double.MAX_VALUE;
         float[] sink = new float[Parallel.threads()];
-        for (int r = 0; r < 5; r++) {
+        for (int r = 0; r < 4; r++) {
             long t = System.nanoTime();
             Parallel.chunks(a.length, Parallel.threads(), (ci, from, to) -> sink[ci] += VectorOps.dot(a, from, a, from, to - from) * 0 + a[from]);
             best = Math.min(best, (System.nanoTime() - t) * 1e-9);
         }
-        if (sink[0] != 5f) throw new IllegalStateException("bandwidth kernel: " + sink[0]);
+        if (sink[0] != 4f) throw new IllegalStateException("bandwidth kernel: " + sink[0]);
         return 4.0 * a.length / best / 1e9;
     }
 
