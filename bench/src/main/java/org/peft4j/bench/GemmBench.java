@@ -1,6 +1,7 @@
 package org.peft4j.bench;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import jdk.incubator.vector.FloatVector;
@@ -8,52 +9,82 @@ import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
 import org.peft4j.core.kernels.OpenBlasGemm;
-import org.peft4j.core.kernels.ScalarGemm;
 import org.peft4j.core.kernels.VectorGemm;
 
-/// GEMM throughput of scalar, java-vector and openblas on LLM layer shapes, against the FP32 FMA peak of one core
-/// measured here in Java; then the block products of attention and LoRA on one thread ([#blockShapes]), java-panel
-/// included. Shapes are (N, K, M) of a linear layer with W stored (M, K): forward NT `Y = X·Wᵀ`,
-/// input gradient NN `dX = dY·W`, weight gradient TN `dW = dYᵀ·X`. Backends alternate per repetition so they see
-/// the same machine state; the best of the repetitions is reported.
+/// GEMM throughput of the pure-Java GEMM (java-vector) against OpenBLAS on LLM layer shapes, and the FP32 FMA peak
+/// of one core measured here in Java; then the block products of attention and LoRA on one thread ([#blockShapes]),
+/// java-panel included. Shapes are (N, K, M) of a linear layer with W stored (M, K): forward NT `Y = X·Wᵀ`, input
+/// gradient NN `dX = dY·W`, weight gradient TN `dW += dYᵀ·X`.
+///
+/// The machine may be shared, so the two backends alternate: each repetition times a run of java calls and then a
+/// run of OpenBLAS calls, and a cell reports the median GFLOP/s of each over the repetitions and the median of the
+/// per-repetition ratios (java / openblas), pairs measured a few milliseconds apart, so load hits both alike. The
+/// geometric mean of the ratios closes each thread count (the decode shape, N = 1, is a matrix-vector product and
+/// stays out of it). The best repetition of each backend is printed too: on a loaded machine it comes closest to
+/// what each does alone.
 ///
 /// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -cp … org.peft4j.bench.GemmBench
-/// [seconds-per-cell [thread counts, e.g. 1,2 [noscalar]]]`
+/// [seconds-per-cell [thread counts, e.g. 1,2]]`. For the AVX2 tile on an AVX-512 machine, run the JVM with
+/// `-XX:UseAVX=2` (16 vector registers, 256-bit preferred species) and OpenBLAS with `OPENBLAS_CORETYPE=Haswell`.
 public final class GemmBench {
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+    static final int REPS = 9;
 
-    record Shape(int n, int k, int m) {}
+    record Shape(String what, int n, int k, int m) {}
 
     public static void main(String[] args) {
         double budget = args.length > 0 ? Double.parseDouble(args[0]) : 0.6;
-        int[] threadCounts = java.util.Arrays.stream((args.length > 1 ? args[1] : "1,2").split(",")).mapToInt(Integer::parseInt).toArray();
-        boolean scalar = args.length <= 2 || !args[2].equals("noscalar");
+        int[] threadCounts = Arrays.stream((args.length > 1 ? args[1] : "1,2").split(",")).mapToInt(Integer::parseInt).toArray();
         double peak = peakOneCore();
         System.out.printf("species %d-bit (%d lanes), FP32 FMA peak of one core (Java, measured): %.1f GFLOP/s%n",
                 S.vectorBitSize(), S.length(), peak);
         System.out.println("java: " + VectorGemm.INSTANCE + "   openblas: " + OpenBlasGemm.describe());
-        List<Gemm> gemms = new ArrayList<>(List.of(VectorGemm.INSTANCE));
-        if (OpenBlasGemm.available()) gemms.add(OpenBlasGemm.INSTANCE);
+        if (!OpenBlasGemm.available()) {
+            System.out.println("OpenBLAS did not load, so there is nothing to compare with: " + OpenBlasGemm.unavailableReason());
+            return;
+        }
+        List<Gemm> gemms = List.of(VectorGemm.INSTANCE, OpenBlasGemm.INSTANCE);
         warmUp(gemms);
-        Shape[] shapes = {new Shape(512, 576, 576), new Shape(512, 576, 1536), new Shape(512, 1536, 576),
-                new Shape(1, 576, 49152), new Shape(512, 896, 4864)};
-        System.out.printf("%-7s %-4s %-18s %-12s %10s %8s %12s%n", "threads", "op", "N,K,M", "backend", "GFLOP/s", "%peak", "ms/call");
+        Shape[] shapes = {new Shape("SmolLM2 q,o", 512, 576, 576), new Shape("SmolLM2 gate,up", 512, 576, 1536),
+                new Shape("SmolLM2 down", 512, 1536, 576), new Shape("Qwen2.5-0.5B up", 512, 896, 4864),
+                new Shape("Llama-7B q", 512, 4096, 4096), new Shape("SmolLM2 lm_head 1 row", 1, 576, 49152)};
+        System.out.printf("%d alternating repetitions per cell, medians; ratio = median of java/openblas per repetition%n", REPS);
+        System.out.printf("%-7s %-22s %-4s %-16s %10s %10s %8s %8s %10s %10s %8s%n", "threads", "shape", "op", "N,K,M",
+                "java GF/s", "blas GF/s", "ratio", "%peak", "java best", "blas best", "ratio");
         for (int threads : threadCounts) {
             Parallel.setThreads(threads);
+            double logSum = 0;
+            int cells = 0;
             for (Shape s : shapes) {
                 for (String op : s.n == 1 ? new String[] {"NT"} : new String[] {"NT", "NN", "TN"}) {
-                    List<Gemm> row = new ArrayList<>(gemms);
-                    if (scalar && threads == 1 && (long) s.n * s.k * s.m <= 512L * 576 * 576) row.add(0, ScalarGemm.INSTANCE);
-                    double[] best = time(row, op, s, budget);
-                    for (int g = 0; g < row.size(); g++) {
-                        double gflops = 2.0 * s.n * s.k * s.m / best[g] * 1e-9;
-                        System.out.printf("%-7d %-4s %-18s %-12s %10.1f %7.1f%% %12.3f%n", threads, op,
-                                s.n + "," + s.k + "," + s.m, row.get(g).name(), gflops, 100 * gflops / (peak * threads), best[g] * 1e3);
+                    double[][] gf = time(gemms, op, s, budget);   // [rep][backend]
+                    double[] ratios = new double[REPS], java = new double[REPS], blas = new double[REPS];
+                    for (int r = 0; r < REPS; r++) {
+                        java[r] = gf[r][0];
+                        blas[r] = gf[r][1];
+                        ratios[r] = gf[r][0] / gf[r][1];
                     }
+                    double ratio = median(ratios);
+                    if (s.n > 1) {
+                        logSum += Math.log(ratio);
+                        cells++;
+                    }
+                    double javaBest = Arrays.stream(java).max().orElseThrow(), blasBest = Arrays.stream(blas).max().orElseThrow();
+                    System.out.printf("%-7d %-22s %-4s %-16s %10.1f %10.1f %7.2fx %7.1f%% %10.1f %10.1f %7.2fx%s%n", threads,
+                            s.what, op, s.n + "," + s.k + "," + s.m, median(java), median(blas), ratio,
+                            100 * median(java) / (peak * threads), javaBest, blasBest, javaBest / blasBest,
+                            s.n == 1 ? "  (decode: not in the mean)" : "");
                 }
             }
+            System.out.printf("%-7d geometric mean of java/openblas over %d cells: %.2fx%n", threads, cells, Math.exp(logSum / cells));
         }
         blockShapes(peak, budget);
+    }
+
+    static double median(double[] x) {
+        double[] y = x.clone();
+        Arrays.sort(y);
+        return y.length % 2 == 1 ? y[y.length / 2] : (y[y.length / 2 - 1] + y[y.length / 2]) / 2;
     }
 
     /// One (query or key) block's products in a training step of SmolLM2-135M (T 512, 9 heads of 64, 3 key/value
@@ -77,7 +108,7 @@ public final class GemmBench {
         for (Block b : blocks) {
             float[] a = fill(r, (b.transA ? b.k : b.m) * b.lda), x = fill(r, b.k * b.ldb), c = new float[b.m * b.n];
             double[] best = new double[gemms.size()];
-            java.util.Arrays.fill(best, Double.MAX_VALUE);
+            Arrays.fill(best, Double.MAX_VALUE);
             for (int turn = 0; turn < 3; turn++)
                 for (int g = 0; g < gemms.size(); g++) {
                     Gemm gemm = gemms.get(g);
@@ -96,27 +127,29 @@ public final class GemmBench {
         }
     }
 
-    /// Best seconds per call for each backend on one op and shape. Backends take turns in blocks, with a pause
-    /// before each block so that OpenBLAS's spinning worker threads have gone idle before Java's pool runs.
-    static double[] time(List<Gemm> gemms, String op, Shape s, double budget) {
+    /// GFLOP/s per repetition and backend, `[rep][backend]`: in each repetition every backend runs calls for its
+    /// share of the budget (at least one), after a short pause so that OpenBLAS's spinning worker threads have gone
+    /// idle before Java's pool runs.
+    static double[][] time(List<Gemm> gemms, String op, Shape s, double budget) {
         SplittableRandom r = new SplittableRandom(1);
         float[] x = fill(r, s.n * s.k), w = fill(r, s.m * s.k), y = fill(r, s.n * s.m);
         float[] dx = new float[s.n * s.k], dw = new float[s.m * s.k];
-        double[] best = new double[gemms.size()];
-        java.util.Arrays.fill(best, Double.MAX_VALUE);
-        for (int turn = 0; turn < 3; turn++) {
+        double[][] gf = new double[REPS][gemms.size()];
+        long share = (long) (budget / REPS / gemms.size() * 1e9);
+        for (int rep = 0; rep < REPS; rep++) {
             for (int g = 0; g < gemms.size(); g++) {
                 Gemm gemm = gemms.get(g);
                 pause();
-                long end = System.nanoTime() + (long) (budget / 3 * 1e9);
-                for (int rep = 0; rep < 2 || (rep < 500 && System.nanoTime() < end); rep++) {
-                    long t0 = System.nanoTime();
+                int calls = 0;
+                long t0 = System.nanoTime(), t;
+                do {
                     call(gemm, op, s, x, w, y, dx, dw);
-                    best[g] = Math.min(best[g], (System.nanoTime() - t0) * 1e-9);
-                }
+                    calls++;
+                } while ((t = System.nanoTime()) - t0 < share);
+                gf[rep][g] = 2.0 * s.n * s.k * s.m * calls / (t - t0);
             }
         }
-        return best;
+        return gf;
     }
 
     static void call(Gemm gemm, String op, Shape s, float[] x, float[] w, float[] y, float[] dx, float[] dw) {
@@ -130,7 +163,7 @@ public final class GemmBench {
 
     /// Runs every backend and op for about two seconds so the JIT has compiled the Java kernels before timing.
     static void warmUp(List<Gemm> gemms) {
-        Shape s = new Shape(256, 576, 1536);
+        Shape s = new Shape("warm-up", 256, 576, 1536);
         SplittableRandom r = new SplittableRandom(2);
         float[] x = fill(r, s.n * s.k), w = fill(r, s.m * s.k), y = fill(r, s.n * s.m);
         float[] dx = new float[s.n * s.k], dw = new float[s.m * s.k];
@@ -143,7 +176,7 @@ public final class GemmBench {
 
     static void pause() {
         try {
-            Thread.sleep(150);
+            Thread.sleep(5);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -20,7 +20,8 @@ import java.util.stream.IntStream;
 /// `peft4j chat`: a conversation through the model's chat template, a LLaMA-Factory template or a plain fallback
 /// ([ChatPrompt]). In a terminal it prompts; with piped stdin each line is one user turn and only the answers are
 /// printed, one per line (line breaks inside an answer become spaces).
-@Command(name = "chat", mixinStandardHelpOptions = true, description = "Chat with a model (interactive, or one turn per stdin line).")
+@Command(name = "chat", mixinStandardHelpOptions = true, description = {"Chat with a model (interactive, or one turn per stdin line).",
+        "peft4j chat CONFIG.yaml [flags] reads LLaMA-Factory's inference YAML (its inference/ examples); flags override it."})
 final class ChatCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
     @Mixin SamplingOptions sampling;
@@ -35,11 +36,21 @@ final class ChatCommand implements Callable<Integer> {
                     + "else a plain User/Assistant format.")
     String templateName;
 
+    @Option(names = "--enable-thinking", paramLabel = "BOOL", defaultValue = "true", arity = "1",
+            description = "LLaMA-Factory reasoning templates (qwen3, ...): false opens each answer with the empty thought (default: ${DEFAULT-VALUE}).")
+    boolean enableThinking;
+
+    @Option(names = "--do-sample", paramLabel = "BOOL", arity = "1",
+            description = "LLaMA-Factory's do_sample: false = greedy (temperature 0) unless --temperature is given.")
+    Boolean doSample;
+
     @Override
     public Integer call() throws Exception {
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
         LoadedAdapter a = adapter == null ? null : Adapters.read(s, adapter);
         ChatPrompt chat = ChatPrompt.of(templateName, s.tokenizer, s.dir);
+        if (chat instanceof ChatPrompt.Slots slots) chat = new ChatPrompt.Slots(slots.template().withEnableThinking(enableThinking), s.tokenizer);
+        if (Boolean.FALSE.equals(doSample) && sampling.temperature == null) sampling.temperature = 0.0;
         List<String> stops = new ArrayList<>(sampling.stop);
         stops.addAll(chat.stopStrings());
         int[] stopIds = IntStream.concat(IntStream.of(s.eosIds()), IntStream.of(chat.stopIds())).distinct().toArray();

@@ -43,16 +43,11 @@ final class EstimateCommand implements Callable<Integer> {
         if (!List.of("lora", "qlora", "full", "freeze").contains(method)) throw new ConfigException("--method must be lora, qlora, full or freeze, got " + method);
         List<String> targets = LoraConfig.expandTargets(List.of(target.split(",")));
         if (refBits != null && refBits != 4) throw new ConfigException("--ref-model-quantization-bit must be 4, got " + refBits);
-        MemoryEstimate.Reference ref;
-        boolean separate = refModel || refBits != null || method.equals("full") || method.equals("freeze");
-        if (stage.equals("kto") || stage.equals("dpo") && PreferenceLoss.Kind.of(prefLoss).needsReference())
-            ref = !separate ? MemoryEstimate.Reference.ADAPTER_OFF : refBits != null ? MemoryEstimate.Reference.NF4 : MemoryEstimate.Reference.FLOAT32;
-        else {
-            if (refModel || refBits != null) throw new ConfigException("--ref-model applies to --stage dpo (pref loss sigmoid, hinge, ipo) and kto");
-            ref = MemoryEstimate.Reference.NONE;
-        }
+        if ((refModel || refBits != null) && !(stage.equals("kto") || stage.equals("dpo") && PreferenceLoss.Kind.of(prefLoss).needsReference()))
+            throw new ConfigException("--ref-model applies to --stage dpo (pref loss sigmoid, hinge, ipo) and kto");
+        var pref = MemoryEstimate.Preference.of(stage, PreferenceLoss.Kind.of(prefLoss), method.equals("qlora") ? "lora" : method, refModel, refBits != null);
         MemoryEstimate e = MemoryEstimate.estimate(c, MemoryEstimate.method(method, rank, targets), method.equals("qlora"), batch, seq,
-                checkpointing, optim, block, !noDouble, new MemoryEstimate.Preference(stage, ref));
+                checkpointing, optim, block, !noDouble, pref);
         System.out.print(e.toTable());
         return 0;
     }

@@ -28,9 +28,11 @@ public final class Main implements Runnable {
         COMMANDS.put("train", TrainCommand::new);
         COMMANDS.put("eval", EvalCommand::new);
         COMMANDS.put("export", ExportCommand::new);
+        COMMANDS.put("export-adapter", ExportAdapterCommand::new);
         COMMANDS.put("estimate", EstimateCommand::new);
         COMMANDS.put("quantize", QuantizeCommand::new);
         COMMANDS.put("serve", ServeCommand::new);
+        COMMANDS.put("webui", WebuiCommand::new);
         COMMANDS.put("bench", BenchCommand::new);
         COMMANDS.put("help", CommandLine.HelpCommand::new);
     }
@@ -87,6 +89,14 @@ public final class Main implements Runnable {
             return 3;
         });
         cl.setCaseInsensitiveEnumValuesAllowed(true);
+        try {
+            String[] expanded = LlamaFactoryYaml.expand(args, System.err);
+            if (expanded != args) cl.setOverwrittenOptionsAllowed(true);   // the command line's flags override the YAML's
+            args = expanded;
+        } catch (Peft4jException e) {
+            System.err.println("error: " + e.getMessage());
+            return 1;
+        }
         return cl.execute(args);
     }
 }

@@ -34,6 +34,29 @@ class GgmlBlocksVectorsTest {
             assertEquals(Float.floatToRawIntBits(wantBack[i]), Float.floatToRawIntBits(back[i]), name + " value " + i);
     }
 
+    /// Every block type against ggml's compiled C reference (reference/ggml_kquant_vectors.c over ggml-quants.c):
+    /// K-quant blocks quantized by ggml's `quantize_row_*_ref`, random-byte blocks and an all-zero block, dequantized
+    /// bit for bit; and Q8_0/Q4_0 quantized bit for bit from the same inputs.
+    @ParameterizedTest @ValueSource(strings = {"q4_K", "q5_K", "q6_K", "q8_0", "q4_0"})
+    void dequantizationMatchesTheCompiledGgmlReference(String name) throws IOException {
+        JsonNode root;
+        try (var in = GgmlBlocksVectorsTest.class.getResourceAsStream("/ggml_kquant_vectors.json")) {
+            root = new ObjectMapper().readTree(in);
+        }
+        JsonNode v = root.get(name);
+        GgmlBlocks type = GgmlBlocks.byName(name.toUpperCase());
+        byte[] blocks = HexFormat.of().parseHex(v.get("hex").asText());
+        float[] want = floats(v.get("dequant_f32_hex")), got = new float[want.length];
+        assertEquals(type.bytes(want.length), blocks.length);
+        type.dequantize(blocks, 0, got, 0, want.length / type.blockSize);
+        for (int i = 0; i < want.length; i++)
+            assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(got[i]), name + " value " + i + " (block " + i / type.blockSize + ")");
+        if (name.endsWith("_0")) {
+            float[] x = floats(root.get("input_f32_hex"));
+            assertArrayEquals(blocks, type.quantize(x, 0, x.length), name + " quantize_row_" + name + "_ref");
+        }
+    }
+
     static float[] floats(JsonNode hex) {
         float[] f = new float[hex.size()];
         for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat(Integer.parseUnsignedInt(hex.get(i).asText(), 16));

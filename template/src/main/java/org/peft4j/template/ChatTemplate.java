@@ -80,7 +80,7 @@ public final class ChatTemplate {
             Path beside = tokenizerConfigJson.resolveSibling("chat_template.jinja");
             if (!Files.exists(beside)) throw new Peft4jException.ConfigException(tokenizerConfigJson
                     + " has no \"chat_template\" and there is no chat_template.jinja beside it; "
-                    + "use ChatTemplate.plain() for base models or pass a template with ChatTemplate.of(source)");
+                    + "name a LLaMA-Factory template instead (--template NAME, or template: NAME in a config), or add a chat_template.jinja");
             try {
                 source = Files.readString(beside);
             } catch (IOException e) {

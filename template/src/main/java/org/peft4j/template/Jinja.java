@@ -65,7 +65,7 @@ final class Jinja {
             String detail = fatal.stream().map(e -> "line " + e.getLineno() + ": " + e.getMessage())
                     .collect(Collectors.joining("; "));
             throw new Peft4jException.FormatException("Chat template failed to render (" + detail + "); check the "
-                    + "template's syntax or pass the variables it expects, or use ChatTemplate.plain()");
+                    + "template's syntax, or choose another template (--template NAME for a LLaMA-Factory template)");
         }
         return result.getOutput();
     }

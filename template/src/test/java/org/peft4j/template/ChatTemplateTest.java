@@ -77,7 +77,7 @@ class ChatTemplateTest {
         Path file = dir.resolve("tokenizer_config.json");
         Files.writeString(file, "{\"eos_token\": \"</s>\"}");
         var e = assertThrows(Peft4jException.ConfigException.class, () -> ChatTemplate.fromTokenizerConfig(file));
-        assertTrue(e.getMessage().contains("ChatTemplate.plain()"), e.getMessage());
+        assertTrue(e.getMessage().contains("--template NAME") && !e.getMessage().contains("ChatTemplate."), e.getMessage());
         Files.writeString(dir.resolve("chat_template.jinja"), "{{ eos_token }}\n");
         assertEquals("</s>", ChatTemplate.fromTokenizerConfig(file).render(List.of(), false));
         Files.writeString(file, "[1, 2");

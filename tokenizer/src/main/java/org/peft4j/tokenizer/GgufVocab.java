@@ -206,36 +206,139 @@ public final class GgufVocab {
                 return new SpmTokenizer(new SpmVocab(tokens, scores, types, unk, bos, eos, space == null || space, false), config);
             }
             case "gpt2" -> {
-                ObjectNode root = JSON.createObjectNode();
-                ObjectNode model = root.putObject("model");
-                model.put("type", "BPE");
-                model.put("byte_fallback", false);
-                ObjectNode vocab = model.putObject("vocab");
-                ArrayNode added = root.putArray("added_tokens");
-                for (int i = 0; i < n; i++) {
-                    int t = types == null ? SpmVocab.NORMAL : types[i];
-                    if (t == SpmVocab.CONTROL || t == SpmVocab.USER_DEFINED) {
-                        ObjectNode a = added.addObject();
-                        a.put("id", i).put("content", tokens[i]).put("special", t == SpmVocab.CONTROL).put("normalized", false);
-                    }
-                    if (!vocab.has(tokens[i])) vocab.put(tokens[i], i);
-                }
-                ArrayNode merges = model.putArray("merges");
-                for (String m : f.require("tokenizer.ggml.merges").asStrings("tokenizer.ggml.merges")) merges.add(m);
-                GgufValue pre = f.get("tokenizer.ggml.pre");
-                root.set("pre_tokenizer", preTokenizer(pre == null ? "default" : pre.asString("tokenizer.ggml.pre"), f.path()));
-                root.set("decoder", JSON.createObjectNode().put("type", "ByteLevel"));
-                if (addBos != null && addBos && bos >= 0) {
-                    ObjectNode pp = root.putObject("post_processor");
-                    pp.put("type", "TemplateProcessing");
-                    pp.putArray("single").addObject().putObject("SpecialToken").put("id", tokens[bos]);
-                    ((ArrayNode) pp.get("single")).addObject().putObject("Sequence").put("id", "A");
-                    pp.putObject("special_tokens").putObject(tokens[bos]).putArray("ids").add(bos);
-                }
+                ObjectNode root = gpt2Tree(f, tokens, types, addBos != null && addBos ? bos : -1);
                 return HfTokenizer.fromJson(root, f.path().toString(), config);
             }
             default -> throw new UnsupportedModelException(f.path() + ": GGUF tokenizer model '" + kind + "' is not supported; peft4j"
                     + " reads 'llama' (SentencePiece) and 'gpt2' (byte-level BPE) vocabularies");
+        }
+    }
+
+    /// A tokenizer.json tree equivalent to a `gpt2` vocabulary: byte-level BPE with the merges, CONTROL and
+    /// USER_DEFINED tokens as added tokens, the pre-tokenizer of `tokenizer.ggml.pre`, BOS prepended when `bos` ≥ 0.
+    static ObjectNode gpt2Tree(GgufFile f, String[] tokens, int[] types, int bos) {
+        ObjectNode root = JSON.createObjectNode();
+        ArrayNode added = addedTokens(root, tokens, types);
+        root.putNull("normalizer");
+        GgufValue pre = f.get("tokenizer.ggml.pre");
+        root.set("pre_tokenizer", preTokenizer(pre == null ? "default" : pre.asString("tokenizer.ggml.pre"), f.path()));
+        postProcessor(root, tokens, bos);
+        root.set("decoder", JSON.createObjectNode().put("type", "ByteLevel").put("add_prefix_space", true).put("trim_offsets", true).put("use_regex", true));
+        ObjectNode model = bpe(root, null, false);
+        ObjectNode vocab = model.putObject("vocab");
+        for (int i = 0; i < tokens.length; i++) if (!vocab.has(tokens[i])) vocab.put(tokens[i], i);
+        ArrayNode merges = model.putArray("merges");
+        for (String m : f.require("tokenizer.ggml.merges").asStrings("tokenizer.ggml.merges")) merges.add(m);
+        return root;
+    }
+
+    /// A tokenizer.json tree equivalent to a `llama` (SentencePiece) vocabulary, as transformers' LlamaConverter
+    /// writes it: `▁` normalizer, BPE with byte fallback whose merges are every split of a NORMAL piece into two
+    /// pieces, ranked by the merged piece's score (highest first), and the SentencePiece decoder.
+    static ObjectNode llamaTree(String[] tokens, float[] scores, int[] types, int unk, int bos, boolean spacePrefix) {
+        ObjectNode root = JSON.createObjectNode();
+        addedTokens(root, tokens, types);
+        ArrayNode norms = root.putObject("normalizer").put("type", "Sequence").putArray("normalizers");
+        if (spacePrefix) norms.addObject().put("type", "Prepend").put("prepend", "\u2581");
+        norms.addObject().put("type", "Replace").<ObjectNode>set("pattern", JSON.createObjectNode().put("String", " ")).put("content", "\u2581");
+        root.putNull("pre_tokenizer");
+        postProcessor(root, tokens, bos);
+        ArrayNode decoders = root.putObject("decoder").put("type", "Sequence").putArray("decoders");
+        decoders.addObject().put("type", "Replace").<ObjectNode>set("pattern", JSON.createObjectNode().put("String", "\u2581")).put("content", " ");
+        decoders.addObject().put("type", "ByteFallback");
+        decoders.addObject().put("type", "Fuse");
+        if (spacePrefix) decoders.addObject().put("type", "Strip").put("content", " ").put("start", 1).put("stop", 0);
+        ObjectNode model = bpe(root, unk >= 0 ? tokens[unk] : null, true);
+        ObjectNode vocab = model.putObject("vocab");
+        Map<String, Integer> ids = new HashMap<>();
+        for (int i = 0; i < tokens.length; i++) if (!vocab.has(tokens[i])) { vocab.put(tokens[i], i); ids.put(tokens[i], i); }
+        record Merge(float score, int id, int left, String a, String b) {}
+        java.util.List<Merge> merges = new java.util.ArrayList<>();
+        for (int i = 0; i < tokens.length; i++) {
+            if (types[i] != SpmVocab.NORMAL && types[i] != SpmVocab.USER_DEFINED) continue;
+            String t = tokens[i];
+            for (int k = t.offsetByCodePoints(0, 1); k < t.length(); k = t.offsetByCodePoints(k, 1)) {
+                Integer l = ids.get(t.substring(0, k)), r = ids.get(t.substring(k));
+                if (l != null && r != null) merges.add(new Merge(scores[i], i, l, t.substring(0, k), t.substring(k)));
+            }
+        }
+        merges.sort(java.util.Comparator.comparingDouble((Merge m) -> -m.score()).thenComparingInt(Merge::id).thenComparingInt(Merge::left));
+        ArrayNode mg = model.putArray("merges");
+        for (Merge m : merges) mg.add(m.a() + " " + m.b());
+        return root;
+    }
+
+    private static ArrayNode addedTokens(ObjectNode root, String[] tokens, int[] types) {
+        root.put("version", "1.0");
+        root.putNull("truncation");
+        root.putNull("padding");
+        ArrayNode added = root.putArray("added_tokens");
+        for (int i = 0; i < tokens.length; i++) {
+            int t = types == null ? SpmVocab.NORMAL : types[i];
+            if (t == SpmVocab.CONTROL || t == SpmVocab.USER_DEFINED || t == SpmVocab.UNKNOWN)
+                added.addObject().put("id", i).put("content", tokens[i]).put("single_word", false).put("lstrip", false)
+                        .put("rstrip", false).put("normalized", false).put("special", t != SpmVocab.USER_DEFINED);
+        }
+        return added;
+    }
+
+    private static void postProcessor(ObjectNode root, String[] tokens, int bos) {
+        if (bos < 0) { root.putNull("post_processor"); return; }
+        ObjectNode pp = root.putObject("post_processor");
+        pp.put("type", "TemplateProcessing");
+        ArrayNode single = pp.putArray("single");
+        single.addObject().putObject("SpecialToken").put("id", tokens[bos]).put("type_id", 0);
+        single.addObject().putObject("Sequence").put("id", "A").put("type_id", 0);
+        pp.putArray("pair");
+        pp.putObject("special_tokens").putObject(tokens[bos]).put("id", tokens[bos]).putArray("ids").add(bos);
+        ((ObjectNode) pp.get("special_tokens").get(tokens[bos])).putArray("tokens").add(tokens[bos]);
+    }
+
+    private static ObjectNode bpe(ObjectNode root, String unk, boolean byteFallback) {
+        ObjectNode m = root.putObject("model");
+        m.put("type", "BPE").putNull("dropout");
+        if (unk == null) m.putNull("unk_token"); else m.put("unk_token", unk);
+        m.putNull("continuing_subword_prefix").putNull("end_of_word_suffix");
+        m.put("fuse_unk", byteFallback).put("byte_fallback", byteFallback).put("ignore_merges", false);
+        return m;
+    }
+
+    /// Writes `tokenizer.json` and `tokenizer_config.json` (special tokens, add_bos/add_eos, chat template) for the
+    /// tokenizer of `f` into `dir`, the other direction of [#put].
+    public static void writeHf(GgufFile f, Path dir) {
+        String kind = f.require("tokenizer.ggml.model").asString("tokenizer.ggml.model");
+        String[] tokens = f.require("tokenizer.ggml.tokens").asStrings("tokenizer.ggml.tokens");
+        int n = tokens.length;
+        int[] types = f.get("tokenizer.ggml.token_type") != null ? f.get("tokenizer.ggml.token_type").asInts("tokenizer.ggml.token_type") : new int[n];
+        if (f.get("tokenizer.ggml.token_type") == null) java.util.Arrays.fill(types, SpmVocab.NORMAL);
+        int bos = id(f, "bos", n), eos = id(f, "eos", n), unk = id(f, "unknown", n), pad = id(f, "padding", n);
+        Boolean addBos = bool(f, "tokenizer.ggml.add_bos_token"), addEos = bool(f, "tokenizer.ggml.add_eos_token");
+        boolean llama = kind.equals("llama");
+        boolean prependBos = addBos != null ? addBos : llama;
+        ObjectNode tree = switch (kind) {
+            case "llama" -> {
+                float[] scores = f.get("tokenizer.ggml.scores") != null ? f.get("tokenizer.ggml.scores").asFloats("tokenizer.ggml.scores") : new float[n];
+                Boolean space = bool(f, "tokenizer.ggml.add_space_prefix");
+                yield llamaTree(tokens, scores, types, unk, prependBos ? bos : -1, space == null || space);
+            }
+            case "gpt2" -> gpt2Tree(f, tokens, types, prependBos ? bos : -1);
+            default -> throw new UnsupportedModelException(f.path() + ": GGUF tokenizer model '" + kind + "' cannot be converted; peft4j"
+                    + " converts 'llama' and 'gpt2' vocabularies");
+        };
+        ObjectNode tc = JSON.createObjectNode();
+        tc.put("add_bos_token", prependBos).put("add_eos_token", addEos != null && addEos);
+        if (bos >= 0) tc.put("bos_token", tokens[bos]);
+        if (eos >= 0) tc.put("eos_token", tokens[eos]);
+        if (unk >= 0) tc.put("unk_token", tokens[unk]);
+        if (pad >= 0) tc.put("pad_token", tokens[pad]);
+        GgufValue tpl = f.get("tokenizer.chat_template");
+        if (tpl != null) tc.put("chat_template", tpl.asString("tokenizer.chat_template"));
+        tc.put("tokenizer_class", llama ? "LlamaTokenizerFast" : "PreTrainedTokenizerFast");
+        try {
+            Files.writeString(dir.resolve("tokenizer.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(tree) + "\n");
+            Files.writeString(dir.resolve("tokenizer_config.json"), JSON.writerWithDefaultPrettyPrinter().writeValueAsString(tc) + "\n");
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("cannot write the tokenizer into " + dir + ": " + e.getMessage(), e);
         }
     }
 

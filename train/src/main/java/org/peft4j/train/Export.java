@@ -17,6 +17,8 @@ import org.peft4j.model.adapter.AdapterSet;
 import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.train.data.SlotTemplate;
+import org.peft4j.train.data.Template;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -30,12 +32,42 @@ import java.util.Map;
 /// LLaMA-Factory's `export`: the base model with a LoRA adapter merged (W0 + s·B·A) written as a Hugging Face folder
 /// (config.json with torch_dtype, safetensors shards of at most `export_size` GB, tokenizer and generation files).
 public final class Export {
-    static final List<String> COPIED = List.of("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+    public static final List<String> COPIED = List.of("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
             "special_tokens_map.json", "generation_config.json", "chat_template.jinja");
 
     private Export() {}
 
+    /// The tokenizer files of `modelDir` copied into `dir`, as LLaMA-Factory saves the tokenizer beside every model,
+    /// adapter and checkpoint it writes. When the model has no chat template of its own and `template` is one of
+    /// LLaMA-Factory's named templates, tokenizer_config.json gets that template as Jinja (LLaMA-Factory
+    /// `fix_jinja_template`), so the saved folder chats as it was trained. `template` may be null (files copied as they are).
+    public static void saveTokenizer(Path modelDir, Path dir, Template template) {
+        try {
+            Files.createDirectories(dir);
+            if (GgufModel.isGguf(modelDir)) {   // a GGUF model: the tokenizer files from its metadata
+                try (GgufFile f = GgufFile.open(modelDir)) { GgufVocab.writeHf(f, dir); }
+            } else {
+                for (String f : COPIED)
+                    if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+            }
+            Path tc = dir.resolve("tokenizer_config.json");
+            if (template instanceof SlotTemplate st && Files.exists(tc) && !TrainData.hasChatTemplate(modelDir)) {
+                ObjectNode cfg = (ObjectNode) new ObjectMapper().readTree(tc.toFile());
+                String eos = st.replaceEos() ? st.stopWords().getFirst() : token(cfg.get("eos_token"));
+                String jinja = st.jinja(token(cfg.get("bos_token")), eos);
+                if (jinja != null) cfg.put("chat_template", jinja);
+                Checkpoint.writeAtomically(tc, new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(cfg) + "\n");
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write the tokenizer files into " + dir + ": " + e.getMessage(), e);
+        }
+    }
 
+    /// A special token of tokenizer_config.json: a string, or an AddedToken object's "content"; null when absent.
+    private static String token(com.fasterxml.jackson.databind.JsonNode n) {
+        if (n == null || n.isNull()) return null;
+        return n.isObject() ? n.path("content").asText(null) : n.asText();
+    }
 
     /// The merged model (or the base alone when `adapterDir` is null) as one GGUF file that llama.cpp loads:
     /// `quant` f32, f16, bf16, q8_0 or q4_0 ([GgufModel#writer]), the tokenizer and chat template from the model
@@ -70,6 +102,11 @@ public final class Export {
 
     /// dtype: float32, float16 or bfloat16 (HF names) · exportSizeGb: shard limit in GB (10⁹ bytes), as export_size.
     public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm) {
+        return merged(modelDir, adapterDir, exportDir, dtype, exportSizeGb, gemm, null);
+    }
+
+    /// As above; `template` (may be null) is the chat template the tokenizer gets when the model has none ([#saveTokenizer]).
+    public static List<Path> merged(Path modelDir, Path adapterDir, Path exportDir, String dtype, int exportSizeGb, Gemm gemm, Template template) {
         DType dt = switch (dtype) {
             case "float32", "fp32" -> DType.F32;
             case "float16", "fp16" -> DType.F16;
@@ -91,11 +128,10 @@ public final class Export {
             cfg.put("torch_dtype", dtype.startsWith("b") ? "bfloat16" : dtype.endsWith("16") ? "float16" : "float32");
             Checkpoint.writeAtomically(exportDir.resolve("config.json"),
                     new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(cfg) + "\n");
-            for (String f : COPIED)
-                if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), exportDir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + exportDir + ": " + e.getMessage(), e);
         }
+        saveTokenizer(modelDir, exportDir, template);
         Map<String, long[]> shapes = LlamaWeights.expectedShapes(merged.config);
         List<SafeTensors.Entry> entries = new ArrayList<>();
         for (var e : merged.tensors().entrySet()) entries.add(SafeTensors.Entry.ofFloats(e.getKey(), shapes.get(e.getKey()), e.getValue(), dt));

@@ -63,7 +63,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
     /// `packing` resolved (default: true for stage pt); `evalDataset` null when the split comes from `valSize`.
     public record Data(String dataset, String evalDataset, Path datasetDir, String template, int cutoffLen,
                        Integer maxSamples, double valSize, boolean trainOnPrompt, boolean maskHistory, boolean packing,
-                       String defaultSystem) {}
+                       String defaultSystem, boolean enableThinking, String toolFormat) {}
 
     /// `saveSteps` 0 = never; `resumeFromCheckpoint`: a folder, `true`/`last`, or null.
     public record Output(Path dir, boolean overwrite, int loggingSteps, int saveSteps, Integer saveTotalLimit,
@@ -98,10 +98,10 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
                         c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
                         c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),
-                        c.str("default_system")),
+                        c.str("default_system"), c.b("enable_thinking"), c.str("tool_format")),
                 new Output(Path.of(c.str("output_dir")), c.b("overwrite_output_dir"), Math.max(1, c.i("logging_steps")),
                         c.i("save_steps"), c.optInt("save_total_limit"), c.b("plot_loss"), c.str("resume_from_checkpoint")),
-                new Training(c.i("per_device_train_batch_size"), c.i("gradient_accumulation_steps"), c.d("learning_rate"),
+                new Training(c.i("per_device_train_batch_size"), c.i("gradient_accumulation_steps") * c.i("ray_num_workers"), c.d("learning_rate"),
                         c.d("num_train_epochs"), c.i("max_steps"), c.str("lr_scheduler_type"), c.i("warmup_steps"),
                         c.d("warmup_ratio"), c.d("max_grad_norm"), c.d("weight_decay"), c.d("adam_beta1"),
                         c.d("adam_beta2"), c.d("adam_epsilon"), c.str("optim"),

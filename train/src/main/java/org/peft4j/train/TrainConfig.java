@@ -34,6 +34,10 @@ public final class TrainConfig {
     private static void key(String name, Type type, Object def, String help) { KEYS.put(name, new Key(name, type, def, Support.SUPPORTED, help)); }
     private static void noted(String name, Type type, Object def, String help) { KEYS.put(name, new Key(name, type, def, Support.IGNORED_WITH_NOTE, help)); }
     private static void unsupported(String name, Type type, String help) { KEYS.put(name, new Key(name, type, null, Support.UNSUPPORTED, help)); }
+    /// LLaMA-Factory keys that change nothing peft4j computes: accepted (any value) with `note`.
+    private static void notedAll(String note, String... names) { for (String n : names) noted(n, Type.STRING, null, note); }
+    /// LLaMA-Factory keys peft4j does not build yet: refused (unless false/null) with `why`.
+    private static void unsupportedAll(String why, String... names) { for (String n : names) unsupported(n, Type.STRING, why); }
 
     static {
         // model
@@ -62,6 +66,7 @@ public final class TrainConfig {
         key("quantization_bit", Type.INT, null, "QLoRA: 4 freezes the base in 4-bit (bitsandbytes NF4/FP4) under the LoRA adapters.");
         key("quantization_type", Type.STRING, "nf4", "QLoRA: nf4 or fp4.");
         key("double_quantization", Type.BOOL, true, "QLoRA: quantize the absmax values too (8-bit, blocks of 256).");
+        noted("quantization_method", Type.STRING, "bnb", "QLoRA: bnb (bitsandbytes 4-bit, what peft4j does; LLaMA-Factory's default); gptq, awq, hqq, eetq, ... are not supported.");
         unsupported("additional_target", Type.STRING, "modules_to_save is not supported yet.");
         // preference tuning (stages dpo and kto)
         key("pref_beta", Type.FLOAT, 0.1, "dpo/kto: beta, the strength of the preference term (DPO's inverse temperature).");
@@ -80,7 +85,7 @@ public final class TrainConfig {
         key("dataset", Type.STRING, null, "Dataset names from dataset_info.json, comma-separated.");
         key("eval_dataset", Type.STRING, null, "Validation dataset names (instead of val_size).");
         key("dataset_dir", Type.STRING, "data", "Folder with dataset_info.json.");
-        key("template", Type.STRING, "default", "Prompt template name (default, empty, alpaca, vicuna, chatml, llama2, llama3, qwen, mistral) or 'model' for the model's own chat template.");
+        key("template", Type.STRING, null, "Prompt template: a LLaMA-Factory template name (default, alpaca, llama3, qwen, qwen3, deepseek3, ...; an unknown name lists them all) or 'model' for the model's own chat template; unset = the model's own chat template when it has one, else empty (as LLaMA-Factory).");
         key("cutoff_len", Type.INT, 2048, "Maximum tokens per example.");
         key("max_samples", Type.INT, null, "Use at most this many examples of each dataset.");
         key("val_size", Type.FLOAT, 0.0, "Validation split: a fraction (<1) or a count.");
@@ -88,6 +93,9 @@ public final class TrainConfig {
         key("mask_history", Type.BOOL, false, "Train only on the last turn of each conversation.");
         key("packing", Type.BOOL, null, "Pack examples into cutoff_len blocks (default: true for pt, false for sft).");
         key("default_system", Type.STRING, null, "Override the template's default system prompt.");
+        key("tool_format", Type.STRING, null, "How tools and tool calls are written: default or qwen (LLaMA-Factory's other formats are refused when a row has tools); unset = the template's own.");
+        key("enable_thinking", Type.BOOL, true, "Reasoning templates (qwen3, deepseekr1, ...): true trains an empty thought added to answers without one; false cuts thoughts from answers and puts the empty thought in the prompt (untrained), as LLaMA-Factory.");
+        unsupported("preserve_thinking", Type.BOOL, "keeping the thoughts of earlier turns with mask_history is not supported yet.");
         noted("overwrite_cache", Type.BOOL, false, "Accepted; peft4j keeps no dataset cache.");
         noted("preprocessing_num_workers", Type.INT, null, "Accepted; preprocessing runs in-process.");
         noted("dataloader_num_workers", Type.INT, 0, "Accepted; batches are formed in-process.");
@@ -129,6 +137,79 @@ public final class TrainConfig {
         noted("bf16", Type.BOOL, false, "Mixed precision in LLaMA-Factory; peft4j computes in float32 on the CPU (weights may be stored in bf16/f16).");
         noted("ddp_timeout", Type.INT, null, "Accepted; peft4j trains on one machine.");
         noted("flash_attn", Type.STRING, "auto", "Accepted; peft4j has its own attention kernel.");
+        // LLaMA-Factory keys about the runtime: the result is the same in peft4j's one process
+        noted("pure_bf16", Type.BOOL, false, "Pure bf16 training in LLaMA-Factory; peft4j computes in float32 on the CPU, as with bf16 (weights may be stored in bf16/f16).");
+        noted("deepspeed", Type.STRING, null, "Accepted; DeepSpeed ZeRO partitions optimizer states, gradients and weights across GPU processes; peft4j trains in one process, which computes what one device does.");
+        notedAll("Accepted; FSDP shards the model across GPU processes; peft4j trains in one process, which computes what one device does.",
+                "fsdp", "fsdp_config", "fsdp_transformer_layer_cls_to_wrap");
+        key("ray_num_workers", Type.INT, 1, "LLaMA-Factory's Ray workers (data-parallel processes, each with its own batches); peft4j runs one process and multiplies gradient_accumulation_steps by it, so an optimizer step sees the same number of examples.");
+        notedAll("Accepted; peft4j runs in one process (no Ray or torch.distributed).", "ray_init_kwargs", "ray_run_name", "ray_storage_path", "ray_storage_filesystem",
+                "resources_per_worker", "placement_strategy", "master_addr", "master_port", "local_rank", "ddp_backend", "ddp_find_unused_parameters");
+        notedAll("Accepted; peft4j tokenizes the datasets in every run and writes no Arrow cache there (the examples are the same).",
+                "tokenized_path", "data_shared_file_system", "preprocessing_batch_size", "buffer_size");
+        notedAll("Accepted; peft4j's gradient checkpointing is gradient_checkpointing: true (the gradients are the same either way).",
+                "disable_gradient_checkpointing", "use_reentrant_gc", "gradient_checkpointing_kwargs", "use_unsloth_gc");
+        notedAll("Accepted; a kernel choice in LLaMA-Factory: peft4j has its own kernels, computing the same functions in float32.",
+                "enable_liger_kernel", "use_unsloth", "use_v1_kernels", "apply_rope_fusion", "bias_activation_fusion", "upcast_layernorm",
+                "upcast_lmhead_output", "tf32", "torch_compile", "low_cpu_mem_usage", "device_map", "quantization_device_map", "compute_dtype",
+                "offload_folder", "use_fast_tokenizer", "infer_dtype", "infer_backend", "use_kv_cache");
+        notedAll("Accepted; metrics go to trainer_log.jsonl and the progress bar.", "use_swanlab", "swanlab_project", "swanlab_workspace",
+                "swanlab_run_name", "swanlab_mode", "swanlab_api_key", "swanlab_logdir", "swanlab_lark_webhook_url", "swanlab_lark_secret",
+                "logging_dir", "disable_tqdm", "print_param_status", "include_effective_tokens_per_second", "include_num_input_tokens_seen",
+                "enable_torch_profiler", "profiler_output_dir", "profiler_wait_steps", "profiler_warmup_steps", "profiler_active_steps",
+                "profiler_repeat", "profiler_record_shapes", "profiler_profile_memory", "profiler_with_stack", "profile_modules");
+        notedAll("Accepted; a Hub credential or revision: peft4j reads HF_TOKEN and the Hub cache (see README).", "hf_hub_token", "ms_hub_token",
+                "om_hub_token", "model_revision");
+        notedAll("Accepted; only used with images, videos or audio: peft4j trains text models (rows with media are refused).",
+                "image_max_pixels", "image_min_pixels", "image_do_pan_and_scan", "crop_to_patches", "video_max_pixels", "video_min_pixels",
+                "video_fps", "video_maxlen", "use_audio_in_video", "audio_sampling_rate", "media_dir", "freeze_vision_tower",
+                "freeze_multi_modal_projector", "freeze_language_model");
+        notedAll("Accepted; a generation setting: training does not use it (peft4j chat and generate take it).", "do_sample", "temperature",
+                "top_p", "top_k", "num_beams", "max_length", "max_new_tokens", "repetition_penalty", "length_penalty", "skip_special_tokens");
+        notedAll("Accepted; an export setting: training does not use it (peft4j export takes it).", "export_dir", "export_size", "export_device",
+                "export_legacy_format", "export_hub_model_id", "export_hf_on_finish");
+        notedAll("Accepted; a serving setting of LLaMA-Factory's vLLM/SGLang backends: training does not use it.", "vllm_maxlen", "vllm_gpu_util",
+                "vllm_enforce_eager", "vllm_max_lora_rank", "vllm_config", "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config",
+                "sglang_lora_backend");
+        // LLaMA-Factory keys not built yet: a clear refusal naming them
+        unsupportedAll("GaLore (memory-efficient optimizer) is not built yet.", "use_galore", "galore_target", "galore_rank",
+                "galore_update_interval", "galore_scale", "galore_proj_type", "galore_layerwise");
+        unsupportedAll("APOLLO (memory-efficient optimizer) is not built yet.", "use_apollo", "apollo_target", "apollo_rank", "apollo_update_interval",
+                "apollo_scale", "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front");
+        unsupportedAll("BAdam (block-wise Adam) is not built yet.", "use_badam", "badam_mode", "badam_start_block", "badam_switch_mode",
+                "badam_switch_interval", "badam_update_ratio", "badam_mask_mode", "badam_verbose");
+        unsupportedAll("Adam-mini is not built yet.", "use_adam_mini");
+        unsupportedAll("the Muon optimizer is not built yet.", "use_muon");
+        unsupportedAll("LLaMA Pro block expansion is not built yet.", "use_llama_pro");
+        unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
+        unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
+        unsupportedAll("FP8 training needs FP8 hardware; peft4j computes in float32.", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
+        unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
+                "add_special_tokens", "new_special_tokens_config", "init_special_tokens", "split_special_tokens");
+        unsupportedAll("this model change is not supported yet.", "rope_scaling", "shift_attn", "mixture_of_depths", "train_from_scratch",
+                "moe_aux_loss_coef", "block_diag_attn", "neat_packing", "model_max_length");
+        unsupportedAll("stage ppo and reward models are not supported yet.", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
+                "ppo_whiten_rewards", "reward_model", "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type");
+        unsupportedAll("this LoRA variant is not supported yet.", "create_new_adapter", "loraplus_lr_embedding", "freeze_extra_modules", "adapter_folder");
+        unsupportedAll("Megatron-Core / hyper-parallel training is not supported; peft4j trains in one process.", "use_mca", "use_megatron_bridge",
+                "megatron_bridge_args", "use_hyper_parallel", "hyper_parallel_args", "hyper_parallel_cp_size", "tensor_model_parallel_size",
+                "pipeline_model_parallel_size", "context_parallel_size", "expert_model_parallel_size", "sequence_parallel",
+                "use_distributed_optimizer", "overlap_grad_reduce", "overlap_param_gather", "moe_grouped_gemm", "moe_token_dispatcher_type",
+                "recompute_granularity", "mixed_precision", "use_packed_sequences");
+        unsupportedAll("KTransformers (CPU/GPU hybrid MoE training) is not supported.", "use_kt", "kt_config", "kt_cpu_activation", "kt_weight_path",
+                "kt_non_expert_weight_path", "kt_expert_checkpoint_path", "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size");
+        unsupportedAll("this data option is not supported yet.", "mix_strategy", "interleave_probs", "eval_on_each_dataset", "eval_num_beams",
+                "disable_shuffling", "compute_accuracy", "early_stopping_steps");
+        notedAll("Accepted; peft4j computes no loss on padding (LLaMA-Factory's default, true).", "ignore_pad_token_for_loss");
+        notedAll("Accepted; peft4j trains on the CPU.", "use_cpu", "no_cuda");
+        for (String k : List.of("save_strategy", "logging_strategy"))
+            KEYS.put(k, new Key(k, Type.STRING, "steps", Support.UNSUPPORTED, "only 'steps' (the default, every save_steps/logging_steps) is supported yet."));
+        unsupportedAll("batch generation over a dataset (generated_predictions.jsonl) is not built yet.", "do_predict", "predict_with_generate");
+        unsupportedAll("export quantization (GPTQ) is not supported; peft4j quantize writes bitsandbytes 4-bit.", "export_quantization_bit",
+                "export_quantization_dataset", "export_quantization_nsamples", "export_quantization_maxlen");
+        unsupportedAll("this trainer option is not supported yet.", "label_smoothing_factor", "group_by_length", "lr_scheduler_kwargs", "optim_args",
+                "load_best_model_at_end", "metric_for_best_model", "greater_is_better", "push_to_hub", "hub_model_id",
+                "eval_accumulation_steps", "eval_delay");
         // peft4j
         key("threads", Type.INT, null, "Worker threads (default: all cores).");
         key("gemm", Type.STRING, "auto", "Matrix-product backend: auto, java, openblas or scalar.");
@@ -153,6 +234,11 @@ public final class TrainConfig {
     }
 
     private void applyYaml(Path yaml) {
+        for (Map.Entry<String, String> e : readYaml(yaml).entrySet()) set(e.getKey(), e.getValue(), yaml.toString());
+    }
+
+    /// A LLaMA-Factory YAML file as key → text (null for null; lists joined with commas; mappings as JSON), in order.
+    public static Map<String, String> readYaml(Path yaml) {
         JsonNode root;
         try {
             root = new ObjectMapper(new YAMLFactory()).readTree(Files.readString(yaml));
@@ -163,14 +249,15 @@ public final class TrainConfig {
         } catch (IOException e) {
             throw new ConfigException("cannot read " + yaml + ": " + e.getMessage(), e);
         }
-        if (root == null || root.isNull()) return;
+        Map<String, String> out = new LinkedHashMap<>();
+        if (root == null || root.isNull()) return out;
         if (!root.isObject()) throw new ConfigException(yaml + ": expected a mapping of keys to values at the top level");
         for (Iterator<Map.Entry<String, JsonNode>> it = root.fields(); it.hasNext(); ) {
             var e = it.next();
             JsonNode v = e.getValue();
-            String text = v.isNull() ? null : v.isArray() ? join(v) : v.asText();
-            set(e.getKey(), text, yaml.toString());
+            out.put(e.getKey(), v.isNull() ? null : v.isArray() ? join(v) : v.isObject() ? v.toString() : v.asText());
         }
+        return out;
     }
 
     private static String join(JsonNode arr) {
@@ -202,11 +289,14 @@ public final class TrainConfig {
             throw new ConfigException(where + ": unknown key '" + name + "'" + suggestion(name)
                     + "; run 'peft4j train --help-keys' for the list");
         }
-        if (k.support == Support.UNSUPPORTED && text != null && !text.equals("false") && !text.equals("null"))
+        if (k.support == Support.UNSUPPORTED && text != null && !text.equals("false") && !text.equals("null") && !text.equals(String.valueOf(k.defaultValue)))
             throw new ConfigException(where + ": '" + name + "' is a LLaMA-Factory key that peft4j does not support yet (" + k.help + ")");
         if (k.support == Support.IGNORED_WITH_NOTE && text != null && !text.equals(String.valueOf(k.defaultValue)))
             notes.add(name + "=" + text + ": " + k.help);
-        if (name.equals("evaluation_strategy")) name = "eval_strategy";
+        if (name.equals("evaluation_strategy")) {
+            if (text == null) return;   // an unset alias (training_args.json lists it as null) leaves eval_strategy alone
+            name = "eval_strategy";
+        }
         values.put(name, text == null ? null : parse(KEYS.get(name), text, where));
     }
 
@@ -267,6 +357,7 @@ public final class TrainConfig {
             throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo or kto (rm and ppo are not available yet)");
         if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
+        if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");
         if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
         if (i("lora_rank") < 1) throw new ConfigException("lora_rank must be >= 1, got " + i("lora_rank"));
         double p = d("lora_dropout");
@@ -316,6 +407,13 @@ public final class TrainConfig {
             if (optDouble("neftune_noise_alpha") != null)
                 throw new ConfigException("neftune_noise_alpha is not supported with stage " + stage + " (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
         }
+        if (!List.of("bnb", "bitsandbytes").contains(str("quantization_method")))
+            throw new ConfigException("quantization_method '" + str("quantization_method") + "' is not supported; peft4j quantizes with bitsandbytes' 4-bit formats: "
+                    + "use quantization_method: bnb (LLaMA-Factory's default) with quantization_bit: 4, or a model folder already in bitsandbytes 4-bit");
+        if (i("ray_num_workers") < 1) throw new ConfigException("ray_num_workers must be >= 1, got " + i("ray_num_workers"));
+        if (i("ray_num_workers") > 1)
+            notes.add("ray_num_workers=" + i("ray_num_workers") + ": peft4j trains in one process; gradient_accumulation_steps "
+                    + i("gradient_accumulation_steps") + " is multiplied by " + i("ray_num_workers") + " so each optimizer step sees as many examples as the " + i("ray_num_workers") + " workers would");
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));
         if (optInt("eval_steps") != null && i("eval_steps") < 1) throw new ConfigException("eval_steps must be >= 1, got " + i("eval_steps"));

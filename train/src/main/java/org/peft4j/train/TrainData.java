@@ -47,21 +47,47 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         };
     }
 
-    /// The template by LLaMA-Factory name, or `model` for the model's own chat template (tokenizer_config.json).
+    /// The template by LLaMA-Factory name, `model` for the model's own chat template (tokenizer_config.json or
+    /// chat_template.jinja), or, with `template` unset, what LLaMA-Factory picks: the model's own chat template when it
+    /// has one, else `empty`.
     public static Template template(TrainArgs.Data cfg, Path modelDir) {
         String name = cfg.template();
+        Path tc = modelDir.resolve("tokenizer_config.json");
+        if (name == null) name = hasChatTemplate(modelDir) ? "model" : "empty";
         Template t;
-        if (name.equals("model")) {
-            Path tc = modelDir.resolve("tokenizer_config.json");
-            if (!Files.exists(tc)) throw new ConfigException("template 'model' needs a chat template in " + tc + "; pick a named template instead: " + SlotTemplate.NAMES);
+        if (name.equals("model") && Files.isRegularFile(modelDir)) {   // a GGUF file: its tokenizer.chat_template
+            var tcfg = org.peft4j.tokenizer.Tokenizer.load(modelDir).config();
+            if (tcfg.chatTemplate() == null) throw new ConfigException("template 'model' needs a chat template; " + modelDir
+                    + " has no tokenizer.chat_template: pick a named template (template: " + String.join(", ", SlotTemplate.NAMES) + ") or leave template unset for 'empty'");
+            ChatTemplate ct = ChatTemplate.of(tcfg.chatTemplate(), tcfg.bosToken(), tcfg.eosToken());
+            t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
+        } else if (name.equals("model")) {
+            if (!hasChatTemplate(modelDir))
+                throw new ConfigException("template 'model' needs a chat template in " + tc + " (or chat_template.jinja); this model has none: "
+                        + "pick a named template (template: " + String.join(", ", SlotTemplate.NAMES) + ") or leave template unset for 'empty'");
             ChatTemplate ct = ChatTemplate.fromTokenizerConfig(tc);
             t = Template.fromRenderer("model", messages -> ct.render(toChat(messages), false));
         } else {
             SlotTemplate st = SlotTemplate.named(name);
             if (cfg.defaultSystem() != null) st = st.withDefaultSystem(cfg.defaultSystem());
-            t = st;
+            if (cfg.toolFormat() != null) st = st.withToolFormat(cfg.toolFormat());
+            t = st.withEnableThinking(cfg.enableThinking());
         }
         return t;
+    }
+
+    /// Whether the model folder has its own chat template: `chat_template` in tokenizer_config.json, or chat_template.jinja.
+    public static boolean hasChatTemplate(Path modelDir) {
+        if (Files.isRegularFile(modelDir)) return org.peft4j.tokenizer.Tokenizer.load(modelDir).config().chatTemplate() != null;   // GGUF
+        Path tc = modelDir.resolve("tokenizer_config.json");
+        if (Files.exists(modelDir.resolve("chat_template.jinja"))) return Files.exists(tc);
+        if (!Files.exists(tc)) return false;
+        try {
+            var node = new com.fasterxml.jackson.databind.ObjectMapper().readTree(tc.toFile()).get("chat_template");
+            return node != null && !node.isNull() && !(node.isTextual() && node.asText().isBlank());
+        } catch (java.io.IOException e) {
+            throw new org.peft4j.core.Peft4jException.FormatException("cannot read " + tc + " as JSON: " + e.getMessage(), e);
+        }
     }
 
     static List<ChatMessage> toChat(List<Message> messages) {
@@ -88,49 +114,32 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         long seed = args.training().seed();
         int cutoff = cfg.cutoffLen();
         boolean pt = args.finetuning().stage().equals("pt");
-        List<TokenizedExample> train, eval;
-        if (args.finetuning().stage().equals("dpo")) {
+        String stage = args.finetuning().stage();
+        if (stage.equals("dpo")) {
             // pairs are split as pairs, then carried interleaved (chosen, rejected, ...; see Pairwise.interleave)
-            List<Pairwise.Pair> pairs = encodePairs(cfg, seed, info, cfg.dataset(), template, enc);
-            List<Pairwise.Pair> trainPairs = pairs, evalPairs = List.of();
-            if (cfg.evalDataset() != null) evalPairs = encodePairs(cfg, seed, info, cfg.evalDataset(), template, enc);
-            else if (cfg.valSize() > 0) {
-                var split = DatasetLoader.split(pairs, cfg.valSize(), seed);
-                trainPairs = split.train();
-                evalPairs = split.eval();
-            }
-            if (trainPairs.isEmpty()) throw new ConfigException("no preference pairs in " + cfg.dataset() + "; check max_samples");
-            int pad = padId(tokenizer);
-            return new TrainData(Pairwise.interleave(trainPairs), Pairwise.interleave(evalPairs), template, pad);
+            var split = trainEval(cfg, seed, names -> encodePairs(cfg, seed, info, names, template, enc));
+            if (split.train().isEmpty()) throw new ConfigException("no preference pairs in " + cfg.dataset() + "; check max_samples");
+            return new TrainData(Pairwise.interleave(split.train()), Pairwise.interleave(split.eval()), template, padId(tokenizer));
         }
-        if (args.finetuning().stage().equals("kto")) {
+        if (stage.equals("kto")) {
             // the KL sequences are assigned before the split, as LLaMA-Factory preprocesses before splitting
-            List<Feedback.Example> all = encodeFeedback(cfg, seed, info, cfg.dataset(), template, enc);
-            List<Feedback.Example> tr = all, ev = List.of();
-            if (cfg.evalDataset() != null) ev = encodeFeedback(cfg, seed, info, cfg.evalDataset(), template, enc);
-            else if (cfg.valSize() > 0) {
-                var split = DatasetLoader.split(all, cfg.valSize(), seed);
-                tr = split.train();
-                ev = split.eval();
-            }
-            if (tr.isEmpty()) throw new ConfigException("no labelled examples in " + cfg.dataset() + "; check max_samples");
-            return new TrainData(Feedback.interleave(tr), Feedback.interleave(ev), template, padId(tokenizer),
-                    Feedback.tags(tr), Feedback.tags(ev));
+            var split = trainEval(cfg, seed, names -> encodeFeedback(cfg, seed, info, names, template, enc));
+            if (split.train().isEmpty()) throw new ConfigException("no labelled examples in " + cfg.dataset() + "; check max_samples");
+            return new TrainData(Feedback.interleave(split.train()), Feedback.interleave(split.eval()), template, padId(tokenizer),
+                    Feedback.tags(split.train()), Feedback.tags(split.eval()));
         }
-        List<TokenizedExample> all = encode(cfg, seed, info, cfg.dataset(), template, enc, pt);
-        if (cfg.evalDataset() != null) {
-            train = all;
-            eval = encode(cfg, seed, info, cfg.evalDataset(), template, enc, pt);
-        } else if (cfg.valSize() > 0) {
-            var split = DatasetLoader.split(all, cfg.valSize(), seed);
-            train = split.train();
-            eval = split.eval();
-        } else {
-            train = all;
-            eval = List.of();
-        }
-        if (train.isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.dataset() + "; check cutoff_len (" + cutoff + ") and max_samples");
-        return new TrainData(train, eval, template, padId(tokenizer));
+        var split = trainEval(cfg, seed, names -> encode(cfg, seed, info, names, template, enc, pt));
+        if (split.train().isEmpty()) throw new ConfigException("no training examples left after preprocessing " + cfg.dataset() + "; check cutoff_len (" + cutoff + ") and max_samples");
+        return new TrainData(split.train(), split.eval(), template, padId(tokenizer));
+    }
+
+    /// The training set of `dataset` and the validation set: `eval_dataset` when given, else `val_size` split off
+    /// (after preprocessing, as LLaMA-Factory splits), else none.
+    private static <T> DatasetLoader.Split<T> trainEval(TrainArgs.Data cfg, long seed, java.util.function.Function<String, List<T>> encode) {
+        List<T> all = encode.apply(cfg.dataset());
+        if (cfg.evalDataset() != null) return new DatasetLoader.Split<>(all, encode.apply(cfg.evalDataset()));
+        if (cfg.valSize() > 0) return DatasetLoader.split(all, cfg.valSize(), seed);
+        return new DatasetLoader.Split<>(all, List.of());
     }
 
     private static int padId(Tokenizer tokenizer) {

@@ -13,6 +13,7 @@ import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.train.data.Batcher;
+import org.peft4j.train.data.Template;
 import org.peft4j.train.data.TokenizedExample;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
@@ -76,11 +77,17 @@ public final class Trainer {
     private final String baseModel;
     private final Listener listener;
     private int padId;
+    private Path tokenizerDir;
+    private Template template;
     private BooleanSupplier cancelled = () -> false;
     private Optimizer optA, optB;          // during run() only
 
     /// The id written into padded positions (labels there are ignored); LLaMA-Factory uses the tokenizer's pad token.
     public Trainer padId(int id) { this.padId = id; return this; }
+
+    /// The tokenizer files of `modelDir` are saved with the model or adapter and in each checkpoint, with `template`
+    /// as the chat template when the model has none ([Export#saveTokenizer]), as LLaMA-Factory saves its tokenizer.
+    public Trainer saveTokenizer(Path modelDir, Template template) { this.tokenizerDir = modelDir; this.template = template; return this; }
 
     /// Checked before each optimizer step: when true the run stops there, writes nothing more and returns a cancelled
     /// result; the checkpoints already written (atomically) are what a rerun resumes from.
@@ -286,7 +293,8 @@ public final class Trainer {
                 appendLog(e);
                 listener.onEval(step, lastEval, lastEvalMetrics);
             }
-            if (saveSteps > 0 && step % saveSteps == 0 && step < total) {
+            // transformers (DefaultFlowCallback) saves every save_steps and at the last step, so a run can be extended later
+            if (saveSteps > 0 && (step % saveSteps == 0 || step == total)) {
                 var pos = batcher.position();
                 var st = new Checkpoint.State(step, pos.epoch(), pos.index(), windowSum, windowSteps, tokensSeen, history);
                 List<org.peft4j.formats.safetensors.SafeTensors.Entry> optState = new ArrayList<>(optA.save("a."));
@@ -403,6 +411,7 @@ public final class Trainer {
 
     /// The user-facing model files: a PEFT adapter for LoRA, the whole model for full and freeze tuning.
     private void saveModelFiles(Path dir) {
+        if (tokenizerDir != null) Export.saveTokenizer(tokenizerDir, dir, template);
         if (model.method instanceof Method.Lora(LoraConfig lc)) {
             Map<PeftAdapter.Target, LoraWeights> w = new TreeMap<>(), converted = new TreeMap<>();
             for (int l = 0; l < model.config.numHiddenLayers(); l++)

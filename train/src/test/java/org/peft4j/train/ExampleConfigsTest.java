@@ -94,7 +94,7 @@ class ExampleConfigsTest {
         List<String> names = new ArrayList<>(DatasetLoader.parseNames(a.data().dataset()));
         if (a.data().evalDataset() != null) names.addAll(DatasetLoader.parseNames(a.data().evalDataset()));
         for (String n : names) assertTrue(Files.isRegularFile(info.get(n).file()), "dataset " + n + ": " + info.get(n).file());
-        assertTrue(a.data().template().equals("model") || SlotTemplate.NAMES.contains(a.data().template()), "template " + a.data().template());
+        assertTrue(a.data().template() == null || a.data().template().equals("model") || SlotTemplate.NAMES.contains(a.data().template()), "template " + a.data().template());
         if (a.peft4j().forgettingText() != null)
             assertTrue(Files.isRegularFile(ROOT.resolve(a.peft4j().forgettingText())), "forgetting_text " + a.peft4j().forgettingText());
         assertDoesNotThrow(() -> a.finetuning().method(), "the method builds");

@@ -103,6 +103,10 @@ class KeyEffectTest {
     /// Stage dpo on identity pairs (Tiny chosen over Max), one unclipped step.
     static final List<String> DPO = List.of("--stage", "dpo", "--dataset", "identity_pairs", "--max_steps", "1", "--max_grad_norm", "0");
 
+    /// Stage kto on the identity answers (even rows desirable, odd rows naming Max undesirable), one step of 4 examples.
+    static final List<String> KTO = List.of("--stage", "kto", "--dataset", "identity_kto", "--max_steps", "1",
+            "--per_device_train_batch_size", "4", "--max_grad_norm", "0");
+
     static List<String> concat(List<String> a, List<String> b) {
         List<String> out = new ArrayList<>(a);
         out.addAll(b);
@@ -131,11 +135,25 @@ class KeyEffectTest {
                                     {"from": "human", "value": "And then?"}, {"from": "gpt", "value": "The cat slept in the sun."}]}]
                 """);
         Files.writeString(data.resolve("pairs.json"), om.writeValueAsString(identityPairs(rows)));
+        Files.writeString(data.resolve("tools.json"), """
+                [{"conversations": [{"from": "human", "value": "What is 1 plus 1?"},
+                                    {"from": "function_call", "value": "{\\"name\\": \\"add\\", \\"arguments\\": {\\"a\\": 1, \\"b\\": 1}}"},
+                                    {"from": "observation", "value": "2"}, {"from": "gpt", "value": "It is 2."}],
+                  "tools": "[{\\"name\\": \\"add\\", \\"description\\": \\"Adds two numbers\\", \\"parameters\\": {\\"type\\": \\"object\\", \\"properties\\": {\\"a\\": {\\"type\\": \\"integer\\"}, \\"b\\": {\\"type\\": \\"integer\\"}}}}]"}]
+                """);
+        var kto = om.createArrayNode();
+        for (int i = 0; i < rows.size(); i++)
+            kto.addObject().put("instruction", rows.get(i).get("instruction").asText())
+                    .put("output", i % 2 == 0 ? rows.get(i).get("output").asText() : rows.get(i).get("output").asText().replace("Tiny", "Max"))
+                    .put("label", i % 2 == 0);
+        Files.writeString(data.resolve("kto.json"), om.writeValueAsString(kto));
         Files.writeString(data.resolve("dataset_info.json"), """
                 {"identity_en": {"file_name": "identity_en.json"}, "identity_few": {"file_name": "identity_few.json"},
                  "chats": {"file_name": "chats.json", "formatting": "sharegpt"},
+                 "tools": {"file_name": "tools.json", "formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}},
                  "identity_pairs": {"file_name": "pairs.json", "ranking": true,
-                                    "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}}}
+                                    "columns": {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected"}},
+                 "identity_kto": {"file_name": "kto.json", "columns": {"prompt": "instruction", "response": "output", "kto_tag": "label"}}}
                 """);
         data2 = Files.createDirectories(tmp.resolve("data2"));
         Files.writeString(data2.resolve("six.json"), om.writeValueAsString(slice(rows, 6)));
@@ -254,6 +272,33 @@ class KeyEffectTest {
                     // −logσ(β·Δ − γ) grows with the target margin γ at the same log-probabilities
                     assertTrue(v.firstLoss() > d.firstLoss() + 0.1, v.firstLoss() + " vs " + d.firstLoss());
                 }),
+                // stage kto: at policy = reference every example's loss is w/2 (KL 0); the weights scale their side
+                row("kto_chosen_weight", "3.0", KTO, (d, v) -> {
+                    assertEquals(0.5, d.firstLoss(), 1e-6, "KTO starts at w/2 = 0.5");
+                    double desirable = (v.firstLoss() - 0.5) / ((3.0 - 1) / 2);   // the desirable share of the batch
+                    assertTrue(desirable > 0 && desirable <= 1, "desirable share " + desirable);
+                }),
+                row("kto_rejected_weight", "3.0", KTO, (d, v) -> {
+                    assertEquals(0.5, d.firstLoss(), 1e-6);
+                    double undesirable = (v.firstLoss() - 0.5) / ((3.0 - 1) / 2);
+                    assertTrue(undesirable > 0 && undesirable <= 1, "undesirable share " + undesirable);
+                }),
+                // the reference model: another model's weights (same tokenizer) move DPO off ln 2 at the first step
+                row("ref_model", randomModel.toString(), DPO, (d, v) -> {
+                    assertEquals(Math.log(2), d.firstLoss(), 1e-6);
+                    assertTrue(Math.abs(v.firstLoss() - Math.log(2)) > 1e-3, "a random reference: " + v.firstLoss());
+                }),
+                row("ref_model_adapters", adapter.toString(), concat(DPO, List.of("--ref_model", model.toString())), (d, v) -> {
+                    assertEquals(Math.log(2), d.firstLoss(), 1e-6, "ref_model = the base itself: policy = reference");
+                    assertTrue(Math.abs(v.firstLoss() - Math.log(2)) > 1e-3, "the base with an SFT adapter as reference: " + v.firstLoss());
+                }),
+                row("ref_model_quantization_bit", "4", concat(DPO, List.of("--ref_model", model.toString())), (d, v) -> {
+                    assertEquals(Math.log(2), d.firstLoss(), 1e-6);
+                    double off = Math.abs(v.firstLoss() - Math.log(2));
+                    // (NF4 moves each of the 656K model's weights by up to ~1/16 of its block's range: the summed answer
+                    // log-probabilities move by a few tenths)
+                    assertTrue(off > 1e-6 && off < 0.5, "a 4-bit copy of the base as reference is near, not equal: " + v.firstLoss());
+                }),
                 row("do_train", "false", List.of("--do_eval", "true", "--val_size", "3"), (d, v) -> {
                     assertEquals(2, d.steps().size());
                     assertTrue(v.steps().isEmpty());
@@ -338,6 +383,10 @@ class KeyEffectTest {
                     assertFalse(Arrays.equals(d.train().getFirst().inputIds(), v.train().getFirst().inputIds()), "another rendering");
                     assertEquals("alpaca", v.setup().template());
                 }),
+                row("enable_thinking", "false", List.of("--template", "qwen3"), (d, v) -> {
+                    // the same text (up to cutoff_len's split between prompt and answer), fewer trained tokens
+                    assertTrue(trained(v.train().getFirst()) < trained(d.train().getFirst()), "the empty thought moves into the untrained prompt");
+                }),
                 row("cutoff_len", "16", (d, v) -> {
                     assertTrue(d.setup().longestExample() > 16);
                     assertTrue(v.setup().longestExample() <= 16, "longest " + v.setup().longestExample());
@@ -353,6 +402,10 @@ class KeyEffectTest {
                 row("packing", "true", List.of("--cutoff_len", "128"), (d, v) -> {
                     assertTrue(v.setup().trainExamples() < d.setup().trainExamples(), "examples packed together");
                     assertTrue(v.train().stream().allMatch(e -> e.length() <= 128), "into cutoff_len blocks");
+                }),
+                row("tool_format", "qwen", List.of("--dataset", "tools", "--template", "default", "--cutoff_len", "512"), (d, v) -> {
+                    assertFalse(Arrays.equals(d.train().getFirst().inputIds(), v.train().getFirst().inputIds()), "the tools are written another way");
+                    assertEquals(d.train().size(), v.train().size());
                 }),
                 row("default_system", "You are Tiny.", (d, v) ->
                         assertTrue(tokens(v) > tokens(d), "the system prompt is rendered")),
@@ -376,12 +429,13 @@ class KeyEffectTest {
                 row("save_steps", "1", (d, v) -> {
                     assertFalse(d.has("checkpoint-1"));
                     assertTrue(v.has("checkpoint-1/trainer_state.json"));
-                    assertEquals(List.of(1L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList());
+                    assertEquals(List.of(1L, 2L), v.checkpoints().stream().map(TrainEvent.CheckpointSaved::step).toList(),
+                            "every save_steps and the last step, as transformers");
                 }),
                 row("save_total_limit", "1", List.of("--save_steps", "1", "--max_steps", "3"), (d, v) -> {
-                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2"));
-                    assertFalse(v.has("checkpoint-1"));
-                    assertTrue(v.has("checkpoint-2"));
+                    assertTrue(d.has("checkpoint-1") && d.has("checkpoint-2") && d.has("checkpoint-3"));
+                    assertFalse(v.has("checkpoint-1") || v.has("checkpoint-2"));
+                    assertTrue(v.has("checkpoint-3"));
                 }),
                 row("plot_loss", "true", (d, v) -> {
                     assertFalse(d.has("training_loss.png"));
@@ -409,6 +463,7 @@ class KeyEffectTest {
                     assertNotEquals(d.evals().getFirst().evalLoss(), v.evals().getFirst().evalLoss(), 1e-4);
                 }),
                 row("gradient_accumulation_steps", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12)),
+                row("ray_num_workers", "2", (d, v) -> assertEquals(8.0 / 12, v.steps().getLast().epoch(), 1e-12, "as gradient_accumulation_steps 2")),
                 row("learning_rate", "2e-3", (d, v) -> {
                     assertEquals(1e-3, d.steps().getFirst().lr(), 1e-15);
                     assertEquals(2e-3, v.steps().getFirst().lr(), 1e-15);
@@ -559,5 +614,9 @@ class KeyEffectTest {
                 else Files.copy(p, q);
             }
         }
+    }
+
+    static long trained(org.peft4j.train.data.TokenizedExample e) {
+        return Arrays.stream(e.labels()).filter(l -> l != org.peft4j.train.data.TokenizedExample.IGNORE_INDEX).count();
     }
 }

@@ -21,6 +21,19 @@ class TrainConfigTest {
     }
 
     /// LLaMA-Factory's examples/train_lora/llama3_lora_sft.yaml (as published, model path swapped) parses unchanged.
+    /// training_args.json, the resolved config a run saves, is itself a config: loading it gives the same config back
+    /// (its unset alias evaluation_strategy: null leaves eval_strategy as saved).
+    @Test
+    void savedTrainingArgsReloadAsTheSameConfig(@TempDir Path dir) throws Exception {
+        TrainConfig c = TrainConfig.load(null, List.of("--model_name_or_path", "m", "--dataset", "identity_en", "--output_dir", "o",
+                "--stage", "kto", "--eval_strategy", "steps", "--val_size", "0.1", "--learning_rate", "2e-4"));
+        Path json = dir.resolve("training_args.json");
+        Files.writeString(json, c.toJson());
+        TrainConfig again = TrainConfig.load(json, List.of());
+        assertEquals(c.toJson(), again.toJson());
+        assertEquals("steps", again.str("eval_strategy"));
+    }
+
     @Test
     void llamaFactoryExampleYamlParses(@TempDir Path dir) throws Exception {
         Path y = dir.resolve("llama3_lora_sft.yaml");
@@ -70,5 +83,53 @@ class TrainConfigTest {
         assertEquals(3, TrainConfig.editDistance("kitten", "sitting"));
         assertEquals(0, TrainConfig.editDistance("", ""));
         assertEquals("", TrainConfig.suggestion("zzzzzzzzzzzzzzzzzzzzzzzz"));
+    }
+
+    /// LLaMA-Factory's runtime keys whose result is the same in one process are accepted with a note and change
+    /// nothing peft4j computes (the typed arguments are equal to a run without them).
+    @Test
+    void runtimeKeysAreAcceptedWithANoteAndChangeNothing() {
+        TrainArgs plain = TrainConfig.load(null, flags()).args();
+        List<String> keys = List.of("--deepspeed", "examples/deepspeed/ds_z3_config.json", "--pure_bf16", "true", "--ddp_timeout", "180000000",
+                "--tokenized_path", "saves/x/dataset", "--preprocessing_num_workers", "16", "--dataloader_num_workers", "4",
+                "--report_to", "wandb", "--quantization_method", "bnb", "--ray_num_workers", "1", "--fsdp", "full_shard auto_wrap",
+                "--disable_gradient_checkpointing", "true", "--use_reentrant_gc", "false", "--enable_liger_kernel", "true",
+                "--image_max_pixels", "262144", "--temperature", "0.95", "--export_dir", "x");
+        TrainConfig c = TrainConfig.load(null, flags(keys.toArray(String[]::new)));
+        assertEquals(plain, c.args());
+        for (String k : List.of("deepspeed", "pure_bf16", "tokenized_path", "report_to", "fsdp", "enable_liger_kernel", "image_max_pixels"))
+            assertTrue(c.notes().stream().anyMatch(n -> n.startsWith(k + "=")), k + ": " + c.notes());
+        assertTrue(c.notes().stream().noneMatch(n -> n.startsWith("quantization_method=") || n.startsWith("ray_num_workers=")),
+                "defaults need no note: " + c.notes());
+        assertTrue(TrainConfig.keyTable().contains("deepspeed") && TrainConfig.keyTable().contains("use_galore"), "--help-keys lists them");
+    }
+
+    /// quantization_method bnb is what peft4j does; other methods are refused, saying why. Ray workers become
+    /// gradient accumulation (the same examples per optimizer step), with a note.
+    @Test
+    void quantizationMethodAndRayWorkers() {
+        assertEquals(4, TrainConfig.load(null, flags("--quantization_bit", "4", "--quantization_method", "bnb")).args().model().quantizationBit());
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--quantization_bit", "4", "--quantization_method", "hqq")));
+        assertTrue(e.getMessage().contains("quantization_method 'hqq'") && e.getMessage().contains("quantization_method: bnb"), e.getMessage());
+        TrainConfig ray = TrainConfig.load(null, flags("--ray_num_workers", "4", "--gradient_accumulation_steps", "2"));
+        assertEquals(8, ray.args().training().gradientAccumulationSteps(), "4 workers' batches per step");
+        assertTrue(ray.notes().stream().anyMatch(n -> n.startsWith("ray_num_workers=4")), ray.notes().toString());
+    }
+
+    /// LLaMA-Factory's keys peft4j has not built are refused as LLaMA-Factory keys with what they are, never called
+    /// unknown with a look-alike suggested; false/null values and the default of a strategy key pass.
+    @Test
+    void llamaFactoryKeysNotBuiltAreNamedAsSuch() {
+        for (String[] kv : List.of(new String[]{"use_galore", "true", "GaLore"}, new String[]{"fp8", "true", "FP8"},
+                new String[]{"use_llama_pro", "true", "LLaMA Pro"}, new String[]{"use_badam", "true", "BAdam"},
+                new String[]{"use_muon", "true", "Muon"}, new String[]{"tensor_model_parallel_size", "4", "Megatron"},
+                new String[]{"oft_block_size", "32", "OFT"}, new String[]{"save_strategy", "epoch", "steps"})) {
+            var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--" + kv[0], kv[1])), kv[0]);
+            assertTrue(e.getMessage().contains("'" + kv[0] + "' is a LLaMA-Factory key that peft4j does not support yet")
+                    && e.getMessage().contains(kv[2]) && !e.getMessage().contains("did you mean"), e.getMessage());
+        }
+        assertDoesNotThrow(() -> TrainConfig.load(null, flags("--use_galore", "false", "--save_strategy", "steps", "--fp8", "null")));
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft")));
+        assertTrue(e.getMessage().contains("finetuning_type oft") && e.getMessage().contains("not built yet"), e.getMessage());
     }
 }

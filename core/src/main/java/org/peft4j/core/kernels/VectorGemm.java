@@ -6,49 +6,66 @@ import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
 
-/// Pure-Java SGEMM on the Vector API, twin of [ScalarGemm]. GotoBLAS/BLIS scheme (Goto & van de Geijn, "Anatomy
-/// of High-Performance Matrix Multiplication", 2008): a `KC × NC` panel of op(B) and an `MC × KC` block of op(A) are
-/// packed into per-thread buffers, then a register-tile micro-kernel sweeps them, vectors running along the rows of C.
-/// `m == 1` or `n == 1` (decode) go to a matrix-vector path without packing, bound by memory bandwidth.
+/// Pure-Java SGEMM on the Vector API, twin of [ScalarGemm], and the Java path of [org.peft4j.core.Gemms] (`java`, and
+/// `auto` where OpenBLAS does not load). GotoBLAS/BLIS scheme (Goto & van de Geijn, "Anatomy of High-Performance
+/// Matrix Multiplication", 2008): a `KC × NC` block of op(B) is packed into a per-thread buffer as micro-panels of
+/// `nr` columns (the packing does the transposition `transB` asks for), and a register-tile micro-kernel of `mr` rows
+/// by `nr` columns sweeps it, vectors running along the rows of C. op(A) is read in place, `mr` values a step,
+/// broadcast (as [PanelGemm] reads it): packing both operands took a quarter of a 240×576×768 product's time, and the
+/// `mr` rows a kernel reads stay in L1 over the sweep anyway. `m == 1` or `n == 1` (decode) go to a matrix-vector path
+/// without packing, bound by memory bandwidth.
 ///
-/// Determinism: C is cut into fixed tile ranges, one per thread, chosen from the shape and thread count only; each
-/// element is summed by one thread in ascending `k` with fused multiply-adds, so a rerun is bit-identical.
+/// Determinism: each element is summed by one thread in ascending `k` with fused multiply-adds over k-blocks fixed by
+/// `k` alone, so the result is bit-identical on a rerun and for any thread count.
 public final class VectorGemm implements Gemm {
     static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     static final int L = S.length();
-    /// Depth of a packed panel: a `MR × KC` micro-panel of A (6 KB) stays in L1 while B streams from L2.
+    /// The tiles' species, constants as the Vector API needs them to compile to vector instructions.
+    static final VectorSpecies<Float> SW = Tile.WIDE.species, SN = Tile.NARROW.species;
+    static final int LW = SW.length(), LN = SN.length();
+    /// Depth of a block: the `mr × KC` values of A a kernel reads (8 KB) stay in L1 while B streams from L2.
     static final int KC = 256;
+    /// Floats of packed B per block (512 KB): a `KC × NC` panel stays in L2.
+    static final int B_BLOCK = 1 << 17;
     /// Below this many multiply-adds, forking costs more than it saves.
     static final long SERIAL_FMAS = 1L << 20;
     /// Column block of the matrix-vector path: its accumulators (1 KB) stay in L1.
     static final int GEMV_COLS = 256;
 
-    /// Register tile of the micro-kernel: `mr` rows of C by `nrv` vectors, all accumulators held in registers.
+    /// Register tile of the micro-kernel: `mr` rows of C by `nrv` vectors of `species`, all accumulators held in
+    /// registers.
     public enum Tile {
-        /// 6 rows × 4 vectors = 24 accumulators + 4 B vectors + 1 broadcast: for 32 registers (AVX-512).
-        WIDE(6, 4),
-        /// 4 rows × 2 vectors = 8 accumulators: for 16 registers (AVX2); 6 × 2 spills in C2's code there.
-        NARROW(4, 2);
+        /// 8 rows × 3 vectors of 512 bits = 24 accumulators + 3 B vectors + 1 broadcast: for 32 registers (AVX-512).
+        WIDE(8, 3, FloatVector.SPECIES_512),
+        /// 6 rows × 2 vectors = 12 accumulators + 2 + 1: for 16 registers (AVX2), BLIS's Haswell tile. Its species is
+        /// the preferred one where that is narrower than 512 bits (AVX2, NEON), else 256 bits, so that tests run
+        /// this kernel on an AVX-512 machine too.
+        NARROW(6, 2, FloatVector.SPECIES_PREFERRED.vectorBitSize() < 512 ? FloatVector.SPECIES_PREFERRED : FloatVector.SPECIES_256);
 
         final int mr, nrv, nr;
+        final VectorSpecies<Float> species;
 
-        Tile(int mr, int nrv) { this.mr = mr; this.nrv = nrv; this.nr = nrv * L; }
+        Tile(int mr, int nrv, VectorSpecies<Float> species) {
+            this.mr = mr; this.nrv = nrv; this.species = species; this.nr = nrv * species.length();
+        }
 
         /// WIDE where the preferred species is 512 bits (which implies 32 registers), otherwise NARROW.
-        public static Tile preferred() { return S.vectorBitSize() >= 512 ? WIDE : NARROW; }
+        public static Tile preferred() { return FloatVector.SPECIES_PREFERRED.vectorBitSize() >= 512 ? WIDE : NARROW; }
+
+        /// False where the hardware has no vectors this wide: the Vector API would emulate them, slowly.
+        public boolean inHardware() { return species.vectorBitSize() <= FloatVector.SPECIES_PREFERRED.vectorBitSize(); }
     }
 
     /// The instance with this machine's preferred tile; instances hold no mutable state.
     public static final VectorGemm INSTANCE = new VectorGemm(Tile.preferred());
 
     private final Tile tile;
-    private final int mc, nc;   // rows of A and columns of B packed per block: multiples of mr and nr
+    private final int nc;   // columns of B packed per block: a multiple of nr
 
     /// A GEMM with the given register tile; tests use this to run both tiles on one machine.
     public VectorGemm(Tile tile) {
         this.tile = tile;
-        this.mc = tile.mr * 16;
-        this.nc = Math.max(1, 512 / tile.nr) * tile.nr;
+        this.nc = Math.max(1, B_BLOCK / KC / tile.nr) * tile.nr;
     }
 
     /// The register tile this instance's micro-kernel uses.
@@ -58,7 +75,9 @@ public final class VectorGemm implements Gemm {
     public String name() { return "java-vector"; }
 
     @Override
-    public String toString() { return "java-vector(" + S.vectorBitSize() + "-bit, tile " + tile.mr + "x" + tile.nr + ")"; }
+    public String toString() {
+        return "java-vector(" + tile.species.vectorBitSize() + "-bit, tile " + tile.mr + "x" + tile.nr + ")";
+    }
 
     /// Per-thread packing buffers, grown on first use and then reused: no allocation per call after warm-up.
     private static final class Scratch {
@@ -186,62 +205,51 @@ public final class VectorGemm implements Gemm {
                         float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                         float beta, float[] c, int cOff, int ldc) {
         int mr = tile.mr, nr = tile.nr;
+        int am = transA ? 1 : lda, ak = transA ? lda : 1;   // op(A)(i, p) = a[aOff + i·am + p·ak]
         int t = (long) m * n * k < SERIAL_FMAS ? 1 : Parallel.threads();
-        if (t == 1) {
-            block(transA, transB, 0, m, 0, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-            return;
-        }
-        // split the dimension whose largest per-thread share is smaller; ties go to m
-        int mTiles = (m + mr - 1) / mr, nTiles = (n + nr - 1) / nr;
-        long mShare = (long) ((mTiles + t - 1) / t) * mr * n, nShare = (long) ((nTiles + t - 1) / t) * nr * m;
-        if (mShare <= nShare) {
-            Parallel.chunks(mTiles, t, (ci, from, to) -> block(transA, transB, from * mr, Math.min(m, to * mr), 0, n,
-                    k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+        int mTiles = ceilDiv(m, mr), nTiles = ceilDiv(n, nr);
+        if (t == 1 || (mTiles < 2 && nTiles < 2)) {
+            block(transB, 0, m, 0, n, k, alpha, a, aOff, am, ak, b, bOff, ldb, beta, c, cOff, ldc);
+        } else if (nTiles >= t || nTiles >= mTiles) {
+            // columns: each thread packs only its own part of B, and all read A in place
+            Parallel.chunks(nTiles, t, (ci, from, to) -> block(transB, 0, m, from * nr, Math.min(n, to * nr), k,
+                    alpha, a, aOff, am, ak, b, bOff, ldb, beta, c, cOff, ldc));
         } else {
-            Parallel.chunks(nTiles, t, (ci, from, to) -> block(transA, transB, 0, m, from * nr, Math.min(n, to * nr),
-                    k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc));
+            Parallel.chunks(mTiles, t, (ci, from, to) -> block(transB, from * mr, Math.min(m, to * mr), 0, n, k,
+                    alpha, a, aOff, am, ak, b, bOff, ldb, beta, c, cOff, ldc));
         }
     }
 
-    /// C[m0:m1, n0:n1] on the calling thread; loops jc → pc → (pack B) → ic → (pack A) → ir → jr → micro-kernel.
-    private void block(boolean transA, boolean transB, int m0, int m1, int n0, int n1, int k,
-                       float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
+    /// C[m0:m1, n0:n1] on the calling thread; loops jc → pc → (pack B) → ir → jr → micro-kernel.
+    private void block(boolean transB, int m0, int m1, int n0, int n1, int k, float alpha,
+                       float[] a, int aOff, int am, int ak, float[] b, int bOff, int ldb,
                        float beta, float[] c, int cOff, int ldc) {
         int mr = tile.mr, nr = tile.nr;
         Scratch s = SCRATCH.get();
-        if (s.ap.length < mc * KC) s.ap = new float[mc * KC];
-        if (s.bp.length < nc * KC) s.bp = new float[nc * KC];
-        if (s.tile.length < mr * nr) s.tile = new float[mr * nr];
-        float[] ap = s.ap, bp = s.bp, tmp = s.tile;
         // equal blocks rather than full ones plus a sliver: k=576 runs as 3×192, not 256+256+64
         int kcMax = ceilDiv(k, ceilDiv(k, KC));
         int ncMax = Math.min(nc, ceilDiv(ceilDiv(n1 - n0, ceilDiv(n1 - n0, nc)), nr) * nr);
+        if (s.bp.length < ncMax * kcMax) s.bp = new float[ncMax * kcMax];
+        if (s.ap.length < mr * kcMax) s.ap = new float[mr * kcMax];
+        if (s.tile.length < mr * nr) s.tile = new float[mr * nr];
+        float[] bp = s.bp, ap = s.ap, tmp = s.tile;
         for (int jc = n0; jc < n1; jc += ncMax) {
             int ncb = Math.min(ncMax, n1 - jc);
             for (int pc = 0; pc < k; pc += kcMax) {
                 int kc = Math.min(kcMax, k - pc);
                 float betaBlock = pc == 0 ? beta : 1f;   // later k-blocks add to what the first one wrote
                 packB(bp, transB, b, bOff, ldb, pc, kc, jc, ncb, nr);
-                for (int ic = m0; ic < m1; ic += mc) {
-                    int mcb = Math.min(mc, m1 - ic);
-                    packA(ap, transA, a, aOff, lda, ic, mcb, pc, kc, mr);
-                    for (int ir = 0; ir < mcb; ir += mr) {
-                        int rows = Math.min(mr, mcb - ir);
-                        for (int jr = 0; jr < ncb; jr += nr) {
-                            int cols = Math.min(nr, ncb - jr);
-                            int ci = cOff + (ic + ir) * ldc + jc + jr;
-                            if (rows == mr && cols == nr) {
-                                kernel(ap, ir * kc, bp, jr * kc, kc, c, ci, ldc, alpha, betaBlock);
-                            } else {   // edge tile: compute it whole into tmp, then write the part inside C
-                                kernel(ap, ir * kc, bp, jr * kc, kc, tmp, 0, nr, 1f, 0f);
-                                for (int r = 0; r < rows; r++)
-                                    for (int j = 0; j < cols; j++) {
-                                        int o = ci + r * ldc + j;
-                                        c[o] = out(tmp[r * nr + j], alpha, betaBlock, c[o]);
-                                    }
-                            }
-                        }
+                for (int ir = m0; ir < m1; ir += mr) {
+                    int rows = Math.min(mr, m1 - ir);
+                    float[] x = a;
+                    int xo = aOff + ir * am + pc * ak, xm = am, xk = ak;
+                    if (rows < mr) {   // the last rows: copied, zero-padded, so the kernel reads nothing past A
+                        packEdgeA(ap, a, xo, am, ak, rows, kc, mr);
+                        x = ap; xo = 0; xm = 1; xk = mr;
                     }
+                    for (int jr = 0; jr < ncb; jr += nr)
+                        tile(x, xo, xm, xk, bp, jr * kc, kc, tmp,
+                                c, cOff + ir * ldc + jc + jr, ldc, rows, Math.min(nr, ncb - jr), alpha, betaBlock);
                 }
             }
         }
@@ -249,7 +257,8 @@ public final class VectorGemm implements Gemm {
 
     private static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
 
-    /// op(B)[pc:pc+kc, jc:jc+ncb] into micro-panels of nr columns: panel q holds, for each p, nr contiguous floats.
+    /// op(B)[pc:pc+kc, jc:jc+ncb] into micro-panels of nr columns: panel q holds, for each p, nr contiguous floats,
+    /// zero past the last column.
     private static void packB(float[] bp, boolean transB, float[] b, int bOff, int ldb,
                               int pc, int kc, int jc, int ncb, int nr) {
         for (int jr = 0; jr < ncb; jr += nr) {
@@ -257,8 +266,15 @@ public final class VectorGemm implements Gemm {
             if (!transB) {
                 for (int p = 0; p < kc; p++)
                     System.arraycopy(b, bOff + (pc + p) * ldb + jc + jr, bp, base + p * nr, cols);
-            } else {
-                for (int j = 0; j < cols; j++) {
+            } else {   // B stored (n, k): four rows of B at a time, each read along p
+                int j = 0;
+                for (; j + 4 <= cols; j += 4) {
+                    int s0 = bOff + (jc + jr + j) * ldb + pc, s1 = s0 + ldb, s2 = s1 + ldb, s3 = s2 + ldb;
+                    for (int p = 0, o = base + j; p < kc; p++, o += nr) {
+                        bp[o] = b[s0 + p]; bp[o + 1] = b[s1 + p]; bp[o + 2] = b[s2 + p]; bp[o + 3] = b[s3 + p];
+                    }
+                }
+                for (; j < cols; j++) {
                     int src = bOff + (jc + jr + j) * ldb + pc;
                     for (int p = 0; p < kc; p++) bp[base + p * nr + j] = b[src + p];
                 }
@@ -268,103 +284,105 @@ public final class VectorGemm implements Gemm {
         }
     }
 
-    /// op(A)[ic:ic+mcb, pc:pc+kc] into micro-panels of mr rows: panel q holds, for each p, mr contiguous floats.
-    private static void packA(float[] ap, boolean transA, float[] a, int aOff, int lda,
-                              int ic, int mcb, int pc, int kc, int mr) {
-        for (int ir = 0; ir < mcb; ir += mr) {
-            int rows = Math.min(mr, mcb - ir), base = ir * kc;
-            if (!transA) {
-                for (int r = 0; r < rows; r++) {
-                    int src = aOff + (ic + ir + r) * lda + pc;
-                    for (int p = 0; p < kc; p++) ap[base + p * mr + r] = a[src + p];
-                }
-            } else {
-                for (int p = 0; p < kc; p++)
-                    System.arraycopy(a, aOff + (pc + p) * lda + ic + ir, ap, base + p * mr, rows);
-            }
-            if (rows < mr)
-                for (int p = 0; p < kc; p++) Arrays.fill(ap, base + p * mr + rows, base + (p + 1) * mr, 0f);
-        }
+    /// `rows` (< mr) rows of op(A), kc deep, from a[ao + i·am + p·ak] into ap[p·mr + i], the other rows zero.
+    private static void packEdgeA(float[] ap, float[] a, int ao, int am, int ak, int rows, int kc, int mr) {
+        Arrays.fill(ap, 0, kc * mr, 0f);
+        for (int i = 0; i < rows; i++)
+            for (int p = 0; p < kc; p++) ap[p * mr + i] = a[ao + i * am + p * ak];
     }
 
-    // ---- micro-kernels: C[mr × nr] = alpha · Ap·Bp + beta · C, accumulators in registers ----------------------
+    // ---- micro-kernels: a tile of mr × nr accumulators in registers, over kc ----------------------------------
 
-    private void kernel(float[] ap, int ao, float[] bp, int bo, int kc,
-                        float[] c, int co, int ldc, float alpha, float beta) {
+    /// C[rows × cols] at co (rows ≤ mr, cols ≤ nr) = alpha · A·Bp + beta · C, for the kc-deep A at
+    /// a[ao + i·am + p·ak] and the packed micro-panel Bp at bp[bo].
+    ///
+    /// A kernel writes its accumulators to `t` as they are, and [#flush] scales them into C: with the scaling
+    /// inside, the kernel grew past C2's inlining budget (NodeCountInliningCutoff), the vector stores at its end
+    /// stayed calls, and every call allocated boxed vectors (gigabytes a second of garbage, GC pauses).
+    private void tile(float[] a, int ao, int am, int ak, float[] bp, int bo, int kc, float[] t,
+                      float[] c, int co, int ldc, int rows, int cols, float alpha, float beta) {
         switch (tile) {
-            case WIDE -> kernel6x4(ap, ao, bp, bo, kc, c, co, ldc, alpha, beta);
-            case NARROW -> kernel4x2(ap, ao, bp, bo, kc, c, co, ldc, alpha, beta);
+            case WIDE -> kernel8x3(a, ao, am, ak, bp, bo, kc, t);
+            case NARROW -> kernel6x2(a, ao, am, ak, bp, bo, kc, t);
+        }
+        flush(tile.nr, t, c, co, ldc, rows, cols, alpha, beta);
+    }
+
+    /// C[rows × cols] at co = alpha · t + beta · C, t holding rows of nr floats. On the preferred species whatever
+    /// the tile's (it only scales rows of floats), a constant wherever this is compiled.
+    private static void flush(int nr, float[] t, float[] c, int co, int ldc, int rows, int cols, float alpha, float beta) {
+        int full = cols - cols % L;
+        FloatVector va = FloatVector.broadcast(S, alpha), vb = FloatVector.broadcast(S, beta);
+        for (int r = 0; r < rows; r++) {
+            int ti = r * nr, ci = co + r * ldc, j = 0;
+            for (; j < full; j += L) {
+                FloatVector v = FloatVector.fromArray(S, t, ti + j).mul(va);
+                if (beta != 0f) v = FloatVector.fromArray(S, c, ci + j).fma(vb, v);
+                v.intoArray(c, ci + j);
+            }
+            for (; j < cols; j++) c[ci + j] = out(t[ti + j], alpha, beta, c[ci + j]);
         }
     }
 
-    private static void store(FloatVector acc, float[] c, int i, float alpha, float beta) {
-        FloatVector r = acc.mul(alpha);
-        if (beta != 0f) r = FloatVector.fromArray(S, c, i).fma(FloatVector.broadcast(S, beta), r);
-        r.intoArray(c, i);
+    /// 8 rows × 3 vectors: per p, 3 loads of Bp and 8 broadcasts of A feed 24 fused multiply-adds.
+    private static void kernel8x3(float[] a, int ao, int am, int ak, float[] bp, int bo, int kc, float[] t) {
+        FloatVector z = FloatVector.zero(SW);
+        FloatVector c00 = z, c01 = z, c02 = z, c10 = z, c11 = z, c12 = z, c20 = z, c21 = z, c22 = z;
+        FloatVector c30 = z, c31 = z, c32 = z, c40 = z, c41 = z, c42 = z, c50 = z, c51 = z, c52 = z;
+        FloatVector c60 = z, c61 = z, c62 = z, c70 = z, c71 = z, c72 = z;
+        int a1 = ao + am, a2 = a1 + am, a3 = a2 + am, a4 = a3 + am, a5 = a4 + am, a6 = a5 + am, a7 = a6 + am;
+        for (int p = 0, q = 0; p < kc; p++, q += ak, bo += 3 * LW) {
+            FloatVector b0 = FloatVector.fromArray(SW, bp, bo), b1 = FloatVector.fromArray(SW, bp, bo + LW);
+            FloatVector b2 = FloatVector.fromArray(SW, bp, bo + 2 * LW);
+            FloatVector x = FloatVector.broadcast(SW, a[ao + q]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01); c02 = b2.fma(x, c02);
+            x = FloatVector.broadcast(SW, a[a1 + q]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11); c12 = b2.fma(x, c12);
+            x = FloatVector.broadcast(SW, a[a2 + q]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21); c22 = b2.fma(x, c22);
+            x = FloatVector.broadcast(SW, a[a3 + q]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31); c32 = b2.fma(x, c32);
+            x = FloatVector.broadcast(SW, a[a4 + q]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41); c42 = b2.fma(x, c42);
+            x = FloatVector.broadcast(SW, a[a5 + q]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51); c52 = b2.fma(x, c52);
+            x = FloatVector.broadcast(SW, a[a6 + q]);
+            c60 = b0.fma(x, c60); c61 = b1.fma(x, c61); c62 = b2.fma(x, c62);
+            x = FloatVector.broadcast(SW, a[a7 + q]);
+            c70 = b0.fma(x, c70); c71 = b1.fma(x, c71); c72 = b2.fma(x, c72);
+        }
+        c00.intoArray(t, 0); c01.intoArray(t, LW); c02.intoArray(t, 2 * LW);
+        c10.intoArray(t, 3 * LW); c11.intoArray(t, 4 * LW); c12.intoArray(t, 5 * LW);
+        c20.intoArray(t, 6 * LW); c21.intoArray(t, 7 * LW); c22.intoArray(t, 8 * LW);
+        c30.intoArray(t, 9 * LW); c31.intoArray(t, 10 * LW); c32.intoArray(t, 11 * LW);
+        c40.intoArray(t, 12 * LW); c41.intoArray(t, 13 * LW); c42.intoArray(t, 14 * LW);
+        c50.intoArray(t, 15 * LW); c51.intoArray(t, 16 * LW); c52.intoArray(t, 17 * LW);
+        c60.intoArray(t, 18 * LW); c61.intoArray(t, 19 * LW); c62.intoArray(t, 20 * LW);
+        c70.intoArray(t, 21 * LW); c71.intoArray(t, 22 * LW); c72.intoArray(t, 23 * LW);
     }
 
-    private static void kernel6x4(float[] ap, int ao, float[] bp, int bo, int kc,
-                                  float[] c, int co, int ldc, float alpha, float beta) {
-        FloatVector z = FloatVector.zero(S);
-        FloatVector c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z;
-        FloatVector c20 = z, c21 = z, c22 = z, c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
-        FloatVector c40 = z, c41 = z, c42 = z, c43 = z, c50 = z, c51 = z, c52 = z, c53 = z;
-        for (int p = 0; p < kc; p++) {
-            int bi = bo + p * 4 * L, ai = ao + p * 6;
-            FloatVector b0 = FloatVector.fromArray(S, bp, bi), b1 = FloatVector.fromArray(S, bp, bi + L);
-            FloatVector b2 = FloatVector.fromArray(S, bp, bi + 2 * L), b3 = FloatVector.fromArray(S, bp, bi + 3 * L);
-            FloatVector x = FloatVector.broadcast(S, ap[ai]);
-            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01); c02 = x.fma(b2, c02); c03 = x.fma(b3, c03);
-            x = FloatVector.broadcast(S, ap[ai + 1]);
-            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11); c12 = x.fma(b2, c12); c13 = x.fma(b3, c13);
-            x = FloatVector.broadcast(S, ap[ai + 2]);
-            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21); c22 = x.fma(b2, c22); c23 = x.fma(b3, c23);
-            x = FloatVector.broadcast(S, ap[ai + 3]);
-            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31); c32 = x.fma(b2, c32); c33 = x.fma(b3, c33);
-            x = FloatVector.broadcast(S, ap[ai + 4]);
-            c40 = x.fma(b0, c40); c41 = x.fma(b1, c41); c42 = x.fma(b2, c42); c43 = x.fma(b3, c43);
-            x = FloatVector.broadcast(S, ap[ai + 5]);
-            c50 = x.fma(b0, c50); c51 = x.fma(b1, c51); c52 = x.fma(b2, c52); c53 = x.fma(b3, c53);
+    /// 6 rows × 2 vectors: per p, 2 loads of Bp and 6 broadcasts of A feed 12 fused multiply-adds.
+    private static void kernel6x2(float[] a, int ao, int am, int ak, float[] bp, int bo, int kc, float[] t) {
+        FloatVector z = FloatVector.zero(SN);
+        FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z;
+        int a1 = ao + am, a2 = a1 + am, a3 = a2 + am, a4 = a3 + am, a5 = a4 + am;
+        for (int p = 0, q = 0; p < kc; p++, q += ak, bo += 2 * LN) {
+            FloatVector b0 = FloatVector.fromArray(SN, bp, bo), b1 = FloatVector.fromArray(SN, bp, bo + LN);
+            FloatVector x = FloatVector.broadcast(SN, a[ao + q]);
+            c00 = b0.fma(x, c00); c01 = b1.fma(x, c01);
+            x = FloatVector.broadcast(SN, a[a1 + q]);
+            c10 = b0.fma(x, c10); c11 = b1.fma(x, c11);
+            x = FloatVector.broadcast(SN, a[a2 + q]);
+            c20 = b0.fma(x, c20); c21 = b1.fma(x, c21);
+            x = FloatVector.broadcast(SN, a[a3 + q]);
+            c30 = b0.fma(x, c30); c31 = b1.fma(x, c31);
+            x = FloatVector.broadcast(SN, a[a4 + q]);
+            c40 = b0.fma(x, c40); c41 = b1.fma(x, c41);
+            x = FloatVector.broadcast(SN, a[a5 + q]);
+            c50 = b0.fma(x, c50); c51 = b1.fma(x, c51);
         }
-        int r = co;
-        store(c00, c, r, alpha, beta); store(c01, c, r + L, alpha, beta);
-        store(c02, c, r + 2 * L, alpha, beta); store(c03, c, r + 3 * L, alpha, beta);
-        r += ldc;
-        store(c10, c, r, alpha, beta); store(c11, c, r + L, alpha, beta);
-        store(c12, c, r + 2 * L, alpha, beta); store(c13, c, r + 3 * L, alpha, beta);
-        r += ldc;
-        store(c20, c, r, alpha, beta); store(c21, c, r + L, alpha, beta);
-        store(c22, c, r + 2 * L, alpha, beta); store(c23, c, r + 3 * L, alpha, beta);
-        r += ldc;
-        store(c30, c, r, alpha, beta); store(c31, c, r + L, alpha, beta);
-        store(c32, c, r + 2 * L, alpha, beta); store(c33, c, r + 3 * L, alpha, beta);
-        r += ldc;
-        store(c40, c, r, alpha, beta); store(c41, c, r + L, alpha, beta);
-        store(c42, c, r + 2 * L, alpha, beta); store(c43, c, r + 3 * L, alpha, beta);
-        r += ldc;
-        store(c50, c, r, alpha, beta); store(c51, c, r + L, alpha, beta);
-        store(c52, c, r + 2 * L, alpha, beta); store(c53, c, r + 3 * L, alpha, beta);
-    }
-
-    private static void kernel4x2(float[] ap, int ao, float[] bp, int bo, int kc,
-                                  float[] c, int co, int ldc, float alpha, float beta) {
-        FloatVector z = FloatVector.zero(S);
-        FloatVector c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
-        for (int p = 0; p < kc; p++) {
-            int bi = bo + p * 2 * L, ai = ao + p * 4;
-            FloatVector b0 = FloatVector.fromArray(S, bp, bi), b1 = FloatVector.fromArray(S, bp, bi + L);
-            FloatVector x = FloatVector.broadcast(S, ap[ai]);
-            c00 = x.fma(b0, c00); c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(S, ap[ai + 1]);
-            c10 = x.fma(b0, c10); c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(S, ap[ai + 2]);
-            c20 = x.fma(b0, c20); c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(S, ap[ai + 3]);
-            c30 = x.fma(b0, c30); c31 = x.fma(b1, c31);
-        }
-        store(c00, c, co, alpha, beta); store(c01, c, co + L, alpha, beta);
-        store(c10, c, co + ldc, alpha, beta); store(c11, c, co + ldc + L, alpha, beta);
-        store(c20, c, co + 2 * ldc, alpha, beta); store(c21, c, co + 2 * ldc + L, alpha, beta);
-        store(c30, c, co + 3 * ldc, alpha, beta); store(c31, c, co + 3 * ldc + L, alpha, beta);
+        c00.intoArray(t, 0); c01.intoArray(t, LN); c10.intoArray(t, 2 * LN); c11.intoArray(t, 3 * LN);
+        c20.intoArray(t, 4 * LN); c21.intoArray(t, 5 * LN); c30.intoArray(t, 6 * LN); c31.intoArray(t, 7 * LN);
+        c40.intoArray(t, 8 * LN); c41.intoArray(t, 9 * LN); c50.intoArray(t, 10 * LN); c51.intoArray(t, 11 * LN);
     }
 }

@@ -24,9 +24,19 @@ class GemmTest {
     static final int[] SMALL = {1, 7, 31, 33};
 
     static List<Gemm> fast() {
-        List<Gemm> g = new ArrayList<>(List.of(new VectorGemm(VectorGemm.Tile.WIDE), new VectorGemm(VectorGemm.Tile.NARROW)));
+        List<Gemm> g = new ArrayList<>(tiles());
         if (OpenBlasGemm.available()) g.add(OpenBlasGemm.INSTANCE);
         else System.err.println("GemmTest: OpenBLAS NOT tested, it did not load: " + OpenBlasGemm.unavailableReason());
+        return g;
+    }
+
+    /// The packed GEMM with each register tile this machine runs in hardware: both on AVX-512 (the narrow one on
+    /// 256-bit vectors there), the narrow one elsewhere (the wide one would run emulated, slowly).
+    static List<VectorGemm> tiles() {
+        List<VectorGemm> g = new ArrayList<>();
+        for (VectorGemm.Tile t : VectorGemm.Tile.values())
+            if (t.inHardware()) g.add(new VectorGemm(t));
+            else System.err.println("GemmTest: tile " + t + " NOT tested, this machine's vectors are narrower");
         return g;
     }
 
@@ -124,6 +134,74 @@ class GemmTest {
         for (int[] s : shapes) {
             compareAll(s[0], s[1], s[2], 0f, true, seed++);
             compareAll(s[0], s[1], s[2], 0.5f, false, seed++);
+        }
+    }
+
+    /// The packed path at the edges of each tile: m and n one below, at and one above a multiple of the register
+    /// tile (rows mr, columns nr), primes, k across the KC blocking (one block, equal blocks, a last short one), for
+    /// the four transpose pairs and beta 0, 1, 0.5; exact with integers, within the rounding bound otherwise.
+    @Test
+    void packedTileEdges() {
+        long seed = 9000;
+        for (VectorGemm g : tiles()) {
+            int mr = g.tile().mr, nr = g.tile().nr;
+            for (int m : new int[] {2, mr - 1, mr, mr + 1, 2 * mr + 3, 23})
+                for (int n : new int[] {2, nr - 1, nr, nr + 1, 2 * nr + 5, 97})
+                    for (int k : new int[] {1, 5, VectorGemm.KC + 1, 2 * VectorGemm.KC + 3})
+                        for (int t = 0; t < 4; t++) {
+                            float beta = new float[] {0f, 1f, 0.5f}[(int) (seed % 3)];
+                            Case cs = Case.of((t & 2) != 0, (t & 1) != 0, m, n, k, 0.75f, beta, seed % 2 == 0, seed++);
+                            check(cs, g, cs.run(ScalarGemm.INSTANCE), cs.run(g), seed % 2 == 1);
+                        }
+        }
+    }
+
+    /// Split over 2 and 3 threads by columns (n wide) and by rows (n within one tile): the same bits as one thread,
+    /// since every element is summed over the same k-blocks in the same order whatever the split.
+    @Test
+    void threadSplitsGiveTheSameBits() {
+        int before = Parallel.threads();
+        try {
+            for (VectorGemm g : tiles())
+                for (int[] s : new int[][] {{70, 1000, 300}, {300, g.tile().nr - 3, 400}})
+                    for (int t = 0; t < 4; t++) {
+                        Case cs = Case.of((t & 2) != 0, (t & 1) != 0, s[0], s[1], s[2], 1.25f, 0.5f, false, 31 + t);
+                        Parallel.setThreads(1);
+                        float[] one = cs.run(g);
+                        check(cs, g, cs.run(ScalarGemm.INSTANCE), one, false);
+                        for (int threads : new int[] {2, 3}) {
+                            Parallel.setThreads(threads);
+                            assertArrayEquals(one, cs.run(g), cs.label(g) + " threads=" + threads + " vs 1");
+                        }
+                    }
+        } finally {
+            Parallel.setThreads(before);
+        }
+    }
+
+    /// Once compiled, a call allocates nothing: the packing buffers are per thread and reused, and no vector is boxed
+    /// (as happened when the kernel outgrew C2's inlining budget). Calls repeat until C2 has compiled the kernel; a
+    /// GEMM that allocates per call never gets to zero.
+    @Test
+    void noAllocationOnceCompiled() {
+        int before = Parallel.threads();
+        var mx = (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        try {
+            Parallel.setThreads(1);
+            for (int t = 0; t < 4; t++) {
+                Case cs = Case.of((t & 2) != 0, (t & 1) != 0, 61, 100, 300, 1f, 1f, false, 5 + t);
+                Gemm g = VectorGemm.INSTANCE;
+                float[] c = cs.c.clone();
+                long bytes = -1, deadline = System.nanoTime() + 60_000_000_000L;
+                while (bytes != 0 && System.nanoTime() < deadline) {
+                    long b0 = mx.getCurrentThreadAllocatedBytes();
+                    g.sgemm(cs.ta, cs.tb, cs.m, cs.n, cs.k, 1f, cs.a, cs.aOff, cs.lda, cs.b, cs.bOff, cs.ldb, 0f, c, cs.cOff, cs.ldc);
+                    bytes = mx.getCurrentThreadAllocatedBytes() - b0;
+                }
+                assertEquals(0, bytes, cs.label(g) + ": bytes allocated by one call after a minute of calls");
+            }
+        } finally {
+            Parallel.setThreads(before);
         }
     }
 

@@ -89,6 +89,12 @@ public final class GgufModel {
                 bos, eos, 0, 0.02, null);
     }
 
+    /// The config of a GGUF file or of a Hugging Face folder's config.json, without reading any weights.
+    public static LlamaConfig config(Path model) {
+        if (!isGguf(model)) return LlamaConfig.read(model);
+        try (GgufFile f = GgufFile.open(model)) { return config(f); }
+    }
+
     private static int u(GgufFile f, String key) { return f.require(key).asInt(key); }
     private static String str(GgufFile f, String key) { GgufValue v = f.get(key); return v == null ? null : v.asString(key); }
 
@@ -115,7 +121,7 @@ public final class GgufModel {
                     x = f.readFloats(t.name());
                 }
                 int heads = GgufNames.permutedHeads(name, c, llama);
-                return heads == 0 ? x : GgufNames.permuteRows(x, heads, (int) t.ne()[0], false);
+                return heads == 0 ? x : GgufNames.permuteRows(x, heads, t.ne().length == 1 ? 1 : (int) t.ne()[0], false);   // a bias: rows of 1
             }
 
             @Override public MemorySegment bytes(String name) { return MemorySegment.ofArray(raw(name)); }
@@ -124,7 +130,8 @@ public final class GgufModel {
                 GgufTensor t = f.info(ggufName(name));
                 byte[] b = GgmlBlocks.copy(f.bytes(t.name()));
                 int heads = GgufNames.permutedHeads(name, c, llama);
-                return heads == 0 ? b : GgufNames.permuteRows(b, heads, (int) (t.bytes() / t.ne()[1]), false);
+                long rows = t.ne().length == 1 ? t.ne()[0] : t.ne()[1];
+                return heads == 0 ? b : GgufNames.permuteRows(b, heads, (int) (t.bytes() / rows), false);
             }
 
             private String ggufName(String name) {

@@ -336,7 +336,7 @@ public final class QuantizedModel {
         }
         if (q == null || !"bitsandbytes".equals(q.path("quant_method").asText()))
             throw new UnsupportedModelException(cfgFile + " has no quantization_config with quant_method \"bitsandbytes\""
-                    + (q == null ? "" : " (found \"" + q.path("quant_method").asText() + "\")") + "; load an unquantized model with Models.load, or quantize it with `peft4j quantize`");
+                    + (q == null ? "" : " (found \"" + q.path("quant_method").asText() + "\")") + "; use it as an ordinary model folder (no 4-bit base), or quantize it with `peft4j quantize` (or quantization_bit: 4 in training)");
         if (!q.path("load_in_4bit").asBoolean(false))
             throw new UnsupportedModelException(cfgFile + ": quantization_config.load_in_4bit is not true; only bitsandbytes 4-bit (nf4/fp4) checkpoints are supported, not 8-bit");
         QuantType type;

@@ -14,7 +14,7 @@ import java.util.function.Function;
 /// LLaMA-Factory's `parse_template` puts it in the assistant slot). Prompt and response texts are encoded separately;
 /// special tokens written as text (`<s>`, `<|im_start|>`) must be recognized by the [TextEncoder].
 record RendererTemplate(String name, Function<List<Message>, String> renderer) implements Template {
-    private static final String MARKER = "\u0000peft4j-response\u0000";
+    private static final String MARKER = "\uE000peft4j-response\uE000";   // private-use characters: a Jinja engine passes them through (it escapes NUL)
 
     @Override public boolean efficientEos() { return false; }
 

@@ -86,7 +86,8 @@ public final class TrainModel {
         int L = c.numHiddenLayers();
         if (B < 1 || Tmax < 2) throw new ConfigException("training needs batch >= 1 and sequence length >= 2, got " + B + " x " + Tmax);
         if (Tmax > c.maxPositionEmbeddings())
-            throw new ConfigException("cutoff_len " + Tmax + " exceeds the model's max_position_embeddings " + c.maxPositionEmbeddings() + "; lower cutoff_len");
+            throw new ConfigException("a planned sequence length of " + Tmax + " tokens (the longest example, at most cutoff_len) exceeds the model's max_position_embeddings "
+                    + c.maxPositionEmbeddings() + "; set cutoff_len to " + c.maxPositionEmbeddings() + " or less");
         if (c.slidingWindow() > 0 && Tmax > c.slidingWindow())
             throw new UnsupportedModelException("cutoff_len " + Tmax + " exceeds the sliding window " + c.slidingWindow() + " of this "
                     + c.architecture().modelType() + " model; peft4j attends to the full causal context: lower cutoff_len to " + c.slidingWindow());

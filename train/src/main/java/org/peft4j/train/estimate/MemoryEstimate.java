@@ -2,6 +2,7 @@ package org.peft4j.train.estimate;
 
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.llama.Activations;
 import org.peft4j.model.llama.KvCache;
 import org.peft4j.model.llama.LayerTensor;
@@ -57,6 +58,23 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         }
 
         boolean scores() { return stage.equals("dpo") || stage.equals("kto"); }
+
+        /// The reference a run has, as the recipe builds it: none for sft/pt and the reference-free losses (orpo,
+        /// simpo); the base with the adapter off for LoRA/QLoRA; otherwise a separate frozen model (full and freeze
+        /// tuning's copy, or ref_model), in 4 bits with ref_model_quantization_bit 4.
+        /// `separate`: ref_model is set; `refModel4bit`: ref_model_quantization_bit is 4.
+        public static Preference of(String stage, PreferenceLoss.Kind loss, String finetuningType, boolean separate, boolean refModel4bit) {
+            boolean needsReference = stage.equals("kto") || stage.equals("dpo") && loss.needsReference();
+            if (!needsReference) return new Preference(stage, Reference.NONE);   // (a ref_model there is unused, as in LLaMA-Factory)
+            if (!separate && !refModel4bit && finetuningType.equals("lora")) return new Preference(stage, Reference.ADAPTER_OFF);
+            return new Preference(stage, refModel4bit ? Reference.NF4 : Reference.FLOAT32);
+        }
+
+        /// [#of] for a run's resolved keys.
+        public static Preference of(org.peft4j.train.TrainArgs a) {
+            return of(a.finetuning().stage(), a.preference().loss().kind(), a.finetuning().type(), a.preference().refModel() != null,
+                    a.preference().refModelQuantizationBit() != null);
+        }
     }
 
     /// Resident memory beyond the planned arrays. Calibrated on random SmolLM2-135M, LoRA r8 on all linears, batch 1,

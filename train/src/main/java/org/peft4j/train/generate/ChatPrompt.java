@@ -11,7 +11,6 @@ import org.peft4j.train.data.IntArray;
 import org.peft4j.train.data.Message;
 import org.peft4j.train.data.Role;
 import org.peft4j.train.data.SlotTemplate;
-import org.peft4j.train.data.TextEncoder;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -41,6 +40,14 @@ public sealed interface ChatPrompt permits ChatPrompt.Jinja, ChatPrompt.Slots {
     /// chat template when it has one (`tokenizer_config.json` or `chat_template.jinja`), else the plain format;
     /// `model` for the model's template (an error without one); any other name for LLaMA-Factory's template.
     static ChatPrompt of(String template, Tokenizer tokenizer, Path modelDir) {
+        if (Files.isRegularFile(modelDir)) {   // a GGUF file: the template is its tokenizer.chat_template
+            String src = tokenizer.config().chatTemplate();
+            if (template != null && !template.equals("model")) return new Slots(SlotTemplate.named(template), tokenizer);
+            if (src == null && template == null) return plain(tokenizer);
+            if (src == null) throw new ConfigException("template 'model' needs a chat template; " + modelDir + " has no tokenizer.chat_template:"
+                    + " pick a named template (" + String.join(", ", SlotTemplate.NAMES) + ")");
+            return new Jinja("model", ChatTemplate.of(src, tokenizer.config().bosToken(), tokenizer.config().eosToken()), tokenizer, false);
+        }
         Path config = modelDir.resolve("tokenizer_config.json");
         boolean has = Files.exists(config) && (tokenizer.config().chatTemplate() != null || Files.exists(modelDir.resolve("chat_template.jinja")));
         if (template == null) return has ? new Jinja("model", ChatTemplate.fromTokenizerConfig(config), tokenizer, false) : plain(tokenizer);
@@ -105,13 +112,12 @@ public sealed interface ChatPrompt permits ChatPrompt.Jinja, ChatPrompt.Slots {
         @Override public List<String> stopStrings() { return template.stopWords(); }
 
         @Override public int[] stopIds() {
-            TextEncoder enc = TrainData.encoder(tokenizer);
             IntArray ids = new IntArray();
             for (String w : template.stopWords()) {
                 int id = tokenizer.tokenToId(w);
                 if (id >= 0) ids.add(id);
             }
-            if (template.replaceEos()) ids.add(template.eosId(enc));
+            // replace_eos's EOS is the first stop word, added above when the tokenizer has it; without it the stop string ends the answer
             return java.util.Arrays.stream(ids.toArray()).distinct().toArray();
         }
     }

@@ -68,8 +68,9 @@ final class BeforeAfter {
     Comparison after(Path outputDir, boolean lora) {
         LlamaModel tuned;
         if (lora) {
-            tuned = QuantizedModel.isQuantized(modelDir)
-                    ? new LlamaModel(QuantizedModel.load(modelDir).dequantizedWeights(), gemm) : Models.load(modelDir, gemm);
+            tuned = QuantizedModel.isQuantized(modelDir) ? new LlamaModel(QuantizedModel.load(modelDir).dequantizedWeights(), gemm)
+                    : org.peft4j.model.gguf.GgufModel.isGguf(modelDir) ? new LlamaModel(Models.loadWeights(modelDir), gemm)   // merged in float32
+                    : Models.load(modelDir, gemm);
             tuned.loadAdapter("tuned", outputDir);
             tuned.merge("tuned");
         } else {

@@ -96,8 +96,8 @@ public final class FinetuneRecipe {
         TrainArgs a = config.args();
         if (a.peft4j().threads() != null) Parallel.setThreads(a.peft4j().threads());
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
-        if (!Files.isDirectory(modelDir))
-            throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder");
+        if (!Files.isDirectory(modelDir) && !org.peft4j.model.gguf.GgufModel.isGguf(modelDir))
+            throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
         Path out = a.output().dir();
         Path resumeFrom = a.finetuning().doTrain() ? prepareOutputDir(config, a.output()) : null;
         if (resumeFrom != null) a = config.args();
@@ -121,6 +121,15 @@ public final class FinetuneRecipe {
         Tokenizer tok = Tokenizer.load(modelDir);
         TrainData data = TrainData.prepare(a, tok, modelDir);
         int tmax = Math.min(a.data().cutoffLen(), data.maxLength());
+        if (data.maxLength() > baseConfig.maxPositionEmbeddings())
+            // LLaMA-Factory only truncates at cutoff_len and would train past the context; peft4j stays within it
+            throw new ConfigException("the longest example has " + data.maxLength() + " tokens after cutoff_len " + a.data().cutoffLen()
+                    + ", more than the model's max_position_embeddings " + baseConfig.maxPositionEmbeddings()
+                    + "; peft4j trains within the model's context (LLaMA-Factory would run past it): set cutoff_len to "
+                    + baseConfig.maxPositionEmbeddings() + " or less");
+        if (a.data().cutoffLen() > baseConfig.maxPositionEmbeddings())
+            LOG.log(System.Logger.Level.INFO, "cutoff_len {0} is beyond max_position_embeddings {1}; every example fits the context (longest {2} tokens)",
+                    a.data().cutoffLen(), baseConfig.maxPositionEmbeddings(), data.maxLength());
 
         BeforeAfter comparison = null;
         if (comparing) {
@@ -150,12 +159,12 @@ public final class FinetuneRecipe {
         int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
                 qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
-                data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), a.data().template(), Parallel.threads(), gemm.name(),
+                data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), data.template().name(), Parallel.threads(), gemm.name(),
                 a.finetuning().type(), model.params().stream().mapToLong(p -> p.data().length).sum(), model.activationBytes(),
                 continued == null ? null : new TrainEvent.ContinuedAdapter(Path.of(a.model().adapterNameOrPath()), continued.config().r(),
                         continued.config().loraAlpha(), continued.config().targetModules(), continued.config().useDora()));
         Trainer trainer = new Trainer(a, model, data, out, a.model().nameOrPath(), hooks(config, out, setup, listener))
-                .cancelWhen(() -> cancelled);
+                .saveTokenizer(modelDir, data.template()).cancelWhen(() -> cancelled);
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();

@@ -80,7 +80,7 @@ class TemplateRenderTest {
     @Test void everyNameRendersAndUnknownNamesAreListed() {
         for (String n : SlotTemplate.NAMES) assertFalse(render(n, TWO_TURNS).isEmpty(), n);
         var e = assertThrows(ConfigException.class, () -> Template.named("llama9"));
-        assertTrue(e.getMessage().contains("llama9") && e.getMessage().contains("chatml, llama2, llama3, qwen, mistral"), e.getMessage());
+        assertTrue(e.getMessage().contains("llama9") && e.getMessage().contains("chatml") && e.getMessage().contains("qwen3_nothink"), e.getMessage());
     }
 
     @Test void defaultSystemOverride() {

@@ -65,7 +65,7 @@ class FinetuneRecipeTest {
     void eventsInOrder(@TempDir Path tmp) throws Exception {
         Run r = run(config(tmp, "--max_steps", "4", "--logging_steps", "2", "--save_steps", "2", "--val_size", "3",
                 "--eval_strategy", "steps", "--lora_rank", "4"));
-        assertEquals(List.of("Preparing", "Started", "Step1", "Step2", "Eval@2", "CheckpointSaved@2", "Step3", "Step4", "Eval@4", "Finished"),
+        assertEquals(List.of("Preparing", "Started", "Step1", "Step2", "Eval@2", "CheckpointSaved@2", "Step3", "Step4", "Eval@4", "CheckpointSaved@4", "Finished"),
                 kinds(r.events()));
         TrainEvent.Started s = r.of(TrainEvent.Started.class).getFirst();
         assertEquals(4, s.totalSteps());
@@ -209,5 +209,89 @@ class FinetuneRecipeTest {
         assertTrue(c.validationAfter().loss() < c.validationBefore().loss() / 2,
                 "validation loss should fall: " + c.validationBefore().loss() + " -> " + c.validationAfter().loss());
         assertNotEquals(c.generalBefore().loss(), c.generalAfter().loss(), 1e-3);
+    }
+
+    /// transformers saves at the last step too: checkpoint-N of the final step exists, and a later run of the same
+    /// output_dir with more max_steps continues from it (LLaMA-Factory users extend runs this way).
+    @Test
+    void theLastStepIsCheckpointedAndALongerRunContinuesFromIt(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("out");
+        Run first = run(config(out, "--max_steps", "2", "--save_steps", "2", "--lora_rank", "4"));
+        assertEquals(List.of(2L), first.of(TrainEvent.CheckpointSaved.class).stream().map(TrainEvent.CheckpointSaved::step).toList());
+        assertTrue(Files.exists(out.resolve("checkpoint-2/adapter_model.safetensors")));
+        Run longer = run(config(out, "--max_steps", "4", "--save_steps", "2", "--lora_rank", "4"));
+        assertEquals(out.resolve("checkpoint-2"), longer.of(TrainEvent.Preparing.class).getFirst().resumeFrom());
+        assertEquals(2, longer.of(TrainEvent.Started.class).getFirst().startStep());
+        assertEquals(List.of(3L, 4L), longer.of(TrainEvent.Step.class).stream().map(TrainEvent.Step::step).toList());
+        assertTrue(Files.exists(out.resolve("checkpoint-4")));
+    }
+
+    /// Full and freeze tuning write a folder that loads as a model: weights, the tokenizer files, and (the bundled model
+    /// having no chat template) the training template as Jinja, whose prompt ids are the named template's; the LoRA
+    /// adapter and every checkpoint get the tokenizer files too, as LLaMA-Factory's trainer saves its tokenizer.
+    @ParameterizedTest
+    @ValueSource(strings = {"full", "freeze", "lora"})
+    void savedFoldersCarryTheTokenizerAndChatTemplate(String type, @TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve(type);
+        run(config(out, "--finetuning_type", type, "--max_steps", "1", "--save_steps", "1", "--freeze_trainable_layers", "1"));
+        for (Path dir : List.of(out, out.resolve("checkpoint-1"))) {
+            for (String f : List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"))
+                assertTrue(Files.exists(dir.resolve(f)), dir + "/" + f);
+            assertTrue(TrainData.hasChatTemplate(dir), dir + " has a chat template");
+        }
+        // the saved Jinja renders what training rendered (token ids may differ at slot boundaries: LLaMA-Factory encodes
+        // each slot alone, a chat template's text is encoded whole)
+        var messages = List.of(new org.peft4j.template.ChatMessage("user", "Who are you?"), new org.peft4j.template.ChatMessage("assistant", "Tiny."));
+        var saved = org.peft4j.template.ChatTemplate.fromTokenizerConfig(out.resolve("tokenizer_config.json"));
+        assertEquals(org.peft4j.train.data.SlotTemplate.named("default").render(org.peft4j.train.data.Conversation.of("", "Who are you?", "Tiny."),
+                "<|start_story|>", "<|end_story|>"), saved.render(messages, false), "the saved chat template is the training template");
+        if (!type.equals("lora")) {
+            assertEquals(Models.loadWeights(model()).config, Models.loadWeights(out).config);
+            assertTrue(Files.exists(out.resolve("generation_config.json")));
+        }
+    }
+
+    /// template unset: the model's own chat template when it has one, else `empty` (LLaMA-Factory's
+    /// get_template_and_fix_tokenizer); an unknown name says so, lists the names and what unset does.
+    @Test
+    void anUnsetTemplateIsTheModelsOwnElseEmpty(@TempDir Path tmp) throws Exception {
+        TrainConfig plain = TrainConfig.load(null, List.of("--model_name_or_path", model().toString(), "--output_dir", tmp.toString(), "--dataset", "x"));
+        assertNull(plain.str("template"));
+        assertEquals("empty", TrainData.template(plain.args().data(), model()).name());
+        Path withTemplate = copyModel(tmp.resolve("chat"));
+        var om = new ObjectMapper();
+        var tc = (com.fasterxml.jackson.databind.node.ObjectNode) om.readTree(withTemplate.resolve("tokenizer_config.json").toFile());
+        tc.put("chat_template", "{% for message in messages %}{{ '[' + message['role'] + ']' + message['content'] + '\\n' }}{% endfor %}");
+        Files.writeString(withTemplate.resolve("tokenizer_config.json"), om.writeValueAsString(tc));
+        var t = TrainData.template(plain.args().data(), withTemplate);
+        assertEquals("model", t.name());
+        var turns = t.encodeMultiturn(TrainData.encoder(Tokenizer.load(withTemplate)), org.peft4j.train.data.Conversation.of("", "Q", "A"));
+        assertArrayEquals(Tokenizer.load(withTemplate).encode("[user]Q\n[assistant]", false), turns.getFirst().prompt());
+        assertArrayEquals(Tokenizer.load(withTemplate).encode("A\n", false), turns.getFirst().response());
+        var e = assertThrows(ConfigException.class, () -> org.peft4j.train.data.SlotTemplate.named("nosuch"));
+        assertTrue(e.getMessage().contains("llama3") && e.getMessage().contains("empty when the model has none"), e.getMessage());
+    }
+
+    /// LLaMA-Factory only truncates at cutoff_len; peft4j stays within the model's context and says so, naming
+    /// cutoff_len and the longest example correctly; a cutoff_len beyond the context whose examples fit trains.
+    @Test
+    void examplesLongerThanTheContextAreRefusedNamingCutoffLen(@TempDir Path tmp) throws Exception {
+        Path small = copyModel(tmp.resolve("ctx32"));
+        Path cfg = small.resolve("config.json");
+        Files.writeString(cfg, Files.readString(cfg).replace("\"max_position_embeddings\": 512", "\"max_position_embeddings\": 32"));
+        var e = assertThrows(ConfigException.class, () -> run(config(tmp.resolve("a"), "--model_name_or_path", small.toString(),
+                "--cutoff_len", "2048", "--max_steps", "1")));
+        assertTrue(e.getMessage().contains("after cutoff_len 2048") && e.getMessage().contains("max_position_embeddings 32")
+                && e.getMessage().contains("set cutoff_len to 32 or less"), e.getMessage());
+        Run fits = run(config(tmp.resolve("b"), "--model_name_or_path", small.toString(), "--cutoff_len", "32", "--max_steps", "1"));
+        assertEquals(1, fits.of(TrainEvent.Step.class).size());
+    }
+
+    static Path copyModel(Path to) throws Exception {
+        Files.createDirectories(to);
+        try (Stream<Path> s = Files.list(model())) {
+            for (Path p : s.toList()) Files.copy(p, to.resolve(p.getFileName()));
+        }
+        return to;
     }
 }

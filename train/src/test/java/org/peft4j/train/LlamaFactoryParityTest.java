@@ -1,0 +1,95 @@
+package org.peft4j.train;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.peft4j.core.Peft4jException;
+import org.peft4j.testkit.Shared;
+import org.peft4j.train.recipe.FinetuneRecipe;
+
+import java.net.URISyntaxException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// LLaMA-Factory's own training configs (`examples/`, every YAML with a `stage:`, copied unchanged at a pinned commit
+/// into test resources `llamafactory/`) run as a LLaMA-Factory user would run them, with only the model path, the
+/// dataset dir, the output dir and the step counts swapped for the bundled model (and, to stay fast: cutoff_len 32,
+/// batch 1, no accumulation, 16 samples per dataset). Each either trains and leaves LLaMA-Factory's end state (the
+/// adapter or the model with its tokenizer files, a checkpoint at the final step, trainer_log.jsonl), or is refused
+/// with a peft4j error naming the key and why. `expected-outcomes.tsv` records which, and for a refusal a word the
+/// message must contain; a change in either direction fails here, and the counts are printed.
+class LlamaFactoryParityTest {
+    record Outcome(String config, boolean trained, String message) {}
+
+    @Test
+    void llamaFactoryExamplesTrainOrAreRefusedClearly(@TempDir Path tmp) throws Exception {
+        Path dir = resources();
+        Path data = Shared.require("data/llamafactory");
+        Path model = Shared.root().resolve("models/tinystories-656k");
+        Map<String, String[]> expected = new LinkedHashMap<>();
+        for (String line : Files.readAllLines(dir.resolve("expected-outcomes.tsv"))) {
+            if (line.isBlank() || line.startsWith("#")) continue;
+            String[] f = line.split("\t");
+            expected.put(f[0], f);
+        }
+        List<Path> yamls;
+        try (Stream<Path> s = Files.walk(dir.resolve("examples"))) {
+            yamls = s.filter(p -> p.toString().endsWith(".yaml")).sorted().toList();
+        }
+        assertEquals(56, yamls.size(), "LLaMA-Factory's 56 training configs");
+        List<Outcome> outcomes = new ArrayList<>();
+        int i = 0;
+        for (Path yaml : yamls) {
+            String name = dir.resolve("examples").relativize(yaml).toString().replace('\\', '/');
+            Path out = tmp.resolve("run" + i++);
+            List<String> flags = List.of("--model_name_or_path", model.toString(), "--dataset_dir", data.toString(),
+                    "--output_dir", out.toString(), "--max_steps", "2", "--cutoff_len", "32", "--per_device_train_batch_size", "1",
+                    "--gradient_accumulation_steps", "1", "--per_device_eval_batch_size", "1", "--max_samples", "16");
+            Outcome o;
+            try {
+                var r = new FinetuneRecipe().run(TrainConfig.load(yaml, flags), e -> {});
+                assertEquals(2, r.train().steps(), name);
+                assertEndState(name, TrainConfig.load(yaml, flags), out);
+                o = new Outcome(name, true, "");
+            } catch (Peft4jException e) {
+                o = new Outcome(name, false, e.getMessage());
+            }
+            outcomes.add(o);
+        }
+        long trained = outcomes.stream().filter(Outcome::trained).count();
+        StringBuilder table = new StringBuilder();
+        for (Outcome o : outcomes) table.append(String.format("%-58s %s%n", o.config(), o.trained() ? "trains" : "refused: " + o.message()));
+        System.out.println(table + "LLaMA-Factory examples: " + trained + " train, " + (outcomes.size() - trained) + " refused (issue 18's goal: 40 train)");
+
+        List<String> mismatches = new ArrayList<>();
+        for (Outcome o : outcomes) {
+            String[] e = expected.get(o.config());
+            if (e == null) { mismatches.add(o.config() + ": not in expected-outcomes.tsv"); continue; }
+            boolean wantTrain = e[1].equals("trains");
+            if (wantTrain != o.trained()) mismatches.add(o.config() + ": expected " + e[1] + ", got " + (o.trained() ? "trains" : "refused: " + o.message()));
+            else if (!wantTrain && !o.message().contains(e[2])) mismatches.add(o.config() + ": refusal should name '" + e[2] + "': " + o.message());
+        }
+        assertTrue(mismatches.isEmpty(), String.join("\n", mismatches));
+    }
+
+    /// LLaMA-Factory's end state: the adapter (PEFT) or the whole model, the tokenizer files beside it, the checkpoint of
+    /// the final step, trainer_log.jsonl.
+    static void assertEndState(String name, TrainConfig c, Path out) {
+        boolean lora = c.str("finetuning_type").equals("lora");
+        for (String f : lora ? List.of("adapter_model.safetensors", "adapter_config.json") : List.of("model.safetensors", "config.json"))
+            assertTrue(Files.exists(out.resolve(f)), name + ": " + f);
+        for (String f : List.of("tokenizer.json", "tokenizer_config.json", "trainer_log.jsonl", "all_results.json", "checkpoint-2/trainer_state.json",
+                "checkpoint-2/tokenizer_config.json", "checkpoint-2/" + (lora ? "adapter_model.safetensors" : "model.safetensors")))
+            assertTrue(Files.exists(out.resolve(f)), name + ": " + f);
+    }
+
+    static Path resources() throws URISyntaxException {
+        return Path.of(LlamaFactoryParityTest.class.getResource("llamafactory/README.md").toURI()).getParent();
+    }
+}
