@@ -286,6 +286,9 @@ class GemmTest {
             Case cs = Case.of((t & 2) != 0, (t & 1) != 0, 33, 70, 31, 0.75f, 0.5f, true, 900 + t);
             check(cs, auto, cs.run(ScalarGemm.INSTANCE), cs.run(auto), true);
         }
+        // those are small products, which auto runs on the Java GEMM without calibrating; a large one calibrates
+        Case large = Case.of(false, true, 64, 160, 256, 1f, 0f, true, 905);
+        check(large, auto, large.run(ScalarGemm.INSTANCE), large.run(auto), true);
         assertTrue(Gemms.describe().contains("auto: forward="), Gemms.describe());
         try {
             Gemms.get("cuda");
