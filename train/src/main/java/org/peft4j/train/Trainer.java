@@ -301,7 +301,7 @@ public final class Trainer {
                 if (optB != null) optState.addAll(optB.save("b."));
                 if (refCache != null) optState.add(referenceCacheEntry());
                 Path dir = Checkpoint.save(outputDir, st, ordered, optState, this::saveModelFiles);
-                if (o.saveTotalLimit() != null) Checkpoint.rotate(outputDir, o.saveTotalLimit());
+                if (o.saveTotalLimit() != null && o.saveTotalLimit() > 0) Checkpoint.rotate(outputDir, o.saveTotalLimit());   // 0 = no limit, as transformers
                 listener.onCheckpoint(step, dir);
             }
         }

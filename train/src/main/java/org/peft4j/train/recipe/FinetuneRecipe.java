@@ -40,8 +40,8 @@ import java.util.function.Function;
 import java.util.stream.Stream;
 
 /// The fine-tuning recipe behind `peft4j train`, the web board and the server: a [TrainConfig] in, [TrainEvent]s out.
-/// In the order it runs: resolve the model folder; prepare output_dir (resume from its last checkpoint, or clear it
-/// with overwrite_output_dir, as transformers does) and save the resolved config; load the base (dense, or frozen in
+/// In the order it runs: resolve the model folder; prepare output_dir (resume from its last checkpoint; nothing a
+/// resume needs is ever deleted) and save the resolved config; load the base (dense, or frozen in
 /// 4-bit for QLoRA), the tokenizer and the data; answer compare_prompts with the base; build the training model,
 /// copying in the adapter of adapter_name_or_path when training continues one; run the [Trainer] (checkpoints,
 /// trainer_log.jsonl, the adapter or model, plots, all_results.json), or only evaluate with do_train false; answer
@@ -216,35 +216,50 @@ public final class FinetuneRecipe {
         };
     }
 
-    /// transformers' rule for a non-empty output_dir: an error unless it holds a checkpoint to resume from (then
-    /// resume_from_checkpoint is set to it and it is returned), or overwrite_output_dir is set (then old checkpoints and
-    /// logs are removed first).
+    /// The rule for an existing output_dir, which never deletes what a resume needs: a file is refused; an explicit
+    /// resume_from_checkpoint is used as given and nothing is moved; with overwrite_output_dir the run starts over (as
+    /// LLaMA-Factory) and the old run's checkpoints and log are moved into `previous-run-N/`, not deleted; otherwise a
+    /// folder holding a checkpoint is resumed from its last one, a folder left by a run killed before its first
+    /// checkpoint (only training_args.json, trainer_log.jsonl, half-written .tmp- folders) starts afresh, and any other
+    /// non-empty folder is an error.
     static Path prepareOutputDir(TrainConfig cfg, TrainArgs.Output o) {
         Path out = o.dir();
-        if (!Files.isDirectory(out)) return null;
+        if (Files.exists(out) && !Files.isDirectory(out))
+            throw new ConfigException("output_dir " + out + " is a file, not a folder; give a folder path (it is created if missing)");
+        if (!Files.isDirectory(out) || o.resumeFromCheckpoint() != null) return null;
         try {
-            boolean empty;
-            try (Stream<Path> s = Files.list(out)) { empty = s.findAny().isEmpty(); }
-            if (empty) return null;
+            List<Path> entries;
+            try (Stream<Path> s = Files.list(out)) { entries = s.toList(); }
             if (o.overwrite()) {
-                try (Stream<Path> s = Files.list(out)) {
-                    for (Path p : s.toList()) {
-                        String n = p.getFileName().toString();
-                        if (n.startsWith(Checkpoint.PREFIX) || n.startsWith(".tmp-") || n.equals("trainer_log.jsonl")) deleteTree(p);
+                Path previous = null;
+                for (Path p : entries) {
+                    String n = p.getFileName().toString();
+                    if (!n.startsWith(Checkpoint.PREFIX) && !n.equals("trainer_log.jsonl")) continue;
+                    if (previous == null) {
+                        int i = 1;
+                        while (Files.exists(out.resolve("previous-run-" + i))) i++;
+                        previous = Files.createDirectories(out.resolve("previous-run-" + i));
                     }
+                    Files.move(p, previous.resolve(n));
                 }
                 return null;
             }
+            Path last = Checkpoint.last(out);
+            if (last != null) {
+                cfg.with("resume_from_checkpoint", last.toString());
+                return last;
+            }
+            boolean leftByARun = entries.stream().map(p -> p.getFileName().toString())
+                    .allMatch(n -> n.startsWith(".tmp-") || n.equals("trainer_log.jsonl") || n.equals("training_args.json"));
+            if (!leftByARun)
+                throw new ConfigException("output_dir " + out + " already exists, is not empty and holds no checkpoint to resume from; "
+                        + "set overwrite_output_dir: true to write over it (nothing is deleted), or choose another output_dir");
+            for (Path p : entries)   // killed before its first checkpoint: the half-written one and the stale log go
+                if (!p.getFileName().toString().equals("training_args.json")) deleteTree(p);
+            return null;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prepare output_dir " + out + ": " + e.getMessage(), e);
         }
-        if (o.resumeFromCheckpoint() != null) return null;
-        Path last = Checkpoint.last(out);
-        if (last != null) {
-            cfg.with("resume_from_checkpoint", last.toString());
-            return last;
-        }
-        throw new ConfigException("output_dir " + out + " already exists and is not empty; set overwrite_output_dir: true or choose another output_dir");
     }
 
     /// adapter_name_or_path: as LLaMA-Factory (`PeftModel.from_pretrained(..., is_trainable=True)`), the adapter's own
