@@ -40,7 +40,7 @@ final class ModelOptions {
     Gemm setup() {
         if (threads != null) {
             if (threads < 1) throw new ConfigException("--threads must be >= 1, got " + threads);
-            Parallel.setThreads(threads);
+            Parallel.setThreads(Parallel.capToCores(threads));
         }
         return Gemms.get(gemm);
     }

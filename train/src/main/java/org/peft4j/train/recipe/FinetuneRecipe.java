@@ -94,7 +94,7 @@ public final class FinetuneRecipe {
 
     private Result train(TrainConfig config, TrainEvent.Listener listener) {
         TrainArgs a = config.args();
-        if (a.peft4j().threads() != null) Parallel.setThreads(a.peft4j().threads());
+        if (a.peft4j().threads() != null) Parallel.setThreads(Parallel.capToCores(a.peft4j().threads()));
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
         if (!Files.isDirectory(modelDir) && !org.peft4j.model.gguf.GgufModel.isGguf(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
