@@ -1,5 +1,6 @@
 package org.peft4j.train;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -221,6 +222,7 @@ public final class TrainConfig {
 
     private final Map<String, Object> values = new LinkedHashMap<>();
     private final List<String> notes = new ArrayList<>();
+    private final java.util.Set<String> givenIn = new java.util.HashSet<>();   // "where key", to catch a key and its alias together
 
     private TrainConfig() {
         for (Key k : KEYS.values()) values.put(k.name, k.defaultValue);
@@ -243,11 +245,14 @@ public final class TrainConfig {
     public static Map<String, String> readYaml(Path yaml) {
         JsonNode root;
         try {
-            root = new ObjectMapper(new YAMLFactory()).readTree(Files.readString(yaml));
+            root = new ObjectMapper(new YAMLFactory()).enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION).readTree(Files.readString(yaml));
         } catch (JsonProcessingException e) {
             var loc = e.getLocation();
-            throw new ConfigException(yaml + (loc != null ? ":" + loc.getLineNr() + ":" + loc.getColumnNr() : "")
-                    + ": malformed YAML: " + e.getOriginalMessage());
+            String where = yaml + (loc != null ? ":" + loc.getLineNr() + ":" + loc.getColumnNr() : "");
+            String msg = e.getOriginalMessage();
+            if (msg != null && msg.startsWith("Duplicate field"))
+                throw new ConfigException(where + ": key " + msg.substring("Duplicate field ".length()) + " is given twice; keep one of them");
+            throw new ConfigException(where + ": malformed YAML: " + msg);
         } catch (IOException e) {
             throw new ConfigException("cannot read " + yaml + ": " + e.getMessage(), e);
         }
@@ -295,6 +300,9 @@ public final class TrainConfig {
             throw new ConfigException(where + ": '" + name + "' is a LLaMA-Factory key that peft4j does not support yet (" + k.help + ")");
         if (k.support == Support.IGNORED_WITH_NOTE && text != null && !text.equals(String.valueOf(k.defaultValue)))
             notes.add(name + "=" + text + ": " + k.help);
+        if ((name.equals("evaluation_strategy") || name.equals("eval_strategy")) && text != null
+                && !givenIn.add(where + " eval_strategy"))
+            throw new ConfigException(where + ": eval_strategy and its old name evaluation_strategy are both given; keep eval_strategy only");
         if (name.equals("evaluation_strategy")) {
             if (text == null) return;   // an unset alias (training_args.json lists it as null) leaves eval_strategy alone
             name = "eval_strategy";

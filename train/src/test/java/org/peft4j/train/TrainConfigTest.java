@@ -173,4 +173,15 @@ class TrainConfigTest {
         assertNull(TrainConfig.load(null, flags("--save_total_limit", "none")).optInt("save_total_limit"));
         assertEquals(0, TrainConfig.load(null, flags("--save_total_limit", "0")).i("save_total_limit"));
     }
+
+    /// A key given twice in a YAML (last would silently win) and eval_strategy with its old alias are errors (item 8).
+    @Test
+    void duplicateKeysAndAliasTogetherAreRefused(@TempDir Path dir) throws Exception {
+        Path y = Files.writeString(dir.resolve("dup.yaml"), "model_name_or_path: m\noutput_dir: o\ndataset: identity\nlearning_rate: 1e-4\nlearning_rate: 1e-3\n");
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(y, List.of()));
+        assertTrue(e.getMessage().startsWith(y + ":5:") && e.getMessage().contains("key 'learning_rate' is given twice"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--eval_strategy", "steps", "--evaluation_strategy", "no")));
+        assertTrue(e.getMessage().contains("both given"), e.getMessage());
+        assertEquals("steps", TrainConfig.load(null, flags("--evaluation_strategy", "steps")).str("eval_strategy"));
+    }
 }
