@@ -36,6 +36,20 @@ final class ModelOptions {
         return Path.of(home, "models", "tinystories-656k");
     }
 
+    /// Refuses to write a model into `out` when it is a file or a non-empty folder (an earlier model would be silently
+    /// mixed with or replaced by the new one), unless `overwrite` (the command's --overwrite) is set.
+    static void refuseExistingOutput(Path out, String flag, boolean overwrite) {
+        if (overwrite || !java.nio.file.Files.exists(out)) return;
+        boolean empty = false;
+        if (java.nio.file.Files.isDirectory(out)) {
+            try (var s = java.nio.file.Files.list(out)) { empty = s.findAny().isEmpty(); }
+            catch (java.io.IOException e) { throw new ConfigException("cannot read " + flag + " " + out + ": " + e.getMessage(), e); }
+        }
+        if (!empty)
+            throw new ConfigException(flag + " " + out + " already exists" + (java.nio.file.Files.isDirectory(out) ? " and is not empty" : " as a file")
+                    + "; choose another " + flag + ", or pass --overwrite to write over it");
+    }
+
     /// Applies --threads and returns the selected backend.
     Gemm setup() {
         if (threads != null) {
