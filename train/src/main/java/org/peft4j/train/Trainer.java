@@ -190,6 +190,9 @@ public final class Trainer {
                     for (int i = 0; i < refCache.length; i++) refCache[i] = seg.getAtIndex(LE_DOUBLE, i);
                 }
             });
+            if (state.globalStep() > total)
+                throw new ConfigException("resume_from_checkpoint " + resume + " is at step " + state.globalStep() + ", past this run's "
+                        + total + " steps; raise max_steps (or num_train_epochs), or choose another output_dir to start over");
             batcher.seek(state.position());
         }
         List<Map<String, Object>> history = new ArrayList<>(state.logHistory());
@@ -406,6 +409,9 @@ public final class Trainer {
         }
         Path p = Path.of(r);
         if (!Files.isDirectory(p)) throw new ConfigException("resume_from_checkpoint: " + p + " is not a folder");
+        if (!Files.exists(p.resolve(Checkpoint.STATE_FILE)))
+            throw new ConfigException("resume_from_checkpoint: " + p + " has no " + Checkpoint.STATE_FILE + ", so it is not a complete checkpoint; "
+                    + "give a checkpoint-N folder written by peft4j, or 'last'");
         return p;
     }
 

@@ -224,6 +224,11 @@ class FinetuneRecipeTest {
         assertEquals(2, longer.of(TrainEvent.Started.class).getFirst().startStep());
         assertEquals(List.of(3L, 4L), longer.of(TrainEvent.Step.class).stream().map(TrainEvent.Step::step).toList());
         assertTrue(Files.exists(out.resolve("checkpoint-4")));
+        var e = assertThrows(ConfigException.class, () -> run(config(out, "--max_steps", "3", "--save_steps", "2", "--lora_rank", "4")));
+        assertTrue(e.getMessage().contains("checkpoint-4 is at step 4, past this run's 3 steps; raise max_steps"), e.getMessage());
+        Path partial = Files.createDirectories(tmp.resolve("partial/checkpoint-9"));
+        e = assertThrows(ConfigException.class, () -> run(config(out, "--max_steps", "4", "--resume_from_checkpoint", partial.toString())));
+        assertTrue(e.getMessage().contains("has no trainer_state.json, so it is not a complete checkpoint"), e.getMessage());
     }
 
     /// Full and freeze tuning write a folder that loads as a model: weights, the tokenizer files, and (the bundled model
