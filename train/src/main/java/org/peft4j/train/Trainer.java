@@ -250,11 +250,11 @@ public final class Trainer {
             double loss = items == 0 ? 0 : lossSum / items;
             if (!Double.isFinite(loss))
                 throw new Peft4jException("training diverged: the loss is " + loss + " at step " + (step + 1)
-                        + "; lower learning_rate or set max_grad_norm (last checkpoint: " + Checkpoint.last(outputDir) + ")");
+                        + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
             String bad = GradClip.firstNonFinite(names, allGrads);
             if (bad != null)
                 throw new Peft4jException("training diverged: the gradient of '" + bad + "' has NaN/Inf at step " + (step + 1)
-                        + "; lower learning_rate or set max_grad_norm");
+                        + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
             double norm = maxNorm > 0 ? GradClip.clipGlobalNorm(allGrads, maxNorm) : GradClip.clipGlobalNorm(allGrads, Double.POSITIVE_INFINITY);
             double lr = schedule.lr(step);
             optA.step(lr);
@@ -397,6 +397,12 @@ public final class Trainer {
 
     private static double trainLoss(List<Map<String, Object>> history, double lastLoss) {
         return history.stream().filter(e -> e.containsKey("loss")).mapToDouble(e -> ((Number) e.get("loss")).doubleValue()).average().orElse(lastLoss);
+    }
+
+    /// " (no checkpoint was written)" or " (the last checkpoint, before the divergence, is X)".
+    private String lastCheckpointNote() {
+        Path last = Checkpoint.last(outputDir);
+        return last == null ? " (no checkpoint was written)" : " (the last checkpoint, before the divergence, is " + last + ")";
     }
 
     private Path resumePath() {
