@@ -118,7 +118,7 @@ public final class FinetuneRecipe {
             weights = Models.loadWeights(modelDir);
         }
         LlamaConfig baseConfig = qbase != null ? qbase.config : weights.config;
-        Tokenizer tok = Tokenizer.load(modelDir);
+        Tokenizer tok = Tokenizer.load(modelDir, baseConfig.vocabSize());
         TrainData data = TrainData.prepare(a, tok, modelDir);
         int tmax = Math.min(a.data().cutoffLen(), data.maxLength());
         if (data.maxLength() > baseConfig.maxPositionEmbeddings())

@@ -348,6 +348,23 @@ class FinetuneRecipeTest {
         assertEquals(done.toString(), resumed.str("resume_from_checkpoint"));
     }
 
+    /// A tokenizer.json added token whose id is past the model's vocab_size is refused before training, naming both
+    /// numbers (issue 17, item 5), instead of an index error in the embedding.
+    @Test
+    void anAddedTokenPastTheVocabularyIsRefused(@TempDir Path tmp) throws Exception {
+        Path m = Files.createDirectories(tmp.resolve("model"));
+        try (Stream<Path> s = Files.list(model())) {
+            for (Path f : s.toList()) Files.copy(f, m.resolve(f.getFileName()));
+        }
+        var om = new ObjectMapper();
+        var tj = (com.fasterxml.jackson.databind.node.ObjectNode) om.readTree(m.resolve("tokenizer.json").toFile());
+        tj.withArray("added_tokens").addObject().put("id", 5000).put("content", "<tool>").put("special", true);
+        om.writeValue(m.resolve("tokenizer.json").toFile(), tj);
+        TrainConfig cfg = config(tmp.resolve("out"), "--max_steps", "1", "--model_name_or_path", m.toString());
+        var e = assertThrows(ConfigException.class, () -> run(cfg));
+        assertTrue(e.getMessage().contains("has ids up to 5000 ('<tool>'), but the model's vocab_size in config.json is 2048"), e.getMessage());
+    }
+
     private static String[] concat(String[] a, String... b) {
         return Stream.concat(Stream.of(a), Stream.of(b)).toArray(String[]::new);
     }
