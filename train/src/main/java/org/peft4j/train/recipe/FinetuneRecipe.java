@@ -24,6 +24,7 @@ import org.peft4j.train.Trainer;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.estimate.MemoryEstimate;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -150,6 +151,7 @@ public final class FinetuneRecipe {
         int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
+        requireMemory(a, baseConfig, method, qbase != null, tmax);
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
@@ -215,6 +217,21 @@ public final class FinetuneRecipe {
             @Override public void onCheckpoint(long step, Path dir) { listener.on(new TrainEvent.CheckpointSaved(step, dir)); }
         };
     }
+
+    /// Refuses, with the numbers, a run whose estimated memory ([MemoryEstimate]) exceeds what this JVM may use, before
+    /// allocating the trainable tensors (lora_rank 100000 would otherwise end in an OutOfMemoryError minutes later).
+    static void requireMemory(TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq) {
+        MemoryEstimate e = MemoryEstimate.estimate(c, method, quantized, a.training().perDeviceTrainBatchSize(), seq,
+                a.finetuning().gradientCheckpointing(), a.training().optim(), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+        long max = Runtime.getRuntime().maxMemory();
+        if (e.total() > max)
+            throw new ConfigException(String.format(java.util.Locale.ROOT, "this run needs about %.1f GiB (trainable %.1f GiB, their gradients %.1f GiB, "
+                    + "optimizer %.1f GiB, activations %.1f GiB), more than the %.1f GiB this JVM may use; lower lora_rank (%d), "
+                    + "per_device_train_batch_size or cutoff_len, or give Java more memory (-Xmx)",
+                    gib(e.total()), gib(e.adapters()), gib(e.gradients()), gib(e.optimizer()), gib(e.activations()), gib(max), a.finetuning().loraRank()));
+    }
+
+    private static double gib(long bytes) { return bytes / (double) (1L << 30); }
 
     /// The rule for an existing output_dir, which never deletes what a resume needs: a file is refused; an explicit
     /// resume_from_checkpoint is used as given and nothing is moved; with overwrite_output_dir the run starts over (as

@@ -365,6 +365,13 @@ class FinetuneRecipeTest {
         assertTrue(e.getMessage().contains("has ids up to 5000 ('<tool>'), but the model's vocab_size in config.json is 2048"), e.getMessage());
     }
 
+    /// lora_rank 100000 is refused from the memory estimate, with the numbers, before anything is allocated (item 5).
+    @Test
+    void aRunThatCannotFitInMemoryIsRefusedBeforeAllocating(@TempDir Path tmp) {
+        var e = assertThrows(ConfigException.class, () -> run(config(tmp.resolve("out"), "--max_steps", "1", "--lora_rank", "100000")));
+        assertTrue(e.getMessage().startsWith("this run needs about ") && e.getMessage().contains("GiB this JVM may use; lower lora_rank (100000)"), e.getMessage());
+    }
+
     private static String[] concat(String[] a, String... b) {
         return Stream.concat(Stream.of(a), Stream.of(b)).toArray(String[]::new);
     }
