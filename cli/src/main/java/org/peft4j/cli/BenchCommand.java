@@ -10,10 +10,26 @@ import java.util.concurrent.Callable;
 
 /// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
 /// side by side in one run (peak FLOP/s of this machine included), never asserted by tests.
-@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: training step speed, GEMM backends, QLoRA vs LoRA, serving many adapters.",
-        subcommands = {BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class})
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: generation (prefill, decode, time to first token), training step speed, GEMM backends, QLoRA vs LoRA, serving many adapters.",
+        subcommands = {BenchCommand.Generate.class, BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class})
 final class BenchCommand implements Runnable {
     @Override public void run() { new picocli.CommandLine(this).usage(System.err); }
+
+    @Command(name = "generate", mixinStandardHelpOptions = true,
+            description = "Single-stream generation: prefill and decode tokens/s, time to first token, decode GB/s against the measured read bandwidth, peak RSS; java and openblas paths, F32 and BF16 weights, alternating rounds.")
+    static final class Generate implements Callable<Integer> {
+        @Option(names = "--model-config", defaultValue = "smollm2-135m", description = "Preset for random weights (default: ${DEFAULT-VALUE}).") String preset;
+        @Option(names = "--model", paramLabel = "DIR", description = "A Hugging Face model folder instead of a preset.") java.nio.file.Path model;
+        @Option(names = "--prompt-tokens", defaultValue = "512", description = "Prompt length (default: ${DEFAULT-VALUE}).") int promptTokens;
+        @Option(names = "--new-tokens", defaultValue = "128", description = "Generated tokens (default: ${DEFAULT-VALUE}).") int newTokens;
+        @Option(names = "--threads", defaultValue = "2", description = "Threads (default: ${DEFAULT-VALUE}).") int threads;
+        @Option(names = "--rounds", defaultValue = "3", description = "Alternating rounds; numbers are medians (default: ${DEFAULT-VALUE}).") int rounds;
+
+        @Override public Integer call() {
+            org.peft4j.bench.GenerateBench.run(preset, model == null ? null : ModelResolver.resolve(model.toString()), promptTokens, newTokens, threads, rounds);
+            return 0;
+        }
+    }
 
     @Command(name = "train", mixinStandardHelpOptions = true,
             description = "Tokens/s, MFU against the FP32 peak measured in the same run, step split and peak RSS of training steps.")

@@ -28,13 +28,13 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--cutoff_len", defaultValue = "1024", paramLabel = "N", description = "Cut examples to N tokens (default: ${DEFAULT-VALUE}).") int cutoff;
     @Option(names = "--max_samples", paramLabel = "N", description = "At most N examples per dataset.") Integer maxSamples;
     @Option(names = "--text", paramLabel = "FILE", description = "A text file, one passage per line, scored as language modelling.") Path text;
-    @Option(names = "--pref_beta", defaultValue = "0.1", paramLabel = "BETA", description = "Ranking datasets: the beta of the rewards (default: ${DEFAULT-VALUE}).") double prefBeta;
+    @Option(names = "--pref_beta", defaultValue = "0.1", paramLabel = "BETA", description = "Ranking and KTO datasets: the beta of the rewards (default: ${DEFAULT-VALUE}).") double prefBeta;
 
     @Override
     public Integer call() throws Exception {
         if (dataset == null && text == null) throw new ConfigException("give --dataset NAMES and/or --text FILE to evaluate on");
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
-        if (dataset != null && ranking(Path.of(datasetDir), dataset)) return preference(s);
+        if (dataset != null && kind(Path.of(datasetDir), dataset) != Kind.SUPERVISED) return preference(s, kind(Path.of(datasetDir), dataset));
         List<String> names = new ArrayList<>();
         List<List<TokenizedExample>> sets = new ArrayList<>();
         if (dataset != null) {
@@ -65,25 +65,40 @@ final class EvalCommand implements Callable<Integer> {
         return 0;
     }
 
-    private static boolean ranking(Path dir, String names) {
+    /// Supervised datasets, ranking (preference pair) datasets, or KTO datasets (a kto_tag column).
+    enum Kind { SUPERVISED, RANKING, KTO }
+
+    private static Kind kind(Path dir, String names) {
         var info = org.peft4j.train.data.DatasetInfo.load(dir);
-        var list = org.peft4j.train.data.DatasetLoader.parseNames(names);
-        boolean any = false, all = true;
-        for (String n : list) { boolean r = info.get(n).ranking(); any |= r; all &= r; }
-        if (any && !all) throw new ConfigException("--dataset " + names + " mixes ranking (preference) and supervised datasets; evaluate them separately");
-        return any;
+        var kinds = new java.util.LinkedHashSet<Kind>();
+        for (String n : org.peft4j.train.data.DatasetLoader.parseNames(names)) {
+            var spec = info.get(n);
+            kinds.add(spec.ranking() ? Kind.RANKING : spec.columns().ktoTag() != null ? Kind.KTO : Kind.SUPERVISED);
+        }
+        if (kinds.size() > 1) throw new ConfigException("--dataset " + names + " mixes " + kinds.stream().map(k -> k.name().toLowerCase()).toList()
+                + " datasets; evaluate them separately");
+        return kinds.iterator().next();
     }
 
-    /// A ranking dataset: the adapter's DPO rewards against its base (reward accuracy, mean margin), as stage dpo
-    /// logs them on a validation split.
-    private int preference(Session s) {
-        if (adapter == null) throw new ConfigException("--dataset " + dataset + " is a ranking dataset: give --adapter DIR, whose rewards are measured against the base");
-        List<String> flags = new ArrayList<>(List.of("--model_name_or_path", s.dir.toString(), "--output_dir", "-", "--stage", "dpo",
+    /// A ranking dataset: the adapter's DPO rewards against its base (reward accuracy, mean margin); a KTO dataset: the
+    /// mean rewards of its desirable and undesirable answers. As stages dpo and kto log them on a validation split.
+    private int preference(Session s, Kind kind) {
+        String stage = kind == Kind.KTO ? "kto" : "dpo";
+        if (adapter == null) throw new ConfigException("--dataset " + dataset + " is a " + (kind == Kind.KTO ? "KTO" : "ranking")
+                + " dataset: give --adapter DIR, whose rewards are measured against the base");
+        List<String> flags = new ArrayList<>(List.of("--model_name_or_path", s.dir.toString(), "--output_dir", "-", "--stage", stage,
                 "--dataset", dataset, "--dataset_dir", datasetDir, "--template", template, "--cutoff_len", String.valueOf(cutoff)));
         if (maxSamples != null) flags.addAll(List.of("--max_samples", maxSamples.toString()));
-        List<TokenizedExample> pairs = TrainData.prepare(TrainConfig.load(null, flags), s.tokenizer, s.dir).train();
+        TrainData data = TrainData.prepare(TrainConfig.load(null, flags), s.tokenizer, s.dir);
         var a = s.model.loadAdapter("eval", adapter);
-        Evaluation.Preference p = Evaluation.preference(s.model, a, pairs, prefBeta);
+        if (kind == Kind.KTO) {
+            Evaluation.Feedback f = Evaluation.feedback(s.model, a, data.train(), data.trainDesirable(), prefBeta);
+            System.out.printf("%-32s %10s %12s %16s %16s %12s%n", "data", "desirable", "undesirable", "rewards/chosen", "rewards/rejected", "margin");
+            System.out.printf("%-32s %10d %12d %16.4f %16.4f %12.4f%n", dataset + " (" + template + ")", f.desirable(), f.undesirable(),
+                    f.rewardsChosen(), f.rewardsRejected(), f.margin());
+            return 0;
+        }
+        Evaluation.Preference p = Evaluation.preference(s.model, a, data.train(), prefBeta);
         System.out.printf("%-32s %6s %16s %12s %16s %16s%n", "data", "pairs", "reward accuracy", "mean margin", "rewards/chosen", "rewards/rejected");
         System.out.printf("%-32s %6d %16.3f %12.4f %16.4f %16.4f%n", dataset + " (" + template + ")", p.pairs(), p.accuracy(), p.margin(),
                 p.rewardsChosen(), p.rewardsRejected());

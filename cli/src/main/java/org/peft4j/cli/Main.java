@@ -6,15 +6,37 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.function.Supplier;
 
 /// peft4j's command line: a thin layer over the library. Results go to stdout; logs and progress to stderr.
 /// Exit codes: 0 success, 1 a reported error (bad input, unsupported model), 2 usage error, 3 internal error.
 @Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
-        description = "Fine-tune and run Llama-family language models on the JVM.",
-        subcommands = {
-                GenerateCommand.class, ChatCommand.class, TokenizeCommand.class, InspectCommand.class,
-                InitRandomCommand.class, TrainCommand.class, EvalCommand.class, ExportCommand.class, ExportAdapterCommand.class, EstimateCommand.class, QuantizeCommand.class, ServeCommand.class, WebuiCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        description = "Fine-tune and run Llama-family language models on the JVM.")
 public final class Main implements Runnable {
+    /// The subcommands by name, in help order. Only the one a command line names is built (picocli reads each
+    /// command's options by reflection: building all of them took most of a second of every start); the root's help,
+    /// `help` and unknown names get them all.
+    private static final Map<String, Supplier<Object>> COMMANDS = new LinkedHashMap<>();
+    static {
+        COMMANDS.put("generate", GenerateCommand::new);
+        COMMANDS.put("chat", ChatCommand::new);
+        COMMANDS.put("tokenize", TokenizeCommand::new);
+        COMMANDS.put("inspect", InspectCommand::new);
+        COMMANDS.put("init-random", InitRandomCommand::new);
+        COMMANDS.put("train", TrainCommand::new);
+        COMMANDS.put("eval", EvalCommand::new);
+        COMMANDS.put("export", ExportCommand::new);
+        COMMANDS.put("export-adapter", ExportAdapterCommand::new);
+        COMMANDS.put("estimate", EstimateCommand::new);
+        COMMANDS.put("quantize", QuantizeCommand::new);
+        COMMANDS.put("serve", ServeCommand::new);
+        COMMANDS.put("webui", WebuiCommand::new);
+        COMMANDS.put("bench", BenchCommand::new);
+        COMMANDS.put("help", CommandLine.HelpCommand::new);
+    }
+
     @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT, description = "Show stack traces on errors.")
     static boolean verbose;
 
@@ -42,6 +64,10 @@ public final class Main implements Runnable {
     /// Runs the CLI and returns its exit code (used by tests).
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
+        String named = null;
+        for (String a : args) if (!a.startsWith("-")) { named = a; break; }
+        if (named != null && !named.equals("help") && COMMANDS.containsKey(named)) cl.addSubcommand(named, COMMANDS.get(named).get());
+        else for (var e : COMMANDS.entrySet()) cl.addSubcommand(e.getKey(), e.getValue().get());
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             PrintWriter err = cmd.getErr();
             if (ex instanceof Peft4jException) {

@@ -91,7 +91,7 @@ final class TrainCommand implements Callable<Integer> {
             }
             case TrainEvent.Step m -> {
                 bar.update(m.step(), m.totalSteps(), String.format("| loss %.4f | lr %.2e | %,.0f tok/s", m.loss(), m.lr(), m.tokensPerSecond()), m.etaSeconds());
-                // stage dpo: TRL's reward metrics on each logged step
+                // stages dpo and kto: TRL's reward metrics on each logged step
                 if (m.loggedLoss() != null && (System.console() != null || !m.metrics().isEmpty()))
                     bar.println(String.format("step %s: loss %s, lr %.2e, grad_norm %s%s", m.step(), m.loggedLoss(), m.lr(), round(m.gradNorm()),
                             m.metrics().isEmpty() ? "" : ", " + metricsText(m.metrics())));

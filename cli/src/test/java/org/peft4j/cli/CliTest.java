@@ -55,6 +55,30 @@ class CliTest {
         assertEquals(expected, o.stdout().stripTrailing(), "completion only, no prompt");
     }
 
+    /// `bench generate` on the bundled model (seconds): every variant's row, the BF16/F32 ratios, the llama.cpp step
+    /// (a number, or what to install), and the bytes a decode step reads, against the sum over the config's shapes.
+    @Test
+    void benchGenerateReportsEveryVariant() throws Exception {
+        Path dir = Shared.require("models/tinystories-656k");
+        Out o = run(null, "bench", "generate", "--model", dir.toString(), "--prompt-tokens", "8", "--new-tokens", "4", "--rounds", "1", "--threads", "1");
+        assertEquals(0, o.code(), o.stderr());
+        var c = org.peft4j.model.LlamaConfig.read(dir);
+        long C = c.hiddenSize(), F = c.intermediateSize(), params = c.numHiddenLayers() * (2 * C * c.qDim() + 2 * C * c.kvDim() + 3 * C * F)
+                + (long) c.vocabSize() * C;
+        for (String dt : new String[]{"F32", "BF16"}) {
+            var m = java.util.regex.Pattern.compile("(?m)^" + dt + "\\s+java\\s+\\S+\\s+\\S+\\s+\\S+\\s+(\\S+)").matcher(o.stdout());
+            assertTrue(m.find(), dt + " java row in:\n" + o.stdout());
+            double mb = Double.parseDouble(m.group(1)), expected = params * (dt.equals("F32") ? 4 : 2) / 1e6;
+            assertEquals(expected, mb, 0.006, dt + " MB of weights per decode step");
+        }
+        assertTrue(o.stdout().contains("java: BF16 decode"), o.stdout());
+        assertTrue(o.stdout().contains("read bandwidth of this machine"), o.stdout());
+        assertTrue(o.stdout().contains("llama.cpp"), o.stdout());
+        Out bad = run(null, "bench", "generate", "--model", dir.toString(), "--new-tokens", "1");
+        assertEquals(1, bad.code());
+        assertTrue(bad.stderr().contains("--new-tokens >= 2"), bad.stderr());
+    }
+
     @Test
     void stopStringCutsTheCompletion() throws Exception {
         JsonNode g = golden();

@@ -16,7 +16,8 @@ import org.peft4j.core.kernels.VectorGemm;
 /// or `"auto"`, which at first use times java against openblas on a forward (`NT`) and two backward (`NN`, `TN`)
 /// layer shapes (about a second) and routes each kind of call to the faster one. The decision is cached in
 /// `$XDG_CACHE_HOME/peft4j/gemm-calibration.properties` (default `~/.cache/…`), keyed by CPU model, vector width and
-/// thread count, and logged through `System.Logger`.
+/// thread count, and logged through `System.Logger`. Small products (few rows, or few multiply-adds) always take the
+/// Java GEMM under `auto`.
 public final class Gemms {
     private static final System.Logger LOG = System.getLogger(Gemms.class.getName());
     private static final Auto AUTO = new Auto();
@@ -59,6 +60,10 @@ public final class Gemms {
         public void sgemm(boolean transA, boolean transB, int m, int n, int k,
                           float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                           float beta, float[] c, int cOff, int ldc) {
+            if (small(m, n, k)) {   // a native call's hand-off to its own threads costs more than such a product
+                VectorGemm.INSTANCE.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+                return;
+            }
             Choice ch = choice;
             if (ch == null || ch.threads != Parallel.threads()) ch = decide();
             Gemm g = !transA && transB ? ch.forward : ch.backward;
@@ -76,6 +81,14 @@ public final class Gemms {
             return choice;
         }
     }
+
+    /// Products `auto` always runs on the Java GEMM: at most [#SMALL_ROWS] rows (decode of a few streams: LoRA's
+    /// low-rank products, attention over the cache) or under [#SMALL_MACS] multiply-adds. Through OpenBLAS such calls
+    /// stalled the serving engine at 1-8 streams (each call wakes and parks OpenBLAS's threads beside ours).
+    static final int SMALL_ROWS = 32;
+    static final long SMALL_MACS = 1L << 21;
+
+    static boolean small(int m, int n, int k) { return m <= SMALL_ROWS || (long) m * n * k < SMALL_MACS; }
 
     private static Choice calibrate(int threads) {
         Gemm java = VectorGemm.INSTANCE;

@@ -59,7 +59,12 @@ public final class Models {
                     lin[l][p.ordinal()] = f != null ? BaseWeight.of(f, p.out(c), p.in(c))
                             : BaseWeight.read(src, p.weightName(l), p.out(c), p.in(c));
                 }
-            return new LlamaModel(new Decoder(w, lin, gemm));
+            // a 16-bit lm_head (or tied embedding) stays 16-bit for the head's products: half the bytes a decode step reads
+            String headName = c.tieWordEmbeddings() ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD;
+            var ht = st.tensors().get(headName);
+            BaseWeight head = ht != null && (ht.dtype() == DType.BF16 || ht.dtype() == DType.F16)
+                    ? BaseWeight.read(src, headName, c.vocabSize(), c.hiddenSize()) : null;
+            return new LlamaModel(new Decoder(w, lin, head, gemm));
         }
     }
 

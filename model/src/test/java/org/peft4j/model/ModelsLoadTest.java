@@ -56,6 +56,10 @@ class ModelsLoadTest {
                     halfBytes += half.decoder.linear(l, p).bytes(); f32Bytes += f32.decoder.linear(l, p).bytes();
                 }
             assertEquals(f32Bytes, 2 * halfBytes, "16-bit linears take half the bytes");
+            // the lm_head (tied or not) stays 16-bit too: a decode step reads half the bytes for it
+            DenseHalf head = assertInstanceOf(DenseHalf.class, half.decoder.head(), dt + " lm_head");
+            assertEquals(dt, head.type());
+            assertInstanceOf(DenseF32.class, f32.decoder.head());
             int[] ids = tokens(20, config().vocabSize());
             double d = maxDiff(half.logits(ids), f32.logits(ids));
             System.out.printf("%s: max |half - float32 upcast| = %.2e%n", dt, d);

@@ -38,6 +38,8 @@ import java.util.stream.IntStream;
 public final class Server implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(Server.class.getName());
     private static final ObjectMapper JSON = new ObjectMapper();
+    /// Milliseconds a stream waits for an event before it writes an SSE comment (see [#stream]).
+    static final long KEEP_ALIVE_MS = 1000;
 
     private final ServeConfig config;
     private final Tokenizer tokenizer;
@@ -255,7 +257,9 @@ public final class Server implements AutoCloseable {
                 send(os, first);
             }
             while (true) {
-                Engine.Event e = s.next(15, TimeUnit.SECONDS);
+                // a queued stream writes nothing until its first token: a comment line each idle second is how a client
+                // that hung up is noticed (the write after its reset fails) and its place in the queue freed within seconds
+                Engine.Event e = s.next(KEEP_ALIVE_MS, TimeUnit.MILLISECONDS);
                 if (e == null) { os.write(": keep-alive\n\n".getBytes(StandardCharsets.UTF_8)); os.flush(); continue; }
                 if (e instanceof Engine.Text t) {
                     ObjectNode c = chunk(id, object, now, r, true);

@@ -1,15 +1,12 @@
 package org.peft4j.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.Peft4jException.FormatException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 
-import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 
@@ -58,21 +55,23 @@ public final class HfTokenizer implements Tokenizer {
     }
 
     /// Reads a tokenizer.json; `config` is the tokenizer_config.json beside it (or [TokenizerConfig#EMPTY]).
+    /// The file is read with a streaming parser ([TokenizerJson]): no JSON tree of its vocabulary and merges.
     public static HfTokenizer load(Path file, TokenizerConfig config) {
-        JsonNode root;
-        try {
-            root = new ObjectMapper().readTree(file.toFile());
-        } catch (IOException e) {
-            throw new FormatException(file + " is not valid JSON (" + e.getMessage().lines().findFirst().orElse("")
-                    + "); the file is truncated or corrupt, re-download it from the model repository", e);
-        }
-        return fromJson(root, file.toString(), config);
+        return fromParts(TokenizerJson.read(file), file.toString(), config);
     }
 
     /// A tokenizer from a parsed tokenizer.json tree; `file` names its origin in error messages (a path, or a GGUF
     /// file whose metadata the tree was built from).
     static HfTokenizer fromJson(JsonNode root, String file, TokenizerConfig config) {
-        if (root == null || !root.isObject() || !root.path("model").isObject())
+        if (root == null || !root.isObject())
+            throw new FormatException(file + " has no 'model' object, so it is not a Hugging Face tokenizer.json; "
+                    + "re-download it from the model repository");
+        return fromParts(TokenizerJson.read(root, file), file, config);
+    }
+
+    private static HfTokenizer fromParts(TokenizerJson json, String file, TokenizerConfig config) {
+        JsonNode root = json.rest();
+        if (!root.path("model").isObject())
             throw new FormatException(file + " has no 'model' object, so it is not a Hugging Face tokenizer.json; "
                     + "re-download it from the model repository");
         JsonNode m = root.get("model");
@@ -83,30 +82,10 @@ public final class HfTokenizer implements Tokenizer {
         if (!m.path("continuing_subword_prefix").isNull() && m.has("continuing_subword_prefix")
                 || !m.path("end_of_word_suffix").isNull() && m.has("end_of_word_suffix"))
             throw new UnsupportedModelException(file + ": BPE with continuing_subword_prefix/end_of_word_suffix is not supported");
-        if (!m.path("vocab").isObject() || !m.path("merges").isArray())
+        if (json.vocab() == null || json.merges() == null)
             throw new FormatException(file + ": model.vocab must be an object and model.merges a list; the file is corrupt");
-
-        Map<String, Integer> vocab = new HashMap<>(m.get("vocab").size() * 2);
-        for (Iterator<Map.Entry<String, JsonNode>> it = m.get("vocab").fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            if (!e.getValue().canConvertToInt() || e.getValue().asInt() < 0)
-                throw new FormatException(file + ": vocab entry '" + e.getKey() + "' has id " + e.getValue() + ", expected a non-negative integer");
-            vocab.put(e.getKey(), e.getValue().asInt());
-        }
-        List<String[]> pairs = new ArrayList<>(m.get("merges").size());
-        for (JsonNode mg : m.get("merges")) {
-            if (mg.isArray() && mg.size() == 2) {
-                pairs.add(new String[] {mg.get(0).asText(), mg.get(1).asText()});
-            } else if (mg.isTextual()) {
-                String s = mg.asText();
-                if (s.startsWith("#version")) continue;
-                int sp = s.indexOf(' ');
-                if (sp < 0) throw new FormatException(file + ": merge '" + s + "' is not two tokens separated by a space");
-                pairs.add(new String[] {s.substring(0, sp), s.substring(sp + 1)});
-            } else {
-                throw new FormatException(file + ": merge " + mg + " is neither \"a b\" nor [\"a\", \"b\"]");
-            }
-        }
+        Map<String, Integer> vocab = json.vocab();
+        List<String[]> pairs = json.merges();
         String unk = m.path("unk_token").isTextual() ? m.get("unk_token").asText() : null;
         int unkId = -1;
         if (unk != null) {

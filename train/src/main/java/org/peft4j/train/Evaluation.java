@@ -51,6 +51,28 @@ public final class Evaluation {
         return new Preference((double) wins / P, margin / P, rc / P, rr / P, P);
     }
 
+    /// Stage kto's held-out check of an adapter against its base: rewards β·(log p_adapter − log p_base) of each
+    /// answer, averaged over the desirable (`rewardsChosen`) and the undesirable ones (`rewardsRejected`), and their
+    /// difference (`margin`), as TRL's KTOTrainer logs them.
+    public record Feedback(double rewardsChosen, double rewardsRejected, double margin, int desirable, int undesirable) {}
+
+    /// [Feedback] over `interleaved` examples with their KL sequences ([org.peft4j.train.data.Feedback#interleave])
+    /// labelled by `desirable`; only the examples are scored.
+    public static Feedback feedback(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> interleaved, boolean[] desirable, double beta) {
+        List<TokenizedExample> targets = new java.util.ArrayList<>(interleaved.size() / 2);
+        for (int i = 0; i < interleaved.size(); i += 2) targets.add(interleaved.get(i));
+        double[] base = sequenceLogps(model, null, targets), tuned = sequenceLogps(model, adapter, targets);
+        double rc = 0, rr = 0;
+        int nc = 0, nr = 0;
+        for (int i = 0; i < targets.size(); i++) {
+            double r = beta * (tuned[i] - base[i]);
+            if (desirable[i]) { rc += r; nc++; } else { rr += r; nr++; }
+        }
+        rc = nc == 0 ? Double.NaN : rc / nc;
+        rr = nr == 0 ? Double.NaN : rr / nr;
+        return new Feedback(rc, rr, rc - rr, nc, nr);
+    }
+
     /// Per example, the sum of log p(label) over its labelled targets (the negated summed token loss).
     public static double[] sequenceLogps(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples) {
         double[] out = summedLosses(model, adapter, examples, new long[examples.size()]);

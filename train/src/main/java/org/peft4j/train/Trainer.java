@@ -48,14 +48,14 @@ public final class Trainer {
         default void onStart(long totalSteps, long startStep) {}
         default void onStep(StepMetrics m) {}
         default void onEval(long step, double evalLoss) {}
-        /// As [#onEval(long, double)] with stage dpo's eval metrics (empty otherwise).
+        /// As [#onEval(long, double)] with the preference stages' eval metrics (dpo, kto) (empty otherwise).
         default void onEval(long step, double evalLoss, Map<String, Double> metrics) { onEval(step, evalLoss); }
         default void onCheckpoint(long step, Path dir) {}
     }
 
     /// One optimizer step: loss is the accumulated batch's mean token loss; gradNorm the global norm before clipping;
     /// loggedLoss the mean of the losses since the last log line when this step wrote one to trainer_log.jsonl, else null.
-    /// `metrics`: stage dpo's means over the logged window (TRL's names: rewards/accuracies, ...) when this step logged, else empty.
+    /// `metrics`: the preference stages' means over the logged window (TRL's names: rewards/accuracies, ...) when this step logged, else empty.
     public record StepMetrics(long step, long totalSteps, double loss, double lr, double gradNorm, double epoch,
                               double tokensPerSecond, double elapsedSeconds, double etaSeconds, Double loggedLoss,
                               Map<String, Double> metrics) {}
@@ -386,7 +386,7 @@ public final class Trainer {
         return t;
     }
 
-    /// The metrics of the last evaluation (stage dpo), under their `eval_` names; empty otherwise.
+    /// The metrics of the last evaluation (stages dpo and kto), under their `eval_` names; empty otherwise.
     public Map<String, Double> lastEvalMetrics() { return lastEvalMetrics; }
 
     private static Map<String, Double> rounded(Map<String, Double> m) {

@@ -331,6 +331,16 @@ class PreferenceTrainTest {
         assertTrue(e.metrics().get("eval_rewards/rejected") < 0, e.metrics().toString());
         assertTrue(e.evalLoss() < 0.5, "eval loss below its start 0.5: " + e.evalLoss());
         assertTrue(e.metrics().containsKey("eval_kl"));
+        // the saved adapter against its base, one sequence at a time through the inference engine (peft4j eval on a
+        // KTO dataset), gives the trainer's last eval rewards
+        var cfg = TrainConfig.load(null, ktoFlags("kto-learn-data", "--val_size", "4"));
+        TrainData held = TrainData.prepare(cfg, Tokenizer.load(model), model);
+        var m = Models.load(model, Gemms.get("java"));
+        var f = org.peft4j.train.Evaluation.feedback(m, m.loadAdapter("kto", tmp.resolve("kto-learn")), held.eval(), held.evalDesirable(), 0.1);
+        assertEquals(4, f.desirable() + f.undesirable());
+        assertEquals(e.metrics().get("eval_rewards/chosen"), f.rewardsChosen(), 1e-3);
+        assertEquals(e.metrics().get("eval_rewards/rejected"), f.rewardsRejected(), 1e-3);
+        assertEquals(e.metrics().get("eval_rewards/margins"), f.margin(), 1e-3);
     }
 
     /// Full and freeze tuning compare against a frozen copy of the model as loaded: at the first step the policy is

@@ -10,6 +10,7 @@ import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.random.RandomGenerator;
 
 /// Autoregressive generation of many sequences at once, by continuous batching (vLLM, LoRAX): sequences join with
@@ -21,7 +22,7 @@ import java.util.random.RandomGenerator;
 /// decode of `maxBatch` rows and for a prefill chunk, logits, sampler scratch and per-slot repetition-penalty masks.
 /// A step allocates nothing but what a sequence's listener does, and the [Result] of a sequence that finishes.
 ///
-/// Thread-safety: [#add], [#step] and [#cancel] may be called from any thread (they synchronize on the generator);
+/// Thread-safety: [#add], [#step] and [#cancel] may be called from any thread (they take turns on a fair lock);
 /// one thread usually drives [#step] while others add and cancel. Listeners run inside [#step], on its thread.
 public final class Generator {
     /// Prompt tokens prefilled per step at most by [#generate(LlamaModel, GenerateRequest, TokenListener)].
@@ -97,6 +98,10 @@ public final class Generator {
     private final TokenSampler tokenSampler;
     private final ArrayDeque<Sequence> waiting = new ArrayDeque<>();     // added, no slot yet
     private final ArrayDeque<Sequence> prefilling = new ArrayDeque<>();  // in a slot, prompt not all in the cache
+    /// Guards all of the above. Fair: a thread that steps in a loop (the server's engine) releases it between steps
+    /// and re-takes it at once; a monitor (or an unfair lock) lets it barge ahead of a client's waiting cancel or add
+    /// any number of times, a fair lock gives the waiting call the next turn.
+    private final ReentrantLock lock = new ReentrantLock(true);
 
     /// A generator for up to `maxBatch` running sequences of up to `capacity` positions each (prompt + output),
     /// prefilling at most `chunk` prompt tokens per step.
@@ -126,17 +131,28 @@ public final class Generator {
     public int capacity() { return limit; }
 
     /// Sequences holding a cache slot (prefilling or decoding).
-    public synchronized int running() {
-        int r = 0;
-        for (Sequence s : slots) if (s != null) r++;
-        return r;
+    public int running() {
+        lock.lock();
+        try {
+            int r = 0;
+            for (Sequence s : slots) if (s != null) r++;
+            return r;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /// Sequences added that wait for a free slot.
-    public synchronized int waiting() { return waiting.size(); }
+    public int waiting() {
+        lock.lock();
+        try { return waiting.size(); } finally { lock.unlock(); }
+    }
 
     /// Whether a [#step] has anything to do.
-    public synchronized boolean busy() { return !waiting.isEmpty() || running() > 0; }
+    public boolean busy() {
+        lock.lock();
+        try { return !waiting.isEmpty() || running() > 0; } finally { lock.unlock(); }
+    }
 
     /// Queues a sequence; it takes a cache slot at the next [#step] that finds one free. A request with
     /// maxNewTokens 0 finishes at once (LENGTH).
@@ -144,38 +160,53 @@ public final class Generator {
         return add(r, listener, new SplittableRandom(r.seed()));
     }
 
-    synchronized Sequence add(GenerateRequest r, TokenListener listener, RandomGenerator rng) {
-        int P = r.prompt().length;
-        if (P > limit)
-            throw new ConfigException("the prompt has " + P + " tokens; this generator holds " + limit + " positions per sequence"
-                    + (limit < capacity ? " (the model's sliding window)" : "") + ": shorten the prompt");
-        for (int i = 0; i < P; i++)
-            if (r.prompt()[i] < 0 || r.prompt()[i] >= V)
-                throw new ConfigException("prompt token id " + r.prompt()[i] + " at index " + i + " is outside the vocabulary [0, " + V + ")");
-        if (r.adapter() != null && !r.adapter().base.equals(model.config))
-            throw new ConfigException("adapter '" + r.adapter().name + "' was read for another base model; read it with this model's config");
-        Sequence s = new Sequence(r, listener, rng, Math.min(r.maxNewTokens(), limit - P + 1));
-        if (r.maxNewTokens() == 0) finish(s, Finish.LENGTH);
-        else waiting.add(s);
-        return s;
+    Sequence add(GenerateRequest r, TokenListener listener, RandomGenerator rng) {
+        lock.lock();
+        try {
+            int P = r.prompt().length;
+            if (P > limit)
+                throw new ConfigException("the prompt has " + P + " tokens; this generator holds " + limit + " positions per sequence"
+                        + (limit < capacity ? " (the model's sliding window)" : "") + ": shorten the prompt");
+            for (int i = 0; i < P; i++)
+                if (r.prompt()[i] < 0 || r.prompt()[i] >= V)
+                    throw new ConfigException("prompt token id " + r.prompt()[i] + " at index " + i + " is outside the vocabulary [0, " + V + ")");
+            if (r.adapter() != null && !r.adapter().base.equals(model.config))
+                throw new ConfigException("adapter '" + r.adapter().name + "' was read for another base model; read it with this model's config");
+            Sequence s = new Sequence(r, listener, rng, Math.min(r.maxNewTokens(), limit - P + 1));
+            if (r.maxNewTokens() == 0) finish(s, Finish.LENGTH);
+            else waiting.add(s);
+            return s;
+        } finally {
+            lock.unlock();
+        }
     }
 
     /// Ends a sequence now (CANCELLED), freeing its slot for the next step; nothing if it has already finished.
-    public synchronized void cancel(Sequence s) {
-        if (s.done()) return;
-        waiting.remove(s);
-        prefilling.remove(s);
-        finish(s, Finish.CANCELLED);
+    public void cancel(Sequence s) {
+        lock.lock();
+        try {
+            if (s.done()) return;
+            waiting.remove(s);
+            prefilling.remove(s);
+            finish(s, Finish.CANCELLED);
+        } finally {
+            lock.unlock();
+        }
     }
 
     /// Admits waiting sequences to free slots, runs one decode forward for every row that has a token to feed (each
     /// row gets one new token), then prefills up to `chunk` prompt tokens of newly admitted sequences (one that
     /// completes its prompt gets its first token). Returns whether work remains.
-    public synchronized boolean step() {
-        admit();
-        decode();
-        prefill();
-        return busy();
+    public boolean step() {
+        lock.lock();
+        try {
+            admit();
+            decode();
+            prefill();
+            return busy();
+        } finally {
+            lock.unlock();
+        }
     }
 
     private void admit() {

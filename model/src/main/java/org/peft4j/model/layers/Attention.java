@@ -49,22 +49,50 @@ public final class Attention {
         Gemm g = gemm == null ? GEMM : gemm;
         int nb = (T + BR - 1) / BR;
         // block i of a head costs ~ (pos0 + i + 1): pairing the cheap and the dear blocks balances contiguous chunks
-        Parallel.range(B * NH * nb, i -> forwardBlock(g, i / nb, BR * paired(i % nb, nb), out, att, q, k, v, T, Tcap, NH, KVH, HS, pos0));
+        Parallel.range(B * NH * nb, i -> {
+            int bh = i / nb, t0 = BR * paired(i % nb, nb);
+            forwardBlock(g, bh, t0, out, att, (bh * T + t0) * Tcap, Tcap, q, k, v, T, Tcap, NH, KVH, HS, pos0);
+        });
+    }
+
+    /// Floats of scratch [#forwardInference] needs to run on `threads` threads: a (min(T, BR), Tcap) probability block each.
+    public static int inferenceScratchSize(int T, int Tcap, int threads) { return Math.multiplyExact(Math.min(T, BR) * Tcap, Math.max(1, threads)); }
+
+    /// The forward when nothing is kept for backward (generation, serving, scoring): the same blocked products as
+    /// [#forward], each block's probabilities in a per-chunk (min(T, BR), Tcap) block of `scratch` instead of a
+    /// (B, NH, T, Tcap) buffer, so a prompt of any length runs on the blocked path with memory independent of T.
+    /// The results are those of [#forward]. scratch: ≥ one block ([#inferenceScratchSize] for one thread); with less than
+    /// one block per thread, fewer threads run.
+    public static void forwardInference(Gemm gemm, float[] out, float[] q, float[] k, float[] v,
+                                        int B, int T, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
+        int block = Math.min(T, BR) * Tcap;
+        if (scratch.length < block)
+            throw new IllegalArgumentException("attention scratch holds " + scratch.length + " floats, needs a block of " + block);
+        Gemm g = gemm == null ? GEMM : gemm;
+        int nb = (T + BR - 1) / BR, items = B * NH * nb;
+        int chunks = Math.max(1, Math.min(Math.min(Parallel.threads(), items), scratch.length / block));
+        Parallel.chunks(items, chunks, (ci, from, to) -> {
+            for (int i = from; i < to; i++)
+                forwardBlock(g, i / nb, BR * paired(i % nb, nb), out, scratch, ci * block, pos0 + Math.min(T, BR * paired(i % nb, nb) + BR),
+                        q, k, v, T, Tcap, NH, KVH, HS, pos0);
+        });
     }
 
     /// The j-th block in the order 0, nb−1, 1, nb−2, …: neighbours pair a short causal prefix with a long one.
     static int paired(int j, int nb) { return (j & 1) == 0 ? j >> 1 : nb - 1 - (j >> 1); }
 
-    private static void forwardBlock(Gemm gemm, int bh, int t0, float[] out, float[] att, float[] q, float[] k, float[] v,
+    /// Query rows [t0, t0 + BR) of head (b, h): probabilities into att's rows at `po` (row stride Tcap, zero from each
+    /// row's causal end up to `fillTo`), then out = P·v.
+    private static void forwardBlock(Gemm gemm, int bh, int t0, float[] out, float[] att, int po, int fillTo, float[] q, float[] k, float[] v,
                                      int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         int qStride = NH * HS, kvStride = KVH * HS;
         float scale = (float) (1.0 / Math.sqrt(HS));
         int b = bh / NH, h = bh % NH, kh = h / (NH / KVH);
         int ko = b * Tcap * kvStride + kh * HS;
         int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
-        int po = ((b * NH + h) * T + t0) * Tcap, qo = (b * T + t0) * qStride + h * HS;
+        int qo = (b * T + t0) * qStride + h * HS;
         gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
-        for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, Tcap);
+        for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, fillTo);
         PANEL.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
     }
 

@@ -57,9 +57,6 @@ public final class Activations {
         int keys() { return cacheCapacity > 0 ? cacheCapacity : Tmax; }
     }
 
-    /// Largest attention-probability buffer planned for inference prefill (128 MiB): beyond it prefill attention runs
-    /// on Attention's scalar path, which needs none.
-    static final long PROBS_LIMIT = 32L << 20;
     private static final int P = Projection.values().length;
 
     public final Plan plan;
@@ -72,7 +69,7 @@ public final class Activations {
     final float[][] ln1, ln2;       // (slots)(N, C)
     final float[][] rstd1, rstd2;   // (slots)(N)
     final float[][] q, k, v;        // (slots)(N, qDim / kvDim), after RoPE
-    final float[][] probs;          // (slots)(B, NH, Tmax, keys), or (B, NH, 1, keys) past PROBS_LIMIT in inference
+    final float[][] probs;          // (slots)(B, NH, Tmax, keys) kept for backward; inference: (threads, min(Tmax, BR), keys) blocks
     final float[][] attY;           // (slots)(N, qDim)
     final float[][] resid2;         // (slots)(N, C): block input + attention output
     final float[][] gate, up, act;  // (slots)(N, F)
@@ -159,8 +156,8 @@ public final class Activations {
         m.put("resid", N * C);
         m.put("ln1", N * C); m.put("ln2", N * C); m.put("rstd1", N); m.put("rstd2", N);
         m.put("q", N * qd); m.put("k", N * kvd); m.put("v", N * kvd);
-        long probs = plan.B() * NH * plan.Tmax() * plan.keys();
-        if (!bw && probs > PROBS_LIMIT) probs = plan.B() * NH * plan.keys();
+        long probs = bw ? plan.B() * NH * plan.Tmax() * plan.keys()
+                : Attention.inferenceScratchSize(plan.Tmax(), plan.keys(), org.peft4j.core.Parallel.threads());
         m.put("probs", probs);
         m.put("attY", N * qd); m.put("resid2", N * C);
         m.put("gate", N * F); m.put("up", N * F); m.put("act", N * F);

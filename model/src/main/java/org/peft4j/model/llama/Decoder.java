@@ -38,7 +38,7 @@ import java.util.SplittableRandom;
 /// - **KV cache** (optional): row b continues slot `slots[b]` of a [KvCache] at position `pos0[b]`; without a cache
 ///   (training, whole-sequence scoring) every row starts at position 0 and attends within itself.
 /// - **Memory**: every buffer is in an [Activations] planned once ([#newActivations]); a forward or backward allocates
-///   nothing (except Attention's scalar path for an inference prefill longer than the planned probability buffer).
+///   nothing. Inference attention needs a probability block per thread, not a (T, keys) buffer: any prompt length.
 /// - **Losses are not here**: [#logits] writes logits; the caller applies a loss op (e.g. `CrossEntropy`) and hands
 ///   its gradient to [#backward].
 ///
@@ -47,6 +47,7 @@ public final class Decoder {
     public final LlamaConfig config;
     public final LlamaWeights weights;
     private final BaseWeight[][] linears;   // (L)(7) in Projection order
+    private final BaseWeight head;          // (V, C) lm_head: float32 over weights.lmHead, or kept in 16 bits (inference)
     private final Gemm gemm;
     private final int L, C, F, V, NH, KVH, HS, qDim, kvDim;
     private final float eps;
@@ -65,7 +66,14 @@ public final class Decoder {
     public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {}
 
     public Decoder(LlamaWeights weights, BaseWeight[][] linears, Gemm gemm) {
+        this(weights, linears, null, gemm);
+    }
+
+    /// As above with the lm_head as `head` (null: float32 over `weights.lmHead`). A 16-bit head halves the bytes a
+    /// decode step reads for it; such a decoder runs forwards only (backward reads the float32 `weights.lmHead`).
+    public Decoder(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head, Gemm gemm) {
         this.config = weights.config; this.weights = weights; this.linears = linears; this.gemm = gemm;
+        this.head = head != null ? head : BaseWeight.of(weights.lmHead, weights.config.vocabSize(), weights.config.hiddenSize());
         LlamaConfig c = config;
         L = c.numHiddenLayers(); C = c.hiddenSize(); F = c.intermediateSize(); V = c.vocabSize();
         NH = c.numAttentionHeads(); KVH = c.numKeyValueHeads(); HS = c.headDim();
@@ -79,7 +87,9 @@ public final class Decoder {
                     throw new IllegalArgumentException(p.weightName(l) + ": " + w + ", expected (" + p.out(c) + ", " + p.in(c) + ")");
                 s = Math.max(s, w.scratchSize());
             }
-        baseScratch = s;
+        if (this.head.out() != V || this.head.in() != C)
+            throw new IllegalArgumentException("lm_head: " + this.head + ", expected (" + V + ", " + C + ")");
+        baseScratch = Math.max(s, this.head.scratchSize());
     }
 
     /// Float32 weights: every linear is a [DenseF32] over the layer's array (shared: merges and full fine-tuning
@@ -104,6 +114,9 @@ public final class Decoder {
     }
 
     public Gemm gemm() { return gemm; }
+
+    /// The lm_head as it is held.
+    public BaseWeight head() { return head; }
 
     /// The base weight of (layer, projection).
     public BaseWeight linear(int layer, Projection p) { return linears[layer][p.ordinal()]; }
@@ -156,12 +169,12 @@ public final class Decoder {
         if (allPositions) {
             if (out.length < N * V) throw new ConfigException("logits buffer has " + out.length + " floats, expected " + N * V);
             RmsNorm.forward(a.lnf, a.rstdf, hidden, weights.norm, N, C, eps);
-            Linear.forward(gemm, out, a.lnf, weights.lmHead, null, N, C, V);
+            head.forward(gemm, out, a.lnf, null, N, a.baseScratch);
         } else {
             if (out.length < B * V) throw new ConfigException("logits buffer has " + out.length + " floats, expected " + B * V);
             for (int b = 0; b < B; b++) System.arraycopy(hidden, (b * T + T - 1) * C, a.last, b * C, C);
             RmsNorm.forward(a.last, null, a.last, weights.norm, B, C, eps);
-            Linear.forward(gemm, out, a.last, weights.lmHead, null, B, C, V);
+            head.forward(gemm, out, a.last, null, B, a.baseScratch);
         }
     }
 
@@ -172,7 +185,7 @@ public final class Decoder {
         float[] hidden = a.resid[finalResid(a)];
         for (int m = 0; m < M; m++) System.arraycopy(hidden, rows[m] * C, x, m * C, C);
         RmsNorm.forward(x, null, x, weights.norm, M, C, eps);
-        Linear.forward(gemm, out, x, weights.lmHead, null, M, C, V);
+        head.forward(gemm, out, x, null, M, a.baseScratch);
     }
 
     /// The final hidden states (before the final norm) of the last forward, (B, T, C).
@@ -193,9 +206,9 @@ public final class Decoder {
         if (cache == null) {
             Rope.forward(a.q[s], a.cos, a.sin, B, T, NH, HS, 0);
             Rope.forward(a.k[s], a.cos, a.sin, B, T, KVH, HS, 0);
-            // an inference plan past Activations.PROBS_LIMIT has no full probability buffer: Attention's scalar path
-            float[] probs = (long) B * NH * T * T <= a.probs[s].length ? a.probs[s] : null;
-            Attention.forward(gemm, a.attY[s], probs, a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            // training keeps the probabilities for backward; an inference forward has a block of them per thread
+            if (keep) Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            else Attention.forwardInference(gemm, a.attY[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0, a.probs[s]);
         } else {
             int cap = cache.capacity;
             for (int b = 0; b < B; b++) {
@@ -210,9 +223,7 @@ public final class Decoder {
                     System.arraycopy(a.q[s], b * T * qDim, a.qRow, 0, T * qDim);
                     q = a.qRow; out = a.attRow;
                 }
-                // with a planned probability buffer attention runs on blocked GEMMs (Attention's fast path)
-                float[] probs = (long) NH * T * cap <= a.probs[s].length ? a.probs[s] : null;
-                Attention.forward(gemm, out, probs, q, kc, vc, 1, T, cap, NH, KVH, HS, p0);
+                Attention.forwardInference(gemm, out, q, kc, vc, 1, T, cap, NH, KVH, HS, p0, a.probs[s]);
                 if (b > 0) System.arraycopy(a.attRow, 0, a.attY[s], b * T * qDim, T * qDim);
             }
         }
@@ -258,6 +269,8 @@ public final class Decoder {
     /// Every row must use `g.adapter()` (the trained one) or, when it is null, no adapter.
     public void backward(Activations a, int[] tokens, float[] dlogits, Grads g, Noise noise) {
         if (!a.plan.backward()) throw new ConfigException("these activations were planned without backward; plan them with Plan.training");
+        if (!(head instanceof DenseF32)) throw new ConfigException("backward needs the float32 lm_head; this decoder holds it as " + head.dtype()
+                + " (an inference model): load float32 weights for training");
         int B = a.rows, T = a.T, N = B * T;
         for (int r = 0; r < a.runs.count; r++)
             if (a.runs.adapter[r] != g.adapter())

@@ -1,10 +1,13 @@
 package org.peft4j.model.weights;
 
 import org.peft4j.core.Gemm;
+import org.peft4j.core.kernels.ScalarGemm;
 import org.peft4j.model.layers.Linear;
 
 /// A float32 weight over a caller's array, not copied: merges and full fine-tuning write into [#data()] and the
-/// next forward sees it. The products are [Linear]'s own calls, so results are bit-identical with them.
+/// next forward sees it. The products are [Linear]'s own calls, so results are bit-identical with them, except a
+/// forward of at most [RowProducts#MAX_ROWS] rows (decode), which takes the row path (W streamed once for all rows)
+/// unless `gemm` is the scalar reference.
 /// data: (out, in) row-major.
 public record DenseF32(float[] data, int out, int in) implements BaseWeight {
     public DenseF32 {
@@ -15,7 +18,8 @@ public record DenseF32(float[] data, int out, int in) implements BaseWeight {
 
     @Override
     public void forward(Gemm gemm, float[] y, float[] x, float[] bias, int N, float[] scratch) {
-        Linear.forward(gemm, y, x, data, bias, N, in, out);
+        if (N <= RowProducts.MAX_ROWS && !(gemm instanceof ScalarGemm)) RowProducts.forward(y, x, data, bias, N, in, out);
+        else Linear.forward(gemm, y, x, data, bias, N, in, out);
     }
 
     @Override

@@ -10,7 +10,6 @@ import org.peft4j.core.DType;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
 import org.peft4j.core.kernels.ScalarGemm;
-import org.peft4j.core.kernels.VectorOps;
 import org.peft4j.quant.QuantLinear;
 
 /// A frozen weight kept as BF16 or F16 bits (half the memory of float32), converted to float32 tile by tile into the
@@ -20,7 +19,7 @@ import org.peft4j.quant.QuantLinear;
 ///   tiles start at multiples of [#ROW_ALIGN] rows, so a column keeps the place it has in an untiled call
 ///   (VectorGemm's one-row path sums columns in aligned groups of 4). This holds for ScalarGemm and VectorGemm; a
 ///   GEMM whose per-element order depends on the column count (OpenBLAS may) can differ in the last bit.
-///   With fewer rows (decode) it takes the row path, whose dot products sum in another order: within float rounding.
+///   With fewer rows (decode) both take [RowProducts]' row path, again bit-identical.
 /// - backwardInput sums over `out`, which tiling splits: with more than one tile, dx gets one partial sum per tile
 ///   instead of one sum, so it can differ from DenseF32's in the last bits (rounding only). With one tile (every
 ///   weight up to [QuantLinear#TILE_FLOATS] floats, e.g. every projection of SmolLM2-135M, not its tied lm_head) it is
@@ -56,25 +55,30 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
         return t >= M ? M : t / ROW_ALIGN * ROW_ALIGN;
     }
 
-    @Override public int scratchSize() { return Math.multiplyExact(tileRows(in, out), in); }
+    @Override public int scratchSize() { return Math.max(Math.multiplyExact(tileRows(in, out), in), RowProducts.scratchSize(in, out)); }
     @Override public long bytes() { return 2L * data.length; }
     @Override public String dtype() { return type.name(); }
 
     @Override
     public void dequantize(float[] dst) { toFloat(type, data, 0, dst, 0, data.length); }
 
-    /// Forwards of at most this many input rows (decode) take the row path: each row of W is converted once into a
-    /// cache-resident buffer and dotted with every input row, so each weight is read once, in 16 bits, with no
-    /// tile round trip through memory. Larger N take the tile path (GEMM efficiency).
-    public static final int ROW_PATH_MAX_N = 4;
+    /// Forwards of at most this many input rows (decode) take the row path ([RowProducts]): each row of W is read
+    /// once, in 16 bits (BF16 converted in registers inside the dot products), and dotted with every input row while it
+    /// is in cache. Larger N take the tile path (GEMM efficiency).
+    public static final int ROW_PATH_MAX_N = RowProducts.MAX_ROWS;
 
     /// y = x·Wᵀ + b.   y: (N, out)   x: (N, in)   bias: (out) or null
-    /// N ≤ [#ROW_PATH_MAX_N]: the row path (dot products with [VectorOps#dot], or its scalar twin when `gemm` is the
-    /// scalar reference), the same sums for any thread count. Larger N: tile by tile, y[:, r:r+rows] = x·W[r:r+rows, :]ᵀ.
+    /// N ≤ [#ROW_PATH_MAX_N]: the row path, bit-identical with [DenseF32]'s over the converted values (its scalar twin
+    /// when `gemm` is the scalar reference), the same sums for any thread count and batch. Larger N: tile by tile,
+    /// y[:, r:r+rows] = x·W[r:r+rows, :]ᵀ.
     @Override
     public void forward(Gemm gemm, float[] y, float[] x, float[] bias, int N, float[] scratch) {
         int K = in, M = out, tile = check(scratch);
-        if (N <= ROW_PATH_MAX_N) { forwardRows(gemm instanceof ScalarGemm, y, x, bias, N, scratch); return; }
+        if (N <= ROW_PATH_MAX_N) {
+            if (gemm instanceof ScalarGemm) RowProducts.forwardScalar(type, y, x, null, data, bias, N, K, M);
+            else RowProducts.forward(type, y, x, data, bias, N, K, M, scratch);
+            return;
+        }
         for (int r = 0; r < M; r += tile) {
             int rows = Math.min(tile, M - r);
             convertTile(r, rows, scratch);
@@ -83,24 +87,6 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
         if (bias != null)
             for (int n = 0; n < N; n++)
                 for (int m = 0; m < M; m++) y[n * M + m] += bias[m];
-    }
-
-    /// The row path: output rows split into contiguous chunks (one per thread), chunk c converting row m of W into
-    /// scratch[c·in, (c+1)·in) and writing y[n, m] = x[n]·W[m] (+ b[m]) for every input row n.
-    private void forwardRows(boolean scalar, float[] y, float[] x, float[] bias, int N, float[] scratch) {
-        int K = in, M = out;
-        int chunks = Math.max(1, Math.min(Math.min(Parallel.threads(), Math.max(1, M / 16)), scratch.length / K));
-        Parallel.chunks(M, chunks, (c, a, b) -> {
-            int buf = c * K;
-            for (int m = a; m < b; m++) {
-                if (scalar) toFloatScalar(type, data, m * K, scratch, buf, K);
-                else toFloat(type, data, m * K, scratch, buf, K);
-                for (int n = 0; n < N; n++) {
-                    float d = scalar ? VectorOps.dotScalar(x, n * K, scratch, buf, K) : VectorOps.dot(x, n * K, scratch, buf, K);
-                    y[n * M + m] = bias == null ? d : d + bias[m];
-                }
-            }
-        });
     }
 
     /// dx += dy·W, tile by tile: dx += dy[:, r:r+rows]·W[r:r+rows, :].   dx: (N, in)   dy: (N, out)

@@ -175,6 +175,41 @@ class GeneratorTest {
         assertFalse(Arrays.equals(Generator.generate(m, other, null).tokens(), seqs.get(0).result().tokens()), "another seed samples another text");
     }
 
+    /// A thread that steps in a loop (the server's engine) must not starve the others: an add or cancel called while it
+    /// runs gets the lock at the next step boundary (it is fair), so at most the step in progress and one that began
+    /// just before the call finish while the call waits. (An unfair lock only usually does as well: it passed this
+    /// check too when tried, as barging needs the waiter to lose the race on every release.)
+    @Test
+    void addAndCancelGetTheNextTurnWhileAnotherThreadSteps() throws Exception {
+        LlamaModel m = model("stories260K-hf");
+        int[] prompt = ints(golden("stories260K-hf").get("prompt_ids"));
+        Generator g = new Generator(m, 2, 256, 64);
+        Sequence longRun = g.add(GenerateRequest.greedy(prompt, 256 - prompt.length), null);
+        java.util.concurrent.atomic.AtomicLong steps = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.atomic.AtomicBoolean stop = new java.util.concurrent.atomic.AtomicBoolean();
+        Thread stepper = Thread.ofPlatform().start(() -> {
+            while (!stop.get()) { g.running(); g.step(); steps.incrementAndGet(); }   // as the server's engine loop
+        });
+        try {
+            while (steps.get() < 3) Thread.sleep(1);
+            long worst = 0;
+            for (int i = 0; i < 20 && !longRun.done(); i++) {
+                long before = steps.get();
+                Sequence s = g.add(GenerateRequest.greedy(prompt, 200), null);
+                long afterAdd = steps.get();
+                g.cancel(s);
+                long afterCancel = steps.get();
+                assertEquals(Finish.CANCELLED, s.result().finish(), "cancel ends the sequence before it returns");
+                worst = Math.max(worst, Math.max(afterAdd - before, afterCancel - afterAdd));
+            }
+            System.out.println("add/cancel from another thread: waited through at most " + worst + " steps of the stepping thread");
+            assertTrue(worst <= 3, "a call waited through " + worst + " steps of the other thread");
+        } finally {
+            stop.set(true);
+            stepper.join();
+        }
+    }
+
     @Test
     void finishReasons() throws Exception {
         LlamaModel m = model("stories260K-hf");

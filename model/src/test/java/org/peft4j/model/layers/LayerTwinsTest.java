@@ -98,6 +98,42 @@ class LayerTwinsTest {
         }
     }
 
+    /// The inference forward (a probability block per thread in scratch, any length): the bits of [Attention#forward]
+    /// with its full buffer, on 1 and 3 threads, with scratch for one block only and for every thread, prompts that
+    /// cross the row block, a cache with earlier positions, GQA; and the scalar twin within tolerance.
+    @Test
+    void attentionInferenceBlocksEqualTheFullBuffer() {
+        int saved = Parallel.threads();
+        try {
+            int NH = 6, KVH = 2, HS = 16;
+            for (int threads : new int[] {1, 3}) {
+                Parallel.setThreads(threads);
+                for (int[] c : new int[][] {{1, 1, 0, 1}, {2, 1, 37, 40}, {1, 200, 0, 200}, {2, 131, 9, 150}, {1, 64, 64, 130}}) {
+                    int B = c[0], T = c[1], pos0 = c[2], Tcap = c[3];
+                    var rng = new SplittableRandom(T * 7L + pos0);
+                    float[] q = rand(rng, B * T * NH * HS, 2), k = rand(rng, B * Tcap * KVH * HS, 2), v = rand(rng, B * Tcap * KVH * HS, 1);
+                    float[] ref = new float[q.length], scalar = new float[q.length];
+                    Attention.forward(null, ref, new float[B * NH * T * Tcap], q, k, v, B, T, Tcap, NH, KVH, HS, pos0);
+                    Attention.forwardScalar(scalar, null, q, k, v, B, T, Tcap, NH, KVH, HS, pos0);
+                    String what = "B=" + B + " T=" + T + " pos0=" + pos0 + " Tcap=" + Tcap + " threads=" + threads;
+                    assertClose("inference attention vs scalar " + what, scalar, ref, ATOL, RTOL);
+                    for (int blocks : new int[] {1, threads}) {
+                        float[] out = new float[q.length];
+                        java.util.Arrays.fill(out, Float.NaN);
+                        Attention.forwardInference(null, out, q, k, v, B, T, Tcap, NH, KVH, HS, pos0,
+                                nanScratch(Attention.inferenceScratchSize(T, Tcap, blocks)));
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(ref, out, "blocks in scratch vs the full buffer, " + blocks + " block(s), " + what);
+                    }
+                }
+            }
+            var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Attention.forwardInference(null,
+                    new float[16], new float[16], new float[16], new float[16], 1, 1, 1, 1, 1, 16, 0, new float[0]));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("needs a block of 1"), e.getMessage());
+        } finally {
+            Parallel.setThreads(saved);
+        }
+    }
+
     @Test
     void swiGlu() {
         for (int threads : new int[] {1, 2}) {

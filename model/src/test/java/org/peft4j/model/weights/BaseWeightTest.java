@@ -154,7 +154,7 @@ class BaseWeightTest {
     @Test
     void denseF32IsLinearBitForBitAndSharesItsArray() {
         var rng = new SplittableRandom(5);
-        int N = 6, out = 37, in = 29;
+        int N = RowProducts.MAX_ROWS + 3, out = 37, in = 29;   // above the row path: Linear's GEMM call
         float[] data = uniform(rng, out * in), x = uniform(rng, N * in), bias = uniform(rng, out), dy = uniform(rng, N * out);
         DenseF32 w = BaseWeight.of(data, out, in);
         assertSame(data, w.data());
@@ -217,6 +217,7 @@ class BaseWeightTest {
         assertThrows(IllegalArgumentException.class, () -> new Nf4Weight(t3));
         DenseHalf h = new DenseHalf(DType.F16, new short[8], 2, 4);
         e = assertThrows(IllegalArgumentException.class, () -> h.forward(ScalarGemm.INSTANCE, new float[2], new float[4], null, 1, new float[7]));
-        assertTrue(e.getMessage().contains("scratchSize() = 8"), e.getMessage());
+        assertTrue(h.scratchSize() >= 8, "the tile");
+        assertTrue(e.getMessage().contains("scratchSize() = " + h.scratchSize()), e.getMessage());
     }
 }

@@ -28,7 +28,7 @@ public sealed interface TrainEvent {
     /// One optimizer step. `loss`: mean token loss of the accumulated batch; `gradNorm`: global norm before clipping;
     /// `epoch`: fractional epoch of the data read so far; `loggedLoss`: the mean since the previous log line when this
     /// step wrote one to trainer_log.jsonl (every logging_steps), else null.
-    /// `metrics`: stage dpo's means over the logged window under TRL's names (rewards/chosen, rewards/rejected,
+    /// `metrics`: stages dpo and kto: the means over the logged window under TRL's names (rewards/chosen, rewards/rejected,
     /// rewards/accuracies, rewards/margins, logps/chosen, logps/rejected) when this step logged; else empty.
     record Step(long step, long totalSteps, double loss, double lr, double gradNorm, double tokensPerSecond, double epoch,
                 double elapsedSeconds, double etaSeconds, Double loggedLoss, Map<String, Double> metrics) implements TrainEvent {
@@ -38,7 +38,7 @@ public sealed interface TrainEvent {
         }
     }
 
-    /// A validation loss (eval_strategy steps, or the evaluation of do_train: false at step 0). `metrics`: stage dpo's
+    /// A validation loss (eval_strategy steps, or the evaluation of do_train: false at step 0). `metrics`: stages dpo and kto: the
     /// `eval_rewards/accuracies`, ... over the validation pairs; else empty.
     record Eval(long step, double evalLoss, Map<String, Double> metrics) implements TrainEvent {
         public Eval(long step, double evalLoss) { this(step, evalLoss, Map.of()); }
