@@ -26,6 +26,8 @@ final class ModelOptions {
     Path modelDir() {
         Path p = model != null ? ModelResolver.resolve(model) : defaultModel();
         if (Files.isRegularFile(p) && p.getFileName().toString().endsWith(".gguf")) return p;
+        if (Files.isRegularFile(p))
+            throw new ConfigException("--model " + p + " is a file, not a model folder; pass --model DIR with a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) or --model FILE.gguf");
         if (!Files.isDirectory(p))
             throw new ConfigException("model folder " + p + " does not exist; pass --model DIR with a Hugging Face model folder (config.json, model.safetensors, tokenizer.json) or --model FILE.gguf");
         return p;

@@ -215,6 +215,12 @@ class CliTest {
         Out key = run(null, "train", "--model_name_or_path", "m", "--output_dir", tmp.toString(), "--dataset", "d", "--lora_rnk", "8");
         assertEquals(1, key.code());
         assertTrue(key.stderr().contains("did you mean 'lora_rank'"), key.stderr());
+        Out text = run(null, "eval", "--text", tmp.resolve("missing.txt").toString());
+        assertEquals(1, text.code());
+        assertTrue(text.stderr().startsWith("error: --text " + tmp.resolve("missing.txt") + " is not a file (it does not exist)"), text.stderr());
+        Out file = run(null, "generate", "-m", tmp.resolve("config.json").toString(), "-p", "x");
+        assertEquals(1, file.code());
+        assertTrue(file.stderr().startsWith("error: --model " + tmp.resolve("config.json") + " is a file, not a model folder"), file.stderr());
         Out nan = run(null, "train", "--model_name_or_path", "m", "--output_dir", tmp.toString(), "--dataset", "d", "--learning_rate", "NaN");
         assertEquals(1, nan.code());
         assertTrue(nan.stderr().contains("'learning_rate' must be a finite number, got 'NaN'") && !nan.stderr().contains("\tat "), nan.stderr());
