@@ -33,6 +33,9 @@ final class EvalCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (dataset == null && text == null) throw new ConfigException("give --dataset NAMES and/or --text FILE to evaluate on");
+        if (text != null && !Files.isRegularFile(text))
+            throw new ConfigException("--text " + text + " is not a file (" + (Files.isDirectory(text) ? "it is a folder" : "it does not exist")
+                    + "); give a text file with one passage per line");
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
         if (dataset != null && kind(Path.of(datasetDir), dataset) != Kind.SUPERVISED) return preference(s, kind(Path.of(datasetDir), dataset));
         List<String> names = new ArrayList<>();

@@ -17,6 +17,7 @@ final class ExportCommand implements Callable<Integer> {
     @Option(names = "--model_name_or_path", required = true, paramLabel = "DIR", description = "The base model folder or Hub repo id.") String model;
     @Option(names = "--adapter_name_or_path", paramLabel = "DIR", description = "The LoRA adapter (PEFT folder) to merge.") Path adapter;
     @Option(names = "--export_dir", required = true, paramLabel = "DIR", description = "Where to write the merged model.") Path exportDir;
+    @Option(names = "--overwrite", description = "Write over an existing, non-empty --export_dir.") boolean overwrite;
     @Option(names = "--export_size", defaultValue = "5", paramLabel = "GB", description = "Largest shard in GB (default: ${DEFAULT-VALUE}).") int exportSize;
     @Option(names = "--export_dtype", defaultValue = "float32", paramLabel = "DTYPE", description = "float32, float16 or bfloat16 (default: ${DEFAULT-VALUE}).") String dtype;
     @Option(names = "--template", paramLabel = "NAME", description = "LLaMA-Factory template whose Jinja the exported tokenizer_config.json gets when the model has no chat template (as LLaMA-Factory's export).") String template;
@@ -28,7 +29,8 @@ final class ExportCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (legacy) throw new ConfigException("export_legacy_format: true writes PyTorch .bin files, which peft4j does not; set it to false (safetensors)");
-        if (dtype.equals("auto")) dtype = "float32";   // LLaMA-Factory's infer_dtype auto; peft4j's weights are float32
+        ModelOptions.refuseExistingOutput(exportDir, "--export_dir", overwrite);
+                if (dtype.equals("auto")) dtype = "float32";   // LLaMA-Factory's infer_dtype auto; peft4j's weights are float32
         switch (format) {
             case "gguf" -> {
                 Path file = Export.mergedGguf(ModelResolver.resolve(model), adapter, exportDir, quant == null ? "f32" : quant, Gemms.get(gemm));

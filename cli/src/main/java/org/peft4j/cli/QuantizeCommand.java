@@ -23,6 +23,7 @@ import java.util.concurrent.Callable;
 final class QuantizeCommand implements Callable<Integer> {
     @Option(names = "--model", required = true, paramLabel = "DIR", description = "Model folder (float, or already 4-bit with --adapter).") String model;
     @Option(names = "--out", required = true, paramLabel = "DIR", description = "Output folder.") Path out;
+    @Option(names = "--overwrite", description = "Write over an existing, non-empty --out folder.") boolean overwrite;
     @Option(names = "--quant", defaultValue = "nf4", description = "nf4 or fp4 (default: ${DEFAULT-VALUE}).") String quant;
     @Option(names = "--double-quant", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "Quantize the absmax values too (default: ${DEFAULT-VALUE}).") boolean doubleQuant;
@@ -34,6 +35,7 @@ final class QuantizeCommand implements Callable<Integer> {
     public Integer call() throws Exception {
         Path dir = ModelResolver.resolve(model);
         if (out.toAbsolutePath().normalize().equals(dir.toAbsolutePath().normalize())) throw new ConfigException("--out must differ from --model");
+        ModelOptions.refuseExistingOutput(out, "--out", overwrite);
         QuantizedModel q;
         if (QuantizedModel.isQuantized(dir)) {
             if (adapter == null) throw new ConfigException(dir + " is already 4-bit; pass --adapter to merge an adapter into it, or quantize a float model");

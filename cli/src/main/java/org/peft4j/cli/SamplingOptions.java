@@ -36,7 +36,7 @@ final class SamplingOptions {
         if (maxNewTokens < 0) throw new ConfigException("--max-new-tokens must be >= 0, got " + maxNewTokens);
         double rp = repetitionPenalty != null ? repetitionPenalty : g.repetitionPenalty();
         double t = temperature != null ? temperature : (g.doSample() ? g.temperature() : 0);
-        if (t < 0) throw new ConfigException("--temperature must be >= 0, got " + t);
+        if (!(t >= 0) || !Double.isFinite(t)) throw new ConfigException("--temperature must be a finite number >= 0 (0 = greedy), got " + t);
         if (t == 0) return new Sampler.Greedy(rp);
         return new Sampler.Random(t, topK != null ? topK : g.topK(), topP != null ? topP : g.topP(), rp);
     }

@@ -25,7 +25,7 @@ final class Session {
     Session(Path dir, Gemm gemm) {
         this.dir = dir;
         this.model = Models.load(dir, gemm);
-        this.tokenizer = Tokenizer.load(dir);
+        this.tokenizer = Tokenizer.load(dir, model.config.vocabSize());
         this.generation = GenerationConfig.read(dir, model.config);
     }
 

@@ -132,6 +132,13 @@ class CliTest {
         String cfg = Files.readString(q.resolve("config.json"));
         assertTrue(cfg.replaceAll("\\s", "").contains("\"bnb_4bit_quant_type\":\"nf4\""), cfg);
         assertTrue(Files.exists(q.resolve("tokenizer.json")));
+        Out again = run(null, "quantize", "--model", Shared.root().resolve("models/tinystories-656k").toString(), "--out", q.toString());
+        assertEquals(1, again.code(), "an existing model folder is not silently overwritten");
+        assertTrue(again.stderr().startsWith("error: --out " + q + " already exists and is not empty") && again.stderr().contains("--overwrite"), again.stderr());
+        Out export = run(null, "export", "--model_name_or_path", Shared.root().resolve("models/tinystories-656k").toString(), "--export_dir", q.toString());
+        assertEquals(1, export.code());
+        assertTrue(export.stderr().startsWith("error: --export_dir " + q + " already exists"), export.stderr());
+        assertEquals(0, run(null, "quantize", "--model", Shared.root().resolve("models/tinystories-656k").toString(), "--out", q.toString(), "--overwrite").code());
         Out g = run(null, "generate", "--model", q.toString(), "-p", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0");
         assertEquals(0, g.code(), g.stderr());
         assertFalse(g.stdout().isBlank());
@@ -208,5 +215,17 @@ class CliTest {
         Out key = run(null, "train", "--model_name_or_path", "m", "--output_dir", tmp.toString(), "--dataset", "d", "--lora_rnk", "8");
         assertEquals(1, key.code());
         assertTrue(key.stderr().contains("did you mean 'lora_rank'"), key.stderr());
+        Out text = run(null, "eval", "--text", tmp.resolve("missing.txt").toString());
+        assertEquals(1, text.code());
+        assertTrue(text.stderr().startsWith("error: --text " + tmp.resolve("missing.txt") + " is not a file (it does not exist)"), text.stderr());
+        Out file = run(null, "generate", "-m", tmp.resolve("config.json").toString(), "-p", "x");
+        assertEquals(1, file.code());
+        assertTrue(file.stderr().startsWith("error: --model " + tmp.resolve("config.json") + " is a file, not a model folder"), file.stderr());
+        Out nan = run(null, "train", "--model_name_or_path", "m", "--output_dir", tmp.toString(), "--dataset", "d", "--learning_rate", "NaN");
+        assertEquals(1, nan.code());
+        assertTrue(nan.stderr().contains("'learning_rate' must be a finite number, got 'NaN'") && !nan.stderr().contains("\tat "), nan.stderr());
+        Out inf = run(null, "generate", "-p", "x", "--temperature", "Infinity");
+        assertEquals(1, inf.code());
+        assertTrue(inf.stderr().contains("--temperature must be a finite number >= 0"), inf.stderr());
     }
 }

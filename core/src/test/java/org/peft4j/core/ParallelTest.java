@@ -91,4 +91,13 @@ class ParallelTest {
         assertEquals(null, failed.get());
         for (long s : sums) assertEquals(3000L * 4950, s);
     }
+
+    /// --threads above the core count is capped to the cores (issue 17, item 6); a count within them is kept.
+    @Test
+    void threadsAreCappedAtTheCoreCount() {
+        int cores = Runtime.getRuntime().availableProcessors();
+        assertEquals(cores, Parallel.capToCores(1000));
+        assertEquals(cores, Parallel.capToCores(cores + 1));
+        assertEquals(1, Parallel.capToCores(1));
+    }
 }

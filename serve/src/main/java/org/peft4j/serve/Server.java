@@ -55,7 +55,7 @@ public final class Server implements AutoCloseable {
     /// Loads the model folder and starts serving it.
     public static Server start(Path modelDir, ServeConfig config, Gemm gemm) {
         LlamaModel model = Models.load(modelDir, gemm);
-        return start(model, Tokenizer.load(modelDir), GenerationConfig.read(modelDir, model.config), modelDir, config);
+        return start(model, Tokenizer.load(modelDir, model.config.vocabSize()), GenerationConfig.read(modelDir, model.config), modelDir, config);
     }
 
     /// Serves a loaded model (`modelDir`: where its chat template is read from).

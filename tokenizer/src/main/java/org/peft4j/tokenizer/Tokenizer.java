@@ -10,6 +10,17 @@ import java.nio.file.Path;
 /// Instances are immutable and safe to share between threads.
 public sealed interface Tokenizer permits HfTokenizer, SpmTokenizer {
 
+    /// [#load(Path)] for a model with `modelVocabSize` embedding rows: a tokenizer whose ids reach past them (an added
+    /// token with a too large id, or the tokenizer of another model) is refused before any text is encoded.
+    static Tokenizer load(Path path, int modelVocabSize) {
+        Tokenizer t = load(path);
+        if (t.vocabSize() > modelVocabSize)
+            throw new ConfigException("the tokenizer of " + path + " has ids up to " + (t.vocabSize() - 1) + " ('" + t.idToToken(t.vocabSize() - 1)
+                    + "'), but the model's vocab_size in config.json is " + modelVocabSize + "; fix the token's id in tokenizer.json, "
+                    + "or use the tokenizer that belongs to this model");
+        return t;
+    }
+
     /// Loads from a model directory (its `tokenizer.json`, else its `tokenizer.model`) or from one of those files.
     /// `tokenizer_config.json` beside the file, when present, supplies the BOS/EOS tokens and the chat template.
     /// A `.gguf` file gives the tokenizer of its metadata ([GgufVocab]).

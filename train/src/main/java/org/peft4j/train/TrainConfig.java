@@ -1,16 +1,19 @@
 package org.peft4j.train;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.train.optim.LrSchedule;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -105,7 +108,7 @@ public final class TrainConfig {
         key("overwrite_output_dir", Type.BOOL, false, "Allow writing into a non-empty output_dir.");
         key("logging_steps", Type.INT, 10, "Log every n optimizer steps.");
         key("save_steps", Type.INT, 500, "Save a checkpoint every n optimizer steps (0 = never).");
-        key("save_total_limit", Type.INT, null, "Keep at most n checkpoints.");
+        key("save_total_limit", Type.INT, null, "Keep at most n checkpoints (0 or none = all).");
         key("plot_loss", Type.BOOL, false, "Draw training_loss.png (and training_eval_loss.png); stage dpo adds training_rewards_accuracies.png and training_rewards_margins.png, stage kto training_rewards_chosen.png, training_rewards_rejected.png and training_kl.png.");
         key("resume_from_checkpoint", Type.STRING, null, "A checkpoint folder, or 'true'/'last' for the last one in output_dir.");
         noted("report_to", Type.STRING, "none", "Accepted; metrics go to trainer_log.jsonl.");
@@ -219,6 +222,7 @@ public final class TrainConfig {
 
     private final Map<String, Object> values = new LinkedHashMap<>();
     private final List<String> notes = new ArrayList<>();
+    private final java.util.Set<String> givenIn = new java.util.HashSet<>();   // "where key", to catch a key and its alias together
 
     private TrainConfig() {
         for (Key k : KEYS.values()) values.put(k.name, k.defaultValue);
@@ -241,11 +245,14 @@ public final class TrainConfig {
     public static Map<String, String> readYaml(Path yaml) {
         JsonNode root;
         try {
-            root = new ObjectMapper(new YAMLFactory()).readTree(Files.readString(yaml));
+            root = new ObjectMapper(new YAMLFactory()).enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION).readTree(Files.readString(yaml));
         } catch (JsonProcessingException e) {
             var loc = e.getLocation();
-            throw new ConfigException(yaml + (loc != null ? ":" + loc.getLineNr() + ":" + loc.getColumnNr() : "")
-                    + ": malformed YAML: " + e.getOriginalMessage());
+            String where = yaml + (loc != null ? ":" + loc.getLineNr() + ":" + loc.getColumnNr() : "");
+            String msg = e.getOriginalMessage();
+            if (msg != null && msg.startsWith("Duplicate field"))
+                throw new ConfigException(where + ": key " + msg.substring("Duplicate field ".length()) + " is given twice; keep one of them");
+            throw new ConfigException(where + ": malformed YAML: " + msg);
         } catch (IOException e) {
             throw new ConfigException("cannot read " + yaml + ": " + e.getMessage(), e);
         }
@@ -293,6 +300,9 @@ public final class TrainConfig {
             throw new ConfigException(where + ": '" + name + "' is a LLaMA-Factory key that peft4j does not support yet (" + k.help + ")");
         if (k.support == Support.IGNORED_WITH_NOTE && text != null && !text.equals(String.valueOf(k.defaultValue)))
             notes.add(name + "=" + text + ": " + k.help);
+        if ((name.equals("evaluation_strategy") || name.equals("eval_strategy")) && text != null
+                && !givenIn.add(where + " eval_strategy"))
+            throw new ConfigException(where + ": eval_strategy and its old name evaluation_strategy are both given; keep eval_strategy only");
         if (name.equals("evaluation_strategy")) {
             if (text == null) return;   // an unset alias (training_args.json lists it as null) leaves eval_strategy alone
             name = "eval_strategy";
@@ -305,11 +315,16 @@ public final class TrainConfig {
             return switch (k.type) {
                 case STRING -> text;
                 case INT -> {
+                    if (k.defaultValue == null && text.equalsIgnoreCase("none")) yield null;   // save_total_limit: none
                     double d = Double.parseDouble(text);
-                    if (d != Math.rint(d)) throw new NumberFormatException();
+                    if (d != Math.rint(d) || Math.abs(d) > Integer.MAX_VALUE) throw new NumberFormatException();
                     yield (int) d;
                 }
-                case FLOAT -> Double.parseDouble(text);
+                case FLOAT -> {
+                    double d = Double.parseDouble(text);
+                    if (!Double.isFinite(d)) throw new ConfigException(where + ": '" + k.name + "' must be a finite number, got '" + text + "'");
+                    yield d;
+                }
                 case BOOL -> switch (text.toLowerCase()) {
                     case "true", "yes", "1" -> true;
                     case "false", "no", "0" -> false;
@@ -328,13 +343,7 @@ public final class TrainConfig {
 
     /// " (did you mean 'x'?)" for the nearest key by edit distance, or "".
     static String suggestion(String name) {
-        String best = null;
-        int bestD = Integer.MAX_VALUE;
-        for (String k : KEYS.keySet()) {
-            int d = editDistance(name, k);
-            if (d < bestD) { bestD = d; best = k; }
-        }
-        return best != null && bestD <= Math.max(3, name.length() / 3) ? " (did you mean '" + best + "'?)" : "";
+        return closest(name, KEYS.keySet(), Math.max(3, name.length() / 3));
     }
 
     static int editDistance(String a, String b) {
@@ -352,6 +361,8 @@ public final class TrainConfig {
     private void validate() {
         require("model_name_or_path");
         require("output_dir");
+        if (str("output_dir").isBlank()) throw new ConfigException("output_dir is empty; give the folder to write checkpoints and the adapter to");
+        checkRanges();
         String stage = str("stage");
         if (!List.of("sft", "pt", "dpo", "kto").contains(stage))
             throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo or kto (rm and ppo are not available yet)");
@@ -429,6 +440,37 @@ public final class TrainConfig {
             if (str("eval_dataset") == null && d("val_size") <= 0)
                 throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
         }
+    }
+
+    /// Plain range checks of numeric keys, so a typo is a message rather than a failure deep in training.
+    private void checkRanges() {
+        for (String k : List.of("adam_beta1", "adam_beta2"))
+            if (d(k) < 0 || d(k) >= 1) throw new ConfigException(k + " must be in [0, 1), got " + d(k));
+        for (String k : List.of("weight_decay", "max_grad_norm", "adam_epsilon", "warmup_ratio", "val_size"))
+            if (get(k) != null && d(k) < 0) throw new ConfigException(k + " must be >= 0, got " + d(k));
+        if (d("warmup_ratio") > 1) throw new ConfigException("warmup_ratio must be in [0, 1] (a fraction of all steps), got " + d("warmup_ratio"));
+        List<String> schedules = Arrays.stream(LrSchedule.Kind.values()).map(k -> k.hfName).toList();
+        if (!schedules.contains(str("lr_scheduler_type")))
+            throw new ConfigException("lr_scheduler_type '" + str("lr_scheduler_type") + "' is not known" + closest(str("lr_scheduler_type"), schedules, 3)
+                    + "; use one of " + String.join(", ", schedules));
+        if (optInt("threads") != null && i("threads") < 1) throw new ConfigException("threads must be >= 1, got " + i("threads") + " (leave it unset for all cores)");
+        if (optInt("max_samples") != null && i("max_samples") < 1) throw new ConfigException("max_samples must be >= 1, got " + i("max_samples") + " (leave it unset for all rows)");
+        if (optInt("save_total_limit") != null && i("save_total_limit") < 0)
+            throw new ConfigException("save_total_limit must be >= 0 (0 or none keeps every checkpoint), got " + i("save_total_limit"));
+        if (i("max_steps") <= 0 && d("num_train_epochs") <= 0)
+            throw new ConfigException("num_train_epochs must be > 0 when max_steps is unset, got " + d("num_train_epochs") + "; set num_train_epochs or max_steps");
+        if (i("save_steps") < 0) throw new ConfigException("save_steps must be >= 0 (0 = never), got " + i("save_steps"));
+    }
+
+    /// " (did you mean 'x'?)" for the nearest of `names` within `maxDistance` edits, or "".
+    private static String closest(String name, java.util.Collection<String> names, int maxDistance) {
+        String best = null;
+        int bestD = Integer.MAX_VALUE;
+        for (String n : names) {
+            int d = editDistance(name, n);
+            if (d < bestD) { bestD = d; best = n; }
+        }
+        return best != null && bestD <= maxDistance ? " (did you mean '" + best + "'?)" : "";
     }
 
     private void require(String k) {

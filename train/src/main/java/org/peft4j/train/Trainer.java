@@ -190,6 +190,9 @@ public final class Trainer {
                     for (int i = 0; i < refCache.length; i++) refCache[i] = seg.getAtIndex(LE_DOUBLE, i);
                 }
             });
+            if (state.globalStep() > total)
+                throw new ConfigException("resume_from_checkpoint " + resume + " is at step " + state.globalStep() + ", past this run's "
+                        + total + " steps; raise max_steps (or num_train_epochs), or choose another output_dir to start over");
             batcher.seek(state.position());
         }
         List<Map<String, Object>> history = new ArrayList<>(state.logHistory());
@@ -247,11 +250,11 @@ public final class Trainer {
             double loss = items == 0 ? 0 : lossSum / items;
             if (!Double.isFinite(loss))
                 throw new Peft4jException("training diverged: the loss is " + loss + " at step " + (step + 1)
-                        + "; lower learning_rate or set max_grad_norm (last checkpoint: " + Checkpoint.last(outputDir) + ")");
+                        + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
             String bad = GradClip.firstNonFinite(names, allGrads);
             if (bad != null)
                 throw new Peft4jException("training diverged: the gradient of '" + bad + "' has NaN/Inf at step " + (step + 1)
-                        + "; lower learning_rate or set max_grad_norm");
+                        + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
             double norm = maxNorm > 0 ? GradClip.clipGlobalNorm(allGrads, maxNorm) : GradClip.clipGlobalNorm(allGrads, Double.POSITIVE_INFINITY);
             double lr = schedule.lr(step);
             optA.step(lr);
@@ -301,7 +304,7 @@ public final class Trainer {
                 if (optB != null) optState.addAll(optB.save("b."));
                 if (refCache != null) optState.add(referenceCacheEntry());
                 Path dir = Checkpoint.save(outputDir, st, ordered, optState, this::saveModelFiles);
-                if (o.saveTotalLimit() != null) Checkpoint.rotate(outputDir, o.saveTotalLimit());
+                if (o.saveTotalLimit() != null && o.saveTotalLimit() > 0) Checkpoint.rotate(outputDir, o.saveTotalLimit());   // 0 = no limit, as transformers
                 listener.onCheckpoint(step, dir);
             }
         }
@@ -396,6 +399,12 @@ public final class Trainer {
         return history.stream().filter(e -> e.containsKey("loss")).mapToDouble(e -> ((Number) e.get("loss")).doubleValue()).average().orElse(lastLoss);
     }
 
+    /// " (no checkpoint was written)" or " (the last checkpoint, before the divergence, is X)".
+    private String lastCheckpointNote() {
+        Path last = Checkpoint.last(outputDir);
+        return last == null ? " (no checkpoint was written)" : " (the last checkpoint, before the divergence, is " + last + ")";
+    }
+
     private Path resumePath() {
         String r = args.output().resumeFromCheckpoint();
         if (r == null || r.equals("false")) return null;
@@ -406,6 +415,9 @@ public final class Trainer {
         }
         Path p = Path.of(r);
         if (!Files.isDirectory(p)) throw new ConfigException("resume_from_checkpoint: " + p + " is not a folder");
+        if (!Files.exists(p.resolve(Checkpoint.STATE_FILE)))
+            throw new ConfigException("resume_from_checkpoint: " + p + " has no " + Checkpoint.STATE_FILE + ", so it is not a complete checkpoint; "
+                    + "give a checkpoint-N folder written by peft4j, or 'last'");
         return p;
     }
 

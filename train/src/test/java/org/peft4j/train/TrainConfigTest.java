@@ -2,6 +2,8 @@ package org.peft4j.train;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.testkit.Shared;
 
@@ -131,5 +133,55 @@ class TrainConfigTest {
         assertDoesNotThrow(() -> TrainConfig.load(null, flags("--use_galore", "false", "--save_strategy", "steps", "--fp8", "null")));
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft")));
         assertTrue(e.getMessage().contains("finetuning_type oft") && e.getMessage().contains("not built yet"), e.getMessage());
+    }
+    /// Plain input errors found by trying the CLI as a new user: each is a ConfigException naming the key and the
+    /// accepted range, never a failure deep in training (issue 17, items 2, 3, 4, 5 and 8).
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "--learning_rate NaN               | 'learning_rate' must be a finite number, got 'NaN'",
+            "--learning_rate Infinity          | 'learning_rate' must be a finite number",
+            "--lora_dropout -Infinity          | 'lora_dropout' must be a finite number",
+            "--max_steps Infinity              | 'max_steps' must be an integer",
+            "--adam_beta1 1.5                  | adam_beta1 must be in [0, 1), got 1.5",
+            "--adam_beta2 -0.1                 | adam_beta2 must be in [0, 1)",
+            "--weight_decay -0.5               | weight_decay must be >= 0, got -0.5",
+            "--lr_scheduler_type cosinee       | lr_scheduler_type 'cosinee' is not known (did you mean 'cosine'?)",
+            "--threads 0                       | threads must be >= 1, got 0",
+            "--max_steps -1 --num_train_epochs -2 | num_train_epochs must be > 0 when max_steps is unset",
+            "--num_train_epochs 0              | num_train_epochs must be > 0 when max_steps is unset",
+            "--max_samples -1                  | max_samples must be >= 1, got -1",
+            "--save_total_limit -1             | save_total_limit must be >= 0 (0 or none keeps every checkpoint), got -1",
+            "--warmup_ratio 2                  | warmup_ratio must be in [0, 1]",
+            "--val_size -1                     | val_size must be >= 0, got -1.0",
+            "--eval_steps 0                    | eval_steps must be >= 1, got 0",
+            "--save_steps -3                   | save_steps must be >= 0 (0 = never), got -3",
+    })
+    void badValuesAreRefusedWithTheKeyAndTheRange(String given, String expected) {
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(given.strip().split(" +"))));
+        assertTrue(e.getMessage().contains(expected.strip()), e.getMessage());
+    }
+
+    @Test
+    void anEmptyOutputDirIsRefused() {
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, List.of("--model_name_or_path", "m", "--dataset", "identity", "--output_dir", "")));
+        assertTrue(e.getMessage().startsWith("output_dir is empty"), e.getMessage());
+    }
+
+    /// save_total_limit as transformers: 0 or none keeps every checkpoint.
+    @Test
+    void saveTotalLimitNoneAndZeroMeanNoLimit() {
+        assertNull(TrainConfig.load(null, flags("--save_total_limit", "none")).optInt("save_total_limit"));
+        assertEquals(0, TrainConfig.load(null, flags("--save_total_limit", "0")).i("save_total_limit"));
+    }
+
+    /// A key given twice in a YAML (last would silently win) and eval_strategy with its old alias are errors (item 8).
+    @Test
+    void duplicateKeysAndAliasTogetherAreRefused(@TempDir Path dir) throws Exception {
+        Path y = Files.writeString(dir.resolve("dup.yaml"), "model_name_or_path: m\noutput_dir: o\ndataset: identity\nlearning_rate: 1e-4\nlearning_rate: 1e-3\n");
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(y, List.of()));
+        assertTrue(e.getMessage().startsWith(y + ":5:") && e.getMessage().contains("key 'learning_rate' is given twice"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--eval_strategy", "steps", "--evaluation_strategy", "no")));
+        assertTrue(e.getMessage().contains("both given"), e.getMessage());
+        assertEquals("steps", TrainConfig.load(null, flags("--evaluation_strategy", "steps")).str("eval_strategy"));
     }
 }

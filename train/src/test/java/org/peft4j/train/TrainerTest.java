@@ -147,6 +147,7 @@ class TrainerTest {
         var e = assertThrows(org.peft4j.core.Peft4jException.class,
                 () -> train(config(dir, "--max_steps", "20", "--learning_rate", "1e30", "--max_grad_norm", "0")));
         assertTrue(e.getMessage().startsWith("training diverged") && e.getMessage().contains("at step"), e.getMessage());
+        assertTrue(e.getMessage().endsWith("(no checkpoint was written)") && !e.getMessage().contains("null"), e.getMessage());
         assertFalse(Files.exists(dir.resolve("adapter_model.safetensors")), "no adapter is written after a divergence");
     }
 

@@ -47,6 +47,14 @@ public final class LoadedAdapter {
     }
 
     /// Checks an adapter already in memory against `base`; `source` names it in messages.
+    /// An adapter with a NaN or infinite value (a diverged run) would make every answer empty: refuse it, naming the tensor.
+    private static void requireFinite(String source, String tensor, float[] v) {
+        for (int i = 0; i < v.length; i++)
+            if (!Float.isFinite(v[i]))
+                throw new ConfigException("adapter " + source + ": tensor '" + tensor + "' holds " + v[i] + " at index " + i
+                        + "; the adapter is broken (a diverged training run?): retrain it or use an earlier checkpoint");
+    }
+
     public static LoadedAdapter of(String name, String source, PeftAdapter peft, LlamaConfig base) {
         if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
         int L = base.numHiddenLayers();
@@ -76,6 +84,9 @@ public final class LoadedAdapter {
                 throw new ConfigException("adapter " + source + ": tensor '" + t.key(PeftAdapter.A) + "' adapts " + t.path()
                         + ", which adapter_config.json does not target (target_modules " + peft.config().targetModules()
                         + ", layers_to_transform " + peft.config().layersToTransform() + "); the two files do not belong together");
+            requireFinite(source, t.key(PeftAdapter.A), w.a());
+            requireFinite(source, t.key(PeftAdapter.B), w.b());
+            if (w.magnitude() != null) requireFinite(source, t.path() + ".lora_magnitude_vector", w.magnitude());
             modules[t.layer()][p.ordinal()] = new Module(t.layer(), p, w, (float) peft.config().scaling(t.path()));
         }
         for (String t : peft.config().targetModules()) {

@@ -13,7 +13,7 @@ public sealed interface Sampler permits Sampler.Greedy, Sampler.Random {
     /// argmax (the first index on ties, as torch.argmax).
     record Greedy(double repetitionPenalty) implements Sampler {
         public Greedy {
-            if (!(repetitionPenalty > 0)) throw new ConfigException("repetition_penalty must be > 0, got " + repetitionPenalty);
+            if (!(repetitionPenalty > 0) || !Double.isFinite(repetitionPenalty)) throw new ConfigException("repetition_penalty must be a finite number > 0, got " + repetitionPenalty);
         }
 
         public Greedy() { this(1.0); }
@@ -23,10 +23,11 @@ public sealed interface Sampler permits Sampler.Greedy, Sampler.Random {
     /// k-th largest; 0 = off), then top-p (keep the smallest most-probable set whose probability reaches p, at least one).
     record Random(double temperature, int topK, double topP, double repetitionPenalty) implements Sampler {
         public Random {
-            if (!(temperature > 0)) throw new ConfigException("temperature must be > 0 for sampling, got " + temperature + "; use Greedy for temperature 0");
+            if (!(temperature > 0) || !Double.isFinite(temperature))
+                throw new ConfigException("temperature must be a finite number > 0 for sampling, got " + temperature + "; set temperature 0 for greedy decoding");
             if (topK < 0) throw new ConfigException("top_k must be >= 0 (0 = off), got " + topK);
             if (!(topP > 0 && topP <= 1)) throw new ConfigException("top_p must be in (0, 1], got " + topP);
-            if (!(repetitionPenalty > 0)) throw new ConfigException("repetition_penalty must be > 0, got " + repetitionPenalty);
+            if (!(repetitionPenalty > 0) || !Double.isFinite(repetitionPenalty)) throw new ConfigException("repetition_penalty must be a finite number > 0, got " + repetitionPenalty);
         }
     }
 

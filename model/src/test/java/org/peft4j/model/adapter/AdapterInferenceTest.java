@@ -314,4 +314,19 @@ class AdapterInferenceTest {
         System.out.println(e.getMessage());
         assertTrue(e.getMessage().contains("'c_attn'") && e.getMessage().contains(dir.toString()), e.getMessage());
     }
+
+    /// A diverged run's adapter (NaN or infinite values) is refused on load, naming the tensor (issue 17, item 2),
+    /// rather than served as empty answers.
+    @Test
+    void nonFiniteAdapterIsRejected() {
+        LlamaModel model = model("stories260K-hf");
+        for (float bad : new float[]{Float.NaN, Float.POSITIVE_INFINITY}) {
+            PeftAdapter a = randomAdapter(model, List.of("v_proj"), 4, false, 0.1, 18);
+            a.weights().values().iterator().next().b()[3] = bad;
+            Path dir = write("broken" + bad, a);
+            ConfigException e = assertThrows(ConfigException.class, () -> model.loadAdapter("broken", dir));
+            assertTrue(e.getMessage().contains(dir.toString()) && e.getMessage().contains("lora_B.weight' holds " + bad + " at index 3"), e.getMessage());
+            assertEquals(List.of(), model.adapters().names());
+        }
+    }
 }

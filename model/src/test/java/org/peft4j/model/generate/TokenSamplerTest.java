@@ -79,4 +79,15 @@ class TokenSamplerTest {
                 throw new AssertionError("id " + i + ": " + count[i] + " draws, expected " + draws * want[i] + " ± " + 4 * sigma + "; " + Arrays.toString(count));
         }
     }
+
+    /// Non-finite sampling settings are refused with the setting's name (issue 17, item 8: --temperature Infinity).
+    @Test
+    void nonFiniteSettingsAreRefused() {
+        for (double bad : new double[]{Double.POSITIVE_INFINITY, Double.NaN}) {
+            var e = org.junit.jupiter.api.Assertions.assertThrows(org.peft4j.core.Peft4jException.ConfigException.class, () -> new Sampler.Random(bad, 0, 1, 1));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().startsWith("temperature must be a finite number > 0") && e.getMessage().contains("temperature 0 for greedy"), e.getMessage());
+            e = org.junit.jupiter.api.Assertions.assertThrows(org.peft4j.core.Peft4jException.ConfigException.class, () -> new Sampler.Greedy(bad));
+            org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().startsWith("repetition_penalty must be a finite number"), e.getMessage());
+        }
+    }
 }

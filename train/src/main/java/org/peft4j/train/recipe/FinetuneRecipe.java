@@ -24,6 +24,7 @@ import org.peft4j.train.Trainer;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.estimate.MemoryEstimate;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -40,8 +41,8 @@ import java.util.function.Function;
 import java.util.stream.Stream;
 
 /// The fine-tuning recipe behind `peft4j train`, the web board and the server: a [TrainConfig] in, [TrainEvent]s out.
-/// In the order it runs: resolve the model folder; prepare output_dir (resume from its last checkpoint, or clear it
-/// with overwrite_output_dir, as transformers does) and save the resolved config; load the base (dense, or frozen in
+/// In the order it runs: resolve the model folder; prepare output_dir (resume from its last checkpoint; nothing a
+/// resume needs is ever deleted) and save the resolved config; load the base (dense, or frozen in
 /// 4-bit for QLoRA), the tokenizer and the data; answer compare_prompts with the base; build the training model,
 /// copying in the adapter of adapter_name_or_path when training continues one; run the [Trainer] (checkpoints,
 /// trainer_log.jsonl, the adapter or model, plots, all_results.json), or only evaluate with do_train false; answer
@@ -94,7 +95,7 @@ public final class FinetuneRecipe {
 
     private Result train(TrainConfig config, TrainEvent.Listener listener) {
         TrainArgs a = config.args();
-        if (a.peft4j().threads() != null) Parallel.setThreads(a.peft4j().threads());
+        if (a.peft4j().threads() != null) Parallel.setThreads(Parallel.capToCores(a.peft4j().threads()));
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
         if (!Files.isDirectory(modelDir) && !org.peft4j.model.gguf.GgufModel.isGguf(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
@@ -118,7 +119,7 @@ public final class FinetuneRecipe {
             weights = Models.loadWeights(modelDir);
         }
         LlamaConfig baseConfig = qbase != null ? qbase.config : weights.config;
-        Tokenizer tok = Tokenizer.load(modelDir);
+        Tokenizer tok = Tokenizer.load(modelDir, baseConfig.vocabSize());
         TrainData data = TrainData.prepare(a, tok, modelDir);
         int tmax = Math.min(a.data().cutoffLen(), data.maxLength());
         if (data.maxLength() > baseConfig.maxPositionEmbeddings())
@@ -150,6 +151,7 @@ public final class FinetuneRecipe {
         int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
+        requireMemory(a, baseConfig, method, qbase != null, tmax);
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
@@ -216,35 +218,65 @@ public final class FinetuneRecipe {
         };
     }
 
-    /// transformers' rule for a non-empty output_dir: an error unless it holds a checkpoint to resume from (then
-    /// resume_from_checkpoint is set to it and it is returned), or overwrite_output_dir is set (then old checkpoints and
-    /// logs are removed first).
+    /// Refuses, with the numbers, a run whose estimated memory ([MemoryEstimate]) exceeds what this JVM may use, before
+    /// allocating the trainable tensors (lora_rank 100000 would otherwise end in an OutOfMemoryError minutes later).
+    static void requireMemory(TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq) {
+        MemoryEstimate e = MemoryEstimate.estimate(c, method, quantized, a.training().perDeviceTrainBatchSize(), seq,
+                a.finetuning().gradientCheckpointing(), a.training().optim(), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+        long max = Runtime.getRuntime().maxMemory();
+        if (e.total() > max)
+            throw new ConfigException(String.format(java.util.Locale.ROOT, "this run needs about %.1f GiB (trainable %.1f GiB, their gradients %.1f GiB, "
+                    + "optimizer %.1f GiB, activations %.1f GiB), more than the %.1f GiB this JVM may use; lower lora_rank (%d), "
+                    + "per_device_train_batch_size or cutoff_len, or give Java more memory (-Xmx)",
+                    gib(e.total()), gib(e.adapters()), gib(e.gradients()), gib(e.optimizer()), gib(e.activations()), gib(max), a.finetuning().loraRank()));
+    }
+
+    private static double gib(long bytes) { return bytes / (double) (1L << 30); }
+
+    /// The rule for an existing output_dir, which never deletes what a resume needs: a file is refused; an explicit
+    /// resume_from_checkpoint is used as given and nothing is moved; with overwrite_output_dir the run starts over (as
+    /// LLaMA-Factory) and the old run's checkpoints and log are moved into `previous-run-N/`, not deleted; otherwise a
+    /// folder holding a checkpoint is resumed from its last one, a folder left by a run killed before its first
+    /// checkpoint (only training_args.json, trainer_log.jsonl, half-written .tmp- folders) starts afresh, and any other
+    /// non-empty folder is an error.
     static Path prepareOutputDir(TrainConfig cfg, TrainArgs.Output o) {
         Path out = o.dir();
-        if (!Files.isDirectory(out)) return null;
+        if (Files.exists(out) && !Files.isDirectory(out))
+            throw new ConfigException("output_dir " + out + " is a file, not a folder; give a folder path (it is created if missing)");
+        if (!Files.isDirectory(out) || o.resumeFromCheckpoint() != null) return null;
         try {
-            boolean empty;
-            try (Stream<Path> s = Files.list(out)) { empty = s.findAny().isEmpty(); }
-            if (empty) return null;
+            List<Path> entries;
+            try (Stream<Path> s = Files.list(out)) { entries = s.toList(); }
             if (o.overwrite()) {
-                try (Stream<Path> s = Files.list(out)) {
-                    for (Path p : s.toList()) {
-                        String n = p.getFileName().toString();
-                        if (n.startsWith(Checkpoint.PREFIX) || n.startsWith(".tmp-") || n.equals("trainer_log.jsonl")) deleteTree(p);
+                Path previous = null;
+                for (Path p : entries) {
+                    String n = p.getFileName().toString();
+                    if (!n.startsWith(Checkpoint.PREFIX) && !n.equals("trainer_log.jsonl")) continue;
+                    if (previous == null) {
+                        int i = 1;
+                        while (Files.exists(out.resolve("previous-run-" + i))) i++;
+                        previous = Files.createDirectories(out.resolve("previous-run-" + i));
                     }
+                    Files.move(p, previous.resolve(n));
                 }
                 return null;
             }
+            Path last = Checkpoint.last(out);
+            if (last != null) {
+                cfg.with("resume_from_checkpoint", last.toString());
+                return last;
+            }
+            boolean leftByARun = entries.stream().map(p -> p.getFileName().toString())
+                    .allMatch(n -> n.startsWith(".tmp-") || n.equals("trainer_log.jsonl") || n.equals("training_args.json"));
+            if (!leftByARun)
+                throw new ConfigException("output_dir " + out + " already exists, is not empty and holds no checkpoint to resume from; "
+                        + "set overwrite_output_dir: true to write over it (nothing is deleted), or choose another output_dir");
+            for (Path p : entries)   // killed before its first checkpoint: the half-written one and the stale log go
+                if (!p.getFileName().toString().equals("training_args.json")) deleteTree(p);
+            return null;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prepare output_dir " + out + ": " + e.getMessage(), e);
         }
-        if (o.resumeFromCheckpoint() != null) return null;
-        Path last = Checkpoint.last(out);
-        if (last != null) {
-            cfg.with("resume_from_checkpoint", last.toString());
-            return last;
-        }
-        throw new ConfigException("output_dir " + out + " already exists and is not empty; set overwrite_output_dir: true or choose another output_dir");
     }
 
     /// adapter_name_or_path: as LLaMA-Factory (`PeftModel.from_pretrained(..., is_trainable=True)`), the adapter's own

@@ -224,6 +224,11 @@ class FinetuneRecipeTest {
         assertEquals(2, longer.of(TrainEvent.Started.class).getFirst().startStep());
         assertEquals(List.of(3L, 4L), longer.of(TrainEvent.Step.class).stream().map(TrainEvent.Step::step).toList());
         assertTrue(Files.exists(out.resolve("checkpoint-4")));
+        var e = assertThrows(ConfigException.class, () -> run(config(out, "--max_steps", "3", "--save_steps", "2", "--lora_rank", "4")));
+        assertTrue(e.getMessage().contains("checkpoint-4 is at step 4, past this run's 3 steps; raise max_steps"), e.getMessage());
+        Path partial = Files.createDirectories(tmp.resolve("partial/checkpoint-9"));
+        e = assertThrows(ConfigException.class, () -> run(config(out, "--max_steps", "4", "--resume_from_checkpoint", partial.toString())));
+        assertTrue(e.getMessage().contains("has no trainer_state.json, so it is not a complete checkpoint"), e.getMessage());
     }
 
     /// Full and freeze tuning write a folder that loads as a model: weights, the tokenizer files, and (the bundled model
@@ -293,5 +298,81 @@ class FinetuneRecipeTest {
             for (Path p : s.toList()) Files.copy(p, to.resolve(p.getFileName()));
         }
         return to;
+    }
+    /// overwrite_output_dir never deletes what a resume needs (issue 17, item 1): with an explicit
+    /// resume_from_checkpoint it resumes from it and ends where an uninterrupted run ends; without one it starts over
+    /// and moves the old checkpoints into previous-run-1/. save_total_limit 0 keeps every checkpoint (item 3).
+    @Test
+    void overwriteOutputDirKeepsTheCheckpointsAResumeNeeds(@TempDir Path tmp) throws Exception {
+        String[] flags = {"--max_steps", "3", "--save_steps", "1", "--lora_rank", "4", "--save_total_limit", "0"};
+        run(config(tmp.resolve("straight"), flags));
+        Path out = tmp.resolve("out");
+        run(config(out, "--max_steps", "2", "--save_steps", "1", "--lora_rank", "4", "--save_total_limit", "0"));
+        assertTrue(Files.isDirectory(out.resolve("checkpoint-1")) && Files.isDirectory(out.resolve("checkpoint-2")), "save_total_limit 0 keeps all");
+        Run explicit = run(config(out, concat(flags, "--overwrite_output_dir", "true", "--resume_from_checkpoint", out.resolve("checkpoint-1").toString())));
+        assertEquals(1, explicit.of(TrainEvent.Started.class).getFirst().startStep());
+        assertTrue(Files.isDirectory(out.resolve("checkpoint-3")));
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("straight/adapter_model.safetensors")), Files.readAllBytes(out.resolve("adapter_model.safetensors")));
+        Run again = run(config(out, concat(flags, "--overwrite_output_dir", "true")));
+        assertEquals(0, again.of(TrainEvent.Started.class).getFirst().startStep());
+        for (int step = 1; step <= 3; step++) assertTrue(Files.exists(out.resolve("previous-run-1/checkpoint-" + step + "/trainer_state.json")));
+        assertTrue(Files.exists(out.resolve("previous-run-1/trainer_log.jsonl")));
+    }
+
+    /// A folder left by a run killed before its first checkpoint is started afresh by the same command (item 10); a
+    /// file, or a folder holding something else, is refused unless overwrite_output_dir is set (items 4 and 9).
+    @Test
+    void outputDirRules(@TempDir Path tmp) throws Exception {
+        Path killed = Files.createDirectories(tmp.resolve("killed/.tmp-checkpoint-1"));
+        Files.writeString(killed.resolveSibling("training_args.json"), "{}");
+        Files.writeString(killed.resolveSibling("trainer_log.jsonl"), "{}\n");
+        assertNull(FinetuneRecipe.prepareOutputDir(config(tmp.resolve("killed")), config(tmp.resolve("killed")).args().output()));
+        assertFalse(Files.exists(killed), "the half-written checkpoint is removed");
+        assertFalse(Files.exists(killed.resolveSibling("trainer_log.jsonl")), "the stale log is removed");
+
+        Path file = Files.writeString(tmp.resolve("a-file"), "x");
+        var e = assertThrows(ConfigException.class, () -> FinetuneRecipe.prepareOutputDir(config(file), config(file).args().output()));
+        assertTrue(e.getMessage().contains("is a file, not a folder"), e.getMessage());
+
+        Path other = Files.createDirectories(tmp.resolve("other"));
+        Files.writeString(other.resolve("notes.txt"), "mine");
+        e = assertThrows(ConfigException.class, () -> FinetuneRecipe.prepareOutputDir(config(other), config(other).args().output()));
+        assertTrue(e.getMessage().contains("holds no checkpoint") && e.getMessage().contains("overwrite_output_dir"), e.getMessage());
+        TrainConfig over = config(other, "--overwrite_output_dir", "true");
+        assertNull(FinetuneRecipe.prepareOutputDir(over, over.args().output()));
+        assertEquals("mine", Files.readString(other.resolve("notes.txt")), "overwrite deletes nothing");
+        Path done = Files.createDirectories(tmp.resolve("done/checkpoint-4"));
+        Files.writeString(done.resolve("trainer_state.json"), "{}");
+        TrainConfig resumed = config(done.getParent());
+        assertEquals(done, FinetuneRecipe.prepareOutputDir(resumed, resumed.args().output()));
+        assertEquals(done.toString(), resumed.str("resume_from_checkpoint"));
+    }
+
+    /// A tokenizer.json added token whose id is past the model's vocab_size is refused before training, naming both
+    /// numbers (issue 17, item 5), instead of an index error in the embedding.
+    @Test
+    void anAddedTokenPastTheVocabularyIsRefused(@TempDir Path tmp) throws Exception {
+        Path m = Files.createDirectories(tmp.resolve("model"));
+        try (Stream<Path> s = Files.list(model())) {
+            for (Path f : s.toList()) Files.copy(f, m.resolve(f.getFileName()));
+        }
+        var om = new ObjectMapper();
+        var tj = (com.fasterxml.jackson.databind.node.ObjectNode) om.readTree(m.resolve("tokenizer.json").toFile());
+        tj.withArray("added_tokens").addObject().put("id", 5000).put("content", "<tool>").put("special", true);
+        om.writeValue(m.resolve("tokenizer.json").toFile(), tj);
+        TrainConfig cfg = config(tmp.resolve("out"), "--max_steps", "1", "--model_name_or_path", m.toString());
+        var e = assertThrows(ConfigException.class, () -> run(cfg));
+        assertTrue(e.getMessage().contains("has ids up to 5000 ('<tool>'), but the model's vocab_size in config.json is 2048"), e.getMessage());
+    }
+
+    /// lora_rank 100000 is refused from the memory estimate, with the numbers, before anything is allocated (item 5).
+    @Test
+    void aRunThatCannotFitInMemoryIsRefusedBeforeAllocating(@TempDir Path tmp) {
+        var e = assertThrows(ConfigException.class, () -> run(config(tmp.resolve("out"), "--max_steps", "1", "--lora_rank", "100000")));
+        assertTrue(e.getMessage().startsWith("this run needs about ") && e.getMessage().contains("GiB this JVM may use; lower lora_rank (100000)"), e.getMessage());
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        return Stream.concat(Stream.of(a), Stream.of(b)).toArray(String[]::new);
     }
 }
