@@ -326,13 +326,14 @@ class BoardTest {
         BlockingQueue<String> events = board.jobs().subscribe();
         try {
             ObjectNode b = run("runs/failing");
-            ((ObjectNode) b.get("values")).put("lr_scheduler_type", "triangle");   // refused when the schedule is built
+            // a dataset that dataset_info.json does not name: valid as a key value, refused when the run loads its data
+            ((ObjectNode) b.get("values")).put("dataset", "no_such_dataset");
             assertEquals(200, post("/api/train/start", b).status());
             JsonNode e = await(events, "job", "failed", 0);
-            assertTrue(e.get("job").get("error").asText().contains("triangle"), e.toString());
+            assertTrue(e.get("job").get("error").asText().contains("no_such_dataset"), e.toString());
             JsonNode listed = find(get("/api/runs"), "runs/failing");
             assertEquals("failed", listed.get("status").asText());
-            assertTrue(listed.get("error").asText().contains("triangle"));
+            assertTrue(listed.get("error").asText().contains("no_such_dataset"));
         } finally {
             board.jobs().unsubscribe(events);
         }
