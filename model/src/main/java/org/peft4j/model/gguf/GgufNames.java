@@ -46,35 +46,33 @@ public final class GgufNames {
     /// convert_hf_to_gguf's `permute` on rows of `rowBytes` bytes: view the rows as [heads, 2, hd/2], swap the last
     /// two axes. GGUF row h·hd + 2j + p = HF row h·hd + p·hd/2 + j. `toGguf` false applies the inverse.
     public static byte[] permuteRows(byte[] src, int heads, int rowBytes, boolean toGguf) {
-        int rows = src.length / rowBytes;
-        if (rows * rowBytes != src.length || rows % heads != 0 || (rows / heads) % 2 != 0)
-            throw new IllegalArgumentException(rows + " rows do not split into " + heads + " heads of an even head_dim");
-        int hd = rows / heads;
+        int[] hf = hfRowOf(src.length / rowBytes, src.length % rowBytes == 0, heads);
         byte[] out = new byte[src.length];
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < hd / 2; j++)
-                for (int p = 0; p < 2; p++) {
-                    int g = h * hd + 2 * j + p, f = h * hd + p * hd / 2 + j;
-                    if (toGguf) System.arraycopy(src, f * rowBytes, out, g * rowBytes, rowBytes);
-                    else System.arraycopy(src, g * rowBytes, out, f * rowBytes, rowBytes);
-                }
+        for (int g = 0; g < hf.length; g++)
+            if (toGguf) System.arraycopy(src, hf[g] * rowBytes, out, g * rowBytes, rowBytes);
+            else System.arraycopy(src, g * rowBytes, out, hf[g] * rowBytes, rowBytes);
         return out;
     }
 
     /// The same permutation on float rows of `cols` floats.
     public static float[] permuteRows(float[] src, int heads, int cols, boolean toGguf) {
-        int rows = src.length / cols;
-        int hd = rows / heads;
-        if (rows * cols != src.length || rows % heads != 0 || hd % 2 != 0)
-            throw new IllegalArgumentException(rows + " rows do not split into " + heads + " heads of an even head_dim");
+        int[] hf = hfRowOf(src.length / cols, src.length % cols == 0, heads);
         float[] out = new float[src.length];
+        for (int g = 0; g < hf.length; g++)
+            if (toGguf) System.arraycopy(src, hf[g] * cols, out, g * cols, cols);
+            else System.arraycopy(src, g * cols, out, hf[g] * cols, cols);
+        return out;
+    }
+
+    /// For each GGUF row g = h·hd + 2j + p, its HF row h·hd + p·hd/2 + j.
+    private static int[] hfRowOf(int rows, boolean whole, int heads) {
+        if (!whole || rows % heads != 0 || (rows / heads) % 2 != 0)
+            throw new IllegalArgumentException(rows + " rows do not split into " + heads + " heads of an even head_dim");
+        int hd = rows / heads;
+        int[] hf = new int[rows];
         for (int h = 0; h < heads; h++)
             for (int j = 0; j < hd / 2; j++)
-                for (int p = 0; p < 2; p++) {
-                    int g = h * hd + 2 * j + p, f = h * hd + p * hd / 2 + j;
-                    if (toGguf) System.arraycopy(src, f * cols, out, g * cols, cols);
-                    else System.arraycopy(src, g * cols, out, f * cols, cols);
-                }
-        return out;
+                for (int p = 0; p < 2; p++) hf[h * hd + 2 * j + p] = h * hd + p * hd / 2 + j;
+        return hf;
     }
 }
