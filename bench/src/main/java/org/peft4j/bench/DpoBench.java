@@ -23,9 +23,9 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 /// A DPO step against an SFT step on the same tokens: `pairs` pairs are 2·pairs rows of `seq` random tokens (the first
-/// half of each row a masked prompt), trained with LoRA r16 on all linear layers of a random-weight preset. The SFT step
+/// half of each row a masked prompt, the same in both rows of a pair as in a preference dataset), trained with LoRA r16 on all linear layers of a random-weight preset. The SFT step
 /// is forward + cross-entropy + backward + AdamW over those 2·pairs rows; the DPO step (pref_loss sigmoid) adds the
-/// reference pass (the base with the adapter off, no kept activations, no backward) and replaces cross-entropy by
+/// reference pass (the base with the adapter off, no kept activations, no backward, each pair's prompt run once) and replaces cross-entropy by
 /// sequence log-probabilities and the pair loss. Steps alternate SFT, DPO so that drift on a shared VM hits both;
 /// the medians are compared. Goal: DPO ≤ 1.4 × SFT (issue 14).
 public final class DpoBench {
@@ -63,7 +63,8 @@ public final class DpoBench {
         int[] refCounts = new int[R];
         for (int step = 0; step < warmup + steps; step++) {
             for (int i = 0; i < N; i++) {
-                tokens[i] = r.nextInt(c.vocabSize());
+                // a pair's rejected answer follows the same prompt as its chosen one (rows p and pairs + p)
+                tokens[i] = i >= pairs * seq && i % seq < seq / 2 ? tokens[i - pairs * seq] : r.nextInt(c.vocabSize());
                 labels[i] = i % seq < seq / 2 ? CrossEntropy.IGNORE : tokens[i];
             }
             // SFT on the 2·pairs rows
@@ -86,7 +87,7 @@ public final class DpoBench {
             opt.step(1e-4);
             long t2 = System.nanoTime();
             // the reference pass alone, for the split
-            tm.referenceLogps(refLogps, refCounts, tokens, targets, R, seq);
+            tm.referencePairLogps(refLogps, refCounts, tokens, targets, R, seq);
             long t3 = System.nanoTime();
             tm.zeroGrad();
             pref.forward(units, ids, 0, true, step, null, cache);

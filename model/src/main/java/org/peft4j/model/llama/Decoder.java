@@ -182,8 +182,20 @@ public final class Decoder {
     /// that ends holding their normed hidden states. For losses that read few positions (a preference reference pass
     /// reads only the answers' tokens): the final norm and lm_head run on those M rows only.   out: (M, V)
     public void logitsAt(float[] out, float[] x, Activations a, int[] rows, int M) {
+        gatherHidden(x, a, rows, 0, M);
+        logitsOfHidden(out, x, a, M);
+    }
+
+    /// Copies the final hidden states (before the final norm) of positions rows[from..to) of the last forward into
+    /// rows from..to of `x` (M, C): a pass that runs in several forwards (a shared prefix, then continuations) gathers
+    /// each forward's positions before the next forward overwrites them, then calls [#logitsOfHidden] once.
+    public void gatherHidden(float[] x, Activations a, int[] rows, int from, int to) {
         float[] hidden = a.resid[finalResid(a)];
-        for (int m = 0; m < M; m++) System.arraycopy(hidden, rows[m] * C, x, m * C, C);
+        for (int m = from; m < to; m++) System.arraycopy(hidden, rows[m] * C, x, m * C, C);
+    }
+
+    /// Logits of M final hidden states gathered in `x` (M, C), which ends holding them normed.   out: (M, V)
+    public void logitsOfHidden(float[] out, float[] x, Activations a, int M) {
         RmsNorm.forward(x, null, x, weights.norm, M, C, eps);
         head.forward(gemm, out, x, null, M, a.baseScratch);
     }

@@ -25,6 +25,20 @@ public final class KvCache {
         v = new float[c.numHiddenLayers()][slots][capacity * c.kvDim()];
     }
 
+    /// Copies the first `positions` positions of slot `from` into slot `to` in every layer: a sequence that forks
+    /// (two answers to one prompt) continues from a copy of the shared prefix's keys and values.
+    public void copyPrefix(int from, int to, int positions) {
+        if (from < 0 || from >= slots || to < 0 || to >= slots || positions < 0 || positions > capacity)
+            throw new ConfigException("cannot copy " + positions + " positions from slot " + from + " to slot " + to
+                    + " of a KV cache of " + slots + " slots x " + capacity + " positions");
+        if (from == to || positions == 0) return;
+        int n = positions * (k.length == 0 ? 0 : k[0][0].length / capacity);
+        for (int l = 0; l < k.length; l++) {
+            System.arraycopy(k[l][from], 0, k[l][to], 0, n);
+            System.arraycopy(v[l][from], 0, v[l][to], 0, n);
+        }
+    }
+
     /// Bytes held by keys and values.
     public long bytes() { return bytes(k.length, slots, capacity, k.length == 0 ? 0 : k[0][0].length / capacity); }
 

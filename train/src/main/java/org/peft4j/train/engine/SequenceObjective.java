@@ -74,7 +74,7 @@ public sealed interface SequenceObjective permits PreferenceObjective, KtoObject
             for (int u = 0; u < U; u++) { ref[u] = refCache[2 * ids[u]]; ref[U + u] = refCache[2 * ids[u] + 1]; }
             return;
         }
-        model.referenceLogps(ref, counts, b.inputIds(), targets, 2 * U, b.T());
+        model.referencePairLogps(ref, counts, b.inputIds(), targets, 2 * U, b.T());
         if (refCache != null)
             for (int u = 0; u < U; u++) { refCache[2 * ids[u]] = ref[u]; refCache[2 * ids[u] + 1] = ref[U + u]; }
     }

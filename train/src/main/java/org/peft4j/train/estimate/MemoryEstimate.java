@@ -139,6 +139,8 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         if (pref.reference() == Reference.NONE && !kto) return bytes;
         bytes += 4 * n * c.hiddenSize() + 12 * n;                              // scoreHidden, positions, targets, rows
         Activations.Plan train = TrainModel.plan(c, method, B, T, false);
+        if (!kto)                                                              // DPO's paired reference pass: KV cache, inputs
+            bytes += KvCache.bytes(c, B, T) + 4L * (n + 2L * B);
         if (pref.reference() == Reference.ADAPTER_OFF || kto)                  // the policy's decoder scores (KTO's KL pass)
             bytes += Activations.bytes(c, TrainModel.scorePlan(B, T, train.maxRank(), train.maxDoraOut()), tile(c, quantized));
         if (pref.reference() == Reference.FLOAT32 || pref.reference() == Reference.NF4) {
