@@ -6,6 +6,8 @@ import org.peft4j.model.layers.KtoLoss;
 import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.train.engine.Method;
+import org.peft4j.train.optim.BlockAdam;
+import org.peft4j.train.optim.GaLore;
 
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -17,7 +19,16 @@ import java.util.List;
 /// = the seven projections, packing = (stage == pt), eval_steps = logging_steps. The recipe, the trainer and the data
 /// pipeline read these records; the key table stays the one place for names, defaults and help.
 public record TrainArgs(Model model, Finetuning finetuning, Data data, Output output, Training training, Eval eval,
-                        Peft4j peft4j, Preference preference) {
+                        Peft4j peft4j, Preference preference, OptimizerMethod optimizerMethod) {
+
+    /// LLaMA-Factory's optimizers that replace `optim` (at most one on; validated by [TrainConfig]): use_adam_mini,
+    /// use_muon, use_galore with its keys (null when off), use_badam with its keys (null when off).
+    public record OptimizerMethod(boolean adamMini, boolean muon, GaLore.Config galore, BlockAdam.Config badam) {
+        public boolean any() { return adamMini || muon || galore != null || badam != null; }
+
+        /// galore_layerwise: LLaMA-Factory steps in the gradient hooks, before (hence without) gradient clipping.
+        public boolean skipsClipping() { return galore != null && galore.layerwise(); }
+    }
 
     /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;
     /// stage kto: `pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`, `pref_ftx` as KTO's. `refModel` (null: the
@@ -114,6 +125,10 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 new Preference(new PreferenceLoss.Config(PreferenceLoss.Kind.of(c.str("pref_loss")), c.d("pref_beta"), c.d("pref_ftx"),
                         c.d("dpo_label_smoothing"), c.d("simpo_gamma")),
                         new KtoLoss.Config(c.d("pref_beta"), c.d("kto_chosen_weight"), c.d("kto_rejected_weight"), c.d("pref_ftx")),
-                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")));
+                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")),
+                new OptimizerMethod(c.b("use_adam_mini"), c.b("use_muon"),
+                        c.b("use_galore") ? new GaLore.Config(List.of(c.str("galore_target").split("\\s*,\\s*")), c.i("galore_rank"),
+                                c.i("galore_update_interval"), c.d("galore_scale"), c.str("galore_proj_type"), c.b("galore_layerwise")) : null,
+                        c.b("use_badam") ? new BlockAdam.Config(c.optInt("badam_start_block"), c.str("badam_switch_mode"), c.i("badam_switch_interval")) : null));
     }
 }

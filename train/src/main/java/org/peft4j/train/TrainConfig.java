@@ -130,6 +130,24 @@ public final class TrainConfig {
         key("adam_beta2", Type.FLOAT, 0.999, "AdamW beta2.");
         key("adam_epsilon", Type.FLOAT, 1e-8, "AdamW epsilon.");
         key("optim", Type.STRING, "adamw_torch", "adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd.");
+        // memory-saving optimizers of LLaMA-Factory (at most one; they replace optim)
+        key("use_adam_mini", Type.BOOL, false, "Adam-mini: Adam with one second-moment value per block (a q/k head, a row of the other matrices and embeddings, a whole norm) instead of per weight; about half of AdamW's state.");
+        key("use_muon", Type.BOOL, false, "Muon: momentum orthogonalised by 5 Newton-Schulz steps for the 2-D hidden weights (lr scaled by 0.2*sqrt(max(rows, cols))), AdamW for embeddings, lm_head and norms; one state tensor per matrix instead of two.");
+        key("use_galore", Type.BOOL, false, "GaLore: Adam moments in a rank-galore_rank projection of each targeted matrix's gradient (top singular vectors, refreshed every galore_update_interval steps); full or freeze fine-tuning.");
+        key("galore_target", Type.STRING, "all", "GaLore: comma-separated linear module names (q_proj, ..., down_proj) whose weights are projected, or all.");
+        key("galore_rank", Type.INT, 16, "GaLore: the projection rank (at most min(rows, cols) of each matrix).");
+        key("galore_update_interval", Type.INT, 200, "GaLore: steps between projection updates (an SVD of the gradient).");
+        key("galore_scale", Type.FLOAT, 2.0, "GaLore: scale of the update projected back to the full matrix.");
+        key("galore_proj_type", Type.STRING, "std", "GaLore: projection side; std (the smaller side of each matrix), the one peft4j builds.");
+        key("galore_layerwise", Type.BOOL, false, "GaLore: LLaMA-Factory steps each tensor in its gradient hook (less gradient memory); that skips gradient clipping, as here, and needs gradient_accumulation_steps 1.");
+        key("use_badam", Type.BOOL, false, "BAdam: block-coordinate Adam over the decoder layers; one layer trains (and holds Adam state) at a time, switching every badam_switch_interval steps; embeddings, final norm and lm_head stay frozen.");
+        key("badam_mode", Type.STRING, "layer", "BAdam: layer (blocks are decoder layers), the mode peft4j builds; ratio is refused.");
+        key("badam_start_block", Type.INT, null, "BAdam: the first active layer (default: 0 ascending, the last descending).");
+        key("badam_switch_mode", Type.STRING, "ascending", "BAdam: the order of the blocks: ascending, descending, random (seeded) or fixed.");
+        key("badam_switch_interval", Type.INT, 50, "BAdam: steps between block switches (the Adam state restarts at each switch).");
+        key("badam_update_ratio", Type.FLOAT, 0.05, "BAdam ratio mode only (not built); ignored in layer mode, as in LLaMA-Factory.");
+        key("badam_mask_mode", Type.STRING, "adjacent", "BAdam ratio mode only (not built); ignored in layer mode, as in LLaMA-Factory.");
+        noted("badam_verbose", Type.INT, 0, "Accepted; BAdam's console verbosity (peft4j prints no per-block lines).");
         key("optim_memory_budget_mb", Type.FLOAT, 1024.0, "peft4j: paged optimizers keep at most this much of their state resident; the rest lives in a file under output_dir that the OS pages in and out.");
         key("seed", Type.INT, 42, "Seed for initialisation, shuffling, dropout and NEFTune.");
         key("eval_strategy", Type.STRING, "no", "no, steps or epoch.");
@@ -175,14 +193,8 @@ public final class TrainConfig {
                 "vllm_enforce_eager", "vllm_max_lora_rank", "vllm_config", "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config",
                 "sglang_lora_backend");
         // LLaMA-Factory keys not built yet: a clear refusal naming them
-        unsupportedAll("GaLore (memory-efficient optimizer) is not built yet.", "use_galore", "galore_target", "galore_rank",
-                "galore_update_interval", "galore_scale", "galore_proj_type", "galore_layerwise");
         unsupportedAll("APOLLO (memory-efficient optimizer) is not built yet.", "use_apollo", "apollo_target", "apollo_rank", "apollo_update_interval",
                 "apollo_scale", "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front");
-        unsupportedAll("BAdam (block-wise Adam) is not built yet.", "use_badam", "badam_mode", "badam_start_block", "badam_switch_mode",
-                "badam_switch_interval", "badam_update_ratio", "badam_mask_mode", "badam_verbose");
-        unsupportedAll("Adam-mini is not built yet.", "use_adam_mini");
-        unsupportedAll("the Muon optimizer is not built yet.", "use_muon");
         unsupportedAll("LLaMA Pro block expansion is not built yet.", "use_llama_pro");
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
         unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
@@ -380,6 +392,7 @@ public final class TrainConfig {
         String opt = str("optim");
         if (!List.of("adamw_torch", "adamw_hf", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "sgd").contains(opt))
             throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd");
+        validateOptimizerMethod(ft, opt);
         if (!List.of("no", "steps", "epoch").contains(str("eval_strategy")))
             throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
         if (optInt("quantization_bit") != null) {
@@ -439,6 +452,34 @@ public final class TrainConfig {
             if (!b("do_eval")) throw new ConfigException("do_train and do_eval are both false: nothing to do; set do_train: true to train or do_eval: true to evaluate");
             if (str("eval_dataset") == null && d("val_size") <= 0)
                 throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
+        }
+    }
+
+    /// use_adam_mini, use_muon, use_galore, use_badam: at most one, each replacing optim, with its keys checked.
+    private void validateOptimizerMethod(String ft, String opt) {
+        List<String> on = new ArrayList<>();
+        for (String k : List.of("use_galore", "use_badam", "use_adam_mini", "use_muon")) if (b(k)) on.add(k);
+        if (on.isEmpty()) return;
+        if (on.size() > 1) throw new ConfigException(String.join(" and ", on) + " each choose the optimizer; keep one of them");
+        String k = on.getFirst();
+        if (!List.of("adamw_torch", "adamw_hf", "adamw_torch_fused").contains(opt))
+            throw new ConfigException(k + " replaces the optimizer, so optim " + opt + " cannot take effect; drop optim (or set adamw_torch) or drop " + k);
+        if (optDouble("loraplus_lr_ratio") != null) throw new ConfigException(k + " and loraplus_lr_ratio both choose the optimizer; drop one of them");
+        if (k.equals("use_galore")) {
+            if (ft.equals("lora")) throw new ConfigException("use_galore projects full-weight gradients and cannot be used with LoRA (as LLaMA-Factory); set finetuning_type: full or freeze");
+            if (b("galore_layerwise") && i("gradient_accumulation_steps") * i("ray_num_workers") != 1)
+                throw new ConfigException("galore_layerwise steps each tensor as its gradient arrives, which does not support gradient accumulation (as LLaMA-Factory); set gradient_accumulation_steps: 1 or galore_layerwise: false");
+            for (String t : str("galore_target").split("\\s*,\\s*"))
+                if (!t.equals("all") && org.peft4j.model.llama.Projection.byName(t) == null)
+                    throw new ConfigException("galore_target '" + t + "' is not a linear layer of this model; use names among "
+                            + org.peft4j.model.adapter.lora.LoraConfig.ALL_LINEAR + " or all");
+            new org.peft4j.train.optim.GaLore.Config(List.of(str("galore_target").split("\\s*,\\s*")), i("galore_rank"),
+                    i("galore_update_interval"), d("galore_scale"), str("galore_proj_type"), b("galore_layerwise"));
+        }
+        if (k.equals("use_badam")) {
+            if (!str("badam_mode").equals("layer"))
+                throw new ConfigException("badam_mode '" + str("badam_mode") + "' is not built yet; peft4j builds BAdam's layer mode (badam_mode: layer)");
+            new org.peft4j.train.optim.BlockAdam.Config(optInt("badam_start_block"), str("badam_switch_mode"), i("badam_switch_interval"));
         }
     }
 
