@@ -17,6 +17,7 @@ import org.peft4j.model.RandomModels;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.testkit.Shared;
 import org.peft4j.train.data.TokenizedExample;
@@ -515,6 +516,76 @@ class KeyEffectTest {
                     assertEquals(1024L << 20, ((Optimizer.Paged32) d.optimizers().getFirst()).opt().pagedState().budgetBytes());
                     assertEquals(0L, ((Optimizer.Paged32) v.optimizers().getFirst()).opt().pagedState().budgetBytes());
                 }),
+                // LLaMA-Factory's memory-saving optimizers (full fine-tuning of the 2-layer model, hidden 128, mlp 384)
+                row("use_adam_mini", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.Mini.class, v.optimizers().getFirst());
+                    // step 1 on a norm (one v for the whole tensor): Δ = −lr·g/(rms(g)/… + eps) ≈ −lr·g/rms(g), not AdamW's −lr·sign(g)
+                    float[] g = v.grad().get("model.norm.weight"), dv = delta(v, "model.norm.weight");
+                    double rms = 0;
+                    for (float x : g) rms += (double) x * x;
+                    rms = Math.sqrt(rms / g.length);
+                    for (int i = 0; i < g.length; i++) assertEquals(-1e-3 * g[i] / rms, dv[i], 1e-3 * 1e-4 + 1e-6 * Math.abs(dv[i]), "element " + i);
+                    assertTrue(maxAbs(delta(d, "model.norm.weight")) > 0.9e-3, "AdamW moves each element by about lr");
+                }),
+                row("use_muon", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.MuonOpt.class, v.optimizers().getFirst());
+                    // a hidden matrix moves by lr·0.2·√max(rows, cols) times an (almost) orthogonal matrix: its singular values are ~1
+                    String n = "model.layers.0.mlp.down_proj.weight";
+                    double adj = 1e-3 * 0.2 * Math.sqrt(384);
+                    float[] u = delta(v, n);
+                    for (int i = 0; i < u.length; i++) u[i] /= (float) -adj;
+                    // (the gradient of 2 short rows has rank < 128, and Newton-Schulz keeps its null space at 0)
+                    var svd = Pissa.svd(u, 128, 384, 128, -1, null);
+                    long nearOne = Arrays.stream(svd.s()).filter(x -> x > 0.5 && x < 1.3).count();
+                    assertTrue(svd.s()[0] < 1.3 && nearOne >= 32, "singular values " + Arrays.toString(svd.s()));
+                }),
+                row("use_galore", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.GaLoreOpt.class, v.optimizers().getFirst());
+                    assertEquals(16, rankOf(delta(v, "model.layers.0.self_attn.q_proj.weight"), 128, 128), "galore_rank 16 projection");
+                    assertTrue(rankOf(delta(d, "model.layers.0.self_attn.q_proj.weight"), 128, 128) > 16, "AdamW's update is not low-rank");
+                }),
+                row("galore_rank", "3", concat(FULL1, List.of("--use_galore", "true")), (d, v) -> {
+                    assertEquals(16, rankOf(delta(d, "model.layers.1.mlp.up_proj.weight"), 384, 128));
+                    assertEquals(3, rankOf(delta(v, "model.layers.1.mlp.up_proj.weight"), 384, 128));
+                }),
+                row("galore_target", "q_proj", concat(FULL1, List.of("--use_galore", "true")), (d, v) -> {
+                    assertEquals(16, rankOf(delta(d, "model.layers.0.self_attn.v_proj.weight"), 64, 128));
+                    assertTrue(rankOf(delta(v, "model.layers.0.self_attn.v_proj.weight"), 64, 128) > 16, "v_proj is not projected");
+                    assertEquals(16, rankOf(delta(v, "model.layers.0.self_attn.q_proj.weight"), 128, 128));
+                }),
+                row("galore_scale", "4", concat(FULL1, List.of("--use_galore", "true")), (d, v) -> {
+                    float[] a = delta(d, "model.layers.0.self_attn.o_proj.weight"), b = delta(v, "model.layers.0.self_attn.o_proj.weight");
+                    // twice the step, up to the float32 rounding of the stored weights (a few ulps of p)
+                    float[] p0 = v.start().get("model.layers.0.self_attn.o_proj.weight");
+                    for (int i = 0; i < a.length; i++) assertEquals(2 * a[i], b[i], 1e-5 * Math.abs(b[i]) + 4 * Math.ulp(p0[i]), "element " + i);
+                }),
+                row("galore_update_interval", "1", List.of("--finetuning_type", "full", "--use_galore", "true", "--max_steps", "2"), (d, v) -> assertChanged(d, v)),
+                row("galore_layerwise", "true", concat(FULL1, List.of("--use_galore", "true", "--max_grad_norm", "0.01")), (d, v) -> {
+                    // layerwise steps run before clipping: the gradients stay unclipped
+                    assertEquals(0.01, norm(d.grad()), 1e-6);
+                    assertTrue(norm(v.grad()) > 0.02, "unclipped gradient norm " + norm(v.grad()));
+                }),
+                row("use_badam", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.BAdam.class, v.optimizers().getFirst());
+                    assertTrue(maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")) > 0);
+                    for (String n : List.of("model.layers.1.mlp.up_proj.weight", "model.embed_tokens.weight", "model.norm.weight"))
+                        assertEquals(0.0, maxAbs(delta(v, n)), n + " is outside the active block");
+                    assertTrue(maxAbs(delta(d, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
+                row("badam_start_block", "1", concat(FULL1, List.of("--use_badam", "true")), (d, v) -> {
+                    assertEquals(0.0, maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")));
+                    assertTrue(maxAbs(delta(v, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
+                row("badam_switch_mode", "descending", concat(FULL1, List.of("--use_badam", "true")), (d, v) -> {
+                    assertTrue(maxAbs(delta(d, "model.layers.0.mlp.up_proj.weight")) > 0, "ascending starts at layer 0");
+                    assertEquals(0.0, maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")), "descending starts at the last layer");
+                    assertTrue(maxAbs(delta(v, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
+                row("badam_switch_interval", "2", List.of("--finetuning_type", "full", "--use_badam", "true", "--max_steps", "3"), (d, v) -> {
+                    // BAdam switches after step k when (k + 1) % interval == 0: after step 1 here, never in 3 steps at 50
+                    assertEquals(0.0, maxAbs(delta(d, "model.layers.1.mlp.up_proj.weight")));
+                    assertTrue(maxAbs(delta(v, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
                 row("seed", "7", (d, v) -> {
                     String a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
                     assertFalse(Arrays.equals(d.start().get(a), v.start().get(a)), "another initialisation");
@@ -556,6 +627,31 @@ class KeyEffectTest {
 
     static long logLines(Probe p, String key) throws IOException {
         return Files.readAllLines(p.out().resolve("trainer_log.jsonl")).stream().filter(l -> l.contains("\"" + key + "\"")).count();
+    }
+
+    /// Full fine-tuning, one step.
+    static final List<String> FULL1 = List.of("--finetuning_type", "full", "--max_steps", "1");
+
+    static float[] delta(Probe p, String name) {
+        float[] a = p.start().get(name), b = p.end().get(name);
+        assertNotNull(a, name + " is not trained");
+        float[] out = new float[a.length];
+        for (int i = 0; i < a.length; i++) out[i] = b[i] - a[i];
+        return out;
+    }
+
+    /// Numerical rank: singular values above 1e-3 of the largest (float32 updates of low rank leave ~1e-6 noise).
+    static int rankOf(float[] m, int rows, int cols) {
+        var svd = Pissa.svd(m.clone(), rows, cols, Math.min(rows, cols), -1, null);
+        int r = 0;
+        for (double s : svd.s()) if (s > 1e-3 * svd.s()[0]) r++;
+        return r;
+    }
+
+    static double norm(Map<String, float[]> tensors) {
+        double s = 0;
+        for (float[] x : tensors.values()) for (float f : x) s += (double) f * f;
+        return Math.sqrt(s);
     }
 
     static void assertChanged(Probe d, Probe v) {
