@@ -34,9 +34,9 @@ sealed interface Optimizer extends AutoCloseable {
     default void beforeClip() {}
 
     /// LLaMA-Factory's optimizer methods (use_adam_mini, use_muon, use_galore, use_badam) over the trainable tensors.
-    static Optimizer of(TrainArgs.OptimizerMethod m, List<Param> params, LlamaConfig model, AdamW.Config c, long seed) {
+    static Optimizer of(TrainArgs.OptimizerMethod m, List<Param> params, LlamaConfig model, AdamW.Config c, long seed, org.peft4j.core.Gemm gemm) {
         if (m.adamMini()) return new Mini(new AdamMini(params, c, model.hiddenSize(), model.numAttentionHeads()));
-        if (m.muon()) return new MuonOpt(new Muon(params, c));
+        if (m.muon()) return new MuonOpt(new Muon(params, c, gemm));
         if (m.galore() != null) return new GaLoreOpt(new GaLore(params, c, m.galore(), new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR)));
         if (m.badam() != null) return new BAdam(new BlockAdam(params, c, m.badam(), seed));
         throw new IllegalArgumentException("no optimizer method is on");

@@ -160,7 +160,7 @@ public final class Trainer {
         long budget = t.optimMemoryBudgetBytes();
         try {
             var method = args.optimizerMethod();
-            optA = method.any() ? Optimizer.of(method, groupA, model.config, ac, t.seed())
+            optA = method.any() ? Optimizer.of(method, groupA, model.config, ac, t.seed(), org.peft4j.core.Gemms.get(args.peft4j().gemm()))
                     : Optimizer.create(t.optim(), datas(groupA), grads(groupA), ac, outputDir, budget);
             optB = groupB.isEmpty() ? null : Optimizer.create(t.optim(), datas(groupB), grads(groupB), ac, outputDir, budget);
             return loop(total, schedule, groupA, groupB, ratio);

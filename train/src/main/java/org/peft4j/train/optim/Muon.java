@@ -1,5 +1,6 @@
 package org.peft4j.train.optim;
 
+import org.peft4j.core.Gemm;
 import org.peft4j.core.Parallel;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.train.engine.Param;
@@ -38,7 +39,12 @@ public final class Muon {
     private final float[] x, a, aa, bx;  // Newton-Schulz scratch: X (r, c), A and A·A (r, r), B·X (r, c), r ≤ c
     private long step;
 
-    public Muon(List<Param> params, AdamW.Config config) {
+    private final Gemm gemm;             // null: the scalar Newton-Schulz
+
+    /// `gemm` runs the Newton-Schulz products ([#newtonSchulz(Gemm, float[], float[], float[], float[], int, int)]);
+    /// null runs the scalar twin.
+    public Muon(List<Param> params, AdamW.Config config, Gemm gemm) {
+        this.gemm = gemm;
         this.params = List.copyOf(params);
         this.config = config;
         int n = params.size();
@@ -97,7 +103,8 @@ public final class Muon {
                         float gk = g[k] + mu * bt[k];
                         x[tr ? j * c + i : k] = gk;
                     }
-                newtonSchulz(x, a, aa, bx, r, c);
+                if (gemm == null) newtonSchulz(x, a, aa, bx, r, c);
+                else newtonSchulz(gemm, x, a, aa, bx, r, c);
                 float adj = (float) (lr * 0.2 * Math.sqrt(Math.max(rows, cols)));
                 for (int i = 0; i < rows; i++)
                     for (int j = 0; j < cols; j++) {
@@ -149,6 +156,23 @@ public final class Muon {
                 }
             });
             System.arraycopy(bx, 0, x, 0, r * c);
+        }
+    }
+
+    /// [#newtonSchulz(float[], float[], float[], float[], int, int)] with its three products through `gemm`
+    /// (sums in float32 in the kernel's order; tested against the scalar twin).
+    static void newtonSchulz(Gemm gemm, float[] x, float[] a, float[] aa, float[] bx, int r, int c) {
+        double norm = 0;
+        for (int i = 0; i < r * c; i++) norm += (double) x[i] * x[i];
+        float inv = (float) (1 / (Math.sqrt(norm) + 1e-7));
+        for (int i = 0; i < r * c; i++) x[i] *= inv;
+        float fa = (float) A, fb = (float) B, fc = (float) C;
+        for (int s = 0; s < NS_STEPS; s++) {
+            gemm.sgemm(false, true, r, r, c, 1f, x, 0, c, x, 0, c, 0f, a, 0, r);          // A = X·Xᵀ
+            gemm.sgemm(false, false, r, r, r, 1f, a, 0, r, a, 0, r, 0f, aa, 0, r);        // A·A
+            for (int i = 0; i < r * r; i++) aa[i] = fb * a[i] + fc * aa[i];               // B = b·A + c·A·A
+            gemm.sgemm(false, false, r, c, r, 1f, aa, 0, r, x, 0, c, 0f, bx, 0, c);           // B·X
+            for (int i = 0; i < r * c; i++) x[i] = fa * x[i] + bx[i];
         }
     }
 
