@@ -60,6 +60,7 @@ public final class TrainConfig {
         key("use_dora", Type.BOOL, false, "Weight-decomposed LoRA (DoRA).");
         key("loraplus_lr_ratio", Type.FLOAT, null, "LoRA+: learning rate of B = ratio * learning_rate.");
         key("freeze_trainable_layers", Type.INT, 2, "Freeze tuning: train the last n layers (first |n| if negative).");
+        key("use_llama_pro", Type.BOOL, false, "LLaMA Pro (freeze tuning of a model expanded by LLaMA-Factory's scripts/llama_pro.py): train the freeze_trainable_layers added blocks, every (num_hidden_layers / freeze_trainable_layers)-th layer.");
         key("freeze_trainable_modules", Type.STRING, "all", "Freeze tuning: modules of the trainable layers (all, mlp, self_attn).");
         key("neftune_noise_alpha", Type.FLOAT, null, "NEFTune noise alpha on the input embeddings (training only).");
         key("gradient_checkpointing", Type.BOOL, false, "Recompute each block in backward to save activation memory.");
@@ -195,7 +196,6 @@ public final class TrainConfig {
         // LLaMA-Factory keys not built yet: a clear refusal naming them
         unsupportedAll("APOLLO (memory-efficient optimizer) is not built yet.", "use_apollo", "apollo_target", "apollo_rank", "apollo_update_interval",
                 "apollo_scale", "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front");
-        unsupportedAll("LLaMA Pro block expansion is not built yet.", "use_llama_pro");
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
         unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
         unsupportedAll("FP8 training needs FP8 hardware; peft4j computes in float32.", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
@@ -393,6 +393,8 @@ public final class TrainConfig {
         if (!List.of("adamw_torch", "adamw_hf", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "sgd").contains(opt))
             throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd");
         validateOptimizerMethod(ft, opt);
+        if (b("use_llama_pro") && !ft.equals("freeze"))
+            throw new ConfigException("use_llama_pro trains the expanded blocks by freeze tuning; set finetuning_type: freeze (LoRA on the expanded blocks is not built yet)");
         if (!List.of("no", "steps", "epoch").contains(str("eval_strategy")))
             throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
         if (optInt("quantization_bit") != null) {

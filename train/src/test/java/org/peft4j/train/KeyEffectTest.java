@@ -54,7 +54,7 @@ class KeyEffectTest {
     static final double UPDATE_ATOL = 1e-9;
 
     @TempDir static Path tmp;
-    static Path model, data, data2, randomModel, adapter, checkpoint, general;
+    static Path model, data, data2, randomModel, fourLayers, adapter, checkpoint, general;
     static int runs;
     static int threadsBefore;
     static final Map<List<String>, Probe> baselines = new HashMap<>();
@@ -162,6 +162,13 @@ class KeyEffectTest {
         randomModel = Files.createDirectories(tmp.resolve("random-model"));
         try (Stream<Path> s = Files.list(model)) { for (Path p : s.toList()) Files.copy(p, randomModel.resolve(p.getFileName())); }
         RandomModels.save(randomModel, RandomModels.create(LlamaConfig.read(model), 3), DType.F32);
+        // a 4-layer random model of the same shapes, for the layer selections of freeze tuning (use_llama_pro)
+        fourLayers = Files.createDirectories(tmp.resolve("four-layers"));
+        try (Stream<Path> s = Files.list(model)) { for (Path p : s.toList()) Files.copy(p, fourLayers.resolve(p.getFileName())); }
+        var cfgJson = (com.fasterxml.jackson.databind.node.ObjectNode) om.readTree(fourLayers.resolve("config.json").toFile());
+        cfgJson.put("num_hidden_layers", 4);
+        Files.writeString(fourLayers.resolve("config.json"), om.writeValueAsString(cfgJson));
+        RandomModels.save(fourLayers, RandomModels.create(LlamaConfig.read(fourLayers), 4), DType.F32);
         adapter = run(List.of("--max_steps", "4", "--learning_rate", "3e-3")).out();
         checkpoint = run(List.of("--save_steps", "1")).out().resolve("checkpoint-1");
         assertTrue(Files.isDirectory(checkpoint), "fixture checkpoint missing");
@@ -348,6 +355,11 @@ class KeyEffectTest {
                 row("freeze_trainable_layers", "1", List.of("--finetuning_type", "freeze"), (d, v) -> {
                     assertTrue(d.params().stream().anyMatch(n -> n.startsWith("model.layers.0.")), d.params().toString());
                     assertTrue(v.params().stream().allMatch(n -> n.startsWith("model.layers.1.")), v.params().toString());
+                }),
+                row("use_llama_pro", "true", List.of("--finetuning_type", "freeze", "--freeze_trainable_layers", "2", "--model_name_or_path", fourLayers.toString()), (d, v) -> {
+                    // 4 layers, 2 trainable: the last two (2, 3) by default; LLaMA Pro's expanded blocks, every 2nd layer (1, 3)
+                    assertEquals(Set.of(2, 3), layersOf(d));
+                    assertEquals(Set.of(1, 3), layersOf(v));
                 }),
                 row("freeze_trainable_modules", "mlp", List.of("--finetuning_type", "freeze"), (d, v) -> {
                     assertTrue(d.params().stream().anyMatch(n -> n.contains(".self_attn.")));
@@ -627,6 +639,13 @@ class KeyEffectTest {
 
     static long logLines(Probe p, String key) throws IOException {
         return Files.readAllLines(p.out().resolve("trainer_log.jsonl")).stream().filter(l -> l.contains("\"" + key + "\"")).count();
+    }
+
+    /// The decoder layers with a trained tensor.
+    static Set<Integer> layersOf(Probe p) {
+        Set<Integer> out = new TreeSet<>();
+        for (String n : p.params()) if (n.startsWith("model.layers.")) out.add(Integer.parseInt(n.split("\\.")[2]));
+        return out;
     }
 
     /// Full fine-tuning, one step.

@@ -84,6 +84,18 @@ public final class AdamMini {
         return Kind.TENSOR;
     }
 
+    /// Second-moment values Adam-mini keeps for a tensor (`estimate`).
+    public static long vCount(String name, long[] shape, int hidden, int heads) {
+        long n = 1;
+        for (long d : shape) n *= d;
+        return switch (kindOf(name)) {
+            case ELEMENT -> n;
+            case HEAD -> n / Math.max(1, (long) hidden * hidden / heads);
+            case ROW -> shape[0];
+            case TENSOR -> 1;
+        };
+    }
+
     /// Adam-mini: no weight decay on norms and biases (`"norm" in name or "ln" in name or "bias" in name`).
     static boolean decays(String name) {
         String n = name.toLowerCase(Locale.ROOT);

@@ -88,7 +88,7 @@ public final class GaLore {
 
     /// A linear layer's weight: `<...>.<module>.weight` with module among `linearNames` (lm_head excluded, as
     /// LLaMA-Factory's find_all_linear_modules).
-    static boolean isLinear(String name, Set<String> linearNames) {
+    public static boolean isLinear(String name, Set<String> linearNames) {
         if (!name.endsWith(".weight")) return false;
         String s = name.substring(0, name.length() - ".weight".length());
         return linearNames.contains(s.substring(s.lastIndexOf('.') + 1));

@@ -73,8 +73,10 @@ public final class Muon {
     }
 
     /// LLaMA-Factory `_create_muon_optimizer`: `param.ndim == 2 and "embed" not in name and "lm_head" not in name`.
-    public static boolean usesMuon(Param p) {
-        return p.shape().length == 2 && !p.name().contains("embed") && !p.name().contains("lm_head");
+    public static boolean usesMuon(Param p) { return usesMuon(p.name(), p.shape()); }
+
+    public static boolean usesMuon(String name, long[] shape) {
+        return shape.length == 2 && !name.contains("embed") && !name.contains("lm_head");
     }
 
     public long step() { return step; }
