@@ -169,6 +169,67 @@ def galore():
     return out
 
 
+# ---------------------------------------------------------------- APOLLO
+APOLLO_RANK, APOLLO_GAP, APOLLO_SCALE = 2, 3, 4.0
+# the random projections (torch draws them from its generator; any Gaussian / sqrt(r) serves): per targeted tensor,
+# one per refresh (steps 0 and 3)
+APOLLO_P = {}
+for i, (n, s) in enumerate(SHAPES):
+    if len(s) == 2 and n.split(".")[-2] in LINEAR:
+        shape = (APOLLO_RANK, s[1]) if s[0] >= s[1] else (s[0], APOLLO_RANK)
+        APOLLO_P[i] = [rng.standard_normal(shape) / math.sqrt(APOLLO_RANK) for _ in range(2)]
+
+
+def apollo(scale_type, scale_front):
+    p = [x.copy() for x in P0]
+    m = [None] * len(SHAPES)
+    v = [None] * len(SHAPES)
+    prev = [None] * len(SHAPES)
+    out = []
+    for t in range(STEPS):
+        lr, step = LRS[t], t + 1
+        for i, (n, s) in enumerate(SHAPES):
+            g = GRADS[t][i]
+            wd = 0.0 if ("norm" in n or n.endswith("bias")) else WD
+            target = i in APOLLO_P
+            if target:
+                P = APOLLO_P[i][t // APOLLO_GAP]
+                right = s[0] >= s[1]
+                R = g @ P.T if right else P.T @ g
+            else:
+                R = g
+            if m[i] is None:
+                m[i] = np.zeros_like(R)
+                v[i] = np.zeros_like(R)
+            m[i] = B1 * m[i] + (1 - B1) * R
+            v[i] = B2 * v[i] + (1 - B2) * R * R
+            step_size = lr * math.sqrt(1 - B2 ** step) / (1 - B1 ** step)
+            N = m[i] / (np.sqrt(v[i]) + EPS)
+            if target:
+                norm_dim = 0 if s[0] < s[1] else 1
+                if scale_type == "channel":
+                    f = np.linalg.norm(N, axis=norm_dim) / (np.linalg.norm(R, axis=norm_dim) + 1e-8)
+                    U = g * (f[:, None] if norm_dim == 1 else f[None, :])
+                else:
+                    U = g * (np.linalg.norm(N) / (np.linalg.norm(R) + 1e-8))
+                if scale_front:
+                    U = U * math.sqrt(APOLLO_SCALE)
+                if prev[i] is not None:
+                    un = np.linalg.norm(U)
+                    lim = max(un / (prev[i] + 1e-8), 1.01) / 1.01
+                    U = U / lim
+                    prev[i] = np.float32(un / lim)
+                else:
+                    prev[i] = np.float32(np.linalg.norm(U))
+                if not scale_front:
+                    U = U * math.sqrt(APOLLO_SCALE)
+                N = U
+            p[i] = p[i] - step_size * N
+            p[i] = p[i] - lr * wd * p[i]
+        out.append([short(x.reshape(-1)) for x in p])
+    return out
+
+
 # ---------------------------------------------------------------- BAdam
 BADAM_SWITCH = 2
 
@@ -219,7 +280,10 @@ def main():
         "grads": [[short(g.reshape(-1)) for g in step] for step in GRADS],
         "galore": {"rank": GALORE_RANK, "update_interval": GALORE_GAP, "scale": GALORE_SCALE},
         "badam": {"switch_interval": BADAM_SWITCH},
-        "expected": {"adam_mini": adam_mini(), "muon": muon(), "galore": galore(), "badam": badam()},
+        "apollo": {"rank": APOLLO_RANK, "update_interval": APOLLO_GAP, "scale": APOLLO_SCALE,
+                   "proj": {str(i): [short(P.reshape(-1)) for P in ps] for i, ps in APOLLO_P.items()}},
+        "expected": {"adam_mini": adam_mini(), "muon": muon(), "galore": galore(), "badam": badam(),
+                     "apollo_channel": apollo("channel", False), "apollo_tensor_front": apollo("tensor", True)},
     }
     path = os.path.join(os.path.dirname(__file__), "..", "train", "src", "test", "resources", "optim", "memory_optimizers.json")
     with open(path, "w") as f:

@@ -8,6 +8,7 @@ import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.optim.AdamMini;
 import org.peft4j.train.optim.AdamW;
+import org.peft4j.train.optim.Apollo;
 import org.peft4j.train.optim.BlockAdam;
 import org.peft4j.train.optim.GaLore;
 import org.peft4j.train.optim.Muon;
@@ -38,6 +39,7 @@ sealed interface Optimizer extends AutoCloseable {
         if (m.adamMini()) return new Mini(new AdamMini(params, c, model.hiddenSize(), model.numAttentionHeads()));
         if (m.muon()) return new MuonOpt(new Muon(params, c, gemm));
         if (m.galore() != null) return new GaLoreOpt(new GaLore(params, c, m.galore(), new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR)));
+        if (m.apollo() != null) return new ApolloOpt(new Apollo(params, c, m.apollo(), new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR), seed));
         if (m.badam() != null) return new BAdam(new BlockAdam(params, c, m.badam(), seed));
         throw new IllegalArgumentException("no optimizer method is on");
     }
@@ -182,6 +184,28 @@ sealed interface Optimizer extends AutoCloseable {
         public void load(SafeTensors f, String p, long step) {
             int n = opt.state().m().size();
             opt.load(new GaLore.State(step, readOpt(f, p + "m.", n), readOpt(f, p + "v.", n), readOpt(f, p + "proj.", n)));
+        }
+    }
+
+    /// APOLLO: m.i, v.i (projected shapes where projected), proj.i, and apollo.refreshes / apollo.norms.
+    record ApolloOpt(Apollo opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            var s = opt.state();
+            for (int i = 0; i < s.m().size(); i++) {
+                put(out, p + "m." + i, s.m().get(i));
+                put(out, p + "v." + i, s.v().get(i));
+                put(out, p + "proj." + i, s.proj().get(i));
+            }
+            put(out, p + "apollo.refreshes", s.refreshes());
+            put(out, p + "apollo.norms", s.prevNorms());
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            opt.load(new Apollo.State(step, readOpt(f, p + "m.", n), readOpt(f, p + "v.", n), readOpt(f, p + "proj.", n),
+                    f.readFloats(p + "apollo.refreshes"), f.readFloats(p + "apollo.norms")));
         }
     }
 

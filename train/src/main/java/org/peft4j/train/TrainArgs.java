@@ -6,6 +6,7 @@ import org.peft4j.model.layers.KtoLoss;
 import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.train.engine.Method;
+import org.peft4j.train.optim.Apollo;
 import org.peft4j.train.optim.BlockAdam;
 import org.peft4j.train.optim.GaLore;
 
@@ -23,11 +24,19 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
 
     /// LLaMA-Factory's optimizers that replace `optim` (at most one on; validated by [TrainConfig]): use_adam_mini,
     /// use_muon, use_galore with its keys (null when off), use_badam with its keys (null when off).
-    public record OptimizerMethod(boolean adamMini, boolean muon, GaLore.Config galore, BlockAdam.Config badam) {
-        public boolean any() { return adamMini || muon || galore != null || badam != null; }
+    public record OptimizerMethod(boolean adamMini, boolean muon, GaLore.Config galore, Apollo.Config apollo, BlockAdam.Config badam) {
+        public boolean any() { return adamMini || muon || galore != null || apollo != null || badam != null; }
 
-        /// galore_layerwise: LLaMA-Factory steps in the gradient hooks, before (hence without) gradient clipping.
-        public boolean skipsClipping() { return galore != null && galore.layerwise(); }
+        /// galore_layerwise / apollo_layerwise: LLaMA-Factory steps in the gradient hooks, before (hence without)
+        /// gradient clipping.
+        public boolean skipsClipping() { return galore != null && galore.layerwise() || apollo != null && apollo.layerwise(); }
+    }
+
+    /// The APOLLO keys as its optimizer's config.
+    static Apollo.Config apollo(TrainConfig c) {
+        return new Apollo.Config(List.of(c.str("apollo_target").split("\\s*,\\s*")), c.i("apollo_rank"), c.i("apollo_update_interval"),
+                c.d("apollo_scale"), c.str("apollo_proj"), c.str("apollo_proj_type"), c.str("apollo_scale_type"), c.b("apollo_layerwise"),
+                c.b("apollo_scale_front"));
     }
 
     /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;
@@ -129,6 +138,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 new OptimizerMethod(c.b("use_adam_mini"), c.b("use_muon"),
                         c.b("use_galore") ? new GaLore.Config(List.of(c.str("galore_target").split("\\s*,\\s*")), c.i("galore_rank"),
                                 c.i("galore_update_interval"), c.d("galore_scale"), c.str("galore_proj_type"), c.b("galore_layerwise")) : null,
+                        c.b("use_apollo") ? apollo(c) : null,
                         c.b("use_badam") ? new BlockAdam.Config(c.optInt("badam_start_block"), c.str("badam_switch_mode"), c.i("badam_switch_interval")) : null));
     }
 }

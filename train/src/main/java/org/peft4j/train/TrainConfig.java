@@ -141,11 +141,21 @@ public final class TrainConfig {
         key("galore_scale", Type.FLOAT, 2.0, "GaLore: scale of the update projected back to the full matrix.");
         noted("galore_proj_type", Type.STRING, "std", "GaLore: projection side; std (the smaller side of each matrix) is the one peft4j builds, other values are refused.");
         key("galore_layerwise", Type.BOOL, false, "GaLore: LLaMA-Factory steps each tensor in its gradient hook (less gradient memory); that skips gradient clipping, as here, and needs gradient_accumulation_steps 1.");
+        key("use_apollo", Type.BOOL, false, "APOLLO: Adam in a rank-apollo_rank random projection of each targeted gradient only estimates a per-channel (or per-tensor) scaling of the raw gradient, applied in full rank with Fira's norm-growth limiter; full or freeze fine-tuning.");
+        key("apollo_target", Type.STRING, "all", "APOLLO: comma-separated linear module names (q_proj, ..., down_proj) whose weights are scaled this way, or all.");
+        key("apollo_rank", Type.INT, 16, "APOLLO: the projection rank.");
+        key("apollo_update_interval", Type.INT, 200, "APOLLO: steps between new projections.");
+        key("apollo_scale", Type.FLOAT, 32.0, "APOLLO: the update is multiplied by sqrt(apollo_scale).");
+        key("apollo_proj", Type.STRING, "random", "APOLLO: random (Gaussian projection, seeded) or svd (GaLore's top singular vectors).");
+        noted("apollo_proj_type", Type.STRING, "std", "APOLLO: projection side; std (the smaller side of each matrix) is the one peft4j builds, other values are refused.");
+        key("apollo_scale_type", Type.STRING, "channel", "APOLLO: channel (one scaling per row or column, APOLLO) or tensor (one per matrix, APOLLO-Mini).");
+        key("apollo_layerwise", Type.BOOL, false, "APOLLO: LLaMA-Factory steps each tensor in its gradient hook (less gradient memory); that skips gradient clipping, as here, and needs gradient_accumulation_steps 1.");
+        key("apollo_scale_front", Type.BOOL, false, "APOLLO: multiply by sqrt(apollo_scale) before the norm-growth limiter instead of after.");
         key("use_badam", Type.BOOL, false, "BAdam: block-coordinate Adam over the decoder layers; one layer trains (and holds Adam state) at a time, switching every badam_switch_interval steps; embeddings, final norm and lm_head stay frozen.");
         noted("badam_mode", Type.STRING, "layer", "BAdam: layer (blocks are decoder layers) is the mode peft4j builds; ratio is refused.");
         key("badam_start_block", Type.INT, null, "BAdam: the first active layer (default: 0 ascending, the last descending).");
         key("badam_switch_mode", Type.STRING, "ascending", "BAdam: the order of the blocks: ascending, descending, random (seeded) or fixed.");
-        key("badam_switch_interval", Type.INT, 50, "BAdam: steps between block switches (the Adam state restarts at each switch).");
+        key("badam_switch_interval", Type.INT, 50, "BAdam: steps between block switches (the Adam state restarts at each switch); -1 never switches.");
         noted("badam_update_ratio", Type.FLOAT, 0.05, "Accepted; BAdam's ratio mode only (not built): layer mode does not use it, as in LLaMA-Factory.");
         noted("badam_mask_mode", Type.STRING, "adjacent", "Accepted; BAdam's ratio mode only (not built): layer mode does not use it, as in LLaMA-Factory.");
         noted("badam_verbose", Type.INT, 0, "Accepted; BAdam's console verbosity (peft4j prints no per-block lines).");
@@ -194,8 +204,6 @@ public final class TrainConfig {
                 "vllm_enforce_eager", "vllm_max_lora_rank", "vllm_config", "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config",
                 "sglang_lora_backend");
         // LLaMA-Factory keys not built yet: a clear refusal naming them
-        unsupportedAll("APOLLO (memory-efficient optimizer) is not built yet.", "use_apollo", "apollo_target", "apollo_rank", "apollo_update_interval",
-                "apollo_scale", "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front");
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
         unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
         unsupportedAll("FP8 training needs FP8 hardware; peft4j computes in float32.", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
@@ -457,10 +465,10 @@ public final class TrainConfig {
         }
     }
 
-    /// use_adam_mini, use_muon, use_galore, use_badam: at most one, each replacing optim, with its keys checked.
+    /// use_adam_mini, use_muon, use_galore, use_apollo, use_badam: at most one, each replacing optim, with its keys checked.
     private void validateOptimizerMethod(String ft, String opt) {
         List<String> on = new ArrayList<>();
-        for (String k : List.of("use_galore", "use_badam", "use_adam_mini", "use_muon")) if (b(k)) on.add(k);
+        for (String k : List.of("use_galore", "use_apollo", "use_badam", "use_adam_mini", "use_muon")) if (b(k)) on.add(k);
         if (on.isEmpty()) return;
         if (on.size() > 1) throw new ConfigException(String.join(" and ", on) + " each choose the optimizer; keep one of them");
         String k = on.getFirst();
@@ -477,6 +485,16 @@ public final class TrainConfig {
                             + org.peft4j.model.adapter.lora.LoraConfig.ALL_LINEAR + " or all");
             new org.peft4j.train.optim.GaLore.Config(List.of(str("galore_target").split("\\s*,\\s*")), i("galore_rank"),
                     i("galore_update_interval"), d("galore_scale"), str("galore_proj_type"), b("galore_layerwise"));
+        }
+        if (k.equals("use_apollo")) {
+            if (ft.equals("lora")) throw new ConfigException("use_apollo scales full-weight gradients and cannot be used with LoRA (as LLaMA-Factory); set finetuning_type: full or freeze");
+            if (b("apollo_layerwise") && i("gradient_accumulation_steps") * i("ray_num_workers") != 1)
+                throw new ConfigException("apollo_layerwise steps each tensor as its gradient arrives, which does not support gradient accumulation (as LLaMA-Factory); set gradient_accumulation_steps: 1 or apollo_layerwise: false");
+            for (String t : str("apollo_target").split("\\s*,\\s*"))
+                if (!t.equals("all") && org.peft4j.model.llama.Projection.byName(t) == null)
+                    throw new ConfigException("apollo_target '" + t + "' is not a linear layer of this model; use names among "
+                            + org.peft4j.model.adapter.lora.LoraConfig.ALL_LINEAR + " or all");
+            TrainArgs.apollo(this);
         }
         if (k.equals("use_badam")) {
             if (!str("badam_mode").equals("layer"))

@@ -229,10 +229,11 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     }
 
     /// LLaMA-Factory's optimizers that replace `optim` ([#methodOptimizerBytes]): adam_mini, muon, galore or
-    /// galore:RANK (default rank 16), badam.
+    /// galore:RANK, apollo or apollo:RANK (default rank 16), badam.
     static boolean isMethodOptimizer(String optim) {
         String o = optim.toLowerCase(Locale.ROOT);
-        return o.equals("adam_mini") || o.equals("muon") || o.equals("galore") || o.startsWith("galore:") || o.equals("badam");
+        return o.equals("adam_mini") || o.equals("muon") || o.equals("galore") || o.startsWith("galore:") || o.equals("apollo")
+                || o.startsWith("apollo:") || o.equals("badam");
     }
 
     /// The name of the optimizer state a run's keys choose, for [#estimate]: `optim`, or adam_mini, muon,
@@ -242,6 +243,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         if (m.adamMini()) return "adam_mini";
         if (m.muon()) return "muon";
         if (m.galore() != null) return "galore:" + m.galore().rank();
+        if (m.apollo() != null) return "apollo:" + m.apollo().rank();
         if (m.badam() != null) return "badam";
         return a.training().optim();
     }
@@ -262,7 +264,9 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
             for (long n : perLayer.values()) floats = Math.max(floats, 2 * n);
             return 4 * floats;
         }
-        int rank = o.startsWith("galore:") ? Integer.parseInt(o.substring("galore:".length())) : 16;
+        int colon = o.indexOf(':');
+        int rank = colon > 0 ? Integer.parseInt(o.substring(colon + 1)) : 16;
+        boolean apollo = o.startsWith("apollo");
         for (var e : named) {
             String name = e.getKey();
             long[] shape = e.getValue();
@@ -271,7 +275,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                 case "adam_mini" -> n + AdamMini.vCount(name, shape, c.hiddenSize(), c.numAttentionHeads());
                 case "muon" -> Muon.usesMuon(name, shape) ? n : 2 * n;
                 default -> shape.length == 2 && GaLore.isLinear(name, new java.util.HashSet<>(LoraConfig.ALL_LINEAR))
-                        ? GaLore.stateFloats(shape[0], shape[1], rank) : 2 * n;
+                        ? (apollo ? org.peft4j.train.optim.Apollo.stateFloats(shape[0], shape[1], rank) : GaLore.stateFloats(shape[0], shape[1], rank)) : 2 * n;
             };
         }
         return 4 * floats;

@@ -35,7 +35,8 @@ public final class BlockAdam {
         public Config {
             if (!List.of("ascending", "descending", "random", "fixed").contains(switchMode))
                 throw new ConfigException("badam_switch_mode '" + switchMode + "' must be ascending, descending, random or fixed");
-            if (switchInterval < 1) throw new ConfigException("badam_switch_interval must be >= 1, got " + switchInterval);
+            if (switchInterval < 1 && switchInterval != -1)
+                throw new ConfigException("badam_switch_interval must be >= 1, or -1 to never switch blocks, got " + switchInterval);
         }
     }
 
@@ -119,7 +120,8 @@ public final class BlockAdam {
             AdamW.update(GaLore.decays(p.name()) ? decay : plain, p.data(), p.grad(), m[s], v[s], 0, p.data().length);
         }
         globalStep++;
-        if ((globalStep + 1) % config.switchInterval() == 0 && !config.switchMode().equals("fixed")) switchBlock();
+        // -1: never switch (LLaMA-Factory's "Use -1 to disable the block update"); fixed: the start block only
+        if (config.switchInterval() > 0 && (globalStep + 1) % config.switchInterval() == 0 && !config.switchMode().equals("fixed")) switchBlock();
     }
 
     private void switchBlock() {

@@ -156,6 +156,27 @@ class MemoryOptimizersTest {
         assertFalse(opt.projected(7));
     }
 
+    /// APOLLO with the fixture's random projections (torch's generator draws other numbers), channel-wise and
+    /// tensor-wise with scale_front; refreshed at steps 0 and 3.
+    @Test
+    void apolloMatchesReference() throws Exception {
+        JsonNode f = fixture();
+        JsonNode a = f.get("apollo");
+        for (String variant : List.of("apollo_channel", "apollo_tensor_front")) {
+            boolean channel = variant.equals("apollo_channel");
+            List<Param> ps = params(f);
+            Apollo.Projection fromFixture = (p, index, refresh, rows, cols, r, right, grad) -> {
+                float[] x = AdamWTest.floats(a.get("proj").get(String.valueOf(index)).get((int) refresh));
+                System.arraycopy(x, 0, p, 0, x.length);
+            };
+            Apollo opt = new Apollo(ps, adam(f), new Apollo.Config(List.of("all"), a.get("rank").asInt(), a.get("update_interval").asInt(),
+                    a.get("scale").asDouble(), "random", "std", channel ? "channel" : "tensor", false, !channel),
+                    new LinkedHashSet<>(LoraConfig.ALL_LINEAR), fromFixture);
+            replay(variant, ps, opt::step, true);
+            assertTrue(opt.projected(1) && !opt.projected(0));
+        }
+    }
+
     @Test
     void badamMatchesReference() throws Exception {
         JsonNode f = fixture();
@@ -190,7 +211,7 @@ class MemoryOptimizersTest {
         GaLore.Config gc = new GaLore.Config(List.of("all"), g.get("rank").asInt(), g.get("update_interval").asInt(), g.get("scale").asDouble(), "std", false);
         var lin = new LinkedHashSet<>(LoraConfig.ALL_LINEAR);
         // run 4 steps in one go vs 2 steps, state copied into a fresh optimizer, 2 more
-        for (String kind : List.of("adam_mini", "muon", "galore", "badam")) {
+        for (String kind : List.of("adam_mini", "muon", "galore", "apollo", "badam")) {
             List<Param> a = params(f), b = params(f);
             Object oa = make(kind, a, f, gc, lin), ob = make(kind, b, f, gc, lin);
             for (int s = 0; s < 4; s++) {
@@ -206,6 +227,7 @@ class MemoryOptimizersTest {
                 case Muon x -> x.load(((Muon) ob).state());
                 case GaLore x -> x.load(((GaLore) ob).state());
                 case BlockAdam x -> x.load(((BlockAdam) ob).state());
+                case Apollo x -> x.load(((Apollo) ob).state());
                 default -> fail();
             }
             for (int s = 2; s < 4; s++) { feed(f, c, s); stepOf(oc, f.get("lrs").get(s).asDouble()); }
@@ -218,6 +240,7 @@ class MemoryOptimizersTest {
             case "adam_mini" -> new AdamMini(ps, adam(f), 8, 2);
             case "muon" -> new Muon(ps, adam(f), null);
             case "galore" -> new GaLore(ps, adam(f), gc, lin);
+            case "apollo" -> new Apollo(ps, adam(f), new Apollo.Config(List.of("all"), 2, 3, 4.0, "random", "std", "channel", false, false), lin, 11L);
             default -> new BlockAdam(ps, adam(f), new BlockAdam.Config(null, "ascending", 2), 0);
         };
     }
@@ -228,6 +251,7 @@ class MemoryOptimizersTest {
             case Muon x -> x.step(lr);
             case GaLore x -> x.step(lr);
             case BlockAdam x -> x.step(lr);
+            case Apollo x -> x.step(lr);
             default -> fail();
         }
     }
