@@ -36,7 +36,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
     static Apollo.Config apollo(TrainConfig c) {
         return new Apollo.Config(List.of(c.str("apollo_target").split("\\s*,\\s*")), c.i("apollo_rank"), c.i("apollo_update_interval"),
                 c.d("apollo_scale"), c.str("apollo_proj"), c.str("apollo_proj_type"), c.str("apollo_scale_type"), c.b("apollo_layerwise"),
-                c.b("apollo_scale_front"));
+                false);   // apollo_scale_front: noted (the same update either way, see its key)
     }
 
     /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;

@@ -130,7 +130,7 @@ public final class TrainConfig {
         key("adam_beta1", Type.FLOAT, 0.9, "AdamW beta1.");
         key("adam_beta2", Type.FLOAT, 0.999, "AdamW beta2.");
         key("adam_epsilon", Type.FLOAT, 1e-8, "AdamW epsilon.");
-        key("optim", Type.STRING, "adamw_torch", "adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd.");
+        key("optim", Type.STRING, "adamw_torch", "adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd (use_adam_mini, use_muon, use_galore, use_apollo or use_badam replace it).");
         // memory-saving optimizers of LLaMA-Factory (at most one; they replace optim)
         key("use_adam_mini", Type.BOOL, false, "Adam-mini: Adam with one second-moment value per block (a q/k head, a row of the other matrices and embeddings, a whole norm) instead of per weight; about half of AdamW's state.");
         key("use_muon", Type.BOOL, false, "Muon: momentum orthogonalised by 5 Newton-Schulz steps for the 2-D hidden weights (lr scaled by 0.2*sqrt(max(rows, cols))), AdamW for embeddings, lm_head and norms; one state tensor per matrix instead of two.");
@@ -150,7 +150,7 @@ public final class TrainConfig {
         noted("apollo_proj_type", Type.STRING, "std", "APOLLO: projection side; std (the smaller side of each matrix) is the one peft4j builds, other values are refused.");
         key("apollo_scale_type", Type.STRING, "channel", "APOLLO: channel (one scaling per row or column, APOLLO) or tensor (one per matrix, APOLLO-Mini).");
         key("apollo_layerwise", Type.BOOL, false, "APOLLO: LLaMA-Factory steps each tensor in its gradient hook (less gradient memory); that skips gradient clipping, as here, and needs gradient_accumulation_steps 1.");
-        key("apollo_scale_front", Type.BOOL, false, "APOLLO: multiply by sqrt(apollo_scale) before the norm-growth limiter instead of after.");
+        noted("apollo_scale_front", Type.BOOL, false, "Accepted; sqrt(apollo_scale) before or after Fira's norm-growth limiter gives the same update (the limiter compares ratios of norms; only its 1e-8 guard differs), and LLaMA-Factory hands the key to a parameter group APOLLOAdamW does not read.");
         key("use_badam", Type.BOOL, false, "BAdam: block-coordinate Adam over the decoder layers; one layer trains (and holds Adam state) at a time, switching every badam_switch_interval steps; embeddings, final norm and lm_head stay frozen.");
         noted("badam_mode", Type.STRING, "layer", "BAdam: layer (blocks are decoder layers) is the mode peft4j builds; ratio is refused.");
         key("badam_start_block", Type.INT, null, "BAdam: the first active layer (default: 0 ascending, the last descending).");

@@ -577,6 +577,35 @@ class KeyEffectTest {
                     assertEquals(0.01, norm(d.grad()), 1e-6);
                     assertTrue(norm(v.grad()) > 0.02, "unclipped gradient norm " + norm(v.grad()));
                 }),
+                row("use_apollo", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.ApolloOpt.class, v.optimizers().getFirst());
+                    // APOLLO scales the raw gradient per row (q_proj: rows >= cols); AdamW's step is about lr·sign(g)
+                    assertTrue(rowProportional(v, "model.layers.0.self_attn.q_proj.weight", 128, 128));
+                    assertFalse(rowProportional(d, "model.layers.0.self_attn.q_proj.weight", 128, 128));
+                }),
+                row("apollo_target", "q_proj", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> {
+                    assertTrue(rowProportional(d, "model.layers.0.mlp.gate_proj.weight", 384, 128));
+                    assertFalse(rowProportional(v, "model.layers.0.mlp.gate_proj.weight", 384, 128));
+                    assertTrue(rowProportional(v, "model.layers.0.self_attn.q_proj.weight", 128, 128));
+                }),
+                row("apollo_rank", "4", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> assertChanged(d, v)),
+                row("apollo_update_interval", "1", List.of("--finetuning_type", "full", "--use_apollo", "true", "--max_steps", "2"), (d, v) -> assertChanged(d, v)),
+                row("apollo_proj", "svd", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> assertChanged(d, v)),
+                row("apollo_scale", "128", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> {
+                    // step 1 (no limiter yet): the update is sqrt(scale) times the scaled gradient, twice as large for 128 as for 32
+                    float[] a = delta(d, "model.layers.0.mlp.gate_proj.weight"), b = delta(v, "model.layers.0.mlp.gate_proj.weight");
+                    float[] p0 = v.start().get("model.layers.0.mlp.gate_proj.weight");
+                    for (int i = 0; i < a.length; i++) assertEquals(2 * a[i], b[i], 1e-5 * Math.abs(b[i]) + 4 * Math.ulp(p0[i]), "element " + i);
+                }),
+                row("apollo_scale_type", "tensor", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> {
+                    // APOLLO-Mini: one scaling for the whole matrix, so Δ/g is the same constant in every row
+                    assertEquals(1.0, ratioSpread(v, "model.layers.0.self_attn.o_proj.weight"), 1e-2);
+                    assertTrue(ratioSpread(d, "model.layers.0.self_attn.o_proj.weight") > 1.05, "channel scaling differs between rows");
+                }),
+                row("apollo_layerwise", "true", concat(FULL1, List.of("--use_apollo", "true", "--max_grad_norm", "0.01")), (d, v) -> {
+                    assertEquals(0.01, norm(d.grad()), 1e-6);
+                    assertTrue(norm(v.grad()) > 0.02, "unclipped gradient norm " + norm(v.grad()));
+                }),
                 row("use_badam", "true", FULL1, (d, v) -> {
                     assertInstanceOf(Optimizer.BAdam.class, v.optimizers().getFirst());
                     assertTrue(maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")) > 0);
@@ -646,6 +675,47 @@ class KeyEffectTest {
         Set<Integer> out = new TreeSet<>();
         for (String n : p.params()) if (n.startsWith("model.layers.")) out.add(Integer.parseInt(n.split("\\.")[2]));
         return out;
+    }
+
+    /// Whether the update of `name` (rows, cols) is the gradient times one factor per row: Δ/g agrees within 1% over
+    /// each row's elements with |g| ≥ 0.3·max|g| of that row (smaller ones are too close to the rounding of the weights).
+    static boolean rowProportional(Probe p, String name, int rows, int cols) {
+        float[] dl = delta(p, name), g = p.grad().get(name);
+        for (int i = 0; i < rows; i++) {
+            double max = 0;
+            for (int j = 0; j < cols; j++) max = Math.max(max, Math.abs(g[i * cols + j]));
+            if (max == 0) continue;
+            double lo = Double.POSITIVE_INFINITY, hi = Double.NEGATIVE_INFINITY;
+            for (int j = 0; j < cols; j++) {
+                int q = i * cols + j;
+                if (Math.abs(g[q]) < 0.3 * max) continue;
+                double r = dl[q] / g[q];
+                lo = Math.min(lo, r);
+                hi = Math.max(hi, r);
+            }
+            if (!(hi <= lo * 1.01 + 1e-12 && lo > 0 || hi < 0 && lo >= hi * 1.01 - 1e-12)) return false;
+        }
+        return true;
+    }
+
+    /// max/min over the rows of each row's median Δ/g (1 when one factor scales the whole matrix).
+    static double ratioSpread(Probe p, String name) {
+        float[] dl = delta(p, name), g = p.grad().get(name);
+        int rows = (int) p.built().model().params().stream().filter(x -> x.name().equals(name)).findFirst().orElseThrow().shape()[0];
+        int cols = g.length / rows;
+        double lo = Double.POSITIVE_INFINITY, hi = 0;
+        for (int i = 0; i < rows; i++) {
+            double max = 0;
+            for (int j = 0; j < cols; j++) max = Math.max(max, Math.abs(g[i * cols + j]));
+            if (max == 0) continue;
+            List<Double> rs = new ArrayList<>();
+            for (int j = 0; j < cols; j++) if (Math.abs(g[i * cols + j]) >= 0.3 * max) rs.add(Math.abs(dl[i * cols + j] / (double) g[i * cols + j]));
+            rs.sort(null);
+            double med = rs.get(rs.size() / 2);
+            lo = Math.min(lo, med);
+            hi = Math.max(hi, med);
+        }
+        return hi / lo;
     }
 
     /// Full fine-tuning, one step.

@@ -25,8 +25,9 @@ import java.util.Set;
 /// ```
 /// Untargeted tensors take GaLore's AdamW update ([GaLore]) without projection. The random projection is drawn
 /// from `seed`, the tensor's index and the refresh count with java.util.Random (torch's generator draws other
-/// numbers; any Gaussian P serves the method). LLaMA-Factory hands apollo_scale_front to the group, where
-/// APOLLOAdamW does not read it (it reads its constructor's); peft4j applies it as APOLLO documents.
+/// numbers; any Gaussian P serves the method). `scaleFront` puts √scale before the limiter, which changes the
+/// update only through the limiter's 1e-8 guard (the key apollo_scale_front is accepted with that note; LLaMA-Factory
+/// hands it to a parameter group APOLLOAdamW does not read).
 public final class Apollo {
     /// LLaMA-Factory's keys: apollo_target, apollo_rank, apollo_update_interval, apollo_scale, apollo_proj (random,
     /// svd), apollo_proj_type (std), apollo_scale_type (channel, tensor), apollo_layerwise, apollo_scale_front.
