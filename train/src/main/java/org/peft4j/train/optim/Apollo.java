@@ -54,7 +54,8 @@ public final class Apollo {
     private final boolean[] projected, right, decays;
     private final int[] ranks;
     private final long[] refreshes;
-    private final float[][] proj, m, v, low;
+    private final float[][] proj, m, v;
+    private final float[] low;                // the projected gradient of one tensor (scratch for the largest)
     private final double[] prevNorm;          // the limiter's previous ‖U‖ (NaN before the first step)
     private final double[] scaleN, scaleR;    // per-channel ‖N_c‖², ‖R_c‖² (scratch, max(rows, cols))
     private final Projection source;
@@ -78,11 +79,10 @@ public final class Apollo {
         proj = new float[n][];
         m = new float[n][];
         v = new float[n][];
-        low = new float[n][];
         prevNorm = new double[n];
         java.util.Arrays.fill(prevNorm, Double.NaN);
         List<String> targets = config.targets().contains("all") ? List.copyOf(linearNames) : config.targets();
-        int maxDim = 0;
+        int maxDim = 0, maxLow = 0;
         for (int i = 0; i < n; i++) {
             Param p = params.get(i);
             decays[i] = GaLore.decays(p.name());
@@ -101,9 +101,10 @@ public final class Apollo {
             proj[i] = new float[right[i] ? r * cols : rows * r];
             m[i] = new float[lowLen];
             v[i] = new float[lowLen];
-            low[i] = new float[lowLen];
+            maxLow = Math.max(maxLow, lowLen);
             maxDim = Math.max(maxDim, Math.max(rows, cols));
         }
+        low = new float[maxLow];
         scaleN = new double[maxDim];
         scaleR = new double[maxDim];
     }
@@ -164,13 +165,13 @@ public final class Apollo {
             int rows = (int) pr.shape()[0], cols = (int) pr.shape()[1], r = ranks[t];
             boolean rt = right[t];
             if (t0 % config.updateInterval() == 0) source.fill(proj[t], t, refreshes[t]++, rows, cols, r, rt, g);
-            float[] R = low[t], mt = m[t], vt = v[t];
+            float[] R = low, mt = m[t], vt = v[t];
             GaLore.project(R, g, proj[t], rows, cols, r, rt);
             // channels: rows of G when rows ≥ cols (R is (rows, r), norms over r), else columns (R is (r, cols))
             int channels = rt ? rows : cols;
             java.util.Arrays.fill(scaleN, 0, channels, 0);
             java.util.Arrays.fill(scaleR, 0, channels, 0);
-            for (int i = 0; i < R.length; i++) {
+            for (int i = 0; i < mt.length; i++) {
                 float mi = b1 * mt[i] + ob1 * R[i], vi = b2 * vt[i] + ob2 * R[i] * R[i];
                 mt[i] = mi;
                 vt[i] = vi;

@@ -46,7 +46,8 @@ public final class GaLore {
     private final Config config;
     private final boolean[] projected, right, decays;
     private final int[] ranks;
-    private final float[][] proj, m, v, low;   // proj: P; low: the projected gradient / update scratch (null when not projected)
+    private final float[][] proj, m, v;        // proj: P (null when not projected)
+    private final float[] low;                 // the projected gradient / update of one tensor (scratch for the largest)
     private long step;
 
     /// `linearNames`: the module names a target `all` stands for (q_proj, ..., down_proj).
@@ -62,8 +63,8 @@ public final class GaLore {
         proj = new float[n][];
         m = new float[n][];
         v = new float[n][];
-        low = new float[n][];
         List<String> targets = config.targets().contains("all") ? List.copyOf(linearNames) : config.targets();
+        int maxLow = 0;
         for (int i = 0; i < n; i++) {
             Param p = params.get(i);
             decays[i] = decays(p.name());
@@ -82,8 +83,9 @@ public final class GaLore {
             proj[i] = new float[right[i] ? r * cols : rows * r];
             m[i] = new float[lowLen];
             v[i] = new float[lowLen];
-            low[i] = new float[lowLen];
+            maxLow = Math.max(maxLow, lowLen);
         }
+        low = new float[maxLow];
     }
 
     /// A linear layer's weight: `<...>.<module>.weight` with module among `linearNames` (lm_head excluded, as
@@ -136,9 +138,9 @@ public final class GaLore {
             }
             int rows = (int) pr.shape()[0], cols = (int) pr.shape()[1], r = ranks[t];
             if (t0 % config.updateInterval() == 0) refresh(t, g, rows, cols, r);
-            float[] P = proj[t], R = low[t], mt = m[t], vt = v[t];
+            float[] P = proj[t], R = low, mt = m[t], vt = v[t];
             project(R, g, P, rows, cols, r, right[t]);
-            for (int i = 0; i < R.length; i++) {
+            for (int i = 0; i < mt.length; i++) {
                 float mi = b1 * mt[i] + ob1 * R[i], vi = b2 * vt[i] + ob2 * R[i] * R[i];
                 mt[i] = mi;
                 vt[i] = vi;
