@@ -153,7 +153,7 @@ public final class Workbench {
         MemoryEstimate e;
         try {
             e = MemoryEstimate.estimate(lc, a.finetuning().method(), quantized, batch, seq, a.finetuning().gradientCheckpointing(),
-                    a.training().optim(), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+                    MemoryEstimate.optimOf(a), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
         } catch (Peft4jException ex) {
             throw BoardException.invalid(fieldOr(ex.getMessage(), "per_device_train_batch_size"), ex.getMessage());
         }

@@ -25,7 +25,7 @@ final class EstimateCommand implements Callable<Integer> {
     @Option(names = "--batch", defaultValue = "1", description = "Micro-batch size (default: ${DEFAULT-VALUE}).") int batch;
     @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;
     @Option(names = "--gradient-checkpointing", description = "Recompute blocks in backward.") boolean checkpointing;
-    @Option(names = "--optim", defaultValue = "adamw_torch", description = "Optimizer (default: ${DEFAULT-VALUE}).") String optim;
+    @Option(names = "--optim", defaultValue = "adamw_torch", description = "Optimizer: adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit, sgd, or LLaMA-Factory's adam_mini, muon, galore (galore:RANK), apollo (apollo:RANK), badam (default: ${DEFAULT-VALUE}).") String optim;
     @Option(names = "--quant-blocksize", defaultValue = "64", description = "NF4 block size for qlora (default: ${DEFAULT-VALUE}).") int block;
     @Option(names = "--no-double-quant", description = "qlora without double quantization.") boolean noDouble;
     @Option(names = "--stage", defaultValue = "sft", description = "sft, pt, dpo (--batch counts pairs, two rows each) or kto (default: ${DEFAULT-VALUE}).") String stage;

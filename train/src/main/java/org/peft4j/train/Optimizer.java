@@ -3,7 +3,15 @@ package org.peft4j.train;
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.formats.safetensors.SafeTensors;
+import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.train.engine.Param;
+import org.peft4j.train.optim.AdamMini;
 import org.peft4j.train.optim.AdamW;
+import org.peft4j.train.optim.Apollo;
+import org.peft4j.train.optim.BlockAdam;
+import org.peft4j.train.optim.GaLore;
+import org.peft4j.train.optim.Muon;
 import org.peft4j.train.optim.AdamW8bit;
 import org.peft4j.train.optim.PagedAdamW;
 import org.peft4j.train.optim.Sgd;
@@ -22,6 +30,19 @@ sealed interface Optimizer extends AutoCloseable {
     void load(SafeTensors file, String prefix, long step);
 
     @Override default void close() {}
+
+    /// Called after backward, before clipping: BAdam zeroes the gradients of its inactive blocks here.
+    default void beforeClip() {}
+
+    /// LLaMA-Factory's optimizer methods (use_adam_mini, use_muon, use_galore, use_badam) over the trainable tensors.
+    static Optimizer of(TrainArgs.OptimizerMethod m, List<Param> params, LlamaConfig model, AdamW.Config c, long seed, org.peft4j.core.Gemm gemm) {
+        if (m.adamMini()) return new Mini(new AdamMini(params, c, model.hiddenSize(), model.numAttentionHeads()));
+        if (m.muon()) return new MuonOpt(new Muon(params, c, gemm));
+        if (m.galore() != null) return new GaLoreOpt(new GaLore(params, c, m.galore(), new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR)));
+        if (m.apollo() != null) return new ApolloOpt(new Apollo(params, c, m.apollo(), new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR), seed));
+        if (m.badam() != null) return new BAdam(new BlockAdam(params, c, m.badam(), seed));
+        throw new IllegalArgumentException("no optimizer method is on");
+    }
 
     static Optimizer create(String name, List<float[]> params, List<float[]> grads, AdamW.Config c, Path pagedDir, long budget) {
         return switch (name) {
@@ -116,5 +137,104 @@ sealed interface Optimizer extends AutoCloseable {
             float[][] b = opt.momentumBuffers();
             if (b != null) for (int i = 0; i < b.length; i++) if (b[i] != null && f.contains(p + "momentum." + i)) f.readFloats(p + "momentum." + i, b[i], 0);
         }
+    }
+
+    /// Adam-mini: m (n) and v (one per block) per tensor.
+    record Mini(AdamMini opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) { var out = new ArrayList<SafeTensors.Entry>(); moments(out, p, opt.state().m(), opt.state().v()); return out; }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            opt.load(new AdamW.State(step, read(f, p + "m.", n), read(f, p + "v.", n)));
+        }
+    }
+
+    /// Muon: momentum.i for the Muon matrices, m.i / v.i for the AdamW backup.
+    record MuonOpt(Muon opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            var s = opt.state();
+            for (int i = 0; i < s.momentum().size(); i++) {
+                put(out, p + "momentum." + i, s.momentum().get(i));
+                put(out, p + "m." + i, s.m().get(i));
+                put(out, p + "v." + i, s.v().get(i));
+            }
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().momentum().size();
+            opt.load(new Muon.State(step, readOpt(f, p + "momentum.", n), readOpt(f, p + "m.", n), readOpt(f, p + "v.", n)));
+        }
+    }
+
+    /// GaLore: m.i, v.i (projected shapes where projected) and proj.i.
+    record GaLoreOpt(GaLore opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            var s = opt.state();
+            for (int i = 0; i < s.m().size(); i++) {
+                put(out, p + "m." + i, s.m().get(i));
+                put(out, p + "v." + i, s.v().get(i));
+                put(out, p + "proj." + i, s.proj().get(i));
+            }
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            opt.load(new GaLore.State(step, readOpt(f, p + "m.", n), readOpt(f, p + "v.", n), readOpt(f, p + "proj.", n)));
+        }
+    }
+
+    /// APOLLO: m.i, v.i (projected shapes where projected), proj.i, and apollo.refreshes / apollo.norms.
+    record ApolloOpt(Apollo opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            var s = opt.state();
+            for (int i = 0; i < s.m().size(); i++) {
+                put(out, p + "m." + i, s.m().get(i));
+                put(out, p + "v." + i, s.v().get(i));
+                put(out, p + "proj." + i, s.proj().get(i));
+            }
+            put(out, p + "apollo.refreshes", s.refreshes());
+            put(out, p + "apollo.norms", s.prevNorms());
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            opt.load(new Apollo.State(step, readOpt(f, p + "m.", n), readOpt(f, p + "v.", n), readOpt(f, p + "proj.", n),
+                    f.readFloats(p + "apollo.refreshes"), f.readFloats(p + "apollo.norms")));
+        }
+    }
+
+    /// BAdam: the active block and its steps (badam.state: global step, block step, block) and the slots' m, v.
+    record BAdam(BlockAdam opt) implements Optimizer {
+        public void step(double lr) { opt.step(lr); }
+        @Override public void beforeClip() { opt.maskGradients(); }
+        public List<SafeTensors.Entry> save(String p) {
+            var out = new ArrayList<SafeTensors.Entry>();
+            var s = opt.state();
+            moments(out, p, s.m(), s.v());
+            out.add(SafeTensors.Entry.ofFloats(p + "badam.state", new long[]{3}, new float[]{s.globalStep(), s.blockStep(), s.current()}, DType.F32));
+            return out;
+        }
+        public void load(SafeTensors f, String p, long step) {
+            int n = opt.state().m().size();
+            float[] st = f.readFloats(p + "badam.state");
+            opt.load(new BlockAdam.State((long) st[0], (long) st[1], (int) st[2], read(f, p + "m.", n), read(f, p + "v.", n)));
+        }
+    }
+
+    private static void put(List<SafeTensors.Entry> out, String name, float[] x) {
+        if (x != null) out.add(SafeTensors.Entry.ofFloats(name, new long[]{x.length}, x, DType.F32));
+    }
+
+    /// The tensors name0 .. name(n-1), null where the file has none (tensors without that kind of state).
+    private static List<float[]> readOpt(SafeTensors f, String name, int n) {
+        List<float[]> out = new ArrayList<>();
+        for (int i = 0; i < n; i++) out.add(f.contains(name + i) ? f.readFloats(name + i) : null);
+        return out;
     }
 }

@@ -6,6 +6,9 @@ import org.peft4j.model.layers.KtoLoss;
 import org.peft4j.model.layers.PreferenceLoss;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.train.engine.Method;
+import org.peft4j.train.optim.Apollo;
+import org.peft4j.train.optim.BlockAdam;
+import org.peft4j.train.optim.GaLore;
 
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -17,7 +20,24 @@ import java.util.List;
 /// = the seven projections, packing = (stage == pt), eval_steps = logging_steps. The recipe, the trainer and the data
 /// pipeline read these records; the key table stays the one place for names, defaults and help.
 public record TrainArgs(Model model, Finetuning finetuning, Data data, Output output, Training training, Eval eval,
-                        Peft4j peft4j, Preference preference) {
+                        Peft4j peft4j, Preference preference, OptimizerMethod optimizerMethod) {
+
+    /// LLaMA-Factory's optimizers that replace `optim` (at most one on; validated by [TrainConfig]): use_adam_mini,
+    /// use_muon, use_galore with its keys (null when off), use_badam with its keys (null when off).
+    public record OptimizerMethod(boolean adamMini, boolean muon, GaLore.Config galore, Apollo.Config apollo, BlockAdam.Config badam) {
+        public boolean any() { return adamMini || muon || galore != null || apollo != null || badam != null; }
+
+        /// galore_layerwise / apollo_layerwise: LLaMA-Factory steps in the gradient hooks, before (hence without)
+        /// gradient clipping.
+        public boolean skipsClipping() { return galore != null && galore.layerwise() || apollo != null && apollo.layerwise(); }
+    }
+
+    /// The APOLLO keys as its optimizer's config.
+    static Apollo.Config apollo(TrainConfig c) {
+        return new Apollo.Config(List.of(c.str("apollo_target").split("\\s*,\\s*")), c.i("apollo_rank"), c.i("apollo_update_interval"),
+                c.d("apollo_scale"), c.str("apollo_proj"), c.str("apollo_proj_type"), c.str("apollo_scale_type"), c.b("apollo_layerwise"),
+                false);   // apollo_scale_front: noted (the same update either way, see its key)
+    }
 
     /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;
     /// stage kto: `pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`, `pref_ftx` as KTO's. `refModel` (null: the
@@ -40,13 +60,13 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
     public record Finetuning(String stage, boolean doTrain, String type, int loraRank, int loraAlpha, double loraDropout,
                              List<String> loraTarget, boolean useRslora, boolean useDora, Double loraplusLrRatio,
                              int freezeTrainableLayers, List<String> freezeTrainableModules, Double neftuneNoiseAlpha,
-                             boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert) {
+                             boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert, boolean useLlamaPro) {
 
         /// What is trained, from finetuning_type and the LoRA/freeze keys.
         public Method method() {
             return switch (type) {
                 case "full" -> new Method.Full();
-                case "freeze" -> new Method.Freeze(freezeTrainableLayers, freezeTrainableModules);
+                case "freeze" -> new Method.Freeze(freezeTrainableLayers, freezeTrainableModules, useLlamaPro);
                 default -> {
                     for (String t : loraTarget)
                         if (Projection.byName(t) == null)
@@ -94,7 +114,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.b("use_dora"), c.optDouble("loraplus_lr_ratio"), c.i("freeze_trainable_layers"),
                         Arrays.stream(c.str("freeze_trainable_modules").split(",")).map(String::strip).toList(),
                         c.optDouble("neftune_noise_alpha"), c.b("gradient_checkpointing"), c.b("pissa_init"),
-                        c.i("pissa_iter"), c.b("pissa_convert")),
+                        c.i("pissa_iter"), c.b("pissa_convert"), c.b("use_llama_pro")),
                 new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
                         c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
                         c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),
@@ -114,6 +134,11 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 new Preference(new PreferenceLoss.Config(PreferenceLoss.Kind.of(c.str("pref_loss")), c.d("pref_beta"), c.d("pref_ftx"),
                         c.d("dpo_label_smoothing"), c.d("simpo_gamma")),
                         new KtoLoss.Config(c.d("pref_beta"), c.d("kto_chosen_weight"), c.d("kto_rejected_weight"), c.d("pref_ftx")),
-                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")));
+                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")),
+                new OptimizerMethod(c.b("use_adam_mini"), c.b("use_muon"),
+                        c.b("use_galore") ? new GaLore.Config(List.of(c.str("galore_target").split("\\s*,\\s*")), c.i("galore_rank"),
+                                c.i("galore_update_interval"), c.d("galore_scale"), c.str("galore_proj_type"), c.b("galore_layerwise")) : null,
+                        c.b("use_apollo") ? apollo(c) : null,
+                        c.b("use_badam") ? new BlockAdam.Config(c.optInt("badam_start_block"), c.str("badam_switch_mode"), c.i("badam_switch_interval")) : null));
     }
 }

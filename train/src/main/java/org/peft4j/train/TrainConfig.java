@@ -60,6 +60,7 @@ public final class TrainConfig {
         key("use_dora", Type.BOOL, false, "Weight-decomposed LoRA (DoRA).");
         key("loraplus_lr_ratio", Type.FLOAT, null, "LoRA+: learning rate of B = ratio * learning_rate.");
         key("freeze_trainable_layers", Type.INT, 2, "Freeze tuning: train the last n layers (first |n| if negative).");
+        key("use_llama_pro", Type.BOOL, false, "LLaMA Pro (freeze tuning of a model expanded by LLaMA-Factory's scripts/llama_pro.py): train the freeze_trainable_layers added blocks, every (num_hidden_layers / freeze_trainable_layers)-th layer.");
         key("freeze_trainable_modules", Type.STRING, "all", "Freeze tuning: modules of the trainable layers (all, mlp, self_attn).");
         key("neftune_noise_alpha", Type.FLOAT, null, "NEFTune noise alpha on the input embeddings (training only).");
         key("gradient_checkpointing", Type.BOOL, false, "Recompute each block in backward to save activation memory.");
@@ -129,7 +130,35 @@ public final class TrainConfig {
         key("adam_beta1", Type.FLOAT, 0.9, "AdamW beta1.");
         key("adam_beta2", Type.FLOAT, 0.999, "AdamW beta2.");
         key("adam_epsilon", Type.FLOAT, 1e-8, "AdamW epsilon.");
-        key("optim", Type.STRING, "adamw_torch", "adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd.");
+        key("optim", Type.STRING, "adamw_torch", "adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd (use_adam_mini, use_muon, use_galore, use_apollo or use_badam replace it).");
+        // memory-saving optimizers of LLaMA-Factory (at most one; they replace optim)
+        key("use_adam_mini", Type.BOOL, false, "Adam-mini: Adam with one second-moment value per block (a q/k head, a row of the other matrices and embeddings, a whole norm) instead of per weight; about half of AdamW's state.");
+        key("use_muon", Type.BOOL, false, "Muon: momentum orthogonalised by 5 Newton-Schulz steps for the 2-D hidden weights (lr scaled by 0.2*sqrt(max(rows, cols))), AdamW for embeddings, lm_head and norms; one state tensor per matrix instead of two.");
+        key("use_galore", Type.BOOL, false, "GaLore: Adam moments in a rank-galore_rank projection of each targeted matrix's gradient (top singular vectors, refreshed every galore_update_interval steps); full or freeze fine-tuning.");
+        key("galore_target", Type.STRING, "all", "GaLore: comma-separated linear module names (q_proj, ..., down_proj) whose weights are projected, or all.");
+        key("galore_rank", Type.INT, 16, "GaLore: the projection rank (at most min(rows, cols) of each matrix).");
+        key("galore_update_interval", Type.INT, 200, "GaLore: steps between projection updates (an SVD of the gradient).");
+        key("galore_scale", Type.FLOAT, 2.0, "GaLore: scale of the update projected back to the full matrix.");
+        noted("galore_proj_type", Type.STRING, "std", "GaLore: projection side; std (the smaller side of each matrix) is the one peft4j builds, other values are refused.");
+        key("galore_layerwise", Type.BOOL, false, "GaLore: LLaMA-Factory steps each tensor in its gradient hook (less gradient memory); that skips gradient clipping, as here, and needs gradient_accumulation_steps 1.");
+        key("use_apollo", Type.BOOL, false, "APOLLO: Adam in a rank-apollo_rank random projection of each targeted gradient only estimates a per-channel (or per-tensor) scaling of the raw gradient, applied in full rank with Fira's norm-growth limiter; full or freeze fine-tuning.");
+        key("apollo_target", Type.STRING, "all", "APOLLO: comma-separated linear module names (q_proj, ..., down_proj) whose weights are scaled this way, or all.");
+        key("apollo_rank", Type.INT, 16, "APOLLO: the projection rank.");
+        key("apollo_update_interval", Type.INT, 200, "APOLLO: steps between new projections.");
+        key("apollo_scale", Type.FLOAT, 32.0, "APOLLO: the update is multiplied by sqrt(apollo_scale).");
+        key("apollo_proj", Type.STRING, "random", "APOLLO: random (Gaussian projection, seeded) or svd (GaLore's top singular vectors).");
+        noted("apollo_proj_type", Type.STRING, "std", "APOLLO: projection side; std (the smaller side of each matrix) is the one peft4j builds, other values are refused.");
+        key("apollo_scale_type", Type.STRING, "channel", "APOLLO: channel (one scaling per row or column, APOLLO) or tensor (one per matrix, APOLLO-Mini).");
+        key("apollo_layerwise", Type.BOOL, false, "APOLLO: LLaMA-Factory steps each tensor in its gradient hook (less gradient memory); that skips gradient clipping, as here, and needs gradient_accumulation_steps 1.");
+        noted("apollo_scale_front", Type.BOOL, false, "Accepted; sqrt(apollo_scale) before or after Fira's norm-growth limiter gives the same update (the limiter compares ratios of norms; only its 1e-8 guard differs), and LLaMA-Factory hands the key to a parameter group APOLLOAdamW does not read.");
+        key("use_badam", Type.BOOL, false, "BAdam: block-coordinate Adam over the decoder layers; one layer trains (and holds Adam state) at a time, switching every badam_switch_interval steps; embeddings, final norm and lm_head stay frozen.");
+        noted("badam_mode", Type.STRING, "layer", "BAdam: layer (blocks are decoder layers) is the mode peft4j builds; ratio is refused.");
+        key("badam_start_block", Type.INT, null, "BAdam: the first active layer (default: 0 ascending, the last descending).");
+        key("badam_switch_mode", Type.STRING, "ascending", "BAdam: the order of the blocks: ascending, descending, random (seeded) or fixed.");
+        key("badam_switch_interval", Type.INT, 50, "BAdam: steps between block switches (the Adam state restarts at each switch); -1 never switches.");
+        noted("badam_update_ratio", Type.FLOAT, 0.05, "Accepted; BAdam's ratio mode only (not built): layer mode does not use it, as in LLaMA-Factory.");
+        noted("badam_mask_mode", Type.STRING, "adjacent", "Accepted; BAdam's ratio mode only (not built): layer mode does not use it, as in LLaMA-Factory.");
+        noted("badam_verbose", Type.INT, 0, "Accepted; BAdam's console verbosity (peft4j prints no per-block lines).");
         key("optim_memory_budget_mb", Type.FLOAT, 1024.0, "peft4j: paged optimizers keep at most this much of their state resident; the rest lives in a file under output_dir that the OS pages in and out.");
         key("seed", Type.INT, 42, "Seed for initialisation, shuffling, dropout and NEFTune.");
         key("eval_strategy", Type.STRING, "no", "no, steps or epoch.");
@@ -175,15 +204,6 @@ public final class TrainConfig {
                 "vllm_enforce_eager", "vllm_max_lora_rank", "vllm_config", "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config",
                 "sglang_lora_backend");
         // LLaMA-Factory keys not built yet: a clear refusal naming them
-        unsupportedAll("GaLore (memory-efficient optimizer) is not built yet.", "use_galore", "galore_target", "galore_rank",
-                "galore_update_interval", "galore_scale", "galore_proj_type", "galore_layerwise");
-        unsupportedAll("APOLLO (memory-efficient optimizer) is not built yet.", "use_apollo", "apollo_target", "apollo_rank", "apollo_update_interval",
-                "apollo_scale", "apollo_proj", "apollo_proj_type", "apollo_scale_type", "apollo_layerwise", "apollo_scale_front");
-        unsupportedAll("BAdam (block-wise Adam) is not built yet.", "use_badam", "badam_mode", "badam_start_block", "badam_switch_mode",
-                "badam_switch_interval", "badam_update_ratio", "badam_mask_mode", "badam_verbose");
-        unsupportedAll("Adam-mini is not built yet.", "use_adam_mini");
-        unsupportedAll("the Muon optimizer is not built yet.", "use_muon");
-        unsupportedAll("LLaMA Pro block expansion is not built yet.", "use_llama_pro");
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
         unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
         unsupportedAll("FP8 training needs FP8 hardware; peft4j computes in float32.", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
@@ -380,6 +400,9 @@ public final class TrainConfig {
         String opt = str("optim");
         if (!List.of("adamw_torch", "adamw_hf", "adamw_torch_fused", "adamw_8bit", "adamw_bnb_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "sgd").contains(opt))
             throw new ConfigException("optim '" + opt + "' is not supported yet; use adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd");
+        validateOptimizerMethod(ft, opt);
+        if (b("use_llama_pro") && !ft.equals("freeze"))
+            throw new ConfigException("use_llama_pro trains the expanded blocks by freeze tuning; set finetuning_type: freeze (LoRA on the expanded blocks is not built yet)");
         if (!List.of("no", "steps", "epoch").contains(str("eval_strategy")))
             throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
         if (optInt("quantization_bit") != null) {
@@ -439,6 +462,44 @@ public final class TrainConfig {
             if (!b("do_eval")) throw new ConfigException("do_train and do_eval are both false: nothing to do; set do_train: true to train or do_eval: true to evaluate");
             if (str("eval_dataset") == null && d("val_size") <= 0)
                 throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
+        }
+    }
+
+    /// use_adam_mini, use_muon, use_galore, use_apollo, use_badam: at most one, each replacing optim, with its keys checked.
+    private void validateOptimizerMethod(String ft, String opt) {
+        List<String> on = new ArrayList<>();
+        for (String k : List.of("use_galore", "use_apollo", "use_badam", "use_adam_mini", "use_muon")) if (b(k)) on.add(k);
+        if (on.isEmpty()) return;
+        if (on.size() > 1) throw new ConfigException(String.join(" and ", on) + " each choose the optimizer; keep one of them");
+        String k = on.getFirst();
+        if (!List.of("adamw_torch", "adamw_hf", "adamw_torch_fused").contains(opt))
+            throw new ConfigException(k + " replaces the optimizer, so optim " + opt + " cannot take effect; drop optim (or set adamw_torch) or drop " + k);
+        if (optDouble("loraplus_lr_ratio") != null) throw new ConfigException(k + " and loraplus_lr_ratio both choose the optimizer; drop one of them");
+        if (k.equals("use_galore")) {
+            if (ft.equals("lora")) throw new ConfigException("use_galore projects full-weight gradients and cannot be used with LoRA (as LLaMA-Factory); set finetuning_type: full or freeze");
+            if (b("galore_layerwise") && i("gradient_accumulation_steps") * i("ray_num_workers") != 1)
+                throw new ConfigException("galore_layerwise steps each tensor as its gradient arrives, which does not support gradient accumulation (as LLaMA-Factory); set gradient_accumulation_steps: 1 or galore_layerwise: false");
+            for (String t : str("galore_target").split("\\s*,\\s*"))
+                if (!t.equals("all") && org.peft4j.model.llama.Projection.byName(t) == null)
+                    throw new ConfigException("galore_target '" + t + "' is not a linear layer of this model; use names among "
+                            + org.peft4j.model.adapter.lora.LoraConfig.ALL_LINEAR + " or all");
+            new org.peft4j.train.optim.GaLore.Config(List.of(str("galore_target").split("\\s*,\\s*")), i("galore_rank"),
+                    i("galore_update_interval"), d("galore_scale"), str("galore_proj_type"), b("galore_layerwise"));
+        }
+        if (k.equals("use_apollo")) {
+            if (ft.equals("lora")) throw new ConfigException("use_apollo scales full-weight gradients and cannot be used with LoRA (as LLaMA-Factory); set finetuning_type: full or freeze");
+            if (b("apollo_layerwise") && i("gradient_accumulation_steps") * i("ray_num_workers") != 1)
+                throw new ConfigException("apollo_layerwise steps each tensor as its gradient arrives, which does not support gradient accumulation (as LLaMA-Factory); set gradient_accumulation_steps: 1 or apollo_layerwise: false");
+            for (String t : str("apollo_target").split("\\s*,\\s*"))
+                if (!t.equals("all") && org.peft4j.model.llama.Projection.byName(t) == null)
+                    throw new ConfigException("apollo_target '" + t + "' is not a linear layer of this model; use names among "
+                            + org.peft4j.model.adapter.lora.LoraConfig.ALL_LINEAR + " or all");
+            TrainArgs.apollo(this);
+        }
+        if (k.equals("use_badam")) {
+            if (!str("badam_mode").equals("layer"))
+                throw new ConfigException("badam_mode '" + str("badam_mode") + "' is not built yet; peft4j builds BAdam's layer mode (badam_mode: layer)");
+            new org.peft4j.train.optim.BlockAdam.Config(optInt("badam_start_block"), str("badam_switch_mode"), i("badam_switch_interval"));
         }
     }
 

@@ -159,7 +159,9 @@ public final class Trainer {
         AdamW.Config ac = new AdamW.Config(t.adamBeta1(), t.adamBeta2(), t.adamEpsilon(), t.weightDecay());
         long budget = t.optimMemoryBudgetBytes();
         try {
-            optA = Optimizer.create(t.optim(), datas(groupA), grads(groupA), ac, outputDir, budget);
+            var method = args.optimizerMethod();
+            optA = method.any() ? Optimizer.of(method, groupA, model.config, ac, t.seed(), org.peft4j.core.Gemms.get(args.peft4j().gemm()))
+                    : Optimizer.create(t.optim(), datas(groupA), grads(groupA), ac, outputDir, budget);
             optB = groupB.isEmpty() ? null : Optimizer.create(t.optim(), datas(groupB), grads(groupB), ac, outputDir, budget);
             return loop(total, schedule, groupA, groupB, ratio);
         } finally {
@@ -207,7 +209,7 @@ public final class Trainer {
         int saveSteps = o.saveSteps(), logSteps = o.loggingSteps();
         boolean evalSteps = args.eval().strategy().equals("steps") && !eval.isEmpty();
         int evalEvery = args.eval().steps();
-        double maxNorm = args.training().maxGradNorm();
+        double maxNorm = args.optimizerMethod().skipsClipping() ? 0 : args.training().maxGradNorm();
         long t0 = System.nanoTime(), tokensThisRun = 0, startStep = step;
         double lastLoss = Double.NaN;
         Double lastEval = null;
@@ -255,6 +257,7 @@ public final class Trainer {
             if (bad != null)
                 throw new Peft4jException("training diverged: the gradient of '" + bad + "' has NaN/Inf at step " + (step + 1)
                         + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
+            optA.beforeClip();
             double norm = maxNorm > 0 ? GradClip.clipGlobalNorm(allGrads, maxNorm) : GradClip.clipGlobalNorm(allGrads, Double.POSITIVE_INFINITY);
             double lr = schedule.lr(step);
             optA.step(lr);

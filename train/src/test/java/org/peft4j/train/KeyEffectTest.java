@@ -17,6 +17,7 @@ import org.peft4j.model.RandomModels;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.testkit.Shared;
 import org.peft4j.train.data.TokenizedExample;
@@ -53,7 +54,7 @@ class KeyEffectTest {
     static final double UPDATE_ATOL = 1e-9;
 
     @TempDir static Path tmp;
-    static Path model, data, data2, randomModel, adapter, checkpoint, general;
+    static Path model, data, data2, randomModel, fourLayers, adapter, checkpoint, general;
     static int runs;
     static int threadsBefore;
     static final Map<List<String>, Probe> baselines = new HashMap<>();
@@ -161,6 +162,13 @@ class KeyEffectTest {
         randomModel = Files.createDirectories(tmp.resolve("random-model"));
         try (Stream<Path> s = Files.list(model)) { for (Path p : s.toList()) Files.copy(p, randomModel.resolve(p.getFileName())); }
         RandomModels.save(randomModel, RandomModels.create(LlamaConfig.read(model), 3), DType.F32);
+        // a 4-layer random model of the same shapes, for the layer selections of freeze tuning (use_llama_pro)
+        fourLayers = Files.createDirectories(tmp.resolve("four-layers"));
+        try (Stream<Path> s = Files.list(model)) { for (Path p : s.toList()) Files.copy(p, fourLayers.resolve(p.getFileName())); }
+        var cfgJson = (com.fasterxml.jackson.databind.node.ObjectNode) om.readTree(fourLayers.resolve("config.json").toFile());
+        cfgJson.put("num_hidden_layers", 4);
+        Files.writeString(fourLayers.resolve("config.json"), om.writeValueAsString(cfgJson));
+        RandomModels.save(fourLayers, RandomModels.create(LlamaConfig.read(fourLayers), 4), DType.F32);
         adapter = run(List.of("--max_steps", "4", "--learning_rate", "3e-3")).out();
         checkpoint = run(List.of("--save_steps", "1")).out().resolve("checkpoint-1");
         assertTrue(Files.isDirectory(checkpoint), "fixture checkpoint missing");
@@ -348,6 +356,11 @@ class KeyEffectTest {
                     assertTrue(d.params().stream().anyMatch(n -> n.startsWith("model.layers.0.")), d.params().toString());
                     assertTrue(v.params().stream().allMatch(n -> n.startsWith("model.layers.1.")), v.params().toString());
                 }),
+                row("use_llama_pro", "true", List.of("--finetuning_type", "freeze", "--freeze_trainable_layers", "2", "--model_name_or_path", fourLayers.toString()), (d, v) -> {
+                    // 4 layers, 2 trainable: the last two (2, 3) by default; LLaMA Pro's expanded blocks, every 2nd layer (1, 3)
+                    assertEquals(Set.of(2, 3), layersOf(d));
+                    assertEquals(Set.of(1, 3), layersOf(v));
+                }),
                 row("freeze_trainable_modules", "mlp", List.of("--finetuning_type", "freeze"), (d, v) -> {
                     assertTrue(d.params().stream().anyMatch(n -> n.contains(".self_attn.")));
                     assertTrue(v.params().stream().allMatch(n -> n.contains(".mlp.")), v.params().toString());
@@ -515,6 +528,105 @@ class KeyEffectTest {
                     assertEquals(1024L << 20, ((Optimizer.Paged32) d.optimizers().getFirst()).opt().pagedState().budgetBytes());
                     assertEquals(0L, ((Optimizer.Paged32) v.optimizers().getFirst()).opt().pagedState().budgetBytes());
                 }),
+                // LLaMA-Factory's memory-saving optimizers (full fine-tuning of the 2-layer model, hidden 128, mlp 384)
+                row("use_adam_mini", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.Mini.class, v.optimizers().getFirst());
+                    // step 1 on a norm (one v for the whole tensor): Δ = −lr·g/(rms(g)/… + eps) ≈ −lr·g/rms(g), not AdamW's −lr·sign(g)
+                    float[] g = v.grad().get("model.norm.weight"), dv = delta(v, "model.norm.weight");
+                    double rms = 0;
+                    for (float x : g) rms += (double) x * x;
+                    rms = Math.sqrt(rms / g.length);
+                    for (int i = 0; i < g.length; i++) assertEquals(-1e-3 * g[i] / rms, dv[i], 1e-3 * 1e-4 + 1e-6 * Math.abs(dv[i]), "element " + i);
+                    assertTrue(maxAbs(delta(d, "model.norm.weight")) > 0.9e-3, "AdamW moves each element by about lr");
+                }),
+                row("use_muon", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.MuonOpt.class, v.optimizers().getFirst());
+                    // a hidden matrix moves by lr·0.2·√max(rows, cols) times an (almost) orthogonal matrix: its singular values are ~1
+                    String n = "model.layers.0.mlp.down_proj.weight";
+                    double adj = 1e-3 * 0.2 * Math.sqrt(384);
+                    float[] u = delta(v, n);
+                    for (int i = 0; i < u.length; i++) u[i] /= (float) -adj;
+                    // (the gradient of 2 short rows has rank < 128, and Newton-Schulz keeps its null space at 0)
+                    var svd = Pissa.svd(u, 128, 384, 128, -1, null);
+                    long nearOne = Arrays.stream(svd.s()).filter(x -> x > 0.5 && x < 1.3).count();
+                    assertTrue(svd.s()[0] < 1.3 && nearOne >= 32, "singular values " + Arrays.toString(svd.s()));
+                }),
+                row("use_galore", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.GaLoreOpt.class, v.optimizers().getFirst());
+                    assertEquals(16, rankOf(delta(v, "model.layers.0.self_attn.q_proj.weight"), 128, 128), "galore_rank 16 projection");
+                    assertTrue(rankOf(delta(d, "model.layers.0.self_attn.q_proj.weight"), 128, 128) > 16, "AdamW's update is not low-rank");
+                }),
+                row("galore_rank", "3", concat(FULL1, List.of("--use_galore", "true")), (d, v) -> {
+                    assertEquals(16, rankOf(delta(d, "model.layers.1.mlp.up_proj.weight"), 384, 128));
+                    assertEquals(3, rankOf(delta(v, "model.layers.1.mlp.up_proj.weight"), 384, 128));
+                }),
+                row("galore_target", "q_proj", concat(FULL1, List.of("--use_galore", "true")), (d, v) -> {
+                    assertEquals(16, rankOf(delta(d, "model.layers.0.self_attn.v_proj.weight"), 64, 128));
+                    assertTrue(rankOf(delta(v, "model.layers.0.self_attn.v_proj.weight"), 64, 128) > 16, "v_proj is not projected");
+                    assertEquals(16, rankOf(delta(v, "model.layers.0.self_attn.q_proj.weight"), 128, 128));
+                }),
+                row("galore_scale", "4", concat(FULL1, List.of("--use_galore", "true")), (d, v) -> {
+                    float[] a = delta(d, "model.layers.0.self_attn.o_proj.weight"), b = delta(v, "model.layers.0.self_attn.o_proj.weight");
+                    // twice the step, up to the float32 rounding of the stored weights (a few ulps of p)
+                    float[] p0 = v.start().get("model.layers.0.self_attn.o_proj.weight");
+                    for (int i = 0; i < a.length; i++) assertEquals(2 * a[i], b[i], 1e-5 * Math.abs(b[i]) + 4 * Math.ulp(p0[i]), "element " + i);
+                }),
+                row("galore_update_interval", "1", List.of("--finetuning_type", "full", "--use_galore", "true", "--max_steps", "2"), (d, v) -> assertChanged(d, v)),
+                row("galore_layerwise", "true", concat(FULL1, List.of("--use_galore", "true", "--max_grad_norm", "0.01")), (d, v) -> {
+                    // layerwise steps run before clipping: the gradients stay unclipped
+                    assertEquals(0.01, norm(d.grad()), 1e-6);
+                    assertTrue(norm(v.grad()) > 0.02, "unclipped gradient norm " + norm(v.grad()));
+                }),
+                row("use_apollo", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.ApolloOpt.class, v.optimizers().getFirst());
+                    // APOLLO scales the raw gradient per row (q_proj: rows >= cols); AdamW's step is about lr·sign(g)
+                    assertTrue(rowProportional(v, "model.layers.0.self_attn.q_proj.weight", 128, 128));
+                    assertFalse(rowProportional(d, "model.layers.0.self_attn.q_proj.weight", 128, 128));
+                }),
+                row("apollo_target", "q_proj", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> {
+                    assertTrue(rowProportional(d, "model.layers.0.mlp.gate_proj.weight", 384, 128));
+                    assertFalse(rowProportional(v, "model.layers.0.mlp.gate_proj.weight", 384, 128));
+                    assertTrue(rowProportional(v, "model.layers.0.self_attn.q_proj.weight", 128, 128));
+                }),
+                row("apollo_rank", "4", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> assertChanged(d, v)),
+                row("apollo_update_interval", "1", List.of("--finetuning_type", "full", "--use_apollo", "true", "--max_steps", "2"), (d, v) -> assertChanged(d, v)),
+                row("apollo_proj", "svd", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> assertChanged(d, v)),
+                row("apollo_scale", "128", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> {
+                    // step 1 (no limiter yet): the update is sqrt(scale) times the scaled gradient, twice as large for 128 as for 32
+                    float[] a = delta(d, "model.layers.0.mlp.gate_proj.weight"), b = delta(v, "model.layers.0.mlp.gate_proj.weight");
+                    float[] p0 = v.start().get("model.layers.0.mlp.gate_proj.weight");
+                    for (int i = 0; i < a.length; i++) assertEquals(2 * a[i], b[i], 1e-5 * Math.abs(b[i]) + 4 * Math.ulp(p0[i]), "element " + i);
+                }),
+                row("apollo_scale_type", "tensor", concat(FULL1, List.of("--use_apollo", "true")), (d, v) -> {
+                    // APOLLO-Mini: one scaling for the whole matrix, so Δ/g is the same constant in every row
+                    assertEquals(1.0, ratioSpread(v, "model.layers.0.self_attn.o_proj.weight"), 1e-2);
+                    assertTrue(ratioSpread(d, "model.layers.0.self_attn.o_proj.weight") > 1.05, "channel scaling differs between rows");
+                }),
+                row("apollo_layerwise", "true", concat(FULL1, List.of("--use_apollo", "true", "--max_grad_norm", "0.01")), (d, v) -> {
+                    assertEquals(0.01, norm(d.grad()), 1e-6);
+                    assertTrue(norm(v.grad()) > 0.02, "unclipped gradient norm " + norm(v.grad()));
+                }),
+                row("use_badam", "true", FULL1, (d, v) -> {
+                    assertInstanceOf(Optimizer.BAdam.class, v.optimizers().getFirst());
+                    assertTrue(maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")) > 0);
+                    for (String n : List.of("model.layers.1.mlp.up_proj.weight", "model.embed_tokens.weight", "model.norm.weight"))
+                        assertEquals(0.0, maxAbs(delta(v, n)), n + " is outside the active block");
+                    assertTrue(maxAbs(delta(d, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
+                row("badam_start_block", "1", concat(FULL1, List.of("--use_badam", "true")), (d, v) -> {
+                    assertEquals(0.0, maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")));
+                    assertTrue(maxAbs(delta(v, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
+                row("badam_switch_mode", "descending", concat(FULL1, List.of("--use_badam", "true")), (d, v) -> {
+                    assertTrue(maxAbs(delta(d, "model.layers.0.mlp.up_proj.weight")) > 0, "ascending starts at layer 0");
+                    assertEquals(0.0, maxAbs(delta(v, "model.layers.0.mlp.up_proj.weight")), "descending starts at the last layer");
+                    assertTrue(maxAbs(delta(v, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
+                row("badam_switch_interval", "2", List.of("--finetuning_type", "full", "--use_badam", "true", "--max_steps", "3"), (d, v) -> {
+                    // BAdam switches after step k when (k + 1) % interval == 0: after step 1 here, never in 3 steps at 50
+                    assertEquals(0.0, maxAbs(delta(d, "model.layers.1.mlp.up_proj.weight")));
+                    assertTrue(maxAbs(delta(v, "model.layers.1.mlp.up_proj.weight")) > 0);
+                }),
                 row("seed", "7", (d, v) -> {
                     String a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
                     assertFalse(Arrays.equals(d.start().get(a), v.start().get(a)), "another initialisation");
@@ -556,6 +668,79 @@ class KeyEffectTest {
 
     static long logLines(Probe p, String key) throws IOException {
         return Files.readAllLines(p.out().resolve("trainer_log.jsonl")).stream().filter(l -> l.contains("\"" + key + "\"")).count();
+    }
+
+    /// The decoder layers with a trained tensor.
+    static Set<Integer> layersOf(Probe p) {
+        Set<Integer> out = new TreeSet<>();
+        for (String n : p.params()) if (n.startsWith("model.layers.")) out.add(Integer.parseInt(n.split("\\.")[2]));
+        return out;
+    }
+
+    /// Whether the update of `name` (rows, cols) is the gradient times one factor per row: Δ/g agrees within 1% over
+    /// each row's elements with |g| ≥ 0.3·max|g| of that row (smaller ones are too close to the rounding of the weights).
+    static boolean rowProportional(Probe p, String name, int rows, int cols) {
+        float[] dl = delta(p, name), g = p.grad().get(name);
+        for (int i = 0; i < rows; i++) {
+            double max = 0;
+            for (int j = 0; j < cols; j++) max = Math.max(max, Math.abs(g[i * cols + j]));
+            if (max == 0) continue;
+            double lo = Double.POSITIVE_INFINITY, hi = Double.NEGATIVE_INFINITY;
+            for (int j = 0; j < cols; j++) {
+                int q = i * cols + j;
+                if (Math.abs(g[q]) < 0.3 * max) continue;
+                double r = dl[q] / g[q];
+                lo = Math.min(lo, r);
+                hi = Math.max(hi, r);
+            }
+            if (!(hi <= lo * 1.01 + 1e-12 && lo > 0 || hi < 0 && lo >= hi * 1.01 - 1e-12)) return false;
+        }
+        return true;
+    }
+
+    /// max/min over the rows of each row's median Δ/g (1 when one factor scales the whole matrix).
+    static double ratioSpread(Probe p, String name) {
+        float[] dl = delta(p, name), g = p.grad().get(name);
+        int rows = (int) p.built().model().params().stream().filter(x -> x.name().equals(name)).findFirst().orElseThrow().shape()[0];
+        int cols = g.length / rows;
+        double lo = Double.POSITIVE_INFINITY, hi = 0;
+        for (int i = 0; i < rows; i++) {
+            double max = 0;
+            for (int j = 0; j < cols; j++) max = Math.max(max, Math.abs(g[i * cols + j]));
+            if (max == 0) continue;
+            List<Double> rs = new ArrayList<>();
+            for (int j = 0; j < cols; j++) if (Math.abs(g[i * cols + j]) >= 0.3 * max) rs.add(Math.abs(dl[i * cols + j] / (double) g[i * cols + j]));
+            rs.sort(null);
+            double med = rs.get(rs.size() / 2);
+            lo = Math.min(lo, med);
+            hi = Math.max(hi, med);
+        }
+        return hi / lo;
+    }
+
+    /// Full fine-tuning, one step.
+    static final List<String> FULL1 = List.of("--finetuning_type", "full", "--max_steps", "1");
+
+    static float[] delta(Probe p, String name) {
+        float[] a = p.start().get(name), b = p.end().get(name);
+        assertNotNull(a, name + " is not trained");
+        float[] out = new float[a.length];
+        for (int i = 0; i < a.length; i++) out[i] = b[i] - a[i];
+        return out;
+    }
+
+    /// Numerical rank: singular values above 1e-3 of the largest (float32 updates of low rank leave ~1e-6 noise).
+    static int rankOf(float[] m, int rows, int cols) {
+        var svd = Pissa.svd(m.clone(), rows, cols, Math.min(rows, cols), -1, null);
+        int r = 0;
+        for (double s : svd.s()) if (s > 1e-3 * svd.s()[0]) r++;
+        return r;
+    }
+
+    static double norm(Map<String, float[]> tensors) {
+        double s = 0;
+        for (float[] x : tensors.values()) for (float f : x) s += (double) f * f;
+        return Math.sqrt(s);
     }
 
     static void assertChanged(Probe d, Probe v) {

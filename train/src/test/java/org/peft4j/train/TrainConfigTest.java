@@ -122,9 +122,7 @@ class TrainConfigTest {
     /// unknown with a look-alike suggested; false/null values and the default of a strategy key pass.
     @Test
     void llamaFactoryKeysNotBuiltAreNamedAsSuch() {
-        for (String[] kv : List.of(new String[]{"use_galore", "true", "GaLore"}, new String[]{"fp8", "true", "FP8"},
-                new String[]{"use_llama_pro", "true", "LLaMA Pro"}, new String[]{"use_badam", "true", "BAdam"},
-                new String[]{"use_muon", "true", "Muon"}, new String[]{"tensor_model_parallel_size", "4", "Megatron"},
+        for (String[] kv : List.of(new String[]{"fp8", "true", "FP8"}, new String[]{"tensor_model_parallel_size", "4", "Megatron"},
                 new String[]{"oft_block_size", "32", "OFT"}, new String[]{"save_strategy", "epoch", "steps"})) {
             var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--" + kv[0], kv[1])), kv[0]);
             assertTrue(e.getMessage().contains("'" + kv[0] + "' is a LLaMA-Factory key that peft4j does not support yet")
@@ -134,6 +132,27 @@ class TrainConfigTest {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft")));
         assertTrue(e.getMessage().contains("finetuning_type oft") && e.getMessage().contains("not built yet"), e.getMessage());
     }
+    /// The memory-saving optimizers: one at a time, each replacing optim, refused where LLaMA-Factory refuses them
+    /// or where peft4j has not built the variant, with the key and what to do.
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "--use_galore true --use_muon true                                  | use_galore and use_muon each choose the optimizer",
+            "--use_adam_mini true --optim adamw_8bit                            | optim adamw_8bit cannot take effect",
+            "--use_muon true --loraplus_lr_ratio 16                             | use_muon and loraplus_lr_ratio",
+            "--use_galore true                                                  | use_galore projects full-weight gradients and cannot be used with LoRA",
+            "--use_apollo true                                                  | use_apollo scales full-weight gradients and cannot be used with LoRA",
+            "--use_galore true --finetuning_type full --galore_layerwise true --gradient_accumulation_steps 2 | galore_layerwise",
+            "--use_galore true --finetuning_type full --galore_target qkv       | galore_target 'qkv'",
+            "--use_galore true --finetuning_type full --galore_proj_type left   | galore_proj_type 'left' is not built yet",
+            "--use_apollo true --finetuning_type full --apollo_scale_type row   | apollo_scale_type must be channel or tensor",
+            "--use_badam true --finetuning_type full --badam_mode ratio         | badam_mode 'ratio' is not built yet",
+            "--use_badam true --finetuning_type full --badam_switch_mode spiral | badam_switch_mode 'spiral'",
+            "--use_llama_pro true                                               | use_llama_pro trains the expanded blocks by freeze tuning"})
+    void memorySavingOptimizerRefusals(String args, String message) {
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(args.trim().split("\\s+"))));
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
     /// Plain input errors found by trying the CLI as a new user: each is a ConfigException naming the key and the
     /// accepted range, never a failure deep in training (issue 17, items 2, 3, 4, 5 and 8).
     @ParameterizedTest

@@ -14,8 +14,23 @@ public sealed interface Method {
 
     /// LLaMA-Factory's freeze tuning: the last `trainableLayers` layers (the first |n| when negative) are trained,
     /// restricted to `modules` (e.g. `mlp`, `self_attn`, or `all`); embeddings, final norm and lm_head stay frozen.
-    record Freeze(int trainableLayers, List<String> modules) implements Method {
+    ///
+    /// `llamaPro` (LLaMA-Factory's use_llama_pro, for a model expanded by its scripts/llama_pro.py): the
+    /// `trainableLayers` added blocks are trained, every (numLayers / trainableLayers)-th layer ending with the last
+    /// (LLaMA-Factory src/llamafactory/model/adapter.py `_setup_freeze_tuning`: `range(stride - 1, num_layers +
+    /// stride - 1, stride)`).
+    record Freeze(int trainableLayers, List<String> modules, boolean llamaPro) implements Method {
+        public Freeze(int trainableLayers, List<String> modules) { this(trainableLayers, modules, false); }
+
         public boolean trains(int layer, int numLayers) {
+            if (llamaPro) {
+                if (trainableLayers < 1 || numLayers % trainableLayers != 0)
+                    throw new org.peft4j.core.Peft4jException.ConfigException("use_llama_pro trains the blocks a LLaMA Pro expansion added, evenly spaced: "
+                            + "num_hidden_layers " + numLayers + " must be a multiple of freeze_trainable_layers " + trainableLayers
+                            + " (as LLaMA-Factory); expand the model first (LLaMA-Factory's scripts/llama_pro.py, num_expand = freeze_trainable_layers) or set freeze_trainable_layers to the number of added blocks");
+                int stride = numLayers / trainableLayers;
+                return (layer + 1) % stride == 0;
+            }
             return trainableLayers > 0 ? layer >= numLayers - trainableLayers : layer < -trainableLayers;
         }
 

@@ -11,7 +11,10 @@ import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.quant.QuantLinear;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.optim.AdamMini;
 import org.peft4j.train.optim.AdamW8bit;
+import org.peft4j.train.optim.GaLore;
+import org.peft4j.train.optim.Muon;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -93,7 +96,8 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
 
     /// `method`: lora | qlora | full | freeze. `targets`: LoRA target modules (`all` = every linear); for freeze the
     /// trainable modules (`all`, `self_attn`, `mlp`), with LLaMA-Factory's default of the last 2 layers.
-    /// `optim`: adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd (no momentum).
+    /// `optim`: adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit or sgd (no momentum), or the state of
+    /// use_adam_mini / use_muon / use_galore / use_badam: adam_mini, muon, galore (galore:RANK), badam.
     /// `quantBlockSize`, `doubleQuant`: the NF4 layout for qlora (64 and true in QLoRA's recipe).
     public static MemoryEstimate estimate(LlamaConfig c, String method, int loraRank, List<String> targets, int batch, int seq,
                                           boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant) {
@@ -165,7 +169,8 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long adapters = method instanceof Method.Lora ? 4 * sum(trainable) : 0;
         long gradients = 4 * sum(trainable);
         long optimizer = 0;
-        for (long n : trainable) optimizer += optimizerBytes(optim, n);
+        if (isMethodOptimizer(optim)) optimizer = methodOptimizerBytes(c, method, optim);
+        else for (long n : trainable) optimizer += optimizerBytes(optim, n);
         long N = (long) batch * seq;
         long logits = 4 * N * c.vocabSize();
         long lse = TrainModel.lossBytes(c, batch, seq) - logits;
@@ -225,12 +230,101 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         return out;
     }
 
+    /// LLaMA-Factory's optimizers that replace `optim` ([#methodOptimizerBytes]): adam_mini, muon, galore or
+    /// galore:RANK, apollo or apollo:RANK (default rank 16), badam.
+    static boolean isMethodOptimizer(String optim) {
+        String o = optim.toLowerCase(Locale.ROOT);
+        return o.equals("adam_mini") || o.equals("muon") || o.equals("galore") || o.startsWith("galore:") || o.equals("apollo")
+                || o.startsWith("apollo:") || o.equals("badam");
+    }
+
+    /// The name of the optimizer state a run's keys choose, for [#estimate]: `optim`, or adam_mini, muon,
+    /// galore:RANK or badam when use_adam_mini, use_muon, use_galore or use_badam replace it.
+    public static String optimOf(org.peft4j.train.TrainArgs a) {
+        var m = a.optimizerMethod();
+        if (m.adamMini()) return "adam_mini";
+        if (m.muon()) return "muon";
+        if (m.galore() != null) return "galore:" + m.galore().rank();
+        if (m.apollo() != null) return "apollo:" + m.apollo().rank();
+        if (m.badam() != null) return "badam";
+        return a.training().optim();
+    }
+
+    /// Optimizer state of the method optimizers from the trainable tensors' names and shapes (galore's targets: all
+    /// linear layers): Adam-mini m (n) plus one v per block; Muon one momentum (n) per hidden matrix and m, v for the
+    /// rest; GaLore m, v of the projected shape and the projection ([GaLore#stateFloats]) per linear weight; BAdam
+    /// m, v of the largest decoder layer only.
+    static long methodOptimizerBytes(LlamaConfig c, Method method, String optim) {
+        String o = optim.toLowerCase(Locale.ROOT);
+        List<Map.Entry<String, long[]>> named = named(c, method);
+        long floats = 0;
+        if (o.equals("badam")) {
+            Map<String, Long> perLayer = new java.util.HashMap<>();
+            for (var e : named)
+                if (e.getKey().startsWith("model.layers."))
+                    perLayer.merge(e.getKey().substring(0, e.getKey().indexOf('.', "model.layers.".length())), numel(e.getValue()), Long::sum);
+            for (long n : perLayer.values()) floats = Math.max(floats, 2 * n);
+            return 4 * floats;
+        }
+        int colon = o.indexOf(':');
+        int rank = colon > 0 ? Integer.parseInt(o.substring(colon + 1)) : 16;
+        boolean apollo = o.startsWith("apollo");
+        for (var e : named) {
+            String name = e.getKey();
+            long[] shape = e.getValue();
+            long n = numel(shape);
+            floats += switch (o) {
+                case "adam_mini" -> n + AdamMini.vCount(name, shape, c.hiddenSize(), c.numAttentionHeads());
+                case "muon" -> Muon.usesMuon(name, shape) ? n : 2 * n;
+                default -> shape.length == 2 && GaLore.isLinear(name, new java.util.HashSet<>(LoraConfig.ALL_LINEAR))
+                        ? (apollo ? org.peft4j.train.optim.Apollo.stateFloats(shape[0], shape[1], rank) : GaLore.stateFloats(shape[0], shape[1], rank)) : 2 * n;
+            };
+        }
+        return 4 * floats;
+    }
+
+    /// The trainable tensors' names and shapes in `TrainModel.params()` order (full and freeze: the model's names;
+    /// LoRA: PEFT's lora_A / lora_B names).
+    static List<Map.Entry<String, long[]>> named(LlamaConfig c, Method method) {
+        List<Map.Entry<String, long[]>> out = new ArrayList<>();
+        int L = c.numHiddenLayers();
+        long V = c.vocabSize(), C = c.hiddenSize();
+        switch (method) {
+            case Method.Lora(LoraConfig lc) -> {
+                for (int l = 0; l < L; l++) {
+                    if (!lc.transformsLayer(l)) continue;
+                    for (Projection m : Projection.values()) {
+                        if (!lc.targets(m.module)) continue;
+                        long r = lc.rank(m.module);
+                        String base = "base_model.model.model.layers." + l + "." + m.path();
+                        out.add(Map.entry(base + ".lora_A.weight", new long[]{r, m.in(c)}));
+                        out.add(Map.entry(base + ".lora_B.weight", new long[]{m.out(c), r}));
+                    }
+                }
+            }
+            case Method.Full() -> {
+                out.add(Map.entry("model.embed_tokens.weight", new long[]{V, C}));
+                if (!c.tieWordEmbeddings()) out.add(Map.entry("lm_head.weight", new long[]{V, C}));
+                out.add(Map.entry("model.norm.weight", new long[]{C}));
+                for (int l = 0; l < L; l++) for (LayerTensor t : LayerTensor.values()) if (t.present(c)) out.add(Map.entry(t.name(l), t.shape(c)));
+            }
+            case Method.Freeze fz -> {
+                for (int l = 0; l < L; l++)
+                    for (LayerTensor t : LayerTensor.values())
+                        if (t.present(c) && fz.trains(l, L) && fz.trainsModule(t.suffix.substring(0, t.suffix.indexOf('.'))))
+                            out.add(Map.entry(t.name(l), t.shape(c)));
+            }
+        }
+        return out;
+    }
+
     static long optimizerBytes(String optim, long n) {
         return switch (optim.toLowerCase(Locale.ROOT)) {
             case "adamw_torch", "adamw", "paged_adamw_32bit" -> 8 * n;
             case "adamw_8bit", "paged_adamw_8bit" -> AdamW8bit.stateBytes(n);
             case "sgd" -> 0;
-            default -> throw new ConfigException("optim '" + optim + "' is not one of adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit, sgd");
+            default -> throw new ConfigException("optim '" + optim + "' is not one of adamw_torch, adamw_8bit, paged_adamw_32bit, paged_adamw_8bit, sgd, "
+                    + "or LLaMA-Factory's adam_mini, muon, galore (galore:RANK), badam");
         };
     }
 

@@ -24,6 +24,9 @@ public final class AdamW {
         }
 
         public static Config hfDefaults() { return new Config(0.9, 0.999, 1e-8, 0.0); }
+
+        /// The same betas and eps with weight decay 0 (transformers' no-decay group: biases and norms).
+        public Config withoutDecay() { return new Config(beta1, beta2, eps, 0.0); }
     }
 
     /// What a checkpoint keeps: the step count and one m and v array per parameter (same order and sizes).
@@ -83,7 +86,7 @@ public final class AdamW {
     /// Tensors at least this long are updated on all threads (full fine-tuning's matrices; adapters are smaller).
     static final int PARALLEL_MIN = 1 << 16;
 
-    private static void update(Scalars k, float[] p, float[] g, float[] mt, float[] vt, int from, int to) {
+    static void update(Scalars k, float[] p, float[] g, float[] mt, float[] vt, int from, int to) {
         for (int i = from; i < to; i++) {
             float gi = g[i];
             float mi = mt[i] + k.ob1 * (gi - mt[i]);              // torch: exp_avg.lerp_(grad, 1 − β1)

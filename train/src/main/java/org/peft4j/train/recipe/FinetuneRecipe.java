@@ -222,7 +222,7 @@ public final class FinetuneRecipe {
     /// allocating the trainable tensors (lora_rank 100000 would otherwise end in an OutOfMemoryError minutes later).
     static void requireMemory(TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq) {
         MemoryEstimate e = MemoryEstimate.estimate(c, method, quantized, a.training().perDeviceTrainBatchSize(), seq,
-                a.finetuning().gradientCheckpointing(), a.training().optim(), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+                a.finetuning().gradientCheckpointing(), MemoryEstimate.optimOf(a), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
         long max = Runtime.getRuntime().maxMemory();
         if (e.total() > max)
             throw new ConfigException(String.format(java.util.Locale.ROOT, "this run needs about %.1f GiB (trainable %.1f GiB, their gradients %.1f GiB, "

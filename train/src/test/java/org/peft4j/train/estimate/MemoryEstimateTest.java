@@ -46,6 +46,47 @@ class MemoryEstimateTest {
         return n;
     }
 
+    /// use_adam_mini, use_muon, use_galore, use_apollo, use_badam: the estimate's optimizer bytes equal the state the optimizers
+    /// allocate over a real TrainModel's parameters (full fine-tuning of `tiny`), and each is below AdamW's.
+    @Test
+    void methodOptimizerStateMatchesTheOptimizers() {
+        for (boolean tied : new boolean[]{true, false}) {
+            LlamaConfig c = tiny(tied);
+            TrainModel tm = new TrainModel(RandomModels.create(c, 1), new Method.Full(), GEMM, 1, 8, false, 1);
+            List<Param> ps = tm.params();
+            AdamW.Config ac = AdamW.Config.hfDefaults();
+            long adamw = 8 * paramFloats(tm);
+            var mini = new org.peft4j.train.optim.AdamMini(ps, ac, c.hiddenSize(), c.numAttentionHeads());
+            long miniFloats = paramFloats(tm) + mini.vValues();
+            var muon = new org.peft4j.train.optim.Muon(ps, ac, null).state();
+            long muonFloats = count(muon.momentum()) + count(muon.m()) + count(muon.v());
+            var galore = new org.peft4j.train.optim.GaLore(ps, ac, new org.peft4j.train.optim.GaLore.Config(List.of("all"), 4, 200, 2.0, "std", false),
+                    new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR)).state();
+            long galoreFloats = count(galore.m()) + count(galore.v()) + count(galore.proj());
+            var apolloOpt = new org.peft4j.train.optim.Apollo(ps, ac, new org.peft4j.train.optim.Apollo.Config(List.of("all"), 4, 200, 32.0,
+                    "random", "std", "channel", false, false), new java.util.LinkedHashSet<>(LoraConfig.ALL_LINEAR), 1L);
+            var apollo = apolloOpt.state();
+            long projectedCount = 0;
+            for (int i = 0; i < ps.size(); i++) if (apolloOpt.projected(i)) projectedCount++;
+            long apolloFloats = count(apollo.m()) + count(apollo.v()) + count(apollo.proj()) + projectedCount;
+            var badam = new org.peft4j.train.optim.BlockAdam(ps, ac, new org.peft4j.train.optim.BlockAdam.Config(null, "ascending", 50), 0).state();
+            long badamFloats = count(badam.m()) + count(badam.v());
+            assertEquals(4 * miniFloats, MemoryEstimate.methodOptimizerBytes(c, new Method.Full(), "adam_mini"));
+            assertEquals(4 * muonFloats, MemoryEstimate.methodOptimizerBytes(c, new Method.Full(), "muon"));
+            assertEquals(4 * galoreFloats, MemoryEstimate.methodOptimizerBytes(c, new Method.Full(), "galore:4"));
+            assertEquals(4 * badamFloats, MemoryEstimate.methodOptimizerBytes(c, new Method.Full(), "badam"));
+            assertEquals(4 * apolloFloats, MemoryEstimate.methodOptimizerBytes(c, new Method.Full(), "apollo:4"));
+            for (String o : List.of("adam_mini", "muon", "galore:4", "apollo:4", "badam"))
+                assertTrue(MemoryEstimate.methodOptimizerBytes(c, new Method.Full(), o) < adamw, o + " keeps less than AdamW");
+        }
+    }
+
+    static long count(List<float[]> xs) {
+        long n = 0;
+        for (float[] x : xs) if (x != null) n += x.length;
+        return n;
+    }
+
     @Test
     void activationsAdaptersGradientsMatchTrainModel() {
         for (boolean tied : new boolean[]{true, false}) {
