@@ -49,7 +49,7 @@ public final class TrainConfig {
         noted("trust_remote_code", Type.BOOL, false, "Accepted; peft4j runs no model code from the Hub.");
         noted("cache_dir", Type.STRING, null, "Accepted; see HF_HOME for the Hub cache.");
         // method
-        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO) or kto (answers labelled good or bad by a kto_tag column).");
+        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
         key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
@@ -364,8 +364,8 @@ public final class TrainConfig {
         if (str("output_dir").isBlank()) throw new ConfigException("output_dir is empty; give the folder to write checkpoints and the adapter to");
         checkRanges();
         String stage = str("stage");
-        if (!List.of("sft", "pt", "dpo", "kto").contains(stage))
-            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo or kto (rm and ppo are not available yet)");
+        if (!List.of("sft", "pt", "dpo", "kto", "rm").contains(stage))
+            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo, kto or rm (ppo is not available yet)");
         if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");
@@ -413,9 +413,9 @@ public final class TrainConfig {
             if (str("ref_model_adapters") != null && str("ref_model_adapters").contains(","))
                 throw new ConfigException("ref_model_adapters '" + str("ref_model_adapters") + "' names several adapters; peft4j applies one: merge the others into ref_model first with peft4j export");
         }
-        if (stage.equals("dpo") || stage.equals("kto")) {
+        if (stage.equals("dpo") || stage.equals("kto") || stage.equals("rm")) {
             if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage " + stage + " (each sequence is its own row); set packing: false");
-            if (optDouble("neftune_noise_alpha") != null)
+            if (optDouble("neftune_noise_alpha") != null && !stage.equals("rm"))
                 throw new ConfigException("neftune_noise_alpha is not supported with stage " + stage + " (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
         }
         if (!List.of("bnb", "bitsandbytes").contains(str("quantization_method")))

@@ -243,6 +243,31 @@ public final class TrainModel {
         return logits;
     }
 
+    /// The model part of a reward model's step: the final-normed hidden states (rows, T, C) of every position (what
+    /// TRL's value head reads), valid until the next forward. The gradient w.r.t. them goes to [#backwardNormed].
+    public float[] forwardNormed(int[] tokens, int rows, int T, boolean training, long step) {
+        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
+        this.Bc = rows;
+        checkBatch(tokens, T);
+        if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        lastTraining = training;
+        decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
+        return decoder.finalNorm(acts);
+    }
+
+    /// Backward of the last [#forwardNormed] from dLoss/d(normed hidden states) (rows, T, C), adding into the
+    /// parameter gradients.
+    public void backwardNormed(int[] tokens, float[] dnormed, long step) {
+        decoder.backwardNormed(acts, tokens, dnormed, grads, lastTraining ? noise(step) : null);
+    }
+
+    /// Adds a trainable tensor outside the decoder (a reward model's value head): the optimizer, gradient clipping and
+    /// checkpoints treat it as any other parameter. Call before the optimizer is built.
+    public void addHeadParam(Param p) {
+        for (Param q : params) if (q.name().equals(p.name())) throw new IllegalStateException("parameter " + p.name() + " exists already");
+        params.add(p);
+    }
+
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {

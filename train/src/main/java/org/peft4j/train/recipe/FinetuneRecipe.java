@@ -135,7 +135,7 @@ public final class FinetuneRecipe {
         BeforeAfter comparison = null;
         if (comparing) {
             comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText(),
-                    a.finetuning().stage().equals("dpo") || a.finetuning().stage().equals("kto"));
+                    List.of("dpo", "kto", "rm").contains(a.finetuning().stage()));
             comparison.before(weights);
         }
 
@@ -148,7 +148,7 @@ public final class FinetuneRecipe {
         // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward; stage kto
         // scores an example and its KL sequence in separate forwards of per_device_train_batch_size rows
         String stage = a.finetuning().stage();
-        int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") ? 2 : 1);
+        int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") || stage.equals("rm") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
         requireMemory(a, baseConfig, method, qbase != null, tmax);
@@ -158,7 +158,7 @@ public final class FinetuneRecipe {
         if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
             useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
 
-        int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
+        int pairRows = stage.equals("dpo") || stage.equals("kto") || stage.equals("rm") ? 2 : 1;   // units of two sequences each
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
                 qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
                 data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), data.template().name(), Parallel.threads(), gemm.name(),
