@@ -186,21 +186,37 @@ public final class TrainConfig {
         unsupportedAll("LLaMA Pro block expansion is not built yet.", "use_llama_pro");
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
         unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
-        unsupportedAll("FP8 training needs FP8 hardware; peft4j computes in float32.", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
+        notedAll("Accepted; FP8 mixed precision in LLaMA-Factory (matrix products in FP8 with scales, master weights kept in higher precision); "
+                + "peft4j computes in float32 on the CPU, as with bf16/fp16 (what is trained and saved is the same).", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
                 "add_special_tokens", "new_special_tokens_config", "init_special_tokens", "split_special_tokens");
         unsupportedAll("this model change is not supported yet.", "rope_scaling", "shift_attn", "mixture_of_depths", "train_from_scratch",
                 "moe_aux_loss_coef", "block_diag_attn", "neat_packing", "model_max_length");
-        unsupportedAll("stage ppo and reward models are not supported yet.", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
+        unsupportedAll("stage ppo is not supported yet (reward models train with stage rm).", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
                 "ppo_whiten_rewards", "reward_model", "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type");
         unsupportedAll("this LoRA variant is not supported yet.", "create_new_adapter", "loraplus_lr_embedding", "freeze_extra_modules", "adapter_folder");
-        unsupportedAll("Megatron-Core / hyper-parallel training is not supported; peft4j trains in one process.", "use_mca", "use_megatron_bridge",
-                "megatron_bridge_args", "use_hyper_parallel", "hyper_parallel_args", "hyper_parallel_cp_size", "tensor_model_parallel_size",
+        // Megatron-Core (use_mca), Megatron Bridge and hyper-parallel runtimes: how the same model and loss are split over
+        // GPU processes (tensor/pipeline/context/expert parallel degrees, sharded optimizer, overlapped communication,
+        // recomputation); one process computes what the devices compute together
+        notedAll("Accepted; LLaMA-Factory's Megatron-Core / Megatron Bridge / hyper-parallel runtime splits the same model and loss over GPU processes; "
+                + "peft4j trains in one process, which computes what the devices compute together (recompute_granularity: see gradient_checkpointing).",
+                "use_mca", "use_megatron_bridge", "use_hyper_parallel", "hyper_parallel_cp_size", "tensor_model_parallel_size",
                 "pipeline_model_parallel_size", "context_parallel_size", "expert_model_parallel_size", "sequence_parallel",
                 "use_distributed_optimizer", "overlap_grad_reduce", "overlap_param_gather", "moe_grouped_gemm", "moe_token_dispatcher_type",
-                "recompute_granularity", "mixed_precision", "use_packed_sequences");
-        unsupportedAll("KTransformers (CPU/GPU hybrid MoE training) is not supported.", "use_kt", "kt_config", "kt_cpu_activation", "kt_weight_path",
-                "kt_non_expert_weight_path", "kt_expert_checkpoint_path", "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size");
+                "recompute_granularity");
+        noted("mixed_precision", Type.STRING, null, "Megatron's precision recipe (bf16_mixed, fp16_mixed, ...); peft4j computes in float32 on the CPU, as with bf16/fp16.");
+        unsupportedAll("Megatron's packed sequences put several examples in a row with attention kept within each example (as neat_packing), which peft4j does not build yet; set use_packed_sequences: false.",
+                "use_packed_sequences");
+        unsupportedAll("free-form Megatron Bridge / hyper-parallel arguments can change the model or the loss; peft4j cannot check them: drop the key.",
+                "megatron_bridge_args", "hyper_parallel_args");
+        // KTransformers: MoE experts on the CPU with its kernels, the rest on the GPU; the model computed is the same
+        // unless its experts are read from separately converted (int8/int4) weights
+        notedAll("Accepted; KTransformers runs the MoE experts on the CPU with its own kernels; peft4j runs the whole model on the CPU in one process "
+                + "(the same function; kt_config's kt_expert_weight_format must be a 16/32-bit float).", "use_kt", "kt_config", "kt_cpu_activation");
+        unsupportedAll("KTransformers' separately converted weights (e.g. int8 experts) are not what model_name_or_path holds, so the model would differ; "
+                + "point model_name_or_path at the Hugging Face model and drop the key.", "kt_weight_path", "kt_non_expert_weight_path", "kt_expert_checkpoint_path");
+        unsupportedAll("LoRA on MoE experts (KTransformers) is not supported: peft4j's models have no experts.", "kt_use_lora_experts",
+                "kt_lora_expert_num", "kt_lora_expert_intermediate_size");
         unsupportedAll("this data option is not supported yet.", "mix_strategy", "interleave_probs", "eval_on_each_dataset", "eval_num_beams",
                 "disable_shuffling", "compute_accuracy", "early_stopping_steps");
         notedAll("Accepted; peft4j computes no loss on padding (LLaMA-Factory's default, true).", "ignore_pad_token_for_loss");
@@ -426,6 +442,7 @@ public final class TrainConfig {
             notes.add("ray_num_workers=" + i("ray_num_workers") + ": peft4j trains in one process; gradient_accumulation_steps "
                     + i("gradient_accumulation_steps") + " is multiplied by " + i("ray_num_workers") + " so each optimizer step sees as many examples as the " + i("ray_num_workers") + " workers would");
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
+        checkKtConfig();
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));
         if (optInt("eval_steps") != null && i("eval_steps") < 1) throw new ConfigException("eval_steps must be >= 1, got " + i("eval_steps"));
         String adapter = str("adapter_name_or_path");
@@ -440,6 +457,23 @@ public final class TrainConfig {
             if (str("eval_dataset") == null && d("val_size") <= 0)
                 throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
         }
+    }
+
+    /// kt_config (a mapping): its kt_expert_weight_format must keep the experts' weights as they are (bf16, fp16,
+    /// fp32); a quantized format (int8, int4, ...) computes another model, which peft4j would not match.
+    private void checkKtConfig() {
+        String kt = str("kt_config");
+        if (kt == null || kt.isBlank()) return;
+        String format;
+        try {
+            JsonNode n = new ObjectMapper().readTree(kt);
+            format = n != null && n.isObject() && n.has("kt_expert_weight_format") ? n.get("kt_expert_weight_format").asText() : null;
+        } catch (JsonProcessingException e) {
+            throw new ConfigException("kt_config must be a mapping (kt_expert_weight_format: bf16, ...), got '" + kt + "'");
+        }
+        if (format != null && !List.of("bf16", "bfloat16", "fp16", "float16", "fp32", "float32").contains(format.toLowerCase()))
+            throw new ConfigException("kt_config: kt_expert_weight_format '" + format + "' quantizes the MoE experts, so the model trained would differ from "
+                    + "model_name_or_path's; peft4j trains the weights as stored: use kt_expert_weight_format: bf16 or drop kt_config");
     }
 
     /// Plain range checks of numeric keys, so a typo is a message rather than a failure deep in training.

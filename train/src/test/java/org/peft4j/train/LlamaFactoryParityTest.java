@@ -87,6 +87,10 @@ class LlamaFactoryParityTest {
         for (String f : List.of("tokenizer.json", "tokenizer_config.json", "trainer_log.jsonl", "all_results.json", "checkpoint-2/trainer_state.json",
                 "checkpoint-2/tokenizer_config.json", "checkpoint-2/" + (lora ? "adapter_model.safetensors" : "model.safetensors")))
             assertTrue(Files.exists(out.resolve(f)), name + ": " + f);
+        // stage rm: LLaMA-Factory's value head beside the adapter or model, in the output folder and each checkpoint
+        if (c.str("stage").equals("rm"))
+            for (String f : List.of("value_head.safetensors", "checkpoint-2/value_head.safetensors"))
+                assertTrue(Files.exists(out.resolve(f)), name + ": " + f);
     }
 
     static Path resources() throws URISyntaxException {

@@ -122,9 +122,9 @@ class TrainConfigTest {
     /// unknown with a look-alike suggested; false/null values and the default of a strategy key pass.
     @Test
     void llamaFactoryKeysNotBuiltAreNamedAsSuch() {
-        for (String[] kv : List.of(new String[]{"use_galore", "true", "GaLore"}, new String[]{"fp8", "true", "FP8"},
+        for (String[] kv : List.of(new String[]{"use_galore", "true", "GaLore"}, new String[]{"kt_weight_path", "/x", "int8"},
                 new String[]{"use_llama_pro", "true", "LLaMA Pro"}, new String[]{"use_badam", "true", "BAdam"},
-                new String[]{"use_muon", "true", "Muon"}, new String[]{"tensor_model_parallel_size", "4", "Megatron"},
+                new String[]{"use_muon", "true", "Muon"}, new String[]{"use_packed_sequences", "true", "neat_packing"},
                 new String[]{"oft_block_size", "32", "OFT"}, new String[]{"save_strategy", "epoch", "steps"})) {
             var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--" + kv[0], kv[1])), kv[0]);
             assertTrue(e.getMessage().contains("'" + kv[0] + "' is a LLaMA-Factory key that peft4j does not support yet")
@@ -134,6 +134,26 @@ class TrainConfigTest {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft")));
         assertTrue(e.getMessage().contains("finetuning_type oft") && e.getMessage().contains("not built yet"), e.getMessage());
     }
+    /// LLaMA-Factory's distributed-runtime keys (FP8 mixed precision, Megatron-Core / Bridge parallel degrees,
+    /// KTransformers' placement) are accepted with a note saying what peft4j computes instead, as bf16 and deepspeed
+    /// are; where the result would differ (experts quantized by kt_config, converted KT weights, Megatron's packed
+    /// sequences, free-form engine arguments) the key is refused naming why.
+    @Test
+    void runtimeKeysAreNotedWhereTheResultIsTheSame() {
+        TrainConfig c = TrainConfig.load(null, flags("--fp8", "true", "--fp8_backend", "torchao", "--tensor_model_parallel_size", "4",
+                "--pipeline_model_parallel_size", "2", "--use_distributed_optimizer", "true", "--recompute_granularity", "full",
+                "--mixed_precision", "bf16_mixed", "--use_mca", "true", "--use_kt", "true", "--kt_cpu_activation", "retain",
+                "--kt_config", "{\"kt_expert_weight_format\":\"bf16\",\"kt_num_threads\":96}"));
+        for (String k : List.of("fp8", "fp8_backend", "tensor_model_parallel_size", "pipeline_model_parallel_size", "use_distributed_optimizer",
+                "recompute_granularity", "mixed_precision", "use_mca", "use_kt", "kt_cpu_activation", "kt_config"))
+            assertTrue(c.notes().stream().anyMatch(n -> n.startsWith(k + "=")), k + " has a note: " + c.notes());
+        assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("fp8=") && n.contains("float32")), c.notes().toString());
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--use_kt", "true", "--kt_config", "{\"kt_expert_weight_format\":\"int8\"}")));
+        assertTrue(e.getMessage().contains("kt_expert_weight_format 'int8'"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--megatron_bridge_args", "{\"a\":1}")));
+        assertTrue(e.getMessage().contains("megatron_bridge_args"), e.getMessage());
+    }
+
     /// Plain input errors found by trying the CLI as a new user: each is a ConfigException naming the key and the
     /// accepted range, never a failure deep in training (issue 17, items 2, 3, 4, 5 and 8).
     @ParameterizedTest
