@@ -167,8 +167,17 @@ public final class TrainConfig {
                 "image_max_pixels", "image_min_pixels", "image_do_pan_and_scan", "crop_to_patches", "video_max_pixels", "video_min_pixels",
                 "video_fps", "video_maxlen", "use_audio_in_video", "audio_sampling_rate", "media_dir", "freeze_vision_tower",
                 "freeze_multi_modal_projector", "freeze_language_model");
-        notedAll("Accepted; a generation setting: training does not use it (peft4j chat and generate take it).", "do_sample", "temperature",
-                "top_p", "top_k", "num_beams", "max_length", "max_new_tokens", "repetition_penalty", "length_penalty", "skip_special_tokens");
+        // generation (LLaMA-Factory's GeneratingArguments, its defaults): do_predict's batch generation uses them
+        key("do_sample", Type.BOOL, true, "do_predict: sample (with temperature, top_p, top_k) rather than pick the most likely token.");
+        key("temperature", Type.FLOAT, 0.95, "do_predict: sampling temperature (do_sample).");
+        key("top_p", Type.FLOAT, 0.7, "do_predict: nucleus sampling threshold in (0, 1] (do_sample).");
+        key("top_k", Type.INT, 50, "do_predict: keep the k most likely tokens (do_sample; 0 = off).");
+        key("max_new_tokens", Type.INT, 1024, "do_predict: tokens to generate at most per example (the model's context also ends it).");
+        key("repetition_penalty", Type.FLOAT, 1.0, "do_predict: HF repetition penalty (1 = off).");
+        key("skip_special_tokens", Type.BOOL, true, "do_predict: leave special tokens out of the predictions and labels written to generated_predictions.jsonl.");
+        KEYS.put("num_beams", new Key("num_beams", Type.INT, 1, Support.UNSUPPORTED, "only 1: beam search is not built; generation samples or picks greedily."));
+        notedAll("Accepted; a generation setting peft4j does not use (max_new_tokens and the model's context bound the length; no beam search).",
+                "max_length", "length_penalty");
         notedAll("Accepted; an export setting: training does not use it (peft4j export takes it).", "export_dir", "export_size", "export_device",
                 "export_legacy_format", "export_hub_model_id", "export_hf_on_finish");
         notedAll("Accepted; a serving setting of LLaMA-Factory's vLLM/SGLang backends: training does not use it.", "vllm_maxlen", "vllm_gpu_util",
@@ -223,7 +232,9 @@ public final class TrainConfig {
         notedAll("Accepted; peft4j trains on the CPU.", "use_cpu", "no_cuda");
         for (String k : List.of("save_strategy", "logging_strategy"))
             KEYS.put(k, new Key(k, Type.STRING, "steps", Support.UNSUPPORTED, "only 'steps' (the default, every save_steps/logging_steps) is supported yet."));
-        unsupportedAll("batch generation over a dataset (generated_predictions.jsonl) is not built yet.", "do_predict", "predict_with_generate");
+        key("do_predict", Type.BOOL, false, "Generate an answer for every example of eval_dataset (stage sft, predict_with_generate: true) with the model "
+                + "(and adapter_name_or_path): generated_predictions.jsonl and predict_results.json with BLEU-4 and ROUGE-1/2/L, as LLaMA-Factory.");
+        key("predict_with_generate", Type.BOOL, false, "do_predict: generate the answers (the only prediction peft4j builds); as in LLaMA-Factory not while training.");
         unsupportedAll("export quantization (GPTQ) is not supported; peft4j quantize writes bitsandbytes 4-bit.", "export_quantization_bit",
                 "export_quantization_dataset", "export_quantization_nsamples", "export_quantization_maxlen");
         unsupportedAll("this trainer option is not supported yet.", "label_smoothing_factor", "group_by_length", "lr_scheduler_kwargs", "optim_args",
@@ -238,6 +249,7 @@ public final class TrainConfig {
 
     private final Map<String, Object> values = new LinkedHashMap<>();
     private final List<String> notes = new ArrayList<>();
+    private final java.util.Set<String> given = new java.util.HashSet<>();     // keys set by the YAML or a flag
     private final java.util.Set<String> givenIn = new java.util.HashSet<>();   // "where key", to catch a key and its alias together
 
     private TrainConfig() {
@@ -324,6 +336,7 @@ public final class TrainConfig {
             name = "eval_strategy";
         }
         values.put(name, text == null ? null : parse(KEYS.get(name), text, where));
+        given.add(name);
     }
 
     private static Object parse(Key k, String text, String where) {
@@ -382,7 +395,9 @@ public final class TrainConfig {
         String stage = str("stage");
         if (!List.of("sft", "pt", "dpo", "kto", "rm").contains(stage))
             throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo, kto or rm (ppo is not available yet)");
-        if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
+        checkPredict(stage);
+        if (str("dataset") == null && (b("do_train") || b("do_eval") && str("eval_dataset") == null))
+            throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");
         if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
@@ -452,11 +467,40 @@ public final class TrainConfig {
             if (adapter.contains(","))
                 throw new ConfigException("adapter_name_or_path '" + adapter + "' names several adapters; peft4j continues one: merge the others into the base first with peft4j export");
         }
-        if (!b("do_train")) {
+        if (!b("do_train") && !b("do_predict")) {
             if (!b("do_eval")) throw new ConfigException("do_train and do_eval are both false: nothing to do; set do_train: true to train or do_eval: true to evaluate");
             if (str("eval_dataset") == null && d("val_size") <= 0)
                 throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
         }
+    }
+
+    /// do_predict as LLaMA-Factory runs it: stage sft with predict_with_generate, never while training (its
+    /// get_train_args refuses predict_with_generate with do_train), over eval_dataset. LLaMA-Factory's do_train defaults
+    /// to false, peft4j's to true: with do_predict and no do_train given, the run only predicts (a note says so).
+    private void checkPredict(String stage) {
+        if (!b("do_predict")) {
+            if (b("predict_with_generate") && b("do_train") && given.contains("do_train"))
+                throw new ConfigException("predict_with_generate cannot be set while training (as in LLaMA-Factory); use it with do_predict: true and do_train: false");
+            return;
+        }
+        if (!b("predict_with_generate"))
+            throw new ConfigException("do_predict without predict_with_generate (LLaMA-Factory's token accuracy of the eval set) is not supported; "
+                    + "set predict_with_generate: true to generate answers, or use do_eval for the validation loss");
+        if (!stage.equals("sft")) throw new ConfigException("do_predict generates answers with stage sft; stage " + stage + " has no prediction: set stage: sft");
+        if (b("do_train")) {
+            if (given.contains("do_train"))
+                throw new ConfigException("predict_with_generate cannot be set while training (as in LLaMA-Factory): train first, then run do_predict: true "
+                        + "with do_train: false and adapter_name_or_path set to the trained adapter");
+            values.put("do_train", false);
+            notes.add("do_predict: do_train is unset, so (LLaMA-Factory's default do_train: false) this run only predicts");
+        }
+        if (str("eval_dataset") == null)
+            throw new ConfigException("do_predict generates over eval_dataset; name the datasets to predict with eval_dataset");
+        if (i("max_new_tokens") < 1) throw new ConfigException("max_new_tokens must be >= 1, got " + i("max_new_tokens"));
+        if (d("temperature") < 0) throw new ConfigException("temperature must be >= 0, got " + d("temperature"));
+        if (!(d("top_p") > 0 && d("top_p") <= 1)) throw new ConfigException("top_p must be in (0, 1], got " + d("top_p"));
+        if (i("top_k") < 0) throw new ConfigException("top_k must be >= 0 (0 = off), got " + i("top_k"));
+        if (!(d("repetition_penalty") > 0)) throw new ConfigException("repetition_penalty must be > 0, got " + d("repetition_penalty"));
     }
 
     /// kt_config (a mapping): its kt_expert_weight_format must keep the experts' weights as they are (bf16, fp16,

@@ -106,6 +106,12 @@ public final class FinetuneRecipe {
         listener.on(new TrainEvent.Preparing(config, out, resumeFrom));
 
         Gemm gemm = Gemms.get(a.peft4j().gemm());
+        if (config.b("do_predict") && !a.finetuning().doTrain() && !a.eval().doEval()) {
+            // LLaMA-Factory's sft workflow with do_predict only: generation over eval_dataset, no model to train
+            org.peft4j.train.Prediction.Result p = org.peft4j.train.Prediction.run(config, modelDir, gemm);
+            LOG.log(System.Logger.Level.INFO, "predicted {0} examples: {1}", p.examples(), p.metrics());
+            return new Result(new Trainer.Result(0, Double.NaN, null, p.seconds(), 0, out, false), null);
+        }
         boolean prequantized = QuantizedModel.isQuantized(modelDir);
         boolean comparing = a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
         QuantizedModel qbase = null;
