@@ -74,7 +74,13 @@ public final class Prediction {
         LlamaModel m = Models.load(modelDir, gemm);
         LoadedAdapter adapter = a.model().adapterNameOrPath() == null ? null : m.loadAdapter("predict", Path.of(a.model().adapterNameOrPath()));
         List<Integer> stops = new ArrayList<>(GenerationConfig.read(modelDir, m.config).eosTokenIds());
-        for (int id : new int[] {tok.eosId(), template.eosId(enc)}) if (id >= 0 && !stops.contains(id)) stops.add(id);
+        int templateEos;
+        try {
+            templateEos = template.eosId(enc);   // the template's stop word (e.g. <|im_end|>), when the tokenizer has it
+        } catch (ConfigException e) {
+            templateEos = -1;                    // a token the tokenizer lacks cannot be generated: nothing to stop at
+        }
+        for (int id : new int[] {tok.eosId(), templateEos}) if (id >= 0 && !stops.contains(id)) stops.add(id);
         int[] stopIds = stops.stream().mapToInt(Integer::intValue).toArray();
 
         int maxPos = m.config.maxPositionEmbeddings(), longest = 1;

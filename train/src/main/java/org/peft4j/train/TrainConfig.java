@@ -194,7 +194,11 @@ public final class TrainConfig {
         unsupportedAll("the Muon optimizer is not built yet.", "use_muon");
         unsupportedAll("LLaMA Pro block expansion is not built yet.", "use_llama_pro");
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
-        unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
+        key("use_dft_loss", Type.BOOL, false, "SFT: DFT loss, each label token's cross-entropy weighted by its probability (detached), as LLaMA-Factory's dft_loss_func.");
+        key("use_eaft_loss", Type.BOOL, false, "SFT: EAFT loss, each label token's cross-entropy weighted by (entropy of the top-20 softmax / 3)^eaft_alpha (detached), as LLaMA-Factory's eaft_loss_func.");
+        key("eaft_alpha", Type.FLOAT, 1.0, "use_eaft_loss: the power of the entropy weight.");
+        unsupportedAll("ASFT (DFT plus a KL term to a reference model's full distribution) is not built yet; use_dft_loss is its first term.", "use_asft_loss");
+        KEYS.put("asft_alpha", new Key("asft_alpha", Type.FLOAT, 0.1, Support.UNSUPPORTED, "ASFT's KL weight; ASFT (use_asft_loss) is not built yet."));
         notedAll("Accepted; FP8 mixed precision in LLaMA-Factory (matrix products in FP8 with scales, master weights kept in higher precision); "
                 + "peft4j computes in float32 on the CPU, as with bf16/fp16 (what is trained and saved is the same).", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
@@ -396,6 +400,14 @@ public final class TrainConfig {
         if (!List.of("sft", "pt", "dpo", "kto", "rm").contains(stage))
             throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo, kto or rm (ppo is not available yet)");
         checkPredict(stage);
+        if (b("use_dft_loss") || b("use_eaft_loss")) {
+            String which = b("use_dft_loss") ? "use_dft_loss" : "use_eaft_loss";
+            if (!stage.equals("sft") && !stage.equals("pt"))
+                throw new ConfigException(which + " weights the token cross-entropy of stages sft and pt; stage " + stage + " has its own loss: drop " + which);
+            if (b("use_dft_loss") && b("use_eaft_loss"))
+                notes.add("use_dft_loss and use_eaft_loss are both set: DFT is used, as LLaMA-Factory's CustomSeq2SeqTrainer checks use_dft_loss first");
+            if (!(d("eaft_alpha") >= 0)) throw new ConfigException("eaft_alpha must be >= 0, got " + d("eaft_alpha"));
+        }
         if (str("dataset") == null && (b("do_train") || b("do_eval") && str("eval_dataset") == null))
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");

@@ -552,4 +552,13 @@ public final class Trainer {
         if (a.finetuning().neftuneNoiseAlpha() != null) m.setNeftuneAlpha(a.finetuning().neftuneNoiseAlpha().floatValue());
         return m;
     }
+
+    /// use_dft_loss / use_eaft_loss (with eaft_alpha) on a built model: its token loss becomes the weighted one, in
+    /// training and evaluation alike (transformers applies compute_loss_func to both). DFT wins when both are set, as
+    /// in LLaMA-Factory's CustomSeq2SeqTrainer.
+    public static TrainModel lossVariant(TrainModel m, TrainConfig c) {
+        if (c.b("use_dft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.DFT, c.d("eaft_alpha")));
+        else if (c.b("use_eaft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.EAFT, c.d("eaft_alpha")));
+        return m;
+    }
 }

@@ -109,7 +109,7 @@ class KeyEffectTest {
 
     /// do_predict: greedy-free generation keys at LLaMA-Factory's defaults over 4 examples of identity_en, 12 new tokens.
     static final List<String> GEN = List.of("--predict_with_generate", "true", "--eval_dataset", "identity_en", "--max_samples", "4",
-            "--max_new_tokens", "12");
+            "--max_new_tokens", "12", "--cutoff_len", "256");
     static final List<String> PREDICT = concat(GEN, List.of("--do_predict", "true"));
 
     static List<String> lines(Probe p, String file) throws IOException { return Files.readAllLines(p.out().resolve(file)); }
@@ -289,8 +289,16 @@ class KeyEffectTest {
                 row("skip_special_tokens", "false", PREDICT, (d, v) -> {
                     String label = new ObjectMapper().readTree(lines(v, "generated_predictions.jsonl").getFirst()).get("label").asText();
                     String labelSkipped = new ObjectMapper().readTree(lines(d, "generated_predictions.jsonl").getFirst()).get("label").asText();
-                    assertTrue(label.startsWith(labelSkipped) && label.length() > labelSkipped.length(), "the label's EOS is kept: '" + label + "'");
+                    String eos = new Tokenizer_().t.config().eosToken();
+                    assertTrue(label.contains(eos) && !labelSkipped.contains(eos), "the label's EOS " + eos + " is kept: '" + label + "' vs '" + labelSkipped + "'");
                 }),
+                // token-weighted SFT losses: the same first batch (LoRA's B = 0: the base model) gives another loss
+                row("use_dft_loss", "true", (d, v) -> {
+                    double dft = v.firstLoss(), ce = d.firstLoss();
+                    assertTrue(dft > 0 && dft < 0.5 * ce, "DFT weighs each token loss by its probability (< 1): " + dft + " vs " + ce);
+                }),
+                row("use_eaft_loss", "true", (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "EAFT weighs token losses by entropy")),
+                row("eaft_alpha", "2.0", List.of("--use_eaft_loss", "true"), (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4)),
                 // stage rm on the identity pairs: a value head trains beside the adapter and is saved as LLaMA-Factory saves it
                 row("stage", "rm", DPO, (d, v) -> {
                     assertFalse(d.params().contains("v_head.summary.weight"), "dpo has no value head");

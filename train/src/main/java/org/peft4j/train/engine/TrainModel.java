@@ -202,6 +202,21 @@ public final class TrainModel {
 
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
 
+    // LLaMA-Factory's token-weighted SFT losses (use_dft_loss, use_eaft_loss): null for plain cross-entropy
+    private org.peft4j.model.layers.TokenWeightedLoss.Config tokenWeights;
+    private float[] tokenW, tokenLosses, tokenScales, topScratch;   // (N), (N), (N), min(20, V)
+
+    /// Makes [#forward]/[#backward] compute DFT's or EAFT's weighted cross-entropy instead of the plain one (the
+    /// weights detached, as LLaMA-Factory's `dft_loss_func`/`eaft_loss_func`); null restores cross-entropy.
+    public void setTokenWeights(org.peft4j.model.layers.TokenWeightedLoss.Config cfg) {
+        tokenWeights = cfg;
+        if (cfg != null && tokenW == null) {
+            int N = lse.length;
+            tokenW = new float[N]; tokenLosses = new float[N]; tokenScales = new float[N];
+            topScratch = org.peft4j.model.layers.TokenWeightedLoss.scratch(V);
+        }
+    }
+
     /// Benchmarks: measure the wall time of attention (forward and backward) and of the loss, from zero.
     public void startTiming() { timing = true; lossNanos = 0; decoder.startTiming(); }
 
@@ -225,7 +240,9 @@ public final class TrainModel {
         if (targets == null) return 0;
         if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
         long t0 = timing ? System.nanoTime() : 0;
-        double loss = CrossEntropy.forward(null, lse, logits, targets, Bc * T, V);
+        double loss = tokenWeights != null
+                ? org.peft4j.model.layers.TokenWeightedLoss.forward(tokenWeights, tokenW, tokenLosses, lse, logits, targets, Bc * T, V, topScratch, false)
+                : CrossEntropy.forward(null, lse, logits, targets, Bc * T, V);
         if (timing) lossNanos += System.nanoTime() - t0;
         return loss;
     }
@@ -273,7 +290,9 @@ public final class TrainModel {
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
         int N = Bc * T;
         long t0 = timing ? System.nanoTime() : 0;
-        CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
+        if (tokenWeights != null)
+            org.peft4j.model.layers.TokenWeightedLoss.backward(logits, logits, lse, targets, tokenW, tokenScales, N, V, lossScale, false);
+        else CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
         if (timing) lossNanos += System.nanoTime() - t0;
         backwardLogits(tokens, logits, step);
     }

@@ -160,6 +160,7 @@ public final class FinetuneRecipe {
         requireMemory(a, baseConfig, method, qbase != null, tmax);
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
+        Trainer.lossVariant(model, config);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
         if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
             useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
