@@ -408,7 +408,7 @@ public final class TrainConfig {
                 notes.add("use_dft_loss and use_eaft_loss are both set: DFT is used, as LLaMA-Factory's CustomSeq2SeqTrainer checks use_dft_loss first");
             if (!(d("eaft_alpha") >= 0)) throw new ConfigException("eaft_alpha must be >= 0, got " + d("eaft_alpha"));
         }
-        if (str("dataset") == null && (b("do_train") || b("do_eval") && str("eval_dataset") == null))
+        if (str("dataset") == null && !(b("do_predict") && !b("do_train") && !b("do_eval")))   // predicting alone reads eval_dataset only
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");

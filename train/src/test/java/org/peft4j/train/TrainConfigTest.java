@@ -154,6 +154,30 @@ class TrainConfigTest {
         assertTrue(e.getMessage().contains("megatron_bridge_args"), e.getMessage());
     }
 
+    /// do_predict as LLaMA-Factory accepts it: with predict_with_generate, stage sft, over eval_dataset, not while
+    /// training (do_train unset means predicting only, LLaMA-Factory's default); the rest is refused naming the key.
+    /// DFT/EAFT belong to the token losses of sft/pt.
+    @Test
+    void predictAndLossVariantsAreCheckedUpFront() {
+        TrainConfig c = TrainConfig.load(null, List.of("--model_name_or_path", "m", "--output_dir", "o", "--do_predict", "true",
+                "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "1"));
+        assertFalse(c.b("do_train"), "do_predict without do_train only predicts");
+        assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("do_predict")), c.notes().toString());
+        for (String[] bad : new String[][] {
+                {"do_predict", "--do_predict", "true", "--eval_dataset", "identity"},
+                {"while training", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--do_train", "true"},
+                {"while training", "--predict_with_generate", "true", "--do_train", "true"},
+                {"stage sft", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--stage", "dpo"},
+                {"eval_dataset", "--do_predict", "true", "--predict_with_generate", "true"},
+                {"num_beams", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "4"},
+                {"top_p", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--top_p", "0"},
+                {"use_dft_loss", "--use_dft_loss", "true", "--stage", "dpo"},
+                {"use_asft_loss", "--use_asft_loss", "true"}}) {
+            var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(java.util.Arrays.copyOfRange(bad, 1, bad.length))), bad[0]);
+            assertTrue(e.getMessage().contains(bad[0]), bad[0] + ": " + e.getMessage());
+        }
+    }
+
     /// Plain input errors found by trying the CLI as a new user: each is a ConfigException naming the key and the
     /// accepted range, never a failure deep in training (issue 17, items 2, 3, 4, 5 and 8).
     @ParameterizedTest

@@ -177,6 +177,10 @@ public final class FinetuneRecipe {
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
+        if (config.b("do_predict") && !r.cancelled()) {   // do_eval with do_predict (no training): the evaluation, then the predictions
+            org.peft4j.train.Prediction.Result p = org.peft4j.train.Prediction.run(config, modelDir, gemm);
+            LOG.log(System.Logger.Level.INFO, "predicted {0} examples: {1}", p.examples(), p.metrics());
+        }
         Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
         return new Result(r, c);
     }
