@@ -59,6 +59,8 @@ public final class RewardObjective implements SequenceObjective {
             for (int c = 0; c < C; c++) w[c] = (float) rng.nextDouble(-bound, bound);
             b[0] = (float) rng.nextDouble(-bound, bound);
         }
+        // full tuning: lm_head gets no gradient through the value head (a tied lm_head is the trained embedding)
+        if (!model.config.tieWordEmbeddings()) model.freezeParam(org.peft4j.model.llama.LlamaWeights.LM_HEAD);
         model.addHeadParam(new Param(WEIGHT, new long[] {1, C}, w, dw));
         model.addHeadParam(new Param(BIAS, new long[] {1}, b, db));
         int R = model.B;

@@ -285,6 +285,13 @@ public final class TrainModel {
         params.add(p);
     }
 
+    /// Takes a tensor out of training (no optimizer state, no update, no weight decay) while the weights keep it: a
+    /// reward model's lm_head, which its value head replaces (torch skips parameters whose gradient stays None).
+    /// Call before the optimizer is built.
+    public void freezeParam(String name) {
+        params.removeIf(p -> p.name().equals(name));
+    }
+
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {

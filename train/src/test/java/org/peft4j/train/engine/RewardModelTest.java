@@ -121,6 +121,8 @@ class RewardModelTest {
         checkChain(lora, List.of("layers.1.self_attn.q_proj.lora_A", "layers.3.mlp.down_proj.lora_B", RewardObjective.WEIGHT));
         TrainModel full = new TrainModel(TrainModelTest.stories(), new Method.Full(), TrainModelTest.GEMM, 4, T, false, 3);
         checkChain(full, List.of(LlamaWeights.NORM, "model.layers.4.mlp.up_proj.weight", RewardObjective.WEIGHT));
+        // an untied lm_head gets no gradient through the value head: it is not trained (nor decayed)
+        assertFalse(full.params().stream().anyMatch(p -> p.name().equals(LlamaWeights.LM_HEAD)), "no lm_head parameter");
     }
 
     static void checkChain(TrainModel tm, List<String> which) {
