@@ -402,8 +402,8 @@ public final class TrainConfig {
         checkPredict(stage);
         if (b("use_dft_loss") || b("use_eaft_loss")) {
             String which = b("use_dft_loss") ? "use_dft_loss" : "use_eaft_loss";
-            if (!stage.equals("sft") && !stage.equals("pt"))
-                throw new ConfigException(which + " weights the token cross-entropy of stages sft and pt; stage " + stage + " has its own loss: drop " + which);
+            if (!stage.equals("sft"))   // LLaMA-Factory sets these compute_loss_func in its CustomSeq2SeqTrainer (stage sft) only
+                throw new ConfigException(which + " weights the token cross-entropy of stage sft (as in LLaMA-Factory); stage " + stage + " does not use it: drop " + which);
             if (b("use_dft_loss") && b("use_eaft_loss"))
                 notes.add("use_dft_loss and use_eaft_loss are both set: DFT is used, as LLaMA-Factory's CustomSeq2SeqTrainer checks use_dft_loss first");
             if (!(d("eaft_alpha") >= 0)) throw new ConfigException("eaft_alpha must be >= 0, got " + d("eaft_alpha"));
