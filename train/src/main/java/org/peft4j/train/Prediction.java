@@ -71,7 +71,11 @@ public final class Prediction {
         List<Unsupervised.Example> ex = new ArrayList<>(cs.size());
         for (Conversation c : cs) ex.add(Unsupervised.encode(template, enc, c, a.data().cutoffLen()));
 
-        LlamaModel m = Models.load(modelDir, gemm);
+        // quantization_bit 4: the base quantized as QLoRA trains over it (LLaMA-Factory loads the base in 4 bits to predict)
+        LlamaModel m = a.model().quantizationBit() != null && !org.peft4j.model.quant.QuantizedModel.isQuantized(modelDir)
+                ? LlamaModel.of(org.peft4j.model.quant.QuantizedModel.quantize(Models.loadWeights(modelDir),
+                        org.peft4j.quant.QuantType.of(a.model().quantizationType()), 64, a.model().doubleQuantization()), gemm)
+                : Models.load(modelDir, gemm);
         LoadedAdapter adapter = a.model().adapterNameOrPath() == null ? null : m.loadAdapter("predict", Path.of(a.model().adapterNameOrPath()));
         List<Integer> stops = new ArrayList<>(GenerationConfig.read(modelDir, m.config).eosTokenIds());
         int templateEos;

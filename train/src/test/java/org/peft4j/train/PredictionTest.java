@@ -87,4 +87,31 @@ class PredictionTest {
         JsonNode all = new ObjectMapper().readTree(out.resolve("all_results.json").toFile());
         assertTrue(all.has("eval_loss") && all.has("predict_bleu-4"), all.toString());
     }
+
+    /// quantization_bit 4 predicts with the base quantized as QLoRA trains over it (NF4): greedy answers from the 4-bit
+    /// base equal the library generator's over the same quantized weights.
+    @Test
+    void quantizationBitPredictsWithTheFourBitBase(@TempDir Path tmp) throws Exception {
+        Path model = Shared.root().resolve("models/tinystories-656k"), data = Shared.require("data/llamafactory");
+        Path out = tmp.resolve("q");
+        TrainConfig cfg = TrainConfig.load(null, List.of("--model_name_or_path", model.toString(), "--dataset_dir", data.toString(),
+                "--template", "default", "--cutoff_len", "64", "--gemm", "java", "--eval_dataset", "identity", "--max_samples", "1",
+                "--do_predict", "true", "--predict_with_generate", "true", "--do_sample", "false", "--max_new_tokens", "12",
+                "--quantization_bit", "4", "--output_dir", out.toString()));
+        new FinetuneRecipe().run(cfg, e -> {});
+        String predicted = new ObjectMapper().readTree(Files.readAllLines(out.resolve("generated_predictions.jsonl")).getFirst()).get("predict").asText();
+        Tokenizer tok = Tokenizer.load(model);
+        var ex = Unsupervised.encode(TrainData.template(cfg.args().data(), model), TrainData.encoder(tok),
+                DatasetLoader.loadConversations(DatasetInfo.load(data), List.of("identity"), 1, cfg.i("seed")).getFirst(), 64);
+        var q = org.peft4j.model.llama.LlamaModel.of(org.peft4j.model.quant.QuantizedModel.quantize(Models.loadWeights(model),
+                org.peft4j.quant.QuantType.NF4, 64, true), Gemms.get("java"));
+        List<Integer> stops = new ArrayList<>(GenerationConfig.read(model, q.config).eosTokenIds());
+        if (!stops.contains(tok.eosId())) stops.add(tok.eosId());
+        var r = Generator.generate(q, new GenerateRequest(ex.prompt(), new Sampler.Greedy(), 0, 12, stops.stream().mapToInt(Integer::intValue).toArray(), null), null);
+        assertEquals(tok.decode(r.tokens(), true), predicted);
+        // and it is not what the float base answers, so the check tells the two apart
+        var f = Generator.generate(Models.load(model, Gemms.get("java")), new GenerateRequest(ex.prompt(), new Sampler.Greedy(), 0, 12,
+                stops.stream().mapToInt(Integer::intValue).toArray(), null), null);
+        assertNotEquals(tok.decode(f.tokens(), true), predicted, "the float base answers the same; pick a longer answer or another example");
+    }
 }
