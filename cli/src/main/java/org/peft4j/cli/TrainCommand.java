@@ -55,7 +55,10 @@ final class TrainCommand implements Callable<Integer> {
         Trainer.Result r = result.train();
         Path out = r.outputDir();
         if (r.steps() == 0 && !cfg.b("do_train")) {
-            System.err.printf("done: evaluated %s, eval loss %.4f (perplexity %.2f)%n", out.resolve("all_results.json"), r.evalLoss(), Math.exp(r.evalLoss()));
+            if (r.evalLoss() != null)
+                System.err.printf("done: evaluated %s, eval loss %.4f (perplexity %.2f)%n", out.resolve("all_results.json"), r.evalLoss(), Math.exp(r.evalLoss()));
+            if (cfg.b("do_predict"))
+                System.err.printf("done: predictions in %s, metrics in %s%n", out.resolve("generated_predictions.jsonl"), out.resolve("predict_results.json"));
             return 0;
         }
         System.err.printf("done: %d steps in %.1f s (%,.0f tokens/s), train loss %.4f%s%n", r.steps(), r.seconds(), r.tokensPerSecond(), r.trainLoss(),

@@ -25,6 +25,7 @@ public final class LossPlot {
         return switch (stage) {
             case "dpo" -> List.of("rewards/accuracies", "rewards/margins");
             case "kto" -> List.of("rewards/chosen", "rewards/rejected", "kl");
+            case "rm" -> List.of("accuracy");   // LLaMA-Factory's rm workflow plots loss, eval_loss and eval_accuracy
             default -> List.of();
         };
     }

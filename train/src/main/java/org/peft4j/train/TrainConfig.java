@@ -49,7 +49,7 @@ public final class TrainConfig {
         noted("trust_remote_code", Type.BOOL, false, "Accepted; peft4j runs no model code from the Hub.");
         noted("cache_dir", Type.STRING, null, "Accepted; see HF_HOME for the Hub cache.");
         // method
-        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO) or kto (answers labelled good or bad by a kto_tag column).");
+        key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
         key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
@@ -196,8 +196,17 @@ public final class TrainConfig {
                 "image_max_pixels", "image_min_pixels", "image_do_pan_and_scan", "crop_to_patches", "video_max_pixels", "video_min_pixels",
                 "video_fps", "video_maxlen", "use_audio_in_video", "audio_sampling_rate", "media_dir", "freeze_vision_tower",
                 "freeze_multi_modal_projector", "freeze_language_model");
-        notedAll("Accepted; a generation setting: training does not use it (peft4j chat and generate take it).", "do_sample", "temperature",
-                "top_p", "top_k", "num_beams", "max_length", "max_new_tokens", "repetition_penalty", "length_penalty", "skip_special_tokens");
+        // generation (LLaMA-Factory's GeneratingArguments, its defaults): do_predict's batch generation uses them
+        key("do_sample", Type.BOOL, true, "do_predict: sample (with temperature, top_p, top_k) rather than pick the most likely token.");
+        key("temperature", Type.FLOAT, 0.95, "do_predict: sampling temperature (do_sample).");
+        key("top_p", Type.FLOAT, 0.7, "do_predict: nucleus sampling threshold in (0, 1] (do_sample).");
+        key("top_k", Type.INT, 50, "do_predict: keep the k most likely tokens (do_sample; 0 = off).");
+        key("max_new_tokens", Type.INT, 1024, "do_predict: tokens to generate at most per example (the model's context also ends it).");
+        key("repetition_penalty", Type.FLOAT, 1.0, "do_predict: HF repetition penalty (1 = off).");
+        key("skip_special_tokens", Type.BOOL, true, "do_predict: leave special tokens out of the predictions and labels written to generated_predictions.jsonl.");
+        KEYS.put("num_beams", new Key("num_beams", Type.INT, 1, Support.UNSUPPORTED, "only 1: beam search is not built; generation samples or picks greedily."));
+        notedAll("Accepted; a generation setting peft4j does not use (max_new_tokens and the model's context bound the length; no beam search).",
+                "max_length", "length_penalty");
         notedAll("Accepted; an export setting: training does not use it (peft4j export takes it).", "export_dir", "export_size", "export_device",
                 "export_legacy_format", "export_hub_model_id", "export_hf_on_finish");
         notedAll("Accepted; a serving setting of LLaMA-Factory's vLLM/SGLang backends: training does not use it.", "vllm_maxlen", "vllm_gpu_util",
@@ -205,29 +214,51 @@ public final class TrainConfig {
                 "sglang_lora_backend");
         // LLaMA-Factory keys not built yet: a clear refusal naming them
         unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
-        unsupportedAll("this loss variant (DFT / ASFT / EAFT) is not built yet.", "use_dft_loss", "use_asft_loss", "asft_alpha", "use_eaft_loss", "eaft_alpha");
-        unsupportedAll("FP8 training needs FP8 hardware; peft4j computes in float32.", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
+        key("use_dft_loss", Type.BOOL, false, "SFT: DFT loss, each label token's cross-entropy weighted by its probability (detached), as LLaMA-Factory's dft_loss_func.");
+        key("use_eaft_loss", Type.BOOL, false, "SFT: EAFT loss, each label token's cross-entropy weighted by (entropy of the top-20 softmax / 3)^eaft_alpha (detached), as LLaMA-Factory's eaft_loss_func.");
+        key("eaft_alpha", Type.FLOAT, 1.0, "use_eaft_loss: the power of the entropy weight.");
+        unsupportedAll("ASFT (DFT plus a KL term to a reference model's full distribution) is not built yet; use_dft_loss is its first term.", "use_asft_loss");
+        KEYS.put("asft_alpha", new Key("asft_alpha", Type.FLOAT, 0.1, Support.UNSUPPORTED, "ASFT's KL weight; ASFT (use_asft_loss) is not built yet."));
+        notedAll("Accepted; FP8 mixed precision in LLaMA-Factory (matrix products in FP8 with scales, master weights kept in higher precision); "
+                + "peft4j computes in float32 on the CPU, as with bf16/fp16 (what is trained and saved is the same).", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
                 "add_special_tokens", "new_special_tokens_config", "init_special_tokens", "split_special_tokens");
         unsupportedAll("this model change is not supported yet.", "rope_scaling", "shift_attn", "mixture_of_depths", "train_from_scratch",
                 "moe_aux_loss_coef", "block_diag_attn", "neat_packing", "model_max_length");
-        unsupportedAll("stage ppo and reward models are not supported yet.", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
+        unsupportedAll("stage ppo is not supported yet (reward models train with stage rm).", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
                 "ppo_whiten_rewards", "reward_model", "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type");
         unsupportedAll("this LoRA variant is not supported yet.", "create_new_adapter", "loraplus_lr_embedding", "freeze_extra_modules", "adapter_folder");
-        unsupportedAll("Megatron-Core / hyper-parallel training is not supported; peft4j trains in one process.", "use_mca", "use_megatron_bridge",
-                "megatron_bridge_args", "use_hyper_parallel", "hyper_parallel_args", "hyper_parallel_cp_size", "tensor_model_parallel_size",
+        // Megatron-Core (use_mca), Megatron Bridge and hyper-parallel runtimes: how the same model and loss are split over
+        // GPU processes (tensor/pipeline/context/expert parallel degrees, sharded optimizer, overlapped communication,
+        // recomputation); one process computes what the devices compute together
+        notedAll("Accepted; LLaMA-Factory's Megatron-Core / Megatron Bridge / hyper-parallel runtime splits the same model and loss over GPU processes; "
+                + "peft4j trains in one process, which computes what the devices compute together (recompute_granularity: see gradient_checkpointing).",
+                "use_mca", "use_megatron_bridge", "use_hyper_parallel", "hyper_parallel_cp_size", "tensor_model_parallel_size",
                 "pipeline_model_parallel_size", "context_parallel_size", "expert_model_parallel_size", "sequence_parallel",
                 "use_distributed_optimizer", "overlap_grad_reduce", "overlap_param_gather", "moe_grouped_gemm", "moe_token_dispatcher_type",
-                "recompute_granularity", "mixed_precision", "use_packed_sequences");
-        unsupportedAll("KTransformers (CPU/GPU hybrid MoE training) is not supported.", "use_kt", "kt_config", "kt_cpu_activation", "kt_weight_path",
-                "kt_non_expert_weight_path", "kt_expert_checkpoint_path", "kt_use_lora_experts", "kt_lora_expert_num", "kt_lora_expert_intermediate_size");
+                "recompute_granularity");
+        noted("mixed_precision", Type.STRING, null, "Megatron's precision recipe (bf16_mixed, fp16_mixed, ...); peft4j computes in float32 on the CPU, as with bf16/fp16.");
+        unsupportedAll("Megatron's packed sequences put several examples in a row with attention kept within each example (as neat_packing), which peft4j does not build yet; set use_packed_sequences: false.",
+                "use_packed_sequences");
+        unsupportedAll("free-form Megatron Bridge / hyper-parallel arguments can change the model or the loss; peft4j cannot check them: drop the key.",
+                "megatron_bridge_args", "hyper_parallel_args");
+        // KTransformers: MoE experts on the CPU with its kernels, the rest on the GPU; the model computed is the same
+        // unless its experts are read from separately converted (int8/int4) weights
+        notedAll("Accepted; KTransformers runs the MoE experts on the CPU with its own kernels; peft4j runs the whole model on the CPU in one process "
+                + "(the same function; kt_config's kt_expert_weight_format must be a 16/32-bit float).", "use_kt", "kt_config", "kt_cpu_activation");
+        unsupportedAll("KTransformers' separately converted weights (e.g. int8 experts) are not what model_name_or_path holds, so the model would differ; "
+                + "point model_name_or_path at the Hugging Face model and drop the key.", "kt_weight_path", "kt_non_expert_weight_path", "kt_expert_checkpoint_path");
+        unsupportedAll("LoRA on MoE experts (KTransformers) is not supported: peft4j's models have no experts.", "kt_use_lora_experts",
+                "kt_lora_expert_num", "kt_lora_expert_intermediate_size");
         unsupportedAll("this data option is not supported yet.", "mix_strategy", "interleave_probs", "eval_on_each_dataset", "eval_num_beams",
                 "disable_shuffling", "compute_accuracy", "early_stopping_steps");
         notedAll("Accepted; peft4j computes no loss on padding (LLaMA-Factory's default, true).", "ignore_pad_token_for_loss");
         notedAll("Accepted; peft4j trains on the CPU.", "use_cpu", "no_cuda");
         for (String k : List.of("save_strategy", "logging_strategy"))
             KEYS.put(k, new Key(k, Type.STRING, "steps", Support.UNSUPPORTED, "only 'steps' (the default, every save_steps/logging_steps) is supported yet."));
-        unsupportedAll("batch generation over a dataset (generated_predictions.jsonl) is not built yet.", "do_predict", "predict_with_generate");
+        key("do_predict", Type.BOOL, false, "Generate an answer for every example of eval_dataset (stage sft, predict_with_generate: true) with the model "
+                + "(and adapter_name_or_path): generated_predictions.jsonl and predict_results.json with BLEU-4 and ROUGE-1/2/L, as LLaMA-Factory.");
+        key("predict_with_generate", Type.BOOL, false, "do_predict: generate the answers (the only prediction peft4j builds); as in LLaMA-Factory not while training.");
         unsupportedAll("export quantization (GPTQ) is not supported; peft4j quantize writes bitsandbytes 4-bit.", "export_quantization_bit",
                 "export_quantization_dataset", "export_quantization_nsamples", "export_quantization_maxlen");
         unsupportedAll("this trainer option is not supported yet.", "label_smoothing_factor", "group_by_length", "lr_scheduler_kwargs", "optim_args",
@@ -242,6 +273,7 @@ public final class TrainConfig {
 
     private final Map<String, Object> values = new LinkedHashMap<>();
     private final List<String> notes = new ArrayList<>();
+    private final java.util.Set<String> given = new java.util.HashSet<>();     // keys set by the YAML or a flag
     private final java.util.Set<String> givenIn = new java.util.HashSet<>();   // "where key", to catch a key and its alias together
 
     private TrainConfig() {
@@ -328,6 +360,7 @@ public final class TrainConfig {
             name = "eval_strategy";
         }
         values.put(name, text == null ? null : parse(KEYS.get(name), text, where));
+        given.add(name);
     }
 
     private static Object parse(Key k, String text, String where) {
@@ -384,9 +417,19 @@ public final class TrainConfig {
         if (str("output_dir").isBlank()) throw new ConfigException("output_dir is empty; give the folder to write checkpoints and the adapter to");
         checkRanges();
         String stage = str("stage");
-        if (!List.of("sft", "pt", "dpo", "kto").contains(stage))
-            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo or kto (rm and ppo are not available yet)");
-        if (str("dataset") == null) throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
+        if (!List.of("sft", "pt", "dpo", "kto", "rm").contains(stage))
+            throw new ConfigException("stage '" + stage + "' is not supported; use sft, pt, dpo, kto or rm (ppo is not available yet)");
+        checkPredict(stage);
+        if (b("use_dft_loss") || b("use_eaft_loss")) {
+            String which = b("use_dft_loss") ? "use_dft_loss" : "use_eaft_loss";
+            if (!stage.equals("sft"))   // LLaMA-Factory sets these compute_loss_func in its CustomSeq2SeqTrainer (stage sft) only
+                throw new ConfigException(which + " weights the token cross-entropy of stage sft (as in LLaMA-Factory); stage " + stage + " does not use it: drop " + which);
+            if (b("use_dft_loss") && b("use_eaft_loss"))
+                notes.add("use_dft_loss and use_eaft_loss are both set: DFT is used, as LLaMA-Factory's CustomSeq2SeqTrainer checks use_dft_loss first");
+            if (!(d("eaft_alpha") >= 0)) throw new ConfigException("eaft_alpha must be >= 0, got " + d("eaft_alpha"));
+        }
+        if (str("dataset") == null && !(b("do_predict") && !b("do_train") && !b("do_eval")))   // predicting alone reads eval_dataset only
+            throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");
         if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
@@ -436,9 +479,9 @@ public final class TrainConfig {
             if (str("ref_model_adapters") != null && str("ref_model_adapters").contains(","))
                 throw new ConfigException("ref_model_adapters '" + str("ref_model_adapters") + "' names several adapters; peft4j applies one: merge the others into ref_model first with peft4j export");
         }
-        if (stage.equals("dpo") || stage.equals("kto")) {
+        if (stage.equals("dpo") || stage.equals("kto") || stage.equals("rm")) {
             if (Boolean.TRUE.equals(optBool("packing"))) throw new ConfigException("packing does not apply to stage " + stage + " (each sequence is its own row); set packing: false");
-            if (optDouble("neftune_noise_alpha") != null)
+            if (optDouble("neftune_noise_alpha") != null && !stage.equals("rm"))
                 throw new ConfigException("neftune_noise_alpha is not supported with stage " + stage + " (its policy pass runs without noise or dropout, as LLaMA-Factory's disable_dropout); drop it");
         }
         if (!List.of("bnb", "bitsandbytes").contains(str("quantization_method")))
@@ -449,6 +492,7 @@ public final class TrainConfig {
             notes.add("ray_num_workers=" + i("ray_num_workers") + ": peft4j trains in one process; gradient_accumulation_steps "
                     + i("gradient_accumulation_steps") + " is multiplied by " + i("ray_num_workers") + " so each optimizer step sees as many examples as the " + i("ray_num_workers") + " workers would");
         if (b("streaming")) throw new ConfigException("streaming datasets are not supported; set streaming: false");
+        checkKtConfig();
         if (i("per_device_eval_batch_size") < 1) throw new ConfigException("per_device_eval_batch_size must be >= 1, got " + i("per_device_eval_batch_size"));
         if (optInt("eval_steps") != null && i("eval_steps") < 1) throw new ConfigException("eval_steps must be >= 1, got " + i("eval_steps"));
         String adapter = str("adapter_name_or_path");
@@ -458,7 +502,7 @@ public final class TrainConfig {
             if (adapter.contains(","))
                 throw new ConfigException("adapter_name_or_path '" + adapter + "' names several adapters; peft4j continues one: merge the others into the base first with peft4j export");
         }
-        if (!b("do_train")) {
+        if (!b("do_train") && !b("do_predict")) {
             if (!b("do_eval")) throw new ConfigException("do_train and do_eval are both false: nothing to do; set do_train: true to train or do_eval: true to evaluate");
             if (str("eval_dataset") == null && d("val_size") <= 0)
                 throw new ConfigException("do_train: false with do_eval: true evaluates on the validation set; set val_size or eval_dataset");
@@ -501,6 +545,52 @@ public final class TrainConfig {
                 throw new ConfigException("badam_mode '" + str("badam_mode") + "' is not built yet; peft4j builds BAdam's layer mode (badam_mode: layer)");
             new org.peft4j.train.optim.BlockAdam.Config(optInt("badam_start_block"), str("badam_switch_mode"), i("badam_switch_interval"));
         }
+    }
+
+    /// do_predict as LLaMA-Factory runs it: stage sft with predict_with_generate, never while training (its
+    /// get_train_args refuses predict_with_generate with do_train), over eval_dataset. LLaMA-Factory's do_train defaults
+    /// to false, peft4j's to true: with do_predict and no do_train given, the run only predicts (a note says so).
+    private void checkPredict(String stage) {
+        if (!b("do_predict")) {
+            if (b("predict_with_generate") && b("do_train") && given.contains("do_train"))
+                throw new ConfigException("predict_with_generate cannot be set while training (as in LLaMA-Factory); use it with do_predict: true and do_train: false");
+            return;
+        }
+        if (!b("predict_with_generate"))
+            throw new ConfigException("do_predict without predict_with_generate (LLaMA-Factory's token accuracy of the eval set) is not supported; "
+                    + "set predict_with_generate: true to generate answers, or use do_eval for the validation loss");
+        if (!stage.equals("sft")) throw new ConfigException("do_predict generates answers with stage sft; stage " + stage + " has no prediction: set stage: sft");
+        if (b("do_train")) {
+            if (given.contains("do_train"))
+                throw new ConfigException("predict_with_generate cannot be set while training (as in LLaMA-Factory): train first, then run do_predict: true "
+                        + "with do_train: false and adapter_name_or_path set to the trained adapter");
+            values.put("do_train", false);
+            notes.add("do_predict: do_train is unset, so (LLaMA-Factory's default do_train: false) this run only predicts");
+        }
+        if (str("eval_dataset") == null)
+            throw new ConfigException("do_predict generates over eval_dataset; name the datasets to predict with eval_dataset");
+        if (i("max_new_tokens") < 1) throw new ConfigException("max_new_tokens must be >= 1, got " + i("max_new_tokens"));
+        if (d("temperature") < 0) throw new ConfigException("temperature must be >= 0, got " + d("temperature"));
+        if (!(d("top_p") > 0 && d("top_p") <= 1)) throw new ConfigException("top_p must be in (0, 1], got " + d("top_p"));
+        if (i("top_k") < 0) throw new ConfigException("top_k must be >= 0 (0 = off), got " + i("top_k"));
+        if (!(d("repetition_penalty") > 0)) throw new ConfigException("repetition_penalty must be > 0, got " + d("repetition_penalty"));
+    }
+
+    /// kt_config (a mapping): its kt_expert_weight_format must keep the experts' weights as they are (bf16, fp16,
+    /// fp32); a quantized format (int8, int4, ...) computes another model, which peft4j would not match.
+    private void checkKtConfig() {
+        String kt = str("kt_config");
+        if (kt == null || kt.isBlank()) return;
+        String format;
+        try {
+            JsonNode n = new ObjectMapper().readTree(kt);
+            format = n != null && n.isObject() && n.has("kt_expert_weight_format") ? n.get("kt_expert_weight_format").asText() : null;
+        } catch (JsonProcessingException e) {
+            throw new ConfigException("kt_config must be a mapping (kt_expert_weight_format: bf16, ...), got '" + kt + "'");
+        }
+        if (format != null && !List.of("bf16", "bfloat16", "fp16", "float16", "fp32", "float32").contains(format.toLowerCase()))
+            throw new ConfigException("kt_config: kt_expert_weight_format '" + format + "' quantizes the MoE experts, so the model trained would differ from "
+                    + "model_name_or_path's; peft4j trains the weights as stored: use kt_expert_weight_format: bf16 or drop kt_config");
     }
 
     /// Plain range checks of numeric keys, so a typo is a message rather than a failure deep in training.

@@ -115,7 +115,7 @@ public record TrainData(List<TokenizedExample> train, List<TokenizedExample> eva
         int cutoff = cfg.cutoffLen();
         boolean pt = args.finetuning().stage().equals("pt");
         String stage = args.finetuning().stage();
-        if (stage.equals("dpo")) {
+        if (stage.equals("dpo") || stage.equals("rm")) {   // rm: LLaMA-Factory's pairwise processor, as dpo
             // pairs are split as pairs, then carried interleaved (chosen, rejected, ...; see Pairwise.interleave)
             var split = trainEval(cfg, seed, names -> encodePairs(cfg, seed, info, names, template, enc));
             if (split.train().isEmpty()) throw new ConfigException("no preference pairs in " + cfg.dataset() + "; check max_samples");

@@ -19,6 +19,7 @@ import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.KtoObjective;
 import org.peft4j.train.engine.PreferenceObjective;
+import org.peft4j.train.engine.RewardObjective;
 import org.peft4j.train.engine.SequenceObjective;
 import org.peft4j.train.engine.TrainModel;
 import org.peft4j.train.optim.AdamW;
@@ -115,20 +116,33 @@ public final class Trainer {
         this.args = args; this.model = model; this.train = train; this.eval = eval;
         this.outputDir = outputDir; this.baseModel = baseModel; this.listener = listener == null ? new Listener() {} : listener;
         String stage = args.finetuning().stage();
-        if (stage.equals("dpo") || stage.equals("kto")) {
-            boolean kto = stage.equals("kto");
+        if (stage.equals("dpo") || stage.equals("kto") || stage.equals("rm")) {
+            boolean kto = stage.equals("kto"), rm = stage.equals("rm");
             if (kto && (trainDesirable == null || evalDesirable == null))
                 throw new IllegalArgumentException("stage kto needs the examples' labels: build the Trainer from TrainData");
-            pref = kto ? new KtoObjective(model, args.preference().kto()) : new PreferenceObjective(model, args.preference().loss());
+            pref = kto ? new KtoObjective(model, args.preference().kto())
+                    : rm ? new RewardObjective(model, args.training().seed(), initialValueHead(args))
+                    : new PreferenceObjective(model, args.preference().loss());
             units = SequenceObjective.Units.interleaved(train, kto ? trainDesirable : null);
             evalUnits = SequenceObjective.Units.interleaved(eval, kto ? evalDesirable : null);
-            refCache = SequenceObjective.newReferenceCache(units.size());
-            evalRefCache = SequenceObjective.newReferenceCache(evalUnits.size());
+            refCache = rm ? null : SequenceObjective.newReferenceCache(units.size());
+            evalRefCache = rm ? null : SequenceObjective.newReferenceCache(evalUnits.size());
         } else {
             pref = null;
             units = evalUnits = null;
             refCache = evalRefCache = null;
         }
+    }
+
+    /// Stage rm: the value head a run starts from, as LLaMA-Factory's `load_valuehead_params`: `value_head.safetensors`
+    /// of adapter_name_or_path, else of model_name_or_path, else none (a new head).
+    private static Path initialValueHead(TrainArgs args) {
+        for (String dir : new String[] {args.model().adapterNameOrPath(), args.model().nameOrPath()}) {
+            if (dir == null) continue;
+            Path f = Path.of(dir).resolve(RewardObjective.FILE);
+            if (Files.isRegularFile(f)) return f;
+        }
+        return null;
     }
 
     /// How many units the batcher visits: examples, or pairs (stage dpo), or examples with their KL sequences (kto).
@@ -237,8 +251,9 @@ public final class Trainer {
                 items = 0;
                 for (Batcher.Batch b : micro) items += b.B();
                 for (Batcher.Batch b : micro) {
-                    // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer/CustomKTOTrainer(disable_dropout=True)
-                    lossSum += pref.forward(units, b.exampleIds(), padId, false, step, window, refCache);
+                    // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer/CustomKTOTrainer(disable_dropout=True);
+                // stage rm keeps it (its PairwiseTrainer trains in plain training mode)
+                    lossSum += pref.forward(units, b.exampleIds(), padId, pref.dropoutInTraining(), step, window, refCache);
                     pref.backward(1.0 / items, step);
                     tokensSeen += pref.lastTokens();
                     tokensThisRun += pref.lastTokens();
@@ -427,6 +442,7 @@ public final class Trainer {
     /// The user-facing model files: a PEFT adapter for LoRA, the whole model for full and freeze tuning.
     private void saveModelFiles(Path dir) {
         if (tokenizerDir != null) Export.saveTokenizer(tokenizerDir, dir, template);
+        if (pref instanceof RewardObjective rm) rm.save(dir);
         if (model.method instanceof Method.Lora(LoraConfig lc)) {
             Map<PeftAdapter.Target, LoraWeights> w = new TreeMap<>(), converted = new TreeMap<>();
             for (int l = 0; l < model.config.numHiddenLayers(); l++)
@@ -537,6 +553,15 @@ public final class Trainer {
     /// neftune_noise_alpha, when set, on a built model.
     public static TrainModel neftune(TrainModel m, TrainArgs a) {
         if (a.finetuning().neftuneNoiseAlpha() != null) m.setNeftuneAlpha(a.finetuning().neftuneNoiseAlpha().floatValue());
+        return m;
+    }
+
+    /// use_dft_loss / use_eaft_loss (with eaft_alpha) on a built model: its token loss becomes the weighted one, in
+    /// training and evaluation alike (transformers applies compute_loss_func to both). DFT wins when both are set, as
+    /// in LLaMA-Factory's CustomSeq2SeqTrainer.
+    public static TrainModel lossVariant(TrainModel m, TrainConfig c) {
+        if (c.b("use_dft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.DFT, c.d("eaft_alpha")));
+        else if (c.b("use_eaft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.EAFT, c.d("eaft_alpha")));
         return m;
     }
 }

@@ -108,6 +108,19 @@ class KeyEffectTest {
     static final List<String> KTO = List.of("--stage", "kto", "--dataset", "identity_kto", "--max_steps", "1",
             "--per_device_train_batch_size", "4", "--max_grad_norm", "0");
 
+    /// do_predict: greedy-free generation keys at LLaMA-Factory's defaults over 4 examples of identity_en, 12 new tokens.
+    static final List<String> GEN = List.of("--predict_with_generate", "true", "--eval_dataset", "identity_en", "--max_samples", "4",
+            "--max_new_tokens", "12", "--cutoff_len", "256");
+    static final List<String> PREDICT = concat(GEN, List.of("--do_predict", "true"));
+
+    static List<String> lines(Probe p, String file) throws IOException { return Files.readAllLines(p.out().resolve(file)); }
+
+    static List<String> predictions(Probe p) throws IOException {
+        List<String> out = new ArrayList<>();
+        for (String l : lines(p, "generated_predictions.jsonl")) out.add(new ObjectMapper().readTree(l).get("predict").asText());
+        return out;
+    }
+
     static List<String> concat(List<String> a, List<String> b) {
         List<String> out = new ArrayList<>(a);
         out.addAll(b);
@@ -215,7 +228,8 @@ class KeyEffectTest {
             events.add(e);
             if (e instanceof TrainEvent.Step && optimizers.isEmpty()) optimizers.addAll(built[0].trainer().optimizers());
         });
-        for (Param p : built[0].model().params()) { end.put(p.name(), p.data().clone()); grad.put(p.name(), p.grad().clone()); }
+        if (built[0] != null)   // (do_predict alone builds no training model)
+            for (Param p : built[0].model().params()) { end.put(p.name(), p.data().clone()); grad.put(p.name(), p.grad().clone()); }
         return new Probe(cfg, Path.of(cfg.str("output_dir")), events, result, built[0], start, end, grad, optimizers);
     }
 
@@ -255,6 +269,52 @@ class KeyEffectTest {
                 row("stage", "pt", List.of("--packing", "false"), (d, v) -> {
                     assertTrue(d.train().stream().anyMatch(e -> e.trainedCount() < e.length()), "sft masks the prompt");
                     for (TokenizedExample e : v.train()) assertArrayEquals(e.inputIds(), e.labels(), "pt trains on every token");
+                }),
+                // do_predict: generation over eval_dataset into generated_predictions.jsonl and predict_results.json
+                row("do_predict", "true", GEN, (d, v) -> {
+                    assertFalse(d.has("generated_predictions.jsonl"));
+                    assertFalse(d.steps().isEmpty(), "without do_predict the run trains");
+                    assertTrue(v.steps().isEmpty(), "do_predict without do_train only predicts");
+                    assertEquals(4, lines(v, "generated_predictions.jsonl").size());
+                    JsonNode r = v.json("predict_results.json");
+                    for (String k : List.of("predict_bleu-4", "predict_rouge-1", "predict_rouge-2", "predict_rouge-l", "predict_runtime"))
+                        assertTrue(r.has(k), k + " in " + r);
+                }),
+                row("predict_with_generate", "true", concat(List.of("--do_predict", "true", "--eval_dataset", "identity_en", "--max_samples", "4",
+                        "--max_new_tokens", "12"), List.of("SETUP:refusedAtDefault")), (d, v) -> {
+                    assertEquals(4, lines(v, "generated_predictions.jsonl").size());
+                }),
+                row("do_sample", "false", PREDICT, (d, v) -> assertNotEquals(predictions(d), predictions(v), "greedy against sampled answers")),
+                row("temperature", "3.0", PREDICT, (d, v) -> assertNotEquals(predictions(d), predictions(v))),
+                row("top_p", "0.05", PREDICT, (d, v) -> assertNotEquals(predictions(d), predictions(v))),
+                row("top_k", "1", PREDICT, (d, v) -> assertNotEquals(predictions(d), predictions(v))),
+                row("repetition_penalty", "5.0", PREDICT, (d, v) -> assertNotEquals(predictions(d), predictions(v))),
+                row("max_new_tokens", "2", PREDICT, (d, v) -> {
+                    Tokenizer_ tk = new Tokenizer_();
+                    for (String p : predictions(v)) assertTrue(tk.count(p) <= 3, "at most 2 new tokens: '" + p + "'");
+                    assertTrue(predictions(d).stream().mapToInt(String::length).sum() > predictions(v).stream().mapToInt(String::length).sum());
+                }),
+                row("skip_special_tokens", "false", PREDICT, (d, v) -> {
+                    String label = new ObjectMapper().readTree(lines(v, "generated_predictions.jsonl").getFirst()).get("label").asText();
+                    String labelSkipped = new ObjectMapper().readTree(lines(d, "generated_predictions.jsonl").getFirst()).get("label").asText();
+                    String eos = new Tokenizer_().t.config().eosToken();
+                    assertTrue(label.contains(eos) && !labelSkipped.contains(eos), "the label's EOS " + eos + " is kept: '" + label + "' vs '" + labelSkipped + "'");
+                }),
+                // token-weighted SFT losses: the same first batch (LoRA's B = 0: the base model) gives another loss
+                row("use_dft_loss", "true", (d, v) -> {
+                    double dft = v.firstLoss(), ce = d.firstLoss();
+                    assertTrue(dft > 0 && dft < 0.5 * ce, "DFT weighs each token loss by its probability (< 1): " + dft + " vs " + ce);
+                }),
+                row("use_eaft_loss", "true", (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "EAFT weighs token losses by entropy")),
+                row("eaft_alpha", "2.0", List.of("--use_eaft_loss", "true"), (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4)),
+                // stage rm on the identity pairs: a value head trains beside the adapter and is saved as LLaMA-Factory saves it
+                row("stage", "rm", DPO, (d, v) -> {
+                    assertFalse(d.params().contains("v_head.summary.weight"), "dpo has no value head");
+                    assertTrue(v.params().contains("v_head.summary.weight") && v.params().contains("v_head.summary.bias"), v.params().toString());
+                    assertTrue(v.maxChange("v_head.summary.weight") > 0, "the value head trains");
+                    assertTrue(v.maxChange("lora_B.weight") > 0, "and so does the adapter");
+                    assertTrue(v.has("value_head.safetensors") && v.has("adapter_model.safetensors"));
+                    assertTrue(v.steps().getFirst().metrics().containsKey("accuracy"), v.steps().getFirst().metrics().toString());
                 }),
                 // stage dpo: one step from policy = reference (LoRA's B = 0), unclipped, so the gradient is the loss's at z = 0
                 row("pref_beta", "0.5", DPO, (d, v) -> {
@@ -747,6 +807,12 @@ class KeyEffectTest {
         assertTrue(v.end().keySet().stream().anyMatch(n -> !Arrays.equals(d.end().get(n), v.end().get(n))), "the trained tensors should differ");
     }
 
+    /// Counts the tokens of a text with the test model's tokenizer.
+    static final class Tokenizer_ {
+        final org.peft4j.tokenizer.Tokenizer t = org.peft4j.tokenizer.Tokenizer.load(model);
+        int count(String s) { return t.encode(s, false).length; }
+    }
+
     static double maxAbs(Map<String, float[]> tensors) {
         double m = 0;
         for (float[] x : tensors.values()) m = Math.max(m, maxAbs(x));
@@ -763,10 +829,20 @@ class KeyEffectTest {
     Stream<DynamicTest> everySupportedKeyTakesEffect() {
         return rows().stream().map(r -> DynamicTest.dynamicTest(r.key() + " = " + r.value(), () -> {
             boolean checkpointSetup = r.context().contains("SETUP:checkpoint");
+            // a key whose default is refused in this context (predict_with_generate: false with do_predict): the check
+            // gets null for the default run, and the refusal must name the key
+            boolean refusedAtDefault = r.context().contains("SETUP:refusedAtDefault");
             List<String> context = r.context().stream().filter(f -> !f.startsWith("SETUP:")).toList();
             Setup setup = checkpointSetup ? out -> copyTree(checkpoint, out.resolve("checkpoint-1")) : out -> {};
-            Probe atDefault = checkpointSetup ? run(context, setup) : baselines.containsKey(context) ? baselines.get(context) : run(context);
-            if (!checkpointSetup) baselines.put(context, atDefault);
+            Probe atDefault;
+            if (refusedAtDefault) {
+                var e = assertThrows(org.peft4j.core.Peft4jException.ConfigException.class, () -> run(context));
+                assertTrue(e.getMessage().contains(r.key()), e.getMessage());
+                atDefault = null;
+            } else {
+                atDefault = checkpointSetup ? run(context, setup) : baselines.containsKey(context) ? baselines.get(context) : run(context);
+                if (!checkpointSetup) baselines.put(context, atDefault);
+            }
             String value = switch (r.value()) {
                 case "DATA2" -> data2.toString();
                 case "CHECKPOINT" -> checkpoint.toString();

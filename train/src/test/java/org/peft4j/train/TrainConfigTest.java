@@ -122,7 +122,7 @@ class TrainConfigTest {
     /// unknown with a look-alike suggested; false/null values and the default of a strategy key pass.
     @Test
     void llamaFactoryKeysNotBuiltAreNamedAsSuch() {
-        for (String[] kv : List.of(new String[]{"fp8", "true", "FP8"}, new String[]{"tensor_model_parallel_size", "4", "Megatron"},
+        for (String[] kv : List.of(new String[]{"kt_weight_path", "/x", "int8"}, new String[]{"use_packed_sequences", "true", "neat_packing"},
                 new String[]{"oft_block_size", "32", "OFT"}, new String[]{"save_strategy", "epoch", "steps"})) {
             var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--" + kv[0], kv[1])), kv[0]);
             assertTrue(e.getMessage().contains("'" + kv[0] + "' is a LLaMA-Factory key that peft4j does not support yet")
@@ -132,6 +132,7 @@ class TrainConfigTest {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft")));
         assertTrue(e.getMessage().contains("finetuning_type oft") && e.getMessage().contains("not built yet"), e.getMessage());
     }
+
     /// The memory-saving optimizers: one at a time, each replacing optim, refused where LLaMA-Factory refuses them
     /// or where peft4j has not built the variant, with the key and what to do.
     @ParameterizedTest
@@ -151,6 +152,50 @@ class TrainConfigTest {
     void memorySavingOptimizerRefusals(String args, String message) {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(args.trim().split("\\s+"))));
         assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
+    /// LLaMA-Factory's distributed-runtime keys (FP8 mixed precision, Megatron-Core / Bridge parallel degrees,
+    /// KTransformers' placement) are accepted with a note saying what peft4j computes instead, as bf16 and deepspeed
+    /// are; where the result would differ (experts quantized by kt_config, converted KT weights, Megatron's packed
+    /// sequences, free-form engine arguments) the key is refused naming why.
+    @Test
+    void runtimeKeysAreNotedWhereTheResultIsTheSame() {
+        TrainConfig c = TrainConfig.load(null, flags("--fp8", "true", "--fp8_backend", "torchao", "--tensor_model_parallel_size", "4",
+                "--pipeline_model_parallel_size", "2", "--use_distributed_optimizer", "true", "--recompute_granularity", "full",
+                "--mixed_precision", "bf16_mixed", "--use_mca", "true", "--use_kt", "true", "--kt_cpu_activation", "retain",
+                "--kt_config", "{\"kt_expert_weight_format\":\"bf16\",\"kt_num_threads\":96}"));
+        for (String k : List.of("fp8", "fp8_backend", "tensor_model_parallel_size", "pipeline_model_parallel_size", "use_distributed_optimizer",
+                "recompute_granularity", "mixed_precision", "use_mca", "use_kt", "kt_cpu_activation", "kt_config"))
+            assertTrue(c.notes().stream().anyMatch(n -> n.startsWith(k + "=")), k + " has a note: " + c.notes());
+        assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("fp8=") && n.contains("float32")), c.notes().toString());
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--use_kt", "true", "--kt_config", "{\"kt_expert_weight_format\":\"int8\"}")));
+        assertTrue(e.getMessage().contains("kt_expert_weight_format 'int8'"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--megatron_bridge_args", "{\"a\":1}")));
+        assertTrue(e.getMessage().contains("megatron_bridge_args"), e.getMessage());
+    }
+
+    /// do_predict as LLaMA-Factory accepts it: with predict_with_generate, stage sft, over eval_dataset, not while
+    /// training (do_train unset means predicting only, LLaMA-Factory's default); the rest is refused naming the key.
+    /// DFT/EAFT belong to the token losses of sft/pt.
+    @Test
+    void predictAndLossVariantsAreCheckedUpFront() {
+        TrainConfig c = TrainConfig.load(null, List.of("--model_name_or_path", "m", "--output_dir", "o", "--do_predict", "true",
+                "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "1"));
+        assertFalse(c.b("do_train"), "do_predict without do_train only predicts");
+        assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("do_predict")), c.notes().toString());
+        for (String[] bad : new String[][] {
+                {"do_predict", "--do_predict", "true", "--eval_dataset", "identity"},
+                {"while training", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--do_train", "true"},
+                {"while training", "--predict_with_generate", "true", "--do_train", "true"},
+                {"stage sft", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--stage", "dpo"},
+                {"eval_dataset", "--do_predict", "true", "--predict_with_generate", "true"},
+                {"num_beams", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "4"},
+                {"top_p", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--top_p", "0"},
+                {"use_dft_loss", "--use_dft_loss", "true", "--stage", "dpo"},
+                {"use_asft_loss", "--use_asft_loss", "true"}}) {
+            var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(java.util.Arrays.copyOfRange(bad, 1, bad.length))), bad[0]);
+            assertTrue(e.getMessage().contains(bad[0]), bad[0] + ": " + e.getMessage());
+        }
     }
 
     /// Plain input errors found by trying the CLI as a new user: each is a ConfigException naming the key and the

@@ -178,6 +178,14 @@ public final class Decoder {
         }
     }
 
+    /// The final norm of every position of the last forward, (B, T, C): the normed hidden states a value head reads
+    /// (transformers' `hidden_states[-1]`, which is after the final norm), kept in `a` for [#backwardNormed].
+    public float[] finalNorm(Activations a) {
+        int N = a.rows * a.T;
+        RmsNorm.forward(a.lnf, a.rstdf, a.resid[finalResid(a)], weights.norm, N, C, eps);
+        return a.lnf;
+    }
+
     /// Logits of M selected positions of the last forward: rows[m] indexes (B·T) positions; `x` (M, C) is scratch
     /// that ends holding their normed hidden states. For losses that read few positions (a preference reference pass
     /// reads only the answers' tokens): the final norm and lm_head run on those M rows only.   out: (M, V)
@@ -288,12 +296,28 @@ public final class Decoder {
             if (a.runs.adapter[r] != g.adapter())
                 throw new ConfigException("backward through " + a.runs.adapter[r] + ", which is not the trained adapter; a batch that "
                         + "is trained uses the trained adapter on every row");
-        Arrays.fill(a.dres, 0, N * C, 0f);
         Arrays.fill(a.dln, 0, N * C, 0f);
         Linear.backwardInput(gemm, a.dln, dlogits, weights.lmHead, N, C, V);
         float[] gHead = g.base().get(weights.lmHead);
         if (gHead != null) Linear.backwardWeight(gemm, gHead, null, dlogits, a.lnf, N, C, V);
-        RmsNorm.backward(a.dres, g.base().get(weights.norm), a.dln, a.resid[L], weights.norm, a.rstdf, N, C);
+        backwardFromNorm(a, tokens, a.dln, g, noise);
+    }
+
+    /// Backward of the last forward and [#finalNorm] from dL/d(normed hidden states) `dnormed` (B, T, C), for a head
+    /// other than lm_head (a reward model's value head); adds into `g` as [#backward] does.
+    public void backwardNormed(Activations a, int[] tokens, float[] dnormed, Grads g, Noise noise) {
+        if (!a.plan.backward()) throw new ConfigException("these activations were planned without backward; plan them with Plan.training");
+        for (int r = 0; r < a.runs.count; r++)
+            if (a.runs.adapter[r] != g.adapter())
+                throw new ConfigException("backward through " + a.runs.adapter[r] + ", which is not the trained adapter; a batch that "
+                        + "is trained uses the trained adapter on every row");
+        backwardFromNorm(a, tokens, dnormed, g, noise);
+    }
+
+    private void backwardFromNorm(Activations a, int[] tokens, float[] dnormed, Grads g, Noise noise) {
+        int B = a.rows, T = a.T, N = B * T;
+        Arrays.fill(a.dres, 0, N * C, 0f);
+        RmsNorm.backward(a.dres, g.base().get(weights.norm), dnormed, a.resid[L], weights.norm, a.rstdf, N, C);
         for (int l = L - 1; l >= 0; l--) {
             if (a.plan.checkpointing()) blockForward(a, l, B, T, null, null, null, noise);
             blockBackward(a, l, B, T, g);

@@ -143,8 +143,8 @@ public final class DatasetLoader {
     private static void checkSupervised(DatasetSpec spec) {
         var c = spec.columns();
         if (spec.ranking() || c.chosen() != null || c.rejected() != null)
-            throw new ConfigException("dataset '" + spec.name() + "' is a preference (ranking) dataset for DPO/RM, which peft4j "
-                    + "does not support yet; use it with stage sft only after turning it into alpaca/sharegpt rows");
+            throw new ConfigException("dataset '" + spec.name() + "' is a preference (ranking) dataset; use it with stage dpo or rm "
+                    + "(for stage sft, turn it into alpaca/sharegpt rows first)");
         if (c.ktoTag() != null)
             throw new ConfigException("dataset '" + spec.name() + "' is a KTO dataset (kto_tag: answers labelled good or bad); use it with stage kto");
         checkTextOnly(spec);

@@ -12,7 +12,7 @@ import java.util.Map;
 /// (DPO: chosen and rejected; KTO: the example and its KL sequence), scored by log-probability sums rather than
 /// per-token cross-entropy. The trainer drives both alike: [#forward] over a micro-batch of units returns the sum of
 /// their losses (N × the micro-batch mean where the loss is a mean), [#backward] adds its gradient.
-public sealed interface SequenceObjective permits PreferenceObjective, KtoObjective {
+public sealed interface SequenceObjective permits PreferenceObjective, KtoObjective, RewardObjective {
 
     /// The two sequences of every unit, `first.get(i)` and `second.get(i)`, and KTO's labels (null for DPO).
     record Units(List<TokenizedExample> first, List<TokenizedExample> second, boolean[] desirable) {
@@ -47,6 +47,10 @@ public sealed interface SequenceObjective permits PreferenceObjective, KtoObject
 
     /// Tokens (both sequences of every unit, padding excluded) of the last [#forward].
     long lastTokens();
+
+    /// Whether training forwards run with dropout: false for dpo and kto (LLaMA-Factory's `disable_dropout=True`),
+    /// true for rm (its PairwiseTrainer trains in plain training mode).
+    default boolean dropoutInTraining() { return false; }
 
     /// A cache of reference log-probabilities by unit (TRL's `precompute_ref_log_probs`, filled as units are first
     /// seen): the reference pass has no dropout and a frozen model, so a unit's two values never change.
@@ -85,6 +89,7 @@ public sealed interface SequenceObjective permits PreferenceObjective, KtoObject
     final class Totals {
         double loss, rewardsChosen, rewardsRejected, accuracies, logpsChosen, logpsRejected, kl;
         int units, chosen, rejected, pairs, klBatches;
+        int rankedPairs, correct;   // stage rm: pairs scored by the value head, and those with chosen > rejected
 
         /// Units (pairs or examples) summed.
         public int units() { return units; }
@@ -93,13 +98,14 @@ public sealed interface SequenceObjective permits PreferenceObjective, KtoObject
 
         public void reset() {
             loss = rewardsChosen = rewardsRejected = accuracies = logpsChosen = logpsRejected = kl = 0;
-            units = chosen = rejected = pairs = klBatches = 0;
+            units = chosen = rejected = pairs = klBatches = rankedPairs = correct = 0;
         }
 
         /// The means under TRL's names, each key prefixed (`eval_` for evaluation, as transformers does):
         /// rewards/chosen, rewards/rejected, rewards/accuracies (pairs only), rewards/margins (mean chosen reward −
         /// mean rejected reward, as TRL's KTOTrainer; the mean per-pair margin for DPO, the same number), logps/chosen,
-        /// logps/rejected, kl (KTO only). A side without examples in the window is left out.
+        /// logps/rejected, kl (KTO only); for rm `accuracy` (LLaMA-Factory's name). A side without examples in the
+        /// window is left out.
         public Map<String, Double> means(String prefix) {
             Map<String, Double> m = new LinkedHashMap<>();
             if (chosen > 0) m.put(prefix + "rewards/chosen", rewardsChosen / chosen);
@@ -109,6 +115,8 @@ public sealed interface SequenceObjective permits PreferenceObjective, KtoObject
             if (chosen > 0) m.put(prefix + "logps/chosen", logpsChosen / chosen);
             if (rejected > 0) m.put(prefix + "logps/rejected", logpsRejected / rejected);
             if (klBatches > 0) m.put(prefix + "kl", kl / klBatches);
+            // stage rm: LLaMA-Factory's ComputeAccuracy (eval_accuracy), also logged for training windows
+            if (rankedPairs > 0) m.put(prefix + "accuracy", (double) correct / rankedPairs);
             return m;
         }
     }

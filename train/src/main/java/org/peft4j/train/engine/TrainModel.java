@@ -203,6 +203,21 @@ public final class TrainModel {
 
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
 
+    // LLaMA-Factory's token-weighted SFT losses (use_dft_loss, use_eaft_loss): null for plain cross-entropy
+    private org.peft4j.model.layers.TokenWeightedLoss.Config tokenWeights;
+    private float[] tokenW, tokenLosses, tokenScales, topScratch;   // (N), (N), (N), min(20, V)
+
+    /// Makes [#forward]/[#backward] compute DFT's or EAFT's weighted cross-entropy instead of the plain one (the
+    /// weights detached, as LLaMA-Factory's `dft_loss_func`/`eaft_loss_func`); null restores cross-entropy.
+    public void setTokenWeights(org.peft4j.model.layers.TokenWeightedLoss.Config cfg) {
+        tokenWeights = cfg;
+        if (cfg != null && tokenW == null) {
+            int N = lse.length;
+            tokenW = new float[N]; tokenLosses = new float[N]; tokenScales = new float[N];
+            topScratch = org.peft4j.model.layers.TokenWeightedLoss.scratch(V);
+        }
+    }
+
     /// Benchmarks: measure the wall time of attention (forward and backward) and of the loss, from zero.
     public void startTiming() { timing = true; lossNanos = 0; decoder.startTiming(); }
 
@@ -226,7 +241,9 @@ public final class TrainModel {
         if (targets == null) return 0;
         if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
         long t0 = timing ? System.nanoTime() : 0;
-        double loss = CrossEntropy.forward(null, lse, logits, targets, Bc * T, V);
+        double loss = tokenWeights != null
+                ? org.peft4j.model.layers.TokenWeightedLoss.forward(tokenWeights, tokenW, tokenLosses, lse, logits, targets, Bc * T, V, topScratch, false)
+                : CrossEntropy.forward(null, lse, logits, targets, Bc * T, V);
         if (timing) lossNanos += System.nanoTime() - t0;
         return loss;
     }
@@ -244,12 +261,46 @@ public final class TrainModel {
         return logits;
     }
 
+    /// The model part of a reward model's step: the final-normed hidden states (rows, T, C) of every position (what
+    /// TRL's value head reads), valid until the next forward. The gradient w.r.t. them goes to [#backwardNormed].
+    public float[] forwardNormed(int[] tokens, int rows, int T, boolean training, long step) {
+        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
+        this.Bc = rows;
+        checkBatch(tokens, T);
+        if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        lastTraining = training;
+        decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
+        return decoder.finalNorm(acts);
+    }
+
+    /// Backward of the last [#forwardNormed] from dLoss/d(normed hidden states) (rows, T, C), adding into the
+    /// parameter gradients.
+    public void backwardNormed(int[] tokens, float[] dnormed, long step) {
+        decoder.backwardNormed(acts, tokens, dnormed, grads, lastTraining ? noise(step) : null);
+    }
+
+    /// Adds a trainable tensor outside the decoder (a reward model's value head): the optimizer, gradient clipping and
+    /// checkpoints treat it as any other parameter. Call before the optimizer is built.
+    public void addHeadParam(Param p) {
+        for (Param q : params) if (q.name().equals(p.name())) throw new IllegalStateException("parameter " + p.name() + " exists already");
+        params.add(p);
+    }
+
+    /// Takes a tensor out of training (no optimizer state, no update, no weight decay) while the weights keep it: a
+    /// reward model's lm_head, which its value head replaces (torch skips parameters whose gradient stays None).
+    /// Call before the optimizer is built.
+    public void freezeParam(String name) {
+        params.removeIf(p -> p.name().equals(name));
+    }
+
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
         int N = Bc * T;
         long t0 = timing ? System.nanoTime() : 0;
-        CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
+        if (tokenWeights != null)
+            org.peft4j.model.layers.TokenWeightedLoss.backward(logits, logits, lse, targets, tokenW, tokenScales, N, V, lossScale, false);
+        else CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
         if (timing) lossNanos += System.nanoTime() - t0;
         backwardLogits(tokens, logits, step);
     }

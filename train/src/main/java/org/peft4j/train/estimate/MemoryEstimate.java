@@ -56,7 +56,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         public static final Preference NONE = new Preference("sft", Reference.NONE);
 
         public Preference {
-            if (!List.of("sft", "pt", "dpo", "kto").contains(stage)) throw new ConfigException("stage must be sft, pt, dpo or kto, got '" + stage + "'");
+            if (!List.of("sft", "pt", "dpo", "kto", "rm").contains(stage)) throw new ConfigException("stage must be sft, pt, dpo, kto or rm, got '" + stage + "'");
             if (stage.equals("kto") && reference == Reference.NONE) throw new ConfigException("stage kto always has a reference model");
         }
 
@@ -127,7 +127,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         if (pairsOrBatch < 1 || seq < 2) throw new ConfigException("estimate needs batch >= 1 and sequence length >= 2, got " + pairsOrBatch + " x " + seq);
         if (pref.reference() == Reference.ADAPTER_OFF && !(method instanceof Method.Lora))
             throw new ConfigException("only a LoRA model has its base as reference; full and freeze tuning compare against a frozen copy");
-        int batch = pref.stage().equals("dpo") ? 2 * pairsOrBatch : pairsOrBatch;
+        int batch = pref.stage().equals("dpo") || pref.stage().equals("rm") ? 2 * pairsOrBatch : pairsOrBatch;   // rm: pairs too
         MemoryEstimate e = estimateRows(c, method, quantized, batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
         return new MemoryEstimate(e.weights, e.adapters, e.gradients, e.optimizer, e.activations, e.logits, e.scratch, e.runtime,
                 e.kvCache, e.checkpointing, e.activationsOther, preferenceBytes(c, method, quantized, batch, seq, pref, quantBlockSize, doubleQuant));

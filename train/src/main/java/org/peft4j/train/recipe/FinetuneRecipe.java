@@ -106,6 +106,12 @@ public final class FinetuneRecipe {
         listener.on(new TrainEvent.Preparing(config, out, resumeFrom));
 
         Gemm gemm = Gemms.get(a.peft4j().gemm());
+        if (config.b("do_predict") && !a.finetuning().doTrain() && !a.eval().doEval()) {
+            // LLaMA-Factory's sft workflow with do_predict only: generation over eval_dataset, no model to train
+            org.peft4j.train.Prediction.Result p = org.peft4j.train.Prediction.run(config, modelDir, gemm);
+            LOG.log(System.Logger.Level.INFO, "predicted {0} examples: {1}", p.examples(), p.metrics());
+            return new Result(new Trainer.Result(0, Double.NaN, null, p.seconds(), 0, out, false), null);
+        }
         boolean prequantized = QuantizedModel.isQuantized(modelDir);
         boolean comparing = a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
         QuantizedModel qbase = null;
@@ -135,7 +141,7 @@ public final class FinetuneRecipe {
         BeforeAfter comparison = null;
         if (comparing) {
             comparison = new BeforeAfter(modelDir, gemm, tok, data, a.peft4j().comparePrompts(), a.peft4j().forgettingText(),
-                    a.finetuning().stage().equals("dpo") || a.finetuning().stage().equals("kto"));
+                    List.of("dpo", "kto", "rm").contains(a.finetuning().stage()));
             comparison.before(weights);
         }
 
@@ -148,17 +154,18 @@ public final class FinetuneRecipe {
         // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward; stage kto
         // scores an example and its KL sequence in separate forwards of per_device_train_batch_size rows
         String stage = a.finetuning().stage();
-        int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") ? 2 : 1);
+        int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") || stage.equals("rm") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
         requireMemory(a, baseConfig, method, qbase != null, tmax);
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
+        Trainer.lossVariant(model, config);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
         if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
             useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
 
-        int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
+        int pairRows = stage.equals("dpo") || stage.equals("kto") || stage.equals("rm") ? 2 : 1;   // units of two sequences each
         TrainEvent.Setup setup = new TrainEvent.Setup(modelDir,
                 qbase == null ? null : new TrainEvent.Quantization(qbase.type.name().toLowerCase(), qbase.doubleQuant, qbase.bitsPerParameter()),
                 data.train().size() / pairRows, data.eval().size() / pairRows, data.maxLength(), data.template().name(), Parallel.threads(), gemm.name(),
@@ -170,6 +177,10 @@ public final class FinetuneRecipe {
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
+        if (config.b("do_predict") && !r.cancelled()) {   // do_eval with do_predict (no training): the evaluation, then the predictions
+            org.peft4j.train.Prediction.Result p = org.peft4j.train.Prediction.run(config, modelDir, gemm);
+            LOG.log(System.Logger.Level.INFO, "predicted {0} examples: {1}", p.examples(), p.metrics());
+        }
         Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
         return new Result(r, c);
     }

@@ -89,7 +89,7 @@ class DatasetLoaderTest {
 
     @Test void preferenceDatasetsAreRejectedForSft() {
         var e = assertThrows(ConfigException.class, () -> DatasetLoader.loadConversations(demo(), List.of("dpo_en_demo"), null, 0));
-        assertTrue(e.getMessage().contains("dpo_en_demo") && e.getMessage().contains("not support yet"), e.getMessage());
+        assertTrue(e.getMessage().contains("dpo_en_demo") && e.getMessage().contains("stage dpo or rm"), e.getMessage());
     }
 
     @Test void datasetInfoColumnsAndTags() {
