@@ -175,6 +175,50 @@ public final class GgufModel {
     /// A runnable model with linear weights in their stored type (see [#source]); embeddings, norms and lm_head
     /// are float32.
     public static LlamaModel load(Path file, Gemm gemm) {
+        Base b = loadBase(file, false);
+        return new LlamaModel(new Decoder(b.weights(), b.linears(), gemm));
+    }
+
+    /// A GGUF model as a frozen base: `weights` holds the float32 tensors (embeddings, norms, biases, lm_head, and
+    /// linear weights stored as F32), its other linear slots null; `linears` (L)(7) in [Projection] order holds every
+    /// linear weight in its stored type. `training`: block-quantized weights take float activations
+    /// ([GgmlWeight#training]) instead of llama.cpp's Q8_0 rounding.
+    public record Base(LlamaWeights weights, BaseWeight[][] linears) {
+        /// Whether any linear weight is held in a type other than float32 (a LoRA-only base).
+        public boolean quantized() {
+            for (BaseWeight[] layer : linears) for (BaseWeight w : layer) if (!(w instanceof org.peft4j.model.weights.DenseF32)) return true;
+            return false;
+        }
+
+        /// Bytes held: the float32 tensors of `weights` plus every non-float32 linear weight as stored.
+        public long bytes() {
+            long n = 0;
+            for (float[] t : weights.tensors().values()) if (t != null) n += 4L * t.length;
+            for (BaseWeight[] layer : linears)
+                for (BaseWeight w : layer) if (!(w instanceof org.peft4j.model.weights.DenseF32)) n += w.bytes();
+            return n;
+        }
+    }
+
+    /// The bytes [#loadBase] holds for `file` (= `Base.bytes()`), from the tensor table alone: linear weights in
+    /// their stored type (float32 ones as float32), every other tensor as float32.
+    public static long baseBytes(Path file) {
+        try (GgufFile f = GgufFile.open(file)) {
+            LlamaConfig c = config(f);
+            long n = 0;
+            for (var e : source(f, c).tensors().entrySet()) {
+                TensorInfo t = e.getValue();
+                long numel = 1;
+                for (long d : t.shape()) numel *= d;
+                boolean stored = isLinear(e.getKey()) && (blocks(f, e.getKey()) != null || t.dtype() != DType.F32);
+                n += stored ? f.info(GgufNames.gguf(e.getKey())).bytes() : 4 * numel;
+            }
+            return n;
+        }
+    }
+
+    /// The model of `file` as a [Base] (see there).
+    public static Base loadBase(Path file, boolean training) {
         try (GgufFile f = GgufFile.open(file)) {
             LlamaConfig c = config(f);
             TensorSource src = source(f, c);
@@ -186,11 +230,13 @@ public final class GgufModel {
                     String name = p.weightName(l);
                     float[] dense = p.weight(w.layers.get(l));
                     GgmlBlocks b = blocks(f, name);
+                    GgmlTensor t = dense != null || b == null ? null
+                            : new GgmlTensor(b, p.out(c), p.in(c), src.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
                     lin[l][p.ordinal()] = dense != null ? BaseWeight.of(dense, p.out(c), p.in(c))
-                            : b != null ? new GgmlWeight(new GgmlTensor(b, p.out(c), p.in(c), src.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)))
+                            : t != null ? (training ? GgmlWeight.training(t) : new GgmlWeight(t))
                             : BaseWeight.read(src, name, p.out(c), p.in(c));
                 }
-            return new LlamaModel(new Decoder(w, lin, gemm));
+            return new Base(w, lin);
         }
     }
 

@@ -6,18 +6,32 @@ import org.peft4j.quant.QuantLinear;
 
 /// A frozen weight held as ggml blocks (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) as a GGUF file stores it: [QuantLinear]'s
 /// tiled products, each tile of rows dequantized into the scratch and multiplied by one sgemm (as [Nf4Weight]),
-/// never a float copy of the whole W. The input gradient always uses the dequantized W (training's straight-through
-/// view of the activation rounding in the forward). Reference: ggml-quants.c `dequantize_row_*`, ggml-cpu `vec_dot_*`.
-public record GgmlWeight(GgmlTensor tensor) implements BaseWeight {
+/// never a float copy of the whole W. The input gradient always uses the dequantized W.
+/// `roundActivations`: Q8_0 and Q4_0 products round x to Q8_0 blocks first as llama.cpp does (inference, so that
+/// greedy decoding follows llama.cpp's on the same file); false for training over a GGUF base, where forward and
+/// backward both use the dequantized W with float x, so the gradient is the forward's exact derivative (QLoRA's
+/// numerics: bitsandbytes `MatMul4Bit` dequantizes W and keeps x in float). Reference: ggml-quants.c
+/// `dequantize_row_*`, ggml-cpu `vec_dot_*`.
+public record GgmlWeight(GgmlTensor tensor, boolean roundActivations) implements BaseWeight {
+    public GgmlWeight {
+        if (roundActivations && !tensor.q8Activations())
+            throw new IllegalArgumentException(tensor.type() + " products take float activations; only Q8_0 and Q4_0 round them to Q8_0");
+    }
+
+    /// The inference weight: Q8_0 and Q4_0 round activations as llama.cpp does, K-quants take float activations.
+    public GgmlWeight(GgmlTensor tensor) { this(tensor, tensor.q8Activations()); }
+
+    /// The training weight: float activations in forward, so that backward is its exact derivative.
+    public static GgmlWeight training(GgmlTensor tensor) { return new GgmlWeight(tensor, false); }
+
     @Override public int out() { return tensor.rows(); }
     @Override public int in() { return tensor.cols(); }
 
-    /// Q8_0 and Q4_0 quantize x to Q8_0 blocks and take integer block dots, as llama.cpp does
-    /// ([GgmlTensor#forwardQ8]), so that greedy decoding follows llama.cpp's on the same file; K-quants go through
-    /// dequantized tiles and one sgemm per tile.
+    /// With `roundActivations`: x quantized to Q8_0 blocks and integer block dots ([GgmlTensor#forwardQ8]);
+    /// otherwise dequantized tiles and one sgemm per tile.
     @Override
     public void forward(Gemm gemm, float[] y, float[] x, float[] bias, int N, float[] scratch) {
-        if (tensor.q8Activations()) tensor.forwardQ8(y, x, bias, N, scratch);
+        if (roundActivations) tensor.forwardQ8(y, x, bias, N, scratch);
         else QuantLinear.forward(gemm, y, x, tensor, bias, scratch, N, in(), out());
     }
 
@@ -26,7 +40,12 @@ public record GgmlWeight(GgmlTensor tensor) implements BaseWeight {
         QuantLinear.backwardInput(gemm, dx, dy, tensor, scratch, N, in(), out());
     }
 
-    @Override public int scratchSize() { return Math.max(QuantLinear.scratchSize(in(), out()), tensor.q8ScratchPerRow()); }
+    @Override
+    public int scratchSize() {
+        int tiles = QuantLinear.scratchSize(in(), out());
+        return roundActivations ? Math.max(tiles, tensor.q8ScratchPerRow()) : tiles;
+    }
+
     @Override public long bytes() { return tensor.data().length; }
     @Override public String dtype() { return tensor.type().name(); }
     @Override public void dequantize(float[] dst) { tensor.dequantize(dst); }
