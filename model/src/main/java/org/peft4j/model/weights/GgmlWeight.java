@@ -1,6 +1,7 @@
 package org.peft4j.model.weights;
 
 import org.peft4j.core.Gemm;
+import org.peft4j.core.kernels.ScalarGemm;
 import org.peft4j.quant.GgmlTensor;
 import org.peft4j.quant.QuantLinear;
 
@@ -27,11 +28,14 @@ public record GgmlWeight(GgmlTensor tensor, boolean roundActivations) implements
     @Override public int out() { return tensor.rows(); }
     @Override public int in() { return tensor.cols(); }
 
-    /// With `roundActivations`: x quantized to Q8_0 blocks and integer block dots ([GgmlTensor#forwardQ8]);
-    /// otherwise dequantized tiles and one sgemm per tile.
+    /// With `roundActivations`: x quantized to Q8_0 blocks and integer block dots ([GgmlTensor#forwardQ8]).
+    /// Otherwise, at most [RowProducts#MAX_ROWS] input rows (decode) take the row path (4 rows of W dequantized into
+    /// an L1 buffer and dotted with every x row: W read once, never expanded), larger N the tiles (dequantized tile,
+    /// one sgemm). With the scalar reference GEMM every N takes the tiles (the twin the row path is tested against).
     @Override
     public void forward(Gemm gemm, float[] y, float[] x, float[] bias, int N, float[] scratch) {
         if (roundActivations) tensor.forwardQ8(y, x, bias, N, scratch);
+        else if (N <= RowProducts.MAX_ROWS && !(gemm instanceof ScalarGemm)) RowProducts.forward(tensor, y, x, bias, N, in(), out(), scratch);
         else QuantLinear.forward(gemm, y, x, tensor, bias, scratch, N, in(), out());
     }
 
@@ -43,7 +47,7 @@ public record GgmlWeight(GgmlTensor tensor, boolean roundActivations) implements
     @Override
     public int scratchSize() {
         int tiles = QuantLinear.scratchSize(in(), out());
-        return roundActivations ? Math.max(tiles, tensor.q8ScratchPerRow()) : tiles;
+        return roundActivations ? Math.max(tiles, tensor.q8ScratchPerRow()) : Math.max(tiles, RowProducts.scratchSize(in(), out()));
     }
 
     @Override public long bytes() { return tensor.data().length; }
