@@ -249,7 +249,10 @@ public final class GgufModel {
 
     /// `--export_quant` values → (ggml type of the linear weights, llama_ftype).
     public enum Quant {
-        F32(GgmlType.F32, 0), F16(GgmlType.F16, 1), BF16(GgmlType.BF16, 32), Q8_0(GgmlType.Q8_0, 7), Q4_0(GgmlType.Q4_0, 2);
+        F32(GgmlType.F32, 0), F16(GgmlType.F16, 1), BF16(GgmlType.BF16, 32), Q8_0(GgmlType.Q8_0, 7), Q4_0(GgmlType.Q4_0, 2),
+        /// llama_ftype MOSTLY_Q4_K_S; a weight whose rows are not whole 256-blocks falls back to Q4_0 (llama.cpp's
+        /// quantize falls back to Q5_0, which peft4j does not read)
+        Q4_K(GgmlType.Q4_K, 14);
 
         public final GgmlType type;
         public final int fileType;
@@ -258,13 +261,14 @@ public final class GgufModel {
 
         public static Quant of(String s) {
             for (Quant q : values()) if (q.name().equalsIgnoreCase(s)) return q;
-            throw new ConfigException("export_quant '" + s + "' must be one of f32, f16, bf16, q8_0, q4_0");
+            throw new ConfigException("export_quant '" + s + "' must be one of f32, f16, bf16, q8_0, q4_0, q4_k");
         }
     }
 
     /// A writer holding the model's hyper-parameters and tensors as convert_hf_to_gguf.py writes them: 1-D tensors
-    /// F32; the seven projections in `quant`'s type; token_embd/output F32/F16/BF16 as `quant`, Q8_0 for q8_0 and
-    /// q4_0; any 2-D tensor whose rows are not whole blocks falls back to F16 (as the converter does). Q/K rows are
+    /// F32; the seven projections in `quant`'s type; token_embd/output F32/F16/BF16 as `quant`, Q8_0 for q8_0, q4_0
+    /// and q4_k; a Q4_K weight whose rows are not whole 256-blocks falls back to Q4_0, any other 2-D tensor whose rows
+    /// are not whole blocks to F16 (as the converter does). Q/K rows are
     /// permuted for the llama architecture. Add the tokenizer keys, then [GgufWriter#write].
     public static GgufWriter writer(LlamaWeights w, Quant quant, String name) {
         LlamaConfig c = w.config;
@@ -314,6 +318,7 @@ public final class GgufModel {
             GgmlType type = shape.length == 1 ? GgmlType.F32
                     : isLinear(hf) ? quant.type
                     : quant.type.quantized() ? GgmlType.Q8_0 : quant.type;
+            if (type == GgmlType.Q4_K && shape[1] % type.blockSize != 0) type = GgmlType.Q4_0;
             if (type.quantized() && shape[1] % type.blockSize != 0) type = GgmlType.F16;
             String gn = GgufNames.gguf(hf);
             if (type.quantized()) {
