@@ -176,14 +176,17 @@ public final class GgufModel {
     /// are float32.
     public static LlamaModel load(Path file, Gemm gemm) {
         Base b = loadBase(file, false);
-        return new LlamaModel(new Decoder(b.weights(), b.linears(), gemm));
+        return new LlamaModel(new Decoder(b.weights(), b.linears(), b.head(), gemm));
     }
 
     /// A GGUF model as a frozen base: `weights` holds the float32 tensors (embeddings, norms, biases, lm_head, and
     /// linear weights stored as F32), its other linear slots null; `linears` (L)(7) in [Projection] order holds every
     /// linear weight in its stored type. `training`: block-quantized weights take float activations
     /// ([GgmlWeight#training]) instead of llama.cpp's Q8_0 rounding.
-    public record Base(LlamaWeights weights, BaseWeight[][] linears) {
+    /// `head`: for inference, the lm_head (the token embedding when tied) as stored when that is blocks or 16-bit,
+    /// as llama.cpp computes the output layer (a decode step reads it whole: a Q8_0 head reads 34/128 of the float
+    /// bytes); null for training (whose backward reads `weights.lmHead`) or a float32 head.
+    public record Base(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head) {
         /// Whether any linear weight is held in a type other than float32 (a LoRA-only base).
         public boolean quantized() {
             for (BaseWeight[] layer : linears) for (BaseWeight w : layer) if (!(w instanceof org.peft4j.model.weights.DenseF32)) return true;
@@ -236,7 +239,16 @@ public final class GgufModel {
                             : t != null ? (training ? GgmlWeight.training(t) : new GgmlWeight(t))
                             : BaseWeight.read(src, name, p.out(c), p.in(c));
                 }
-            return new Base(w, lin);
+            BaseWeight head = null;
+            if (!training) {
+                String hn = c.tieWordEmbeddings() ? GgufNames.TOKEN_EMBD : GgufNames.OUTPUT;
+                GgufTensor ht = f.info(hn);
+                GgmlBlocks hb = GgmlBlocks.byName(ht.type().name());
+                if (hb != null) head = new GgmlWeight(new GgmlTensor(hb, c.vocabSize(), c.hiddenSize(), GgmlBlocks.copy(f.bytes(hn))));
+                else if (ht.type() == GgmlType.F16 || ht.type() == GgmlType.BF16)
+                    head = BaseWeight.read(src, c.tieWordEmbeddings() ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD, c.vocabSize(), c.hiddenSize());
+            }
+            return new Base(w, lin, head);
         }
     }
 
