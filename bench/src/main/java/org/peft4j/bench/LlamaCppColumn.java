@@ -31,7 +31,6 @@ final class LlamaCppColumn {
     /// reason printed.
     static GenerateBench.Result run(LlamaWeights w, Path tokenizerDir, int promptTokens, int newTokens, int threads, int rounds) {
         Path home = Path.of(System.getProperty("peft4j.home", "."));
-        Path script = home.resolve("bench/llamacpp/llamacpp_bench.mjs");
         if (!Files.isDirectory(home.resolve("bench/llamacpp/node_modules/node-llama-cpp"))) {
             System.out.println("llama.cpp column: node-llama-cpp is not installed; to add it: cd bench/llamacpp && "
                     + "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional (a prebuilt CPU binary from npm)");
@@ -43,8 +42,27 @@ final class LlamaCppColumn {
             GgufWriter g = GgufModel.writer(w, GgufModel.Quant.F32, "peft4j bench");
             GgufVocab.put(g, tokenizerDir, w.config.vocabSize());
             g.write(gguf);
+            return runFile(gguf, "F32", w.config.vocabSize(), promptTokens, newTokens, threads, rounds);
+        } catch (IOException e) {
+            System.out.println("llama.cpp column: could not write the GGUF file (" + e.getMessage() + ")");
+            return null;
+        } finally {
+            if (gguf != null) try { Files.deleteIfExists(gguf); } catch (IOException ignored) { }
+        }
+    }
+
+    /// llama.cpp on the GGUF file `gguf` as it is (the row's dtype named `dtype`), or null with the reason printed.
+    static GenerateBench.Result runFile(Path gguf, String dtype, int vocab, int promptTokens, int newTokens, int threads, int rounds) {
+        Path home = Path.of(System.getProperty("peft4j.home", "."));
+        Path script = home.resolve("bench/llamacpp/llamacpp_bench.mjs");
+        if (!Files.isDirectory(home.resolve("bench/llamacpp/node_modules/node-llama-cpp"))) {
+            System.out.println("llama.cpp column: node-llama-cpp is not installed; to add it: cd bench/llamacpp && "
+                    + "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional (a prebuilt CPU binary from npm)");
+            return null;
+        }
+        try {
             List<String> cmd = List.of("node", script.toString(), gguf.toString(), String.valueOf(threads), String.valueOf(promptTokens),
-                    String.valueOf(newTokens), String.valueOf(rounds), String.valueOf(w.config.vocabSize()));
+                    String.valueOf(newTokens), String.valueOf(rounds), String.valueOf(vocab));
             Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
             List<double[]> rows = new ArrayList<>();
             StringBuilder other = new StringBuilder();
@@ -69,7 +87,7 @@ final class LlamaCppColumn {
             }
             double[][] cols = new double[3][rows.size()];
             for (int i = 0; i < rows.size(); i++) for (int k = 0; k < 3; k++) cols[k][i] = rows.get(i)[k];
-            return new GenerateBench.Result("F32", "llama.cpp", promptTokens / GenerateBench.median(cols[0]), GenerateBench.median(cols[1]),
+            return new GenerateBench.Result(dtype, "llama.cpp", promptTokens / GenerateBench.median(cols[0]), GenerateBench.median(cols[1]),
                     (newTokens - 1) / GenerateBench.median(cols[2]), 0);
         } catch (IOException e) {
             System.out.println("llama.cpp column: could not run node (" + e.getMessage() + "); install Node.js and node-llama-cpp (bench/llamacpp)");
@@ -77,8 +95,6 @@ final class LlamaCppColumn {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             return null;
-        } finally {
-            if (gguf != null) try { Files.deleteIfExists(gguf); } catch (IOException ignored) { }
         }
     }
 }

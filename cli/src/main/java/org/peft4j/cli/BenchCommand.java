@@ -24,8 +24,14 @@ final class BenchCommand implements Runnable {
         @Option(names = "--new-tokens", defaultValue = "128", description = "Generated tokens (default: ${DEFAULT-VALUE}).") int newTokens;
         @Option(names = "--threads", defaultValue = "2", description = "Threads (default: ${DEFAULT-VALUE}).") int threads;
         @Option(names = "--rounds", defaultValue = "3", description = "Alternating rounds; numbers are medians (default: ${DEFAULT-VALUE}).") int rounds;
+        @Option(names = "--gguf", split = ",", paramLabel = "QUANT", description = "Instead: GGUF files of the preset's shape in these types (q8_0, q4_0, q4_k, f16, ...), peft4j and llama.cpp side by side on each file.") java.util.List<String> gguf;
 
         @Override public Integer call() {
+            if (gguf != null) {
+                if (model != null) throw new org.peft4j.core.Peft4jException.ConfigException("--gguf builds its files from --model-config; drop --model");
+                org.peft4j.bench.GgufGenerateBench.run(preset, gguf, promptTokens, newTokens, threads, rounds);
+                return 0;
+            }
             org.peft4j.bench.GenerateBench.run(preset, model == null ? null : ModelResolver.resolve(model.toString()), promptTokens, newTokens, threads, rounds);
             return 0;
         }

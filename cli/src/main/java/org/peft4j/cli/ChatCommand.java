@@ -28,7 +28,7 @@ final class ChatCommand implements Callable<Integer> {
 
     @Option(names = "--system", paramLabel = "TEXT", description = "System prompt.") String system;
 
-    @Option(names = "--adapter", paramLabel = "DIR", description = "A LoRA adapter (PEFT folder) to apply.") Path adapter;
+    @Option(names = "--adapter", paramLabel = "DIR|FILE.gguf", description = "A LoRA adapter (PEFT folder, or llama.cpp's GGUF LoRA file) to apply.") Path adapter;
 
     @Option(names = "--template", paramLabel = "NAME",
             description = "A LLaMA-Factory template name (default, alpaca, vicuna, chatml, llama2, llama3, qwen, mistral, ...) to format the "

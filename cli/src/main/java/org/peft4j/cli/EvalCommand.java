@@ -21,7 +21,7 @@ import java.util.concurrent.Callable;
 @Command(name = "eval", mixinStandardHelpOptions = true, description = "Loss and perplexity of the base and the adapted model, side by side.")
 final class EvalCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
-    @Option(names = "--adapter", paramLabel = "DIR", description = "A LoRA adapter (PEFT folder) to compare with the base.") Path adapter;
+    @Option(names = "--adapter", paramLabel = "DIR|FILE.gguf", description = "A LoRA adapter (PEFT folder or GGUF LoRA file) to compare with the base.") Path adapter;
     @Option(names = "--dataset", paramLabel = "NAMES", description = "Datasets of dataset_info.json (comma-separated).") String dataset;
     @Option(names = "--dataset_dir", defaultValue = "data", paramLabel = "DIR", description = "Folder with dataset_info.json (default: ${DEFAULT-VALUE}).") String datasetDir;
     @Option(names = "--template", defaultValue = "default", paramLabel = "NAME", description = "Template name, or 'model' (default: ${DEFAULT-VALUE}).") String template;

@@ -23,7 +23,7 @@ final class ExportCommand implements Callable<Integer> {
     @Option(names = "--template", paramLabel = "NAME", description = "LLaMA-Factory template whose Jinja the exported tokenizer_config.json gets when the model has no chat template (as LLaMA-Factory's export).") String template;
     @Option(names = "--export_legacy_format", defaultValue = "false", arity = "1", paramLabel = "BOOL", description = "LLaMA-Factory's .bin format; only false (safetensors) is supported.") boolean legacy;
     @Option(names = "--export_format", defaultValue = "safetensors", paramLabel = "FORMAT", description = "safetensors (a Hugging Face folder) or gguf (one llama.cpp file) (default: ${DEFAULT-VALUE}).") String format;
-    @Option(names = "--export_quant", paramLabel = "TYPE", description = "GGUF tensor type of the linear weights: f32, f16, bf16, q8_0 or q4_0 (default: f32; gguf only).") String quant;
+    @Option(names = "--export_quant", paramLabel = "TYPE", description = "GGUF tensor type of the linear weights: f32, f16, bf16, q8_0, q4_0 or q4_k (default: f32; gguf only).") String quant;
     @Option(names = "--gemm", defaultValue = "auto", hidden = true) String gemm;
 
     @Override

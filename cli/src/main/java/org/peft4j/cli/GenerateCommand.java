@@ -18,7 +18,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = {"--prompt", "-p"}, required = true, paramLabel = "TEXT", description = "The prompt.")
     String prompt;
 
-    @Option(names = "--adapter", paramLabel = "DIR", description = "A LoRA adapter (PEFT folder) to apply.")
+    @Option(names = "--adapter", paramLabel = "DIR|FILE.gguf", description = "A LoRA adapter (PEFT folder, or llama.cpp's GGUF LoRA file) to apply.")
     Path adapter;
 
     @Override

@@ -24,7 +24,7 @@ final class ServeCommand implements Callable<Integer> {
 
     @Mixin ModelOptions modelOptions;
 
-    @Option(names = "--adapter", paramLabel = "NAME=DIR", description = "A PEFT LoRA adapter served as model NAME (repeatable).")
+    @Option(names = "--adapter", paramLabel = "NAME=DIR|FILE.gguf", description = "A LoRA adapter (PEFT folder or GGUF LoRA file) served as model NAME (repeatable).")
     List<String> adapters = List.of();
 
     @Option(names = "--adapter-dir", paramLabel = "DIR",

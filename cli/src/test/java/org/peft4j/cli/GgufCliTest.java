@@ -47,6 +47,45 @@ class GgufCliTest {
         assertEquals(h.stdout(), g.stdout());
     }
 
+    /// `--adapter FILE.gguf`: a PEFT adapter exported with export-adapter generates what the folder generates, in
+    /// generate and eval.
+    @Test
+    void ggufAdapterFileWorksAsAdapter() {
+        Path dir = Shared.require("models/tinystories-656k");
+        var c = org.peft4j.model.LlamaConfig.read(dir);
+        var lc = new org.peft4j.model.adapter.lora.LoraConfig(4, 8, 0.0, java.util.List.of("q_proj", "v_proj", "up_proj"), false, false,
+                org.peft4j.model.adapter.lora.LoraConfig.Init.NO_INIT, "none", false, null, java.util.Map.of(), java.util.Map.of(), null);
+        var w = new java.util.TreeMap<org.peft4j.model.adapter.lora.PeftAdapter.Target, org.peft4j.model.adapter.lora.LoraWeights>();
+        var rng = new java.util.SplittableRandom(3);
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (String t : lc.targetModules()) {
+                var p = org.peft4j.model.llama.Projection.of(t);
+                float[] a = new float[4 * p.in(c)], b = new float[p.out(c) * 4];
+                for (int i = 0; i < a.length; i++) a[i] = (float) rng.nextDouble(-0.3, 0.3);
+                for (int i = 0; i < b.length; i++) b[i] = (float) rng.nextDouble(-0.3, 0.3);
+                w.put(new org.peft4j.model.adapter.lora.PeftAdapter.Target(l, t), new org.peft4j.model.adapter.lora.LoraWeights(4, p.in(c), p.out(c), a, b, null));
+            }
+        Path folder = tmp.resolve("peft");
+        new org.peft4j.model.adapter.lora.PeftAdapter(lc, dir.toString(), null, w).write(folder, org.peft4j.core.DType.F32);
+        Path file = tmp.resolve("lora.gguf");
+        CliTest.Out x = CliTest.run(null, "export-adapter", "--model", dir.toString(), "--adapter", folder.toString(), "--out", file.toString());
+        assertEquals(0, x.code(), x.stderr());
+        String[] gen = {"generate", "--model", dir.toString(), "-p", "Once upon a time", "--max-new-tokens", "16", "--adapter"};
+        CliTest.Out base = CliTest.run(null, "generate", "--model", dir.toString(), "-p", "Once upon a time", "--max-new-tokens", "16");
+        CliTest.Out pf = CliTest.run(null, concat(gen, folder.toString())), gf = CliTest.run(null, concat(gen, file.toString()));
+        assertEquals(0, gf.code(), gf.stderr());
+        assertEquals(pf.stdout(), gf.stdout(), "GGUF adapter vs PEFT folder");
+        assertNotEquals(base.stdout(), gf.stdout(), "the adapter changes the text, or the comparison proves nothing");
+        CliTest.Out bad = CliTest.run(null, "generate", "--model", dir.toString(), "-p", "x", "--adapter", tmp.resolve("missing.gguf").toString());
+        assertEquals(1, bad.code(), bad.stderr());
+    }
+
+    private static String[] concat(String[] a, String b) {
+        String[] r = java.util.Arrays.copyOf(a, a.length + 1);
+        r[a.length] = b;
+        return r;
+    }
+
     @Test
     void flagsThatDoNotApplyAreRefused() {
         Path dir = Shared.require("models/tinystories-656k");
@@ -57,9 +96,9 @@ class GgufCliTest {
         assertEquals(1, f.code(), f.stderr());
         assertTrue(f.stderr().contains("safetensors or gguf"), f.stderr());
         CliTest.Out k = CliTest.run(null, "export", "--model_name_or_path", dir.toString(), "--export_dir", tmp.resolve("z.gguf").toString(),
-                "--export_format", "gguf", "--export_quant", "q4_k");
+                "--export_format", "gguf", "--export_quant", "q5_k");
         assertEquals(1, k.code(), k.stderr());
-        assertTrue(k.stderr().contains("f32, f16, bf16, q8_0, q4_0"), k.stderr());
+        assertTrue(k.stderr().contains("f32, f16, bf16, q8_0, q4_0, q4_k"), k.stderr());
         CliTest.Out t = CliTest.run(null, "export-adapter", "--adapter", tmp.toString(), "--out", tmp.resolve("a.gguf").toString(), "--type", "q8_0");
         assertEquals(1, t.code(), t.stderr());
         assertTrue(t.stderr().contains("f32, f16 or bf16"), t.stderr());

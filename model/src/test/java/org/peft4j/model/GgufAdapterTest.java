@@ -11,6 +11,7 @@ import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.gguf.GgufAdapter;
+import org.peft4j.model.gguf.GgufModel;
 import org.peft4j.model.gguf.GgufNames;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.testkit.Shared;
@@ -87,6 +88,54 @@ class GgufAdapterTest {
             assertArrayEquals(want, f.readFloats("blk.0.ffn_down.weight.lora_b"));
             assertArrayEquals(new long[]{2, c.hiddenSize()}, f.info("blk.0.ffn_down.weight.lora_b").ne());
         }
+    }
+
+    /// export-adapter → read back ([GgufAdapter#read], what `--adapter FILE.gguf` loads): the same logits as the PEFT
+    /// adapter it came from. One scaling for all modules (plain and rsLoRA): alpha = s·r is exact, so the same bits;
+    /// per-module scalings (lora_b pre-scaled, alpha 0, llama.cpp's scale 1): b·s rounded once in float instead of
+    /// s applied to the product, a few ulps of the logits.
+    @Test
+    void exportedAdapterReadsBackToTheSameLogits() {
+        Path dir = Shared.require("models/tinystories-656k");
+        var model = new org.peft4j.model.llama.LlamaModel(Models.loadWeights(dir), org.peft4j.core.kernels.ScalarGemm.INSTANCE);
+        LlamaConfig c = model.config;
+        int[] ids = {1, 400, 17, 923, 5, 66, 1200, 31};
+        float[] base = model.logits(ids);
+        Object[][] cases = {{false, Map.of()}, {true, Map.of()}, {false, Map.of("down_proj", 2)}};
+        for (int k = 0; k < cases.length; k++) {
+            PeftAdapter peft = adapter(c, (Boolean) cases[k][0], (Map<String, Integer>) cases[k][1], false);
+            LoadedAdapter a = LoadedAdapter.of("peft" + k, "test", peft, c);
+            Path p = tmp.resolve("rt" + k + ".gguf");
+            GgufAdapter.writer(a, GgmlType.F32).write(p);
+            LoadedAdapter g = LoadedAdapter.read("gguf" + k, p, c);
+            assertEquals(a.modules().size(), g.modules().size());
+            model.adapters().register(a);
+            model.adapters().register(g);
+            float[] want = model.logits(ids, a), got = model.logits(ids, g);
+            double diff = 0, moved = 0;
+            for (int i = 0; i < want.length; i++) { diff = Math.max(diff, Math.abs(want[i] - got[i])); moved = Math.max(moved, Math.abs(want[i] - base[i])); }
+            assertTrue(moved > 1e-2, "case " + k + ": the adapter barely moves the logits (" + moved + ")");
+            if (k < 2) assertArrayEquals(want, got, "case " + k + ": one scaling, the same bits");
+            else assertTrue(diff <= 1e-5 * (1 + moved), "case " + k + ": max |Δlogit| " + diff);
+        }
+    }
+
+    @Test
+    void readRefusesAModelAFileOfAnotherShapeAndBlockTypes() {
+        LlamaConfig c = LlamaConfig.read(Shared.require("models/tinystories-656k"));
+        Path model = tmp.resolve("m.gguf");
+        GgufModel.writer(Models.loadWeights(Shared.require("models/tinystories-656k")), GgufModel.Quant.F32, "m").write(model);
+        var e = assertThrows(ConfigException.class, () -> LoadedAdapter.read("x", model, c));
+        assertTrue(e.getMessage().contains("not a LoRA adapter"), e.getMessage());
+        LoadedAdapter a = LoadedAdapter.of("t", "test", adapter(c, false, Map.of(), false), c);
+        Path p = tmp.resolve("ok.gguf");
+        GgufAdapter.writer(a, GgmlType.F16).write(p);
+        assertEquals(a.modules().size(), LoadedAdapter.read("f16", p, c).modules().size(), "F16 tensors are read");
+        LlamaConfig wider = new LlamaConfig(c.architecture(), c.hiddenSize() * 2, c.intermediateSize(), c.numHiddenLayers(), c.numAttentionHeads(),
+                c.numKeyValueHeads(), c.headDim(), c.vocabSize(), c.maxPositionEmbeddings(), c.rmsNormEps(), c.ropeTheta(), c.ropeScaling(),
+                c.tieWordEmbeddings(), c.attentionBias(), c.mlpBias(), c.bosTokenId(), c.eosTokenIds(), c.slidingWindow(), c.initializerRange(), null);
+        var s = assertThrows(ConfigException.class, () -> LoadedAdapter.read("w", p, wider));
+        assertTrue(s.getMessage().contains("must be ["), s.getMessage());
     }
 
     @Test

@@ -126,8 +126,8 @@ public enum GgmlBlocks {
         }
     }
 
-    /// Quantizes `x[off ..< off + n]` (n a multiple of 32) into new bytes with ggml's reference quantizer.
-    /// Only Q8_0 and Q4_0 have one here; the K-quants' weighted search is not ported (they are read, not written).
+    /// Quantizes `x[off ..< off + n]` (n a multiple of the block size) into new bytes with ggml's reference
+    /// quantizer: Q8_0, Q4_0 and Q4_K ([GgmlQ4K]); Q5_K and Q6_K are read, not written.
     public byte[] quantize(float[] x, int off, int n) {
         if (n % blockSize != 0) throw new IllegalArgumentException(n + " values are not whole " + this + " blocks of " + blockSize);
         byte[] out = new byte[(int) bytes(n)];
@@ -135,13 +135,14 @@ public enum GgmlBlocks {
             switch (this) {
                 case Q8_0 -> quantizeQ8(x, off + k, out, dst);
                 case Q4_0 -> quantizeQ4(x, off + k, out, dst);
-                default -> throw new UnsupportedOperationException(this + " quantization is not implemented; export q8_0 or q4_0");
+                case Q4_K -> GgmlQ4K.quantize(x, off + k, out, dst);
+                default -> throw new UnsupportedOperationException(this + " quantization is not implemented; export q8_0, q4_0 or q4_k");
             }
         }
         return out;
     }
 
-    private static void putHalf(byte[] out, int at, float v) {
+    static void putHalf(byte[] out, int at, float v) {
         short h = Float.floatToFloat16(v);
         out[at] = (byte) h;
         out[at + 1] = (byte) (h >> 8);

@@ -36,6 +36,12 @@ public record GgmlTensor(GgmlBlocks type, int rows, int cols, byte[] data) imple
         if (from % bs != 0 || to % bs != 0 || from < 0 || to > numel() || from > to)
             throw new IllegalArgumentException("range [" + from + ", " + to + ") of a " + type + " weight must be whole blocks of "
                     + bs + " inside [0, " + numel() + ")");
+        GgmlKernels.dequantize(type, data, Math.toIntExact(from / bs * type.blockBytes), out, outOff, (int) ((to - from) / bs));
+    }
+
+    /// The scalar twin of [#dequantize(long, long, float[], int)] ([GgmlBlocks#dequantize]).
+    public void dequantizeScalar(long from, long to, float[] out, int outOff) {
+        int bs = type.blockSize;
         type.dequantize(data, Math.toIntExact(from / bs * type.blockBytes), out, outOff, (int) ((to - from) / bs));
     }
 
@@ -63,8 +69,9 @@ public record GgmlTensor(GgmlBlocks type, int rows, int cols, byte[] data) imple
             Parallel.chunks(M, Math.min(Parallel.threads(), Math.max(1, (int) ((long) M * K * rowsX / 65536))), (c, a, b) -> {
                 for (int m = a; m < b; m++)
                     for (int r = 0; r < rowsX; r++) {
-                        float acc = VECTOR && type == GgmlBlocks.Q8_0 ? dotQ8Vector(m, scratch, r * K, rowsX * K + r * nb)
-                                : dotQ8(m, scratch, r * K, rowsX * K + r * nb);
+                        float acc = !VECTOR ? dotQ8(m, scratch, r * K, rowsX * K + r * nb)
+                                : type == GgmlBlocks.Q8_0 ? dotQ8Vector(m, scratch, r * K, rowsX * K + r * nb)
+                                : dotQ4Vector(m, scratch, r * K, rowsX * K + r * nb);
                         y[(base + r) * M + m] = bias == null ? acc : acc + bias[m];
                     }
             });
@@ -100,6 +107,28 @@ public record GgmlTensor(GgmlBlocks type, int rows, int cols, byte[] data) imple
             for (int j = 0; j < 32; j += L) {
                 FloatVector w = (FloatVector) ByteVector.fromArray(B, data, at + 2 + j).convertShape(VectorOperators.B2F, F, 0);
                 blk = w.fma(FloatVector.fromArray(F, s, qOff + b * 32 + j), blk);
+            }
+            acc = blk.fma(FloatVector.broadcast(F, scale), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    /// [#dotQ8] for Q4_0 on the Vector API: the low nibbles of bytes j.. are elements j.., the high nibbles elements
+    /// 16 + j..; each (q − 8) is exact in float, so per block the lane sums are exact integers as in [#dotQ8Vector].
+    float dotQ4Vector(int m, float[] s, int qOff, int dOff) {
+        int nb = cols / 32, bb = type.blockBytes, L = F.length();
+        int at = m * nb * bb;
+        FloatVector acc = FloatVector.zero(F);
+        for (int b = 0; b < nb; b++, at += bb) {
+            float scale = Float.float16ToFloat((short) ((data[at] & 0xFF) | (data[at + 1] << 8))) * s[dOff + b];
+            FloatVector blk = FloatVector.zero(F);
+            int q = qOff + b * 32;
+            for (int j = 0; j < 16; j += L) {
+                ByteVector v = ByteVector.fromArray(B, data, at + 2 + j);
+                FloatVector lo = (FloatVector) v.and((byte) 0xF).sub((byte) 8).convertShape(VectorOperators.B2F, F, 0);
+                FloatVector hi = (FloatVector) v.lanewise(VectorOperators.LSHR, 4).sub((byte) 8).convertShape(VectorOperators.B2F, F, 0);
+                blk = lo.fma(FloatVector.fromArray(F, s, q + j), blk);
+                blk = hi.fma(FloatVector.fromArray(F, s, q + 16 + j), blk);
             }
             acc = blk.fma(FloatVector.broadcast(F, scale), acc);
         }

@@ -55,6 +55,27 @@ class GgmlBlocksVectorsTest {
             float[] x = floats(root.get("input_f32_hex"));
             assertArrayEquals(blocks, type.quantize(x, 0, x.length), name + " quantize_row_" + name + "_ref");
         }
+        if (name.equals("q4_K")) {   // its first 3 blocks are quantize_row_q4_K_ref of the first 768 inputs
+            float[] x = floats(root.get("input_f32_hex"));
+            assertArrayEquals(java.util.Arrays.copyOf(blocks, 3 * 144), type.quantize(x, 0, 3 * 256), "quantize_row_q4_K_ref");
+        }
+    }
+
+    /// Q4_K quantization against llama.cpp's compiled `quantize_row_q4_K_ref` (reference/ggml_q4k_quantize.py, through
+    /// ctypes on node-llama-cpp's libggml-base.so) on edge blocks: all-zero, constant, one-signed, a spike, tiny and
+    /// large magnitudes, sub-blocks whose 6-bit scale rounds to 0, and random ones; bit for bit.
+    @org.junit.jupiter.api.Test
+    void q4KQuantizationMatchesLlamaCppsCompiledQuantizer() throws IOException {
+        JsonNode root;
+        try (var in = GgmlBlocksVectorsTest.class.getResourceAsStream("/ggml_q4k_quantize.json")) {
+            root = new ObjectMapper().readTree(in);
+        }
+        byte[] xb = HexFormat.of().parseHex(root.get("input_f32_hex").asText()), want = HexFormat.of().parseHex(root.get("q4_K_hex").asText());
+        float[] x = new float[xb.length / 4];
+        java.nio.ByteBuffer.wrap(xb).asFloatBuffer().get(x);   // big-endian bits, as written
+        byte[] got = GgmlBlocks.Q4_K.quantize(x, 0, x.length);
+        for (int b = 0; b < want.length / 144; b++)
+            assertArrayEquals(java.util.Arrays.copyOfRange(want, b * 144, b * 144 + 144), java.util.Arrays.copyOfRange(got, b * 144, b * 144 + 144), "block " + b);
     }
 
     static float[] floats(JsonNode hex) {

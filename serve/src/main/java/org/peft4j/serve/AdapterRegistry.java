@@ -40,9 +40,9 @@ public final class AdapterRegistry {
         }
         for (var e : adapters.entrySet()) {
             checkName(e.getKey());
-            if (!Files.isRegularFile(e.getValue().resolve(PeftAdapter.CONFIG_FILE)))
+            if (!Files.isRegularFile(e.getValue().resolve(PeftAdapter.CONFIG_FILE)) && !org.peft4j.model.gguf.GgufModel.isGguf(e.getValue()))
                 throw new Peft4jException.ConfigException("--adapter " + e.getKey() + "=" + e.getValue() + ": no " + PeftAdapter.CONFIG_FILE
-                        + " there; pass a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
+                        + " there; pass a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) or a GGUF LoRA file");
             registered.put(e.getKey(), e.getValue());
         }
     }

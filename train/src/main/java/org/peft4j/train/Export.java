@@ -70,7 +70,7 @@ public final class Export {
     }
 
     /// The merged model (or the base alone when `adapterDir` is null) as one GGUF file that llama.cpp loads:
-    /// `quant` f32, f16, bf16, q8_0 or q4_0 ([GgufModel#writer]), the tokenizer and chat template from the model
+    /// `quant` f32, f16, bf16, q8_0, q4_0 or q4_k ([GgufModel#writer]), the tokenizer and chat template from the model
     /// folder's files ([GgufVocab]) or, for a GGUF source, its `tokenizer.*` keys. `out` is the file when it ends in
     /// `.gguf`, else a folder that receives `model-<quant>.gguf`. Returns the file written.
     public static Path mergedGguf(Path model, Path adapterDir, Path out, String quant, Gemm gemm) {

@@ -43,6 +43,8 @@ public final class LoadedAdapter {
 
     /// Reads `dir` ([PeftAdapter#read]) and checks it against `base`.
     public static LoadedAdapter read(String name, Path dir, LlamaConfig base) {
+        if (org.peft4j.model.gguf.GgufModel.isGguf(dir))   // llama.cpp's GGUF LoRA adapter file
+            return of(name, dir.toString(), org.peft4j.model.gguf.GgufAdapter.read(dir, base), base);
         return of(name, dir.toString(), PeftAdapter.read(dir), base);
     }
 

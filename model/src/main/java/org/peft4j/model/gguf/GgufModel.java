@@ -175,6 +175,53 @@ public final class GgufModel {
     /// A runnable model with linear weights in their stored type (see [#source]); embeddings, norms and lm_head
     /// are float32.
     public static LlamaModel load(Path file, Gemm gemm) {
+        Base b = loadBase(file, false);
+        return new LlamaModel(new Decoder(b.weights(), b.linears(), b.head(), gemm));
+    }
+
+    /// A GGUF model as a frozen base: `weights` holds the float32 tensors (embeddings, norms, biases, lm_head, and
+    /// linear weights stored as F32), its other linear slots null; `linears` (L)(7) in [Projection] order holds every
+    /// linear weight in its stored type. `training`: block-quantized weights take float activations
+    /// ([GgmlWeight#training]) instead of llama.cpp's Q8_0 rounding.
+    /// `head`: for inference, the lm_head (the token embedding when tied) as stored when that is blocks or 16-bit,
+    /// as llama.cpp computes the output layer (a decode step reads it whole: a Q8_0 head reads 34/128 of the float
+    /// bytes); null for training (whose backward reads `weights.lmHead`) or a float32 head.
+    public record Base(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head) {
+        /// Whether any linear weight is held in a type other than float32 (a LoRA-only base).
+        public boolean quantized() {
+            for (BaseWeight[] layer : linears) for (BaseWeight w : layer) if (!(w instanceof org.peft4j.model.weights.DenseF32)) return true;
+            return false;
+        }
+
+        /// Bytes held: the float32 tensors of `weights` plus every non-float32 linear weight as stored.
+        public long bytes() {
+            long n = 0;
+            for (float[] t : weights.tensors().values()) if (t != null) n += 4L * t.length;
+            for (BaseWeight[] layer : linears)
+                for (BaseWeight w : layer) if (!(w instanceof org.peft4j.model.weights.DenseF32)) n += w.bytes();
+            return n;
+        }
+    }
+
+    /// The bytes [#loadBase] holds for `file` (= `Base.bytes()`), from the tensor table alone: linear weights in
+    /// their stored type (float32 ones as float32), every other tensor as float32.
+    public static long baseBytes(Path file) {
+        try (GgufFile f = GgufFile.open(file)) {
+            LlamaConfig c = config(f);
+            long n = 0;
+            for (var e : source(f, c).tensors().entrySet()) {
+                TensorInfo t = e.getValue();
+                long numel = 1;
+                for (long d : t.shape()) numel *= d;
+                boolean stored = isLinear(e.getKey()) && (blocks(f, e.getKey()) != null || t.dtype() != DType.F32);
+                n += stored ? f.info(GgufNames.gguf(e.getKey())).bytes() : 4 * numel;
+            }
+            return n;
+        }
+    }
+
+    /// The model of `file` as a [Base] (see there).
+    public static Base loadBase(Path file, boolean training) {
         try (GgufFile f = GgufFile.open(file)) {
             LlamaConfig c = config(f);
             TensorSource src = source(f, c);
@@ -186,11 +233,22 @@ public final class GgufModel {
                     String name = p.weightName(l);
                     float[] dense = p.weight(w.layers.get(l));
                     GgmlBlocks b = blocks(f, name);
+                    GgmlTensor t = dense != null || b == null ? null
+                            : new GgmlTensor(b, p.out(c), p.in(c), src.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
                     lin[l][p.ordinal()] = dense != null ? BaseWeight.of(dense, p.out(c), p.in(c))
-                            : b != null ? new GgmlWeight(new GgmlTensor(b, p.out(c), p.in(c), src.bytes(name).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)))
+                            : t != null ? (training ? GgmlWeight.training(t) : new GgmlWeight(t))
                             : BaseWeight.read(src, name, p.out(c), p.in(c));
                 }
-            return new LlamaModel(new Decoder(w, lin, gemm));
+            BaseWeight head = null;
+            if (!training) {
+                String hn = c.tieWordEmbeddings() ? GgufNames.TOKEN_EMBD : GgufNames.OUTPUT;
+                GgufTensor ht = f.info(hn);
+                GgmlBlocks hb = GgmlBlocks.byName(ht.type().name());
+                if (hb != null) head = new GgmlWeight(new GgmlTensor(hb, c.vocabSize(), c.hiddenSize(), GgmlBlocks.copy(f.bytes(hn))));
+                else if (ht.type() == GgmlType.F16 || ht.type() == GgmlType.BF16)
+                    head = BaseWeight.read(src, c.tieWordEmbeddings() ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD, c.vocabSize(), c.hiddenSize());
+            }
+            return new Base(w, lin, head);
         }
     }
 
@@ -203,7 +261,10 @@ public final class GgufModel {
 
     /// `--export_quant` values → (ggml type of the linear weights, llama_ftype).
     public enum Quant {
-        F32(GgmlType.F32, 0), F16(GgmlType.F16, 1), BF16(GgmlType.BF16, 32), Q8_0(GgmlType.Q8_0, 7), Q4_0(GgmlType.Q4_0, 2);
+        F32(GgmlType.F32, 0), F16(GgmlType.F16, 1), BF16(GgmlType.BF16, 32), Q8_0(GgmlType.Q8_0, 7), Q4_0(GgmlType.Q4_0, 2),
+        /// llama_ftype MOSTLY_Q4_K_S; a weight whose rows are not whole 256-blocks falls back to Q4_0 (llama.cpp's
+        /// quantize falls back to Q5_0, which peft4j does not read)
+        Q4_K(GgmlType.Q4_K, 14);
 
         public final GgmlType type;
         public final int fileType;
@@ -212,13 +273,14 @@ public final class GgufModel {
 
         public static Quant of(String s) {
             for (Quant q : values()) if (q.name().equalsIgnoreCase(s)) return q;
-            throw new ConfigException("export_quant '" + s + "' must be one of f32, f16, bf16, q8_0, q4_0");
+            throw new ConfigException("export_quant '" + s + "' must be one of f32, f16, bf16, q8_0, q4_0, q4_k");
         }
     }
 
     /// A writer holding the model's hyper-parameters and tensors as convert_hf_to_gguf.py writes them: 1-D tensors
-    /// F32; the seven projections in `quant`'s type; token_embd/output F32/F16/BF16 as `quant`, Q8_0 for q8_0 and
-    /// q4_0; any 2-D tensor whose rows are not whole blocks falls back to F16 (as the converter does). Q/K rows are
+    /// F32; the seven projections in `quant`'s type; token_embd/output F32/F16/BF16 as `quant`, Q8_0 for q8_0, q4_0
+    /// and q4_k; a Q4_K weight whose rows are not whole 256-blocks falls back to Q4_0, any other 2-D tensor whose rows
+    /// are not whole blocks to F16 (as the converter does). Q/K rows are
     /// permuted for the llama architecture. Add the tokenizer keys, then [GgufWriter#write].
     public static GgufWriter writer(LlamaWeights w, Quant quant, String name) {
         LlamaConfig c = w.config;
@@ -268,6 +330,7 @@ public final class GgufModel {
             GgmlType type = shape.length == 1 ? GgmlType.F32
                     : isLinear(hf) ? quant.type
                     : quant.type.quantized() ? GgmlType.Q8_0 : quant.type;
+            if (type == GgmlType.Q4_K && shape[1] % type.blockSize != 0) type = GgmlType.Q4_0;
             if (type.quantized() && shape[1] % type.blockSize != 0) type = GgmlType.F16;
             String gn = GgufNames.gguf(hf);
             if (type.quantized()) {

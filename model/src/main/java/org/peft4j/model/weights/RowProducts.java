@@ -71,7 +71,29 @@ public final class RowProducts {
         });
     }
 
-    /// Floats of scratch the 16-bit path needs: a 4-row buffer per thread (F16; BF16 converts in registers).
+    /// y = x·Wᵀ (+ bias) for a block-quantized W (ggml blocks, [org.peft4j.quant.GgmlTensor]): each group of 4 weight
+    /// rows is dequantized into a per-chunk L1 buffer (the Vector API twins in [org.peft4j.quant.GgmlKernels]) and dotted
+    /// there with every input row, so W is read once, in its blocks, and never expanded beyond 4 rows. The sums are
+    /// those of the float32 path over the dequantized rows (the same bits for any N, batch place and thread count).
+    /// w: (M, K) whole rows of blocks.   scratch: ≥ [#scratchSize] floats
+    public static void forward(org.peft4j.quant.QuantLinear.Weight w, float[] y, float[] x, float[] bias, int N, int K, int M, float[] scratch) {
+        int chunks = Math.max(1, Math.min(chunks(M), scratch.length / (G * K)));
+        if (scratch.length < Math.min(G, M) * K)
+            throw new IllegalArgumentException("row-path scratch holds " + scratch.length + " floats, needs " + Math.min(G, M) * K);
+        Parallel.chunks(M, chunks, (c, a, b) -> {
+            int buf = c * G * K, m = a;
+            for (; m + G <= b; m += G) {
+                w.dequantize((long) m * K, (long) (m + G) * K, scratch, buf);
+                group4(y, x, scratch, buf, false, null, 0, bias, N, K, M, m);
+            }
+            for (; m < b; m++) {
+                w.dequantize((long) m * K, (long) (m + 1) * K, scratch, buf);
+                group1(y, x, scratch, buf, false, null, 0, bias, N, K, M, m);
+            }
+        });
+    }
+
+    /// Floats of scratch the F16 and block-quantized paths need: a 4-row buffer per thread (BF16 converts in registers).
     public static int scratchSize(int K, int M) { return Math.min(G, M) * K * Math.max(1, Parallel.threads()); }
 
     /// One range per thread, none shorter than 16 rows (a handful of rows is not worth a hand-off).

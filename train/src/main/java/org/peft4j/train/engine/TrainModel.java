@@ -18,6 +18,7 @@ import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.model.weights.BaseWeight;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -74,13 +75,22 @@ public final class TrainModel {
 
     /// QLoRA: LoRA over a 4-bit base whose linears are dequantized tile by tile inside each product, never whole.
     public TrainModel(QuantizedModel qm, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
-        this(qm, qm.weights, method, gemm, B, Tmax, checkpointing, seed);
+        this(Decoder.of(qm, gemm), qm.weights, method, gemm, B, Tmax, checkpointing, seed);
     }
 
-    private TrainModel(QuantizedModel qm, LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
+    /// LoRA over a frozen base held in its own types (a GGUF model's Q8_0 … Q6_K blocks or 16-bit weights,
+    /// [org.peft4j.model.gguf.GgufModel#loadBase]): `weights` holds the float32 tensors with the slots of the linears
+    /// in `frozen` null; `frozen` (L)(7) in [Projection] order, each dequantized tile by tile inside its products.
+    public TrainModel(LlamaWeights weights, BaseWeight[][] frozen, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
+        this(new Decoder(weights, frozen, gemm), weights, method, gemm, B, Tmax, checkpointing, seed);
+    }
+
+    /// `frozenBase`: the decoder over a base that only LoRA trains (null: float32 `weights`, any method).
+    private TrainModel(Decoder frozenBase, LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
         LlamaConfig c = weights.config;
-        if (qm != null && !(method instanceof Method.Lora))
-            throw new ConfigException("a 4-bit base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
+        boolean frozen = frozenBase != null;
+        if (frozen && !(method instanceof Method.Lora))
+            throw new ConfigException("a quantized (4-bit or GGUF) base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
         this.config = c; this.weights = weights; this.method = method;
         this.B = B; this.Tmax = Tmax; this.checkpointing = checkpointing; this.seed = seed;
         V = c.vocabSize();
@@ -100,10 +110,10 @@ public final class TrainModel {
         int nm = Projection.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
             boolean dora = lc.useDora();
-            if (dora && qm != null) throw new UnsupportedModelException("DoRA over a 4-bit base is not supported; set use_dora: false or drop quantization_bit");
+            if (dora && frozen) throw new UnsupportedModelException("DoRA over a quantized (4-bit or GGUF) base is not supported; set use_dora: false, or drop quantization_bit / use a float model");
             boolean pissa = lc.initLoraWeights() == LoraConfig.Init.PISSA;
-            if (pissa && qm != null)
-                throw new ConfigException("PiSSA rewrites the base weights into W - s·B·A, which a 4-bit base cannot hold; drop pissa_init or quantization_bit");
+            if (pissa && frozen)
+                throw new ConfigException("PiSSA rewrites the base weights into W - s·B·A, which a quantized (4-bit or GGUF) base cannot hold; drop pissa_init or quantization_bit");
             lora = new LoraWeights[L][nm];
             float[][][] dA = new float[L][nm][], dB = new float[L][nm][], dMag = new float[L][nm][];
             LoraInit.Created created = LoraInit.create(lc, weights, seed);
@@ -150,7 +160,7 @@ public final class TrainModel {
             if (params.isEmpty()) throw new ConfigException("the freeze settings select no trainable parameter; check freeze_trainable_layers and freeze_trainable_modules");
             grads = new Decoder.Grads(gradOf, null, null, null, null);
         }
-        decoder = qm != null ? Decoder.of(qm, gemm) : Decoder.of(weights, gemm);
+        decoder = frozen ? frozenBase : Decoder.of(weights, gemm);
         acts = decoder.newActivations(plan(c, method, B, Tmax, checkpointing));
         logits = new float[N * V];
         lse = new double[N];

@@ -88,6 +88,13 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// staging scales with the largest GEMM operand (lm_head, logits), so expect this to under-count on large vocabularies.
     public static final long RUNTIME_BYTES = 256L << 20;
 
+    /// This estimate with the base weights' bytes replaced by `bytes`: a GGUF base, counted from its file as it is
+    /// held (linear weights in their stored blocks, the rest float32; [org.peft4j.model.gguf.GgufModel#baseBytes]).
+    public MemoryEstimate withWeights(long bytes) {
+        return new MemoryEstimate(bytes, adapters, gradients, optimizer, activations, logits, scratch, runtime, kvCache, checkpointing,
+                activationsOther, preference);
+    }
+
     public long total() { return weights + adapters + gradients + optimizer + activations + logits + scratch + runtime + preference; }
 
     /// What `TrainModel.activationBytes()` counts: the whole activation plan (activations, gradient, adapter and

@@ -13,6 +13,7 @@ import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.llama.Decoder;
 import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.gguf.GgufModel;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.quant.QuantType;
 import org.peft4j.tokenizer.Tokenizer;
@@ -97,7 +98,7 @@ public final class FinetuneRecipe {
         TrainArgs a = config.args();
         if (a.peft4j().threads() != null) Parallel.setThreads(Parallel.capToCores(a.peft4j().threads()));
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
-        if (!Files.isDirectory(modelDir) && !org.peft4j.model.gguf.GgufModel.isGguf(modelDir))
+        if (!Files.isDirectory(modelDir) && !GgufModel.isGguf(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
         Path out = a.output().dir();
         Path resumeFrom = a.finetuning().doTrain() ? prepareOutputDir(config, a.output()) : null;
@@ -115,16 +116,25 @@ public final class FinetuneRecipe {
         boolean prequantized = QuantizedModel.isQuantized(modelDir);
         boolean comparing = a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
         QuantizedModel qbase = null;
+        GgufModel.Base ggufBase = null;
         LlamaWeights weights;
-        if (prequantized || a.model().quantizationBit() != null) {
+        boolean gguf = GgufModel.isGguf(modelDir);
+        if (gguf && a.model().quantizationBit() != null)
+            throw new ConfigException("quantization_bit " + a.model().quantizationBit() + " re-quantizes a float model to 4 bits; " + modelDir
+                    + " is a GGUF file whose quantized weights are trained over as stored: drop quantization_bit");
+        if (gguf && a.finetuning().type().equals("lora") && (ggufBase = GgufModel.loadBase(modelDir, true)).quantized()) {
+            // LoRA over the GGUF blocks as stored, dequantized tile by tile in forward and backward (QLoRA's way)
+            weights = comparing ? Models.loadWeights(modelDir) : null;
+        } else if (prequantized || a.model().quantizationBit() != null) {
             if (!a.finetuning().type().equals("lora")) throw new ConfigException(modelDir + " is 4-bit quantized: only finetuning_type lora (QLoRA) can train it");
             qbase = prequantized ? QuantizedModel.load(modelDir)
                     : QuantizedModel.quantize(Models.loadWeights(modelDir), QuantType.of(a.model().quantizationType()), 64, a.model().doubleQuantization());
             weights = comparing ? qbase.dequantizedWeights() : null;
         } else {
-            weights = Models.loadWeights(modelDir);
+            weights = ggufBase != null ? ggufBase.weights() : Models.loadWeights(modelDir);   // (an F32 GGUF: its float weights)
+            ggufBase = null;
         }
-        LlamaConfig baseConfig = qbase != null ? qbase.config : weights.config;
+        LlamaConfig baseConfig = qbase != null ? qbase.config : ggufBase != null ? ggufBase.weights().config : weights.config;
         Tokenizer tok = Tokenizer.load(modelDir, baseConfig.vocabSize());
         TrainData data = TrainData.prepare(a, tok, modelDir);
         int tmax = Math.min(a.data().cutoffLen(), data.maxLength());
@@ -157,8 +167,9 @@ public final class FinetuneRecipe {
         int B = a.training().perDeviceTrainBatchSize() * (stage.equals("dpo") || stage.equals("rm") ? 2 : 1);
         boolean ckpt = a.finetuning().gradientCheckpointing();
         int seed = a.training().seed();
-        requireMemory(a, baseConfig, method, qbase != null, tmax);
+        requireMemory(a, baseConfig, method, qbase != null || ggufBase != null, tmax, ggufBase == null ? -1 : ggufBase.bytes());
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
+                : ggufBase != null ? new TrainModel(ggufBase.weights(), ggufBase.linears(), method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         Trainer.lossVariant(model, config);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
@@ -231,9 +242,11 @@ public final class FinetuneRecipe {
 
     /// Refuses, with the numbers, a run whose estimated memory ([MemoryEstimate]) exceeds what this JVM may use, before
     /// allocating the trainable tensors (lora_rank 100000 would otherwise end in an OutOfMemoryError minutes later).
-    static void requireMemory(TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq) {
+    /// `baseBytes`: the bytes a GGUF base holds as loaded, or -1 to count the weights from the config.
+    static void requireMemory(TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq, long baseBytes) {
         MemoryEstimate e = MemoryEstimate.estimate(c, method, quantized, a.training().perDeviceTrainBatchSize(), seq,
                 a.finetuning().gradientCheckpointing(), MemoryEstimate.optimOf(a), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+        if (baseBytes >= 0) e = e.withWeights(baseBytes);
         long max = Runtime.getRuntime().maxMemory();
         if (e.total() > max)
             throw new ConfigException(String.format(java.util.Locale.ROOT, "this run needs about %.1f GiB (trainable %.1f GiB, their gradients %.1f GiB, "
