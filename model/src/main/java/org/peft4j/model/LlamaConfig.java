@@ -97,6 +97,7 @@ public record LlamaConfig(
         int hidden = j.integer("hidden_size");
         int heads = j.integer("num_attention_heads");
         int kvHeads = j.integer("num_key_value_heads", heads);
+        if (heads <= 0) throw new ConfigException(where + ": config field 'num_attention_heads' must be > 0, got " + heads);
         if (hidden % heads != 0 && !c.hasNonNull("head_dim"))
             throw new ConfigException(where + ": hidden_size " + hidden + " is not divisible by num_attention_heads " + heads + " and no head_dim is given");
         int headDim = j.integer("head_dim", hidden / heads);
