@@ -51,7 +51,23 @@ public record LlamaConfig(
         if (slidingWindow < 0) throw new ConfigException("sliding_window must be >= 0, got " + slidingWindow);
         for (int id : eosTokenIds)
             if (id < 0 || id >= vocabSize) throw new ConfigException("eos_token_id " + id + " is outside the vocabulary [0, " + vocabSize + ")");
+        // absurd sizes (hidden_size 10^9) are refused here, before anything is allocated from them: every weight is one
+        // Java array, so each matrix must have fewer than 2^31 values
+        fits("model.embed_tokens.weight", "vocab_size", vocabSize, "hidden_size", hiddenSize);
+        fits("mlp.gate_proj.weight", "intermediate_size", intermediateSize, "hidden_size", hiddenSize);
+        fits("self_attn.q_proj.weight", "num_attention_heads x head_dim", (long) numAttentionHeads * headDim, "hidden_size", hiddenSize);
     }
+
+    /// The most values one weight (one Java array) may hold.
+    public static final long MAX_TENSOR_VALUES = Integer.MAX_VALUE - 8;
+
+    private static void fits(String tensor, String rowsName, long rows, String colsName, long cols) {
+        double n = (double) rows * cols;
+        if (n > MAX_TENSOR_VALUES)
+            throw new ConfigException(String.format(java.util.Locale.ROOT, "%s %d x %s %d = %.3g values in %s, more than the %d one "
+                    + "tensor may hold; the config.json is corrupt or the model far too large", rowsName, rows, colsName, cols, n, tensor, MAX_TENSOR_VALUES));
+    }
+
 
     private static void positive(String field, int v) {
         if (v <= 0) throw new ConfigException("config field '" + field + "' must be > 0, got " + v);
@@ -97,6 +113,7 @@ public record LlamaConfig(
         int hidden = j.integer("hidden_size");
         int heads = j.integer("num_attention_heads");
         int kvHeads = j.integer("num_key_value_heads", heads);
+        if (heads <= 0) throw new ConfigException(where + ": config field 'num_attention_heads' must be > 0, got " + heads);
         if (hidden % heads != 0 && !c.hasNonNull("head_dim"))
             throw new ConfigException(where + ": hidden_size " + hidden + " is not divisible by num_attention_heads " + heads + " and no head_dim is given");
         int headDim = j.integer("head_dim", hidden / heads);
@@ -108,6 +125,15 @@ public record LlamaConfig(
             case Architecture.Mistral _ -> j.integer("sliding_window", 0);
             case Architecture.Qwen2 _ -> j.bool("use_sliding_window", false) ? j.integer("sliding_window", 0) : 0;
         };
+        try {
+            return of(arch, hidden, heads, kvHeads, headDim, theta, window, ropeParams, j, where);
+        } catch (ConfigException e) {   // the record's own checks, named after the file
+            throw e.getMessage().startsWith(where) ? e : new ConfigException(where + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static LlamaConfig of(Architecture arch, int hidden, int heads, int kvHeads, int headDim, double theta, int window,
+                                  JsonNode ropeParams, Json j, String where) {
         return new LlamaConfig(arch, hidden, j.integer("intermediate_size"), j.integer("num_hidden_layers"),
                 heads, kvHeads, headDim, j.integer("vocab_size"), j.integer("max_position_embeddings", 2048),
                 j.real("rms_norm_eps", 1e-6), theta, ropeScaling(ropeParams, where),

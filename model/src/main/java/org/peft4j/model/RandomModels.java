@@ -24,11 +24,16 @@ public final class RandomModels {
     private RandomModels() {}
 
     public static LlamaWeights create(LlamaConfig c, long seed) {
-        long total = 0;
-        for (long[] s : LlamaWeights.expectedShapes(c).values()) total += Arrays.stream(s).reduce(1, Math::multiplyExact);
+        // counted per layer (one layer's shapes times the layer count), not through expectedShapes: a config with 10^6
+        // layers would allocate a map of millions of shapes before being refused
+        double perLayer = 0;
+        for (org.peft4j.model.llama.LayerTensor t : org.peft4j.model.llama.LayerTensor.values())
+            if (t.present(c)) perLayer += Arrays.stream(t.shape(c)).asDoubleStream().reduce(1, (a, b) -> a * b);
+        double total = (double) c.vocabSize() * c.hiddenSize() * (c.tieWordEmbeddings() ? 1 : 2) + c.hiddenSize() + perLayer * c.numHiddenLayers();
         if (total * 4 > Runtime.getRuntime().maxMemory())
-            throw new ConfigException("a random " + c.architecture().modelType() + " with " + total + " parameters needs "
-                    + total * 4 / (1L << 20) + " MiB as float32, more than the heap's " + Runtime.getRuntime().maxMemory() / (1L << 20) + " MiB; raise -Xmx");
+            throw new ConfigException(String.format(java.util.Locale.ROOT, "a random %s with %.0f parameters (%d layers) needs %.0f MiB as float32, "
+                    + "more than the heap's %d MiB; raise -Xmx", c.architecture().modelType(), total, c.numHiddenLayers(), total * 4 / (1L << 20),
+                    Runtime.getRuntime().maxMemory() / (1L << 20)));
         SplittableRandom root = new SplittableRandom(seed);
         float std = (float) c.initializerRange();
         float[] embed = normal(c.vocabSize() * c.hiddenSize(), root.split(), std);

@@ -32,12 +32,22 @@ public final class ChatTemplate {
     private final String bosToken; // null when the model has none
     private final String eosToken;
     private final Clock clock;
+    private final java.time.Duration timeLimit;
+
+    /// How long one render may take by default: real templates render in milliseconds; a template from a stranger
+    /// may loop for ever (or for 10^9 iterations), and is stopped with an error after this.
+    public static final java.time.Duration DEFAULT_TIME_LIMIT = java.time.Duration.ofSeconds(10);
 
     private ChatTemplate(String source, String bosToken, String eosToken, Clock clock) {
+        this(source, bosToken, eosToken, clock, DEFAULT_TIME_LIMIT);
+    }
+
+    private ChatTemplate(String source, String bosToken, String eosToken, Clock clock, java.time.Duration timeLimit) {
         this.source = Objects.requireNonNull(source, "source");
         this.bosToken = bosToken;
         this.eosToken = eosToken;
         this.clock = Objects.requireNonNull(clock, "clock");
+        this.timeLimit = Objects.requireNonNull(timeLimit, "timeLimit");
     }
 
     /// A template from its Jinja source, without special tokens (`bos_token`/`eos_token` are then undefined unless
@@ -112,7 +122,14 @@ public final class ChatTemplate {
     private static String abbreviate(String s) { return s.length() > 80 ? s.substring(0, 77) + "..." : s; }
 
     /// The same template with `strftime_now` reading `clock` (tests and reproducible prompts pin the date).
-    public ChatTemplate withClock(Clock clock) { return new ChatTemplate(source, bosToken, eosToken, clock); }
+    public ChatTemplate withClock(Clock clock) { return new ChatTemplate(source, bosToken, eosToken, clock, timeLimit); }
+
+    /// The same template with another time limit per render ([#DEFAULT_TIME_LIMIT] unless set). The output is
+    /// bounded too: 8 Mi characters (and strings, lists and maps it builds), past which rendering fails.
+    public ChatTemplate withTimeLimit(java.time.Duration limit) {
+        if (limit.isNegative() || limit.isZero()) throw new IllegalArgumentException("time limit must be positive: " + limit);
+        return new ChatTemplate(source, bosToken, eosToken, clock, limit);
+    }
 
     public String source() { return source; }
 
@@ -144,6 +161,6 @@ public final class ChatTemplate {
         if (bosToken != null) vars.put("bos_token", bosToken);
         if (eosToken != null) vars.put("eos_token", eosToken);
         vars.putAll(extraVariables);
-        return Jinja.render(source, vars, clock);
+        return Jinja.render(source, vars, clock, timeLimit);
     }
 }

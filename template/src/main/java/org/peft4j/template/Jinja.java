@@ -40,27 +40,45 @@ final class Jinja {
     /// Per-render state reachable from the static template functions through the context.
     static final class RenderState {
         final Clock clock;
+        final long deadline;   // System.nanoTime() by which rendering must end
         String raised; // the first raise_exception message, if any
+        boolean timedOut;
+        boolean tooBig;   // a loop's output grew past MAX_OUTPUT_CHARS: the render is abandoned like a timeout
 
-        RenderState(Clock clock) { this.clock = clock; }
+        RenderState(Clock clock, long deadline) { this.clock = clock; this.deadline = deadline; }
     }
+
+    /// The most characters a render may produce (and the longest string or list it may build): a template that
+    /// allocates without bound (nested loops printing, a string doubled in a loop) stops here with an error instead of
+    /// filling the heap. Far above any real prompt (a 128k-token context is ~0.5 M characters).
+    static final long MAX_OUTPUT_CHARS = 8L << 20;
+    static final int MAX_COLLECTION = 1 << 20;
 
     static final String STATE = "__peft4j_render_state";
 
     private static final Jinjava JINJAVA = create();
 
     /// Renders `source` with `variables` (which are not modified); `clock` is what `strftime_now` reads.
-    static String render(String source, Map<String, Object> variables, Clock clock) {
+    static String render(String source, Map<String, Object> variables, Clock clock, java.time.Duration timeLimit) {
         var context = new java.util.HashMap<>(variables);
-        RenderState state = new RenderState(clock);
+        RenderState state = new RenderState(clock, System.nanoTime() + timeLimit.toNanos());
         context.put(STATE, state);
         // Jinja2 templates test `strftime_now is defined`; a function alone is not a defined variable in Jinjava.
         context.putIfAbsent("strftime_now", "strftime_now");
         context.putIfAbsent("raise_exception", "raise_exception");
         RenderResult result = JINJAVA.renderForResult(JinjaSource.prepare(source), context);
+        if (state.timedOut)
+            throw new Peft4jException.FormatException("Chat template did not finish rendering within " + seconds(timeLimit)
+                    + " (a loop that runs too long?); fix the template, or choose another template (--template NAME for a LLaMA-Factory template)");
         if (state.raised != null) throw new ChatTemplateException(state.raised);
         List<TemplateError> fatal = result.getErrors().stream()
                 .filter(e -> e.getSeverity() == TemplateError.ErrorType.FATAL).toList();
+        if (state.tooBig || fatal.stream().anyMatch(e -> e.getException() instanceof com.hubspot.jinjava.interpret.OutputTooBigException
+                || e.getException() instanceof com.hubspot.jinjava.interpret.CollectionTooBigException
+                || String.valueOf(e.getMessage()).contains("too big") || String.valueOf(e.getMessage()).contains("exceeds")))
+            throw new Peft4jException.FormatException("Chat template output (or a string or list it builds) grew past the limit of "
+                    + MAX_OUTPUT_CHARS + " characters / " + MAX_COLLECTION + " items; fix the template, or choose another template "
+                    + "(--template NAME for a LLaMA-Factory template)");
         if (!fatal.isEmpty()) {
             String detail = fatal.stream().map(e -> "line " + e.getLineno() + ": " + e.getMessage())
                     .collect(Collectors.joining("; "));
@@ -68,6 +86,55 @@ final class Jinja {
                     + "template's syntax, or choose another template (--template NAME for a LLaMA-Factory template)");
         }
         return result.getOutput();
+    }
+
+    private static String seconds(java.time.Duration d) {
+        return d.toMillis() % 1000 == 0 ? d.toSeconds() + " s" : d.toMillis() + " ms";
+    }
+
+    /// Ends the render when its time is up: called where every loop starts and every variable is read, so a template
+    /// spinning in (nested) loops stops within one innermost loop (at most Jinjava's range limit, 1000, iterations).
+    /// The exception may be caught by Jinjava and turned into a template error; `timedOut` makes every later check
+    /// throw again at once, so the rest of the template unwinds quickly, and [#render] reports the time limit.
+    static void checkDeadline() {
+        JinjavaInterpreter interpreter = JinjavaInterpreter.getCurrent();
+        if (interpreter == null) return;
+        if (!(interpreter.getContext().get(STATE) instanceof RenderState state)) return;
+        if (state.tooBig) throw new RenderTimeout();
+        if (state.timedOut || System.nanoTime() - state.deadline > 0) {
+            state.timedOut = true;
+            throw new RenderTimeout();
+        }
+    }
+
+    static final class RenderTimeout extends RuntimeException {
+        RenderTimeout() { super("chat template time limit", null, false, false); }
+    }
+
+    /// Jinjava's `for`, with the time limit checked at the start of each loop.
+    private static final class LimitedForTag extends com.hubspot.jinjava.lib.tag.ForTag {
+        @Override public String renderForCollection(TagNode tagNode, JinjavaInterpreter interpreter, List<String> loopVars, Object collection) {
+            checkDeadline();
+            String out;
+            try {
+                out = super.renderForCollection(tagNode, interpreter, loopVars, collection);
+            } catch (com.hubspot.jinjava.interpret.OutputTooBigException | com.hubspot.jinjava.interpret.CollectionTooBigException e) {
+                tooBig(interpreter);
+                throw e;
+            }
+            // Jinjava ends a loop whose output grows past the limit with an error and the truncated output, and goes
+            // on with the enclosing loop, filling a new buffer to the limit each time: abandon the render instead
+            if (interpreter.getLastError().map(err -> err.getException() instanceof com.hubspot.jinjava.interpret.OutputTooBigException
+                    || err.getReason() == TemplateError.ErrorReason.OUTPUT_TOO_BIG).orElse(false)) {
+                tooBig(interpreter);
+                throw new RenderTimeout();
+            }
+            return out;
+        }
+
+        private static void tooBig(JinjavaInterpreter interpreter) {
+            if (interpreter.getContext().get(STATE) instanceof RenderState state) state.tooBig = true;
+        }
     }
 
     private static Jinjava create() {
@@ -79,6 +146,11 @@ final class Jinja {
                 .withElResolver(resolver)
                 // message text is data: never re-parse a rendered string as a template
                 .withNestedInterpretationEnabled(false)
+                // bounded output, strings, lists and maps (a runaway template ends with an error, see render)
+                .withMaxOutputSize(MAX_OUTPUT_CHARS)
+                .withMaxStringLength(MAX_OUTPUT_CHARS)
+                .withMaxListSize(MAX_COLLECTION)
+                .withMaxMapSize(MAX_COLLECTION)
                 // Jinja2 semantics where Jinjava keeps old behaviour by default: `{{-`/`{#-` trimming, strict
                 // `-` parsing, evaluated dict-literal keys, iterating a dict gives keys
                 .withLegacyOverrides(LegacyOverrides.newBuilder()
@@ -105,6 +177,7 @@ final class Jinja {
         j.registerExpTest(test("sequence", v -> v instanceof String || v instanceof SafeString
                 || v instanceof Collection || v instanceof Map || (v != null && v.getClass().isArray())));
         j.registerTag(new GenerationTag());
+        j.registerTag(new LimitedForTag());
         return j;
     }
 
@@ -216,7 +289,10 @@ final class Jinja {
 
         @Override public Class<?> getType(ELContext context, Object base, Object property) { return null; }
 
-        @Override public Object getValue(ELContext context, Object base, Object property) { return null; }
+        @Override public Object getValue(ELContext context, Object base, Object property) {
+            checkDeadline();
+            return null;
+        }
 
         @Override public boolean isReadOnly(ELContext context, Object base, Object property) { return true; }
 

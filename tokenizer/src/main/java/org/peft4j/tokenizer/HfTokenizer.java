@@ -28,7 +28,7 @@ public final class HfTokenizer implements Tokenizer {
     private final int bosId, eosId;
 
     private HfTokenizer(List<AddedTokens.AddedToken> added, Normalizer normalizer, PreTokenizer preTokenizer, BpeModel model,
-                        TokenDecoder decoder, int[] prefix, int[] suffix, TokenizerConfig config) {
+                        TokenDecoder decoder, int[] prefix, int[] suffix, TokenizerConfig config, String file) {
         this.rawAdded = new AddedTokens(added.stream().filter(t -> !t.normalized()).toList());
         // normalized=true tokens are searched for in their normalized spelling (Prepend "▁" makes "▁<unk>")
         this.normalizedAdded = new AddedTokens(added.stream().filter(AddedTokens.AddedToken::normalized)
@@ -37,9 +37,12 @@ public final class HfTokenizer implements Tokenizer {
                 .toList());
         this.normalizer = normalizer; this.preTokenizer = preTokenizer; this.model = model; this.decoder = decoder;
         this.prefix = prefix; this.suffix = suffix; this.config = config;
+        // ids index tables: a negative id, or one far past the number of tokens (real vocabularies are dense), would
+        // throw or allocate gigabytes, so it is refused with the numbers
+        long tokens = (long) model.vocab.size() + added.size(), limit = 4 * tokens + 65_536;
         int size = 0;
-        for (int id : model.vocab.values()) size = Math.max(size, id + 1);
-        for (AddedTokens.AddedToken t : added) size = Math.max(size, t.id() + 1);
+        for (Map.Entry<String, Integer> e : model.vocab.entrySet()) size = Math.max(size, checkId(e.getValue(), e.getKey(), tokens, limit, file) + 1);
+        for (AddedTokens.AddedToken t : added) size = Math.max(size, checkId(t.id(), t.content(), tokens, limit, file) + 1);
         idToToken = new String[size];
         special = new boolean[size];
         for (Map.Entry<String, Integer> e : model.vocab.entrySet()) idToToken[e.getValue()] = e.getKey();
@@ -52,6 +55,13 @@ public final class HfTokenizer implements Tokenizer {
         int bos = config.bosToken() != null ? tokenToId(config.bosToken()) : -1;
         this.bosId = bos >= 0 ? bos : prefix.length > 0 ? prefix[0] : -1;
         this.eosId = config.eosToken() != null ? tokenToId(config.eosToken()) : -1;
+    }
+
+    private static int checkId(int id, String token, long tokens, long limit, String file) {
+        if (id < 0 || id >= limit)
+            throw new FormatException(file + ": token '" + (token.length() > 40 ? token.substring(0, 40) + "..." : token) + "' has id " + id
+                    + ", outside [0, " + limit + ") for a vocabulary of " + tokens + " tokens; the file is corrupt, re-download it");
+        return id;
     }
 
     /// Reads a tokenizer.json; `config` is the tokenizer_config.json beside it (or [TokenizerConfig#EMPTY]).
@@ -110,7 +120,7 @@ public final class HfTokenizer implements Tokenizer {
         readPostProcessor(root.get("post_processor"), pre, post, file);
         return new HfTokenizer(added, Normalizer.parse(root.get("normalizer")), PreTokenizer.parse(root.get("pre_tokenizer")),
                 model, TokenDecoder.parse(root.get("decoder")),
-                pre.stream().mapToInt(Integer::intValue).toArray(), post.stream().mapToInt(Integer::intValue).toArray(), config);
+                pre.stream().mapToInt(Integer::intValue).toArray(), post.stream().mapToInt(Integer::intValue).toArray(), config, file);
     }
 
     /// The ids a post-processor puts before (`pre`) and after (`post`) a single sequence.

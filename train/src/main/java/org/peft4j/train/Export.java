@@ -47,8 +47,12 @@ public final class Export {
             if (GgufModel.isGguf(modelDir)) {   // a GGUF model: the tokenizer files from its metadata
                 try (GgufFile f = GgufFile.open(modelDir)) { GgufVocab.writeHf(f, dir); }
             } else {
-                for (String f : COPIED)
-                    if (Files.exists(modelDir.resolve(f))) Files.copy(modelDir.resolve(f), dir.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+                for (String f : COPIED)   // each through a temporary file and a rename: a kill never leaves half a tokenizer.json
+                    if (Files.exists(modelDir.resolve(f))) {
+                        Path tmp = dir.resolve("." + f + ".tmp");
+                        Files.copy(modelDir.resolve(f), tmp, StandardCopyOption.REPLACE_EXISTING);
+                        Files.move(tmp, dir.resolve(f), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+                    }
             }
             Path tc = dir.resolve("tokenizer_config.json");
             if (template instanceof SlotTemplate st && Files.exists(tc) && !TrainData.hasChatTemplate(modelDir)) {

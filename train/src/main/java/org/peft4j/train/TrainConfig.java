@@ -359,8 +359,10 @@ public final class TrainConfig {
             if (text == null) return;   // an unset alias (training_args.json lists it as null) leaves eval_strategy alone
             name = "eval_strategy";
         }
-        values.put(name, text == null ? null : parse(KEYS.get(name), text, where));
-        given.add(name);
+        // `key: null` (or `key:` with nothing) unsets the key: its default, as when it is left out (a key whose default
+        // is a number would otherwise hold null and fail later; found by TrainFuzzTest)
+        values.put(name, text == null ? KEYS.get(name).defaultValue : parse(KEYS.get(name), text, where));
+        if (text != null) given.add(name);
     }
 
     private static Object parse(Key k, String text, String where) {

@@ -261,7 +261,7 @@ public final class FinetuneRecipe {
     /// resume_from_checkpoint is used as given and nothing is moved; with overwrite_output_dir the run starts over (as
     /// LLaMA-Factory) and the old run's checkpoints and log are moved into `previous-run-N/`, not deleted; otherwise a
     /// folder holding a checkpoint is resumed from its last one, a folder left by a run killed before its first
-    /// checkpoint (only training_args.json, trainer_log.jsonl, half-written .tmp- folders) starts afresh, and any other
+    /// checkpoint (only training_args.json, trainer_log.jsonl, half-written .tmp- folders and files) starts afresh, and any other
     /// non-empty folder is an error.
     static Path prepareOutputDir(TrainConfig cfg, TrainArgs.Output o) {
         Path out = o.dir();
@@ -291,7 +291,8 @@ public final class FinetuneRecipe {
                 return last;
             }
             boolean leftByARun = entries.stream().map(p -> p.getFileName().toString())
-                    .allMatch(n -> n.startsWith(".tmp-") || n.equals("trainer_log.jsonl") || n.equals("training_args.json"));
+                    .allMatch(n -> n.startsWith(".tmp-") || n.equals("trainer_log.jsonl") || n.equals("training_args.json")
+                            || n.equals(".training_args.json.tmp") || n.equals(".trainer_log.jsonl.tmp"));   // Checkpoint.writeAtomically's temporaries
             if (!leftByARun)
                 throw new ConfigException("output_dir " + out + " already exists, is not empty and holds no checkpoint to resume from; "
                         + "set overwrite_output_dir: true to write over it (nothing is deleted), or choose another output_dir");

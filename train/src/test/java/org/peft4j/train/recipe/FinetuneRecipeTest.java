@@ -329,6 +329,11 @@ class FinetuneRecipeTest {
         assertNull(FinetuneRecipe.prepareOutputDir(config(tmp.resolve("killed")), config(tmp.resolve("killed")).args().output()));
         assertFalse(Files.exists(killed), "the half-written checkpoint is removed");
         assertFalse(Files.exists(killed.resolveSibling("trainer_log.jsonl")), "the stale log is removed");
+        // killed while writing training_args.json (Checkpoint.writeAtomically's temporary is left): started afresh too
+        Path early = Files.createDirectories(tmp.resolve("early"));
+        Files.writeString(early.resolve(".training_args.json.tmp"), "{\"stage");
+        assertNull(FinetuneRecipe.prepareOutputDir(config(early), config(early).args().output()));
+        assertFalse(Files.exists(early.resolve(".training_args.json.tmp")));
 
         Path file = Files.writeString(tmp.resolve("a-file"), "x");
         var e = assertThrows(ConfigException.class, () -> FinetuneRecipe.prepareOutputDir(config(file), config(file).args().output()));
