@@ -20,6 +20,11 @@ public interface Collective extends AutoCloseable {
 
     void allReduceSum(double[] x);
 
+    /// Every array of `xs` summed as [#allReduceSum(float[])] does, in one operation (the arrays travel as one
+    /// stream, so many small gradient tensors cost one round of messages). Every rank passes arrays of the same
+    /// lengths in the same order.
+    void allReduceSum(java.util.List<float[]> xs);
+
     void allReduceSum(long[] x);
 
     /// x ← rank `root`'s x, on every rank.
@@ -45,6 +50,7 @@ public interface Collective extends AutoCloseable {
         @Override public int worldSize() { return 1; }
         @Override public void allReduceSum(float[] x) {}
         @Override public void allReduceSum(double[] x) {}
+        @Override public void allReduceSum(java.util.List<float[]> xs) {}
         @Override public void allReduceSum(long[] x) {}
         @Override public void broadcast(float[] x, int root) { check(root); }
         @Override public void broadcast(long[] x, int root) { check(root); }

@@ -76,6 +76,64 @@ abstract sealed class Elements {
         private LongBuffer view(ByteBuffer b) { return b == upB ? up : down; }
     }
 
+    /// A list of float arrays as one stream of their concatenation (the trainer's gradient tensors). Binding the same
+    /// list again reuses its offsets.
+    static final class F32s extends Elements {
+        private java.util.List<float[]> xs;
+        private long[] starts = new long[1];   // starts[i]: offset of xs[i] in the stream; starts[size]: its length
+        private final float[] scratch = new float[TcpCollective.CHUNK_BYTES / 4];
+        private final FloatBuffer up, down;
+        private final ByteBuffer upB;
+        F32s(ByteBuffer up, ByteBuffer down) { this.upB = up; this.up = up.asFloatBuffer(); this.down = down.asFloatBuffer(); }
+        private FloatBuffer view(ByteBuffer b) { return b == upB ? up : down; }
+
+        F32s of(java.util.List<float[]> xs) {
+            if (xs != this.xs || starts.length != xs.size() + 1) {
+                long[] s = new long[xs.size() + 1];
+                for (int i = 0; i < xs.size(); i++) s[i + 1] = s[i] + xs.get(i).length;
+                if (s[xs.size()] > Integer.MAX_VALUE) throw new IllegalArgumentException("more than 2^31 - 1 floats in one allReduceSum");
+                starts = s;
+                this.xs = xs;
+            }
+            return this;
+        }
+        int length() { return (int) starts[starts.length - 1]; }
+        int bytes() { return 4; }
+
+        /// The index of the array holding stream offset `off` (the last array starting at or before it).
+        private int arrayAt(int off) {
+            int i = java.util.Arrays.binarySearch(starts, off);
+            if (i < 0) i = -i - 2;
+            while (i < xs.size() - 1 && starts[i + 1] == off) i++;   // skip empty arrays
+            return i;
+        }
+        void putInto(ByteBuffer b, int off, int n) {
+            FloatBuffer v = view(b);
+            for (int i = arrayAt(off), done = 0; done < n; i++) {
+                int from = (int) (off + done - starts[i]), k = Math.min(n - done, xs.get(i).length - from);
+                v.put(done, xs.get(i), from, k);
+                done += k;
+            }
+        }
+        void getFrom(ByteBuffer b, int off, int n) {
+            FloatBuffer v = view(b);
+            for (int i = arrayAt(off), done = 0; done < n; i++) {
+                int from = (int) (off + done - starts[i]), k = Math.min(n - done, xs.get(i).length - from);
+                v.get(done, xs.get(i), from, k);
+                done += k;
+            }
+        }
+        void addFrom(ByteBuffer b, int off, int n) {
+            view(b).get(0, scratch, 0, n);
+            for (int i = arrayAt(off), done = 0; done < n; i++) {
+                float[] x = xs.get(i);
+                int from = (int) (off + done - starts[i]), k = Math.min(n - done, x.length - from);
+                for (int j = 0; j < k; j++) x[from + j] = scratch[done + j] + x[from + j];
+                done += k;
+            }
+        }
+    }
+
     /// Bytes: broadcast only.
     static final class I8 extends Elements {
         private byte[] x;

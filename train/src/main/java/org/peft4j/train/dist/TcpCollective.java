@@ -55,6 +55,7 @@ public final class TcpCollective implements Collective {
     private final Elements.F64 f64 = new Elements.F64(upBuf, downBuf);
     private final Elements.I64 i64 = new Elements.I64(upBuf, downBuf);
     private final Elements.I8 i8 = new Elements.I8();
+    private final Elements.F32s f32s = new Elements.F32s(upBuf, downBuf);
 
     // the helper thread that receives results from the right and passes them left during an allReduce
     private final Thread helper;
@@ -83,6 +84,8 @@ public final class TcpCollective implements Collective {
     @Override public void allReduceSum(float[] x) { allReduce(OP_SUM_F32, f32.of(x)); }
 
     @Override public void allReduceSum(double[] x) { allReduce(OP_SUM_F64, f64.of(x)); }
+
+    @Override public void allReduceSum(List<float[]> xs) { allReduce(OP_SUM_F32, f32s.of(xs)); }
 
     @Override public void allReduceSum(long[] x) { allReduce(OP_SUM_I64, i64.of(x)); }
 

@@ -88,6 +88,29 @@ class TcpCollectiveTest {
     }
 
     @Test
+    void aListOfArraysIsSummedAsTheirConcatenation() throws Exception {
+        int[] sizes = {0, 5, 70_000, 0, 100_003, 3};
+        int n = 3;
+        List<List<float[]>> got = onRanks(n, Duration.ofSeconds(30), c -> {
+            List<float[]> xs = new ArrayList<>();
+            for (int i = 0; i < sizes.length; i++) xs.add(floats(10 * c.rank() + i, sizes[i]));
+            c.allReduceSum(xs);
+            c.allReduceSum(xs);   // again on the same list: its offsets are reused
+            return xs;
+        });
+        for (int i = 0; i < sizes.length; i++) {
+            float[] once = floats(i, sizes[i]);
+            for (int r = 1; r < n; r++) {
+                float[] y = floats(10 * r + i, sizes[i]);
+                for (int j = 0; j < once.length; j++) once[j] = once[j] + y[j];
+            }
+            float[] twice = once.clone();   // the second sum: every rank holds `once`
+            for (int r = 1; r < n; r++) for (int j = 0; j < once.length; j++) twice[j] = twice[j] + once[j];
+            for (int r = 0; r < n; r++) assertArrayEquals(twice, got.get(r).get(i), 0f, "array " + i + " on rank " + r);
+        }
+    }
+
+    @Test
     void doublesLongsBroadcastAndBarrier() throws Exception {
         int n = 3;
         List<Object[]> got = onRanks(n, Duration.ofSeconds(30), c -> {
