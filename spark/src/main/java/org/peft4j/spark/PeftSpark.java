@@ -2,6 +2,7 @@ package org.peft4j.spark;
 
 import org.apache.spark.BarrierTaskContext;
 import org.apache.spark.BarrierTaskInfo;
+import org.apache.spark.api.java.JavaRDD;
 import org.apache.spark.api.java.JavaSparkContext;
 import org.apache.spark.rdd.RDD;
 import org.apache.spark.sql.SparkSession;
@@ -10,6 +11,7 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.train.TrainConfig;
 import org.peft4j.train.dist.TcpCollective;
 import org.peft4j.train.recipe.FinetuneRecipe;
+import org.peft4j.train.recipe.TrainEvent;
 import scala.collection.Iterator;
 import scala.jdk.javaapi.CollectionConverters;
 import scala.reflect.ClassTag$;
@@ -37,6 +39,12 @@ import java.util.List;
 public final class PeftSpark {
     private PeftSpark() {}
 
+    /// Makes each task's listener of the recipe's events (progress to the executor's log, a metrics sink, ...);
+    /// serialised to the executors. `stageAttempt` counts Spark's retries of the stage from 0.
+    public interface TaskListener extends Serializable {
+        TrainEvent.Listener forTask(int rank, int stageAttempt);
+    }
+
     /// What the job returns: rank 0's summary line (steps, loss, output folder).
     public record Result(int ranks, String summary) {}
 
@@ -57,6 +65,11 @@ public final class PeftSpark {
 
     /// As [#train(SparkSession, Path, List, int)] with the YAML's text.
     public static Result train(SparkSession spark, String yamlText, List<String> flags, int ranks) {
+        return train(spark, yamlText, flags, ranks, (rank, attempt) -> e -> {});
+    }
+
+    /// As [#train(SparkSession, String, List, int)], each task's recipe reporting to `listener`'s listener.
+    public static Result train(SparkSession spark, String yamlText, List<String> flags, int ranks, TaskListener listener) {
         if (ranks < 1) throw new ConfigException("the number of Spark tasks (ranks) must be at least 1, got " + ranks);
         TrainConfig cfg = load(yamlText, flags);   // refuse a bad config on the driver, before any task starts
         if (!cfg.b("do_train")) throw new ConfigException("do_train: false only evaluates; run it without Spark");
@@ -64,9 +77,11 @@ public final class PeftSpark {
         List<Integer> parts = new ArrayList<>();
         for (int i = 0; i < ranks; i++) parts.add(i);
         RDD<Integer> rdd = jsc.parallelize(parts, ranks).rdd();
-        Object collected = rdd.barrier().mapPartitions(new Task(yamlText, List.copyOf(flags)), false, ClassTag$.MODULE$.apply(String.class)).collect();
-        String[] lines = (String[]) collected;
-        return new Result(ranks, lines.length == 0 ? "" : lines[0]);
+        RDD<String> stage = rdd.barrier().mapPartitions(new Task(yamlText, List.copyOf(flags), listener), false, ClassTag$.MODULE$.apply(String.class));
+        // Spark retries a failed barrier stage only when it is a shuffle map stage (a failed barrier result stage
+        // aborts the job): a shuffle into one partition after it makes it one
+        List<String> lines = JavaRDD.fromRDD(stage, ClassTag$.MODULE$.apply(String.class)).repartition(1).collect();
+        return new Result(ranks, lines.isEmpty() ? "" : lines.getFirst());
     }
 
     static TrainConfig load(String yamlText, List<String> flags) {
@@ -87,8 +102,11 @@ public final class PeftSpark {
     static final class Task extends AbstractFunction1<Iterator<Integer>, Iterator<String>> implements Serializable {
         private final String yamlText;
         private final List<String> flags;
+        private final TaskListener listener;
 
-        Task(String yamlText, List<String> flags) { this.yamlText = yamlText; this.flags = new ArrayList<>(flags); }
+        Task(String yamlText, List<String> flags, TaskListener listener) {
+            this.yamlText = yamlText; this.flags = new ArrayList<>(flags); this.listener = listener;
+        }
 
         @Override public Iterator<String> apply(Iterator<Integer> partition) {
             BarrierTaskContext ctx = BarrierTaskContext.get();
@@ -107,7 +125,7 @@ public final class PeftSpark {
                 throw e;
             }
             try (TcpCollective c = endpoint.join(rank, Arrays.asList(addresses), timeout)) {
-                FinetuneRecipe.Result r = new FinetuneRecipe().collective(c).run(cfg, e -> {});
+                FinetuneRecipe.Result r = new FinetuneRecipe().collective(c).run(cfg, listener.forTask(rank, ctx.stageAttemptNumber()));
                 var t = r.train();
                 String line = rank == 0 ? String.format(java.util.Locale.ROOT, "%d ranks: %d steps in %.1f s (%,.0f tokens/s), train loss %.4f, saved to %s",
                         infos.length, t.steps(), t.seconds(), t.tokensPerSecond() * infos.length, t.trainLoss(), t.outputDir()) : "";
