@@ -245,6 +245,7 @@ public final class TcpCollective implements Collective {
 
     private CollectiveException fail(Throwable e) {
         if (failure == null) failure = e;
+        else e = failure;   // the helper thread failed first: its error says what happened, ours only that it closed the sockets
         closeSockets();
         if (e instanceof CollectiveException c) return c;
         return new CollectiveException("rank " + rank + " of " + world + ": " + describe(opCode, opLength) + " failed: " + e.getMessage()
