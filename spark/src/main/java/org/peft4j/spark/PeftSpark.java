@@ -127,8 +127,9 @@ public final class PeftSpark {
             try (TcpCollective c = endpoint.join(rank, Arrays.asList(addresses), timeout)) {
                 FinetuneRecipe.Result r = new FinetuneRecipe().collective(c).run(cfg, listener.forTask(rank, ctx.stageAttemptNumber()));
                 var t = r.train();
+                // the trainer counts the tokens of the global batch on every rank: rank 0's tokens/s is the job's
                 String line = rank == 0 ? String.format(java.util.Locale.ROOT, "%d ranks: %d steps in %.1f s (%,.0f tokens/s), train loss %.4f, saved to %s",
-                        infos.length, t.steps(), t.seconds(), t.tokensPerSecond() * infos.length, t.trainLoss(), t.outputDir()) : "";
+                        infos.length, t.steps(), t.seconds(), t.tokensPerSecond(), t.trainLoss(), t.outputDir()) : "";
                 return CollectionConverters.asScala(rank == 0 ? List.of(line).iterator() : List.<String>of().iterator());
             }
         }
