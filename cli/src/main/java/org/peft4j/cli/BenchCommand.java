@@ -11,7 +11,7 @@ import java.util.concurrent.Callable;
 /// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
 /// side by side in one run (peak FLOP/s of this machine included), never asserted by tests.
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: generation (prefill, decode, time to first token), training step speed, GEMM backends, QLoRA vs LoRA, serving many adapters.",
-        subcommands = {BenchCommand.Generate.class, BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class})
+        subcommands = {BenchCommand.Generate.class, BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class, BenchCommand.Allreduce.class})
 final class BenchCommand implements Runnable {
     @Override public void run() { new picocli.CommandLine(this).usage(System.err); }
 
@@ -58,6 +58,20 @@ final class BenchCommand implements Runnable {
             }
             if (!stage.equals("sft")) throw new org.peft4j.core.Peft4jException.ConfigException("--stage must be sft or dpo, got " + stage);
             System.out.println(TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm).line());
+            return 0;
+        }
+    }
+
+    @Command(name = "allreduce", mixinStandardHelpOptions = true,
+            description = "The data-parallel gradient sum (TcpCollective) between N processes on loopback: median time, algorithm and bus bandwidth, against a plain socket copy of the same bytes; projections for 10 and 25 GbE.")
+    static final class Allreduce implements Callable<Integer> {
+        @Option(names = "--ranks", defaultValue = "2", description = "Processes (default: ${DEFAULT-VALUE}).") int ranks;
+        @Option(names = "--floats", defaultValue = "" + org.peft4j.bench.AllreduceBench.QWEN05_LORA_R16_FLOATS,
+                description = "Floats per allreduce (default: ${DEFAULT-VALUE}, the LoRA r16 all-linear gradients of Qwen2.5-0.5B).") int floats;
+        @Option(names = "--rounds", defaultValue = "7", description = "Timed rounds; the median is reported (default: ${DEFAULT-VALUE}).") int rounds;
+
+        @Override public Integer call() throws Exception {
+            org.peft4j.bench.AllreduceBench.run(ranks, floats, rounds);
             return 0;
         }
     }

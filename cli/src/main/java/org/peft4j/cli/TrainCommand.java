@@ -40,6 +40,13 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--general-text", paramLabel = "FILE", description = "A text file (one passage per line) for the forgetting check (the forgetting_text key).")
     Path generalText;
 
+    @Option(names = "--spark-master", paramLabel = "MASTER",
+            description = "Train data-parallel as one barrier stage of Spark tasks (local[N], spark://host:port, yarn, k8s://...): N ranks of per_device_train_batch_size B equal one process of batch N*B. Paths must be visible to every executor.")
+    String sparkMaster;
+
+    @Option(names = "--spark-ranks", paramLabel = "N", description = "With --spark-master: the number of ranks (default: N of local[N], else Spark's default parallelism).")
+    Integer sparkRanks;
+
     @Override
     public Integer call() {
         if (helpKeys) { System.out.print(TrainConfig.keyTable()); return 0; }
@@ -50,6 +57,11 @@ final class TrainCommand implements Callable<Integer> {
         if (compare != null) cfg.with("compare_prompts", String.join("|", compare));
         if (generalText != null) cfg.with("forgetting_text", generalText.toString());
 
+        if (sparkRanks != null && sparkMaster == null) throw new ConfigException("--spark-ranks needs --spark-master");
+        if (sparkMaster != null) {
+            if (compare != null || generalText != null) throw new ConfigException("--compare and --general-text run in one process; drop them with --spark-master");
+            return SparkTrain.run(sparkMaster, sparkRanks, yaml, flags, ModelResolver.resolve(cfg.str("model_name_or_path")));
+        }
         ProgressBar bar = new ProgressBar("train");
         FinetuneRecipe.Result result = new FinetuneRecipe(ModelResolver::resolve).run(cfg, e -> print(e, bar));
         Trainer.Result r = result.train();

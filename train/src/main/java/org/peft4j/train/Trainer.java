@@ -15,6 +15,7 @@ import org.peft4j.model.adapter.lora.Pissa;
 import org.peft4j.train.data.Batcher;
 import org.peft4j.train.data.Template;
 import org.peft4j.train.data.TokenizedExample;
+import org.peft4j.train.dist.Collective;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.KtoObjective;
@@ -82,6 +83,15 @@ public final class Trainer {
     private Template template;
     private BooleanSupplier cancelled = () -> false;
     private Optimizer optA, optB;          // during run() only
+    private Collective collective = Collective.single();
+
+    /// Data-parallel training: this trainer is rank `c.rank()` of `c.worldSize()`. Each optimizer step reads the
+    /// global batch a single process with per_device_train_batch_size N·B would read (same order, same number of
+    /// steps); this rank runs rows [rank·B, rank·B + B) of every micro-batch; the gradients of the trainable tensors
+    /// are summed across ranks ([Collective#allReduceSum], in rank order) before clipping and the optimizer step, and
+    /// the loss is normalised by the target tokens of the whole global batch, so every rank applies the same update
+    /// (as PyTorch DDP with transformers' Trainer). Only rank 0 evaluates and writes logs, checkpoints and the model.
+    public Trainer collective(Collective c) { this.collective = c; return this; }
 
     /// The id written into padded positions (labels there are ignored); LLaMA-Factory uses the tokenizer's pad token.
     public Trainer padId(int id) { this.padId = id; return this; }
@@ -149,9 +159,13 @@ public final class Trainer {
     private int unitCount() { return pref != null ? units.size() : train.size(); }
 
     /// The HF step count: update steps per epoch = max(batches / accumulation, 1); max_steps wins when > 0.
-    public static long totalSteps(TrainArgs.Training t, int examples) {
+    public static long totalSteps(TrainArgs.Training t, int examples) { return totalSteps(t, examples, 1); }
+
+    /// With `world` data-parallel ranks the batch of a micro-step is world · per_device_train_batch_size.
+    public static long totalSteps(TrainArgs.Training t, int examples, int world) {
         if (t.maxSteps() > 0) return t.maxSteps();
-        int batches = (examples + t.perDeviceTrainBatchSize() - 1) / t.perDeviceTrainBatchSize();
+        int global = t.perDeviceTrainBatchSize() * world;
+        int batches = (examples + global - 1) / global;
         int perEpoch = Math.max(batches / t.gradientAccumulationSteps(), 1);
         return (long) Math.ceil(t.numTrainEpochs() * perEpoch);
     }
@@ -163,7 +177,10 @@ public final class Trainer {
 
     public Result run() {
         TrainArgs.Training t = args.training();
-        long total = totalSteps(t, unitCount());
+        if (collective.worldSize() > 1 && pref != null)
+            throw new ConfigException("stage " + args.finetuning().stage() + " does not run data-parallel yet (" + collective.worldSize()
+                    + " ranks); train it in one process, or use stage sft or pt");
+        long total = totalSteps(t, unitCount(), collective.worldSize());
         LrSchedule schedule = LrSchedule.of(t.lrSchedulerType(), t.learningRate(), Math.toIntExact(total), t.warmupSteps(), t.warmupRatio());
         List<Param> params = model.params();
         // LoRA+: B matrices get ratio · lr, in an optimizer of their own (same AdamW math).
@@ -189,7 +206,9 @@ public final class Trainer {
         int accum = args.training().gradientAccumulationSteps();
         List<Param> ordered = new ArrayList<>(groupA);
         ordered.addAll(groupB);
-        Batcher batcher = new Batcher(pref != null ? units.first() : train, pref != null ? pref.maxUnits() : model.B, padId, args.training().seed(), true);
+        int world = collective.worldSize(), rank = collective.rank();
+        boolean writer = rank == 0;   // the rank that logs, evaluates and saves
+        Batcher batcher = new Batcher(pref != null ? units.first() : train, pref != null ? pref.maxUnits() : model.B * world, padId, args.training().seed(), true);
         SequenceObjective.Totals window = new SequenceObjective.Totals();
         Checkpoint.State state = new Checkpoint.State(0, 0, 0, 0, 0, 0, new ArrayList<>());
         Path resume = resumePath();
@@ -212,7 +231,7 @@ public final class Trainer {
             batcher.seek(state.position());
         }
         List<Map<String, Object>> history = new ArrayList<>(state.logHistory());
-        if (resume != null) rewriteLog(history);   // drop lines logged after the checkpoint by the interrupted run
+        if (resume != null && writer) rewriteLog(history);   // drop lines logged after the checkpoint by the interrupted run
         long step = state.globalStep();
         double windowSum = state.lossWindowSum();
         int windowSteps = state.lossWindowSteps();
@@ -231,9 +250,11 @@ public final class Trainer {
         List<float[]> allGrads = grads(ordered);
         int[] targets = new int[model.B * model.Tmax];
         List<Batcher.Batch> micro = new ArrayList<>(accum);
+        double[] lossWord = new double[1];
+        long[] stopWord = new long[1];
 
         while (step < total) {
-            if (cancelled.getAsBoolean()) {
+            if (stopRequested(stopWord)) {
                 double seconds = (System.nanoTime() - t0) / 1e9;
                 return new Result(step, trainLoss(history, lastLoss), lastEval, seconds, tokensThisRun / Math.max(seconds, 1e-9), outputDir, true);
             }
@@ -259,10 +280,27 @@ public final class Trainer {
                     tokensThisRun += pref.lastTokens();
                 }
             } else for (Batcher.Batch b : micro) {
-                CrossEntropy.shiftLabels(targets, b.labels(), b.B(), b.T());
-                lossSum += model.forward(b.inputIds(), targets, b.B(), b.T(), true, step);
-                model.backward(b.inputIds(), targets, b.T(), items == 0 ? 0f : 1f / items, step);
+                // this rank's rows of the global micro-batch (none when a short last batch ends before them)
+                int r0 = Math.min(rank * model.B, b.B()), rows = Math.min(model.B, b.B() - r0);
+                if (rows > 0) {
+                    // padded to the longest of these rows, as a process batching only them pads (so a rank computes
+                    // exactly what one process accumulating the same micro-batches computes)
+                    int T = world == 1 ? b.T() : 0;
+                    for (int r = r0; r < r0 + rows && world > 1; r++) T = Math.max(T, b.lengths()[r]);
+                    int[] ids = world == 1 ? b.inputIds() : rows(b.inputIds(), b.T(), r0, rows, T);
+                    int[] labels = world == 1 ? b.labels() : rows(b.labels(), b.T(), r0, rows, T);
+                    CrossEntropy.shiftLabels(targets, labels, rows, T);
+                    lossSum += model.forward(ids, targets, rows, T, true, step);
+                    model.backward(ids, targets, T, items == 0 ? 0f : 1f / items, step);
+                }
                 for (int len : b.lengths()) { tokensSeen += len; tokensThisRun += len; }
+            }
+            if (world > 1) {
+                // DDP: the gradients of the trainable tensors, and the loss for the log, summed over the ranks
+                collective.allReduceSum(allGrads);
+                lossWord[0] = lossSum;
+                collective.allReduceSum(lossWord);
+                lossSum = lossWord[0];
             }
             double loss = items == 0 ? 0 : lossSum / items;
             if (!Double.isFinite(loss))
@@ -286,7 +324,7 @@ public final class Trainer {
             double tps = tokensThisRun / Math.max(elapsed, 1e-9);
             double eta = (step - startStep) > 0 ? elapsed / (step - startStep) * (total - step) : 0;
             double epoch = epochOf(batcher);
-            boolean logNow = step % logSteps == 0 || step == total;
+            boolean logNow = writer && (step % logSteps == 0 || step == total);
             Double logged = logNow ? round(windowSum / windowSteps) : null;
             Map<String, Double> metrics = Map.of();
             if (logNow) {
@@ -305,7 +343,7 @@ public final class Trainer {
                 windowSteps = 0;
             }
             listener.onStep(new StepMetrics(step, total, loss, lr, norm, epoch, tps, elapsed, eta, logged, metrics));
-            if (evalSteps && step % evalEvery == 0) {
+            if (writer && evalSteps && step % evalEvery == 0) {
                 lastEval = evaluate();
                 Map<String, Object> e = Checkpoint.map("current_steps", step, "total_steps", total, "eval_loss", round(lastEval),
                         "epoch", round(epoch));
@@ -315,7 +353,7 @@ public final class Trainer {
                 listener.onEval(step, lastEval, lastEvalMetrics);
             }
             // transformers (DefaultFlowCallback) saves every save_steps and at the last step, so a run can be extended later
-            if (saveSteps > 0 && (step % saveSteps == 0 || step == total)) {
+            if (writer && saveSteps > 0 && (step % saveSteps == 0 || step == total)) {
                 var pos = batcher.position();
                 var st = new Checkpoint.State(step, pos.epoch(), pos.index(), windowSum, windowSteps, tokensSeen, history);
                 List<org.peft4j.formats.safetensors.SafeTensors.Entry> optState = new ArrayList<>(optA.save("a."));
@@ -327,11 +365,27 @@ public final class Trainer {
             }
         }
         double seconds = (System.nanoTime() - t0) / 1e9;
+        if (!writer) return new Result(step, trainLoss(history, lastLoss), null, seconds, tokensThisRun / Math.max(seconds, 1e-9), outputDir, false);
         if (!eval.isEmpty() && (args.eval().doEval() || !args.eval().strategy().equals("no"))) lastEval = evaluate();
         saveModelFiles(outputDir);
         Result r = new Result(step, trainLoss(history, lastLoss), lastEval, seconds, tokensThisRun / Math.max(seconds, 1e-9), outputDir, false);
         writeResults(r, history);
         return r;
+    }
+
+    /// Rows [r0, r0 + rows) of a (·, T) row-major batch, each cut to its first `T2` ≤ T positions.
+    private static int[] rows(int[] x, int T, int r0, int rows, int T2) {
+        int[] out = new int[rows * T2];
+        for (int r = 0; r < rows; r++) System.arraycopy(x, (r0 + r) * T, out, r * T2, T2);
+        return out;
+    }
+
+    /// Cancellation before a step: with several ranks, any rank's request stops all of them at the same step.
+    private boolean stopRequested(long[] word) {
+        if (collective.worldSize() == 1) return cancelled.getAsBoolean();
+        word[0] = cancelled.getAsBoolean() ? 1 : 0;
+        collective.allReduceSum(word);
+        return word[0] > 0;
     }
 
     /// do_train: false. The validation loss of the model as built (the base, or the adapter of adapter_name_or_path),

@@ -22,6 +22,7 @@ import org.peft4j.train.TrainArgs;
 import org.peft4j.train.TrainConfig;
 import org.peft4j.train.TrainData;
 import org.peft4j.train.Trainer;
+import org.peft4j.train.dist.Collective;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
@@ -64,6 +65,7 @@ public final class FinetuneRecipe {
     private final Function<String, Path> modelFolder;
     private volatile boolean cancelled;
     private Consumer<Built> inspector = b -> {};
+    private Collective collective = Collective.single();
 
     /// model_name_or_path is a local folder.
     public FinetuneRecipe() { this(Path::of); }
@@ -76,6 +78,11 @@ public final class FinetuneRecipe {
     public void cancel() { cancelled = true; }
 
     public boolean isCancelled() { return cancelled; }
+
+    /// Runs as rank `c.rank()` of a data-parallel job ([Trainer#collective]): every rank runs this recipe with the same
+    /// config; rank 0 alone prepares output_dir (and decides the resume, which it broadcasts), writes
+    /// training_args.json, answers compare_prompts, logs and saves; the others read the data and the checkpoint.
+    public FinetuneRecipe collective(Collective c) { this.collective = c; return this; }
 
     /// Receives the built objects before training starts.
     public FinetuneRecipe inspect(Consumer<Built> inspector) { this.inspector = inspector; return this; }
@@ -101,9 +108,21 @@ public final class FinetuneRecipe {
         if (!Files.isDirectory(modelDir) && !GgufModel.isGguf(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
         Path out = a.output().dir();
-        Path resumeFrom = a.finetuning().doTrain() ? prepareOutputDir(config, a.output()) : null;
+        boolean writer = collective.rank() == 0;
+        if (collective.worldSize() > 1 && !a.finetuning().doTrain())
+            throw new ConfigException("do_train: false only evaluates, which runs in one process; drop the data-parallel ranks (--spark-master)");
+        Path resumeFrom = a.finetuning().doTrain() && writer ? prepareOutputDir(config, a.output()) : null;
+        if (collective.worldSize() > 1) {
+            // rank 0 looked at output_dir (and may have moved an old run away): the others resume from what it chose
+            long[] resumeStep = {resumeFrom == null ? -1 : Long.parseLong(resumeFrom.getFileName().toString().substring(Checkpoint.PREFIX.length()))};
+            collective.broadcast(resumeStep, 0);
+            if (!writer && resumeStep[0] >= 0) {
+                resumeFrom = out.resolve(Checkpoint.PREFIX + resumeStep[0]);
+                config.with("resume_from_checkpoint", resumeFrom.toString());
+            }
+        }
         if (resumeFrom != null) a = config.args();
-        Checkpoint.writeAtomically(createDirectories(out).resolve("training_args.json"), config.toJson());
+        if (writer) Checkpoint.writeAtomically(createDirectories(out).resolve("training_args.json"), config.toJson());
         listener.on(new TrainEvent.Preparing(config, out, resumeFrom));
 
         Gemm gemm = Gemms.get(a.peft4j().gemm());
@@ -114,7 +133,7 @@ public final class FinetuneRecipe {
             return new Result(new Trainer.Result(0, Double.NaN, null, p.seconds(), 0, out, false), null);
         }
         boolean prequantized = QuantizedModel.isQuantized(modelDir);
-        boolean comparing = a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
+        boolean comparing = writer && a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
         QuantizedModel qbase = null;
         GgufModel.Base ggufBase = null;
         LlamaWeights weights;
@@ -184,7 +203,7 @@ public final class FinetuneRecipe {
                 continued == null ? null : new TrainEvent.ContinuedAdapter(Path.of(a.model().adapterNameOrPath()), continued.config().r(),
                         continued.config().loraAlpha(), continued.config().targetModules(), continued.config().useDora()));
         Trainer trainer = new Trainer(a, model, data, out, a.model().nameOrPath(), hooks(config, out, setup, listener))
-                .saveTokenizer(modelDir, data.template()).cancelWhen(() -> cancelled);
+                .saveTokenizer(modelDir, data.template()).cancelWhen(() -> cancelled).collective(collective);
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
