@@ -6,6 +6,7 @@ import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.adapter.ia3.Ia3Adapter;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -24,8 +25,12 @@ public final class LoadedAdapter {
     public final String name;
     /// Where it came from (its directory), for messages.
     public final String source;
-    /// The config and tensors as read.
+    /// The config and tensors as read (LoRA/DoRA), or null for an (IA)³ adapter.
     public final PeftAdapter peft;
+    /// The (IA)³ config and vectors as read, or null for a LoRA adapter.
+    public final Ia3Adapter ia3;
+    private final float[][][] ia3Vectors;   // (L)(7)(out or in) (IA)³ scaling vectors; null where not scaled, or LoRA
+    private final boolean[][] ia3Feedforward; // (L)(7) whether the vector scales the input
     /// The base model's config it was checked against.
     public final LlamaConfig base;
     private final Module[][] modules;   // (L)(7) by Projection ordinal; null where not adapted
@@ -33,7 +38,13 @@ public final class LoadedAdapter {
     private final int maxRank, maxOut;
 
     private LoadedAdapter(String name, String source, PeftAdapter peft, LlamaConfig base, Module[][] modules) {
-        this.name = name; this.source = source; this.peft = peft; this.base = base; this.modules = modules;
+        this(name, source, peft, null, base, modules, null, null);
+    }
+
+    private LoadedAdapter(String name, String source, PeftAdapter peft, Ia3Adapter ia3, LlamaConfig base, Module[][] modules,
+                          float[][][] ia3Vectors, boolean[][] ia3Feedforward) {
+        this.name = name; this.source = source; this.peft = peft; this.ia3 = ia3; this.base = base; this.modules = modules;
+        this.ia3Vectors = ia3Vectors; this.ia3Feedforward = ia3Feedforward;
         List<Module> l = new ArrayList<>();
         for (Module[] layer : modules) for (Module m : layer) if (m != null) l.add(m);
         this.list = Collections.unmodifiableList(l);
@@ -41,10 +52,49 @@ public final class LoadedAdapter {
         this.maxOut = l.stream().mapToInt(m -> m.weights().out()).max().orElse(0);
     }
 
-    /// Reads `dir` ([PeftAdapter#read]) and checks it against `base`.
+    /// Reads `dir` ([PeftAdapter#read], or [Ia3Adapter#read] when its peft_type is IA3) and checks it against `base`.
     public static LoadedAdapter read(String name, Path dir, LlamaConfig base) {
+        if (Ia3Adapter.isIa3(dir)) return of(name, dir.toString(), Ia3Adapter.read(dir), base);
         return of(name, dir.toString(), PeftAdapter.read(dir), base);
     }
+
+    /// Checks an (IA)³ adapter against `base`: layer indices, each vector's length (out, or in on a feed-forward
+    /// module), finite values, and every targeted module present.
+    public static LoadedAdapter of(String name, String source, Ia3Adapter ia3, LlamaConfig base) {
+        if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
+        int L = base.numHiddenLayers(), P = Projection.values().length;
+        float[][][] vec = new float[L][P][];
+        boolean[][] ff = new boolean[L][P];
+        for (var e : ia3.vectors().entrySet()) {
+            PeftAdapter.Target t = e.getKey();
+            Projection p = Projection.of(t.module());
+            String key = t.key(Ia3Adapter.SUFFIX);
+            if (t.layer() >= L)
+                throw new ConfigException("adapter " + source + ": tensor '" + key + "' is for layer " + t.layer() + ", this "
+                        + base.architecture().modelType() + " model has " + L + " layers; load it on the base model it was trained for"
+                        + (ia3.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + ia3.baseModelNameOrPath() + ")"));
+            boolean f = ia3.config().feedforward(t.path());
+            int want = f ? p.in(base) : p.out(base);
+            if (e.getValue().length != want)
+                throw new ConfigException("adapter " + source + ": tensor '" + key + "' has " + e.getValue().length + " values, expected "
+                        + want + " (the " + (f ? p.inName() : p.outName()) + " of this model); load it on the base model it was trained for");
+            requireFinite(source, key, e.getValue());
+            vec[t.layer()][p.ordinal()] = e.getValue();
+            ff[t.layer()][p.ordinal()] = f;
+        }
+        for (int l = 0; l < L; l++)
+            for (Projection p : Projection.values())
+                if (vec[l][p.ordinal()] == null && ia3.config().targets(p.module))
+                    throw new ConfigException("adapter " + source + ": tensor '" + new PeftAdapter.Target(l, p.module).key(Ia3Adapter.SUFFIX)
+                            + "' is missing although target_modules includes " + p.module + "; the adapter file is incomplete or was trained for a model with fewer layers");
+        return new LoadedAdapter(name, source, null, ia3, base, new Module[L][P], vec, ff);
+    }
+
+    /// The (IA)³ vector of (layer, p), or null (not scaled there, or a LoRA adapter).
+    public float[] ia3(int layer, Projection p) { return ia3Vectors == null ? null : ia3Vectors[layer][p.ordinal()]; }
+
+    /// Whether the (IA)³ vector of (layer, p) scales the input (a feed-forward module) rather than the output.
+    public boolean ia3Feedforward(int layer, Projection p) { return ia3Feedforward != null && ia3Feedforward[layer][p.ordinal()]; }
 
     /// Checks an adapter already in memory against `base`; `source` names it in messages.
     /// An adapter with a NaN or infinite value (a diverged run) would make every answer empty: refuse it, naming the tensor.
@@ -122,7 +172,7 @@ public final class LoadedAdapter {
     public List<Module> modules() { return list; }
 
     /// Whether it is DoRA (a magnitude vector per module).
-    public boolean dora() { return peft.config().useDora(); }
+    public boolean dora() { return peft != null && peft.config().useDora(); }
 
     /// The largest r over its modules: the width of the h = x·Aᵀ scratch.
     public int maxRank() { return maxRank; }
@@ -131,7 +181,7 @@ public final class LoadedAdapter {
     public int maxOut() { return maxOut; }
 
     /// LoRA dropout probability (applied to this adapter's input only in a training forward).
-    public float dropout() { return (float) peft.config().loraDropout(); }
+    public float dropout() { return peft == null ? 0f : (float) peft.config().loraDropout(); }
 
     // DoRA: ‖W0 + s·B·A‖ per output row of every module, (L)(7)(out); null until first used.
     private float[][][] doraNorm;
@@ -164,5 +214,8 @@ public final class LoadedAdapter {
         doraNorm = n;
     }
 
-    @Override public String toString() { return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")"; }
+    @Override public String toString() {
+        if (ia3 != null) return "adapter '" + name + "' (" + source + ", IA3 on " + ia3.vectors().size() + " modules)";
+        return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")";
+    }
 }

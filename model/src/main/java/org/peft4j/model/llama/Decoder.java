@@ -5,6 +5,7 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.adapter.ia3.Ia3Linear;
 import org.peft4j.model.adapter.lora.DoraLinear;
 import org.peft4j.model.adapter.lora.Dropout;
 import org.peft4j.model.adapter.lora.LoraLinear;
@@ -63,7 +64,13 @@ public final class Decoder {
 
     /// Where backward adds gradients: `base` maps each trained float32 tensor of [#weights] (by identity) to its
     /// gradient; `adapter` (or null) is the trained adapter, with dA, dB and DoRA's dMag per (layer, projection).
-    public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {}
+    /// `dIa3` (or null): the gradients of an (IA)³ adapter's vectors per (layer, projection).
+    public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag,
+                        float[][][] dIa3) {
+        public Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {
+            this(base, adapter, dA, dB, dMag, null);
+        }
+    }
 
     public Decoder(LlamaWeights weights, BaseWeight[][] linears, Gemm gemm) {
         this(weights, linears, null, gemm);
@@ -238,12 +245,25 @@ public final class Decoder {
         add(y, a.resid2[s], N * C);
     }
 
-    /// y = base(x) + b, plus each row run's adapter term s·B·A·drop(x) (DoRA: its re-scaled output).   y: (N, out)
+    /// y = base(x) + b, plus each row run's adapter term s·B·A·drop(x) (DoRA: its re-scaled output); a run with an
+    /// (IA)³ adapter scales the base's input (feed-forward module) or output instead ([Ia3Linear]).   y: (N, out)
     private void linear(Activations a, int l, int s, Projection p, float[] y, float[] x, int B, int T, Noise noise) {
         LlamaWeights.Layer w = weights.layers.get(l);
         int in = p.in(config), out = p.out(config), i = p.ordinal();
-        linears[l][i].forward(gemm, y, x, p.bias(w), B * T, a.baseScratch);
         AdapterRuns runs = a.runs;
+        float[] xb = x;
+        for (int ri = 0; ri < runs.count; ri++) {
+            LoadedAdapter ad = runs.adapter[ri];
+            if (ad == null || ad.ia3(l, p) == null || !ad.ia3Feedforward(l, p)) continue;
+            if (xb == x) { xb = a.ia3x; System.arraycopy(x, 0, xb, 0, B * T * in); }
+            Ia3Linear.forwardInput(xb, x, ad.ia3(l, p), runs.start[ri] * T, (runs.start[ri + 1] - runs.start[ri]) * T, in);
+        }
+        linears[l][i].forward(gemm, y, xb, p.bias(w), B * T, a.baseScratch);
+        for (int ri = 0; ri < runs.count; ri++) {
+            LoadedAdapter ad = runs.adapter[ri];
+            if (ad != null && ad.ia3(l, p) != null && !ad.ia3Feedforward(l, p))
+                Ia3Linear.forwardOutput(y, ad.ia3(l, p), runs.start[ri] * T, (runs.start[ri + 1] - runs.start[ri]) * T, out);
+        }
         for (int ri = 0; ri < runs.count; ri++) {
             LoadedAdapter ad = runs.adapter[ri];
             LoadedAdapter.Module m = ad == null ? null : ad.module(l, p);
@@ -335,8 +355,21 @@ public final class Decoder {
             float[] bias = p.bias(w);
             Linear.backwardWeight(gemm, dW, bias == null ? null : g.base().get(bias), dy, x, N, in, out);
         }
-        linears[l][i].backwardInput(gemm, dx, dy, N, a.baseScratch);
         LoadedAdapter ad = g.adapter();
+        float[] v = ad == null ? null : ad.ia3(l, p);
+        if (v != null) {   // (IA)³ mirrors [#linear]: the base's input gradient through the scaling
+            if (ad.ia3Feedforward(l, p)) {
+                Arrays.fill(a.ia3x, 0, N * in, 0f);
+                linears[l][i].backwardInput(gemm, a.ia3x, dy, N, a.baseScratch);
+                Ia3Linear.backwardInput(dx, g.dIa3()[l][i], a.ia3x, x, v, N, in);
+            } else {
+                linears[l][i].forward(gemm, a.ia3x, x, p.bias(w), N, a.baseScratch);   // the unscaled output, recomputed
+                Ia3Linear.backwardOutput(a.ia3dy, g.dIa3()[l][i], dy, a.ia3x, v, N, out);
+                linears[l][i].backwardInput(gemm, dx, a.ia3dy, N, a.baseScratch);
+            }
+            return;
+        }
+        linears[l][i].backwardInput(gemm, dx, dy, N, a.baseScratch);
         LoadedAdapter.Module m = ad == null ? null : ad.module(l, p);
         if (m == null) return;
         LoraWeights lw = m.weights();
@@ -399,6 +432,7 @@ public final class Decoder {
                 if (!ad.base.equals(config))
                     throw new ConfigException(ad + " was checked against another base config; load it for this model");
                 a.fitAdapter(ad.maxRank(), ad.dora() ? ad.maxOut() : 0);
+                if (ad.ia3 != null) a.fitIa3(config);
             }
     }
 

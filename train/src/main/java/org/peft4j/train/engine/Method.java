@@ -1,5 +1,6 @@
 package org.peft4j.train.engine;
 
+import org.peft4j.model.adapter.ia3.Ia3Config;
 import org.peft4j.model.adapter.lora.LoraConfig;
 
 import java.util.List;
@@ -8,6 +9,13 @@ import java.util.List;
 public sealed interface Method {
     /// Adapters on the targeted linear layers; the base is frozen (no gradient computed or stored for it).
     record Lora(LoraConfig config) implements Method {}
+
+    /// (IA)³: learned vectors scaling the targeted linear layers' outputs (or a feed-forward module's input); the base
+    /// is frozen (PEFT `IA3`).
+    record Ia3(Ia3Config config) implements Method {}
+
+    /// Whether the base is frozen under a trained adapter (LoRA or (IA)³) that is saved as a PEFT folder.
+    default boolean adapter() { return this instanceof Lora || this instanceof Ia3; }
 
     /// Every weight of the model.
     record Full() implements Method {}

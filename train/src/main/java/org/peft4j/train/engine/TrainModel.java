@@ -5,6 +5,8 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.adapter.ia3.Ia3Adapter;
+import org.peft4j.model.adapter.ia3.Ia3Config;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraInit;
 import org.peft4j.model.adapter.lora.LoraWeights;
@@ -78,7 +80,7 @@ public final class TrainModel {
 
     private TrainModel(QuantizedModel qm, LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
         LlamaConfig c = weights.config;
-        if (qm != null && !(method instanceof Method.Lora))
+        if (qm != null && !(method instanceof Method.Lora))   // (IA)³ included: it is merged into float32 weights
             throw new ConfigException("a 4-bit base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
         this.config = c; this.weights = weights; this.method = method;
         this.B = B; this.Tmax = Tmax; this.checkpointing = checkpointing; this.seed = seed;
@@ -129,6 +131,29 @@ public final class TrainModel {
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, dA, dB, dMag);
+        } else if (method instanceof Method.Ia3(Ia3Config ic)) {
+            // PEFT IA3Layer.update_layer: (out, 1), or (1, in) on a feed-forward module; reset_ia3_parameters: ones
+            lora = null;
+            float[][][] dIa3 = new float[L][nm][];
+            Map<PeftAdapter.Target, float[]> vectors = new java.util.TreeMap<>();
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+            for (int l = 0; l < L; l++)
+                for (Projection m : Projection.values()) {
+                    if (!ic.targets(m.module)) continue;
+                    boolean ff = ic.feedforward(m.module);
+                    float[] v = new float[ff ? m.in(c) : m.out(c)];
+                    if (ic.initIa3Weights()) Arrays.fill(v, 1f);
+                    else for (int j = 0; j < v.length; j++) v[j] = (float) gaussian(rnd);   // torch.randn
+                    PeftAdapter.Target t = new PeftAdapter.Target(l, m.module);
+                    vectors.put(t, v);
+                    dIa3[l][m.ordinal()] = new float[v.length];
+                    params.add(new Param(t.key(Ia3Adapter.SUFFIX), ff ? new long[]{1, v.length} : new long[]{v.length, 1}, v, dIa3[l][m.ordinal()]));
+                }
+            if (params.isEmpty()) throw new ConfigException("IA3 target_modules " + ic.targetModules() + " select no linear layer");
+            adapter = LoadedAdapter.of("training", "the adapter being trained", new Ia3Adapter(ic, null, null, vectors), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, dIa3);
         } else {
             lora = null; adapter = null; rowAdapters = null;
             boolean full = method instanceof Method.Full;
@@ -153,6 +178,11 @@ public final class TrainModel {
         acts = decoder.newActivations(plan(c, method, B, Tmax, checkpointing));
         logits = new float[N * V];
         lse = new double[N];
+    }
+
+    private static double gaussian(java.util.SplittableRandom r) {
+        double u1 = r.nextDouble(), u2 = r.nextDouble();
+        return Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);
     }
 
     /// The activation plan of a training model: (B, Tmax, checkpointing) with the adapter scratch its method needs.
@@ -190,7 +220,7 @@ public final class TrainModel {
     /// The decoder this model trains through (the same forward inference uses).
     public Decoder decoder() { return decoder; }
 
-    /// The adapter being trained, as a value over the arrays the optimizer updates (null unless LoRA).
+    /// The adapter being trained, as a value over the arrays the optimizer updates (null unless LoRA or (IA)³).
     public LoadedAdapter trainedAdapter() { return adapter; }
 
     /// The adapter of (layer, module), or null; LoRA only.

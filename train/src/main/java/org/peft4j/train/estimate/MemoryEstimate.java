@@ -121,7 +121,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     public static MemoryEstimate estimate(LlamaConfig c, Method method, boolean quantized, int pairsOrBatch, int seq,
                                           boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant, Preference pref) {
         if (pairsOrBatch < 1 || seq < 2) throw new ConfigException("estimate needs batch >= 1 and sequence length >= 2, got " + pairsOrBatch + " x " + seq);
-        if (pref.reference() == Reference.ADAPTER_OFF && !(method instanceof Method.Lora))
+        if (pref.reference() == Reference.ADAPTER_OFF && !method.adapter())
             throw new ConfigException("only a LoRA model has its base as reference; full and freeze tuning compare against a frozen copy");
         int batch = pref.stage().equals("dpo") ? 2 * pairsOrBatch : pairsOrBatch;
         MemoryEstimate e = estimateRows(c, method, quantized, batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
@@ -160,7 +160,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         if (quantized && !(method instanceof Method.Lora))
             throw new ConfigException("a 4-bit base only trains with LoRA (qlora); use lora, full or freeze on an unquantized model");
         List<Long> trainable = trainable(c, method);
-        long adapters = method instanceof Method.Lora ? 4 * sum(trainable) : 0;
+        long adapters = method.adapter() ? 4 * sum(trainable) : 0;
         long gradients = 4 * sum(trainable);
         long optimizer = 0;
         for (long n : trainable) optimizer += optimizerBytes(optim, n);
@@ -182,6 +182,8 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
             if (SCRATCH.contains(e.getKey())) scratch += e.getValue();
             else act += e.getValue();
         }
+        if (method instanceof Method.Ia3)   // Activations.fitIa3: the scaled input and the scaled output gradient
+            scratch += 2L * 4 * B * T * Math.max(Math.max(c.hiddenSize(), c.qDim()), c.intermediateSize());
         return new long[] {act, scratch};
     }
 
@@ -204,6 +206,11 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                     }
                 }
                 if (out.isEmpty()) throw new ConfigException("lora_target " + lc.targetModules() + " matches no linear layer");
+            }
+            case Method.Ia3(var ic) -> {
+                for (int l = 0; l < L; l++)
+                    for (Projection m : Projection.values())
+                        if (ic.targets(m.module)) out.add((long) (ic.feedforward(m.module) ? m.in(c) : m.out(c)));
             }
             case Method.Full() -> {
                 long VC = (long) c.vocabSize() * c.hiddenSize();

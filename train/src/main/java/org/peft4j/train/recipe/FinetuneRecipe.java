@@ -155,7 +155,7 @@ public final class FinetuneRecipe {
         TrainModel model = Trainer.neftune(qbase != null ? new TrainModel(qbase, method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
-        if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
+        if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !method.adapter()))
             useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
 
         int pairRows = stage.equals("dpo") || stage.equals("kto") ? 2 : 1;   // units of two sequences each
@@ -170,7 +170,7 @@ public final class FinetuneRecipe {
         inspector.accept(new Built(a, modelDir, weights, qbase, data, model, trainer));
 
         Trainer.Result r = a.finetuning().doTrain() ? trainer.run() : trainer.evaluateOnly();
-        Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
+        Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method.adapter()) : null;
         return new Result(r, c);
     }
 
