@@ -197,7 +197,7 @@ public final class FinetuneRecipe {
         if (p.refModelAdapters() != null) {
             Path ad = Path.of(p.refModelAdapters());
             if (!Files.isDirectory(ad)) throw new ConfigException("ref_model_adapters " + ad + " is not a folder; give a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)");
-            adapter = LoadedAdapter.of("reference", ad.toString(), PeftAdapter.read(ad), config);
+            adapter = LoadedAdapter.read("reference", ad, config);   // LoRA or (IA)³
         }
         model.useReference(decoder, adapter);
         LOG.log(System.Logger.Level.INFO, "reference model: {0}{1}{2}", dir, p.refModelQuantizationBit() != null ? " (4-bit)" : "",
