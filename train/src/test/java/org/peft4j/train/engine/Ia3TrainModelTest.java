@@ -70,8 +70,9 @@ class Ia3TrainModelTest {
     void checkRejectsAWrongGradient() {
         LlamaWeights w = stories();
         TrainModel tm = perturbed(w, ALL, false);
-        assertRejected("layers.3.self_attn.v_proj.ia3_l", () -> checkGradients(tm, w.config, CHECKED, scaled("layers.3.self_attn.v_proj.ia3_l", 1.1f)));
-        assertRejected("layers.2.mlp.down_proj.ia3_l", () -> checkGradients(tm, w.config, CHECKED, scaled("layers.2.mlp.down_proj.ia3_l", 1.1f)));
+        List<String> two = List.of("layers.3.self_attn.v_proj.ia3_l", "layers.2.mlp.down_proj.ia3_l");
+        assertRejected(two.get(0), () -> checkGradients(tm, w.config, two, scaled(two.get(0), 1.1f)));
+        assertRejected(two.get(1), () -> checkGradients(tm, w.config, two, scaled(two.get(1), 1.1f)));
     }
 
     @Test
@@ -87,5 +88,25 @@ class Ia3TrainModelTest {
         }
         assertTrue(Math.abs(grads[0][0]) + Math.abs(grads[0][grads[0].length - 1]) > 0);
         assertArrayEquals(grads[0], grads[1]);
+    }
+
+    /// The IA3 keys are refused where they would be ignored, and PEFT's subset rule is checked when the config loads.
+    @Test
+    void keysAreCheckedUpFront() {
+        List<String> req = List.of("--model_name_or_path", "m", "--dataset", "identity_en", "--output_dir", "o");
+        var e = org.junit.jupiter.api.Assertions.assertThrows(org.peft4j.core.Peft4jException.ConfigException.class,
+                () -> org.peft4j.train.TrainConfig.load(null, concatFlags(req, "--target_modules", "k_proj")));
+        assertTrue(e.getMessage().contains("finetuning_type ia3"), e.getMessage());
+        var e2 = org.junit.jupiter.api.Assertions.assertThrows(org.peft4j.core.Peft4jException.ConfigException.class,
+                () -> org.peft4j.train.TrainConfig.load(null, concatFlags(req, "--finetuning_type", "ia3", "--target_modules", "k_proj,v_proj", "--feedforward_modules", "down_proj")));
+        assertTrue(e2.getMessage().contains("subset"), e2.getMessage());
+        var ok = org.peft4j.train.TrainConfig.load(null, concatFlags(req, "--finetuning_type", "ia3", "--target_modules", "q_proj,v_proj"));
+        assertEquals(new Method.Ia3(new Ia3Config(List.of("q_proj", "v_proj"), List.of(), true)), ok.args().finetuning().method());
+    }
+
+    static List<String> concatFlags(List<String> a, String... b) {
+        List<String> out = new java.util.ArrayList<>(a);
+        out.addAll(List.of(b));
+        return out;
     }
 }
