@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
-"""Goldens for peft4j's non-LoRA PEFT methods (Ia3GoldenTest): PEFT's semantics re-implemented in numpy from PEFT's
+"""Goldens for peft4j's non-LoRA PEFT methods (Ia3Test, PromptTuningTest): PEFT's semantics re-implemented in numpy from PEFT's
 source, on the bundled model (models/tinystories-656k), independent of peft4j's Java code.
 
 IA3 (PEFT src/peft/tuners/ia3/layer.py, Linear.forward): a vector ia3_l per targeted linear layer; on a
 feed-forward module (feedforward_modules) the input is scaled before the base layer, `base(x * ia3_l)`, ia3_l of shape
 (1, in); otherwise the output is scaled after it, `base(x) * ia3_l`, bias included, ia3_l of shape (out, 1). Saved by
 get_peft_model_state_dict as `base_model.model.<module path>.ia3_l` (the adapter name removed).
+
+PROMPT_TUNING (PEFT src/peft/peft_model.py, PeftModelForCausalLM.forward / prepare_inputs_for_generation): the
+num_virtual_tokens embeddings `prompt_embeddings` (n, token_dim) are concatenated before the input embeddings; the
+positions run over the concatenation.
 
 Writes under model/src/test/resources/adapters/<name>/: adapter_config.json + adapter_model.safetensors (random
 vectors around 1, as PEFT would load them) and expected.safetensors: `ids` (int64, T), `logits` (T, V) float32 with
@@ -45,15 +49,19 @@ def rope(x, pos, theta):
     return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
 
 
-def forward(cfg, W, ids, linear):
-    """transformers LlamaForCausalLM.forward in float64; linear(layer, module, x, weight) is each nn.Linear."""
+def forward(cfg, W, ids, linear, prompt=None):
+    """transformers LlamaForCausalLM.forward in float64; linear(layer, module, x, weight) is each nn.Linear.
+    prompt (n, C) or None: PEFT prompt tuning's PeftModelForCausalLM.forward, inputs_embeds = cat(prompt, embed(ids)),
+    positions 0 .. n+T-1 (position_ids default to arange over the concatenated sequence); logits for all n+T."""
     C, H, KV = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     hd = C // H
     eps, theta = cfg["rms_norm_eps"], cfg.get("rope_theta", 10000.0)
-    T = len(ids)
-    pos = np.arange(T, dtype=np.float64)
     embed = W.get("model.embed_tokens.weight", W.get("lm_head.weight"))   # tied: this checkpoint stores lm_head only
     x = embed[ids]
+    if prompt is not None:
+        x = np.concatenate([prompt.astype(np.float64), x], axis=0)
+    T = x.shape[0]
+    pos = np.arange(T, dtype=np.float64)
     mask = np.triu(np.full((T, T), -np.inf), k=1)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
@@ -120,10 +128,42 @@ def write_ia3(name, targets, feedforward, seed):
     print(f"{name}: {len(vectors)} vectors, max |logits - base| {np.abs(logits - base).max():.3f}")
 
 
+def write_prompt(name, n, seed):
+    """PEFT PROMPT_TUNING: prompt_embeddings (n, C); a TEXT-like start (word embeddings of random ids) plus noise."""
+    cfg = json.load(open(os.path.join(MODEL, "config.json")))
+    W = {k: v.astype(np.float64) for k, v in ref.load_safetensors(os.path.join(MODEL, "model.safetensors")).items()}
+    embed = W.get("model.embed_tokens.weight", W.get("lm_head.weight"))
+    rng = np.random.default_rng(seed)
+    C = cfg["hidden_size"]
+    prompt = (embed[rng.integers(0, embed.shape[0], n)] + 0.1 * rng.standard_normal((n, C))).astype(np.float32)
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    ref.save_safetensors(os.path.join(d, "adapter_model.safetensors"), {"prompt_embeddings": prompt}, {"format": "pt"})
+    config = {"auto_mapping": None, "base_model_name_or_path": "models/tinystories-656k", "inference_mode": True,
+              "num_attention_heads": None, "num_layers": None, "num_transformer_submodules": 1, "num_virtual_tokens": n,
+              "peft_type": "PROMPT_TUNING", "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": None,
+              "revision": None, "task_type": "CAUSAL_LM", "token_dim": C, "tokenizer_kwargs": None,
+              "tokenizer_name_or_path": None}
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True))
+    plain = lambda l, m, x, w: x @ w.T
+    logits = forward(cfg, W, np.array(IDS), plain, prompt)
+    # greedy generation as PEFT's generate: the prompt embeddings before the ids at every step
+    seq = list(IDS)
+    for _ in range(6):
+        seq.append(int(np.argmax(forward(cfg, W, np.array(seq), plain, prompt)[-1])))
+    ref.save_safetensors(os.path.join(d, "expected.safetensors"),
+                         {"ids": np.array(IDS, dtype=np.int64), "logits": logits.astype(np.float32),
+                          "greedy": np.array(seq[len(IDS):], dtype=np.int64)},
+                         {"source": "reference/peft_methods.py (numpy " + np.__version__ + ", float64)"})
+    print(f"{name}: {n} virtual tokens, greedy {seq[len(IDS):]}")
+
+
 def main():
     write_ia3("ia3-default", ["k_proj", "v_proj", "down_proj"], ["down_proj"], seed=1)
     write_ia3("ia3-all", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
               ["gate_proj", "down_proj"], seed=2)
+    write_prompt("prompt-tuning", 5, seed=3)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                              List<String> loraTarget, boolean useRslora, boolean useDora, Double loraplusLrRatio,
                              int freezeTrainableLayers, List<String> freezeTrainableModules, Double neftuneNoiseAlpha,
                              boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert,
-                             Ia3Config ia3) {
+                             Ia3Config ia3, Method.Prompt prompt) {
 
         /// What is trained, from finetuning_type and the LoRA/freeze keys.
         public Method method() {
@@ -51,6 +51,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 case "full" -> new Method.Full();
                 case "freeze" -> new Method.Freeze(freezeTrainableLayers, freezeTrainableModules);
                 case "ia3" -> new Method.Ia3(ia3);
+                case "prompt" -> prompt;
                 default -> {
                     for (String t : loraTarget)
                         if (Projection.byName(t) == null)
@@ -96,6 +97,17 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
         return new Ia3Config(targets, ff, c.b("init_ia3_weights"));
     }
 
+    /// PEFT's PromptTuningConfig: num_virtual_tokens (required, as in PEFT), prompt_tuning_init RANDOM or TEXT with
+    /// prompt_tuning_init_text (tokenized by the recipe).
+    static Method.Prompt prompt(TrainConfig c) {
+        if (c.optInt("num_virtual_tokens") == null)
+            throw new ConfigException("finetuning_type prompt needs num_virtual_tokens (PEFT has no default), e.g. --num_virtual_tokens 8");
+        String init = c.str("prompt_tuning_init").toUpperCase(java.util.Locale.ROOT);
+        var a = new org.peft4j.model.adapter.prompt.PromptAdapter(c.i("num_virtual_tokens"), 1, init, c.str("prompt_tuning_init_text"), null, null,
+                new float[c.i("num_virtual_tokens")]);   // checks init and its text as PEFT's config does
+        return new Method.Prompt(a.numVirtualTokens(), init, a.initText(), null);
+    }
+
     /// The one mapping from the key table to the typed groups.
     public static TrainArgs of(TrainConfig c) {
         int rank = c.i("lora_rank");
@@ -109,7 +121,8 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.b("use_dora"), c.optDouble("loraplus_lr_ratio"), c.i("freeze_trainable_layers"),
                         Arrays.stream(c.str("freeze_trainable_modules").split(",")).map(String::strip).toList(),
                         c.optDouble("neftune_noise_alpha"), c.b("gradient_checkpointing"), c.b("pissa_init"),
-                        c.i("pissa_iter"), c.b("pissa_convert"), c.str("finetuning_type").equals("ia3") ? ia3(c) : null),
+                        c.i("pissa_iter"), c.b("pissa_convert"), c.str("finetuning_type").equals("ia3") ? ia3(c) : null,
+                        c.str("finetuning_type").equals("prompt") ? prompt(c) : null),
                 new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
                         c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
                         c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),

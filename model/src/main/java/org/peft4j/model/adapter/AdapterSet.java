@@ -75,6 +75,7 @@ public final class AdapterSet {
     /// switched off (the model now computes the merged adapter); [#unmerge] restores the base within float rounding.
     public void merge(String name) {
         Entry e = entry(name);
+        requireMergeable(e.adapter);
         if (merged != null)
             throw new ConfigException("adapter '" + merged.adapter.name + "' is already merged; unmerge() it before merging '" + name + "'");
         merged = new Merged(e.adapter, mergeInto(gemm, base, e.adapter));
@@ -102,6 +103,7 @@ public final class AdapterSet {
     /// copies; every other array (embeddings, norms, unadapted layers) is shared with `weights`.
     public static LlamaWeights mergedCopy(Gemm gemm, LlamaWeights weights, LoadedAdapter adapter) {
         if (!adapter.base.equals(weights.config)) throw new ConfigException(adapter + " was checked against a different base config than these weights");
+        requireMergeable(adapter);
         List<LlamaWeights.Layer> layers = new ArrayList<>();
         for (int l = 0; l < weights.layers.size(); l++) {
             LlamaWeights.Layer src = weights.layers.get(l);
@@ -154,6 +156,13 @@ public final class AdapterSet {
             }
         }
         return factor;
+    }
+
+    /// Prompt tuning adds virtual tokens, not weights: nothing can be merged (PEFT has no merge for prompt learning).
+    private static void requireMergeable(LoadedAdapter a) {
+        if (a.prompt != null)
+            throw new ConfigException(a + " is a prompt-tuning adapter: it adds virtual tokens to each input, not weights, so it cannot be merged into "
+                    + "the model; use it unmerged (--adapter with generate, chat, serve or eval)");
     }
 
     private Entry entry(String name) {

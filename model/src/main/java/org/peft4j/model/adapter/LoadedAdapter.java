@@ -7,6 +7,7 @@ import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.adapter.ia3.Ia3Adapter;
+import org.peft4j.model.adapter.prompt.PromptAdapter;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -29,6 +30,8 @@ public final class LoadedAdapter {
     public final PeftAdapter peft;
     /// The (IA)³ config and vectors as read, or null for a LoRA adapter.
     public final Ia3Adapter ia3;
+    /// The prompt-tuning embeddings as read, or null: then rows with this adapter start with its virtual tokens.
+    public final PromptAdapter prompt;
     private final float[][][] ia3Vectors;   // (L)(7)(out or in) (IA)³ scaling vectors; null where not scaled, or LoRA
     private final boolean[][] ia3Feedforward; // (L)(7) whether the vector scales the input
     /// The base model's config it was checked against.
@@ -38,12 +41,12 @@ public final class LoadedAdapter {
     private final int maxRank, maxOut;
 
     private LoadedAdapter(String name, String source, PeftAdapter peft, LlamaConfig base, Module[][] modules) {
-        this(name, source, peft, null, base, modules, null, null);
+        this(name, source, peft, null, null, base, modules, null, null);
     }
 
-    private LoadedAdapter(String name, String source, PeftAdapter peft, Ia3Adapter ia3, LlamaConfig base, Module[][] modules,
-                          float[][][] ia3Vectors, boolean[][] ia3Feedforward) {
-        this.name = name; this.source = source; this.peft = peft; this.ia3 = ia3; this.base = base; this.modules = modules;
+    private LoadedAdapter(String name, String source, PeftAdapter peft, Ia3Adapter ia3, PromptAdapter prompt, LlamaConfig base,
+                          Module[][] modules, float[][][] ia3Vectors, boolean[][] ia3Feedforward) {
+        this.name = name; this.source = source; this.peft = peft; this.ia3 = ia3; this.prompt = prompt; this.base = base; this.modules = modules;
         this.ia3Vectors = ia3Vectors; this.ia3Feedforward = ia3Feedforward;
         List<Module> l = new ArrayList<>();
         for (Module[] layer : modules) for (Module m : layer) if (m != null) l.add(m);
@@ -55,6 +58,7 @@ public final class LoadedAdapter {
     /// Reads `dir` ([PeftAdapter#read], or [Ia3Adapter#read] when its peft_type is IA3) and checks it against `base`.
     public static LoadedAdapter read(String name, Path dir, LlamaConfig base) {
         if (Ia3Adapter.isIa3(dir)) return of(name, dir.toString(), Ia3Adapter.read(dir), base);
+        if (PromptAdapter.isPromptTuning(dir)) return of(name, dir.toString(), PromptAdapter.read(dir), base);
         return of(name, dir.toString(), PeftAdapter.read(dir), base);
     }
 
@@ -87,8 +91,22 @@ public final class LoadedAdapter {
                 if (vec[l][p.ordinal()] == null && ia3.config().targets(p.module))
                     throw new ConfigException("adapter " + source + ": tensor '" + new PeftAdapter.Target(l, p.module).key(Ia3Adapter.SUFFIX)
                             + "' is missing although target_modules includes " + p.module + "; the adapter file is incomplete or was trained for a model with fewer layers");
-        return new LoadedAdapter(name, source, null, ia3, base, new Module[L][P], vec, ff);
+        return new LoadedAdapter(name, source, null, ia3, null, base, new Module[L][P], vec, ff);
     }
+
+    /// Checks a prompt-tuning adapter against `base`: token_dim is the hidden size, values finite.
+    public static LoadedAdapter of(String name, String source, PromptAdapter prompt, LlamaConfig base) {
+        if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
+        if (prompt.tokenDim() != base.hiddenSize())
+            throw new ConfigException("adapter " + source + ": prompt_embeddings are " + prompt.tokenDim() + " wide (token_dim), this "
+                    + base.architecture().modelType() + " model's hidden size is " + base.hiddenSize() + "; load it on the base model it was trained for"
+                    + (prompt.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + prompt.baseModelNameOrPath() + ")"));
+        requireFinite(source, PromptAdapter.TENSOR, prompt.embeddings());
+        return new LoadedAdapter(name, source, null, null, prompt, base, new Module[base.numHiddenLayers()][Projection.values().length], null, null);
+    }
+
+    /// Virtual tokens every row with this adapter starts with (prompt tuning), else 0.
+    public int virtualTokens() { return prompt == null ? 0 : prompt.numVirtualTokens(); }
 
     /// The (IA)³ vector of (layer, p), or null (not scaled there, or a LoRA adapter).
     public float[] ia3(int layer, Projection p) { return ia3Vectors == null ? null : ia3Vectors[layer][p.ordinal()]; }
@@ -216,6 +234,7 @@ public final class LoadedAdapter {
 
     @Override public String toString() {
         if (ia3 != null) return "adapter '" + name + "' (" + source + ", IA3 on " + ia3.vectors().size() + " modules)";
+        if (prompt != null) return "adapter '" + name + "' (" + source + ", prompt tuning, " + prompt.numVirtualTokens() + " virtual tokens)";
         return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")";
     }
 }

@@ -64,11 +64,12 @@ public final class Decoder {
 
     /// Where backward adds gradients: `base` maps each trained float32 tensor of [#weights] (by identity) to its
     /// gradient; `adapter` (or null) is the trained adapter, with dA, dB and DoRA's dMag per (layer, projection).
-    /// `dIa3` (or null): the gradients of an (IA)³ adapter's vectors per (layer, projection).
+    /// `dIa3` (or null): the gradients of an (IA)³ adapter's vectors per (layer, projection); `dPrompt` (or null):
+    /// of a prompt-tuning adapter's embeddings (n, C).
     public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag,
-                        float[][][] dIa3) {
+                        float[][][] dIa3, float[] dPrompt) {
         public Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {
-            this(base, adapter, dA, dB, dMag, null);
+            this(base, adapter, dA, dB, dMag, null, null);
         }
     }
 
@@ -165,6 +166,7 @@ public final class Decoder {
         Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
         if (noise != null && noise.neftuneAlpha() > 0)
             Neftune.forward(a.resid[0], B, T, C, noise.neftuneAlpha(), true, rng(noise, -1, -1));
+        virtualTokensForward(a.resid[0], B, T, pos0, a.runs);
         for (int l = 0; l < L; l++) blockForward(a, l, B, T, slots, pos0, cache, noise);
         a.rows = B; a.T = T;
     }
@@ -308,6 +310,26 @@ public final class Decoder {
         }
         float[] gEmbed = g.base().get(weights.embedTokens);
         if (gEmbed != null) Embedding.backward(gEmbed, a.dres, tokens, N, C);
+        LoadedAdapter ad = g.adapter();
+        if (ad != null && ad.prompt != null)   // dPrompt[p] += dL/d x[b, p] over the rows' first n positions
+            for (int b = 0; b < B; b++)
+                for (int p = 0; p < Math.min(ad.virtualTokens(), T); p++)
+                    for (int c = 0; c < C; c++) g.dPrompt()[p * C + c] += a.dres[(b * T + p) * C + c];
+    }
+
+    /// Prompt tuning: a row whose adapter has n virtual tokens holds them at positions 0 .. n−1 (its first n ids are
+    /// placeholders, see [LoadedAdapter#virtualTokens]); their input embeddings are the adapter's, not the vocabulary's
+    /// (PEFT `PeftModelForCausalLM.forward`: cat(prompts, inputs_embeds); the positions count the virtual tokens).
+    /// x: (B, T, C); pos0: each row's first position (null: 0).
+    private void virtualTokensForward(float[] x, int B, int T, int[] pos0, AdapterRuns runs) {
+        for (int ri = 0; ri < runs.count; ri++) {
+            LoadedAdapter ad = runs.adapter[ri];
+            if (ad == null || ad.prompt == null) continue;
+            float[] pe = ad.prompt.embeddings();
+            for (int b = runs.start[ri]; b < runs.start[ri + 1]; b++)
+                for (int t = 0, p = pos0 == null ? 0 : pos0[b]; t < T && p < ad.virtualTokens(); t++, p++)
+                    System.arraycopy(pe, p * C, x, (b * T + t) * C, C);
+        }
     }
 
     /// The block's forward reversed. On entry dres = dL/d resid[l+1]; on exit dres = dL/d resid[l].

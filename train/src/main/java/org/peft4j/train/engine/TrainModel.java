@@ -60,6 +60,11 @@ public final class TrainModel {
     private final float[] logits;         // (N, V); turned into dlogits in place by backward
     private final double[] lse;           // (N)
 
+    // Prompt tuning: n virtual tokens before each row; a (B, T) batch runs as (B, n + T) with n placeholder ids first
+    // and their targets ignored (PEFT: labels of the virtual tokens are -100).
+    private final int nVirtual;
+    private final int[] extTokens, extTargets;   // (B, n + Tmax); empty without prompt tuning
+
     private boolean timing;
     private long lossNanos;
     private float neftuneAlpha;
@@ -153,7 +158,27 @@ public final class TrainModel {
             adapter = LoadedAdapter.of("training", "the adapter being trained", new Ia3Adapter(ic, null, null, vectors), c);
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
-            grads = new Decoder.Grads(gradOf, adapter, null, null, null, dIa3);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, dIa3, null);
+        } else if (method instanceof Method.Prompt pm) {
+            // PEFT PromptEmbedding: nn.Embedding(n, token_dim), N(0, 1) (RANDOM), or the word embeddings of the init
+            // text's ids repeated or cut to n (TEXT)
+            lora = null;
+            int nv = pm.numVirtualTokens(), C = c.hiddenSize();
+            float[] emb = new float[nv * C], dPrompt = new float[nv * C];
+            if (pm.init().equals("TEXT")) {
+                if (pm.textIds() == null) throw new ConfigException("prompt_tuning_init TEXT needs the init text's token ids");
+                int[] ids = org.peft4j.model.adapter.prompt.PromptAdapter.textInitIds(pm.textIds(), nv);
+                for (int i = 0; i < nv; i++) System.arraycopy(weights.embedTokens, ids[i] * C, emb, i * C, C);
+            } else {
+                java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+                for (int j = 0; j < emb.length; j++) emb[j] = (float) gaussian(rnd);
+            }
+            params.add(new Param(org.peft4j.model.adapter.prompt.PromptAdapter.TENSOR, new long[]{nv, C}, emb, dPrompt));
+            adapter = LoadedAdapter.of("training", "the adapter being trained",
+                    new org.peft4j.model.adapter.prompt.PromptAdapter(nv, C, pm.init(), pm.initText(), null, null, emb), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrompt);
         } else {
             lora = null; adapter = null; rowAdapters = null;
             boolean full = method instanceof Method.Full;
@@ -174,8 +199,17 @@ public final class TrainModel {
             if (params.isEmpty()) throw new ConfigException("the freeze settings select no trainable parameter; check freeze_trainable_layers and freeze_trainable_modules");
             grads = new Decoder.Grads(gradOf, null, null, null, null);
         }
+        nVirtual = method instanceof Method.Prompt pm ? pm.numVirtualTokens() : 0;
+        if (Tmax + nVirtual > c.maxPositionEmbeddings())
+            throw new ConfigException(nVirtual + " virtual tokens + a sequence of " + Tmax + " tokens exceed the model's max_position_embeddings "
+                    + c.maxPositionEmbeddings() + "; lower cutoff_len or num_virtual_tokens");
+        if ((long) B * (Tmax + nVirtual) * V > Integer.MAX_VALUE)
+            throw new ConfigException("batch " + B + " x sequence " + (Tmax + nVirtual) + " is too large for this model's logits; lower per_device_train_batch_size or cutoff_len");
+        N = B * (Tmax + nVirtual);
+        extTokens = new int[nVirtual > 0 ? N : 0];
+        extTargets = new int[nVirtual > 0 ? N : 0];
         decoder = qm != null ? Decoder.of(qm, gemm) : Decoder.of(weights, gemm);
-        acts = decoder.newActivations(plan(c, method, B, Tmax, checkpointing));
+        acts = decoder.newActivations(plan(c, method, B, Tmax + nVirtual, checkpointing));
         logits = new float[N * V];
         lse = new double[N];
     }
@@ -251,6 +285,10 @@ public final class TrainModel {
 
     /// As [#forward(int[], int[], int, boolean, long)] for a batch of `rows` ≤ B sequences (an epoch's last batch).
     public double forward(int[] tokens, int[] targets, int rows, int T, boolean training, long step) {
+        if (nVirtual > 0) {   // prompt tuning: the batch runs as (rows, n + T) with its virtual tokens first
+            extend(tokens, targets, rows, T);
+            tokens = extTokens; targets = targets == null ? null : extTargets; T += nVirtual;
+        }
         forwardLogits(tokens, rows, T, training, step);
         if (targets == null) return 0;
         if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
@@ -276,6 +314,10 @@ public final class TrainModel {
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
+        if (nVirtual > 0) {
+            extend(tokens, targets, Bc, T);
+            tokens = extTokens; targets = extTargets; T += nVirtual;
+        }
         int N = Bc * T;
         long t0 = timing ? System.nanoTime() : 0;
         CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
@@ -401,10 +443,28 @@ public final class TrainModel {
         backwardLogits(tokens, logits, step);
     }
 
+    /// Prompt tuning's (rows, n + T) batch: n placeholder ids (0; the decoder puts the prompt embeddings there) then
+    /// the tokens; targets IGNORE at the first n positions (the last of them would predict the row's first token,
+    /// whose label the aligned targets no longer hold: a prompt token, ignored in SFT).
+    private void extend(int[] tokens, int[] targets, int rows, int T) {
+        int Te = nVirtual + T;
+        if (tokens.length < rows * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + rows * T);
+        for (int b = 0; b < rows; b++) {
+            Arrays.fill(extTokens, b * Te, b * Te + nVirtual, 0);
+            System.arraycopy(tokens, b * T, extTokens, b * Te + nVirtual, T);
+            if (targets == null) continue;
+            Arrays.fill(extTargets, b * Te, b * Te + nVirtual, CrossEntropy.IGNORE);
+            System.arraycopy(targets, b * T, extTargets, b * Te + nVirtual, T);
+        }
+    }
+
+    /// Virtual tokens before each row (prompt tuning), else 0: [#logits()] then has (rows, n + T) positions.
+    public int virtualTokens() { return nVirtual; }
+
     private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }
 
     private void checkBatch(int[] tokens, int T) {
-        if (T < 1 || T > Tmax) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
+        if (T < 1 || T > Tmax + nVirtual) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
         if (tokens.length < Bc * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + Bc * T);
     }
 

@@ -212,6 +212,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                     for (Projection m : Projection.values())
                         if (ic.targets(m.module)) out.add((long) (ic.feedforward(m.module) ? m.in(c) : m.out(c)));
             }
+            case Method.Prompt pm -> out.add((long) pm.numVirtualTokens() * c.hiddenSize());
             case Method.Full() -> {
                 long VC = (long) c.vocabSize() * c.hiddenSize();
                 out.add(VC);

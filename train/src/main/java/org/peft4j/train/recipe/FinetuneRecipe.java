@@ -145,6 +145,8 @@ public final class FinetuneRecipe {
             continued = readAdapter(config, a, Path.of(a.model().adapterNameOrPath()), baseConfig);
             method = new Method.Lora(continued.config());
         }
+        if (method instanceof Method.Prompt pm && pm.init().equals("TEXT"))   // PEFT: tokenizer(init_text)["input_ids"], BOS included
+            method = new Method.Prompt(pm.numVirtualTokens(), pm.init(), pm.initText(), tok.encode(pm.initText(), true));
         // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward; stage kto
         // scores an example and its KL sequence in separate forwards of per_device_train_batch_size rows
         String stage = a.finetuning().stage();
