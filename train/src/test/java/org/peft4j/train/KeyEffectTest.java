@@ -100,6 +100,9 @@ class KeyEffectTest {
 
     interface Check { void verify(Probe atDefault, Probe withValue) throws Exception; }
 
+    /// finetuning_type prompt with 4 virtual tokens (PEFT prompt tuning).
+    static final List<String> PROMPT = List.of("--finetuning_type", "prompt", "--num_virtual_tokens", "4");
+
     /// finetuning_type ia3 (PEFT IA3 with its defaults unless the row's key says otherwise).
     static final List<String> IA3 = List.of("--finetuning_type", "ia3");
 
@@ -337,6 +340,25 @@ class KeyEffectTest {
                     assertTrue(d.start().values().stream().allMatch(x -> { for (float f : x) if (f != 1f) return false; return true; }));
                     assertNotEquals(d.firstLoss(), v.firstLoss());
                     assertFalse(v.json("adapter_config.json").get("init_ia3_weights").asBoolean());
+                }),
+                row("num_virtual_tokens", "2", PROMPT, (d, v) -> {   // also finetuning_type prompt's row (both runs need it)
+                    assertEquals(Set.of("prompt_embeddings"), v.params());
+                    assertEquals("PROMPT_TUNING", v.json("adapter_config.json").get("peft_type").asText());
+                    assertTrue(v.maxChange("prompt_embeddings") > 0, "the virtual tokens trained");
+                    assertEquals(4 * 128, d.start().get("prompt_embeddings").length);
+                    assertEquals(2 * 128, v.start().get("prompt_embeddings").length);
+                    assertEquals(2, v.json("adapter_config.json").get("num_virtual_tokens").asInt());
+                }),
+                row("prompt_tuning_init", "TEXT", concat(PROMPT, List.of("--prompt_tuning_init_text", "Who are you?")), (d, v) -> {
+                    float[] e = v.start().get("prompt_embeddings");
+                    float[] wte = v.built().model().weights.embedTokens;
+                    assertArrayEquals(Arrays.copyOfRange(wte, 128, 256), Arrays.copyOfRange(e, 0, 128));   // PEFT's tokenizer(text): BOS (id 1) first
+                    assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), e));
+                    assertEquals("TEXT", v.json("adapter_config.json").get("prompt_tuning_init").asText());
+                }),
+                row("prompt_tuning_init_text", "Once upon a time", concat(PROMPT, List.of("--prompt_tuning_init", "TEXT", "--prompt_tuning_init_text", "Who are you?")), (d, v) -> {
+                    assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), v.start().get("prompt_embeddings")));
+                    assertEquals("Once upon a time", v.json("adapter_config.json").get("prompt_tuning_init_text").asText());
                 }),
                 row("lora_rank", "2", (d, v) -> {
                     assertEquals(2, v.lora().r());

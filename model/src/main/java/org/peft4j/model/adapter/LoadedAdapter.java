@@ -15,7 +15,7 @@ import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 
-/// A PEFT LoRA/DoRA adapter read from a directory and checked against one base model's config: target module names,
+/// A PEFT adapter (LoRA/DoRA; or (IA)³, [#ia3]; or prompt tuning, [#prompt]) read from a directory and checked against one base model's config: target module names,
 /// layer indices, and every tensor's in/out sizes. Immutable; the state of using it (which adapter is active, DoRA's
 /// weight norms, scratch buffers, merging) is [AdapterSet]'s. File format and math: [PeftAdapter], specs §2.
 public final class LoadedAdapter {

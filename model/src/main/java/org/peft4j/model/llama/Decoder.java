@@ -35,7 +35,9 @@ import java.util.SplittableRandom;
 ///   embeddings, norms, biases and lm_head are the float32 arrays of [#weights].
 /// - **Rows and adapters**: a forward runs B rows of T new tokens. Each row may use its own adapter (a
 ///   [LoadedAdapter] value, or null for the base): the base products run once over all rows, the low-rank products
-///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder.
+///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder. An (IA)³
+///   adapter scales a run's base input or output instead; a prompt-tuning adapter gives a row's first n positions
+///   its virtual tokens' embeddings (the caller puts n placeholder ids there).
 /// - **KV cache** (optional): row b continues slot `slots[b]` of a [KvCache] at position `pos0[b]`; without a cache
 ///   (training, whole-sequence scoring) every row starts at position 0 and attends within itself.
 /// - **Memory**: every buffer is in an [Activations] planned once ([#newActivations]); a forward or backward allocates
