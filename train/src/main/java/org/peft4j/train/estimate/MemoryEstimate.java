@@ -164,9 +164,10 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long gradients = 4 * sum(trainable);
         long optimizer = 0;
         for (long n : trainable) optimizer += optimizerBytes(optim, n);
-        long N = (long) batch * seq;
+        int rowLen = seq + (method instanceof Method.Prompt pm ? pm.numVirtualTokens() : 0);   // prompt tuning: n + T per row
+        long N = (long) batch * rowLen;
         long logits = 4 * N * c.vocabSize();
-        long lse = TrainModel.lossBytes(c, batch, seq) - logits;
+        long lse = TrainModel.lossBytes(c, batch, rowLen) - logits;
         long[] with = planBytes(c, method, quantized, batch, seq, true), without = planBytes(c, method, quantized, batch, seq, false);
         long[] mine = checkpointing ? with : without, other = checkpointing ? without : with;
         return new MemoryEstimate(weightBytes(c, quantized, quantBlockSize, doubleQuant), adapters, gradients, optimizer, mine[0] + lse, logits,
@@ -176,6 +177,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
     /// gradient scratch, adapter and base-weight scratch}.
     static long[] planBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
+        if (method instanceof Method.Prompt pm) T += pm.numVirtualTokens();   // TrainModel runs (B, n + T)
         Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile(c, quantized));
         long act = 0, scratch = 0;
         for (var e : bytes.entrySet()) {
