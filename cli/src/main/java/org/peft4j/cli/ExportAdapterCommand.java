@@ -36,6 +36,11 @@ final class ExportAdapterCommand implements Callable<Integer> {
         Path base = model != null ? ModelResolver.resolve(model) : ModelOptions.defaultModel();
         var config = GgufModel.config(base);
         LoadedAdapter a = LoadedAdapter.read("export", adapter, config);
+        if (a.prompt != null)
+            throw new ConfigException(adapter + " is a prompt-tuning adapter; llama.cpp's GGUF adapters are LoRA only, and prompt tuning has no weights to merge: use it with peft4j (--adapter)");
+        if (a.ia3 != null)
+            throw new ConfigException(adapter + " is an IA3 adapter; llama.cpp's GGUF adapters are LoRA only: merge it into the model instead "
+                    + "(peft4j export --adapter_name_or_path " + adapter + " ...) and convert the merged model");
         if (out.toAbsolutePath().getParent() != null) Files.createDirectories(out.toAbsolutePath().getParent());
         GgufAdapter.writer(a, t).write(out);
         System.err.println("exported adapter " + adapter + " (" + a.modules().size() + " modules) to " + out + " (GGUF LoRA, " + type + ")");

@@ -84,19 +84,23 @@ public final class Evaluation {
     /// number into `counts`.
     private static double[] summedLosses(LlamaModel model, LoadedAdapter adapter, List<TokenizedExample> examples, long[] counts) {
         int V = model.config.vocabSize();
+        int n = adapter == null ? 0 : adapter.virtualTokens();   // prompt tuning: n placeholders first, their labels ignored
         int maxLen = 2;
-        for (TokenizedExample e : examples) maxLen = Math.max(maxLen, e.length());
+        for (TokenizedExample e : examples) maxLen = Math.max(maxLen, n + e.length());
         maxLen = Math.min(maxLen, model.config.maxPositionEmbeddings());
         KvCache cache = model.newCache(1, maxLen);
         Activations acts = model.newActivations(1, maxLen, cache);
         float[] logits = new float[maxLen * V];
         double[] lse = new double[maxLen], out = new double[examples.size()];
-        int[] targets = new int[maxLen];
+        int[] targets = new int[maxLen], ids = new int[maxLen], labels = new int[maxLen];
         for (int i = 0; i < examples.size(); i++) {
             TokenizedExample e = examples.get(i);
-            int T = Math.min(e.length(), maxLen);
-            counts[i] = CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(e.labels(), T), 1, T);
-            model.forward(logits, java.util.Arrays.copyOf(e.inputIds(), T), 1, T, 0, adapter, cache, acts, true);
+            int T = Math.min(n + e.length(), maxLen);
+            java.util.Arrays.fill(labels, 0, n, CrossEntropy.IGNORE);
+            System.arraycopy(e.labels(), 0, labels, n, T - n);
+            System.arraycopy(e.inputIds(), 0, ids, n, T - n);
+            counts[i] = CrossEntropy.shiftLabels(targets, java.util.Arrays.copyOf(labels, T), 1, T);
+            model.forward(logits, java.util.Arrays.copyOf(ids, T), 1, T, 0, adapter, cache, acts, true);
             out[i] = CrossEntropy.forward(null, lse, logits, targets, T, V);
         }
         return out;

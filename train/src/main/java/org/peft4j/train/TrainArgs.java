@@ -1,6 +1,7 @@
 package org.peft4j.train;
 
 import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.model.adapter.ia3.Ia3Config;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.layers.KtoLoss;
 import org.peft4j.model.layers.PreferenceLoss;
@@ -56,17 +57,21 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
     public record Model(String nameOrPath, String adapterNameOrPath, Integer quantizationBit, String quantizationType,
                         boolean doubleQuantization) {}
 
-    /// `type`: lora, full or freeze. `loraTarget`: module names, `all` expanded.
+    /// `type`: lora, full, freeze or ia3. `loraTarget`: module names, `all` expanded. `ia3`: PEFT's IA3Config from
+    /// target_modules, feedforward_modules and init_ia3_weights when the type is ia3, else null.
     public record Finetuning(String stage, boolean doTrain, String type, int loraRank, int loraAlpha, double loraDropout,
                              List<String> loraTarget, boolean useRslora, boolean useDora, Double loraplusLrRatio,
                              int freezeTrainableLayers, List<String> freezeTrainableModules, Double neftuneNoiseAlpha,
-                             boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert, boolean useLlamaPro) {
+                             boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert, boolean useLlamaPro,
+                             Ia3Config ia3, Method.Prompt prompt) {
 
         /// What is trained, from finetuning_type and the LoRA/freeze keys.
         public Method method() {
             return switch (type) {
                 case "full" -> new Method.Full();
                 case "freeze" -> new Method.Freeze(freezeTrainableLayers, freezeTrainableModules, useLlamaPro);
+                case "ia3" -> new Method.Ia3(ia3);
+                case "prompt" -> prompt;
                 default -> {
                     for (String t : loraTarget)
                         if (Projection.byName(t) == null)
@@ -101,6 +106,28 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
     /// peft4j's own keys. `threads` null = all cores; `comparePrompts` empty and `forgettingText` null when unset.
     public record Peft4j(Integer threads, String gemm, List<String> comparePrompts, Path forgettingText) {}
 
+    /// PEFT's IA3Config: target_modules unset = PEFT's Llama defaults (k_proj, v_proj, down_proj); feedforward_modules
+    /// unset = PEFT's default (down_proj) among the targets, as PEFT's `_prepare_adapter_config` fills it.
+    static Ia3Config ia3(TrainConfig c) {
+        List<String> targets = c.str("target_modules") == null ? Ia3Config.DEFAULT_TARGETS
+                : LoraConfig.expandTargets(List.of(c.str("target_modules").split("\\s*,\\s*")));
+        List<String> ff = c.str("feedforward_modules") == null
+                ? Ia3Config.DEFAULT_FEEDFORWARD.stream().filter(targets::contains).toList()
+                : List.of(c.str("feedforward_modules").split("\\s*,\\s*"));
+        return new Ia3Config(targets, ff, c.b("init_ia3_weights"));
+    }
+
+    /// PEFT's PromptTuningConfig: num_virtual_tokens (required, as in PEFT), prompt_tuning_init RANDOM or TEXT with
+    /// prompt_tuning_init_text (tokenized by the recipe).
+    static Method.Prompt prompt(TrainConfig c) {
+        if (c.optInt("num_virtual_tokens") == null)
+            throw new ConfigException("finetuning_type prompt needs num_virtual_tokens (PEFT has no default), e.g. --num_virtual_tokens 8");
+        String init = c.str("prompt_tuning_init").toUpperCase(java.util.Locale.ROOT);
+        var a = new org.peft4j.model.adapter.prompt.PromptAdapter(c.i("num_virtual_tokens"), 1, init, c.str("prompt_tuning_init_text"), null, null,
+                new float[c.i("num_virtual_tokens")]);   // checks init and its text as PEFT's config does
+        return new Method.Prompt(a.numVirtualTokens(), init, a.initText(), null);
+    }
+
     /// The one mapping from the key table to the typed groups.
     public static TrainArgs of(TrainConfig c) {
         int rank = c.i("lora_rank");
@@ -114,7 +141,8 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.b("use_dora"), c.optDouble("loraplus_lr_ratio"), c.i("freeze_trainable_layers"),
                         Arrays.stream(c.str("freeze_trainable_modules").split(",")).map(String::strip).toList(),
                         c.optDouble("neftune_noise_alpha"), c.b("gradient_checkpointing"), c.b("pissa_init"),
-                        c.i("pissa_iter"), c.b("pissa_convert"), c.b("use_llama_pro")),
+                        c.i("pissa_iter"), c.b("pissa_convert"), c.b("use_llama_pro"), c.str("finetuning_type").equals("ia3") ? ia3(c) : null,
+                        c.str("finetuning_type").equals("prompt") ? prompt(c) : null),
                 new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
                         c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
                         c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),

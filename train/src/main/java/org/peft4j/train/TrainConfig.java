@@ -51,7 +51,7 @@ public final class TrainConfig {
         // method
         key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
-        key("finetuning_type", Type.STRING, "lora", "lora, full or freeze.");
+        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input) or prompt (PEFT's prompt tuning: learned virtual tokens before every input).");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
         key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
         key("lora_dropout", Type.FLOAT, 0.0, "Dropout on the LoRA input.");
@@ -59,6 +59,12 @@ public final class TrainConfig {
         key("use_rslora", Type.BOOL, false, "Scale adapters by alpha/sqrt(r) (rank-stabilised LoRA).");
         key("use_dora", Type.BOOL, false, "Weight-decomposed LoRA (DoRA).");
         key("loraplus_lr_ratio", Type.FLOAT, null, "LoRA+: learning rate of B = ratio * learning_rate.");
+        key("target_modules", Type.STRING, null, "ia3: comma-separated modules whose output (or, feed-forward, input) is scaled (PEFT IA3Config.target_modules); unset = k_proj,v_proj,down_proj.");
+        key("feedforward_modules", Type.STRING, null, "ia3: the targets whose input is scaled (PEFT IA3Config.feedforward_modules; a subset of target_modules); unset = down_proj when targeted.");
+        key("init_ia3_weights", Type.BOOL, true, "ia3: start the vectors at 1 (the base model), as PEFT; false draws them from N(0, 1).");
+        key("num_virtual_tokens", Type.INT, null, "prompt: number of virtual tokens (trained input embeddings) before every sequence (PEFT PromptTuningConfig; required).");
+        key("prompt_tuning_init", Type.STRING, "RANDOM", "prompt: RANDOM (N(0, 1), PEFT's nn.Embedding init) or TEXT (the embeddings of prompt_tuning_init_text's tokens, repeated or cut to num_virtual_tokens).");
+        key("prompt_tuning_init_text", Type.STRING, null, "prompt: the text whose token embeddings start the virtual tokens (prompt_tuning_init TEXT).");
         key("freeze_trainable_layers", Type.INT, 2, "Freeze tuning: train the last n layers (first |n| if negative).");
         key("use_llama_pro", Type.BOOL, false, "LLaMA Pro (freeze tuning of a model expanded by LLaMA-Factory's scripts/llama_pro.py): train the freeze_trainable_layers added blocks, every (num_hidden_layers / freeze_trainable_layers)-th layer.");
         key("freeze_trainable_modules", Type.STRING, "all", "Freeze tuning: modules of the trainable layers (all, mlp, self_attn).");
@@ -434,7 +440,21 @@ public final class TrainConfig {
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
         if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");
-        if (!List.of("lora", "full", "freeze").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full or freeze");
+        if (List.of("prefix", "ptuning", "p_tuning").contains(ft))
+            throw new ConfigException("finetuning_type " + ft + " (PEFT's prefix tuning / P-tuning) is not built yet; use lora, full, freeze, ia3 or prompt");
+        if (!List.of("lora", "full", "freeze", "ia3", "prompt").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full, freeze, ia3 or prompt");
+        if (!ft.equals("prompt"))
+            for (String k : List.of("num_virtual_tokens", "prompt_tuning_init_text"))
+                if (get(k) != null) throw new ConfigException(k + " configures finetuning_type prompt (PEFT's prompt tuning); set finetuning_type: prompt or drop it");
+        if (ft.equals("prompt")) {
+            TrainArgs.prompt(this);
+            if (stage.equals("dpo") || stage.equals("kto"))
+                throw new ConfigException("finetuning_type prompt with stage " + stage + " is not supported yet; use stage sft or pt, or finetuning_type lora");
+        }
+        if (!ft.equals("ia3"))
+            for (String k : List.of("target_modules", "feedforward_modules"))
+                if (get(k) != null) throw new ConfigException(k + " configures finetuning_type ia3 (PEFT's IA3Config); with " + ft + " use lora_target, or set finetuning_type: ia3");
+        if (ft.equals("ia3")) TrainArgs.ia3(this);   // names and the subset rule checked up front
         if (i("lora_rank") < 1) throw new ConfigException("lora_rank must be >= 1, got " + i("lora_rank"));
         double p = d("lora_dropout");
         if (p < 0 || p >= 1) throw new ConfigException("lora_dropout must be in [0, 1), got " + p);

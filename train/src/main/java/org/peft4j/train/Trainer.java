@@ -511,6 +511,12 @@ public final class Trainer {
             // rank-2r LoRA over the original base in pissa_converted/, as PEFT's save_pretrained(path_initial_model_...)
             if (args.finetuning().pissaConvert() && !converted.isEmpty())
                 new PeftAdapter(Pissa.convertConfig(lc), baseModel, null, converted).write(dir.resolve("pissa_converted"), DType.F32);
+        } else if (model.method instanceof Method.Ia3(var ic)) {
+            new org.peft4j.model.adapter.ia3.Ia3Adapter(ic, baseModel, null, model.trainedAdapter().ia3.vectors()).write(dir, DType.F32);
+        } else if (model.method instanceof Method.Prompt) {
+            var p = model.trainedAdapter().prompt;
+            new org.peft4j.model.adapter.prompt.PromptAdapter(p.numVirtualTokens(), p.tokenDim(), p.init(), p.initText(),
+                    p.init().equals("TEXT") ? baseModel : null, baseModel, p.embeddings()).write(dir, DType.F32);
         } else {
             org.peft4j.model.RandomModels.save(dir, model.weights, DType.F32);
         }

@@ -101,6 +101,12 @@ class KeyEffectTest {
 
     interface Check { void verify(Probe atDefault, Probe withValue) throws Exception; }
 
+    /// finetuning_type prompt with 4 virtual tokens (PEFT prompt tuning).
+    static final List<String> PROMPT = List.of("--finetuning_type", "prompt", "--num_virtual_tokens", "4");
+
+    /// finetuning_type ia3 (PEFT IA3 with its defaults unless the row's key says otherwise).
+    static final List<String> IA3 = List.of("--finetuning_type", "ia3");
+
     /// Stage dpo on identity pairs (Tiny chosen over Max), one unclipped step.
     static final List<String> DPO = List.of("--stage", "dpo", "--dataset", "identity_pairs", "--max_steps", "1", "--max_grad_norm", "0");
 
@@ -378,6 +384,49 @@ class KeyEffectTest {
                     assertTrue(d.params().stream().allMatch(n -> n.contains("lora_")), d.params().toString());
                     assertTrue(v.params().contains("model.embed_tokens.weight"), v.params().toString());
                     assertTrue(v.has("model.safetensors"));
+                }),
+                row("finetuning_type", "ia3", (d, v) -> {
+                    assertEquals(Set.of(), v.params().stream().filter(n -> !n.endsWith(".ia3_l")).collect(java.util.stream.Collectors.toSet()));
+                    assertEquals("IA3", v.json("adapter_config.json").get("peft_type").asText());
+                    assertTrue(v.maxChange(".ia3_l") > 0, "the vectors trained");
+                }),
+                row("target_modules", "q_proj,down_proj", IA3, (d, v) -> {
+                    assertTrue(d.params().stream().anyMatch(n -> n.contains("k_proj")), d.params().toString());
+                    assertTrue(v.params().stream().allMatch(n -> n.contains("q_proj") || n.contains("down_proj")), v.params().toString());
+                    assertEquals("[\"q_proj\",\"down_proj\"]", v.json("adapter_config.json").get("target_modules").toString());
+                }),
+                row("feedforward_modules", "v_proj,down_proj", IA3, (d, v) -> {
+                    String vp = "base_model.model.model.layers.0.self_attn.v_proj.ia3_l";
+                    assertEquals(64, d.start().get(vp).length);     // (out, 1): the key/value width
+                    assertEquals(128, v.start().get(vp).length);    // (1, in): the hidden size, the input is scaled
+                    // both start at ones (the base: the same first loss); the scaled input trains differently
+                    assertNotEquals(d.steps().get(1).loss(), v.steps().get(1).loss());
+                    assertEquals("[\"v_proj\",\"down_proj\"]", v.json("adapter_config.json").get("feedforward_modules").toString());
+                }),
+                row("init_ia3_weights", "false", IA3, (d, v) -> {
+                    assertEquals(1.0, maxAbs(d.start()), 0);
+                    assertTrue(d.start().values().stream().allMatch(x -> { for (float f : x) if (f != 1f) return false; return true; }));
+                    assertNotEquals(d.firstLoss(), v.firstLoss());
+                    assertFalse(v.json("adapter_config.json").get("init_ia3_weights").asBoolean());
+                }),
+                row("num_virtual_tokens", "2", PROMPT, (d, v) -> {   // also finetuning_type prompt's row (both runs need it)
+                    assertEquals(Set.of("prompt_embeddings"), v.params());
+                    assertEquals("PROMPT_TUNING", v.json("adapter_config.json").get("peft_type").asText());
+                    assertTrue(v.maxChange("prompt_embeddings") > 0, "the virtual tokens trained");
+                    assertEquals(4 * 128, d.start().get("prompt_embeddings").length);
+                    assertEquals(2 * 128, v.start().get("prompt_embeddings").length);
+                    assertEquals(2, v.json("adapter_config.json").get("num_virtual_tokens").asInt());
+                }),
+                row("prompt_tuning_init", "TEXT", concat(PROMPT, List.of("--prompt_tuning_init_text", "Who are you?")), (d, v) -> {
+                    float[] e = v.start().get("prompt_embeddings");
+                    float[] wte = v.built().model().weights.embedTokens;
+                    assertArrayEquals(Arrays.copyOfRange(wte, 128, 256), Arrays.copyOfRange(e, 0, 128));   // PEFT's tokenizer(text): BOS (id 1) first
+                    assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), e));
+                    assertEquals("TEXT", v.json("adapter_config.json").get("prompt_tuning_init").asText());
+                }),
+                row("prompt_tuning_init_text", "Once upon a time", concat(PROMPT, List.of("--prompt_tuning_init", "TEXT", "--prompt_tuning_init_text", "Who are you?")), (d, v) -> {
+                    assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), v.start().get("prompt_embeddings")));
+                    assertEquals("Once upon a time", v.json("adapter_config.json").get("prompt_tuning_init_text").asText());
                 }),
                 row("lora_rank", "2", (d, v) -> {
                     assertEquals(2, v.lora().r());

@@ -5,6 +5,7 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.llama.LlamaWeights;
+import org.peft4j.model.adapter.ia3.Ia3Linear;
 import org.peft4j.model.adapter.lora.DoraLinear;
 import org.peft4j.model.adapter.lora.LoraLinear;
 import org.peft4j.model.adapter.lora.LoraWeights;
@@ -74,6 +75,7 @@ public final class AdapterSet {
     /// switched off (the model now computes the merged adapter); [#unmerge] restores the base within float rounding.
     public void merge(String name) {
         Entry e = entry(name);
+        requireMergeable(e.adapter);
         if (merged != null)
             throw new ConfigException("adapter '" + merged.adapter.name + "' is already merged; unmerge() it before merging '" + name + "'");
         merged = new Merged(e.adapter, mergeInto(gemm, base, e.adapter));
@@ -84,6 +86,7 @@ public final class AdapterSet {
     public void unmerge() {
         if (merged == null) throw new ConfigException("no adapter is merged; nothing to unmerge");
         LoadedAdapter a = merged.adapter;
+        if (a.ia3 != null) forEachIa3(base, a, (W, bias, v, ff, out, in) -> Ia3Linear.unmerge(W, bias, v, ff, out, in));
         for (LoadedAdapter.Module m : a.modules()) {
             LoraWeights w = m.weights();
             float[] W = base.layers.get(m.layer()).get(m.projection().weight);
@@ -100,6 +103,7 @@ public final class AdapterSet {
     /// copies; every other array (embeddings, norms, unadapted layers) is shared with `weights`.
     public static LlamaWeights mergedCopy(Gemm gemm, LlamaWeights weights, LoadedAdapter adapter) {
         if (!adapter.base.equals(weights.config)) throw new ConfigException(adapter + " was checked against a different base config than these weights");
+        requireMergeable(adapter);
         List<LlamaWeights.Layer> layers = new ArrayList<>();
         for (int l = 0; l < weights.layers.size(); l++) {
             LlamaWeights.Layer src = weights.layers.get(l);
@@ -114,14 +118,33 @@ public final class AdapterSet {
     // ---------------------------------------------------------------- internals
 
     private static float[] copyIfAdapted(float[] x, LayerTensor t, LoadedAdapter a, int layer) {
-        for (Projection p : Projection.values())
-            if (p.weight == t && a.module(layer, p) != null) return x.clone();
+        for (Projection p : Projection.values()) {
+            if (p.weight == t && (a.module(layer, p) != null || a.ia3(layer, p) != null)) return x.clone();
+            if (x != null && p.bias == t && a.ia3(layer, p) != null && !a.ia3Feedforward(layer, p)) return x.clone();
+        }
         return x;
+    }
+
+    private interface Ia3Op { void apply(float[] W, float[] bias, float[] v, boolean feedforward, int out, int in); }
+
+    /// Runs `op` on every (IA)³-scaled projection's float32 weight and bias; a base held in 16 or 4 bits is refused.
+    private static void forEachIa3(LlamaWeights weights, LoadedAdapter a, Ia3Op op) {
+        for (int l = 0; l < weights.layers.size(); l++)
+            for (Projection p : Projection.values()) {
+                float[] v = a.ia3(l, p);
+                if (v == null) continue;
+                LlamaWeights.Layer w = weights.layers.get(l);
+                float[] W = p.weight(w);
+                if (W == null)
+                    throw new ConfigException(a + ": merging needs the float32 base weight of layer " + l + " " + p.module + ", which this base holds quantized or in 16 bits; load the model in float32");
+                op.apply(W, p.bias(w), v, a.ia3Feedforward(l, p), p.out(weights.config), p.in(weights.config));
+            }
     }
 
     /// W ← W + s·B·A per adapted module (DoRA: W ← g·(W + s·B·A)); returns DoRA's factors g for unmerging.
     private static float[][][] mergeInto(Gemm gemm, LlamaWeights weights, LoadedAdapter a) {
         float[][][] factor = new float[weights.layers.size()][P][];
+        if (a.ia3 != null) forEachIa3(weights, a, Ia3Linear::merge);   // PEFT ia3 Linear.merge: W ⊙ l (bias ⊙ l on outputs)
         for (LoadedAdapter.Module m : a.modules()) {
             LoraWeights w = m.weights();
             float[] W = weights.layers.get(m.layer()).get(m.projection().weight);
@@ -133,6 +156,13 @@ public final class AdapterSet {
             }
         }
         return factor;
+    }
+
+    /// Prompt tuning adds virtual tokens, not weights: nothing can be merged (PEFT has no merge for prompt learning).
+    private static void requireMergeable(LoadedAdapter a) {
+        if (a.prompt != null)
+            throw new ConfigException(a + " is a prompt-tuning adapter: it adds virtual tokens to each input, not weights, so it cannot be merged into "
+                    + "the model; use it unmerged (--adapter with generate, chat, serve or eval)");
     }
 
     private Entry entry(String name) {

@@ -6,6 +6,8 @@ import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.adapter.ia3.Ia3Adapter;
+import org.peft4j.model.adapter.prompt.PromptAdapter;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -13,7 +15,7 @@ import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 
-/// A PEFT LoRA/DoRA adapter read from a directory and checked against one base model's config: target module names,
+/// A PEFT adapter (LoRA/DoRA; or (IA)³, [#ia3]; or prompt tuning, [#prompt]) read from a directory and checked against one base model's config: target module names,
 /// layer indices, and every tensor's in/out sizes. Immutable; the state of using it (which adapter is active, DoRA's
 /// weight norms, scratch buffers, merging) is [AdapterSet]'s. File format and math: [PeftAdapter], specs §2.
 public final class LoadedAdapter {
@@ -24,8 +26,14 @@ public final class LoadedAdapter {
     public final String name;
     /// Where it came from (its directory), for messages.
     public final String source;
-    /// The config and tensors as read.
+    /// The config and tensors as read (LoRA/DoRA), or null for an (IA)³ adapter.
     public final PeftAdapter peft;
+    /// The (IA)³ config and vectors as read, or null for a LoRA adapter.
+    public final Ia3Adapter ia3;
+    /// The prompt-tuning embeddings as read, or null: then rows with this adapter start with its virtual tokens.
+    public final PromptAdapter prompt;
+    private final float[][][] ia3Vectors;   // (L)(7)(out or in) (IA)³ scaling vectors; null where not scaled, or LoRA
+    private final boolean[][] ia3Feedforward; // (L)(7) whether the vector scales the input
     /// The base model's config it was checked against.
     public final LlamaConfig base;
     private final Module[][] modules;   // (L)(7) by Projection ordinal; null where not adapted
@@ -33,7 +41,13 @@ public final class LoadedAdapter {
     private final int maxRank, maxOut;
 
     private LoadedAdapter(String name, String source, PeftAdapter peft, LlamaConfig base, Module[][] modules) {
-        this.name = name; this.source = source; this.peft = peft; this.base = base; this.modules = modules;
+        this(name, source, peft, null, null, base, modules, null, null);
+    }
+
+    private LoadedAdapter(String name, String source, PeftAdapter peft, Ia3Adapter ia3, PromptAdapter prompt, LlamaConfig base,
+                          Module[][] modules, float[][][] ia3Vectors, boolean[][] ia3Feedforward) {
+        this.name = name; this.source = source; this.peft = peft; this.ia3 = ia3; this.prompt = prompt; this.base = base; this.modules = modules;
+        this.ia3Vectors = ia3Vectors; this.ia3Feedforward = ia3Feedforward;
         List<Module> l = new ArrayList<>();
         for (Module[] layer : modules) for (Module m : layer) if (m != null) l.add(m);
         this.list = Collections.unmodifiableList(l);
@@ -41,12 +55,66 @@ public final class LoadedAdapter {
         this.maxOut = l.stream().mapToInt(m -> m.weights().out()).max().orElse(0);
     }
 
-    /// Reads `dir` ([PeftAdapter#read]) and checks it against `base`.
+    /// Reads `dir` ([PeftAdapter#read], or [Ia3Adapter#read] when its peft_type is IA3) and checks it against `base`.
     public static LoadedAdapter read(String name, Path dir, LlamaConfig base) {
         if (org.peft4j.model.gguf.GgufModel.isGguf(dir))   // llama.cpp's GGUF LoRA adapter file
             return of(name, dir.toString(), org.peft4j.model.gguf.GgufAdapter.read(dir, base), base);
+        if (Ia3Adapter.isIa3(dir)) return of(name, dir.toString(), Ia3Adapter.read(dir), base);
+        if (PromptAdapter.isPromptTuning(dir)) return of(name, dir.toString(), PromptAdapter.read(dir), base);
         return of(name, dir.toString(), PeftAdapter.read(dir), base);
     }
+
+    /// Checks an (IA)³ adapter against `base`: layer indices, each vector's length (out, or in on a feed-forward
+    /// module), finite values, and every targeted module present.
+    public static LoadedAdapter of(String name, String source, Ia3Adapter ia3, LlamaConfig base) {
+        if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
+        int L = base.numHiddenLayers(), P = Projection.values().length;
+        float[][][] vec = new float[L][P][];
+        boolean[][] ff = new boolean[L][P];
+        for (var e : ia3.vectors().entrySet()) {
+            PeftAdapter.Target t = e.getKey();
+            Projection p = Projection.of(t.module());
+            String key = t.key(Ia3Adapter.SUFFIX);
+            if (t.layer() >= L)
+                throw new ConfigException("adapter " + source + ": tensor '" + key + "' is for layer " + t.layer() + ", this "
+                        + base.architecture().modelType() + " model has " + L + " layers; load it on the base model it was trained for"
+                        + (ia3.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + ia3.baseModelNameOrPath() + ")"));
+            boolean f = ia3.config().feedforward(t.path());
+            int want = f ? p.in(base) : p.out(base);
+            if (e.getValue().length != want)
+                throw new ConfigException("adapter " + source + ": tensor '" + key + "' has " + e.getValue().length + " values, expected "
+                        + want + " (the " + (f ? p.inName() : p.outName()) + " of this model); load it on the base model it was trained for");
+            requireFinite(source, key, e.getValue());
+            vec[t.layer()][p.ordinal()] = e.getValue();
+            ff[t.layer()][p.ordinal()] = f;
+        }
+        for (int l = 0; l < L; l++)
+            for (Projection p : Projection.values())
+                if (vec[l][p.ordinal()] == null && ia3.config().targets(p.module))
+                    throw new ConfigException("adapter " + source + ": tensor '" + new PeftAdapter.Target(l, p.module).key(Ia3Adapter.SUFFIX)
+                            + "' is missing although target_modules includes " + p.module + "; the adapter file is incomplete or was trained for a model with fewer layers");
+        return new LoadedAdapter(name, source, null, ia3, null, base, new Module[L][P], vec, ff);
+    }
+
+    /// Checks a prompt-tuning adapter against `base`: token_dim is the hidden size, values finite.
+    public static LoadedAdapter of(String name, String source, PromptAdapter prompt, LlamaConfig base) {
+        if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
+        if (prompt.tokenDim() != base.hiddenSize())
+            throw new ConfigException("adapter " + source + ": prompt_embeddings are " + prompt.tokenDim() + " wide (token_dim), this "
+                    + base.architecture().modelType() + " model's hidden size is " + base.hiddenSize() + "; load it on the base model it was trained for"
+                    + (prompt.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + prompt.baseModelNameOrPath() + ")"));
+        requireFinite(source, PromptAdapter.TENSOR, prompt.embeddings());
+        return new LoadedAdapter(name, source, null, null, prompt, base, new Module[base.numHiddenLayers()][Projection.values().length], null, null);
+    }
+
+    /// Virtual tokens every row with this adapter starts with (prompt tuning), else 0.
+    public int virtualTokens() { return prompt == null ? 0 : prompt.numVirtualTokens(); }
+
+    /// The (IA)³ vector of (layer, p), or null (not scaled there, or a LoRA adapter).
+    public float[] ia3(int layer, Projection p) { return ia3Vectors == null ? null : ia3Vectors[layer][p.ordinal()]; }
+
+    /// Whether the (IA)³ vector of (layer, p) scales the input (a feed-forward module) rather than the output.
+    public boolean ia3Feedforward(int layer, Projection p) { return ia3Feedforward != null && ia3Feedforward[layer][p.ordinal()]; }
 
     /// Checks an adapter already in memory against `base`; `source` names it in messages.
     /// An adapter with a NaN or infinite value (a diverged run) would make every answer empty: refuse it, naming the tensor.
@@ -124,7 +192,7 @@ public final class LoadedAdapter {
     public List<Module> modules() { return list; }
 
     /// Whether it is DoRA (a magnitude vector per module).
-    public boolean dora() { return peft.config().useDora(); }
+    public boolean dora() { return peft != null && peft.config().useDora(); }
 
     /// The largest r over its modules: the width of the h = x·Aᵀ scratch.
     public int maxRank() { return maxRank; }
@@ -133,7 +201,7 @@ public final class LoadedAdapter {
     public int maxOut() { return maxOut; }
 
     /// LoRA dropout probability (applied to this adapter's input only in a training forward).
-    public float dropout() { return (float) peft.config().loraDropout(); }
+    public float dropout() { return peft == null ? 0f : (float) peft.config().loraDropout(); }
 
     // DoRA: ‖W0 + s·B·A‖ per output row of every module, (L)(7)(out); null until first used.
     private float[][][] doraNorm;
@@ -166,5 +234,9 @@ public final class LoadedAdapter {
         doraNorm = n;
     }
 
-    @Override public String toString() { return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")"; }
+    @Override public String toString() {
+        if (ia3 != null) return "adapter '" + name + "' (" + source + ", IA3 on " + ia3.vectors().size() + " modules)";
+        if (prompt != null) return "adapter '" + name + "' (" + source + ", prompt tuning, " + prompt.numVirtualTokens() + " virtual tokens)";
+        return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")";
+    }
 }

@@ -11,7 +11,14 @@ import org.peft4j.model.adapter.LoadedAdapter;
 /// @param maxNewTokens generated tokens at most (>= 0); the sequence's context may end it sooner
 /// @param stopIds      ids that end the sequence when sampled (EOS, `<|im_end|>` …); they are not part of the output
 /// @param adapter      the adapter this row runs with, or null for the base model
-public record GenerateRequest(int[] prompt, Sampler sampler, long seed, int maxNewTokens, int[] stopIds, LoadedAdapter adapter) {
+/// @param virtualPrefixed whether `prompt` already starts with the adapter's prompt-tuning placeholders (set by the
+///                        generator; callers pass the text's ids only)
+public record GenerateRequest(int[] prompt, Sampler sampler, long seed, int maxNewTokens, int[] stopIds, LoadedAdapter adapter,
+                              boolean virtualPrefixed) {
+    public GenerateRequest(int[] prompt, Sampler sampler, long seed, int maxNewTokens, int[] stopIds, LoadedAdapter adapter) {
+        this(prompt, sampler, seed, maxNewTokens, stopIds, adapter, false);
+    }
+
     public GenerateRequest {
         if (prompt == null || prompt.length == 0) throw new ConfigException("the prompt is empty; pass at least one token (usually BOS)");
         if (sampler == null) throw new ConfigException("a request needs a sampler (Sampler.Greedy or Sampler.Random)");

@@ -161,6 +161,7 @@ public final class Generator {
     }
 
     Sequence add(GenerateRequest r, TokenListener listener, RandomGenerator rng) {
+        r = withVirtualTokens(r);
         lock.lock();
         try {
             int P = r.prompt().length;
@@ -218,7 +219,8 @@ public final class Generator {
             q.pos = 0;
             boolean[] mask = seen[s];
             Arrays.fill(mask, false);
-            for (int id : q.request.prompt()) mask[id] = true;
+            int[] prompt = q.request.prompt();   // the penalty sees the text, not prompt tuning's placeholders
+            for (int i = q.request.adapter() == null ? 0 : q.request.adapter().virtualTokens(); i < prompt.length; i++) mask[prompt[i]] = true;
             prefilling.add(q);
         }
     }
@@ -310,7 +312,18 @@ public final class Generator {
         return generate(model, r, listener, new SplittableRandom(r.seed()));
     }
 
+    /// A request whose adapter is prompt tuning starts with its n virtual tokens: n placeholder ids (0), whose
+    /// embeddings the decoder replaces (PEFT prepends the prompt embeddings to the input embeddings), then the prompt.
+    static GenerateRequest withVirtualTokens(GenerateRequest r) {
+        int n = r.adapter() == null ? 0 : r.adapter().virtualTokens();
+        if (n == 0 || r.virtualPrefixed()) return r;
+        int[] p = new int[n + r.prompt().length];
+        System.arraycopy(r.prompt(), 0, p, n, r.prompt().length);
+        return new GenerateRequest(p, r.sampler(), r.seed(), r.maxNewTokens(), r.stopIds(), r.adapter(), true);
+    }
+
     private static Result generate(LlamaModel model, GenerateRequest r, TokenListener listener, RandomGenerator rng) {
+        r = withVirtualTokens(r);
         int maxPos = model.config.maxPositionEmbeddings(), P = r.prompt().length;
         if (P >= maxPos)
             throw new ConfigException("the prompt has " + P + " tokens; the model's context is " + maxPos + ": shorten the prompt");

@@ -83,6 +83,7 @@ public final class Activations {
     final float[][][] u;            // (slots)(7)(N, maxDoraOut), DoRA only; grown likewise
     final float[][][] xd, mask;     // (slots)(7)(N, in), LoRA dropout while training only
     final AdapterRuns runs;
+    float[] ia3x, ia3dy;            // (N, max(C, qDim, F)) (IA)³ scratch: the scaled input, the base output / scaled dy; [#fitIa3]
     // backward
     final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact, attScratch;
     float[] dh, du;
@@ -127,6 +128,15 @@ public final class Activations {
         dh = new float[n(s, "dh")]; dxd = new float[n(s, "dxd")]; du = new float[n(s, "du")];
         pos0Rows = new int[B]; adapterRows = new org.peft4j.model.adapter.LoadedAdapter[B];
         rankPlanned = plan.maxRank(); doraOutPlanned = plan.maxDoraOut();
+        ia3x = new float[0]; ia3dy = new float[0];
+    }
+
+    /// Allocates the (IA)³ scratch on the first forward with an (IA)³ adapter (later ones allocate nothing): the scaled
+    /// input of a feed-forward module, and in backward the recomputed base output and the scaled output gradient.
+    synchronized void fitIa3(LlamaConfig c) {
+        int w = Math.max(Math.max(c.hiddenSize(), c.qDim()), c.intermediateSize()), N = B * Tmax;
+        if (ia3x.length < N * w) ia3x = new float[Math.multiplyExact(N, w)];
+        if (plan.backward() && ia3dy.length < N * w) ia3dy = new float[Math.multiplyExact(N, w)];
     }
 
     /// Grows the adapter scratch for an adapter of rank `r` (and DoRA modules up to `doraOut` wide, 0 for LoRA) when
@@ -218,7 +228,7 @@ public final class Activations {
         for (float[][][] a : new float[][][][] {h, u, xd, mask})
             for (float[][] y : a) for (float[] x : y) f += x.length;
         for (float[] x : new float[][] {lnf, rstdf, last, qRow, attRow, cos, sin, baseScratch, dres, dres2, dln, dq, dk, dv, dattY,
-                dgate, dup, dact, attScratch, dh, dxd, du}) f += x.length;
+                dgate, dup, dact, attScratch, dh, dxd, du, ia3x, ia3dy}) f += x.length;
         return 4 * f;
     }
 

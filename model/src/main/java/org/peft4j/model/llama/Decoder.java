@@ -5,6 +5,7 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.adapter.ia3.Ia3Linear;
 import org.peft4j.model.adapter.lora.DoraLinear;
 import org.peft4j.model.adapter.lora.Dropout;
 import org.peft4j.model.adapter.lora.LoraLinear;
@@ -34,7 +35,9 @@ import java.util.SplittableRandom;
 ///   embeddings, norms, biases and lm_head are the float32 arrays of [#weights].
 /// - **Rows and adapters**: a forward runs B rows of T new tokens. Each row may use its own adapter (a
 ///   [LoadedAdapter] value, or null for the base): the base products run once over all rows, the low-rank products
-///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder.
+///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder. An (IA)³
+///   adapter scales a run's base input or output instead; a prompt-tuning adapter gives a row's first n positions
+///   its virtual tokens' embeddings (the caller puts n placeholder ids there).
 /// - **KV cache** (optional): row b continues slot `slots[b]` of a [KvCache] at position `pos0[b]`; without a cache
 ///   (training, whole-sequence scoring) every row starts at position 0 and attends within itself.
 /// - **Memory**: every buffer is in an [Activations] planned once ([#newActivations]); a forward or backward allocates
@@ -63,7 +66,14 @@ public final class Decoder {
 
     /// Where backward adds gradients: `base` maps each trained float32 tensor of [#weights] (by identity) to its
     /// gradient; `adapter` (or null) is the trained adapter, with dA, dB and DoRA's dMag per (layer, projection).
-    public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {}
+    /// `dIa3` (or null): the gradients of an (IA)³ adapter's vectors per (layer, projection); `dPrompt` (or null):
+    /// of a prompt-tuning adapter's embeddings (n, C).
+    public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag,
+                        float[][][] dIa3, float[] dPrompt) {
+        public Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {
+            this(base, adapter, dA, dB, dMag, null, null);
+        }
+    }
 
     public Decoder(LlamaWeights weights, BaseWeight[][] linears, Gemm gemm) {
         this(weights, linears, null, gemm);
@@ -158,6 +168,7 @@ public final class Decoder {
         Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
         if (noise != null && noise.neftuneAlpha() > 0)
             Neftune.forward(a.resid[0], B, T, C, noise.neftuneAlpha(), true, rng(noise, -1, -1));
+        virtualTokensForward(a.resid[0], B, T, pos0, a.runs);
         for (int l = 0; l < L; l++) blockForward(a, l, B, T, slots, pos0, cache, noise);
         a.rows = B; a.T = T;
     }
@@ -258,12 +269,25 @@ public final class Decoder {
         add(y, a.resid2[s], N * C);
     }
 
-    /// y = base(x) + b, plus each row run's adapter term s·B·A·drop(x) (DoRA: its re-scaled output).   y: (N, out)
+    /// y = base(x) + b, plus each row run's adapter term s·B·A·drop(x) (DoRA: its re-scaled output); a run with an
+    /// (IA)³ adapter scales the base's input (feed-forward module) or output instead ([Ia3Linear]).   y: (N, out)
     private void linear(Activations a, int l, int s, Projection p, float[] y, float[] x, int B, int T, Noise noise) {
         LlamaWeights.Layer w = weights.layers.get(l);
         int in = p.in(config), out = p.out(config), i = p.ordinal();
-        linears[l][i].forward(gemm, y, x, p.bias(w), B * T, a.baseScratch);
         AdapterRuns runs = a.runs;
+        float[] xb = x;
+        for (int ri = 0; ri < runs.count; ri++) {
+            LoadedAdapter ad = runs.adapter[ri];
+            if (ad == null || ad.ia3(l, p) == null || !ad.ia3Feedforward(l, p)) continue;
+            if (xb == x) { xb = a.ia3x; System.arraycopy(x, 0, xb, 0, B * T * in); }
+            Ia3Linear.forwardInput(xb, x, ad.ia3(l, p), runs.start[ri] * T, (runs.start[ri + 1] - runs.start[ri]) * T, in);
+        }
+        linears[l][i].forward(gemm, y, xb, p.bias(w), B * T, a.baseScratch);
+        for (int ri = 0; ri < runs.count; ri++) {
+            LoadedAdapter ad = runs.adapter[ri];
+            if (ad != null && ad.ia3(l, p) != null && !ad.ia3Feedforward(l, p))
+                Ia3Linear.forwardOutput(y, ad.ia3(l, p), runs.start[ri] * T, (runs.start[ri + 1] - runs.start[ri]) * T, out);
+        }
         for (int ri = 0; ri < runs.count; ri++) {
             LoadedAdapter ad = runs.adapter[ri];
             LoadedAdapter.Module m = ad == null ? null : ad.module(l, p);
@@ -324,6 +348,26 @@ public final class Decoder {
         }
         float[] gEmbed = g.base().get(weights.embedTokens);
         if (gEmbed != null) Embedding.backward(gEmbed, a.dres, tokens, N, C);
+        LoadedAdapter ad = g.adapter();
+        if (ad != null && ad.prompt != null)   // dPrompt[p] += dL/d x[b, p] over the rows' first n positions
+            for (int b = 0; b < B; b++)
+                for (int p = 0; p < Math.min(ad.virtualTokens(), T); p++)
+                    for (int c = 0; c < C; c++) g.dPrompt()[p * C + c] += a.dres[(b * T + p) * C + c];
+    }
+
+    /// Prompt tuning: a row whose adapter has n virtual tokens holds them at positions 0 .. n−1 (its first n ids are
+    /// placeholders, see [LoadedAdapter#virtualTokens]); their input embeddings are the adapter's, not the vocabulary's
+    /// (PEFT `PeftModelForCausalLM.forward`: cat(prompts, inputs_embeds); the positions count the virtual tokens).
+    /// x: (B, T, C); pos0: each row's first position (null: 0).
+    private void virtualTokensForward(float[] x, int B, int T, int[] pos0, AdapterRuns runs) {
+        for (int ri = 0; ri < runs.count; ri++) {
+            LoadedAdapter ad = runs.adapter[ri];
+            if (ad == null || ad.prompt == null) continue;
+            float[] pe = ad.prompt.embeddings();
+            for (int b = runs.start[ri]; b < runs.start[ri + 1]; b++)
+                for (int t = 0, p = pos0 == null ? 0 : pos0[b]; t < T && p < ad.virtualTokens(); t++, p++)
+                    System.arraycopy(pe, p * C, x, (b * T + t) * C, C);
+        }
     }
 
     /// The block's forward reversed. On entry dres = dL/d resid[l+1]; on exit dres = dL/d resid[l].
@@ -371,8 +415,21 @@ public final class Decoder {
             float[] bias = p.bias(w);
             Linear.backwardWeight(gemm, dW, bias == null ? null : g.base().get(bias), dy, x, N, in, out);
         }
-        linears[l][i].backwardInput(gemm, dx, dy, N, a.baseScratch);
         LoadedAdapter ad = g.adapter();
+        float[] v = ad == null ? null : ad.ia3(l, p);
+        if (v != null) {   // (IA)³ mirrors [#linear]: the base's input gradient through the scaling
+            if (ad.ia3Feedforward(l, p)) {
+                Arrays.fill(a.ia3x, 0, N * in, 0f);
+                linears[l][i].backwardInput(gemm, a.ia3x, dy, N, a.baseScratch);
+                Ia3Linear.backwardInput(dx, g.dIa3()[l][i], a.ia3x, x, v, N, in);
+            } else {
+                linears[l][i].forward(gemm, a.ia3x, x, p.bias(w), N, a.baseScratch);   // the unscaled output, recomputed
+                Ia3Linear.backwardOutput(a.ia3dy, g.dIa3()[l][i], dy, a.ia3x, v, N, out);
+                linears[l][i].backwardInput(gemm, dx, a.ia3dy, N, a.baseScratch);
+            }
+            return;
+        }
+        linears[l][i].backwardInput(gemm, dx, dy, N, a.baseScratch);
         LoadedAdapter.Module m = ad == null ? null : ad.module(l, p);
         if (m == null) return;
         LoraWeights lw = m.weights();
@@ -435,6 +492,7 @@ public final class Decoder {
                 if (!ad.base.equals(config))
                     throw new ConfigException(ad + " was checked against another base config; load it for this model");
                 a.fitAdapter(ad.maxRank(), ad.dora() ? ad.maxOut() : 0);
+                if (ad.ia3 != null) a.fitIa3(config);
             }
     }
 

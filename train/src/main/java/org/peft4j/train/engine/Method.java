@@ -1,5 +1,6 @@
 package org.peft4j.train.engine;
 
+import org.peft4j.model.adapter.ia3.Ia3Config;
 import org.peft4j.model.adapter.lora.LoraConfig;
 
 import java.util.List;
@@ -8,6 +9,27 @@ import java.util.List;
 public sealed interface Method {
     /// Adapters on the targeted linear layers; the base is frozen (no gradient computed or stored for it).
     record Lora(LoraConfig config) implements Method {}
+
+    /// (IA)³: learned vectors scaling the targeted linear layers' outputs (or a feed-forward module's input); the base
+    /// is frozen (PEFT `IA3`).
+    record Ia3(Ia3Config config) implements Method {}
+
+    /// Prompt tuning (PEFT `PROMPT_TUNING`): `numVirtualTokens` trained input embeddings before every sequence; the
+    /// model is frozen. `init` RANDOM or TEXT; `textIds` the tokenized init text (TEXT; set by the recipe, which holds
+    /// the tokenizer), else null.
+    record Prompt(int numVirtualTokens, String init, String initText, int[] textIds) implements Method {
+        public Prompt {
+            if (numVirtualTokens < 1) throw new org.peft4j.core.Peft4jException.ConfigException("num_virtual_tokens must be >= 1 for finetuning_type prompt, got " + numVirtualTokens);
+        }
+        @Override public boolean equals(Object o) {
+            return o instanceof Prompt p && p.numVirtualTokens == numVirtualTokens && p.init.equals(init)
+                    && java.util.Objects.equals(p.initText, initText) && java.util.Arrays.equals(p.textIds, textIds);
+        }
+        @Override public int hashCode() { return java.util.Objects.hash(numVirtualTokens, init, initText, java.util.Arrays.hashCode(textIds)); }
+    }
+
+    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt tuning) that is saved as a PEFT folder.
+    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt; }
 
     /// Every weight of the model.
     record Full() implements Method {}

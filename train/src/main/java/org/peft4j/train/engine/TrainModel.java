@@ -5,6 +5,8 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.adapter.LoadedAdapter;
+import org.peft4j.model.adapter.ia3.Ia3Adapter;
+import org.peft4j.model.adapter.ia3.Ia3Config;
 import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.adapter.lora.LoraInit;
 import org.peft4j.model.adapter.lora.LoraWeights;
@@ -60,6 +62,11 @@ public final class TrainModel {
     private final float[] logits;         // (N, V); turned into dlogits in place by backward
     private final double[] lse;           // (N)
 
+    // Prompt tuning: n virtual tokens before each row; a (B, T) batch runs as (B, n + T) with n placeholder ids first
+    // and their targets ignored (PEFT: labels of the virtual tokens are -100).
+    private final int nVirtual;
+    private final int[] extTokens, extTargets;   // (B, n + Tmax); empty without prompt tuning
+
     private boolean timing;
     private long lossNanos;
     private float neftuneAlpha;
@@ -89,7 +96,7 @@ public final class TrainModel {
     private TrainModel(Decoder frozenBase, LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
         LlamaConfig c = weights.config;
         boolean frozen = frozenBase != null;
-        if (frozen && !(method instanceof Method.Lora))
+        if (frozen && !(method instanceof Method.Lora))   // (IA)³ included: it is merged into float32 weights
             throw new ConfigException("a quantized (4-bit or GGUF) base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
         this.config = c; this.weights = weights; this.method = method;
         this.B = B; this.Tmax = Tmax; this.checkpointing = checkpointing; this.seed = seed;
@@ -140,6 +147,49 @@ public final class TrainModel {
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, dA, dB, dMag);
+        } else if (method instanceof Method.Ia3(Ia3Config ic)) {
+            // PEFT IA3Layer.update_layer: (out, 1), or (1, in) on a feed-forward module; reset_ia3_parameters: ones
+            lora = null;
+            float[][][] dIa3 = new float[L][nm][];
+            Map<PeftAdapter.Target, float[]> vectors = new java.util.TreeMap<>();
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+            for (int l = 0; l < L; l++)
+                for (Projection m : Projection.values()) {
+                    if (!ic.targets(m.module)) continue;
+                    boolean ff = ic.feedforward(m.module);
+                    float[] v = new float[ff ? m.in(c) : m.out(c)];
+                    if (ic.initIa3Weights()) Arrays.fill(v, 1f);
+                    else for (int j = 0; j < v.length; j++) v[j] = (float) gaussian(rnd);   // torch.randn
+                    PeftAdapter.Target t = new PeftAdapter.Target(l, m.module);
+                    vectors.put(t, v);
+                    dIa3[l][m.ordinal()] = new float[v.length];
+                    params.add(new Param(t.key(Ia3Adapter.SUFFIX), ff ? new long[]{1, v.length} : new long[]{v.length, 1}, v, dIa3[l][m.ordinal()]));
+                }
+            if (params.isEmpty()) throw new ConfigException("IA3 target_modules " + ic.targetModules() + " select no linear layer");
+            adapter = LoadedAdapter.of("training", "the adapter being trained", new Ia3Adapter(ic, null, null, vectors), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, dIa3, null);
+        } else if (method instanceof Method.Prompt pm) {
+            // PEFT PromptEmbedding: nn.Embedding(n, token_dim), N(0, 1) (RANDOM), or the word embeddings of the init
+            // text's ids repeated or cut to n (TEXT)
+            lora = null;
+            int nv = pm.numVirtualTokens(), C = c.hiddenSize();
+            float[] emb = new float[nv * C], dPrompt = new float[nv * C];
+            if (pm.init().equals("TEXT")) {
+                if (pm.textIds() == null) throw new ConfigException("prompt_tuning_init TEXT needs the init text's token ids");
+                int[] ids = org.peft4j.model.adapter.prompt.PromptAdapter.textInitIds(pm.textIds(), nv);
+                for (int i = 0; i < nv; i++) System.arraycopy(weights.embedTokens, ids[i] * C, emb, i * C, C);
+            } else {
+                java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+                for (int j = 0; j < emb.length; j++) emb[j] = (float) gaussian(rnd);
+            }
+            params.add(new Param(org.peft4j.model.adapter.prompt.PromptAdapter.TENSOR, new long[]{nv, C}, emb, dPrompt));
+            adapter = LoadedAdapter.of("training", "the adapter being trained",
+                    new org.peft4j.model.adapter.prompt.PromptAdapter(nv, C, pm.init(), pm.initText(), null, null, emb), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrompt);
         } else {
             lora = null; adapter = null; rowAdapters = null;
             boolean full = method instanceof Method.Full;
@@ -160,10 +210,24 @@ public final class TrainModel {
             if (params.isEmpty()) throw new ConfigException("the freeze settings select no trainable parameter; check freeze_trainable_layers and freeze_trainable_modules");
             grads = new Decoder.Grads(gradOf, null, null, null, null);
         }
+        nVirtual = method instanceof Method.Prompt pm ? pm.numVirtualTokens() : 0;
+        if (Tmax + nVirtual > c.maxPositionEmbeddings())
+            throw new ConfigException(nVirtual + " virtual tokens + a sequence of " + Tmax + " tokens exceed the model's max_position_embeddings "
+                    + c.maxPositionEmbeddings() + "; lower cutoff_len or num_virtual_tokens");
+        if ((long) B * (Tmax + nVirtual) * V > Integer.MAX_VALUE)
+            throw new ConfigException("batch " + B + " x sequence " + (Tmax + nVirtual) + " is too large for this model's logits; lower per_device_train_batch_size or cutoff_len");
+        N = B * (Tmax + nVirtual);
+        extTokens = new int[nVirtual > 0 ? N : 0];
+        extTargets = new int[nVirtual > 0 ? N : 0];
         decoder = frozen ? frozenBase : Decoder.of(weights, gemm);
-        acts = decoder.newActivations(plan(c, method, B, Tmax, checkpointing));
+        acts = decoder.newActivations(plan(c, method, B, Tmax + nVirtual, checkpointing));
         logits = new float[N * V];
         lse = new double[N];
+    }
+
+    private static double gaussian(java.util.SplittableRandom r) {
+        double u1 = r.nextDouble(), u2 = r.nextDouble();
+        return Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);
     }
 
     /// The activation plan of a training model: (B, Tmax, checkpointing) with the adapter scratch its method needs.
@@ -201,7 +265,7 @@ public final class TrainModel {
     /// The decoder this model trains through (the same forward inference uses).
     public Decoder decoder() { return decoder; }
 
-    /// The adapter being trained, as a value over the arrays the optimizer updates (null unless LoRA).
+    /// The adapter being trained, as a value over the arrays the optimizer updates (null unless LoRA or (IA)³).
     public LoadedAdapter trainedAdapter() { return adapter; }
 
     /// The adapter of (layer, module), or null; LoRA only.
@@ -247,6 +311,10 @@ public final class TrainModel {
 
     /// As [#forward(int[], int[], int, boolean, long)] for a batch of `rows` ≤ B sequences (an epoch's last batch).
     public double forward(int[] tokens, int[] targets, int rows, int T, boolean training, long step) {
+        if (nVirtual > 0) {   // prompt tuning: the batch runs as (rows, n + T) with its virtual tokens first
+            extend(tokens, targets, rows, T);
+            tokens = extTokens; targets = targets == null ? null : extTargets; T += nVirtual;
+        }
         forwardLogits(tokens, rows, T, training, step);
         if (targets == null) return 0;
         if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
@@ -306,6 +374,10 @@ public final class TrainModel {
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
     /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
+        if (nVirtual > 0) {
+            extend(tokens, targets, Bc, T);
+            tokens = extTokens; targets = extTargets; T += nVirtual;
+        }
         int N = Bc * T;
         long t0 = timing ? System.nanoTime() : 0;
         if (tokenWeights != null)
@@ -510,10 +582,28 @@ public final class TrainModel {
         backwardLogits(tokens, logits, step);
     }
 
+    /// Prompt tuning's (rows, n + T) batch: n placeholder ids (0; the decoder puts the prompt embeddings there) then
+    /// the tokens; targets IGNORE at the first n positions (the last of them would predict the row's first token,
+    /// whose label the aligned targets no longer hold: a prompt token, ignored in SFT).
+    private void extend(int[] tokens, int[] targets, int rows, int T) {
+        int Te = nVirtual + T;
+        if (tokens.length < rows * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + rows * T);
+        for (int b = 0; b < rows; b++) {
+            Arrays.fill(extTokens, b * Te, b * Te + nVirtual, 0);
+            System.arraycopy(tokens, b * T, extTokens, b * Te + nVirtual, T);
+            if (targets == null) continue;
+            Arrays.fill(extTargets, b * Te, b * Te + nVirtual, CrossEntropy.IGNORE);
+            System.arraycopy(targets, b * T, extTargets, b * Te + nVirtual, T);
+        }
+    }
+
+    /// Virtual tokens before each row (prompt tuning), else 0: [#logits()] then has (rows, n + T) positions.
+    public int virtualTokens() { return nVirtual; }
+
     private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }
 
     private void checkBatch(int[] tokens, int T) {
-        if (T < 1 || T > Tmax) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
+        if (T < 1 || T > Tmax + nVirtual) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
         if (tokens.length < Bc * T) throw new ConfigException("tokens hold " + tokens.length + " ids, need B·T = " + Bc * T);
     }
 

@@ -132,7 +132,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     public static MemoryEstimate estimate(LlamaConfig c, Method method, boolean quantized, int pairsOrBatch, int seq,
                                           boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant, Preference pref) {
         if (pairsOrBatch < 1 || seq < 2) throw new ConfigException("estimate needs batch >= 1 and sequence length >= 2, got " + pairsOrBatch + " x " + seq);
-        if (pref.reference() == Reference.ADAPTER_OFF && !(method instanceof Method.Lora))
+        if (pref.reference() == Reference.ADAPTER_OFF && !method.adapter())
             throw new ConfigException("only a LoRA model has its base as reference; full and freeze tuning compare against a frozen copy");
         int batch = pref.stage().equals("dpo") || pref.stage().equals("rm") ? 2 * pairsOrBatch : pairsOrBatch;   // rm: pairs too
         MemoryEstimate e = estimateRows(c, method, quantized, batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
@@ -173,14 +173,15 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         if (quantized && !(method instanceof Method.Lora))
             throw new ConfigException("a 4-bit base only trains with LoRA (qlora); use lora, full or freeze on an unquantized model");
         List<Long> trainable = trainable(c, method);
-        long adapters = method instanceof Method.Lora ? 4 * sum(trainable) : 0;
+        long adapters = method.adapter() ? 4 * sum(trainable) : 0;
         long gradients = 4 * sum(trainable);
         long optimizer = 0;
         if (isMethodOptimizer(optim)) optimizer = methodOptimizerBytes(c, method, optim);
         else for (long n : trainable) optimizer += optimizerBytes(optim, n);
-        long N = (long) batch * seq;
+        int rowLen = seq + (method instanceof Method.Prompt pm ? pm.numVirtualTokens() : 0);   // prompt tuning: n + T per row
+        long N = (long) batch * rowLen;
         long logits = 4 * N * c.vocabSize();
-        long lse = TrainModel.lossBytes(c, batch, seq) - logits;
+        long lse = TrainModel.lossBytes(c, batch, rowLen) - logits;
         long[] with = planBytes(c, method, quantized, batch, seq, true), without = planBytes(c, method, quantized, batch, seq, false);
         long[] mine = checkpointing ? with : without, other = checkpointing ? without : with;
         return new MemoryEstimate(weightBytes(c, quantized, quantBlockSize, doubleQuant), adapters, gradients, optimizer, mine[0] + lse, logits,
@@ -190,12 +191,15 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
     /// gradient scratch, adapter and base-weight scratch}.
     static long[] planBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
+        if (method instanceof Method.Prompt pm) T += pm.numVirtualTokens();   // TrainModel runs (B, n + T)
         Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile(c, quantized));
         long act = 0, scratch = 0;
         for (var e : bytes.entrySet()) {
             if (SCRATCH.contains(e.getKey())) scratch += e.getValue();
             else act += e.getValue();
         }
+        if (method instanceof Method.Ia3)   // Activations.fitIa3: the scaled input and the scaled output gradient
+            scratch += 2L * 4 * B * T * Math.max(Math.max(c.hiddenSize(), c.qDim()), c.intermediateSize());
         return new long[] {act, scratch};
     }
 
@@ -219,6 +223,12 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                 }
                 if (out.isEmpty()) throw new ConfigException("lora_target " + lc.targetModules() + " matches no linear layer");
             }
+            case Method.Ia3(var ic) -> {
+                for (int l = 0; l < L; l++)
+                    for (Projection m : Projection.values())
+                        if (ic.targets(m.module)) out.add((long) (ic.feedforward(m.module) ? m.in(c) : m.out(c)));
+            }
+            case Method.Prompt pm -> out.add((long) pm.numVirtualTokens() * c.hiddenSize());
             case Method.Full() -> {
                 long VC = (long) c.vocabSize() * c.hiddenSize();
                 out.add(VC);
@@ -309,6 +319,14 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                     }
                 }
             }
+            case Method.Ia3(var ic) -> {
+                for (int l = 0; l < L; l++)
+                    for (Projection m : Projection.values())
+                        if (ic.targets(m.module))
+                            out.add(Map.entry("base_model.model.model.layers." + l + "." + m.path() + ".ia3_l",
+                                    ic.feedforward(m.module) ? new long[]{1, m.in(c)} : new long[]{m.out(c), 1}));
+            }
+            case Method.Prompt pm -> out.add(Map.entry("prompt_embeddings", new long[]{pm.numVirtualTokens(), C}));
             case Method.Full() -> {
                 out.add(Map.entry("model.embed_tokens.weight", new long[]{V, C}));
                 if (!c.tieWordEmbeddings()) out.add(Map.entry("lm_head.weight", new long[]{V, C}));

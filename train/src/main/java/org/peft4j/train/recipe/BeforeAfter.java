@@ -4,6 +4,7 @@ import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.GenerationConfig;
 import org.peft4j.model.Models;
+import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.generate.GenerateRequest;
 import org.peft4j.model.generate.Generator;
 import org.peft4j.model.generate.Sampler;
@@ -71,23 +72,26 @@ final class BeforeAfter {
             tuned = QuantizedModel.isQuantized(modelDir) ? new LlamaModel(QuantizedModel.load(modelDir).dequantizedWeights(), gemm)
                     : org.peft4j.model.gguf.GgufModel.isGguf(modelDir) ? new LlamaModel(Models.loadWeights(modelDir), gemm)   // merged in float32
                     : Models.load(modelDir, gemm);
-            tuned.loadAdapter("tuned", outputDir);
-            tuned.merge("tuned");
+            LoadedAdapter a = tuned.loadAdapter("tuned", outputDir);
+            if (a.prompt == null) tuned.merge("tuned");
+            else adapter = a;   // prompt tuning adds virtual tokens, nothing to merge: run it per row as chat does
         } else {
             tuned = Models.load(outputDir, gemm);
         }
         List<Comparison.Answer> answers = new ArrayList<>();
         for (int i = 0; i < prompts.size(); i++) answers.add(new Comparison.Answer(prompts.get(i), answersBefore.get(i), answer(tuned, prompts.get(i))));
-        return new Comparison(answers, validationBefore, validationBefore == null ? null : Evaluation.evaluate(tuned, validation),
-                generalBefore, generalBefore == null ? null : Evaluation.evaluate(tuned, general));
+        return new Comparison(answers, validationBefore, validationBefore == null ? null : Evaluation.evaluate(tuned, adapter, validation),
+                generalBefore, generalBefore == null ? null : Evaluation.evaluate(tuned, adapter, general));
     }
+
+    private LoadedAdapter adapter;   // the tuned prompt-tuning adapter, or null (merged, or none)
 
     private String answer(LlamaModel m, String prompt) {
         int[] ids = data.promptIds(TrainData.encoder(tok), null, prompt);
         List<Integer> stops = new ArrayList<>(GenerationConfig.read(modelDir, m.config).eosTokenIds());
         if (tok.eosId() >= 0 && !stops.contains(tok.eosId())) stops.add(tok.eosId());
         int[] stopIds = stops.stream().mapToInt(Integer::intValue).toArray();
-        var r = Generator.generate(m, new GenerateRequest(ids, new Sampler.Greedy(), 0, MAX_NEW_TOKENS, stopIds, null), null);
+        var r = Generator.generate(m, new GenerateRequest(ids, new Sampler.Greedy(), 0, MAX_NEW_TOKENS, stopIds, adapter), null);
         return tok.decode(r.tokens(), true).strip().replace("\n", " ");
     }
 }

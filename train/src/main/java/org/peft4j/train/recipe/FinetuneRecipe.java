@@ -180,6 +180,8 @@ public final class FinetuneRecipe {
             continued = readAdapter(config, a, Path.of(a.model().adapterNameOrPath()), baseConfig);
             method = new Method.Lora(continued.config());
         }
+        if (method instanceof Method.Prompt pm && pm.init().equals("TEXT"))   // PEFT: tokenizer(init_text)["input_ids"], BOS included
+            method = new Method.Prompt(pm.numVirtualTokens(), pm.init(), pm.initText(), tok.encode(pm.initText(), true));
         // stage dpo: per_device_train_batch_size counts pairs, each two rows (chosen, rejected) of one forward; stage kto
         // scores an example and its KL sequence in separate forwards of per_device_train_batch_size rows
         String stage = a.finetuning().stage();
@@ -192,7 +194,7 @@ public final class FinetuneRecipe {
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         Trainer.lossVariant(model, config);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
-        if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !(method instanceof Method.Lora)))
+        if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !method.adapter()))
             useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);
 
         int pairRows = stage.equals("dpo") || stage.equals("kto") || stage.equals("rm") ? 2 : 1;   // units of two sequences each
@@ -211,7 +213,7 @@ public final class FinetuneRecipe {
             org.peft4j.train.Prediction.Result p = org.peft4j.train.Prediction.run(config, modelDir, gemm);
             LOG.log(System.Logger.Level.INFO, "predicted {0} examples: {1}", p.examples(), p.metrics());
         }
-        Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method instanceof Method.Lora) : null;
+        Comparison c = comparison != null && !r.cancelled() ? comparison.after(out, method.adapter()) : null;
         return new Result(r, c);
     }
 
@@ -238,7 +240,7 @@ public final class FinetuneRecipe {
         if (p.refModelAdapters() != null) {
             Path ad = Path.of(p.refModelAdapters());
             if (!Files.isDirectory(ad)) throw new ConfigException("ref_model_adapters " + ad + " is not a folder; give a PEFT adapter folder (adapter_config.json, adapter_model.safetensors)");
-            adapter = LoadedAdapter.of("reference", ad.toString(), PeftAdapter.read(ad), config);
+            adapter = LoadedAdapter.read("reference", ad, config);   // LoRA or (IA)³
         }
         model.useReference(decoder, adapter);
         LOG.log(System.Logger.Level.INFO, "reference model: {0}{1}{2}", dir, p.refModelQuantizationBit() != null ? " (4-bit)" : "",

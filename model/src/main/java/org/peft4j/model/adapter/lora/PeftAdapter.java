@@ -118,7 +118,8 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
         String peftType = text(root, "peft_type", file);
         if (peftType == null) throw missing(file, "peft_type", "\"LORA\"");
         if (!peftType.equals("LORA"))
-            throw new ConfigException(file + ": peft_type '" + peftType + "' is not supported; peft4j reads LoRA adapters (peft_type \"LORA\")");
+            throw new ConfigException(file + ": peft_type '" + peftType + "' is not supported here; this reads LoRA adapters (peft_type \"LORA\")"
+                    + (peftType.equals("IA3") ? "; IA3 adapters load for generate, chat, serve, eval and export (merge), not for this command" : ""));
         for (String key : UNSUPPORTED_IF_SET)
             if (isSet(root.get(key)))
                 throw new ConfigException(file + ": '" + key + "' = " + root.get(key) + " is not supported by peft4j; save the adapter without it");
