@@ -4,7 +4,7 @@
 #                                           run it again to go on: the corpus grows in MODULE/.cifuzz-corpus/
 #   scripts/fuzz.sh mutate MODULE [INPUTS]  every mutation target of MODULE (testkit Fuzz) with INPUTS inputs each
 #                                           (default 100000) and a fresh seed; prints inputs/s per target
-# MODULE.TARGET: formats safetensors|gguf, model config|adapter, tokenizer tokenizerJson|tokenizerModel,
+# MODULE.TARGET: formats safetensors|shardedIndex|gguf, model config|adapter, tokenizer tokenizerJson|tokenizerModel,
 # template chatTemplate, train datasetRows|trainYaml, serve request. A failing input is written to
 # MODULE/target/fuzz-crashes/TARGET/ (mutate) or MODULE/.cifuzz-corpus/../crash-* (Jazzer); keep it as a regression
 # seed by copying it into the target's ...FuzzTestInputs/TARGET/ folder under MODULE/src/test/resources.
