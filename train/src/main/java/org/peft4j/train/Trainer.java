@@ -259,12 +259,21 @@ public final class Trainer {
                     tokensThisRun += pref.lastTokens();
                 }
             } else for (Batcher.Batch b : micro) {
-                CrossEntropy.shiftLabels(targets, b.labels(), b.B(), b.T());
-                lossSum += model.forward(b.inputIds(), targets, b.B(), b.T(), true, step);
-                model.backward(b.inputIds(), targets, b.T(), items == 0 ? 0f : 1f / items, step);
+                int n = CrossEntropy.shiftLabels(targets, b.labels(), b.B(), b.T());
+                double s = model.forward(b.inputIds(), targets, b.B(), b.T(), true, step);
+                if (model.asft()) {
+                    // LLaMA-Factory's asft_loss_func: the mean over this micro-batch's labelled tokens (0 without any), and
+                    // transformers' training_step divides no compute_loss_func loss by gradient_accumulation_steps: the
+                    // step's loss and gradient are the sums over its micro-batches
+                    lossSum += n == 0 ? 0 : s / n;
+                    model.backward(b.inputIds(), targets, b.T(), n == 0 ? 0f : 1f / n, step);
+                } else {
+                    lossSum += s;
+                    model.backward(b.inputIds(), targets, b.T(), items == 0 ? 0f : 1f / items, step);
+                }
                 for (int len : b.lengths()) { tokensSeen += len; tokensThisRun += len; }
             }
-            double loss = items == 0 ? 0 : lossSum / items;
+            double loss = pref == null && model.asft() ? lossSum : items == 0 ? 0 : lossSum / items;
             if (!Double.isFinite(loss))
                 throw new Peft4jException("training diverged: the loss is " + loss + " at step " + (step + 1)
                         + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
@@ -556,11 +565,13 @@ public final class Trainer {
         return m;
     }
 
-    /// use_dft_loss / use_eaft_loss (with eaft_alpha) on a built model: its token loss becomes the weighted one, in
+    /// use_asft_loss (with asft_alpha; its reference is given by the recipe) / use_dft_loss / use_eaft_loss (with
+    /// eaft_alpha) on a built model: its token loss becomes ASFT's or the weighted one, in
     /// training and evaluation alike (transformers applies compute_loss_func to both). DFT wins when both are set, as
     /// in LLaMA-Factory's CustomSeq2SeqTrainer.
     public static TrainModel lossVariant(TrainModel m, TrainConfig c) {
-        if (c.b("use_dft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.DFT, c.d("eaft_alpha")));
+        if (c.b("use_asft_loss")) m.setAsft(c.d("asft_alpha"));
+        else if (c.b("use_dft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.DFT, c.d("eaft_alpha")));
         else if (c.b("use_eaft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.EAFT, c.d("eaft_alpha")));
         return m;
     }

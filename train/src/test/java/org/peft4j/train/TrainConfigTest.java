@@ -192,7 +192,10 @@ class TrainConfigTest {
                 {"num_beams", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "4"},
                 {"top_p", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--top_p", "0"},
                 {"use_dft_loss", "--use_dft_loss", "true", "--stage", "dpo"},
-                {"use_asft_loss", "--use_asft_loss", "true"}}) {
+                {"use_asft_loss", "--use_asft_loss", "true", "--stage", "pt"},
+                {"ref_model", "--use_asft_loss", "true"},
+                {"use_dft_loss", "--use_asft_loss", "true", "--use_dft_loss", "true", "--finetuning_type", "full"},
+                {"asft_alpha", "--use_asft_loss", "true", "--finetuning_type", "full", "--asft_alpha", "-1"}}) {
             var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(java.util.Arrays.copyOfRange(bad, 1, bad.length))), bad[0]);
             assertTrue(e.getMessage().contains(bad[0]), bad[0] + ": " + e.getMessage());
         }
