@@ -319,7 +319,8 @@ class KeyEffectTest {
                 // one step moves the policy off the reference: the second step's loss grows with the KL weight, while the
                 // first step (KL 0, KL gradient p − q = 0) is the same for every asft_alpha
                 row("asft_alpha", "5.0", List.of("--finetuning_type", "full", "--use_asft_loss", "true"), (d, v) -> {
-                    assertEquals(d.steps().get(0).loss(), v.steps().get(0).loss(), 1e-9, "the first step's KL is 0");
+                    // KL 0 up to float rounding: the reference pass computes the labelled rows' logits apart (~1e-8 in KL)
+                    assertEquals(d.steps().get(0).loss(), v.steps().get(0).loss(), 1e-6, "the first step's KL is 0");
                     double kl01 = d.steps().get(1).loss(), kl5 = v.steps().get(1).loss();
                     assertTrue(kl5 > kl01 + 1e-6, "the second step adds asft_alpha·KL with KL > 0: " + kl5 + " vs " + kl01);
                 }),
