@@ -182,6 +182,10 @@ class TrainConfigTest {
         TrainConfig c = TrainConfig.load(null, List.of("--model_name_or_path", "m", "--output_dir", "o", "--do_predict", "true",
                 "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "1"));
         assertFalse(c.b("do_train"), "do_predict without do_train only predicts");
+        // ASFT: full/freeze tuning read a frozen copy of the model; LoRA needs ref_model (LLaMA-Factory makes none for it)
+        assertTrue(TrainConfig.load(null, flags("--use_asft_loss", "true", "--finetuning_type", "full")).args().preference().needsReference("sft"));
+        assertTrue(TrainConfig.load(null, flags("--use_asft_loss", "true", "--ref_model", "r")).args().preference().needsReference("sft"));
+        assertFalse(TrainConfig.load(null, flags("--use_dft_loss", "true")).args().preference().needsReference("sft"));
         assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("do_predict")), c.notes().toString());
         for (String[] bad : new String[][] {
                 {"do_predict", "--do_predict", "true", "--eval_dataset", "identity"},
