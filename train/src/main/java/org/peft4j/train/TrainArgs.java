@@ -42,13 +42,14 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
 
     /// Stage dpo: `pref_loss`, `pref_beta`, `pref_ftx`, `dpo_label_smoothing`, `simpo_gamma` as the loss op's config;
     /// stage kto: `pref_beta`, `kto_chosen_weight`, `kto_rejected_weight`, `pref_ftx` as KTO's. `refModel` (null: the
-    /// default reference), `refModelAdapters` (null: none), `refModelQuantizationBit` (4 or null).
+    /// default reference), `refModelAdapters` (null: none), `refModelQuantizationBit` (4 or null); `asft`: use_asft_loss,
+    /// whose KL term reads the same reference in stage sft.
     public record Preference(PreferenceLoss.Config loss, KtoLoss.Config kto, String refModel, String refModelAdapters,
-                             Integer refModelQuantizationBit) {
+                             Integer refModelQuantizationBit, boolean asft) {
 
-        /// Whether `stage` compares against a reference model (DPO's sigmoid, hinge and IPO; KTO).
+        /// Whether `stage` compares against a reference model (DPO's sigmoid, hinge and IPO; KTO; SFT with use_asft_loss).
         public boolean needsReference(String stage) {
-            return stage.equals("kto") || stage.equals("dpo") && loss.kind().needsReference();
+            return stage.equals("kto") || stage.equals("dpo") && loss.kind().needsReference() || stage.equals("sft") && asft;
         }
     }
 
@@ -162,7 +163,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 new Preference(new PreferenceLoss.Config(PreferenceLoss.Kind.of(c.str("pref_loss")), c.d("pref_beta"), c.d("pref_ftx"),
                         c.d("dpo_label_smoothing"), c.d("simpo_gamma")),
                         new KtoLoss.Config(c.d("pref_beta"), c.d("kto_chosen_weight"), c.d("kto_rejected_weight"), c.d("pref_ftx")),
-                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit")),
+                        c.str("ref_model"), c.str("ref_model_adapters"), c.optInt("ref_model_quantization_bit"), c.b("use_asft_loss")),
                 new OptimizerMethod(c.b("use_adam_mini"), c.b("use_muon"),
                         c.b("use_galore") ? new GaLore.Config(List.of(c.str("galore_target").split("\\s*,\\s*")), c.i("galore_rank"),
                                 c.i("galore_update_interval"), c.d("galore_scale"), c.str("galore_proj_type"), c.b("galore_layerwise")) : null,

@@ -223,8 +223,11 @@ public final class TrainConfig {
         key("use_dft_loss", Type.BOOL, false, "SFT: DFT loss, each label token's cross-entropy weighted by its probability (detached), as LLaMA-Factory's dft_loss_func.");
         key("use_eaft_loss", Type.BOOL, false, "SFT: EAFT loss, each label token's cross-entropy weighted by (entropy of the top-20 softmax / 3)^eaft_alpha (detached), as LLaMA-Factory's eaft_loss_func.");
         key("eaft_alpha", Type.FLOAT, 1.0, "use_eaft_loss: the power of the entropy weight.");
-        unsupportedAll("ASFT (DFT plus a KL term to a reference model's full distribution) is not built yet; use_dft_loss is its first term.", "use_asft_loss");
-        KEYS.put("asft_alpha", new Key("asft_alpha", Type.FLOAT, 0.1, Support.UNSUPPORTED, "ASFT's KL weight; ASFT (use_asft_loss) is not built yet."));
+        key("use_asft_loss", Type.BOOL, false, "SFT, full/freeze tuning (or LoRA with ref_model): ASFT loss, as LLaMA-Factory's asft_loss_func: the DFT loss "
+                + "plus asft_alpha times the KL divergence KL(reference || model) over the whole vocabulary at each labelled token, both averaged over "
+                + "the micro-batch's labelled tokens; the reference is a frozen copy of the initial model (or ref_model). As in LLaMA-Factory "
+                + "(transformers does not divide a custom loss by gradient_accumulation_steps), a step's loss and gradient are the sums over its micro-batches.");
+        key("asft_alpha", Type.FLOAT, 0.1, "use_asft_loss: the weight of the KL term.");
         notedAll("Accepted; FP8 mixed precision in LLaMA-Factory (matrix products in FP8 with scales, master weights kept in higher precision); "
                 + "peft4j computes in float32 on the CPU, as with bf16/fp16 (what is trained and saved is the same).", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
@@ -436,6 +439,21 @@ public final class TrainConfig {
                 notes.add("use_dft_loss and use_eaft_loss are both set: DFT is used, as LLaMA-Factory's CustomSeq2SeqTrainer checks use_dft_loss first");
             if (!(d("eaft_alpha") >= 0)) throw new ConfigException("eaft_alpha must be >= 0, got " + d("eaft_alpha"));
         }
+        if (b("use_asft_loss")) {
+            // LLaMA-Factory: CustomSeq2SeqTrainer (stage sft) only; its create_ref_model returns no reference for LoRA without
+            // ref_model (the trainer then fails), and with use_dft_loss/use_eaft_loss also set it would call their loss
+            // function with the reference logits in the place of num_items_in_batch
+            if (!stage.equals("sft"))
+                throw new ConfigException("use_asft_loss is a loss of stage sft (as in LLaMA-Factory); stage " + stage + " does not use it: drop use_asft_loss");
+            if (b("use_dft_loss") || b("use_eaft_loss"))
+                throw new ConfigException("use_asft_loss already contains the DFT loss; drop " + (b("use_dft_loss") ? "use_dft_loss" : "use_eaft_loss")
+                        + " (LLaMA-Factory would pass the reference logits to that loss instead)");
+            if (str("finetuning_type").equals("lora") && str("ref_model") == null)
+                throw new ConfigException("use_asft_loss needs a reference model: with finetuning_type lora set ref_model (LLaMA-Factory's create_ref_model "
+                        + "makes none for LoRA and its ASFT trainer then fails), or use finetuning_type full or freeze (a frozen copy of the initial model)");
+            if (!(d("asft_alpha") >= 0) || !Double.isFinite(d("asft_alpha")))
+                throw new ConfigException("asft_alpha must be a finite number >= 0, got " + d("asft_alpha"));
+        }
         if (str("dataset") == null && !(b("do_predict") && !b("do_train") && !b("do_eval")))   // predicting alone reads eval_dataset only
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
@@ -494,8 +512,8 @@ public final class TrainConfig {
             for (String k : List.of("ref_model_adapters", "ref_model_quantization_bit"))
                 if (get(k) != null) throw new ConfigException(k + " configures ref_model, which is unset; set ref_model to the reference model folder, or drop " + k);
         } else {
-            if (!stage.equals("dpo") && !stage.equals("kto"))
-                throw new ConfigException("ref_model is the reference of stages dpo and kto; stage " + stage + " has none: drop ref_model");
+            if (!stage.equals("dpo") && !stage.equals("kto") && !(stage.equals("sft") && b("use_asft_loss")))
+                throw new ConfigException("ref_model is the reference of stages dpo and kto (and of use_asft_loss); stage " + stage + " has none: drop ref_model");
             if (optInt("ref_model_quantization_bit") != null && i("ref_model_quantization_bit") != 4)
                 throw new ConfigException("ref_model_quantization_bit " + i("ref_model_quantization_bit") + " is not supported; peft4j quantizes to 4 bits (NF4)");
             if (str("ref_model_adapters") != null && str("ref_model_adapters").contains(","))

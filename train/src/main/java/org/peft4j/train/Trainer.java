@@ -180,6 +180,8 @@ public final class Trainer {
         if (collective.worldSize() > 1 && pref != null)
             throw new ConfigException("stage " + args.finetuning().stage() + " does not run data-parallel yet (" + collective.worldSize()
                     + " ranks); train it in one process, or use stage sft or pt");
+        if (collective.worldSize() > 1 && model.asft())   // its loss is a mean per micro-batch, which the ranks would split
+            throw new ConfigException("use_asft_loss does not run data-parallel yet (" + collective.worldSize() + " ranks); train it in one process");
         long total = totalSteps(t, unitCount(), collective.worldSize());
         LrSchedule schedule = LrSchedule.of(t.lrSchedulerType(), t.learningRate(), Math.toIntExact(total), t.warmupSteps(), t.warmupRatio());
         List<Param> params = model.params();
@@ -289,9 +291,18 @@ public final class Trainer {
                     for (int r = r0; r < r0 + rows && world > 1; r++) T = Math.max(T, b.lengths()[r]);
                     int[] ids = world == 1 ? b.inputIds() : rows(b.inputIds(), b.T(), r0, rows, T);
                     int[] labels = world == 1 ? b.labels() : rows(b.labels(), b.T(), r0, rows, T);
-                    CrossEntropy.shiftLabels(targets, labels, rows, T);
-                    lossSum += model.forward(ids, targets, rows, T, true, step);
-                    model.backward(ids, targets, T, items == 0 ? 0f : 1f / items, step);
+                    int n = CrossEntropy.shiftLabels(targets, labels, rows, T);
+                    double s = model.forward(ids, targets, rows, T, true, step);
+                    if (model.asft()) {
+                        // LLaMA-Factory's asft_loss_func: the mean over this micro-batch's labelled tokens (0 without any), and
+                        // transformers' training_step divides no compute_loss_func loss by gradient_accumulation_steps: the
+                        // step's loss and gradient are the sums over its micro-batches
+                        lossSum += n == 0 ? 0 : s / n;
+                        model.backward(ids, targets, T, n == 0 ? 0f : 1f / n, step);
+                    } else {
+                        lossSum += s;
+                        model.backward(ids, targets, T, items == 0 ? 0f : 1f / items, step);
+                    }
                 }
                 for (int len : b.lengths()) { tokensSeen += len; tokensThisRun += len; }
             }
@@ -302,7 +313,7 @@ public final class Trainer {
                 collective.allReduceSum(lossWord);
                 lossSum = lossWord[0];
             }
-            double loss = items == 0 ? 0 : lossSum / items;
+            double loss = pref == null && model.asft() ? lossSum : items == 0 ? 0 : lossSum / items;
             if (!Double.isFinite(loss))
                 throw new Peft4jException("training diverged: the loss is " + loss + " at step " + (step + 1)
                         + "; lower learning_rate or set max_grad_norm" + lastCheckpointNote());
@@ -616,11 +627,13 @@ public final class Trainer {
         return m;
     }
 
-    /// use_dft_loss / use_eaft_loss (with eaft_alpha) on a built model: its token loss becomes the weighted one, in
+    /// use_asft_loss (with asft_alpha; its reference is given by the recipe) / use_dft_loss / use_eaft_loss (with
+    /// eaft_alpha) on a built model: its token loss becomes ASFT's or the weighted one, in
     /// training and evaluation alike (transformers applies compute_loss_func to both). DFT wins when both are set, as
     /// in LLaMA-Factory's CustomSeq2SeqTrainer.
     public static TrainModel lossVariant(TrainModel m, TrainConfig c) {
-        if (c.b("use_dft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.DFT, c.d("eaft_alpha")));
+        if (c.b("use_asft_loss")) m.setAsft(c.d("asft_alpha"));
+        else if (c.b("use_dft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.DFT, c.d("eaft_alpha")));
         else if (c.b("use_eaft_loss")) m.setTokenWeights(new org.peft4j.model.layers.TokenWeightedLoss.Config(org.peft4j.model.layers.TokenWeightedLoss.Kind.EAFT, c.d("eaft_alpha")));
         return m;
     }

@@ -313,6 +313,23 @@ class KeyEffectTest {
                 }),
                 row("use_eaft_loss", "true", (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "EAFT weighs token losses by entropy")),
                 row("eaft_alpha", "2.0", List.of("--use_eaft_loss", "true"), (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4)),
+                // ASFT on full tuning: a frozen copy of the initial model is the reference; at the first step policy = reference,
+                // so the KL term is 0 and the loss is DFT's (one micro-batch: the mean over its labelled tokens)
+                row("use_asft_loss", "true", FULL1, (d, v) -> {
+                    assertFalse(d.built().model().hasReference(), "plain SFT has no reference");
+                    assertTrue(v.built().model().hasReference() && v.built().model().asft(), "ASFT reads a frozen reference");
+                    double asft = v.firstLoss(), ce = d.firstLoss();
+                    assertTrue(asft > 0 && asft < 0.5 * ce, "KL 0 at the start, DFT's probability-weighted token losses (< 1): " + asft + " vs " + ce);
+                    assertTrue(v.built().model().scoringBytes() > 0, "the reference pass's buffers are counted");
+                }),
+                // one step moves the policy off the reference: the second step's loss grows with the KL weight, while the
+                // first step (KL 0, KL gradient p − q = 0) is the same for every asft_alpha
+                row("asft_alpha", "5.0", List.of("--finetuning_type", "full", "--use_asft_loss", "true"), (d, v) -> {
+                    // KL 0 up to float rounding: the reference pass computes the labelled rows' logits apart (~1e-8 in KL)
+                    assertEquals(d.steps().get(0).loss(), v.steps().get(0).loss(), 1e-6, "the first step's KL is 0");
+                    double kl01 = d.steps().get(1).loss(), kl5 = v.steps().get(1).loss();
+                    assertTrue(kl5 > kl01 + 1e-6, "the second step adds asft_alpha·KL with KL > 0: " + kl5 + " vs " + kl01);
+                }),
                 // stage rm on the identity pairs: a value head trains beside the adapter and is saved as LLaMA-Factory saves it
                 row("stage", "rm", DPO, (d, v) -> {
                     assertFalse(d.params().contains("v_head.summary.weight"), "dpo has no value head");

@@ -94,6 +94,43 @@ class LlamaFactoryParityTest {
         assertTrue(mismatches.isEmpty(), String.join("\n", mismatches));
     }
 
+    /// The two ASFT examples name datasets (`med`, `math`) that LLaMA-Factory's dataset_info.json does not define, so
+    /// both refuse them as LLaMA-Factory does (expected-outcomes.tsv); with the dataset swapped for a local one they
+    /// train unchanged otherwise (full tuning, use_asft_loss, asft_alpha 0.1 / 0.05, deepspeed and bf16 noted) to
+    /// LLaMA-Factory's end state. At the first step the policy is its reference: the KL term is 0 up to float rounding
+    /// (the reference pass sums its lm_head rows in another order), so ASFT's loss is DFT's on the same batch (that the
+    /// KL term then takes effect is KeyEffectTest's asft_alpha row: these configs warm up from learning rate 0).
+    @Test
+    void asftExamplesTrainWithALocalDataset(@TempDir Path tmp) throws Exception {
+        Path dir = resources();
+        Path data = Shared.require("data/llamafactory");
+        Path model = Shared.root().resolve("models/tinystories-656k");
+        for (String name : List.of("extras/asft/llama2_full_asft.yaml", "extras/asft/qwen2_full_asft.yaml")) {
+            Path yaml = dir.resolve("examples").resolve(name);
+            List<String> flags = List.of("--model_name_or_path", model.toString(), "--dataset_dir", data.toString(),
+                    "--dataset", "alpaca_en_demo", "--max_steps", "2", "--cutoff_len", "32", "--per_device_train_batch_size", "2",
+                    "--gradient_accumulation_steps", "1", "--max_samples", "16", "--logging_steps", "1");
+            Path out = tmp.resolve(name.replace('/', '_'));
+            TrainConfig cfg = TrainConfig.load(yaml, concat(flags, List.of("--output_dir", out.toString())));
+            assertTrue(cfg.b("use_asft_loss"), name);
+            List<Double> asft = new ArrayList<>();
+            var r = new FinetuneRecipe().run(cfg, e -> { if (e instanceof org.peft4j.train.recipe.TrainEvent.Step s) asft.add(s.loss()); });
+            assertEquals(2, r.train().steps(), name);
+            assertEndState(name, cfg, out);
+            Path dftOut = tmp.resolve(name.replace('/', '_') + "-dft");
+            List<Double> dft = new ArrayList<>();
+            new FinetuneRecipe().run(TrainConfig.load(yaml, concat(flags, List.of("--output_dir", dftOut.toString(), "--use_asft_loss", "false",
+                    "--use_dft_loss", "true"))), e -> { if (e instanceof org.peft4j.train.recipe.TrainEvent.Step s) dft.add(s.loss()); });
+            assertEquals(dft.getFirst(), asft.getFirst(), 1e-6, name + ": the first step's KL is 0");
+        }
+    }
+
+    static List<String> concat(List<String> a, List<String> b) {
+        List<String> out = new ArrayList<>(a);
+        out.addAll(b);
+        return out;
+    }
+
     /// LLaMA-Factory's end state: the adapter (PEFT) or the whole model, the tokenizer files beside it, the checkpoint of
     /// the final step, trainer_log.jsonl.
     static void assertEndState(String name, TrainConfig c, Path out) {

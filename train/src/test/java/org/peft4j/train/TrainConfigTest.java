@@ -182,6 +182,10 @@ class TrainConfigTest {
         TrainConfig c = TrainConfig.load(null, List.of("--model_name_or_path", "m", "--output_dir", "o", "--do_predict", "true",
                 "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "1"));
         assertFalse(c.b("do_train"), "do_predict without do_train only predicts");
+        // ASFT: full/freeze tuning read a frozen copy of the model; LoRA needs ref_model (LLaMA-Factory makes none for it)
+        assertTrue(TrainConfig.load(null, flags("--use_asft_loss", "true", "--finetuning_type", "full")).args().preference().needsReference("sft"));
+        assertTrue(TrainConfig.load(null, flags("--use_asft_loss", "true", "--ref_model", "r")).args().preference().needsReference("sft"));
+        assertFalse(TrainConfig.load(null, flags("--use_dft_loss", "true")).args().preference().needsReference("sft"));
         assertTrue(c.notes().stream().anyMatch(n -> n.startsWith("do_predict")), c.notes().toString());
         for (String[] bad : new String[][] {
                 {"do_predict", "--do_predict", "true", "--eval_dataset", "identity"},
@@ -192,7 +196,10 @@ class TrainConfigTest {
                 {"num_beams", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--num_beams", "4"},
                 {"top_p", "--do_predict", "true", "--predict_with_generate", "true", "--eval_dataset", "identity", "--top_p", "0"},
                 {"use_dft_loss", "--use_dft_loss", "true", "--stage", "dpo"},
-                {"use_asft_loss", "--use_asft_loss", "true"}}) {
+                {"use_asft_loss", "--use_asft_loss", "true", "--stage", "pt"},
+                {"ref_model", "--use_asft_loss", "true"},
+                {"use_dft_loss", "--use_asft_loss", "true", "--use_dft_loss", "true", "--finetuning_type", "full"},
+                {"asft_alpha", "--use_asft_loss", "true", "--finetuning_type", "full", "--asft_alpha", "-1"}}) {
             var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(java.util.Arrays.copyOfRange(bad, 1, bad.length))), bad[0]);
             assertTrue(e.getMessage().contains(bad[0]), bad[0] + ": " + e.getMessage());
         }

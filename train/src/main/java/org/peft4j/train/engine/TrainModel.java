@@ -292,6 +292,28 @@ public final class TrainModel {
         }
     }
 
+    // LLaMA-Factory's ASFT loss (use_asft_loss): the KL weight (NaN: off), the reference's logits, then log-softmax, at
+    // the labelled positions of the micro-batch (M ≤ B·Tmax, V), and the per-row KL (N)
+    private double asftAlpha = Double.NaN;
+    private float[] refLogq, asftKl;
+
+    /// Makes [#forward]/[#backward] compute ASFT ([org.peft4j.model.layers.AsftLoss]) with KL weight `alpha` against
+    /// the reference model (the one given to [#useReference], else the base with the adapter off): [#forward] returns
+    /// Σ wₙ·ℓₙ + α·Σ KLₙ over the labelled tokens, which divided by their count is LLaMA-Factory's `asft_loss_func`.
+    public void setAsft(double alpha) {
+        if (!(alpha >= 0) || !Double.isFinite(alpha)) throw new ConfigException("asft_alpha must be a finite number >= 0, got " + alpha);
+        if (nVirtual > 0)
+            throw new ConfigException("use_asft_loss compares against a reference model without virtual tokens; it does not combine with finetuning_type prompt");
+        asftAlpha = alpha;
+        setTokenWeights(null);
+        int N = lse.length;
+        if (tokenW == null) { tokenW = new float[N]; tokenLosses = new float[N]; tokenScales = new float[N]; }
+        asftKl = new float[N];
+    }
+
+    /// Whether [#setAsft] is on: the trainer then normalises each micro-batch by its own labelled tokens.
+    public boolean asft() { return !Double.isNaN(asftAlpha); }
+
     /// Benchmarks: measure the wall time of attention (forward and backward) and of the loss, from zero.
     public void startTiming() { timing = true; lossNanos = 0; decoder.startTiming(); }
 
@@ -315,6 +337,7 @@ public final class TrainModel {
             extend(tokens, targets, rows, T);
             tokens = extTokens; targets = targets == null ? null : extTargets; T += nVirtual;
         }
+        if (asft() && targets != null) return forwardAsft(tokens, targets, rows, T, training, step);
         forwardLogits(tokens, rows, T, training, step);
         if (targets == null) return 0;
         if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
@@ -324,6 +347,38 @@ public final class TrainModel {
                 : CrossEntropy.forward(null, lse, logits, targets, Bc * T, V);
         if (timing) lossNanos += System.nanoTime() - t0;
         return loss;
+    }
+
+    /// ASFT's forward: the reference pass first (no dropout, no NEFTune, no kept activations; final norm and lm_head on
+    /// the labelled positions only, as LLaMA-Factory's KL mask reads no other), then the policy's logits and the loss.
+    private double forwardAsft(int[] tokens, int[] targets, int rows, int T, boolean training, long step) {
+        if (!hasReference())
+            throw new ConfigException("use_asft_loss needs a reference model: full and freeze tuning read a frozen copy of the initial model; "
+                    + "for LoRA set ref_model");
+        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
+        this.Bc = rows;
+        checkBatch(tokens, T);
+        if (targets.length < Bc * T) throw new ConfigException("targets hold " + targets.length + " ids, need B·T = " + Bc * T);
+        if (scoreHidden == null) {
+            scoreHidden = new float[B * Tmax * config.hiddenSize()];
+            scorePositions = new int[B * Tmax]; scoreTargets = new int[B * Tmax]; scoreRowOf = new int[B * Tmax];
+        }
+        if (refLogq == null) refLogq = new float[B * Tmax * V];
+        Decoder dec = refDecoder != null ? refDecoder : decoder;
+        Activations a;
+        if (refDecoder != null) {
+            if (refActs == null) refActs = refDecoder.newActivations(scorePlan(refAdapters == null ? null : refAdapters[0]));
+            a = refActs;
+        } else a = scoreActs();
+        dec.forward(a, tokens, rows, T, null, null, refDecoder != null ? refAdapters : null, null, null);
+        int M = 0;
+        for (int n = 0; n < rows * T; n++) if (targets[n] != CrossEntropy.IGNORE) scorePositions[M++] = n;
+        if (M > 0) dec.logitsAt(refLogq, scoreHidden, a, scorePositions, M);
+        forwardLogits(tokens, rows, T, training, step);
+        long t0 = timing ? System.nanoTime() : 0;
+        double[] s = org.peft4j.model.layers.AsftLoss.forward(tokenW, tokenLosses, lse, asftKl, logits, targets, refLogq, Bc * T, V, false);
+        if (timing) lossNanos += System.nanoTime() - t0;
+        return s[0] + asftAlpha * s[1];
     }
 
     /// The model part of a step without a loss: logits (rows, T, V) of every position, returned in [#logits()], for a
@@ -372,7 +427,8 @@ public final class TrainModel {
     }
 
     /// Backward of the last `forward` (same tokens, targets and T), adding into the parameter gradients.
-    /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch).
+    /// lossScale = dLoss/d(sum of token losses): 1 / (target tokens in the whole accumulated batch); with ASFT the sum
+    /// is [#forward]'s and the scale 1 / (target tokens of this micro-batch).
     public void backward(int[] tokens, int[] targets, int T, float lossScale, long step) {
         if (nVirtual > 0) {
             extend(tokens, targets, Bc, T);
@@ -380,7 +436,9 @@ public final class TrainModel {
         }
         int N = Bc * T;
         long t0 = timing ? System.nanoTime() : 0;
-        if (tokenWeights != null)
+        if (asft())
+            org.peft4j.model.layers.AsftLoss.backward(logits, logits, lse, targets, tokenW, refLogq, tokenScales, N, V, asftAlpha, lossScale, false);
+        else if (tokenWeights != null)
             org.peft4j.model.layers.TokenWeightedLoss.backward(logits, logits, lse, targets, tokenW, tokenScales, N, V, lossScale, false);
         else CrossEntropy.backward(logits, logits, lse, targets, N, V, lossScale);   // logits now hold dlogits
         if (timing) lossNanos += System.nanoTime() - t0;
@@ -479,15 +537,16 @@ public final class TrainModel {
         return Activations.Plan.inference(B, Tmax, Tmax).withAdapters(maxRank, maxDoraOut, 0);
     }
 
-    /// Bytes the preference stages allocated so far beyond [#activationBytes]: the scoring passes' activations (of
-    /// this model's decoder and of a reference decoder), the labelled positions' hidden states and indices, and the
-    /// sequence-level gradient's per-position scales. 0 before the first preference step.
+    /// Bytes the preference stages (and ASFT) allocated so far beyond [#activationBytes]: the scoring passes' activations
+    /// (of this model's decoder and of a reference decoder), the labelled positions' hidden states and indices, the
+    /// sequence-level gradient's per-position scales and ASFT's reference logits. 0 before the first such step.
     public long scoringBytes() {
         long b = 0;
         if (scoreActs != null) b += scoreActs.bytes();
         if (refActs != null) b += refActs.bytes();
         if (scoreHidden != null) b += 4L * scoreHidden.length + 4L * (scorePositions.length + scoreTargets.length + scoreRowOf.length);
         if (rowScales != null) b += 4L * rowScales.length;
+        if (refLogq != null) b += 4L * refLogq.length;
         if (pairCache != null) b += pairCache.bytes() + 4L * (pairTokens.length + pairSlots.length + pairPos0.length);
         return b;
     }

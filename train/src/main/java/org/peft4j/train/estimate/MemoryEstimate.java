@@ -40,8 +40,8 @@ import java.util.Set;
 /// @param runtime      JVM, JIT, GC and thread overhead ([#RUNTIME_BYTES])
 /// @param kvCache      a KV cache for generating `batch` sequences of `seq` tokens (not part of the training total)
 /// @param activationsOther  `activations` with gradient checkpointing toggled, for comparison
-/// @param preference   stages dpo and kto: the scoring passes' buffers ([TrainModel#scoringBytes]) and a separate
-///                     reference model's weights ([Preference])
+/// @param preference   stages dpo and kto (and sft with use_asft_loss): the scoring passes' buffers
+///                     ([TrainModel#scoringBytes]) and a separate reference model's weights ([Preference])
 public record MemoryEstimate(long weights, long adapters, long gradients, long optimizer, long activations, long logits,
                              long scratch, long runtime, long kvCache, boolean checkpointing, long activationsOther,
                              long preference) {
@@ -73,8 +73,11 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
             return new Preference(stage, refModel4bit ? Reference.NF4 : Reference.FLOAT32);
         }
 
-        /// [#of] for a run's resolved keys.
+        /// [#of] for a run's resolved keys; stage sft with use_asft_loss has the reference of ASFT's KL term (a separate
+        /// frozen model: the configuration refuses LoRA without ref_model).
         public static Preference of(org.peft4j.train.TrainArgs a) {
+            if (a.finetuning().stage().equals("sft") && a.preference().asft())
+                return new Preference("sft", a.preference().refModelQuantizationBit() != null ? Reference.NF4 : Reference.FLOAT32);
             return of(a.finetuning().stage(), a.preference().loss().kind(), a.finetuning().type(), a.preference().refModel() != null,
                     a.preference().refModelQuantizationBit() != null);
         }
@@ -143,6 +146,14 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// The preference stages' extras for `B` rows of `T` tokens, as [TrainModel#scoringBytes] counts them, plus a
     /// separate reference model's weights (float32, or NF4 with double quantization and blocks of 64).
     static long preferenceBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, Preference pref, int quantBlockSize, boolean doubleQuant) {
+        if (pref.stage().equals("sft") && (pref.reference() == Reference.FLOAT32 || pref.reference() == Reference.NF4)) {
+            // use_asft_loss, as TrainModel allocates it: the labelled positions' hidden states and indices, the reference
+            // logits at up to B·T positions, the reference model and its activations (no backward)
+            long n = (long) B * T;
+            boolean q = pref.reference() == Reference.NF4;
+            return 4 * n * c.hiddenSize() + 12 * n + 4 * n * c.vocabSize()
+                    + weightBytes(c, q, 64, true) + Activations.bytes(c, TrainModel.scorePlan(B, T, 0, 0), tile(c, q));
+        }
         if (!pref.scores()) return 0;
         long n = (long) B * T;
         long bytes = 4 * n;                                                     // rowScales

@@ -217,7 +217,7 @@ public final class FinetuneRecipe {
         return new Result(r, c);
     }
 
-    /// The reference model of stages dpo and kto when it is not the LoRA model's base with the adapter off
+    /// The reference model of stages dpo and kto (and of use_asft_loss) when it is not the LoRA model's base with the adapter off
     /// (LLaMA-Factory's `create_ref_model`): `ref_model` (4-bit with ref_model_quantization_bit, with
     /// ref_model_adapters on top), or for full and freeze tuning a frozen copy of the model as loaded, read again
     /// from its folder (training changes the loaded weights in place, and a resumed run must compare against the

@@ -153,6 +153,29 @@ class MemoryEstimateTest {
         }
     }
 
+    /// use_asft_loss's extras against what one ASFT step allocates: the reference pass's activations, the labelled
+    /// positions' hidden states and indices, one (B·T, V) buffer of reference logits, plus the frozen copy's weights.
+    @Test
+    void asftBuffersMatchWhatAStepAllocates() {
+        LlamaConfig c = tiny(true);
+        int B = 2, T = 6;
+        var rng = new java.util.SplittableRandom(5);
+        int[] ids = new int[B * T], targets = new int[B * T];
+        for (int n = 0; n < B * T; n++) { ids[n] = rng.nextInt(256); targets[n] = n % T < 2 ? org.peft4j.model.layers.CrossEntropy.IGNORE : rng.nextInt(256); }
+        for (Method m : List.of(new Method.Full(), new Method.Freeze(1, List.of("all")))) {
+            TrainModel tm = new TrainModel(RandomModels.create(c, 1), m, GEMM, B, T, false, 1);
+            tm.useReference(org.peft4j.model.llama.Decoder.of(RandomModels.create(c, 1), GEMM), null);
+            tm.setAsft(0.1);
+            double loss = tm.forward(ids, targets, T, true, 0);
+            tm.backward(ids, targets, T, 0.1f, 0);
+            assertTrue(Double.isFinite(loss) && loss > 0, "loss " + loss);
+            MemoryEstimate e = MemoryEstimate.estimate(c, m, false, B, T, false, "adamw_torch", 64, true,
+                    new MemoryEstimate.Preference("sft", MemoryEstimate.Reference.FLOAT32));
+            assertEquals(tm.scoringBytes() + MemoryEstimate.weightBytes(c, false, 64, true), e.preference(), m + ": ASFT bytes");
+            assertEquals(tm.activationBytes(), e.trainModelActivationBytes(), m + ": rows planned");
+        }
+    }
+
     @Test
     void optimizerBytesMatchWhatTheOptimizersAllocate() {
         LlamaConfig c = tiny(true);
