@@ -457,6 +457,12 @@ public final class Trainer {
             // rank-2r LoRA over the original base in pissa_converted/, as PEFT's save_pretrained(path_initial_model_...)
             if (args.finetuning().pissaConvert() && !converted.isEmpty())
                 new PeftAdapter(Pissa.convertConfig(lc), baseModel, null, converted).write(dir.resolve("pissa_converted"), DType.F32);
+        } else if (model.method instanceof Method.Oft(var oc)) {
+            // PEFT's OFT adapter: oft_R.weight per targeted linear (the base stays the original model's)
+            List<org.peft4j.model.adapter.oft.OftAdapter.Module> mods = new java.util.ArrayList<>();
+            for (var om : model.oftModules())
+                mods.add(new org.peft4j.model.adapter.oft.OftAdapter.Module(om.layer(), om.module(), om.nBlocks(), om.b(), om.theta()));
+            new org.peft4j.model.adapter.oft.OftAdapter(oc, baseModel, mods).write(dir);
         } else {
             org.peft4j.model.RandomModels.save(dir, model.weights, DType.F32);
         }

@@ -212,6 +212,9 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                 }
                 if (out.isEmpty()) throw new ConfigException("lora_target " + lc.targetModules() + " matches no linear layer");
             }
+            case Method.Oft(var oc) -> {
+                for (var e : named(c, method)) out.add(e.getValue()[0] * e.getValue()[1]);
+            }
             case Method.Full() -> {
                 long VC = (long) c.vocabSize() * c.hiddenSize();
                 out.add(VC);
@@ -301,6 +304,15 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                         out.add(Map.entry(base + ".lora_B.weight", new long[]{m.out(c), r}));
                     }
                 }
+            }
+            case Method.Oft(var oc) -> {
+                for (int l = 0; l < L; l++)
+                    for (Projection m : Projection.values()) {
+                        if (!oc.targets(m.module)) continue;
+                        int[] nb = oc.blocks(m.in(c));
+                        out.add(Map.entry("base_model.model.model.layers." + l + "." + m.path() + ".oft_R.weight",
+                                new long[]{nb[0], org.peft4j.model.adapter.oft.OftRotation.elements(nb[1])}));
+                    }
             }
             case Method.Full() -> {
                 out.add(Map.entry("model.embed_tokens.weight", new long[]{V, C}));
