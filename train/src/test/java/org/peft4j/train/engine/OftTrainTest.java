@@ -10,6 +10,7 @@ import org.peft4j.model.adapter.lora.LoraConfig;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.formats.safetensors.SafeTensors;
 import org.peft4j.testkit.Assert;
+import org.peft4j.testkit.Shared;
 import org.peft4j.train.optim.AdamW;
 
 import java.nio.file.Path;
@@ -112,5 +113,14 @@ class OftTrainTest {
         TrainModel merged = new TrainModel(fresh, new Method.Full(), GEMM, B, T, false, 3);
         merged.forward(bt[0], bt[1], T, false, 0);
         Assert.assertClose("merged adapter vs trained model", trained, merged.logits(), 1e-5, 1e-5);
+
+        // peft4j export with the OFT adapter writes the merged model; generate and --adapter refuse it, naming export
+        Path exported = dir.resolve("exported");
+        org.peft4j.train.Export.merged(Shared.require("models/stories260K-hf"), dir, exported, "float32", 5, GEMM);
+        TrainModel fromExport = new TrainModel(org.peft4j.model.Models.loadWeights(exported), new Method.Full(), GEMM, B, T, false, 3);
+        fromExport.forward(bt[0], bt[1], T, false, 0);
+        Assert.assertClose("exported merged model vs trained model", trained, fromExport.logits(), 1e-5, 1e-5);
+        var e = assertThrows(org.peft4j.core.Peft4jException.ConfigException.class, () -> org.peft4j.model.adapter.lora.PeftAdapter.read(dir));
+        assertTrue(e.getMessage().contains("OFT") && e.getMessage().contains("peft4j export"), e.getMessage());
     }
 }
