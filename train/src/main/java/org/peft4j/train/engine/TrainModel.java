@@ -428,7 +428,7 @@ public final class TrainModel {
 
     private void reference(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T, boolean paired) {
         if (!hasReference())
-            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : "freeze") + " tuning needs a frozen copy of the weights (ref_model); "
+            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : method instanceof Method.Oft ? "OFT" : "freeze") + " tuning needs a frozen copy of the weights (ref_model); "
                     + "use finetuning_type lora, or pref_loss orpo/simpo (no reference)");
         if (refDecoder != null) {
             if (refActs == null) refActs = refDecoder.newActivations(scorePlan(refAdapters == null ? null : refAdapters[0]));
