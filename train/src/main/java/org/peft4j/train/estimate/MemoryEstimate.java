@@ -168,6 +168,20 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         List<Long> trainable = trainable(c, method);
         long adapters = method instanceof Method.Lora ? 4 * sum(trainable) : 0;
         long gradients = 4 * sum(trainable);
+        if (method instanceof Method.Oft(var oc)) {
+            // TrainModel's OFT: theta, a frozen float copy of each targeted weight and its rotations; the gradient
+            // dL/dW' of each targeted weight besides dL/dtheta
+            long targeted = 0, rot = 0;
+            for (int l = 0; l < c.numHiddenLayers(); l++)
+                for (Projection m : Projection.values())
+                    if (oc.targets(m.module)) {
+                        targeted += (long) m.in(c) * m.out(c);
+                        int[] nb = oc.blocks(m.in(c));
+                        rot += (long) nb[0] * nb[1] * nb[1];
+                    }
+            adapters = 4 * (sum(trainable) + targeted + rot);
+            gradients += 4 * targeted;
+        }
         long optimizer = 0;
         if (isMethodOptimizer(optim)) optimizer = methodOptimizerBytes(c, method, optim);
         else for (long n : trainable) optimizer += optimizerBytes(optim, n);
