@@ -15,7 +15,7 @@ import java.util.concurrent.Callable;
         "peft4j export CONFIG.yaml [flags] reads LLaMA-Factory's export YAML (its merge_lora/ examples); flags override it."})
 final class ExportCommand implements Callable<Integer> {
     @Option(names = "--model_name_or_path", required = true, paramLabel = "DIR", description = "The base model folder or Hub repo id.") String model;
-    @Option(names = "--adapter_name_or_path", paramLabel = "DIR", description = "The LoRA adapter (PEFT folder) to merge.") Path adapter;
+    @Option(names = "--adapter_name_or_path", paramLabel = "DIR", description = "The LoRA or OFT adapter (PEFT folder) to merge.") Path adapter;
     @Option(names = "--export_dir", required = true, paramLabel = "DIR", description = "Where to write the merged model.") Path exportDir;
     @Option(names = "--overwrite", description = "Write over an existing, non-empty --export_dir.") boolean overwrite;
     @Option(names = "--export_size", defaultValue = "5", paramLabel = "GB", description = "Largest shard in GB (default: ${DEFAULT-VALUE}).") int exportSize;

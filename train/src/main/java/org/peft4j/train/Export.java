@@ -84,8 +84,7 @@ public final class Export {
         if (file.toAbsolutePath().normalize().equals(model.toAbsolutePath().normalize()))
             throw new ConfigException("export_dir must not be the model file " + model);
         LlamaWeights base = QuantizedModel.isQuantized(model) ? QuantizedModel.load(model).dequantizedWeights() : Models.loadWeights(model);
-        LlamaWeights merged = adapterDir == null ? base
-                : AdapterSet.mergedCopy(gemm, base, LoadedAdapter.read("export", adapterDir, base.config));
+        LlamaWeights merged = adapterDir == null ? base : mergedWith(base, adapterDir, gemm);
         String name = (model.getFileName() == null ? "model" : model.getFileName().toString()).replaceFirst("\\.gguf$", "");
         GgufWriter w = GgufModel.writer(merged, q, name);
         if (GgufModel.isGguf(model)) {
@@ -102,6 +101,16 @@ public final class Export {
         }
         w.write(file);
         return file;
+    }
+
+    /// `base` with the adapter in `adapterDir` merged: LoRA into a copy; OFT (peft_type "OFT") in place as PEFT's
+    /// `Linear.merge`, W ← W·R_bdᵀ ([org.peft4j.model.adapter.oft.OftAdapter#mergeInto]; `base` is a fresh load here).
+    static LlamaWeights mergedWith(LlamaWeights base, Path adapterDir, Gemm gemm) {
+        if (org.peft4j.model.adapter.oft.OftAdapter.isOft(adapterDir)) {
+            org.peft4j.model.adapter.oft.OftAdapter.read(adapterDir, base.config).mergeInto(base);
+            return base;
+        }
+        return AdapterSet.mergedCopy(gemm, base, LoadedAdapter.read("export", adapterDir, base.config));
     }
 
     /// dtype: float32, float16 or bfloat16 (HF names) · exportSizeGb: shard limit in GB (10⁹ bytes), as export_size.
@@ -123,8 +132,7 @@ public final class Export {
         // A 4-bit (QLoRA) base is dequantized first: the merged model is exported in float, as LLaMA-Factory does.
         LlamaWeights base = QuantizedModel.isQuantized(modelDir) ? QuantizedModel.load(modelDir).dequantizedWeights()
                 : Models.loadWeights(modelDir);
-        LlamaWeights merged = adapterDir == null ? base
-                : AdapterSet.mergedCopy(gemm, base, LoadedAdapter.read("export", adapterDir, base.config));
+        LlamaWeights merged = adapterDir == null ? base : mergedWith(base, adapterDir, gemm);
         try {
             Files.createDirectories(exportDir);
             ObjectNode cfg = (ObjectNode) new ObjectMapper().readTree(merged.config.toJson());

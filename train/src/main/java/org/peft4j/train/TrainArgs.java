@@ -64,12 +64,13 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                              List<String> loraTarget, boolean useRslora, boolean useDora, Double loraplusLrRatio,
                              int freezeTrainableLayers, List<String> freezeTrainableModules, Double neftuneNoiseAlpha,
                              boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert, boolean useLlamaPro,
-                             Ia3Config ia3, Method.Prompt prompt) {
+                             Ia3Config ia3, Method.Prompt prompt, org.peft4j.model.adapter.oft.OftConfig oft) {
 
         /// What is trained, from finetuning_type and the LoRA/freeze keys.
         public Method method() {
             return switch (type) {
                 case "full" -> new Method.Full();
+                case "oft" -> new Method.Oft(oft);
                 case "freeze" -> new Method.Freeze(freezeTrainableLayers, freezeTrainableModules, useLlamaPro);
                 case "ia3" -> new Method.Ia3(ia3);
                 case "prompt" -> prompt;
@@ -143,7 +144,9 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         Arrays.stream(c.str("freeze_trainable_modules").split(",")).map(String::strip).toList(),
                         c.optDouble("neftune_noise_alpha"), c.b("gradient_checkpointing"), c.b("pissa_init"),
                         c.i("pissa_iter"), c.b("pissa_convert"), c.b("use_llama_pro"), c.str("finetuning_type").equals("ia3") ? ia3(c) : null,
-                        c.str("finetuning_type").equals("prompt") ? prompt(c) : null),
+                        c.str("finetuning_type").equals("prompt") ? prompt(c) : null,
+                        c.str("finetuning_type").equals("oft") ? new org.peft4j.model.adapter.oft.OftConfig(c.i("oft_rank"), c.i("oft_block_size"),
+                                LoraConfig.expandTargets(List.of(c.str("oft_target").split("\\s*,\\s*"))), c.d("module_dropout"), 5) : null),
                 new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
                         c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
                         c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),

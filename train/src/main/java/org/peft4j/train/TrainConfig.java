@@ -219,7 +219,10 @@ public final class TrainConfig {
                 "vllm_enforce_eager", "vllm_max_lora_rank", "vllm_config", "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config",
                 "sglang_lora_backend");
         // LLaMA-Factory keys not built yet: a clear refusal naming them
-        unsupportedAll("OFT (finetuning_type oft) is not built yet.", "oft_rank", "oft_block_size", "oft_target", "module_dropout");
+        key("oft_rank", Type.INT, 0, "OFT (finetuning_type oft): number of orthogonal blocks per layer input (PEFT's r); 0 = use oft_block_size. Exactly one of the two is non-zero.");
+        key("oft_block_size", Type.INT, 32, "OFT: size of each orthogonal block (PEFT's oft_block_size; moved to the nearest divisor of a layer's input width, as PEFT does).");
+        key("oft_target", Type.STRING, "all", "OFT: comma-separated module names (q_proj,v_proj,...) or all.");
+        key("module_dropout", Type.FLOAT, 0.0, "OFT: PEFT's multiplicative block dropout; only 0 (PEFT's OFT Linear.forward does not apply it).");
         key("use_dft_loss", Type.BOOL, false, "SFT: DFT loss, each label token's cross-entropy weighted by its probability (detached), as LLaMA-Factory's dft_loss_func.");
         key("use_eaft_loss", Type.BOOL, false, "SFT: EAFT loss, each label token's cross-entropy weighted by (entropy of the top-20 softmax / 3)^eaft_alpha (detached), as LLaMA-Factory's eaft_loss_func.");
         key("eaft_alpha", Type.FLOAT, 1.0, "use_eaft_loss: the power of the entropy weight.");
@@ -457,10 +460,9 @@ public final class TrainConfig {
         if (str("dataset") == null && !(b("do_predict") && !b("do_train") && !b("do_eval")))   // predicting alone reads eval_dataset only
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
-        if (ft.equals("oft")) throw new ConfigException("finetuning_type oft (LLaMA-Factory's orthogonal fine-tuning) is not built yet; use lora, full or freeze");
         if (List.of("prefix", "ptuning", "p_tuning").contains(ft))
-            throw new ConfigException("finetuning_type " + ft + " (PEFT's prefix tuning / P-tuning) is not built yet; use lora, full, freeze, ia3 or prompt");
-        if (!List.of("lora", "full", "freeze", "ia3", "prompt").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, full, freeze, ia3 or prompt");
+            throw new ConfigException("finetuning_type " + ft + " (PEFT's prefix tuning / P-tuning) is not built yet; use lora, full, freeze, oft, ia3 or prompt");
+        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3 or prompt");
         if (!ft.equals("prompt"))
             for (String k : List.of("num_virtual_tokens", "prompt_tuning_init_text"))
                 if (get(k) != null) throw new ConfigException(k + " configures finetuning_type prompt (PEFT's prompt tuning); set finetuning_type: prompt or drop it");
@@ -473,6 +475,15 @@ public final class TrainConfig {
             for (String k : List.of("target_modules", "feedforward_modules"))
                 if (get(k) != null) throw new ConfigException(k + " configures finetuning_type ia3 (PEFT's IA3Config); with " + ft + " use lora_target, or set finetuning_type: ia3");
         if (ft.equals("ia3")) TrainArgs.ia3(this);   // names and the subset rule checked up front
+        if (ft.equals("oft")) {
+            for (String t : str("oft_target").split("\\s*,\\s*"))
+                if (!t.equals("all") && org.peft4j.model.llama.Projection.byName(t) == null)
+                    throw new ConfigException("oft_target '" + t + "' is not a linear layer of this model; use names among " + org.peft4j.model.llama.Projection.MODULE_NAMES + " or all");
+            new org.peft4j.model.adapter.oft.OftConfig(i("oft_rank"), i("oft_block_size"), List.of("q_proj"), d("module_dropout"), 5);   // validates
+            if (optInt("quantization_bit") != null)
+                notes.add("quantization_bit with finetuning_type oft (QOFT): peft4j trains the rotation over the dequantized 4-bit weights, "
+                        + "the numbers PEFT's bnb OFT multiplies by, held in float (no memory saving over OFT)");
+        }
         if (i("lora_rank") < 1) throw new ConfigException("lora_rank must be >= 1, got " + i("lora_rank"));
         double p = d("lora_dropout");
         if (p < 0 || p >= 1) throw new ConfigException("lora_dropout must be in [0, 1), got " + p);
@@ -490,7 +501,7 @@ public final class TrainConfig {
             throw new ConfigException("eval_strategy must be no, steps or epoch, got '" + str("eval_strategy") + "'");
         if (optInt("quantization_bit") != null) {
             if (i("quantization_bit") != 4) throw new ConfigException("quantization_bit " + i("quantization_bit") + " is not supported; peft4j quantizes to 4 bits (QLoRA)");
-            if (!ft.equals("lora")) throw new ConfigException("quantization_bit 4 trains LoRA adapters over a frozen 4-bit base; set finetuning_type: lora");
+            if (!ft.equals("lora") && !ft.equals("oft")) throw new ConfigException("quantization_bit 4 trains LoRA (or OFT) adapters over a frozen 4-bit base; set finetuning_type: lora or oft");
             if (!List.of("nf4", "fp4").contains(str("quantization_type"))) throw new ConfigException("quantization_type must be nf4 or fp4, got '" + str("quantization_type") + "'");
         }
         if (b("pissa_init")) {

@@ -528,6 +528,12 @@ public final class Trainer {
             var p = model.trainedAdapter().prompt;
             new org.peft4j.model.adapter.prompt.PromptAdapter(p.numVirtualTokens(), p.tokenDim(), p.init(), p.initText(),
                     p.init().equals("TEXT") ? baseModel : null, baseModel, p.embeddings()).write(dir, DType.F32);
+        } else if (model.method instanceof Method.Oft(var oc)) {
+            // PEFT's OFT adapter: oft_R.weight per targeted linear (the base stays the original model's)
+            List<org.peft4j.model.adapter.oft.OftAdapter.Module> mods = new java.util.ArrayList<>();
+            for (var om : model.oftModules())
+                mods.add(new org.peft4j.model.adapter.oft.OftAdapter.Module(om.layer(), om.module(), om.nBlocks(), om.b(), om.theta()));
+            new org.peft4j.model.adapter.oft.OftAdapter(oc, baseModel, mods).write(dir);
         } else {
             org.peft4j.model.RandomModels.save(dir, model.weights, DType.F32);
         }

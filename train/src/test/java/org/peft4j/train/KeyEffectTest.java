@@ -445,6 +445,31 @@ class KeyEffectTest {
                     assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), v.start().get("prompt_embeddings")));
                     assertEquals("Once upon a time", v.json("adapter_config.json").get("prompt_tuning_init_text").asText());
                 }),
+                row("finetuning_type", "oft", (d, v) -> {
+                    assertTrue(v.params().stream().allMatch(n -> n.endsWith(".oft_R.weight")), v.params().toString());
+                    assertEquals(7 * 2, v.params().size(), "all 7 linears of both layers");
+                    assertEquals("OFT", v.json("adapter_config.json").get("peft_type").asText());
+                    assertEquals(32, v.json("adapter_config.json").get("oft_block_size").asInt());
+                    assertNotEquals(d.steps().get(1).loss(), v.steps().get(1).loss());
+                }),
+                row("oft_rank", "8", List.of("--finetuning_type", "oft", "--oft_block_size", "0", "SETUP:refusedAtDefault"), (d, v) -> {
+                    // hidden 128 in 8 blocks of 16
+                    assertEquals(8 * 16 * 15 / 2, v.start().get(OFT_Q).length);
+                    assertEquals(8, v.json("adapter_config.json").get("r").asInt());
+                }),
+                row("oft_block_size", "16", List.of("--finetuning_type", "oft"), (d, v) -> {
+                    assertEquals(4 * 32 * 31 / 2, d.start().get(OFT_Q).length, "hidden 128 in 4 blocks of 32");
+                    assertEquals(8 * 16 * 15 / 2, v.start().get(OFT_Q).length, "8 blocks of 16");
+                    assertEquals(16, v.json("adapter_config.json").get("oft_block_size").asInt());
+                }),
+                row("oft_target", "q_proj,v_proj", List.of("--finetuning_type", "oft"), (d, v) -> {
+                    assertTrue(d.params().stream().anyMatch(n -> n.contains("mlp.")));
+                    assertTrue(v.params().stream().allMatch(n -> n.contains("q_proj") || n.contains("v_proj")), v.params().toString());
+                }),
+                row("module_dropout", "0.1", List.of("--finetuning_type", "oft", "SETUP:refusedAtValue"), (d, v) -> {
+                    assertNull(v);
+                    assertEquals(0.0, d.json("adapter_config.json").get("module_dropout").asDouble());
+                }),
                 row("lora_rank", "2", (d, v) -> {
                     assertEquals(2, v.lora().r());
                     String a = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
@@ -845,6 +870,7 @@ class KeyEffectTest {
     }
 
     /// Full fine-tuning, one step.
+    static final String OFT_Q = "base_model.model.model.layers.0.self_attn.q_proj.oft_R.weight";
     static final List<String> FULL1 = List.of("--finetuning_type", "full", "--max_steps", "1");
 
     static float[] delta(Probe p, String name) {
@@ -916,6 +942,14 @@ class KeyEffectTest {
             };
             List<String> flags = new ArrayList<>(context);
             flags.addAll(List.of("--" + r.key(), value));
+            if (r.context().contains("SETUP:refusedAtValue")) {
+                // a key of which only the default changes nothing and other values are refused (OFT's module_dropout,
+                // which PEFT never applies): the refusal must name the key; the check gets null for that run
+                var e = assertThrows(org.peft4j.core.Peft4jException.ConfigException.class, () -> run(flags, setup));
+                assertTrue(e.getMessage().contains(r.key()), e.getMessage());
+                r.check().verify(atDefault, null);
+                return;
+            }
             r.check().verify(atDefault, run(flags, setup));
         }));
     }

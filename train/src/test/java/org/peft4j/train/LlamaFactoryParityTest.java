@@ -134,7 +134,7 @@ class LlamaFactoryParityTest {
     /// LLaMA-Factory's end state: the adapter (PEFT) or the whole model, the tokenizer files beside it, the checkpoint of
     /// the final step, trainer_log.jsonl.
     static void assertEndState(String name, TrainConfig c, Path out) {
-        boolean lora = c.str("finetuning_type").equals("lora");
+        boolean lora = List.of("lora", "oft").contains(c.str("finetuning_type"));   // both save a PEFT adapter
         for (String f : lora ? List.of("adapter_model.safetensors", "adapter_config.json") : List.of("model.safetensors", "config.json"))
             assertTrue(Files.exists(out.resolve(f)), name + ": " + f);
         for (String f : List.of("tokenizer.json", "tokenizer_config.json", "trainer_log.jsonl", "all_results.json", "checkpoint-2/trainer_state.json",

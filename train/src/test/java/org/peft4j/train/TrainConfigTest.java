@@ -123,14 +123,30 @@ class TrainConfigTest {
     @Test
     void llamaFactoryKeysNotBuiltAreNamedAsSuch() {
         for (String[] kv : List.of(new String[]{"kt_weight_path", "/x", "int8"}, new String[]{"use_packed_sequences", "true", "neat_packing"},
-                new String[]{"oft_block_size", "32", "OFT"}, new String[]{"save_strategy", "epoch", "steps"})) {
+                new String[]{"save_strategy", "epoch", "steps"})) {
             var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--" + kv[0], kv[1])), kv[0]);
             assertTrue(e.getMessage().contains("'" + kv[0] + "' is a LLaMA-Factory key that peft4j does not support yet")
                     && e.getMessage().contains(kv[2]) && !e.getMessage().contains("did you mean"), e.getMessage());
         }
         assertDoesNotThrow(() -> TrainConfig.load(null, flags("--use_galore", "false", "--save_strategy", "steps", "--fp8", "null")));
-        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft")));
-        assertTrue(e.getMessage().contains("finetuning_type oft") && e.getMessage().contains("not built yet"), e.getMessage());
+    }
+
+    /// finetuning_type oft builds PEFT's OFTConfig as LLaMA-Factory fills it; bad OFT settings are refused by key.
+    @Test
+    void oftKeys() {
+        var m = TrainConfig.load(null, flags("--finetuning_type", "oft")).args().finetuning().method();
+        var oc = assertInstanceOf(org.peft4j.train.engine.Method.Oft.class, m).config();
+        assertEquals(0, oc.r());
+        assertEquals(32, oc.blockSize());
+        assertEquals(org.peft4j.model.llama.Projection.MODULE_NAMES, oc.targetModules());
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft", "--oft_rank", "4")));
+        assertTrue(e.getMessage().contains("oft_rank") && e.getMessage().contains("oft_block_size"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft", "--oft_target", "q_proj,c_attn")));
+        assertTrue(e.getMessage().contains("oft_target 'c_attn'"), e.getMessage());
+        e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--finetuning_type", "oft", "--module_dropout", "0.1")));
+        assertTrue(e.getMessage().contains("module_dropout"), e.getMessage());
+        var q = TrainConfig.load(null, flags("--finetuning_type", "oft", "--quantization_bit", "4"));
+        assertTrue(q.notes().stream().anyMatch(n -> n.contains("QOFT")), q.notes().toString());
     }
 
     /// The memory-saving optimizers: one at a time, each replacing optim, refused where LLaMA-Factory refuses them

@@ -34,6 +34,10 @@ public sealed interface Method {
     /// Every weight of the model.
     record Full() implements Method {}
 
+    /// OFT (LLaMA-Factory's finetuning_type oft, through PEFT's OFTConfig): a block-diagonal orthogonal rotation of the
+    /// input of each targeted linear layer; the base is frozen. See [org.peft4j.model.adapter.oft.OftRotation].
+    record Oft(org.peft4j.model.adapter.oft.OftConfig config) implements Method {}
+
     /// LLaMA-Factory's freeze tuning: the last `trainableLayers` layers (the first |n| when negative) are trained,
     /// restricted to `modules` (e.g. `mlp`, `self_attn`, or `all`); embeddings, final norm and lm_head stay frozen.
     ///

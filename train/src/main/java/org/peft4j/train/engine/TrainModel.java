@@ -8,6 +8,8 @@ import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.adapter.ia3.Ia3Adapter;
 import org.peft4j.model.adapter.ia3.Ia3Config;
 import org.peft4j.model.adapter.lora.LoraConfig;
+import org.peft4j.model.adapter.oft.OftConfig;
+import org.peft4j.model.adapter.oft.OftRotation;
 import org.peft4j.model.adapter.lora.LoraInit;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
@@ -54,6 +56,13 @@ public final class TrainModel {
     private final Decoder.Grads grads;
     boolean doraNormsHeld;                // tests: keep the norms of the last forward (the detached constant)
 
+    // OFT: per targeted linear, the live weight (W' = W0·R_bdᵀ, rewritten before each forward), the frozen W0, the
+    // parameter theta (PEFT's oft_R.weight) and its gradient, the rotations, and dL/dW' (the decoder's base gradient).
+    public record OftModule(int layer, String module, float[] w, float[] w0, float[] theta, float[] dTheta, float[] rot, float[] dW, int M, int K, int nBlocks, int b) {}
+    private final List<OftModule> oft;    // null unless OFT
+    private int oftMaxB, oftTerms;
+    private double[] oftPw, oftDr, oftDq, oftTmp;
+
     // Full / freeze: weight array → its gradient (tied embeddings share one gradient).
     private final Map<float[], float[]> gradOf = new IdentityHashMap<>();
     private final List<Param> params = new ArrayList<>();
@@ -96,6 +105,9 @@ public final class TrainModel {
     private TrainModel(Decoder frozenBase, LlamaWeights weights, Method method, Gemm gemm, int B, int Tmax, boolean checkpointing, long seed) {
         LlamaConfig c = weights.config;
         boolean frozen = frozenBase != null;
+        if (frozen && method instanceof Method.Oft)
+            throw new UnsupportedModelException("OFT over a quantized base held as stored is not built (peft4j merges the rotation into float weights); "
+                    + "load the 4-bit base dequantized (the train command does this for quantization_bit with finetuning_type oft) or drop quantization_bit");
         if (frozen && !(method instanceof Method.Lora))   // (IA)³ included: it is merged into float32 weights
             throw new ConfigException("a quantized (4-bit or GGUF) base is frozen: only LoRA (QLoRA) trains over it; use finetuning_type: lora, or load the unquantized model for full/freeze tuning");
         this.config = c; this.weights = weights; this.method = method;
@@ -116,6 +128,7 @@ public final class TrainModel {
 
         int nm = Projection.values().length;
         if (method instanceof Method.Lora(LoraConfig lc)) {
+            oft = null;
             boolean dora = lc.useDora();
             if (dora && frozen) throw new UnsupportedModelException("DoRA over a quantized (4-bit or GGUF) base is not supported; set use_dora: false, or drop quantization_bit / use a float model");
             boolean pissa = lc.initLoraWeights() == LoraConfig.Init.PISSA;
@@ -148,6 +161,7 @@ public final class TrainModel {
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, dA, dB, dMag);
         } else if (method instanceof Method.Ia3(Ia3Config ic)) {
+            oft = null;
             // PEFT IA3Layer.update_layer: (out, 1), or (1, in) on a feed-forward module; reset_ia3_parameters: ones
             lora = null;
             float[][][] dIa3 = new float[L][nm][];
@@ -171,6 +185,7 @@ public final class TrainModel {
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, null, null, null, dIa3, null);
         } else if (method instanceof Method.Prompt pm) {
+            oft = null;
             // PEFT PromptEmbedding: nn.Embedding(n, token_dim), N(0, 1) (RANDOM), or the word embeddings of the init
             // text's ids repeated or cut to n (TEXT)
             lora = null;
@@ -190,7 +205,32 @@ public final class TrainModel {
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrompt);
+        } else if (method instanceof Method.Oft(OftConfig oc)) {
+            lora = null; adapter = null; rowAdapters = null;
+            oft = new ArrayList<>();
+            for (int l = 0; l < L; l++) {
+                LlamaWeights.Layer lw = weights.layers.get(l);
+                for (Projection m : Projection.values()) {
+                    if (!oc.targets(m.module)) continue;
+                    int K = m.in(c), M = m.out(c);
+                    int[] nb = oc.blocks(K);
+                    float[] w = m.weight(lw);
+                    OftModule om = new OftModule(l, m.module, w, w.clone(), new float[nb[0] * OftRotation.elements(nb[1])],
+                            new float[nb[0] * OftRotation.elements(nb[1])], new float[nb[0] * nb[1] * nb[1]], new float[w.length], M, K, nb[0], nb[1]);
+                    oft.add(om);
+                    gradOf.put(w, om.dW);
+                    params.add(new Param("base_model.model.model.layers." + l + "." + m.path() + ".oft_R.weight",
+                            new long[]{nb[0], OftRotation.elements(nb[1])}, om.theta, om.dTheta));
+                    oftMaxB = Math.max(oftMaxB, nb[1]);
+                }
+            }
+            if (oft.isEmpty()) throw new ConfigException("oft_target " + oc.targetModules() + " matches no linear layer; use names among " + Projection.MODULE_NAMES + " or all");
+            int t = oc.numNeumannTerms(), bb = oftMaxB * oftMaxB;
+            oftPw = new double[Math.max(t, 2) * bb]; oftDr = new double[bb]; oftDq = new double[bb]; oftTmp = new double[bb];
+            oftTerms = t;
+            grads = new Decoder.Grads(gradOf, null, null, null, null);
         } else {
+            oft = null;
             lora = null; adapter = null; rowAdapters = null;
             boolean full = method instanceof Method.Full;
             if (full) {
@@ -388,6 +428,7 @@ public final class TrainModel {
         this.Bc = rows;
         checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        refreshOft();
         lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
         decoder.logits(logits, acts, true);
@@ -401,6 +442,7 @@ public final class TrainModel {
         this.Bc = rows;
         checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        refreshOft();
         lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
         return decoder.finalNorm(acts);
@@ -410,6 +452,7 @@ public final class TrainModel {
     /// parameter gradients.
     public void backwardNormed(int[] tokens, float[] dnormed, long step) {
         decoder.backwardNormed(acts, tokens, dnormed, grads, lastTraining ? noise(step) : null);
+        foldOft();
     }
 
     /// Adds a trainable tensor outside the decoder (a reward model's value head): the optimizer, gradient clipping and
@@ -449,7 +492,30 @@ public final class TrainModel {
     public void backwardLogits(int[] tokens, float[] dlogits, long step) {
         // the same noise as the forward (checkpointing recomputes blocks with it): none after a forward without training
         decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
+        foldOft();
     }
+
+    /// OFT: W' = W0·R_bdᵀ into each targeted weight from the current parameters (PEFT `Linear.merge`); a no-op otherwise.
+    void refreshOft() {
+        if (oft == null) return;
+        for (OftModule m : oft) {
+            OftRotation.rotations(m.rot, m.theta, m.nBlocks, m.b, oftTerms, oftPw);
+            OftRotation.merge(m.w, m.w0, m.rot, m.M, m.K, m.b);
+        }
+    }
+
+    /// OFT: turns the decoder's dL/dW' of the last backward into dL/dtheta (added) and clears dL/dW'.
+    private void foldOft() {
+        if (oft == null) return;
+        for (OftModule m : oft) {
+            OftRotation.backward(m.dTheta, m.dW, m.w0, m.theta, m.M, m.K, m.b, oftTerms, oftPw, oftDr, oftDq, oftTmp);
+            Arrays.fill(m.dW, 0f);
+        }
+    }
+
+    /// OFT: the frozen base weight of a targeted linear (layer order, then Projection order) and its trained
+    /// parameter, in [#params] order; null unless OFT.
+    public List<OftModule> oftModules() { return oft; }
 
     // Preference tuning: the scoring passes' activations (planned without backward, one set per decoder), the KV
     // cache of the paired reference pass, and the per-position scales of the sequence-level gradient, all allocated at
@@ -504,7 +570,7 @@ public final class TrainModel {
 
     private void reference(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T, boolean paired) {
         if (!hasReference())
-            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : "freeze") + " tuning needs a frozen copy of the weights (ref_model); "
+            throw new ConfigException("a reference model for " + (method instanceof Method.Full ? "full" : method instanceof Method.Oft ? "OFT" : "freeze") + " tuning needs a frozen copy of the weights (ref_model); "
                     + "use finetuning_type lora, or pref_loss orpo/simpo (no reference)");
         if (refDecoder != null) {
             if (refActs == null) refActs = refDecoder.newActivations(scorePlan(refAdapters == null ? null : refAdapters[0]));
@@ -517,6 +583,7 @@ public final class TrainModel {
     /// the logits buffer, so run it before [#forwardLogits].
     public void policyLogps(double[] logps, int[] counts, int[] tokens, int[] targets, int rows, int T) {
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
+        refreshOft();
         score(decoder, scoreActs(), rowAdapters, logps, counts, tokens, targets, rows, T, false);
     }
 

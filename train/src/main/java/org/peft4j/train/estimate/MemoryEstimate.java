@@ -186,6 +186,20 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         List<Long> trainable = trainable(c, method);
         long adapters = method.adapter() ? 4 * sum(trainable) : 0;
         long gradients = 4 * sum(trainable);
+        if (method instanceof Method.Oft(var oc)) {
+            // TrainModel's OFT: theta, a frozen float copy of each targeted weight and its rotations; the gradient
+            // dL/dW' of each targeted weight besides dL/dtheta
+            long targeted = 0, rot = 0;
+            for (int l = 0; l < c.numHiddenLayers(); l++)
+                for (Projection m : Projection.values())
+                    if (oc.targets(m.module)) {
+                        targeted += (long) m.in(c) * m.out(c);
+                        int[] nb = oc.blocks(m.in(c));
+                        rot += (long) nb[0] * nb[1] * nb[1];
+                    }
+            adapters = 4 * (sum(trainable) + targeted + rot);
+            gradients += 4 * targeted;
+        }
         long optimizer = 0;
         if (isMethodOptimizer(optim)) optimizer = methodOptimizerBytes(c, method, optim);
         else for (long n : trainable) optimizer += optimizerBytes(optim, n);
@@ -240,6 +254,9 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                         if (ic.targets(m.module)) out.add((long) (ic.feedforward(m.module) ? m.in(c) : m.out(c)));
             }
             case Method.Prompt pm -> out.add((long) pm.numVirtualTokens() * c.hiddenSize());
+            case Method.Oft(var oc) -> {
+                for (var e : named(c, method)) out.add(e.getValue()[0] * e.getValue()[1]);
+            }
             case Method.Full() -> {
                 long VC = (long) c.vocabSize() * c.hiddenSize();
                 out.add(VC);
@@ -338,6 +355,15 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                                     ic.feedforward(m.module) ? new long[]{1, m.in(c)} : new long[]{m.out(c), 1}));
             }
             case Method.Prompt pm -> out.add(Map.entry("prompt_embeddings", new long[]{pm.numVirtualTokens(), C}));
+            case Method.Oft(var oc) -> {
+                for (int l = 0; l < L; l++)
+                    for (Projection m : Projection.values()) {
+                        if (!oc.targets(m.module)) continue;
+                        int[] nb = oc.blocks(m.in(c));
+                        out.add(Map.entry("base_model.model.model.layers." + l + "." + m.path() + ".oft_R.weight",
+                                new long[]{nb[0], org.peft4j.model.adapter.oft.OftRotation.elements(nb[1])}));
+                    }
+            }
             case Method.Full() -> {
                 out.add(Map.entry("model.embed_tokens.weight", new long[]{V, C}));
                 if (!c.tieWordEmbeddings()) out.add(Map.entry("lm_head.weight", new long[]{V, C}));

@@ -68,7 +68,11 @@ final class BeforeAfter {
 
     Comparison after(Path outputDir, boolean lora) {
         LlamaModel tuned;
-        if (lora) {
+        if (org.peft4j.model.adapter.oft.OftAdapter.isOft(outputDir)) {   // OFT: merged into a float copy of the base (W·R_bdᵀ)
+            var w = QuantizedModel.isQuantized(modelDir) ? QuantizedModel.load(modelDir).dequantizedWeights() : Models.loadWeights(modelDir);
+            org.peft4j.model.adapter.oft.OftAdapter.read(outputDir, w.config).mergeInto(w);
+            tuned = new LlamaModel(w, gemm);
+        } else if (lora) {
             tuned = QuantizedModel.isQuantized(modelDir) ? new LlamaModel(QuantizedModel.load(modelDir).dequantizedWeights(), gemm)
                     : org.peft4j.model.gguf.GgufModel.isGguf(modelDir) ? new LlamaModel(Models.loadWeights(modelDir), gemm)   // merged in float32
                     : Models.load(modelDir, gemm);

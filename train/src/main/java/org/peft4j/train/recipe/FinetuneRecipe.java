@@ -144,6 +144,13 @@ public final class FinetuneRecipe {
         if (gguf && a.finetuning().type().equals("lora") && (ggufBase = GgufModel.loadBase(modelDir, true)).quantized()) {
             // LoRA over the GGUF blocks as stored, dequantized tile by tile in forward and backward (QLoRA's way)
             weights = comparing ? Models.loadWeights(modelDir) : null;
+        } else if ((prequantized || a.model().quantizationBit() != null) && a.finetuning().type().equals("oft")) {
+            // QOFT (LLaMA-Factory's extras/qoft): PEFT rotates the input of the 4-bit layer, y = (x·R_bd)·deq(W)ᵀ; peft4j
+            // trains the same product over the dequantized 4-bit weights (same numbers, no memory saving over OFT)
+            QuantizedModel q = prequantized ? QuantizedModel.load(modelDir)
+                    : QuantizedModel.quantize(Models.loadWeights(modelDir), QuantType.of(a.model().quantizationType()), 64, a.model().doubleQuantization());
+            weights = q.dequantizedWeights();
+            LOG.log(System.Logger.Level.INFO, "OFT over the 4-bit base: trained over its dequantized weights (the numbers PEFT's bnb OFT uses; float memory)");
         } else if (prequantized || a.model().quantizationBit() != null) {
             if (!a.finetuning().type().equals("lora")) throw new ConfigException(modelDir + " is 4-bit quantized: only finetuning_type lora (QLoRA) can train it");
             qbase = prequantized ? QuantizedModel.load(modelDir)

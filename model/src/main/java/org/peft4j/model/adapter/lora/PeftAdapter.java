@@ -117,6 +117,10 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
                 LOG.log(System.Logger.Level.WARNING, "{0}: ignoring unknown key ''{1}'' (from a newer PEFT?)", file, e.getKey());
         String peftType = text(root, "peft_type", file);
         if (peftType == null) throw missing(file, "peft_type", "\"LORA\"");
+        if (peftType.equals("OFT"))
+            throw new ConfigException(file + ": an OFT adapter (peft_type \"OFT\"); generate, chat, serve and --adapter here apply LoRA adapters only. "
+                    + "Merge it into the model first: peft4j export --model_name_or_path BASE --adapter_name_or_path " + file.getParent()
+                    + " --export_dir DIR, then use DIR as the model");
         if (!peftType.equals("LORA"))
             throw new ConfigException(file + ": peft_type '" + peftType + "' is not supported here; this reads LoRA adapters (peft_type \"LORA\")"
                     + (peftType.equals("IA3") ? "; IA3 adapters load for generate, chat, serve, eval and export (merge), not for this command" : ""));
