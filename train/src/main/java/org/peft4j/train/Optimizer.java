@@ -153,14 +153,8 @@ sealed interface Optimizer extends AutoCloseable {
     record MuonOpt(Muon opt) implements Optimizer {
         public void step(double lr) { opt.step(lr); }
         public List<SafeTensors.Entry> save(String p) {
-            var out = new ArrayList<SafeTensors.Entry>();
             var s = opt.state();
-            for (int i = 0; i < s.momentum().size(); i++) {
-                put(out, p + "momentum." + i, s.momentum().get(i));
-                put(out, p + "m." + i, s.m().get(i));
-                put(out, p + "v." + i, s.v().get(i));
-            }
-            return out;
+            return putLists(p, List.of("momentum.", "m.", "v."), List.of(s.momentum(), s.m(), s.v()));
         }
         public void load(SafeTensors f, String p, long step) {
             int n = opt.state().momentum().size();
@@ -172,14 +166,8 @@ sealed interface Optimizer extends AutoCloseable {
     record GaLoreOpt(GaLore opt) implements Optimizer {
         public void step(double lr) { opt.step(lr); }
         public List<SafeTensors.Entry> save(String p) {
-            var out = new ArrayList<SafeTensors.Entry>();
             var s = opt.state();
-            for (int i = 0; i < s.m().size(); i++) {
-                put(out, p + "m." + i, s.m().get(i));
-                put(out, p + "v." + i, s.v().get(i));
-                put(out, p + "proj." + i, s.proj().get(i));
-            }
-            return out;
+            return putLists(p, List.of("m.", "v.", "proj."), List.of(s.m(), s.v(), s.proj()));
         }
         public void load(SafeTensors f, String p, long step) {
             int n = opt.state().m().size();
@@ -191,13 +179,8 @@ sealed interface Optimizer extends AutoCloseable {
     record ApolloOpt(Apollo opt) implements Optimizer {
         public void step(double lr) { opt.step(lr); }
         public List<SafeTensors.Entry> save(String p) {
-            var out = new ArrayList<SafeTensors.Entry>();
             var s = opt.state();
-            for (int i = 0; i < s.m().size(); i++) {
-                put(out, p + "m." + i, s.m().get(i));
-                put(out, p + "v." + i, s.v().get(i));
-                put(out, p + "proj." + i, s.proj().get(i));
-            }
+            var out = putLists(p, List.of("m.", "v.", "proj."), List.of(s.m(), s.v(), s.proj()));
             put(out, p + "apollo.refreshes", s.refreshes());
             put(out, p + "apollo.norms", s.prevNorms());
             return out;
@@ -225,6 +208,14 @@ sealed interface Optimizer extends AutoCloseable {
             float[] st = f.readFloats(p + "badam.state");
             opt.load(new BlockAdam.State((long) st[0], (long) st[1], (int) st[2], read(f, p + "m.", n), read(f, p + "v.", n)));
         }
+    }
+
+    /// Entries `p + names[k] + i` for element i of each list k, element by element (the lists have equal lengths).
+    private static List<SafeTensors.Entry> putLists(String p, List<String> names, List<List<float[]>> lists) {
+        var out = new ArrayList<SafeTensors.Entry>();
+        for (int i = 0; i < lists.getFirst().size(); i++)
+            for (int k = 0; k < names.size(); k++) put(out, p + names.get(k) + i, lists.get(k).get(i));
+        return out;
     }
 
     private static void put(List<SafeTensors.Entry> out, String name, float[] x) {

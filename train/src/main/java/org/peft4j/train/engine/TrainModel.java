@@ -424,6 +424,13 @@ public final class TrainModel {
     /// The model part of a step without a loss: logits (rows, T, V) of every position, returned in [#logits()], for a
     /// loss op other than cross-entropy (its gradient then goes to [#backwardLogits]).
     public float[] forwardLogits(int[] tokens, int rows, int T, boolean training, long step) {
+        forwardBlocks(tokens, rows, T, training, step);
+        decoder.logits(logits, acts, true);
+        return logits;
+    }
+
+    /// The training forward through the blocks, keeping what backward needs.
+    private void forwardBlocks(int[] tokens, int rows, int T, boolean training, long step) {
         if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
         this.Bc = rows;
         checkBatch(tokens, T);
@@ -431,20 +438,12 @@ public final class TrainModel {
         refreshOft();
         lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
-        decoder.logits(logits, acts, true);
-        return logits;
     }
 
     /// The model part of a reward model's step: the final-normed hidden states (rows, T, C) of every position (what
     /// TRL's value head reads), valid until the next forward. The gradient w.r.t. them goes to [#backwardNormed].
     public float[] forwardNormed(int[] tokens, int rows, int T, boolean training, long step) {
-        if (rows < 1 || rows > B) throw new ConfigException("batch of " + rows + " rows outside [1, " + B + "]");
-        this.Bc = rows;
-        checkBatch(tokens, T);
-        if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
-        refreshOft();
-        lastTraining = training;
-        decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
+        forwardBlocks(tokens, rows, T, training, step);
         return decoder.finalNorm(acts);
     }
 
