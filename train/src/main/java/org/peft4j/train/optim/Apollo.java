@@ -152,14 +152,7 @@ public final class Apollo {
             float[] p = pr.data(), g = pr.grad();
             float wd = decays[t] ? (float) (lr * adam.weightDecay()) : 0f;
             if (!projected[t]) {
-                float[] mt = m[t], vt = v[t];
-                for (int i = 0; i < p.length; i++) {
-                    float mi = b1 * mt[i] + ob1 * g[i], vi = b2 * vt[i] + ob2 * g[i] * g[i];
-                    mt[i] = mi;
-                    vt[i] = vi;
-                    p[i] -= stepSize * (mi / ((float) Math.sqrt(vi) + eps));
-                    p[i] -= wd * p[i];
-                }
+                GaLore.adamFull(p, g, m[t], v[t], b1, b2, ob1, ob2, eps, stepSize, wd);
                 continue;
             }
             int rows = (int) pr.shape()[0], cols = (int) pr.shape()[1], r = ranks[t];

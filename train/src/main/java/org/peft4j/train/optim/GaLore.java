@@ -126,14 +126,7 @@ public final class GaLore {
             float[] p = pr.data(), g = pr.grad();
             float wd = decays[t] ? (float) (lr * adam.weightDecay()) : 0f;
             if (!projected[t]) {
-                float[] mt = m[t], vt = v[t];
-                for (int i = 0; i < p.length; i++) {
-                    float mi = b1 * mt[i] + ob1 * g[i], vi = b2 * vt[i] + ob2 * g[i] * g[i];
-                    mt[i] = mi;
-                    vt[i] = vi;
-                    p[i] -= stepSize * (mi / ((float) Math.sqrt(vi) + eps));
-                    p[i] -= wd * p[i];
-                }
+                GaLore.adamFull(p, g, m[t], v[t], b1, b2, ob1, ob2, eps, stepSize, wd);
                 continue;
             }
             int rows = (int) pr.shape()[0], cols = (int) pr.shape()[1], r = ranks[t];
@@ -227,5 +220,18 @@ public final class GaLore {
         if ((from == null) != (to == null) || from != null && from.length != to.length)
             throw new ConfigException("GaLore state of '" + params.get(i).name() + "' does not match this run (galore_rank or galore_target changed?); resume with the checkpoint's settings");
         if (from != null) System.arraycopy(from, 0, to, 0, to.length);
+    }
+
+    /// The Adam update of a tensor that is not projected (GaLore's and APOLLO's AdamW on the full gradient): moments,
+    /// the bias-corrected step folded into `stepSize`, then decoupled weight decay `wd` = lr · weight_decay.
+    static void adamFull(float[] p, float[] g, float[] mt, float[] vt, float b1, float b2, float ob1, float ob2, float eps,
+                         float stepSize, float wd) {
+        for (int i = 0; i < p.length; i++) {
+            float mi = b1 * mt[i] + ob1 * g[i], vi = b2 * vt[i] + ob2 * g[i] * g[i];
+            mt[i] = mi;
+            vt[i] = vi;
+            p[i] -= stepSize * (mi / ((float) Math.sqrt(vi) + eps));
+            p[i] -= wd * p[i];
+        }
     }
 }
