@@ -40,31 +40,39 @@ public final class ShiftAttnBench {
         LlamaConfig c = ModelPresets.byName(model);
         Gemm gemm = Gemms.get(gemmMode);
         int NH = c.numAttentionHeads(), KVH = c.numKeyValueHeads(), HS = c.headDim(), B = batch;
+        for (int T : seqs) ShiftedAttention.check(T);
+        // a first pass untimed over every length, so that the first length timed does not pay for the JIT
+        for (int T : seqs) time(T, B, NH, KVH, HS, gemm, warmup, 1);
         List<Row> rows = new ArrayList<>();
         for (int T : seqs) {
-            ShiftedAttention.check(T);
-            SplittableRandom r = new SplittableRandom(T);
-            float[] q = rand(r, B * T * NH * HS), k = rand(r, B * T * KVH * HS), v = rand(r, B * T * KVH * HS), dout = rand(r, B * T * NH * HS);
-            float[] out = new float[q.length], att = new float[Math.multiplyExact(B * NH * T, T)];
-            float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
-            float[] scratch = new float[Attention.backwardScratchSize(B, T, NH, HS)];
-            int[] n = ShiftedAttention.scratchSizes(B, T, NH, KVH, HS);
-            float[] qs = new float[n[0]], ys = new float[n[0]], dqs = new float[n[0]];
-            float[] ks = new float[n[1]], vs = new float[n[1]], dks = new float[n[1]], dvs = new float[n[1]];
-            long[] full = new long[reps], s2 = new long[reps];
-            for (int i = 0; i < warmup + reps; i++) {
-                long t0 = System.nanoTime();
-                Attention.forward(gemm, out, att, q, k, v, B, T, T, NH, KVH, HS, 0);
-                Attention.backward(gemm, dq, dk, dv, dout, att, q, k, v, B, T, NH, KVH, HS, scratch);
-                long t1 = System.nanoTime();
-                ShiftedAttention.forward(gemm, out, att, q, k, v, qs, ks, vs, ys, B, T, NH, KVH, HS);
-                ShiftedAttention.backward(gemm, dq, dk, dv, dout, att, q, k, v, qs, ks, vs, ys, dqs, dks, dvs, scratch, B, T, NH, KVH, HS);
-                long t2 = System.nanoTime();
-                if (i >= warmup) { full[i - warmup] = t1 - t0; s2[i - warmup] = t2 - t1; }
-            }
-            rows.add(new Row(T, median(full) * 1e-6, median(s2) * 1e-6));
+            double[] ms = time(T, B, NH, KVH, HS, gemm, warmup, reps);
+            rows.add(new Row(T, ms[0], ms[1]));
         }
         return new Result(model, batch, threads, gemm.name(), reps, rows);
+    }
+
+    /// Medians of `reps` timed runs after `warmup`, in milliseconds: {full, S²}.
+    private static double[] time(int T, int B, int NH, int KVH, int HS, Gemm gemm, int warmup, int reps) {
+        SplittableRandom r = new SplittableRandom(T);
+        float[] q = rand(r, B * T * NH * HS), k = rand(r, B * T * KVH * HS), v = rand(r, B * T * KVH * HS), dout = rand(r, B * T * NH * HS);
+        float[] out = new float[q.length], att = new float[Math.multiplyExact(B * NH * T, T)];
+        float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
+        float[] scratch = new float[Attention.backwardScratchSize(B, T, NH, HS)];
+        int[] n = ShiftedAttention.scratchSizes(B, T, NH, KVH, HS);
+        float[] qs = new float[n[0]], ys = new float[n[0]], dqs = new float[n[0]];
+        float[] ks = new float[n[1]], vs = new float[n[1]], dks = new float[n[1]], dvs = new float[n[1]];
+        long[] full = new long[reps], s2 = new long[reps];
+        for (int i = 0; i < warmup + reps; i++) {
+            long t0 = System.nanoTime();
+            Attention.forward(gemm, out, att, q, k, v, B, T, T, NH, KVH, HS, 0);
+            Attention.backward(gemm, dq, dk, dv, dout, att, q, k, v, B, T, NH, KVH, HS, scratch);
+            long t1 = System.nanoTime();
+            ShiftedAttention.forward(gemm, out, att, q, k, v, qs, ks, vs, ys, B, T, NH, KVH, HS);
+            ShiftedAttention.backward(gemm, dq, dk, dv, dout, att, q, k, v, qs, ks, vs, ys, dqs, dks, dvs, scratch, B, T, NH, KVH, HS);
+            long t2 = System.nanoTime();
+            if (i >= warmup) { full[i - warmup] = t1 - t0; s2[i - warmup] = t2 - t1; }
+        }
+        return new double[] {median(full) * 1e-6, median(s2) * 1e-6};
     }
 
     static double median(long[] x) {
