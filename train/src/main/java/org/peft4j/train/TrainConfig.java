@@ -236,7 +236,7 @@ public final class TrainConfig {
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
                 "add_special_tokens", "new_special_tokens_config", "init_special_tokens", "split_special_tokens");
         key("shift_attn", Type.BOOL, false, "LongLoRA's shifted sparse attention (S²-Attn) while training (stage sft or pt): attention within 4 groups of "
-                + "cutoff_len/4 tokens, half the heads shifted by half a group; evaluation and generation keep full attention. Batches are padded to "
+                + "a quarter of the batch length each, half the heads shifted by half a group; evaluation and generation keep full attention. Batches are padded to "
                 + "a multiple of 8 tokens (LLaMA-Factory's collator does too).");
         unsupportedAll("this model change is not supported yet.", "rope_scaling", "mixture_of_depths", "train_from_scratch",
                 "moe_aux_loss_coef", "block_diag_attn", "neat_packing", "model_max_length");

@@ -6,8 +6,6 @@ import org.junit.jupiter.api.Test;
 import org.peft4j.core.Parallel;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.testkit.Assert;
-import org.peft4j.testkit.GradCheck;
-import org.peft4j.testkit.GradCheck.Param;
 
 import java.io.InputStream;
 import java.util.SplittableRandom;
@@ -20,7 +18,7 @@ import static org.peft4j.testkit.Assert.assertClose;
 
 /// LongLoRA's S²-Attn ([ShiftedAttention]) against numpy (`reference/shift_attn_reference.py` →
 /// resources/layers/shift_attn.json: LongLoRA's roll / reshape / per-group causal softmax / roll back, float64, and
-/// gradients by central differences), its fast path against its scalar twin, and a finite-difference line.
+/// gradients by central differences), its fast path against its scalar twin (its finite-difference line is in GradCheckTest).
 class ShiftedAttentionTest {
     /// float32 attention over ≤ 6 keys of 4-wide heads against float64: a few ulp of values of order 1.
     static final double NUMPY_ATOL = 2e-5, NUMPY_RTOL = 2e-5;
@@ -117,23 +115,6 @@ class ShiftedAttentionTest {
         } finally {
             Parallel.setThreads(saved);
         }
-    }
-
-    /// Finite differences through the fast path, with an expanded GQA (NH 4, KVH 1).
-    @Test
-    void gradCheck() {
-        var rng = new SplittableRandom(15);
-        int B = 1, T = 16, NH = 4, KVH = 1, HS = 4;
-        float[] q = rand(rng, B * T * NH * HS, 2), k = rand(rng, B * T * KVH * HS, 2), v = rand(rng, B * T * KVH * HS, 1);
-        int[] n = ShiftedAttention.scratchSizes(B, T, NH, KVH, HS);
-        float[] out = new float[q.length], att = new float[B * NH * T * T / 4];
-        float[] qs = new float[n[0]], ys = new float[n[0]], ks = new float[n[1]], vs = new float[n[1]];
-        float[] dqs = new float[n[0]], dks = new float[n[1]], dvs = new float[n[1]], scratch = new float[Attention.backwardScratchSize(B, T, NH, HS)];
-        float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
-        System.out.println("gradcheck worst " + GradCheck.check("ShiftedAttention",
-                () -> { ShiftedAttention.forward(null, out, att, q, k, v, qs, ks, vs, ys, B, T, NH, KVH, HS); return out; },
-                dout -> ShiftedAttention.backward(null, dq, dk, dv, dout, att, q, k, v, qs, ks, vs, ys, dqs, dks, dvs, scratch, B, T, NH, KVH, HS),
-                new Param("q", q, dq), new Param("k", k, dk), new Param("v", v, dv)));
     }
 
     @Test
