@@ -17,7 +17,7 @@ import java.util.Arrays;
 /// attention per group, then `out[:, :, NH/2:] = out[:, :, NH/2:].roll(g/2, dims=1)` on (B, T, NH, HS).
 /// - The roll runs over the **whole sequence** (LongLoRA), so the shifted heads' last group holds the sequence's last
 ///   g/2 tokens followed by its first g/2, and those first tokens attend to the last ones (LongLoRA's wrap-around,
-///   kept as it is). LLaMA-Factory's copy (`model_utils/longlora.py`) rolls the output back inside each (g)-long group
+///   kept as it is; in a right-padded row the last ones are padding, as in LongLoRA). LLaMA-Factory's copy (`model_utils/longlora.py`) rolls the output back inside each (g)-long group
 ///   (its `attn_output.reshape(...)` is not assigned), which does not undo the shift; we follow LongLoRA.
 /// - GQA: LongLoRA shifts k and v after `repeat_kv`, i.e. per query head. When the shifted query heads NH/2.. are
 ///   exactly the query heads of the key/value heads KVH/2.. ((NH/2) divisible by NH/KVH), those key/value heads are
