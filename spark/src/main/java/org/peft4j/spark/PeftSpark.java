@@ -165,7 +165,8 @@ public final class PeftSpark {
             SharedOutput shared = hadoop == null ? null : SharedOutput.open(cfg.str("output_dir"), hadoop);
             Path localOut = shared == null ? null : scratch.resolve("output");
             if (shared != null) {
-                shared.pullLastCheckpoint(localOut);
+                if (!cfg.b("overwrite_output_dir")) shared.pullLastCheckpoint(localOut);
+                else if (rank == 0) shared.setAsidePreviousRun();   // starting over: no rank resumes
                 cfg.with("output_dir", localOut.toString());
             }
             String host = hostOf(infos[rank].address());

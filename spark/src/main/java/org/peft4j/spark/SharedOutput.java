@@ -25,7 +25,8 @@ import java.util.stream.Stream;
 /// rename is atomic; S3 has no rename, and s3a copies: a `.tmp-` folder left by a killed upload is ignored and
 /// replaced). A rank starting (or a stage retried) first copies the last complete `checkpoint-N` (one holding
 /// trainer_state.json) back into its staging folder, from which the recipe resumes as from a local output_dir.
-/// Checkpoints that save_total_limit rotated away locally are deleted from the shared folder too.
+/// Checkpoints that save_total_limit rotated away locally are deleted from the shared folder too; with
+/// overwrite_output_dir the old run's checkpoints and log are moved into `previous-run-N/` (as for a local folder).
 final class SharedOutput {
     private final URI uri;
     private final FileSystem fs;
@@ -90,6 +91,30 @@ final class SharedOutput {
         }
     }
 
+    /// overwrite_output_dir: as a local output_dir, the run starts over and the old run's checkpoints and log are
+    /// moved into `previous-run-N/` of the shared folder, not deleted; returns that folder's name, or null when there
+    /// was nothing to move.
+    String setAsidePreviousRun() {
+        try {
+            if (!fs.exists(root)) return null;
+            org.apache.hadoop.fs.Path previous = null;
+            for (FileStatus s : fs.listStatus(root)) {
+                String n = s.getPath().getName();
+                if (!n.startsWith(Checkpoint.PREFIX) && !n.equals("trainer_log.jsonl")) continue;
+                if (previous == null) {
+                    int i = 1;
+                    while (fs.exists(new org.apache.hadoop.fs.Path(root, "previous-run-" + i))) i++;
+                    previous = new org.apache.hadoop.fs.Path(root, "previous-run-" + i);
+                    fs.mkdirs(previous);
+                }
+                if (!fs.rename(s.getPath(), new org.apache.hadoop.fs.Path(previous, n))) throw new IOException("rename " + s.getPath() + " into " + previous + " failed");
+            }
+            return previous == null ? null : previous.getName();
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot move the previous run of output_dir " + uri + " aside: " + e.getMessage(), e);
+        }
+    }
+
     /// Uploads `local`'s file or folder as `name` of the shared folder: to `.tmp-name-<random>`, then renamed into
     /// place (an older `name` is replaced).
     void push(Path local, String name) {
@@ -121,8 +146,22 @@ final class SharedOutput {
         }
     }
 
-    /// At the end of the run: every file and checkpoint of `localOut` the shared folder lacks or holds older.
+    /// At the end of the run: every file and checkpoint of `localOut` the shared folder lacks or holds older;
+    /// training_args.json names the shared folder as output_dir, not the local one.
     void pushAll(Path localOut) {
+        Path args = localOut.resolve("training_args.json");
+        try {
+            if (Files.isRegularFile(args)) {
+                var om = new com.fasterxml.jackson.databind.ObjectMapper().enable(com.fasterxml.jackson.databind.SerializationFeature.INDENT_OUTPUT);
+                var json = om.readTree(args.toFile());
+                if (json instanceof com.fasterxml.jackson.databind.node.ObjectNode o && o.has("output_dir")) {
+                    o.put("output_dir", uri.toString());
+                    Files.writeString(args, om.writeValueAsString(o));
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot rewrite " + args + ": " + e.getMessage(), e);
+        }
         try (Stream<Path> s = Files.list(localOut)) {
             for (Path p : s.sorted().toList()) {
                 String n = p.getFileName().toString();

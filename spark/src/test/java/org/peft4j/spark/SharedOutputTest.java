@@ -30,7 +30,8 @@ class SharedOutputTest {
     @Test
     void uploadsWholeAndResumesFromTheLastCompleteCheckpoint(@TempDir Path tmp) throws Exception {
         Path remote = tmp.resolve("remote"), local = tmp.resolve("local");
-        SharedOutput shared = SharedOutput.open(remote.toUri().toString(), Map.of());
+        String uri = remote.toUri().toString();   // file:///..., the local FileSystem through Hadoop's API
+        SharedOutput shared = SharedOutput.open(uri, Map.of());
         assertNull(shared.pullLastCheckpoint(local), "nothing to resume from yet");
         assertEquals(List.of(), names(local));
 
@@ -60,8 +61,19 @@ class SharedOutputTest {
 
         Files.writeString(local.resolve("adapter_model.safetensors"), "adapter");
         Files.writeString(local.resolve(".adapter_config.json.tmp"), "half");
+        Files.writeString(local.resolve("training_args.json"), "{\"output_dir\": \"" + local + "\", \"seed\": 42}");
         shared.pushAll(local);
-        assertEquals(List.of(".tmp-checkpoint-8-x", "adapter_model.safetensors", "checkpoint-4", "checkpoint-6", "trainer_log.jsonl"), names(remote));
+        assertEquals(List.of(".tmp-checkpoint-8-x", "adapter_model.safetensors", "checkpoint-4", "checkpoint-6", "trainer_log.jsonl", "training_args.json"), names(remote));
+        var args = new com.fasterxml.jackson.databind.ObjectMapper().readTree(remote.resolve("training_args.json").toFile());
+        assertEquals(uri, args.get("output_dir").asText(), "the shared folder, not the rank's staging folder");
+        assertEquals(42, args.get("seed").asInt());
+
+        // overwrite_output_dir: the old run is moved aside, nothing deleted
+        assertEquals("previous-run-1", shared.setAsidePreviousRun());
+        assertEquals(List.of(".tmp-checkpoint-8-x", "adapter_model.safetensors", "previous-run-1", "training_args.json"), names(remote));
+        assertEquals(List.of("checkpoint-4", "checkpoint-6", "trainer_log.jsonl"), names(remote.resolve("previous-run-1")));
+        assertNull(shared.lastCheckpoint());
+        assertNull(shared.setAsidePreviousRun(), "nothing left to move");
     }
 
     @Test
