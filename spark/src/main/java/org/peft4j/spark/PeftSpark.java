@@ -114,7 +114,12 @@ public final class PeftSpark {
         RDD<String> stage = rdd.barrier().mapPartitions(new Task(yamlText, List.copyOf(flags), listener, rows, hadoop), false, ClassTag$.MODULE$.apply(String.class));
         // Spark retries a failed barrier stage only when it is a shuffle map stage (a failed barrier result stage
         // aborts the job): a shuffle into one partition after it makes it one
-        List<String> lines = JavaRDD.fromRDD(stage, ClassTag$.MODULE$.apply(String.class)).repartition(1).collect();
+        List<String> lines;
+        try {
+            lines = JavaRDD.fromRDD(stage, ClassTag$.MODULE$.apply(String.class)).repartition(1).collect();
+        } finally {
+            if (rows != null) rows.destroy();
+        }
         return new Result(ranks, lines.isEmpty() ? "" : lines.getFirst());
     }
 
@@ -148,7 +153,6 @@ public final class PeftSpark {
             BarrierTaskContext ctx = BarrierTaskContext.get();
             int rank = ctx.partitionId();
             BarrierTaskInfo[] infos = ctx.getTaskInfos();
-            String host = hostOf(infos[rank].address());
             TrainConfig cfg = load(yamlText, flags);
             Path scratch = rows != null || hadoop != null ? createTempDirectory("peft4j-spark-rank" + rank + "-") : null;
             try {
