@@ -87,9 +87,13 @@ final class BenchCommand implements Runnable {
         @Option(names = "--floats", defaultValue = "" + org.peft4j.bench.AllreduceBench.QWEN05_LORA_R16_FLOATS,
                 description = "Floats per allreduce (default: ${DEFAULT-VALUE}, the LoRA r16 all-linear gradients of Qwen2.5-0.5B).") int floats;
         @Option(names = "--rounds", defaultValue = "7", description = "Timed rounds; the median is reported (default: ${DEFAULT-VALUE}).") int rounds;
+        @Option(names = {"--model", "--model-config"}, description = "A preset (smollm2-135m, qwen2.5-0.5b, llama3.2-1b, llama2-7b): allreduce its LoRA r16 all-linear gradients (instead of --floats), then time its training step for the allreduce's share of a step.") String model;
+        @Option(names = "--step-seq", defaultValue = "64", description = "With --model: the sequence length of the timed step, batch 1 (default: ${DEFAULT-VALUE}).") int stepSeq;
+        @Option(names = "--threads", defaultValue = "2", description = "With --model: threads of the timed step (default: ${DEFAULT-VALUE}).") int threads;
 
         @Override public Integer call() throws Exception {
-            org.peft4j.bench.AllreduceBench.run(ranks, floats, rounds);
+            if (model != null) org.peft4j.bench.AllreduceBench.runForModel(ranks, model, stepSeq, threads, rounds);
+            else org.peft4j.bench.AllreduceBench.run(ranks, floats, rounds);
             return 0;
         }
     }

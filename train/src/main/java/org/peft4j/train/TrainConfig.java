@@ -111,7 +111,7 @@ public final class TrainConfig {
         noted("dataloader_num_workers", Type.INT, 0, "Accepted; batches are formed in-process.");
         noted("streaming", Type.BOOL, false, "Accepted only as false.");
         // output
-        key("output_dir", Type.STRING, null, "Where the adapter, checkpoints, logs and plots go.");
+        key("output_dir", Type.STRING, null, "Where the adapter, checkpoints, logs and plots go: a local folder; on Spark also a Hadoop FileSystem URI (hdfs://, s3a://, file://), see README.");
         key("overwrite_output_dir", Type.BOOL, false, "Allow writing into a non-empty output_dir.");
         key("logging_steps", Type.INT, 10, "Log every n optimizer steps.");
         key("save_steps", Type.INT, 500, "Save a checkpoint every n optimizer steps (0 = never).");

@@ -107,6 +107,9 @@ public final class FinetuneRecipe {
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
         if (!Files.isDirectory(modelDir) && !GgufModel.isGguf(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
+        if (config.str("output_dir").matches("[A-Za-z][A-Za-z0-9+.-]*://.*"))
+            throw new ConfigException("output_dir " + config.str("output_dir") + " is a URI (HDFS, S3, ...), which only a run on Spark "
+                    + "(--spark-master, or spark-submit of org.peft4j.spark.PeftSpark) writes to, through Hadoop's FileSystem; give a local folder");
         Path out = a.output().dir();
         boolean writer = collective.rank() == 0;
         if (collective.worldSize() > 1 && !a.finetuning().doTrain())
