@@ -1,7 +1,6 @@
 package org.peft4j.model.adapter.prefix;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.FormatException;
@@ -71,7 +70,7 @@ public record PrefixAdapter(int numVirtualTokens, int numLayers, int numAttentio
     public static boolean isPrefixTuning(Path dir) {
         Path f = dir.resolve(PeftAdapter.CONFIG_FILE);
         if (!Files.isRegularFile(f)) return false;
-        JsonNode t = parse(f).get("peft_type");
+        JsonNode t = PeftAdapter.parse(f).get("peft_type");
         return t != null && "PREFIX_TUNING".equals(t.asText());
     }
 
@@ -80,7 +79,7 @@ public record PrefixAdapter(int numVirtualTokens, int numLayers, int numAttentio
         Path configFile = dir.resolve(PeftAdapter.CONFIG_FILE), weightsFile = dir.resolve(PeftAdapter.WEIGHTS_FILE);
         if (!Files.exists(configFile)) throw new ConfigException(configFile + " does not exist; is " + dir + " a PEFT adapter directory?");
         if (!Files.exists(weightsFile)) throw new FormatException(weightsFile + " does not exist");
-        JsonNode root = parse(configFile);
+        JsonNode root = PeftAdapter.parse(configFile);
         int n = root.path("num_virtual_tokens").asInt(-1), D = root.path("token_dim").asInt(-1);
         int L = root.path("num_layers").asInt(-1), H = root.path("num_attention_heads").asInt(-1);
         if (n < 1 || D < 1 || L < 1 || H < 1)
@@ -139,16 +138,6 @@ public record PrefixAdapter(int numVirtualTokens, int numLayers, int numAttentio
         m.put("task_type", "CAUSAL_LM");
         m.put("token_dim", tokenDim);
         return PyJson.dumps(m, true, 2, null, null, true);
-    }
-
-    private static JsonNode parse(Path file) {
-        try {
-            JsonNode root = new ObjectMapper().readTree(Files.readString(file, StandardCharsets.UTF_8));
-            if (root == null || !root.isObject()) throw new FormatException(file + ": expected a JSON object");
-            return root;
-        } catch (IOException e) {
-            throw new FormatException(file + ": cannot read JSON: " + e.getMessage(), e);
-        }
     }
 
     private static String text(JsonNode root, String key) {

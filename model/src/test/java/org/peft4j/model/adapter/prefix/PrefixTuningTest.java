@@ -37,7 +37,7 @@ import static org.peft4j.testkit.Assert.maxAbsDiff;
 
 /// Prefix tuning (PEFT `PREFIX_TUNING`): the bundled model's logits with a PEFT-layout adapter (a grouped-query
 /// model: the prefix per KV head) against reference/peft_prefix.py (numpy: the prefix as past_key_values, not rotated,
-/// the text at positions n…), greedy generation through the batching generator, the reparameterising MLP's output
+/// the text at positions n…), greedy generation (mixed batches: PrefixBatchTest), the reparameterising MLP's output
 /// against the same script, the prefix's and the MLP's backward against finite differences, the PEFT file round
 /// trip, and the refusals (merge, another model's shape).
 class PrefixTuningTest {
@@ -84,26 +84,6 @@ class PrefixTuningTest {
         System.out.printf("prefix tuning: max |logits - numpy| %.2e%n", maxAbsDiff(want, got));
         var r = Generator.generate(m, new GenerateRequest(ids, new Sampler.Greedy(), 0, greedy.length, null, a), null);
         assertArrayEquals(greedy, r.tokens(), "greedy ids with the prefix, vs the reference's");
-    }
-
-    /// A prefix row, an unadapted row, a prompt-tuning row and another prefix row in one generator (one batched
-    /// forward, per-row adapters) give what each gives alone.
-    @Test
-    void prefixRowsBatchWithOtherRows() throws URISyntaxException {
-        LlamaModel m = model();
-        LoadedAdapter a = LoadedAdapter.read("p", fixture(), m.config);
-        LoadedAdapter prompt = LoadedAdapter.read("q", Path.of(PrefixTuningTest.class.getResource("/adapters/prompt-tuning").toURI()), m.config);
-        int[][] prompts = {{1, 400, 37, 99}, {1, 12, 1024}, {1, 7, 7, 300, 55, 6}, {1, 5}};
-        LoadedAdapter[] rows = {a, null, prompt, a};
-        int[][] alone = new int[4][];
-        for (int i = 0; i < 4; i++)
-            alone[i] = Generator.generate(m, new GenerateRequest(prompts[i], new Sampler.Greedy(), 0, 5, null, rows[i]), null).tokens();
-        Generator g = new Generator(m, 4, 32, 3);
-        var seqs = new Generator.Sequence[4];
-        for (int i = 0; i < 4; i++) seqs[i] = g.add(new GenerateRequest(prompts[i], new Sampler.Greedy(), 0, 5, null, rows[i]), null);
-        while (g.step()) { }
-        for (int i = 0; i < 4; i++) assertArrayEquals(alone[i], seqs[i].result().tokens(), "row " + i);
-        assertTrue(!Arrays.equals(alone[0], Generator.generate(m, GenerateRequest.greedy(prompts[0], 5), null).tokens()), "the prefix changes the answer");
     }
 
     /// The saved prefix is the MLP's output (PEFT get_prompt_embedding_to_save): PrefixEncoder on the script's MLP
