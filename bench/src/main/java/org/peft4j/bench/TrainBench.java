@@ -68,6 +68,11 @@ public final class TrainBench {
     /// Builds `model` (a [ModelPresets] name) with random weights, trains `method` ("lora": rank 16 on all linear
     /// layers; "full") for warmup + steps steps on `threads` threads, and measures the timed steps.
     public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode) {
+        return run(model, method, seq, batch, threads, warmup, steps, gemmMode, false);
+    }
+
+    /// As above; `shiftAttn`: the training forwards run LongLoRA's S²-Attn (seq a multiple of 8).
+    public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode, boolean shiftAttn) {
         if (steps < 1 || warmup < 0) throw new org.peft4j.core.Peft4jException.ConfigException("bench train needs steps >= 1 and warmup >= 0, got " + steps + " and " + warmup);
         Parallel.setThreads(threads);
         double peak = GemmBench.peakOneCore();
@@ -80,6 +85,7 @@ public final class TrainBench {
         };
         TimedGemm gemm = new TimedGemm(Gemms.get(gemmMode));
         TrainModel tm = new TrainModel(w, m, gemm, batch, seq, false, 42);
+        tm.setShiftAttn(shiftAttn);
         List<float[]> ps = new ArrayList<>(), gs = new ArrayList<>();
         for (Param p : tm.params()) { ps.add(p.data()); gs.add(p.grad()); }
         AdamW opt = new AdamW(ps, gs, AdamW.Config.hfDefaults());

@@ -48,15 +48,33 @@ final class BenchCommand implements Runnable {
         @Option(names = "--warmup", defaultValue = "2", description = "Untimed steps (default: ${DEFAULT-VALUE}).") int warmup;
         @Option(names = "--steps", defaultValue = "5", description = "Timed steps (default: ${DEFAULT-VALUE}).") int steps;
         @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}).") String gemm;
+        @Option(names = "--shift-attn", description = "Also run the steps with LongLoRA's S²-Attn (shift_attn) and report both and the attention-time ratio S²/full.") boolean shiftAttn;
+        @Option(names = "--attention-only", description = "With --shift-attn: time one layer's attention (forward + backward) only, full against S², at each of --seqs.") boolean attentionOnly;
+        @Option(names = "--seqs", defaultValue = "512,1024,2048", description = "--attention-only: sequence lengths, multiples of 8 (default: ${DEFAULT-VALUE}).") String seqs;
         @Option(names = "--stage", defaultValue = "sft", description = "sft, or dpo: a DPO step (LoRA, pref_loss sigmoid, --batch pairs) against an SFT step on the same tokens (default: ${DEFAULT-VALUE}).") String stage;
 
         @Override public Integer call() {
+            if (shiftAttn && !stage.equals("sft")) throw new org.peft4j.core.Peft4jException.ConfigException("--shift-attn benchmarks SFT steps (shift_attn trains sft and pt); drop --stage " + stage);
             if (stage.equals("dpo")) {
                 if (!method.equals("lora")) throw new org.peft4j.core.Peft4jException.ConfigException("bench train --stage dpo runs LoRA (the reference is the base with the adapter off); drop --method " + method);
                 System.out.println(org.peft4j.bench.DpoBench.run(model, seq, batch, threads, warmup, steps, gemm).line());
                 return 0;
             }
             if (!stage.equals("sft")) throw new org.peft4j.core.Peft4jException.ConfigException("--stage must be sft or dpo, got " + stage);
+            if (attentionOnly && !shiftAttn) throw new org.peft4j.core.Peft4jException.ConfigException("--attention-only compares full attention with S²-Attn: add --shift-attn");
+            if (shiftAttn && attentionOnly) {
+                int[] ts = java.util.Arrays.stream(seqs.split(",")).map(String::trim).mapToInt(Integer::parseInt).toArray();
+                System.out.println(org.peft4j.bench.ShiftAttnBench.run(model, ts, batch, threads, warmup, steps, gemm).lines());
+                return 0;
+            }
+            if (shiftAttn) {
+                TrainBench.Result full = TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm);
+                TrainBench.Result s2 = TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm, true);
+                System.out.println("full " + full.line());
+                System.out.println("S2   " + s2.line());
+                System.out.printf("S2/full: attention time %.2f, step time %.2f%n", s2.attentionMs() / full.attentionMs(), s2.medianStepMs() / full.medianStepMs());
+                return 0;
+            }
             System.out.println(TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm).line());
             return 0;
         }

@@ -79,6 +79,22 @@ class CliTest {
         assertTrue(bad.stderr().contains("--new-tokens >= 2"), bad.stderr());
     }
 
+    /// `bench train --shift-attn --attention-only` prints a full / S² row per length (short lengths: seconds), and the
+    /// flags it needs are asked for by name.
+    @Test
+    void benchShiftAttnAttentionOnly() throws Exception {
+        Out o = run(null, "bench", "train", "--shift-attn", "--attention-only", "--seqs", "64,128", "--warmup", "0", "--steps", "1", "--threads", "1");
+        assertEquals(0, o.code(), o.stderr());
+        for (String seq : new String[] {"64", "128"})
+            assertTrue(o.stdout().matches("(?s).*seq\\s+" + seq + " \\| full\\s+[0-9.]+ ms \\| S2\\s+[0-9.]+ ms \\| S2/full [0-9.]+.*"), o.stdout());
+        Out bad = run(null, "bench", "train", "--attention-only");
+        assertEquals(1, bad.code());
+        assertTrue(bad.stderr().contains("--shift-attn"), bad.stderr());
+        bad = run(null, "bench", "train", "--shift-attn", "--attention-only", "--seqs", "60");
+        assertEquals(1, bad.code());
+        assertTrue(bad.stderr().contains("multiple of 8"), bad.stderr());
+    }
+
     @Test
     void stopStringCutsTheCompletion() throws Exception {
         JsonNode g = golden();

@@ -237,7 +237,10 @@ public final class TrainConfig {
                 + "peft4j computes in float32 on the CPU, as with bf16/fp16 (what is trained and saved is the same).", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
                 "add_special_tokens", "new_special_tokens_config", "init_special_tokens", "split_special_tokens");
-        unsupportedAll("this model change is not supported yet.", "rope_scaling", "shift_attn", "mixture_of_depths", "train_from_scratch",
+        key("shift_attn", Type.BOOL, false, "LongLoRA's shifted sparse attention (S²-Attn) while training (stage sft or pt): attention within 4 groups of "
+                + "a quarter of the batch length each, half the heads shifted by half a group; evaluation and generation keep full attention. Batches are padded to "
+                + "a multiple of 8 tokens (LLaMA-Factory's collator does too).");
+        unsupportedAll("this model change is not supported yet.", "rope_scaling", "mixture_of_depths", "train_from_scratch",
                 "moe_aux_loss_coef", "block_diag_attn", "neat_packing", "model_max_length");
         unsupportedAll("stage ppo is not supported yet (reward models train with stage rm).", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
                 "ppo_whiten_rewards", "reward_model", "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type");
@@ -462,6 +465,14 @@ public final class TrainConfig {
         if (str("dataset") == null && !(b("do_predict") && !b("do_train") && !b("do_eval")))   // predicting alone reads eval_dataset only
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
+        if (b("shift_attn")) {
+            // LLaMA-Factory patches the attention of any trainer; peft4j's preference and reward passes score with full attention
+            if (!List.of("sft", "pt").contains(stage))
+                throw new ConfigException("shift_attn (LongLoRA's S²-Attn) trains stage sft or pt in peft4j; stage " + stage + " is not supported with it: drop shift_attn");
+            if (List.of("prompt", "prefix", "ptuning", "p_tuning").contains(ft))
+                throw new ConfigException("shift_attn does not combine with finetuning_type " + ft + " (virtual tokens would sit in the first group only); "
+                        + "use lora, full, freeze, oft or ia3, or drop shift_attn");
+        }
         if (List.of("ptuning", "p_tuning").contains(ft))
             throw new ConfigException("finetuning_type " + ft + " (PEFT's P-tuning) is not built yet; use lora, full, freeze, oft, ia3, prompt or prefix");
         if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt", "prefix").contains(ft))

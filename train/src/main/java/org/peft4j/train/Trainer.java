@@ -264,6 +264,7 @@ public final class Trainer {
             int items = 0;
             for (int a = 0; a < accum; a++) {
                 Batcher.Batch b = batcher.next();
+                if (model.shiftAttn()) b = Batcher.padTo(b, TrainModel.shiftAttnLength(b.T(), true), padId);   // S²-Attn's multiple of 8
                 micro.add(b);
                 items += countTargets(b);
             }
@@ -289,6 +290,7 @@ public final class Trainer {
                     // exactly what one process accumulating the same micro-batches computes)
                     int T = world == 1 ? b.T() : 0;
                     for (int r = r0; r < r0 + rows && world > 1; r++) T = Math.max(T, b.lengths()[r]);
+                    if (world > 1) T = TrainModel.shiftAttnLength(T, model.shiftAttn());
                     int[] ids = world == 1 ? b.inputIds() : rows(b.inputIds(), b.T(), r0, rows, T);
                     int[] labels = world == 1 ? b.labels() : rows(b.labels(), b.T(), r0, rows, T);
                     int n = CrossEntropy.shiftLabels(targets, labels, rows, T);
@@ -635,6 +637,13 @@ public final class Trainer {
     /// neftune_noise_alpha, when set, on a built model.
     public static TrainModel neftune(TrainModel m, TrainArgs a) {
         if (a.finetuning().neftuneNoiseAlpha() != null) m.setNeftuneAlpha(a.finetuning().neftuneNoiseAlpha().floatValue());
+        return m;
+    }
+
+    /// shift_attn on a built model: LongLoRA's S²-Attn in its training forwards (its Tmax must be
+    /// [TrainModel#shiftAttnLength] of the longest example).
+    public static TrainModel shiftAttn(TrainModel m, TrainConfig c) {
+        m.setShiftAttn(c.b("shift_attn"));
         return m;
     }
 

@@ -316,6 +316,12 @@ class KeyEffectTest {
                 }),
                 row("use_eaft_loss", "true", (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "EAFT weighs token losses by entropy")),
                 row("eaft_alpha", "2.0", List.of("--use_eaft_loss", "true"), (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4)),
+                // LongLoRA's S²-Attn: the same first batch (the base model) scored with attention within 4 groups gives another loss;
+                // the planned length is padded to a multiple of 8
+                row("shift_attn", "true", (d, v) -> {
+                    assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "S²-Attn attends within groups, not over the whole prefix");
+                    assertTrue(v.built().model().Tmax % 8 == 0 && v.built().model().shiftAttn() && !d.built().model().shiftAttn(), "Tmax " + v.built().model().Tmax);
+                }),
                 // ASFT on full tuning: a frozen copy of the initial model is the reference; at the first step policy = reference,
                 // so the KL term is 0 and the loss is DFT's (one micro-batch: the mean over its labelled tokens)
                 row("use_asft_loss", "true", FULL1, (d, v) -> {

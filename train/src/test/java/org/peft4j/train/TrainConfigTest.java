@@ -62,6 +62,18 @@ class TrainConfigTest {
         assertTrue(e.getMessage().contains("does not support yet"), e.getMessage());
     }
 
+    /// shift_attn trains sft and pt; the preference and reward stages, and virtual-token methods, are refused by name.
+    @Test
+    void shiftAttnRefusesStagesAndMethodsItDoesNotTrain() {
+        for (String stage : List.of("dpo", "kto", "rm")) {
+            var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--shift_attn", "true", "--stage", stage)));
+            assertTrue(e.getMessage().contains("shift_attn") && e.getMessage().contains(stage), e.getMessage());
+        }
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--shift_attn", "true", "--finetuning_type", "prompt")));
+        assertTrue(e.getMessage().contains("shift_attn") && e.getMessage().contains("prompt"), e.getMessage());
+        assertTrue(TrainConfig.load(null, flags("--shift_attn", "true", "--stage", "pt")).b("shift_attn"));
+    }
+
     @Test
     void badValuesAndMissingKeys() {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--lora_rank", "eight")));

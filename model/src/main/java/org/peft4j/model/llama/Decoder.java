@@ -16,6 +16,7 @@ import org.peft4j.model.layers.Linear;
 import org.peft4j.model.layers.Neftune;
 import org.peft4j.model.layers.RmsNorm;
 import org.peft4j.model.layers.Rope;
+import org.peft4j.model.layers.ShiftedAttention;
 import org.peft4j.model.layers.SwiGlu;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.model.weights.BaseWeight;
@@ -62,8 +63,12 @@ public final class Decoder {
     private long attentionNanos;
 
     /// Noise of a training forward: LoRA dropout and NEFTune, drawn from streams derived from (seed, step, layer,
-    /// module) alone, so a recomputed block (checkpointing) and a resumed run draw the same masks.
-    public record Noise(long seed, long step, float neftuneAlpha) {}
+    /// module) alone, so a recomputed block (checkpointing) and a resumed run draw the same masks. `shiftAttn`: the
+    /// forward (kept for backward) runs LongLoRA's S²-Attn ([ShiftedAttention]) instead of full causal attention, as
+    /// LongLoRA does in training mode only; T must then be a multiple of [ShiftedAttention#MULTIPLE].
+    public record Noise(long seed, long step, float neftuneAlpha, boolean shiftAttn) {
+        public Noise(long seed, long step, float neftuneAlpha) { this(seed, step, neftuneAlpha, false); }
+    }
 
     /// Where backward adds gradients: `base` maps each trained float32 tensor of [#weights] (by identity) to its
     /// gradient; `adapter` (or null) is the trained adapter, with dA, dB and DoRA's dMag per (layer, projection).
@@ -160,11 +165,13 @@ public final class Decoder {
     /// - slots, pos0: with a `cache`, row b continues slot slots[b], which holds pos0[b] positions (slots null: row b
     ///   uses slot b); without a cache both are null and every row starts at position 0
     /// - adapters: per row, or null for all base
-    /// - noise: a training forward (LoRA dropout, NEFTune), or null
+    /// - noise: a training forward (LoRA dropout, NEFTune, S²-Attn when `noise.shiftAttn()`), or null
     public void forward(Activations a, int[] tokens, int B, int T, int[] slots, int[] pos0, LoadedAdapter[] adapters,
                         KvCache cache, Noise noise) {
         check(a, tokens, B, T, slots, pos0, adapters, cache);
         int N = B * T;
+        a.shifted = noise != null && noise.shiftAttn() && a.plan.backward();
+        if (a.shifted) { ShiftedAttention.check(T); a.fitShift(config); }
         a.runs.fill(adapters, B);
         Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
         if (noise != null && noise.neftuneAlpha() > 0)
@@ -241,7 +248,9 @@ public final class Decoder {
             for (int ri = 0; ri < a.runs.count; ri++)
                 for (int b = a.runs.start[ri]; b < a.runs.start[ri + 1]; b++) prefixForward(a.k[s], a.v[s], l, b, T, 0, a.runs.adapter[ri]);
             // training keeps the probabilities for backward; an inference forward has a block of them per thread
-            if (keep) Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            if (keep && a.shifted)
+                ShiftedAttention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], a.s2q, a.s2k, a.s2v, a.s2y, B, T, NH, KVH, HS);
+            else if (keep) Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
             else Attention.forwardInference(gemm, a.attY[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0, a.probs[s]);
         } else {
             int cap = cache.capacity;
@@ -432,7 +441,10 @@ public final class Decoder {
         Arrays.fill(a.dk, 0, N * kvDim, 0f);
         Arrays.fill(a.dv, 0, N * kvDim, 0f);
         long t0 = timing ? System.nanoTime() : 0;
-        Attention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], B, T, NH, KVH, HS, a.attScratch);
+        if (a.shifted)
+            ShiftedAttention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], a.s2q, a.s2k, a.s2v, a.s2y,
+                    a.s2dq, a.s2dk, a.s2dv, a.attScratch, B, T, NH, KVH, HS);
+        else Attention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], B, T, NH, KVH, HS, a.attScratch);
         if (timing) attentionNanos += System.nanoTime() - t0;
         prefixBackward(a.dk, a.dv, g, l, B, T);
         Rope.backward(a.dq, a.cos, a.sin, B, T, NH, HS, 0);

@@ -352,6 +352,26 @@ public final class TrainModel {
 
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
 
+    private boolean shiftAttn;
+
+    /// LongLoRA's S²-Attn in training forwards (`training` true), full attention in evaluation ones (LongLoRA and
+    /// LLaMA-Factory patch `self.training` only); a training batch's T must then be a multiple of
+    /// [org.peft4j.model.layers.ShiftedAttention#MULTIPLE] ([#shiftAttnLength] pads to it).
+    public void setShiftAttn(boolean on) {
+        if (on && nVirtual > 0)
+            throw new ConfigException("shift_attn does not combine with prompt tuning (the virtual tokens would sit in the first group only); drop one of them");
+        shiftAttn = on;
+    }
+
+    public boolean shiftAttn() { return shiftAttn; }
+
+    /// The length a batch of `T` tokens trains at with S²-Attn: T rounded up to a multiple of
+    /// [org.peft4j.model.layers.ShiftedAttention#MULTIPLE] (the rest padding), or T without it.
+    public static int shiftAttnLength(int T, boolean shiftAttn) {
+        int m = org.peft4j.model.layers.ShiftedAttention.MULTIPLE;
+        return shiftAttn ? (T + m - 1) / m * m : T;
+    }
+
     // LLaMA-Factory's token-weighted SFT losses (use_dft_loss, use_eaft_loss): null for plain cross-entropy
     private org.peft4j.model.layers.TokenWeightedLoss.Config tokenWeights;
     private float[] tokenW, tokenLosses, tokenScales, topScratch;   // (N), (N), (N), min(20, V)
@@ -781,7 +801,7 @@ public final class TrainModel {
     /// Virtual tokens before each row (prompt tuning), else 0: [#logits()] then has (rows, n + T) positions.
     public int virtualTokens() { return nVirtual; }
 
-    private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }
+    private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha, shiftAttn); }
 
     private void checkBatch(int[] tokens, int T) {
         if (T < 1 || T > Tmax + nVirtual) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");
