@@ -51,7 +51,7 @@ public final class TrainConfig {
         // method
         key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
-        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input) or prompt (PEFT's prompt tuning: learned virtual tokens before every input).");
+        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input), prompt (PEFT's prompt tuning: learned virtual tokens before every input) or prefix (PEFT's prefix tuning / P-tuning v2: learned keys and values before every input at every layer).");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
         key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
         key("lora_dropout", Type.FLOAT, 0.0, "Dropout on the LoRA input.");
@@ -62,7 +62,9 @@ public final class TrainConfig {
         key("target_modules", Type.STRING, null, "ia3: comma-separated modules whose output (or, feed-forward, input) is scaled (PEFT IA3Config.target_modules); unset = k_proj,v_proj,down_proj.");
         key("feedforward_modules", Type.STRING, null, "ia3: the targets whose input is scaled (PEFT IA3Config.feedforward_modules; a subset of target_modules); unset = down_proj when targeted.");
         key("init_ia3_weights", Type.BOOL, true, "ia3: start the vectors at 1 (the base model), as PEFT; false draws them from N(0, 1).");
-        key("num_virtual_tokens", Type.INT, null, "prompt: number of virtual tokens (trained input embeddings) before every sequence (PEFT PromptTuningConfig; required).");
+        key("num_virtual_tokens", Type.INT, null, "prompt, prefix: number of virtual tokens (trained input embeddings, or keys and values at every layer) before every sequence (PEFT PromptTuningConfig / PrefixTuningConfig; required).");
+        key("prefix_projection", Type.BOOL, false, "prefix: train the prefix through PEFT's reparameterising MLP (Embedding, Linear, Tanh, Linear; P-tuning v2); the saved adapter holds its output, as PEFT's.");
+        key("encoder_hidden_size", Type.INT, null, "prefix (with prefix_projection): hidden width of the MLP; unset = PEFT's default, token_dim (head_dim x num_key_value_heads).");
         key("prompt_tuning_init", Type.STRING, "RANDOM", "prompt: RANDOM (N(0, 1), PEFT's nn.Embedding init) or TEXT (the embeddings of prompt_tuning_init_text's tokens, repeated or cut to num_virtual_tokens).");
         key("prompt_tuning_init_text", Type.STRING, null, "prompt: the text whose token embeddings start the virtual tokens (prompt_tuning_init TEXT).");
         key("freeze_trainable_layers", Type.INT, 2, "Freeze tuning: train the last n layers (first |n| if negative).");
@@ -471,12 +473,16 @@ public final class TrainConfig {
                 throw new ConfigException("shift_attn does not combine with finetuning_type " + ft + " (virtual tokens would sit in the first group only); "
                         + "use lora, full, freeze, oft or ia3, or drop shift_attn");
         }
-        if (List.of("prefix", "ptuning", "p_tuning").contains(ft))
-            throw new ConfigException("finetuning_type " + ft + " (PEFT's prefix tuning / P-tuning) is not built yet; use lora, full, freeze, oft, ia3 or prompt");
-        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3 or prompt");
+        if (List.of("ptuning", "p_tuning").contains(ft))
+            throw new ConfigException("finetuning_type " + ft + " (PEFT's P-tuning) is not built yet; use lora, full, freeze, oft, ia3, prompt or prefix");
+        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt", "prefix").contains(ft))
+            throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3, prompt or prefix");
         if (!ft.equals("prompt"))
             for (String k : List.of("num_virtual_tokens", "prompt_tuning_init_text"))
-                if (get(k) != null) throw new ConfigException(k + " configures finetuning_type prompt (PEFT's prompt tuning); set finetuning_type: prompt or drop it");
+                if (get(k) != null && !(ft.equals("prefix") && k.equals("num_virtual_tokens")))
+                    throw new ConfigException(k + " configures finetuning_type prompt (PEFT's prompt tuning)" + (k.equals("num_virtual_tokens") ? " or prefix" : "")
+                            + "; set finetuning_type: prompt or drop it");
+        checkPrefix(ft, stage);
         if (ft.equals("prompt")) {
             TrainArgs.prompt(this);
             if (stage.equals("dpo") || stage.equals("kto"))
@@ -640,6 +646,23 @@ public final class TrainConfig {
 
     /// kt_config (a mapping): its kt_expert_weight_format must keep the experts' weights as they are (bf16, fp16,
     /// fp32); a quantized format (int8, int4, ...) computes another model, which peft4j would not match.
+    /// finetuning_type prefix (PEFT's PrefixTuningConfig): num_virtual_tokens required; prefix_projection and
+    /// encoder_hidden_size only with it (encoder_hidden_size only with the projection, the one place PEFT reads it; P-tuning's
+    /// prompt encoder reads it too); stages sft and pt.
+    private void checkPrefix(String ft, String stage) {
+        if (!ft.equals("prefix") && get("prefix_projection") != null && b("prefix_projection"))
+            throw new ConfigException("prefix_projection configures finetuning_type prefix (PEFT's prefix tuning); set finetuning_type: prefix or drop it");
+        if (!List.of("prefix", "ptuning", "p_tuning").contains(ft) && get("encoder_hidden_size") != null)
+            throw new ConfigException("encoder_hidden_size configures the prompt encoder of finetuning_type prefix (with prefix_projection); set finetuning_type: prefix or drop it");
+        if (!ft.equals("prefix")) return;
+        TrainArgs.prefix(this);
+        if (get("encoder_hidden_size") != null && !b("prefix_projection"))
+            throw new ConfigException("encoder_hidden_size " + get("encoder_hidden_size") + " is the width of prefix tuning's MLP, which only prefix_projection: true uses "
+                    + "(PEFT ignores it otherwise); set prefix_projection: true or drop encoder_hidden_size");
+        if (!stage.equals("sft") && !stage.equals("pt"))
+            throw new ConfigException("finetuning_type prefix with stage " + stage + " is not supported yet; use stage sft or pt, or finetuning_type lora");
+    }
+
     private void checkKtConfig() {
         String kt = str("kt_config");
         if (kt == null || kt.isBlank()) return;

@@ -565,6 +565,11 @@ public final class Trainer {
             var p = model.trainedAdapter().prompt;
             new org.peft4j.model.adapter.prompt.PromptAdapter(p.numVirtualTokens(), p.tokenDim(), p.init(), p.initText(),
                     p.init().equals("TEXT") ? baseModel : null, baseModel, p.embeddings()).write(dir, DType.F32);
+        } else if (model.method instanceof Method.Prefix) {
+            model.refreshPrefix();   // with prefix_projection: the MLP's output for the current parameters, as PEFT saves it
+            var p = model.trainedAdapter().prefix;
+            new org.peft4j.model.adapter.prefix.PrefixAdapter(p.numVirtualTokens(), p.numLayers(), p.numAttentionHeads(), p.tokenDim(),
+                    p.encoderHiddenSize(), p.prefixProjection(), baseModel, p.embeddings()).write(dir, DType.F32);
         } else if (model.method instanceof Method.Oft(var oc)) {
             // PEFT's OFT adapter: oft_R.weight per targeted linear (the base stays the original model's)
             List<org.peft4j.model.adapter.oft.OftAdapter.Module> mods = new java.util.ArrayList<>();

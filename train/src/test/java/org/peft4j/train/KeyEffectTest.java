@@ -104,6 +104,9 @@ class KeyEffectTest {
     /// finetuning_type prompt with 4 virtual tokens (PEFT prompt tuning).
     static final List<String> PROMPT = List.of("--finetuning_type", "prompt", "--num_virtual_tokens", "4");
 
+    /// finetuning_type prefix with 4 virtual tokens (PEFT prefix tuning / P-tuning v2).
+    static final List<String> PREFIX = List.of("--finetuning_type", "prefix", "--num_virtual_tokens", "4");
+
     /// finetuning_type ia3 (PEFT IA3 with its defaults unless the row's key says otherwise).
     static final List<String> IA3 = List.of("--finetuning_type", "ia3");
 
@@ -450,6 +453,38 @@ class KeyEffectTest {
                 row("prompt_tuning_init_text", "Once upon a time", concat(PROMPT, List.of("--prompt_tuning_init", "TEXT", "--prompt_tuning_init_text", "Who are you?")), (d, v) -> {
                     assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), v.start().get("prompt_embeddings")));
                     assertEquals("Once upon a time", v.json("adapter_config.json").get("prompt_tuning_init_text").asText());
+                }),
+                row("num_virtual_tokens", "2", PREFIX, (d, v) -> {   // also finetuning_type prefix's row
+                    assertEquals(Set.of("prompt_embeddings"), v.params());
+                    assertEquals("PREFIX_TUNING", v.json("adapter_config.json").get("peft_type").asText());
+                    assertTrue(v.maxChange("prompt_embeddings") > 0, "the prefix trained");
+                    assertEquals(4 * 2 * 2 * 64, d.start().get("prompt_embeddings").length);   // (n, layers · 2 · kv width)
+                    assertEquals(2 * 2 * 2 * 64, v.start().get("prompt_embeddings").length);
+                    assertEquals(2, v.json("adapter_config.json").get("num_virtual_tokens").asInt());
+                    assertEquals(4, v.json("adapter_config.json").get("num_attention_heads").asInt());   // the KV heads, as PEFT for GQA
+                    assertEquals(64, v.json("adapter_config.json").get("token_dim").asInt());
+                }),
+                row("prefix_projection", "true", PREFIX, (d, v) -> {
+                    assertEquals(Set.of("prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight", "prompt_encoder.transform.0.bias",
+                            "prompt_encoder.transform.2.weight", "prompt_encoder.transform.2.bias"), v.params());
+                    assertEquals(64 * 64, v.start().get("prompt_encoder.transform.0.weight").length);   // encoder_hidden_size = token_dim
+                    assertTrue(v.maxChange("prompt_encoder.transform.2.weight") > 0, "the MLP trained");
+                    assertTrue(v.json("adapter_config.json").get("prefix_projection").asBoolean());
+                    // the saved prefix is the MLP's output for the final parameters (PEFT get_prompt_embedding_to_save)
+                    Map<String, float[]> e = v.end();
+                    int n = 4, D = 64, E = 64, W = 256;
+                    float[] want = new float[n * W], h = new float[n * E];
+                    org.peft4j.model.adapter.prefix.PrefixEncoder.forward(org.peft4j.core.kernels.ScalarGemm.INSTANCE, want, h,
+                            e.get("prompt_encoder.embedding.weight"), e.get("prompt_encoder.transform.0.weight"), e.get("prompt_encoder.transform.0.bias"),
+                            e.get("prompt_encoder.transform.2.weight"), e.get("prompt_encoder.transform.2.bias"), n, D, E, W);
+                    var saved = org.peft4j.model.adapter.prefix.PrefixAdapter.read(v.out()).embeddings();
+                    assertTrue(org.peft4j.testkit.Assert.maxAbsDiff(want, saved) < 1e-5, "saved prefix vs the MLP's output: " + org.peft4j.testkit.Assert.maxAbsDiff(want, saved));
+                }),
+                row("encoder_hidden_size", "16", concat(PREFIX, List.of("--prefix_projection", "true")), (d, v) -> {
+                    assertEquals(64 * 64, d.start().get("prompt_encoder.transform.0.weight").length);
+                    assertEquals(16 * 64, v.start().get("prompt_encoder.transform.0.weight").length);
+                    assertEquals(256 * 16, v.start().get("prompt_encoder.transform.2.weight").length);
+                    assertEquals(16, v.json("adapter_config.json").get("encoder_hidden_size").asInt());
                 }),
                 row("finetuning_type", "oft", (d, v) -> {
                     assertTrue(v.params().stream().allMatch(n -> n.endsWith(".oft_R.weight")), v.params().toString());

@@ -161,6 +161,29 @@ class TrainConfigTest {
         assertTrue(q.notes().stream().anyMatch(n -> n.contains("QOFT")), q.notes().toString());
     }
 
+    /// finetuning_type prefix (PEFT's PrefixTuningConfig): num_virtual_tokens required, the MLP's keys only where they
+    /// take effect, stages sft and pt only.
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "--finetuning_type prefix                                              | finetuning_type prefix needs num_virtual_tokens",
+            "--finetuning_type prefix --num_virtual_tokens 4 --encoder_hidden_size 32 | encoder_hidden_size 32 is the width of prefix tuning's MLP",
+            "--prefix_projection true                                              | prefix_projection configures finetuning_type prefix",
+            "--encoder_hidden_size 32                                              | encoder_hidden_size configures the prompt encoder",
+            "--finetuning_type prefix --num_virtual_tokens 0                       | num_virtual_tokens must be >= 1",
+            "--finetuning_type prefix --num_virtual_tokens 4 --stage pt --prefix_projection true --encoder_hidden_size 0 | encoder_hidden_size must be >= 1"})
+    void prefixRefusals(String args, String message) {
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(args.trim().split("\\s+"))));
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
+    @org.junit.jupiter.api.Test
+    void prefixKeysMakeThePeftConfig() {
+        var c = TrainConfig.load(null, flags("--finetuning_type", "prefix", "--num_virtual_tokens", "8", "--prefix_projection", "true", "--encoder_hidden_size", "32"));
+        assertEquals(new org.peft4j.train.engine.Method.Prefix(8, true, 32), TrainArgs.of(c).finetuning().method());
+        c = TrainConfig.load(null, flags("--finetuning_type", "prefix", "--num_virtual_tokens", "8"));
+        assertEquals(new org.peft4j.train.engine.Method.Prefix(8, false, null), TrainArgs.of(c).finetuning().method());
+    }
+
     /// The memory-saving optimizers: one at a time, each replacing optim, refused where LLaMA-Factory refuses them
     /// or where peft4j has not built the variant, with the key and what to do.
     @ParameterizedTest

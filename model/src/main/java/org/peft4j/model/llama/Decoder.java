@@ -38,7 +38,8 @@ import java.util.SplittableRandom;
 ///   [LoadedAdapter] value, or null for the base): the base products run once over all rows, the low-rank products
 ///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder. An (IA)³
 ///   adapter scales a run's base input or output instead; a prompt-tuning adapter gives a row's first n positions
-///   its virtual tokens' embeddings (the caller puts n placeholder ids there).
+///   its virtual tokens' embeddings (the caller puts n placeholder ids there); a prefix-tuning adapter gives them
+///   its keys and values at every layer.
 /// - **KV cache** (optional): row b continues slot `slots[b]` of a [KvCache] at position `pos0[b]`; without a cache
 ///   (training, whole-sequence scoring) every row starts at position 0 and attends within itself.
 /// - **Memory**: every buffer is in an [Activations] planned once ([#newActivations]); a forward or backward allocates
@@ -72,7 +73,7 @@ public final class Decoder {
     /// Where backward adds gradients: `base` maps each trained float32 tensor of [#weights] (by identity) to its
     /// gradient; `adapter` (or null) is the trained adapter, with dA, dB and DoRA's dMag per (layer, projection).
     /// `dIa3` (or null): the gradients of an (IA)³ adapter's vectors per (layer, projection); `dPrompt` (or null):
-    /// of a prompt-tuning adapter's embeddings (n, C).
+    /// of a prompt-tuning adapter's embeddings (n, C), or of a prefix-tuning adapter's prefix (n, L·2·kvDim).
     public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag,
                         float[][][] dIa3, float[] dPrompt) {
         public Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {
@@ -244,6 +245,8 @@ public final class Decoder {
         if (cache == null) {
             Rope.forward(a.q[s], a.cos, a.sin, B, T, NH, HS, 0);
             Rope.forward(a.k[s], a.cos, a.sin, B, T, KVH, HS, 0);
+            for (int ri = 0; ri < a.runs.count; ri++)
+                for (int b = a.runs.start[ri]; b < a.runs.start[ri + 1]; b++) prefixForward(a.k[s], a.v[s], l, b, T, 0, a.runs.adapter[ri]);
             // training keeps the probabilities for backward; an inference forward has a block of them per thread
             if (keep && a.shifted)
                 ShiftedAttention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], a.s2q, a.s2k, a.s2v, a.s2y, B, T, NH, KVH, HS);
@@ -255,6 +258,7 @@ public final class Decoder {
                 int p0 = pos0[b], slot = slots == null ? b : slots[b];
                 Rope.forwardRow(a.q[s], b * T * qDim, a.cos, a.sin, T, NH, HS, p0);
                 Rope.forwardRow(a.k[s], b * T * kvDim, a.cos, a.sin, T, KVH, HS, p0);
+                prefixForward(a.k[s], a.v[s], l, b, T, p0, a.runs.adapterOf(b));
                 float[] kc = cache.k[l][slot], vc = cache.v[l][slot];
                 System.arraycopy(a.k[s], b * T * kvDim, kc, p0 * kvDim, T * kvDim);
                 System.arraycopy(a.v[s], b * T * kvDim, vc, p0 * kvDim, T * kvDim);
@@ -379,6 +383,40 @@ public final class Decoder {
         }
     }
 
+    /// Prefix tuning: a row whose adapter has a prefix of n virtual tokens holds placeholders at positions 0 .. n−1;
+    /// at every layer their keys and values are replaced by the prefix's, after RoPE (PEFT passes the prefix as
+    /// past_key_values: never rotated), so the text, at positions n, n+1, …, attends to the prefix through the causal
+    /// mask. k, v: (B, T, kvDim) of this layer; row b starts at position p0.
+    private void prefixForward(float[] k, float[] v, int l, int b, int T, int p0, LoadedAdapter ad) {
+        if (ad == null || ad.prefix == null) return;
+        var px = ad.prefix;
+        float[] pe = px.embeddings();
+        for (int t = 0, p = p0; t < T && p < px.numVirtualTokens(); t++, p++) {
+            System.arraycopy(pe, px.offset(p, l, 0), k, (b * T + t) * kvDim, kvDim);
+            System.arraycopy(pe, px.offset(p, l, 1), v, (b * T + t) * kvDim, kvDim);
+        }
+    }
+
+    /// [#prefixForward] mirrored (training, every row at position 0): the keys' and values' gradients at the first n
+    /// positions are the prefix's (into g.dPrompt(), laid out as prompt_embeddings); the placeholders' own k_proj and
+    /// v_proj outputs were discarded, so their gradients are zeroed.   dk, dv: (B, T, kvDim)
+    private void prefixBackward(float[] dk, float[] dv, Grads g, int l, int B, int T) {
+        LoadedAdapter ad = g.adapter();
+        if (ad == null || ad.prefix == null) return;
+        var px = ad.prefix;
+        float[] dP = g.dPrompt();
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Math.min(px.numVirtualTokens(), T); t++) {
+                int at = (b * T + t) * kvDim, ok = px.offset(t, l, 0), ov = px.offset(t, l, 1);
+                for (int j = 0; j < kvDim; j++) {
+                    dP[ok + j] += dk[at + j];
+                    dP[ov + j] += dv[at + j];
+                }
+                Arrays.fill(dk, at, at + kvDim, 0f);
+                Arrays.fill(dv, at, at + kvDim, 0f);
+            }
+    }
+
     /// The block's forward reversed. On entry dres = dL/d resid[l+1]; on exit dres = dL/d resid[l].
     private void blockBackward(Activations a, int l, int B, int T, Grads g) {
         LlamaWeights.Layer w = weights.layers.get(l);
@@ -408,6 +446,7 @@ public final class Decoder {
                     a.s2dq, a.s2dk, a.s2dv, a.attScratch, B, T, NH, KVH, HS);
         else Attention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], B, T, NH, KVH, HS, a.attScratch);
         if (timing) attentionNanos += System.nanoTime() - t0;
+        prefixBackward(a.dk, a.dv, g, l, B, T);
         Rope.backward(a.dq, a.cos, a.sin, B, T, NH, HS, 0);
         Rope.backward(a.dk, a.cos, a.sin, B, T, KVH, HS, 0);
         Arrays.fill(a.dln, 0, N * C, 0f);

@@ -54,6 +54,14 @@ public final class TrainModel {
     private final LoadedAdapter adapter;  // null unless LoRA
     private final LoadedAdapter[] rowAdapters;
     private final Decoder.Grads grads;
+    // Prefix tuning with prefix_projection: the MLP's parameters, its activation and the prefix it computes before
+    // each forward (PEFT PrefixEncoder while training); null otherwise
+    private PrefixMlp prefixMlp;
+
+    /// e (n, D), w1 (E, D), b1 (E), w2 (W, E), b2 (W) with their gradients; h and dh (n, E); prefix and dPrefix (n, W)
+    /// are the adapter's array and the decoder's gradient of it, folded into the parameters' after each backward.
+    private record PrefixMlp(float[] e, float[] w1, float[] b1, float[] w2, float[] b2, float[] de, float[] dw1, float[] db1,
+                             float[] dw2, float[] db2, float[] h, float[] dh, float[] prefix, float[] dPrefix, int n, int D, int E, int W) {}
     boolean doraNormsHeld;                // tests: keep the norms of the last forward (the detached constant)
 
     // OFT: per targeted linear, the live weight (W' = W0·R_bdᵀ, rewritten before each forward), the frozen W0, the
@@ -205,6 +213,33 @@ public final class TrainModel {
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrompt);
+        } else if (method instanceof Method.Prefix pf) {
+            oft = null;
+            lora = null;
+            int nv = pf.numVirtualTokens(), D = c.kvDim(), W = org.peft4j.model.adapter.prefix.PrefixAdapter.width(L, D), E = pf.encoderHidden(c);
+            float[] prefix = new float[nv * W], dPrefix = new float[nv * W];
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+            var shapes = pf.tensors(c);
+            if (pf.prefixProjection()) {
+                // PEFT PrefixEncoder while training: Embedding(n, D) ~ N(0, 1), then Linear(D, E), Tanh, Linear(E, W) with
+                // torch's nn.Linear init, weight and bias ~ U(±1/√fan_in)
+                float[] e = new float[nv * D], w1 = new float[E * D], b1 = new float[E], w2 = new float[W * E], b2 = new float[W];
+                for (int j = 0; j < e.length; j++) e[j] = (float) gaussian(rnd);
+                for (float[] a : new float[][]{w1, b1}) for (int j = 0; j < a.length; j++) a[j] = (float) rnd.nextDouble(-1, 1) / (float) Math.sqrt(D);
+                for (float[] a : new float[][]{w2, b2}) for (int j = 0; j < a.length; j++) a[j] = (float) rnd.nextDouble(-1, 1) / (float) Math.sqrt(E);
+                prefixMlp = new PrefixMlp(e, w1, b1, w2, b2, new float[e.length], new float[w1.length], new float[E], new float[w2.length], new float[W],
+                        new float[nv * E], new float[nv * E], prefix, dPrefix, nv, D, E, W);
+                float[][] values = {e, w1, b1, w2, b2}, gs = {prefixMlp.de(), prefixMlp.dw1(), prefixMlp.db1(), prefixMlp.dw2(), prefixMlp.db2()};
+                for (int i = 0; i < values.length; i++) params.add(new Param(shapes.get(i).getKey(), shapes.get(i).getValue(), values[i], gs[i]));
+            } else {
+                for (int j = 0; j < prefix.length; j++) prefix[j] = (float) gaussian(rnd);   // nn.Embedding(n, L·2·D) ~ N(0, 1)
+                params.add(new Param(shapes.get(0).getKey(), shapes.get(0).getValue(), prefix, dPrefix));
+            }
+            adapter = LoadedAdapter.of("training", "the adapter being trained", new org.peft4j.model.adapter.prefix.PrefixAdapter(nv, L,
+                    c.numKeyValueHeads(), D, E, pf.prefixProjection(), null, prefix), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrefix);
         } else if (method instanceof Method.Oft(OftConfig oc)) {
             lora = null; adapter = null; rowAdapters = null;
             oft = new ArrayList<>();
@@ -250,7 +285,7 @@ public final class TrainModel {
             if (params.isEmpty()) throw new ConfigException("the freeze settings select no trainable parameter; check freeze_trainable_layers and freeze_trainable_modules");
             grads = new Decoder.Grads(gradOf, null, null, null, null);
         }
-        nVirtual = method instanceof Method.Prompt pm ? pm.numVirtualTokens() : 0;
+        nVirtual = method.virtualTokens();
         if (Tmax + nVirtual > c.maxPositionEmbeddings())
             throw new ConfigException(nVirtual + " virtual tokens + a sequence of " + Tmax + " tokens exceed the model's max_position_embeddings "
                     + c.maxPositionEmbeddings() + "; lower cutoff_len or num_virtual_tokens");
@@ -456,6 +491,7 @@ public final class TrainModel {
         checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
         refreshOft();
+        refreshPrefix();
         lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
     }
@@ -472,6 +508,7 @@ public final class TrainModel {
     public void backwardNormed(int[] tokens, float[] dnormed, long step) {
         decoder.backwardNormed(acts, tokens, dnormed, grads, lastTraining ? noise(step) : null);
         foldOft();
+        foldPrefix();
     }
 
     /// Adds a trainable tensor outside the decoder (a reward model's value head): the optimizer, gradient clipping and
@@ -512,6 +549,25 @@ public final class TrainModel {
         // the same noise as the forward (checkpointing recomputes blocks with it): none after a forward without training
         decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
         foldOft();
+        foldPrefix();
+    }
+
+    /// Prefix tuning with prefix_projection: the prefix the trained adapter holds, recomputed from the MLP's current
+    /// parameters (before every forward, and before saving it); a no-op otherwise.
+    public void refreshPrefix() {
+        PrefixMlp m = prefixMlp;
+        if (m == null) return;
+        org.peft4j.model.adapter.prefix.PrefixEncoder.forward(decoder.gemm(), m.prefix(), m.h(), m.e(), m.w1(), m.b1(), m.w2(), m.b2(), m.n(), m.D(), m.E(), m.W());
+    }
+
+    /// [#refreshPrefix] mirrored after a backward: the decoder's gradient of the prefix through the MLP into its
+    /// parameters' gradients, then cleared for the next micro-batch.
+    private void foldPrefix() {
+        PrefixMlp m = prefixMlp;
+        if (m == null) return;
+        org.peft4j.model.adapter.prefix.PrefixEncoder.backward(decoder.gemm(), m.de(), m.dw1(), m.db1(), m.dw2(), m.db2(), m.dh(), m.dPrefix(),
+                m.h(), m.e(), m.w1(), m.w2(), m.n(), m.D(), m.E(), m.W());
+        Arrays.fill(m.dPrefix(), 0f);
     }
 
     /// OFT: W' = W0·R_bdᵀ into each targeted weight from the current parameters (PEFT `Linear.merge`); a no-op otherwise.
