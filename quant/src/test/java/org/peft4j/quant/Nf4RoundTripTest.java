@@ -174,7 +174,7 @@ class Nf4RoundTripTest {
     @Test
     void badInputGetsClearErrors() {
         Nf4Tensor q = Nf4Tensor.quantize(QuantType.NF4, normal(256, 1), new long[]{2, 128}, 64, false);
-        var e = assertThrows(FormatException.class, () -> new Nf4Tensor(QuantType.NF4, new long[]{2, 128}, 64, q.packed(),
+        var e = assertThrows(FormatException.class, () -> new Nf4Tensor(QuantType.NF4, new long[]{2, 128}, 64, q.packedBytes(),
                 new Nf4Tensor.Absmax.Plain(new float[3])));
         assertTrue(e.getMessage().contains("absmax has 3 values") && e.getMessage().contains("4 blocks"), e.getMessage());
         e = assertThrows(FormatException.class, () -> new Nf4Tensor(QuantType.NF4, new long[]{2, 128}, 64, new byte[127],

@@ -27,7 +27,7 @@ public final class SafeTensors implements AutoCloseable {
     static final ValueLayout.OfLong I64_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final Path path;
-    private final Arena arena;
+    private final Arena arena;         // null when the caller owns the mapping's arena
     private final MemorySegment data;
     private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
@@ -39,8 +39,13 @@ public final class SafeTensors implements AutoCloseable {
 
     /// Maps and validates `path`. Throws [FormatException] naming the file for a truncated file, a bad header or
     /// bad offsets, and `UnsupportedModelException` for a valid dtype peft4j cannot hold (F8_*, U16, …).
-    public static SafeTensors open(Path path) {
-        Arena arena = Arena.ofShared();
+    public static SafeTensors open(Path path) { return open(path, Arena.ofShared(), true); }
+
+    /// As [#open], mapping into the caller's `arena`: slices from [#bytes] stay valid as long as it does (an
+    /// automatic arena: while any slice is reachable), and [#close] leaves the mapping alone. For weights used in place.
+    public static SafeTensors open(Path path, Arena arena) { return open(path, arena, false); }
+
+    private static SafeTensors open(Path path, Arena arena, boolean owned) {
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
             long size = ch.size();
             if (size < 8) throw new FormatException(path + ": " + size + " bytes is too short for a safetensors file"
@@ -48,12 +53,12 @@ public final class SafeTensors implements AutoCloseable {
             MemorySegment all = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
             long n = all.get(I64_LE, 0);
             Header header = Header.parse(path, all, n, size);
-            return new SafeTensors(path, arena, all.asSlice(8 + n), header);
+            return new SafeTensors(path, owned ? arena : null, all.asSlice(8 + n), header);
         } catch (IOException e) {
-            arena.close();
+            if (owned) arena.close();
             throw new FormatException(path + ": cannot read safetensors file: " + e, e);
         } catch (RuntimeException e) {
-            arena.close();
+            if (owned) arena.close();
             throw e;
         }
     }
@@ -110,7 +115,7 @@ public final class SafeTensors implements AutoCloseable {
     }
 
     @Override
-    public void close() { arena.close(); }
+    public void close() { if (arena != null) arena.close(); }
 
     /// One tensor to write: `bytes` holds `numel · dtype.bytes` little-endian bytes, row-major.
     public record Entry(String name, DType dtype, long[] shape, MemorySegment bytes) {

@@ -8,6 +8,7 @@ import org.peft4j.formats.json.PyJson;
 import org.peft4j.formats.safetensors.SafeTensors.Entry;
 
 import java.io.IOException;
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -46,25 +47,33 @@ public final class ShardedSafeTensors implements AutoCloseable {
     /// Opens `dir/model.safetensors.index.json` if present, else `dir/model.safetensors`. `dir` may also name a
     /// `.safetensors` file or an index file directly. A missing shard, or a weight_map entry absent from its shard,
     /// is a [FormatException] naming both files.
-    public static ShardedSafeTensors open(Path dir) {
+    public static ShardedSafeTensors open(Path dir) { return open(dir, null); }
+
+    /// As [#open], mapping every shard into the caller's `arena` ([SafeTensors#open(Path, Arena)]): tensor bytes stay
+    /// valid after [#close] for as long as the arena lives (null: each shard owns its mapping, closed by [#close]).
+    public static ShardedSafeTensors open(Path dir, Arena arena) {
         if (Files.isRegularFile(dir)) {
-            if (dir.getFileName().toString().endsWith(".json")) return openIndex(dir.toAbsolutePath().getParent(), dir);
-            return single(dir.toAbsolutePath().getParent(), dir);
+            if (dir.getFileName().toString().endsWith(".json")) return openIndex(dir.toAbsolutePath().getParent(), dir, arena);
+            return single(dir.toAbsolutePath().getParent(), dir, arena);
         }
-        if (Files.isRegularFile(dir.resolve(INDEX))) return openIndex(dir, dir.resolve(INDEX));
-        if (Files.isRegularFile(dir.resolve(SINGLE))) return single(dir, dir.resolve(SINGLE));
+        if (Files.isRegularFile(dir.resolve(INDEX))) return openIndex(dir, dir.resolve(INDEX), arena);
+        if (Files.isRegularFile(dir.resolve(SINGLE))) return single(dir, dir.resolve(SINGLE), arena);
         throw new FormatException(dir + ": neither " + INDEX + " nor " + SINGLE + " found; point to a Hugging Face model "
                 + "directory saved with safetensors (PyTorch .bin checkpoints must be converted first)");
     }
 
-    private static ShardedSafeTensors single(Path dir, Path file) {
-        SafeTensors st = SafeTensors.open(file);
+    private static SafeTensors openShard(Path file, Arena arena) {
+        return arena == null ? SafeTensors.open(file) : SafeTensors.open(file, arena);
+    }
+
+    private static ShardedSafeTensors single(Path dir, Path file, Arena arena) {
+        SafeTensors st = openShard(file, arena);
         Map<String, SafeTensors> byName = new LinkedHashMap<>();
         for (String name : st.tensors().keySet()) byName.put(name, st);
         return new ShardedSafeTensors(dir, List.of(st), byName);
     }
 
-    private static ShardedSafeTensors openIndex(Path dir, Path index) {
+    private static ShardedSafeTensors openIndex(Path dir, Path index, Arena arena) {
         JsonNode map;
         try {
             map = new ObjectMapper().readTree(index.toFile()).get("weight_map");
@@ -88,7 +97,7 @@ public final class ShardedSafeTensors implements AutoCloseable {
                 if (st == null) {
                     if (!Files.isRegularFile(p)) throw new FormatException(index + ": shard " + shard + " (holding '"
                             + e.getKey() + "') is missing from " + dir + "; download the complete checkpoint");
-                    st = SafeTensors.open(p);
+                    st = openShard(p, arena);
                     files.put(shard, st);
                 }
                 if (!st.contains(e.getKey())) throw new FormatException(index + ": tensor '" + e.getKey() + "' is mapped to "

@@ -26,6 +26,8 @@ import org.peft4j.quant.QuantType;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -236,12 +238,12 @@ public final class QuantizedModel {
     /// packed U8 `[(n+1)/2, 1]`, absmax (U8 codes or F32), quant_map, nested_absmax, nested_quant_map, quant_state JSON.
     public static List<SafeTensors.Entry> linear4bitEntries(String weight, Nf4Tensor w, String dtype) {
         List<SafeTensors.Entry> out = new ArrayList<>();
-        out.add(SafeTensors.Entry.ofBytes(weight, DType.U8, new long[]{w.packed().length, 1}, w.packed()));
+        out.add(new SafeTensors.Entry(weight, DType.U8, new long[]{w.packed().byteSize(), 1}, w.packed()));
         long blocks = w.blocks();
         switch (w.absmax()) {
             case Absmax.Plain p -> out.add(SafeTensors.Entry.ofFloats(weight + ABSMAX, new long[]{blocks}, p.values(), DType.F32));
             case Absmax.Nested n -> {
-                out.add(SafeTensors.Entry.ofBytes(weight + ABSMAX, DType.U8, new long[]{blocks}, n.codes()));
+                out.add(new SafeTensors.Entry(weight + ABSMAX, DType.U8, new long[]{blocks}, n.codes()));
                 out.add(SafeTensors.Entry.ofFloats(weight + NESTED_ABSMAX, new long[]{n.nestedAbsmax().length}, n.nestedAbsmax(), DType.F32));
                 out.add(SafeTensors.Entry.ofFloats(weight + NESTED_QUANT_MAP, new long[]{256}, n.nestedQuantMap(), DType.F32));
             }
@@ -347,7 +349,10 @@ public final class QuantizedModel {
         }
         boolean dq = q.path("bnb_4bit_use_double_quant").asBoolean(false);
 
-        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
+        // Two mappings of the same files: the 4-bit codes are used in place from `inPlace` (an automatic arena, alive
+        // while any tensor is reachable); the float tensors are copied out of `st`, which is unmapped on return, so
+        // that the pages read for them do not stay resident beside their copies.
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir); ShardedSafeTensors inPlace = ShardedSafeTensors.open(dir, Arena.ofAuto())) {
             Map<String, TensorInfo> infos = st.tensors();
             Set<String> used = new HashSet<>();
             Nf4Tensor[][] lin = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
@@ -355,7 +360,7 @@ public final class QuantizedModel {
             for (int l = 0; l < lin.length; l++) {
                 int layer = l;
                 for (int i = 0; i < LINEARS.size(); i++)
-                    lin[l][i] = readLinear4bit(st, LINEARS.get(i).name(l), LINEARS.get(i).shape(c), used);
+                    lin[l][i] = readLinear4bit(inPlace, LINEARS.get(i).name(l), LINEARS.get(i).shape(c), used);
                 layers.add(LlamaWeights.Layer.of(t -> !t.present(c) || LINEARS.contains(t) ? null : readFloat(st, t.name(layer), t.shape(c), used)));
             }
             long[] vc = {c.vocabSize(), c.hiddenSize()};
@@ -378,7 +383,9 @@ public final class QuantizedModel {
     }
 
     /// Reads the Linear4bit keys of `weight` (e.g. `model.layers.0.mlp.down_proj.weight`) and checks them against each
-    /// other and against `shape` (from config.json). `used` collects the keys read.
+    /// other and against `shape` (from config.json). `used` collects the keys read. The packed codes and the 8-bit
+    /// absmax codes are slices of `st`'s mapping, not copies: they live as long as its arena
+    /// ([ShardedSafeTensors#open(Path, java.lang.foreign.Arena)]).
     public static Nf4Tensor readLinear4bit(ShardedSafeTensors st, String weight, long[] shape, Set<String> used) {
         Map<String, TensorInfo> infos = st.tensors();
         String stateKey = null;
@@ -399,7 +406,7 @@ public final class QuantizedModel {
 
         JsonNode js;
         try {
-            js = new ObjectMapper().readTree(new String(bytes(st, stateKey, DType.U8, null, used), StandardCharsets.UTF_8));
+            js = new ObjectMapper().readTree(new String(bytes(st, stateKey, DType.U8, null, used).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
             if (js == null || !js.isObject()) throw new IOException("not a JSON object");
         } catch (IOException e) {
             throw new FormatException("tensor '" + stateKey + "': the quant_state is not valid JSON (" + e.getMessage().lines().findFirst().orElse("") + ")", e);
@@ -417,7 +424,7 @@ public final class QuantizedModel {
             throw new FormatException("tensor '" + stateKey + "': quant_state blocksize " + js.get("blocksize") + " is not one bitsandbytes uses " + Arrays.toString(Nf4Tensor.BLOCK_SIZES));
         long n = Arrays.stream(shape).reduce(1, Math::multiplyExact), blocks = (n + blockSize - 1) / blockSize;
 
-        byte[] packed = bytes(st, weight, DType.U8, new long[]{(n + 1) / 2, 1}, used);
+        MemorySegment packed = bytes(st, weight, DType.U8, new long[]{(n + 1) / 2, 1}, used);
         float[] code = floats(st, weight + QUANT_MAP, new long[]{16}, used);
         if (!Arrays.equals(code, type.code()))
             throw new UnsupportedModelException("tensor '" + weight + QUANT_MAP + "' is not the bitsandbytes " + type.jsonName()
@@ -427,7 +434,7 @@ public final class QuantizedModel {
             int nb = js.path("nested_blocksize").asInt(-1);
             if (nb <= 0) throw new FormatException("tensor '" + stateKey + "': nested_blocksize " + js.get("nested_blocksize") + " must be a positive integer");
             if (!js.path("nested_offset").isNumber()) throw new FormatException("tensor '" + stateKey + "': nested_offset " + js.get("nested_offset") + " is not a number");
-            byte[] codes = bytes(st, weight + ABSMAX, DType.U8, new long[]{blocks}, used);
+            MemorySegment codes = bytes(st, weight + ABSMAX, DType.U8, new long[]{blocks}, used);
             float[] nested = floats(st, weight + NESTED_ABSMAX, new long[]{(blocks + nb - 1) / nb}, used);
             float[] map = floats(st, weight + NESTED_QUANT_MAP, new long[]{256}, used);
             absmax = new Absmax.Nested(codes, nested, map, (float) js.get("nested_offset").asDouble(), nb);
@@ -451,12 +458,12 @@ public final class QuantizedModel {
         }
     }
 
-    /// The raw bytes of a tensor of `dtype`; `shape` null accepts any 1-D shape.
-    private static byte[] bytes(ShardedSafeTensors st, String name, DType dtype, long[] shape, Set<String> used) {
+    /// The raw bytes of a tensor of `dtype` (a slice of the mapping); `shape` null accepts any 1-D shape.
+    private static MemorySegment bytes(ShardedSafeTensors st, String name, DType dtype, long[] shape, Set<String> used) {
         TensorInfo info = check(st, name, shape, used);
         if (info.dtype() != dtype) throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", expected " + dtype + " for a bitsandbytes 4-bit checkpoint");
         if (shape == null && info.shape().length != 1) throw new FormatException("tensor '" + name + "' has shape " + info.shapeString() + ", expected 1-D");
-        return st.bytes(name).toArray(ValueLayout.JAVA_BYTE);
+        return st.bytes(name);
     }
 
     private static float[] floats(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
