@@ -156,23 +156,49 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, MemorySegme
                     + Arrays.toString(BLOCK_SIZES) + " (default " + DEFAULT_BLOCK_SIZE + ")");
         if (numel(shape) != x.length) throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " has "
                 + numel(shape) + " elements, but " + x.length + " values were given");
-        int n = x.length;
+        return quantize(type, shape, blockSize, doubleQuant, (from, dst, count) -> System.arraycopy(x, (int) from, dst, 0, count));
+    }
+
+    /// Elements of a tensor handed to [#quantize(QuantType, long[], int, boolean, Source)] chunk by chunk, in order.
+    @FunctionalInterface
+    public interface Source {
+        /// Writes flattened elements [from, from + count) into dst[0 ..< count].
+        void fill(long from, float[] dst, int count);
+    }
+
+    /// Elements per chunk of a streamed quantization (4 MiB of floats, rounded down to whole blocks).
+    static final int CHUNK = 1 << 20;
+
+    /// As [#quantize(QuantType, float[], long[], int, boolean)] (the same bytes), reading the tensor from `source` in
+    /// chunks of whole blocks: a tensor of any size is quantized with one 4 MiB float buffer, never held as float32.
+    public static Nf4Tensor quantize(QuantType type, long[] shape, int blockSize, boolean doubleQuant, Source source) {
+        if (Arrays.stream(BLOCK_SIZES).noneMatch(b -> b == blockSize))
+            throw new ConfigException("4-bit block size " + blockSize + " is not one bitsandbytes supports; use one of "
+                    + Arrays.toString(BLOCK_SIZES) + " (default " + DEFAULT_BLOCK_SIZE + ")");
+        long n = numel(shape);
         MemorySegment packed = Arena.ofAuto().allocate((n + 1L) / 2);   // native, zeroed
         byte[] buf = new byte[blockSize / 2 + 1];   // one block's bytes (block sizes are even: a byte never spans blocks)
-        float[] absmax = new float[(n + blockSize - 1) / blockSize];
-        for (int b = 0, from = 0; from < n; b++, from += blockSize) {
-            int to = Math.min(n, from + blockSize);
-            float m = 0f;
-            for (int i = from; i < to; i++) { float a = Math.abs(x[i]); if (a > m) m = a; }   // NaN skipped, as fmaxf
-            absmax[b] = m;
-            float inv = 1f / m;
-            Arrays.fill(buf, (byte) 0);
-            for (int i = from; i < to; i++) {
-                int q = type.quantize(x[i] * inv);
-                buf[(i - from) >>> 1] |= (byte) ((i & 1) == 0 ? q << 4 : q);
+        long blocks = (n + blockSize - 1) / blockSize;
+        if (blocks > Integer.MAX_VALUE - 8) throw new FormatException("shape " + Arrays.toString(shape) + " has " + blocks + " blocks; split the weight");
+        float[] absmax = new float[(int) blocks];
+        float[] x = new float[(int) Math.min(n, Math.max(blockSize, CHUNK / blockSize * blockSize))];
+        for (long c0 = 0; c0 < n; c0 += x.length) {
+            int cn = (int) Math.min(x.length, n - c0);
+            source.fill(c0, x, cn);
+            for (int from = 0; from < cn; from += blockSize) {
+                int to = Math.min(cn, from + blockSize);
+                float m = 0f;
+                for (int i = from; i < to; i++) { float a = Math.abs(x[i]); if (a > m) m = a; }   // NaN skipped, as fmaxf
+                absmax[(int) ((c0 + from) / blockSize)] = m;
+                float inv = 1f / m;
+                Arrays.fill(buf, (byte) 0);
+                for (int i = from; i < to; i++) {
+                    int q = type.quantize(x[i] * inv);
+                    buf[(i - from) >>> 1] |= (byte) ((i & 1) == 0 ? q << 4 : q);   // c0, from even: parity of i is the element's
+                }
+                if (c0 + to == n && (n & 1) == 1) buf[(to - 1 - from) >>> 1] |= (byte) type.quantize(0f * inv);
+                MemorySegment.copy(buf, 0, packed, ValueLayout.JAVA_BYTE, (c0 + from) >>> 1, (to - from + 1) >>> 1);
             }
-            if (to == n && (n & 1) == 1) buf[(n - 1 - from) >>> 1] |= (byte) type.quantize(0f * inv);
-            MemorySegment.copy(buf, 0, packed, ValueLayout.JAVA_BYTE, from >>> 1, (to - from + 1) >>> 1);
         }
         Absmax a = doubleQuant ? Absmax.Nested.quantize(absmax, NESTED_BLOCK_SIZE) : new Absmax.Plain(absmax);
         return new Nf4Tensor(type, shape, blockSize, packed, a);

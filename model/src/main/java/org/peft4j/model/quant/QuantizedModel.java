@@ -20,6 +20,8 @@ import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraLinear;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.llama.TensorSource;
+import org.peft4j.model.weights.DenseHalf;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.Nf4Tensor.Absmax;
 import org.peft4j.quant.QuantType;
@@ -41,7 +43,10 @@ import java.util.Set;
 import java.util.SplittableRandom;
 
 /// A Llama-family model whose seven decoder linear weights are bitsandbytes 4-bit tensors (QLoRA's frozen base);
-/// embeddings, norms, biases and lm_head stay float32 in `weights`, whose linear weight slots are null.
+/// norms and biases stay float32 in `weights`, whose linear weight slots are null. The embeddings and lm_head are
+/// float32 there too, or kept in 16 bits ([#embed16], [#head16], with the float slots null): a checkpoint that stores
+/// them as BF16/F16 is read so, never widened (at Llama-2-7B the pair is 0.5 GB instead of 1 GB); the embedding is
+/// then a row gather and lm_head a tiled converting product, forward and dX alike ([DenseHalf]).
 /// Owns the Hugging Face layout of such a checkpoint (`quantization_config`, the `weight.absmax` … `quant_state`
 /// keys of a `Linear4bit`, specs.md §1.5); the 4-bit numerics are `Nf4Tensor`'s, the matmul `QuantLinear`'s.
 /// Reference: transformers `BitsAndBytesConfig`, bitsandbytes `Linear4bit._save_to_state_dict`, `QuantState.from_dict`.
@@ -56,13 +61,28 @@ public final class QuantizedModel {
 
     public final LlamaConfig config;
     public final LlamaWeights weights;     // float tensors; the seven linear weights of each layer are null
+    public final DenseHalf embed16;        // (V, C) embed_tokens kept in 16 bits, or null (float32 weights.embedTokens)
+    public final DenseHalf head16;         // (V, C) lm_head kept in 16 bits (embed16 itself when tied), or null
     public final Nf4Tensor[][] linears;    // (L)(7), in LINEARS order
     public final QuantType type;           // bnb_4bit_quant_type
     public final boolean doubleQuant;      // bnb_4bit_use_double_quant
 
     public QuantizedModel(LlamaWeights weights, Nf4Tensor[][] linears, QuantType type, boolean doubleQuant) {
+        this(weights, null, null, linears, type, doubleQuant);
+    }
+
+    /// With the embeddings and/or lm_head in 16 bits: `embed16` (`head16`) non-null exactly when
+    /// `weights.embedTokens` (`weights.lmHead`) is null.
+    public QuantizedModel(LlamaWeights weights, DenseHalf embed16, DenseHalf head16, Nf4Tensor[][] linears, QuantType type, boolean doubleQuant) {
         this.config = weights.config; this.weights = weights; this.linears = linears; this.type = type; this.doubleQuant = doubleQuant;
+        this.embed16 = embed16; this.head16 = head16;
         LlamaConfig c = config;
+        if ((embed16 == null) == (weights.embedTokens == null) || (head16 == null) == (weights.lmHead == null))
+            throw new IllegalArgumentException("the embeddings and lm_head are each held once: in 16 bits or as float32 weights");
+        if (c.tieWordEmbeddings() && head16 != embed16) throw new IllegalArgumentException("tied embeddings: head16 must be embed16");
+        for (DenseHalf h : new DenseHalf[]{embed16, head16})
+            if (h != null && (h.out() != c.vocabSize() || h.in() != c.hiddenSize()))
+                throw new IllegalArgumentException(h + ", expected (" + c.vocabSize() + ", " + c.hiddenSize() + ")");
         if (linears.length != c.numHiddenLayers()) throw new IllegalArgumentException(linears.length + " layers of quantized weights for " + c.numHiddenLayers() + " layers");
         for (int l = 0; l < linears.length; l++)
             for (int i = 0; i < LINEARS.size(); i++) {
@@ -92,6 +112,28 @@ public final class QuantizedModel {
         return 8.0 * bytes / params;
     }
 
+    /// Bytes held outside the Java heap: the 4-bit codes, native (quantized in memory) or mapped (loaded in place).
+    public long offHeapBytes() {
+        long b = 0;
+        for (Nf4Tensor[] layer : linears) for (Nf4Tensor w : layer) b += w.offHeapBytes();
+        return b;
+    }
+
+    /// The embeddings as float32: `weights.embedTokens`, or a converted copy of [#embed16].
+    public float[] embedFloats() { return weights.embedTokens != null ? weights.embedTokens : widen(embed16); }
+
+    /// lm_head as float32 (the embeddings' array when tied): `weights.lmHead`, or a converted copy of [#head16].
+    public float[] headFloats() {
+        if (weights.lmHead != null) return weights.lmHead;
+        return config.tieWordEmbeddings() ? embedFloats() : widen(head16);
+    }
+
+    private static float[] widen(DenseHalf h) {
+        float[] f = new float[h.data().length];
+        h.dequantize(f);
+        return f;
+    }
+
     /// A float copy with every linear dequantized (float32, specs.md §1.3): for tests, export and small models only.
     public LlamaWeights dequantizedWeights() {
         List<LlamaWeights.Layer> layers = new ArrayList<>();
@@ -106,7 +148,8 @@ public final class QuantizedModel {
                 return w;
             }));
         }
-        return new LlamaWeights(config, weights.embedTokens, weights.norm, weights.lmHead, layers);
+        float[] embed = embedFloats();
+        return new LlamaWeights(config, embed, weights.norm, config.tieWordEmbeddings() ? embed : headFloats(), layers);
     }
 
     // ---------------------------------------------------------------- create
@@ -128,9 +171,22 @@ public final class QuantizedModel {
     /// `quantize(RandomModels.create(c, seed), …)` with the same random streams, but generating one linear weight at a
     /// time and quantizing it at once: a Llama-2-7B-shaped model never holds its 27 GB of float weights.
     public static QuantizedModel createRandom(LlamaConfig c, long seed, QuantType type, int blockSize, boolean doubleQuant) {
+        return createRandom(c, seed, type, blockSize, doubleQuant, DType.F32);
+    }
+
+    /// As above; `embedDtype` BF16 or F16 keeps the embeddings and lm_head as those values rounded to 16 bits
+    /// ([#embed16], [#head16]), drawn straight into 16 bits. Each linear weight is drawn in chunks into the quantizer
+    /// ([Nf4Tensor#quantize(QuantType, long[], int, boolean, Nf4Tensor.Source)]), so creation holds no float32 copy
+    /// of any large tensor: a 4 MiB buffer per thread beside the model itself.
+    public static QuantizedModel createRandom(LlamaConfig c, long seed, QuantType type, int blockSize, boolean doubleQuant, DType embedDtype) {
+        if (embedDtype != DType.F32 && embedDtype != DType.BF16 && embedDtype != DType.F16)
+            throw new ConfigException("embeddings are kept as F32, BF16 or F16, not " + embedDtype);
+        boolean half = embedDtype != DType.F32;
         SplittableRandom root = new SplittableRandom(seed);
         float std = (float) c.initializerRange();
-        float[] embed = normal(Math.multiplyExact(c.vocabSize(), c.hiddenSize()), root.split(), std);
+        int V = c.vocabSize(), C = c.hiddenSize();
+        float[] embed = half ? null : normal(Math.multiplyExact(V, C), root.split(), std);
+        DenseHalf embed16 = half ? new DenseHalf(embedDtype, normalHalf(Math.multiplyExact(V, C), root.split(), std, embedDtype), V, C) : null;
         Nf4Tensor[][] q = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
         List<LlamaWeights.Layer> layers = new ArrayList<>();
         for (int l = 0; l < q.length; l++) {
@@ -147,15 +203,32 @@ public final class QuantizedModel {
                 switch (lt) {
                     case INPUT_LAYERNORM, POST_ATTENTION_LAYERNORM -> { t[i] = new float[n]; Arrays.fill(t[i], 1f); }
                     case Q_BIAS, K_BIAS, V_BIAS, O_BIAS, GATE_BIAS, UP_BIAS, DOWN_BIAS -> t[i] = new float[n];
-                    default -> q[layer][LINEARS.indexOf(lt)] = Nf4Tensor.quantize(type, normal(n, streams[i], std), shape, blockSize, doubleQuant);
+                    default -> {
+                        SplittableRandom rng = streams[i];   // drawn in order, chunk after chunk: the stream of normal(n, …)
+                        q[layer][LINEARS.indexOf(lt)] = Nf4Tensor.quantize(type, shape, blockSize, doubleQuant, (from, dst, count) -> {
+                            for (int k = 0; k < count; k++) dst[k] = (float) rng.nextGaussian() * std;
+                        });
+                    }
                 }
             });
             layers.add(LlamaWeights.Layer.of(lt -> t[lt.ordinal()]));
         }
-        float[] head = c.tieWordEmbeddings() ? embed : normal(Math.multiplyExact(c.vocabSize(), c.hiddenSize()), root.split(), std);
+        float[] head = c.tieWordEmbeddings() || half ? embed : normal(Math.multiplyExact(V, C), root.split(), std);
+        DenseHalf head16 = !half ? null : c.tieWordEmbeddings() ? embed16
+                : new DenseHalf(embedDtype, normalHalf(Math.multiplyExact(V, C), root.split(), std, embedDtype), V, C);
         float[] norm = new float[c.hiddenSize()];
         Arrays.fill(norm, 1f);
-        return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), q, type, doubleQuant);
+        return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), embed16, head16, q, type, doubleQuant);
+    }
+
+    /// normal(n, rng, std) rounded to 16 bits (round to nearest even), without the float32 array.
+    private static short[] normalHalf(int n, SplittableRandom rng, float std, DType dtype) {
+        short[] a = new short[n];
+        for (int i = 0; i < n; i++) {
+            float v = (float) rng.nextGaussian() * std;
+            a[i] = dtype == DType.BF16 ? DType.floatToBf16(v) : Float.floatToFloat16(v);
+        }
+        return a;
     }
 
     private static float[] normal(int n, SplittableRandom rng, float std) {   // as RandomModels, stream for stream
@@ -206,7 +279,7 @@ public final class QuantizedModel {
             count += back.length;
             q[target.layer()][i] = rq;
         }
-        QuantizedModel m = new QuantizedModel(weights, q, type, doubleQuant);
+        QuantizedModel m = new QuantizedModel(weights, embed16, head16, q, type, doubleQuant);
         return new Merged(m, max, count == 0 ? 0 : Math.sqrt(sumSq / count), count);
     }
 
@@ -229,6 +302,7 @@ public final class QuantizedModel {
             LayerTensor lt = layerTensor(e.getKey());
             int l = lt == null ? -1 : layerOf(e.getKey());
             if (lt != null && LINEARS.contains(lt)) entries.addAll(linear4bitEntries(e.getKey(), linear(l, lt), torchName));
+            else if (half(e.getKey()) != null) entries.add(halfEntry(e.getKey(), half(e.getKey()), dtype));
             else entries.add(SafeTensors.Entry.ofFloats(e.getKey(), e.getValue(), floatTensor(e.getKey(), lt, l), dtype));
         }
         ShardedSafeTensors.write(dir, entries, 5_000_000_000L, Map.of("format", "pt"));
@@ -277,6 +351,24 @@ public final class QuantizedModel {
         } catch (IOException e) {
             throw new IllegalStateException(e);
         }
+    }
+
+    /// The 16-bit tensor held for `name` (embeddings or lm_head), or null.
+    private DenseHalf half(String name) {
+        return switch (name) {
+            case LlamaWeights.EMBED_TOKENS -> embed16;
+            case LlamaWeights.LM_HEAD -> head16;
+            default -> null;
+        };
+    }
+
+    /// A 16-bit tensor stored as `dtype`: its own bits when the dtypes agree (on a little-endian machine, as a view),
+    /// else converted through float32.
+    private static SafeTensors.Entry halfEntry(String name, DenseHalf h, DType dtype) {
+        long[] shape = {h.out(), h.in()};
+        if (h.type() == dtype && java.nio.ByteOrder.nativeOrder() == java.nio.ByteOrder.LITTLE_ENDIAN)
+            return new SafeTensors.Entry(name, dtype, shape, MemorySegment.ofArray(h.data()));
+        return SafeTensors.Entry.ofFloats(name, shape, widen(h), dtype);
     }
 
     private float[] floatTensor(String name, LayerTensor lt, int l) {
@@ -364,21 +456,23 @@ public final class QuantizedModel {
                 layers.add(LlamaWeights.Layer.of(t -> !t.present(c) || LINEARS.contains(t) ? null : readFloat(st, t.name(layer), t.shape(c), used)));
             }
             long[] vc = {c.vocabSize(), c.hiddenSize()};
-            float[] embed, head;
+            String embedName = !c.tieWordEmbeddings() || infos.containsKey(LlamaWeights.EMBED_TOKENS) || !infos.containsKey(LlamaWeights.LM_HEAD)
+                    ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD;
+            DenseHalf embed16 = readHalf(st, embedName, vc, used), head16;
+            float[] embed = embed16 != null ? null : readFloat(st, embedName, vc, used), head;
             if (c.tieWordEmbeddings()) {
-                embed = readFloat(st, infos.containsKey(LlamaWeights.EMBED_TOKENS) || !infos.containsKey(LlamaWeights.LM_HEAD)
-                        ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD, vc, used);
+                head16 = embed16;
                 head = embed;
                 used.add(LlamaWeights.LM_HEAD);
             } else {
-                embed = readFloat(st, LlamaWeights.EMBED_TOKENS, vc, used);
-                head = readFloat(st, LlamaWeights.LM_HEAD, vc, used);
+                head16 = readHalf(st, LlamaWeights.LM_HEAD, vc, used);
+                head = head16 != null ? null : readFloat(st, LlamaWeights.LM_HEAD, vc, used);
             }
             float[] norm = readFloat(st, LlamaWeights.NORM, new long[]{c.hiddenSize()}, used);
             for (String name : infos.keySet())
                 if (!used.contains(name))
                     LOG.log(System.Logger.Level.WARNING, "{0}: ignoring unexpected tensor ''{1}'' {2}", dir, name, infos.get(name).shapeString());
-            return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), lin, type, dq);
+            return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), embed16, head16, lin, type, dq);
         }
     }
 
@@ -477,6 +571,14 @@ public final class QuantizedModel {
         if (!(info.dtype() == DType.F32 || info.dtype() == DType.BF16 || info.dtype() == DType.F16))
             throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", which is not supported; only the decoder linears may be 4-bit, the rest F32/BF16/F16");
         return st.readFloats(name);
+    }
+
+    /// A (V, C) tensor stored as BF16/F16, kept in its 16 bits; null when it is stored otherwise.
+    private static DenseHalf readHalf(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
+        TensorInfo info = check(st, name, shape, used);
+        if (info.dtype() != DType.BF16 && info.dtype() != DType.F16) return null;
+        short[] h = TensorSource.of(st::tensors, st::readFloats, st::bytes).readHalf(name);
+        return new DenseHalf(info.dtype(), h, (int) shape[0], (int) shape[1]);
     }
 
     private static TensorInfo check(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {

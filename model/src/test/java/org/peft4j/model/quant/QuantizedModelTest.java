@@ -78,6 +78,58 @@ class QuantizedModelTest {
         assertNull(a.weights.layers.get(0).wq());
     }
 
+    /// BF16 embeddings: the same random values rounded to 16 bits, drawn straight into 16 bits; the 4-bit linears
+    /// are those of the float32 creation (the same streams), and both are off the heap.
+    @Test
+    void createRandomWithBf16EmbeddingsRoundsTheSameValues() {
+        LlamaConfig c = stories();
+        QuantizedModel f = QuantizedModel.createRandom(c, 7, QuantType.NF4, 64, true);
+        QuantizedModel h = QuantizedModel.createRandom(c, 7, QuantType.NF4, 64, true, DType.BF16);
+        assertNull(h.weights.embedTokens);
+        assertNull(h.weights.lmHead);
+        float[] e = new float[f.weights.embedTokens.length], lm = new float[e.length];
+        h.embed16.dequantize(e);
+        h.head16.dequantize(lm);
+        for (int i = 0; i < e.length; i++) {
+            assertEquals(DType.floatToBf16(f.weights.embedTokens[i]), DType.floatToBf16(e[i]), "embed[" + i + "]");
+            assertEquals(DType.floatToBf16(f.weights.lmHead[i]), DType.floatToBf16(lm[i]), "lm_head[" + i + "]");
+            assertEquals(e[i], (float) DType.bf16ToFloat(DType.floatToBf16(f.weights.embedTokens[i])), "embed[" + i + "] is the rounded value");
+        }
+        assertArrayEquals(e, h.embedFloats());
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (int i = 0; i < 7; i++) {
+                assertSameTensor(QuantizedModel.LINEARS.get(i).name(l), f.linears[l][i], h.linears[l][i]);
+                assertTrue(h.linears[l][i].packed().isNative(), "4-bit codes off the heap");
+            }
+        assertTrue(h.offHeapBytes() > 0);
+        assertEquals(h.offHeapBytes(), f.offHeapBytes());
+    }
+
+    /// A folder saved with BF16 float tensors loads with the embeddings and lm_head kept in 16 bits (the saved bits,
+    /// not widened) and the 4-bit codes used in place from the mapped file; saving it again gives the same bytes, and
+    /// the dequantized float copy holds the same values.
+    @Test
+    void bf16FolderLoadsIn16BitsAndInPlace(@TempDir Path tmp) throws IOException {
+        LlamaConfig c = stories();
+        QuantizedModel m = QuantizedModel.createRandom(c, 3, QuantType.NF4, 64, true);
+        m.save(tmp.resolve("a"), DType.BF16);
+        QuantizedModel r = QuantizedModel.load(tmp.resolve("a"));
+        assertNotNull(r.embed16);
+        assertEquals(DType.BF16, r.embed16.type());
+        assertNull(r.weights.embedTokens);
+        for (int i = 0; i < m.weights.embedTokens.length; i++)
+            assertEquals(DType.floatToBf16(m.weights.embedTokens[i]), r.embed16.data()[i], "embed[" + i + "]");
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (int i = 0; i < 7; i++) {
+                assertTrue(r.linears[l][i].packed().isMapped(), "packed codes used in place from the file");
+                assertSameTensor(QuantizedModel.LINEARS.get(i).name(l), m.linears[l][i], r.linears[l][i]);
+            }
+        r.save(tmp.resolve("b"), DType.BF16);
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("a/model.safetensors")), Files.readAllBytes(tmp.resolve("b/model.safetensors")));
+        float[] deq = r.dequantizedWeights().embedTokens;
+        for (int i = 0; i < deq.length; i++) assertEquals(r.embed16.data()[i], DType.floatToBf16(deq[i]));
+    }
+
     @Test
     void saveLoadIsBitExactAndSavingAgainGivesTheSameBytes(@TempDir Path tmp) throws IOException {
         LlamaConfig c = stories();
