@@ -5,6 +5,8 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.ModelPresets;
 import org.peft4j.model.RandomModels;
+import org.peft4j.model.quant.QuantizedModel;
+import org.peft4j.quant.QuantType;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -26,11 +28,21 @@ final class InitRandomCommand implements Callable<Integer> {
 
     @Option(names = "--seed", defaultValue = "0", description = "Weight seed (default: ${DEFAULT-VALUE}).") long seed;
 
+    @Option(names = "--quant", paramLabel = "nf4|fp4", description = "Write a bitsandbytes 4-bit folder instead (double quantization, block 64),"
+            + " created one weight at a time, never holding the float model: a 7B-shaped folder needs about 4 GB. Other tensors in --dtype.")
+    String quant;
+
     @Override
     public Integer call() throws Exception {
         LlamaConfig c = Files.exists(Path.of(config)) ? LlamaConfig.read(Path.of(config)) : ModelPresets.byName(config);
         if (!dtype.isFloat() || dtype == DType.F64) throw new ConfigException("--dtype must be F32, BF16 or F16, got " + dtype);
         Files.createDirectories(out);
+        if (quant != null) {
+            QuantizedModel.createRandom(c, seed, QuantType.of(quant), 64, true, dtype).save(out, dtype);
+            System.err.println("wrote " + out + " (" + c.architecture().modelType() + ", " + c.numHiddenLayers() + " layers, hidden "
+                    + c.hiddenSize() + ", " + quant + " 4-bit linears)");
+            return 0;
+        }
         RandomModels.save(out, RandomModels.create(c, seed), dtype);
         System.err.println("wrote " + out + " (" + c.architecture().modelType() + ", " + c.numHiddenLayers() + " layers, hidden " + c.hiddenSize() + ")");
         return 0;

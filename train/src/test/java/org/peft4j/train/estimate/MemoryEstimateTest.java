@@ -219,6 +219,7 @@ class MemoryEstimateTest {
                             case Nf4Tensor.Absmax.Nested n -> n.codes().byteSize() + 4L * n.nestedAbsmax().length + 4L * n.nestedQuantMap().length + 4;
                         };
                     }
+                assertEquals(qm.offHeapBytes(), MemoryEstimate.offHeapBytes(c, true, bs, dq), "off-heap bytes, bs=" + bs + " dq=" + dq);
                 long floats = 4L * (2L * c.vocabSize() * c.hiddenSize() + c.hiddenSize() + c.numHiddenLayers() * 2L * c.hiddenSize());
                 assertEquals(nf4 + floats, MemoryEstimate.estimate(c, "qlora", 8, List.of("all"), 1, 4, true, "paged_adamw_8bit", bs, dq).weights(),
                         "bs=" + bs + " dq=" + dq);
