@@ -172,11 +172,16 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, MemorySegme
     /// As [#quantize(QuantType, float[], long[], int, boolean)] (the same bytes), reading the tensor from `source` in
     /// chunks of whole blocks: a tensor of any size is quantized with one 4 MiB float buffer, never held as float32.
     public static Nf4Tensor quantize(QuantType type, long[] shape, int blockSize, boolean doubleQuant, Source source) {
+        return quantize(type, shape, blockSize, doubleQuant, Arena.ofAuto(), source);
+    }
+
+    /// As above with the packed codes allocated in `arena` (a confined arena frees them as soon as it is closed).
+    public static Nf4Tensor quantize(QuantType type, long[] shape, int blockSize, boolean doubleQuant, Arena arena, Source source) {
         if (Arrays.stream(BLOCK_SIZES).noneMatch(b -> b == blockSize))
             throw new ConfigException("4-bit block size " + blockSize + " is not one bitsandbytes supports; use one of "
                     + Arrays.toString(BLOCK_SIZES) + " (default " + DEFAULT_BLOCK_SIZE + ")");
         long n = numel(shape);
-        MemorySegment packed = Arena.ofAuto().allocate((n + 1L) / 2);   // native, zeroed
+        MemorySegment packed = arena.allocate((n + 1L) / 2);   // native, zeroed
         byte[] buf = new byte[blockSize / 2 + 1];   // one block's bytes (block sizes are even: a byte never spans blocks)
         long blocks = (n + blockSize - 1) / blockSize;
         if (blocks > Integer.MAX_VALUE - 8) throw new FormatException("shape " + Arrays.toString(shape) + " has " + blocks + " blocks; split the weight");

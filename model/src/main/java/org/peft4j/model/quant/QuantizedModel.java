@@ -308,6 +308,94 @@ public final class QuantizedModel {
         ShardedSafeTensors.write(dir, entries, 5_000_000_000L, Map.of("format", "pt"));
     }
 
+    // ---------------------------------------------------------------- streamed quantization
+
+    /// Quantizes the float checkpoint in `src` (F32/BF16/F16, sharded or not) into `out` as [#quantize] then [#save]
+    /// would, byte for byte, with memory bounded by the largest tensor rather than the model: each linear weight is
+    /// read in chunks through positional file reads ([ShardedSafeTensors#readFloatsUnmapped], so no page of the source
+    /// stays resident) into the quantizer and written at its place ([ShardedSafeTensors.Streamed]). Two passes: the
+    /// first quantizes every weight to learn its quant_state (whose JSON length the file header needs) and keeps only
+    /// the scales; the second quantizes it again, identically, and writes it. Tokenizer files are the caller's to copy.
+    /// Returns [#bitsPerParameter] of the written model.
+    public static double quantizeStreamed(Path src, Path out, QuantType type, int blockSize, boolean doubleQuant, DType dtype) {
+        LlamaConfig c = LlamaConfig.read(src);
+        String torchName = torchName(dtype);
+        Map<String, long[]> shapes = LlamaWeights.expectedShapes(c);
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(src)) {
+            Map<String, TensorInfo> infos = st.tensors();
+            String embedName = c.tieWordEmbeddings() && !infos.containsKey(LlamaWeights.EMBED_TOKENS) && infos.containsKey(LlamaWeights.LM_HEAD)
+                    ? LlamaWeights.LM_HEAD : LlamaWeights.EMBED_TOKENS;   // tied checkpoints may store only lm_head
+            for (var e : shapes.entrySet()) {
+                String from = e.getKey().equals(LlamaWeights.EMBED_TOKENS) ? embedName : e.getKey();
+                TensorInfo info = infos.get(from);
+                if (info == null) throw new FormatException(src + ": tensor '" + from + "' " + Arrays.toString(e.getValue()) + " is missing; the checkpoint does not match config.json");
+                if (!Arrays.equals(info.shape(), e.getValue()))
+                    throw new FormatException(src + ": tensor '" + from + "' has shape " + info.shapeString() + ", expected " + Arrays.toString(e.getValue()) + " from config.json");
+                if (info.dtype() != DType.F32 && info.dtype() != DType.BF16 && info.dtype() != DType.F16)
+                    throw new FormatException(src + ": tensor '" + from + "' has dtype " + info.dtype() + "; quantize reads F32, BF16 or F16 checkpoints");
+            }
+            // pass 1: every linear's scales (the packed codes are dropped with their arena)
+            Map<String, Nf4Tensor> scales = new java.util.LinkedHashMap<>();
+            List<ShardedSafeTensors.Spec> specs = new ArrayList<>();
+            long bytes4 = 0, params4 = 0;
+            for (var e : shapes.entrySet()) {
+                LayerTensor lt = layerTensor(e.getKey());
+                if (lt != null && LINEARS.contains(lt)) {
+                    try (Arena arena = Arena.ofConfined()) {
+                        Nf4Tensor w = quantizeFrom(st, e.getKey(), e.getValue(), type, blockSize, doubleQuant, arena);
+                        scales.put(e.getKey(), w);
+                        for (SafeTensors.Entry en : linear4bitEntries(e.getKey(), w, "float32")) bytes4 += en.bytes().byteSize();
+                        params4 += w.numel();
+                        for (SafeTensors.Entry en : linear4bitEntries(e.getKey(), w, torchName))
+                            specs.add(new ShardedSafeTensors.Spec(en.name(), en.dtype(), en.shape()));
+                    }
+                } else specs.add(new ShardedSafeTensors.Spec(e.getKey(), dtype, e.getValue()));
+            }
+            Files.createDirectories(out);
+            Files.writeString(out.resolve("config.json"), configJson(c, type, doubleQuant, torchName));
+            // pass 2: quantize again and write each tensor at its place
+            try (ShardedSafeTensors.Streamed w = ShardedSafeTensors.Streamed.open(out, specs, 5_000_000_000L, Map.of("format", "pt"))) {
+                for (var e : shapes.entrySet()) {
+                    String name = e.getKey();
+                    Nf4Tensor first = scales.get(name);
+                    if (first != null) {
+                        try (Arena arena = Arena.ofConfined()) {
+                            Nf4Tensor q = quantizeFrom(st, name, e.getValue(), type, blockSize, doubleQuant, arena);
+                            if (!Arrays.equals(q.absmaxValues(), first.absmaxValues()))
+                                throw new IllegalStateException(name + ": the second pass read other values than the first; was " + src + " changed meanwhile?");
+                            for (SafeTensors.Entry en : linear4bitEntries(name, q, torchName)) w.put(en.name(), en.bytes());
+                        }
+                        scales.remove(name);
+                    } else {
+                        String from = name.equals(LlamaWeights.EMBED_TOKENS) ? embedName : name;
+                        w.put(name, floatBytes(st, from, Arrays.stream(e.getValue()).reduce(1, Math::multiplyExact), dtype));
+                    }
+                }
+            }
+            return 8.0 * bytes4 / params4;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + out + ": " + e.getMessage(), e);
+        }
+    }
+
+    /// One linear weight of a float checkpoint quantized chunk by chunk from the file, its codes in `arena`.
+    private static Nf4Tensor quantizeFrom(ShardedSafeTensors st, String name, long[] shape, QuantType type, int blockSize, boolean dq, Arena arena) {
+        return Nf4Tensor.quantize(type, shape, blockSize, dq, arena, (from, dst, count) -> st.readFloatsUnmapped(name, from, dst, count));
+    }
+
+    /// A float tensor of n elements as `dtype` bytes (little-endian), converted chunk by chunk.
+    private static MemorySegment floatBytes(ShardedSafeTensors st, String name, long n, DType dtype) {
+        MemorySegment s = MemorySegment.ofArray(new byte[Math.toIntExact(Math.multiplyExact(n, dtype.bytes))]);
+        float[] buf = new float[(int) Math.min(n, 1 << 20)];
+        for (long i = 0; i < n; i += buf.length) {
+            int k = (int) Math.min(buf.length, n - i);
+            st.readFloatsUnmapped(name, i, buf, k);
+            MemorySegment part = SafeTensors.Entry.ofFloats(name, new long[]{k}, k == buf.length ? buf : Arrays.copyOf(buf, k), dtype).bytes();
+            MemorySegment.copy(part, 0, s, i * dtype.bytes, (long) k * dtype.bytes);
+        }
+        return s;
+    }
+
     /// The safetensors entries `Linear4bit` saves for one weight named `weight` (…`.weight`), specs.md §1.5:
     /// packed U8 `[(n+1)/2, 1]`, absmax (U8 codes or F32), quant_map, nested_absmax, nested_quant_map, quant_state JSON.
     public static List<SafeTensors.Entry> linear4bitEntries(String weight, Nf4Tensor w, String dtype) {
@@ -329,7 +417,9 @@ public final class QuantizedModel {
     }
 
     /// config.json: the model's own fields plus `quantization_config` as `BitsAndBytesConfig.to_dict` writes it.
-    String configJson(String computeDtype) {
+    String configJson(String computeDtype) { return configJson(config, type, doubleQuant, computeDtype); }
+
+    static String configJson(LlamaConfig config, QuantType type, boolean doubleQuant, String computeDtype) {
         try {
             ObjectMapper m = new ObjectMapper();
             ObjectNode o = (ObjectNode) m.readTree(config.toJson());

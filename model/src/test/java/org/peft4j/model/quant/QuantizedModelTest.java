@@ -130,6 +130,47 @@ class QuantizedModelTest {
         for (int i = 0; i < deq.length; i++) assertEquals(r.embed16.data()[i], DType.floatToBf16(deq[i]));
     }
 
+    /// The streamed quantization (two passes over the file, each tensor written at its place) writes the bytes that
+    /// quantizing the loaded float model in memory and saving it writes, sharded or not, for BF16 and F32 sources.
+    @Test
+    void quantizeStreamedWritesTheBytesOfQuantizeThenSave(@TempDir Path tmp) throws IOException {
+        LlamaConfig c = stories();
+        var w = RandomModels.create(c, 4);
+        for (DType src : new DType[]{DType.BF16, DType.F32}) {
+            Path in = tmp.resolve("in-" + src);
+            RandomModels.save(in, w, src);
+            var loaded = org.peft4j.model.Models.loadWeights(in);
+            QuantizedModel q = QuantizedModel.quantize(loaded, QuantType.NF4, 64, true);
+            q.save(tmp.resolve("mem-" + src), DType.BF16);
+            double bits = QuantizedModel.quantizeStreamed(in, tmp.resolve("stream-" + src), QuantType.NF4, 64, true, DType.BF16);
+            assertEquals(q.bitsPerParameter(), bits, 1e-12);
+            assertArrayEquals(Files.readAllBytes(tmp.resolve("mem-" + src + "/model.safetensors")),
+                    Files.readAllBytes(tmp.resolve("stream-" + src + "/model.safetensors")), "model.safetensors from " + src);
+            assertEquals(Files.readString(tmp.resolve("mem-" + src + "/config.json")), Files.readString(tmp.resolve("stream-" + src + "/config.json")));
+        }
+        // shards: the streamed writer splits and indexes exactly as ShardedSafeTensors.write does
+        Path in = tmp.resolve("in-BF16");
+        List<SafeTensors.Entry> entries = new ArrayList<>();
+        List<org.peft4j.formats.safetensors.ShardedSafeTensors.Spec> specs = new ArrayList<>();
+        try (var st = org.peft4j.formats.safetensors.ShardedSafeTensors.open(in)) {
+            for (var e : st.tensors().entrySet()) {
+                entries.add(new SafeTensors.Entry(e.getKey(), e.getValue().dtype(), e.getValue().shape(), st.bytes(e.getKey())));
+                specs.add(new org.peft4j.formats.safetensors.ShardedSafeTensors.Spec(e.getKey(), e.getValue().dtype(), e.getValue().shape()));
+            }
+            long max = 40_000;   // several shards, one tensor larger than a shard
+            org.peft4j.formats.safetensors.ShardedSafeTensors.write(tmp.resolve("sh-a"), entries, max, Map.of("format", "pt"));
+            try (var s = org.peft4j.formats.safetensors.ShardedSafeTensors.Streamed.open(tmp.resolve("sh-b"), specs, max, Map.of("format", "pt"))) {
+                for (int i = entries.size() - 1; i >= 0; i--) s.put(entries.get(i).name(), entries.get(i).bytes());   // any order
+            }
+        }
+        try (var files = Files.list(tmp.resolve("sh-a"))) {
+            List<Path> a = files.sorted().toList();
+            assertTrue(a.size() > 2, "the test needs several shards, got " + a);
+            for (Path p : a) assertArrayEquals(Files.readAllBytes(p), Files.readAllBytes(tmp.resolve("sh-b").resolve(p.getFileName())), p.getFileName().toString());
+        }
+        try (var files = Files.list(tmp.resolve("sh-b"))) { assertEquals(Files.list(tmp.resolve("sh-a")).count(), files.count(), "no temp file left"); }
+    }
+
     @Test
     void saveLoadIsBitExactAndSavingAgainGivesTheSameBytes(@TempDir Path tmp) throws IOException {
         LlamaConfig c = stories();
