@@ -16,7 +16,7 @@ import java.util.concurrent.Callable;
 
 /// `peft4j init-random`: a random-weight model folder from a bundled preset or a config.json, for benchmarks.
 @Command(name = "init-random", mixinStandardHelpOptions = true,
-        description = "Write a random-weight model (config.json + model.safetensors) from a preset or config.json.")
+        description = "Write a random-weight model (config.json + model.safetensors, or 5 GB shards and an index) from a preset or config.json, one tensor at a time.")
 final class InitRandomCommand implements Callable<Integer> {
     @Option(names = "--config", required = true, paramLabel = "NAME|FILE",
             description = "A preset (smollm2-135m, qwen2.5-0.5b, llama3.2-1b, llama2-7b) or a config.json path.")
@@ -43,7 +43,7 @@ final class InitRandomCommand implements Callable<Integer> {
                     + c.hiddenSize() + ", " + quant + " 4-bit linears)");
             return 0;
         }
-        RandomModels.save(out, RandomModels.create(c, seed), dtype);
+        RandomModels.saveStreamed(out, c, seed, dtype, 5_000_000_000L);   // tensor by tensor, in 5 GB shards as save_pretrained
         System.err.println("wrote " + out + " (" + c.architecture().modelType() + ", " + c.numHiddenLayers() + " layers, hidden " + c.hiddenSize() + ")");
         return 0;
     }
