@@ -6,6 +6,7 @@ import org.peft4j.bench.TrainBench;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 /// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
@@ -110,15 +111,17 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "qlora", mixinStandardHelpOptions = true,
-            description = "QLoRA vs LoRA step time side by side (compare; qwen2.5-0.5b needs PEFT4J_JAVA_OPTS=-Xmx8g, a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b; run with PEFT4J_JAVA_OPTS=-Xmx5600m).")
+            description = "QLoRA vs LoRA step time side by side (compare; qwen2.5-0.5b needs PEFT4J_JAVA_OPTS=-Xmx8g, a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b: LoRA r16 on all linears, gradient checkpointing, paged 8-bit AdamW; the 4-bit codes live off the heap, so give it PEFT4J_JAVA_OPTS=\"-Xmx2g -XX:MaxDirectMemorySize=4g\"; --model DIR runs it from a 4-bit folder).")
     static final class Qlora implements Callable<Integer> {
         @Option(names = "--mode", defaultValue = "compare", description = "compare or 7b (default: ${DEFAULT-VALUE}).") String mode;
         @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;
         @Option(names = "--steps", defaultValue = "3", description = "Steps (default: ${DEFAULT-VALUE}).") int steps;
         @Option(names = "--model-config", defaultValue = "smollm2-135m,qwen2.5-0.5b", description = "Presets for compare (default: ${DEFAULT-VALUE}).") String presets;
+        @Option(names = "--model", paramLabel = "DIR", description = "7b mode: a 4-bit folder (from quantize) loaded in place instead of the random 7B model.") Path model;
 
         @Override public Integer call() throws Exception {
-            QloraBench.main(new String[]{mode, String.valueOf(seq), String.valueOf(steps), presets});
+            if (model != null && !mode.equals("7b")) throw new org.peft4j.core.Peft4jException.ConfigException("--model is for --mode 7b; compare runs random presets (--model-config)");
+            QloraBench.main(new String[]{mode, String.valueOf(seq), String.valueOf(steps), presets, model == null ? "" : model.toString()});
             return 0;
         }
     }

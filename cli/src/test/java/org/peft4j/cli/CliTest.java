@@ -167,6 +167,20 @@ class CliTest {
         assertTrue(Files.exists(tmp.resolve("qlora/adapter_model.safetensors")));
     }
 
+    /// init-random --quant writes a 4-bit folder directly (BF16 embeddings kept in 16 bits on load); it generates.
+    @Test
+    void initRandomQuantWritesA4BitFolder(@TempDir Path tmp) throws Exception {
+        Path q = tmp.resolve("r4");
+        Out o = run(null, "init-random", "--config", Shared.root().resolve("models/tinystories-656k/config.json").toString(), "--quant", "nf4", "--out", q.toString());
+        assertEquals(0, o.code(), o.stderr());
+        var m = org.peft4j.model.quant.QuantizedModel.load(q);
+        assertNotNull(m.embed16, "BF16 embeddings stay 16-bit");
+        assertTrue(m.linears[0][0].packed().isMapped(), "4-bit codes used in place");
+        Files.copy(Shared.root().resolve("models/tinystories-656k/tokenizer.json"), q.resolve("tokenizer.json"));
+        Out g = run(null, "generate", "--model", q.toString(), "-p", "Once upon a time", "--max-new-tokens", "4", "--temperature", "0");
+        assertEquals(0, g.code(), g.stderr());
+    }
+
     /// LLaMA-Factory's examples/train_lora/llama3_lora_sft.yaml, unchanged but for the model path, parses and runs
     /// (flags shorten it: dataset_dir, cutoff_len, max_steps, output_dir).
     @Test

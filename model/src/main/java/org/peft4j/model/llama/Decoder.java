@@ -21,6 +21,7 @@ import org.peft4j.model.layers.SwiGlu;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.model.weights.BaseWeight;
 import org.peft4j.model.weights.DenseF32;
+import org.peft4j.model.weights.DenseHalf;
 
 import java.util.Arrays;
 import java.util.Map;
@@ -33,7 +34,9 @@ import java.util.SplittableRandom;
 /// reversed; no autograd tape.
 ///
 /// - **Base weights** are [BaseWeight]s (float32, BF16/F16 converted per tile, or 4-bit NF4/FP4 dequantized per tile);
-///   embeddings, norms, biases and lm_head are the float32 arrays of [#weights].
+///   norms and biases are the float32 arrays of [#weights]; the embeddings and lm_head are too, or are held in 16
+///   bits ([DenseHalf]: a 4-bit base read from a BF16 checkpoint): the embedding a BF16 row gather, lm_head a tiled
+///   converting product in forward and in backward's dX (a frozen head has no weight gradient).
 /// - **Rows and adapters**: a forward runs B rows of T new tokens. Each row may use its own adapter (a
 ///   [LoadedAdapter] value, or null for the base): the base products run once over all rows, the low-rank products
 ///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder. An (IA)³
@@ -52,7 +55,8 @@ public final class Decoder {
     public final LlamaConfig config;
     public final LlamaWeights weights;
     private final BaseWeight[][] linears;   // (L)(7) in Projection order
-    private final BaseWeight head;          // (V, C) lm_head: float32 over weights.lmHead, or kept in 16 bits (inference)
+    private final BaseWeight head;          // (V, C) lm_head: float32 over weights.lmHead, or kept in 16 bits
+    private final DenseHalf embed16;        // (V, C) embeddings kept in 16 bits, or null: float32 weights.embedTokens
     private final Gemm gemm;
     private final int L, C, F, V, NH, KVH, HS, qDim, kvDim;
     private final float eps;
@@ -86,9 +90,18 @@ public final class Decoder {
     }
 
     /// As above with the lm_head as `head` (null: float32 over `weights.lmHead`). A 16-bit head halves the bytes a
-    /// decode step reads for it; such a decoder runs forwards only (backward reads the float32 `weights.lmHead`).
+    /// decode step reads for it, and backward runs through it (dX only: it is frozen).
     public Decoder(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head, Gemm gemm) {
-        this.config = weights.config; this.weights = weights; this.linears = linears; this.gemm = gemm;
+        this(weights, linears, head, null, gemm);
+    }
+
+    /// As above with the embeddings as `embed16` (null: float32 `weights.embedTokens`), a frozen 16-bit table.
+    public Decoder(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head, DenseHalf embed16, Gemm gemm) {
+        this.config = weights.config; this.weights = weights; this.linears = linears; this.gemm = gemm; this.embed16 = embed16;
+        if (embed16 == null && weights.embedTokens == null) throw new IllegalArgumentException("the embeddings are neither float32 weights nor a 16-bit table");
+        if (head == null && weights.lmHead == null) throw new IllegalArgumentException("lm_head is neither float32 weights nor a given BaseWeight");
+        if (embed16 != null && (embed16.out() != weights.config.vocabSize() || embed16.in() != weights.config.hiddenSize()))
+            throw new IllegalArgumentException("embeddings: " + embed16 + ", expected (" + weights.config.vocabSize() + ", " + weights.config.hiddenSize() + ")");
         this.head = head != null ? head : BaseWeight.of(weights.lmHead, weights.config.vocabSize(), weights.config.hiddenSize());
         LlamaConfig c = config;
         L = c.numHiddenLayers(); C = c.hiddenSize(); F = c.intermediateSize(); V = c.vocabSize();
@@ -126,7 +139,7 @@ public final class Decoder {
         BaseWeight[][] lin = new BaseWeight[qm.linears.length][Projection.values().length];
         for (int l = 0; l < lin.length; l++)
             for (Projection p : Projection.values()) lin[l][p.ordinal()] = BaseWeight.of(qm.linears[l][p.ordinal()]);
-        return new Decoder(qm.weights, lin, gemm);
+        return new Decoder(qm.weights, lin, qm.head16, qm.embed16, gemm);
     }
 
     public Gemm gemm() { return gemm; }
@@ -173,7 +186,8 @@ public final class Decoder {
         a.shifted = noise != null && noise.shiftAttn() && a.plan.backward();
         if (a.shifted) { ShiftedAttention.check(T); a.fitShift(config); }
         a.runs.fill(adapters, B);
-        Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
+        if (embed16 != null) Embedding.forward(a.resid[0], tokens, embed16.type(), embed16.data(), N, C);
+        else Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
         if (noise != null && noise.neftuneAlpha() > 0)
             Neftune.forward(a.resid[0], B, T, C, noise.neftuneAlpha(), true, rng(noise, -1, -1));
         virtualTokensForward(a.resid[0], B, T, pos0, a.runs);
@@ -326,16 +340,16 @@ public final class Decoder {
     /// Every row must use `g.adapter()` (the trained one) or, when it is null, no adapter.
     public void backward(Activations a, int[] tokens, float[] dlogits, Grads g, Noise noise) {
         if (!a.plan.backward()) throw new ConfigException("these activations were planned without backward; plan them with Plan.training");
-        if (!(head instanceof DenseF32)) throw new ConfigException("backward needs the float32 lm_head; this decoder holds it as " + head.dtype()
-                + " (an inference model): load float32 weights for training");
         int B = a.rows, T = a.T, N = B * T;
         for (int r = 0; r < a.runs.count; r++)
             if (a.runs.adapter[r] != g.adapter())
                 throw new ConfigException("backward through " + a.runs.adapter[r] + ", which is not the trained adapter; a batch that "
                         + "is trained uses the trained adapter on every row");
         Arrays.fill(a.dln, 0, N * C, 0f);
-        Linear.backwardInput(gemm, a.dln, dlogits, weights.lmHead, N, C, V);
-        float[] gHead = g.base().get(weights.lmHead);
+        head.backwardInput(gemm, a.dln, dlogits, N, a.baseScratch);   // float32: Linear.backwardInput; 16-bit: tile by tile
+        float[] gHead = weights.lmHead == null ? null : g.base().get(weights.lmHead);
+        if (gHead != null && !(head instanceof DenseF32 d && d.data() == weights.lmHead))
+            throw new ConfigException("lm_head is trained, but this decoder holds it as " + head + "; train it over float32 weights");
         if (gHead != null) Linear.backwardWeight(gemm, gHead, null, dlogits, a.lnf, N, C, V);
         backwardFromNorm(a, tokens, a.dln, g, noise);
     }
@@ -359,7 +373,7 @@ public final class Decoder {
             if (a.plan.checkpointing()) blockForward(a, l, B, T, null, null, null, noise);
             blockBackward(a, l, B, T, g);
         }
-        float[] gEmbed = g.base().get(weights.embedTokens);
+        float[] gEmbed = weights.embedTokens == null ? null : g.base().get(weights.embedTokens);
         if (gEmbed != null) Embedding.backward(gEmbed, a.dres, tokens, N, C);
         LoadedAdapter ad = g.adapter();
         if (ad != null && ad.prompt != null)   // dPrompt[p] += dL/d x[b, p] over the rows' first n positions

@@ -405,6 +405,23 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         return bytes;
     }
 
+    /// The part of [#weightBytes] held outside the Java heap for a 4-bit base ([org.peft4j.quant.Nf4Tensor]): every
+    /// linear's packed codes, plus its 8-bit absmax codes with double quantization; 0 for a float base. Native memory
+    /// when quantized in memory (counted against -XX:MaxDirectMemorySize), file-backed pages when a 4-bit folder is
+    /// loaded in place (resident once touched, not counted against it); RSS either way. Equals
+    /// `QuantizedModel.offHeapBytes()` of such a model.
+    public static long offHeapBytes(LlamaConfig c, boolean quantized, int blockSize, boolean doubleQuant) {
+        if (!quantized) return 0;
+        long bytes = 0;
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (LayerTensor t : LayerTensor.values())
+                if (t.present(c) && isLinear(t)) {
+                    long n = numel(t.shape(c));
+                    bytes += (n + 1) / 2 + (doubleQuant ? (n + blockSize - 1) / blockSize : 0);
+                }
+        return bytes;
+    }
+
     /// One NF4 tensor: (n+1)/2 packed bytes; absmax float32 per block, or with double quantization a uint8 code per
     /// block, a float32 absmax per 256 blocks, the 256-entry map and the offset.
     public static long nf4Bytes(long n, int blockSize, boolean doubleQuant) {
