@@ -114,7 +114,7 @@ class PeftSparkTest {
         Map<String, float[]> d4 = adapter(four);
         double vsSingle4 = maxDiff(d4, adapter(single));
         System.out.printf("Spark local[4]: max |Δ| vs one process of batch 4: %.3g%n", vsSingle4);
-        assertTrue(vsSingle4 < 1e-4, "max |Δ| " + vsSingle4);   // the tolerance of DataParallelTrainTest (measured 1.6e-5 with 4 ranks)
+        assertTrue(vsSingle4 < 1e-4, "max |Δ| " + vsSingle4);   // the tolerance of DataParallelTrainTest (measured 9.7e-8)
         assertEquals(0.0, maxDiff(d4, adapter(accumulated4)), "4 ranks: bit for bit one process accumulating the ranks' micro-batches");
         assertEquals(losses(single), losses(four), "4 ranks: the same losses as one process of batch 4");
     }
