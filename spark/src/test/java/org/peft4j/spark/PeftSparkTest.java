@@ -22,7 +22,9 @@ import static org.junit.jupiter.api.Assertions.*;
 /// batch 2·B within float rounding, and one process of batch B accumulating 2 micro-batches bit for bit; a task that
 /// dies mid-run fails the stage, Spark runs it again, and the job resumes from its last checkpoint to the same bits,
 /// with output_dir a Hadoop FileSystem URI (file://) the checkpoints are uploaded to and pulled back from; the same
-/// job with the dataset's rows as a DataFrame (read as `--input` reads it) gives the same bits.
+/// job with the dataset's rows as a DataFrame (read as `--input` reads it) gives the same bits. A stage of 4 tasks of
+/// batch 1 in the same session equals the same one process of batch 4 within float rounding, and one process of batch 1
+/// accumulating 4 micro-batches bit for bit.
 class PeftSparkTest {
     static List<String> flags(Path out, int batch, int accum) { return flags(out.toString(), batch, accum); }
 
@@ -68,17 +70,19 @@ class PeftSparkTest {
 
     /// One Spark job whose rank 1 dies after step 3 of the stage's first attempt: Spark runs the stage again, the
     /// ranks resume from checkpoint-2 (pulled back from the file:// output_dir), and the job ends with the adapter
-    /// of the uninterrupted run. A second job reads the dataset as a DataFrame.
+    /// of the uninterrupted run. A second job reads the dataset as a DataFrame; a third runs 4 tasks of batch 1.
     @Test
-    void twoTasksEqualOneProcessOfTwiceTheBatchEvenWhenATaskIsKilled(@TempDir Path tmp) throws Exception {
+    void twoAndFourTasksEqualOneProcessOfTheirGlobalBatchEvenWhenATaskIsKilled(@TempDir Path tmp) throws Exception {
         Path dist = tmp.resolve("spark"), single = tmp.resolve("single"), accumulated = tmp.resolve("accumulated"), frame = tmp.resolve("frame");
+        Path four = tmp.resolve("four"), accumulated4 = tmp.resolve("accumulated4");
         new FinetuneRecipe().run(TrainConfig.load(null, flags(single, 4, 1)), e -> {});
         new FinetuneRecipe().run(TrainConfig.load(null, flags(accumulated, 2, 2)), e -> {});
-        SparkSession spark = SparkSession.builder().master("local[2,4]")   // 2 slots, up to 4 task failures
+        new FinetuneRecipe().run(TrainConfig.load(null, flags(accumulated4, 1, 4)), e -> {});
+        SparkSession spark = SparkSession.builder().master("local[4,4]")   // 4 slots (a barrier stage needs one per task), up to 4 task failures
                 .config("spark.ui.enabled", "false").config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
                 .getOrCreate();
         String distUri = dist.toUri().toString();   // file:///..., through Hadoop's FileSystem
-        PeftSpark.Result r, rf;
+        PeftSpark.Result r, rf, r4;
         ATTEMPTS.clear();
         try {
             r = PeftSpark.train(spark, null, flags(distUri, 2, 1), 2, (rank, attempt) -> e -> {
@@ -87,6 +91,7 @@ class PeftSparkTest {
             });
             var rows = PeftSpark.readInput(spark, Shared.root().resolve("data/identity_en.json").toString());
             rf = PeftSpark.train(spark, null, flags(frame, 2, 1), rows, 2, (rank, attempt) -> e -> {});
+            r4 = PeftSpark.train(spark, null, flags(four, 1, 1), 4, (rank, attempt) -> e -> {});
         } finally {
             spark.stop();
         }
@@ -105,6 +110,13 @@ class PeftSparkTest {
         }
         assertTrue(rf.summary().startsWith("2 ranks: 4 steps"), rf.summary());
         assertEquals(0.0, maxDiff(adapter(frame), adapter(accumulated)), "the DataFrame's rows, sharded as the file's");
+        assertTrue(r4.summary().startsWith("4 ranks: 4 steps"), r4.summary());
+        Map<String, float[]> d4 = adapter(four);
+        double vsSingle4 = maxDiff(d4, adapter(single));
+        System.out.printf("Spark local[4]: max |Δ| vs one process of batch 4: %.3g%n", vsSingle4);
+        assertTrue(vsSingle4 < 1e-4, "max |Δ| " + vsSingle4);   // the tolerance of DataParallelTrainTest (measured 9.7e-8)
+        assertEquals(0.0, maxDiff(d4, adapter(accumulated4)), "4 ranks: bit for bit one process accumulating the ranks' micro-batches");
+        assertEquals(losses(single), losses(four), "4 ranks: the same losses as one process of batch 4");
     }
 
     @Test
