@@ -99,17 +99,18 @@ public final class RowProducts {
         for (; r < rows; r++) group1(y, x, w, wo + r * K, bf16, h, ho + r * K, bias, N, K, M, m + r);
     }
 
-    /// The vector path on a small problem (F32 and BF16, the 4-row groups, a single row, input-row pairs and a single
-    /// input row), for [ColdStart]'s warm-up: about 15 k multiply-adds, some microseconds once compiled.
+    /// The vector path on a small problem (F32 and BF16, a 4-row group and a single row, an input-row pair and a single
+    /// input row), for [ColdStart]'s warm-up: 30·L multiply-adds per dtype, a fraction of a microsecond once compiled
+    /// (small, so that the garbage the uncompiled vector code makes stays small too).
     private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
-        static final int K = 4 * 128, M = 9, N = 3;
+        static final int K = 2 * L, M = 5, N = 3;
         final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
         final short[] h = new short[M * K];
         public void run() {
             span(false, y, x, w, 0, false, null, 0, null, N, K, M, 0, M);
             span(false, y, x, null, 0, true, h, 0, null, N, K, M, 0, M);
         }
-    }, 30_000);
+    }, 3_000);
 
     /// Floats of scratch the F16 and block-quantized paths need: a 4-row buffer per thread (BF16 converts in registers).
     public static int scratchSize(int K, int M) { return Math.min(G, M) * K * Math.max(1, Parallel.threads()); }
