@@ -6,13 +6,17 @@ package org.peft4j.core.kernels;
 /// tens of milliseconds once compiled. A kernel guarded by a [Gate] takes its lane-order scalar twin while the gate is
 /// cold: the same operations in the same order as the vector code (one chain per lane, lanes added in index order),
 /// so the same bits, at the speed of plain compiled loops, which C1 and C2 reach after a few hundred iterations.
-/// Meanwhile one daemon thread runs the vector kernel on a small problem and times it; when one call takes no
-/// longer than compiled vector code does (its `budgetNanos`), the gate opens and the kernel takes the vector path
-/// from then on. The warm-up starts at the gate's first [Gate#cold] call, so a command that never computes starts no
-/// thread; it gives up after [#MAX_WARMUP_NANOS] (the gate opens then too, e.g. on a machine too loaded to time it).
+/// After [#WARMUP_DELAY_NANOS] of cold calls, one daemon thread runs the vector kernel on a small problem and times
+/// it; when one call takes no longer than compiled vector code does (its `budgetNanos`), the gate opens and the kernel
+/// takes the vector path from then on. The delay keeps a short command (a prompt and its first token) from sharing
+/// its cores with a warm-up it would not live to use, and a command that never computes starts no thread. The
+/// warm-up gives up after [#MAX_WARMUP_NANOS] (the gate opens then too, e.g. on a machine too loaded to time it).
 /// `-Dpeft4j.coldStart=off` opens every gate at once (always the vector path), for measurements.
 public final class ColdStart {
     private ColdStart() {}
+
+    /// The warm-up starts at the first cold call this long after the gate's first one.
+    public static final long WARMUP_DELAY_NANOS = 300_000_000L;
 
     /// A warm-up that never reaches the budget stops after this long, and opens its gate.
     public static final long MAX_WARMUP_NANOS = 20_000_000_000L;
@@ -24,18 +28,21 @@ public final class ColdStart {
         private final String name;
         private final Runnable kernel;
         private final long budgetNanos;
+        private final long delayNanos;
         private volatile boolean warm = OFF;
-        private boolean started;
+        private volatile boolean started;
+        private long firstCold;
+        private boolean asked;
 
-        private Gate(String name, Runnable kernel, long budgetNanos) {
-            this.name = name; this.kernel = kernel; this.budgetNanos = budgetNanos;
+        private Gate(String name, Runnable kernel, long budgetNanos, long delayNanos) {
+            this.name = name; this.kernel = kernel; this.budgetNanos = budgetNanos; this.delayNanos = delayNanos;
         }
 
-        /// True while the vector kernel is not yet compiled: the caller takes the scalar twin. The first call starts
-        /// the warm-up thread.
+        /// True while the vector kernel is not yet compiled: the caller takes the scalar twin. A call at least the
+        /// delay after the first starts the warm-up thread.
         public boolean cold() {
             if (warm) return false;
-            start();
+            if (!started) start();
             return !warm;
         }
 
@@ -44,6 +51,9 @@ public final class ColdStart {
 
         private synchronized void start() {
             if (started) return;
+            long now = System.nanoTime();
+            if (!asked) { asked = true; firstCold = now; }
+            if (now - firstCold < delayNanos) return;
             started = true;
             Thread.ofPlatform().daemon().name("peft4j-warmup-" + name).start(this::warmUp);
         }
@@ -70,6 +80,11 @@ public final class ColdStart {
     /// A gate for a vector kernel: `kernel` runs its vector path on a small problem (never through the gate) and
     /// takes at most `budgetNanos` per call once C2 has compiled it.
     public static Gate gate(String name, Runnable kernel, long budgetNanos) {
-        return new Gate(name, kernel, budgetNanos);
+        return new Gate(name, kernel, budgetNanos, WARMUP_DELAY_NANOS);
+    }
+
+    /// As [#gate(String, Runnable, long)] with another warm-up delay (tests).
+    static Gate gate(String name, Runnable kernel, long budgetNanos, long delayNanos) {
+        return new Gate(name, kernel, budgetNanos, delayNanos);
     }
 }

@@ -7,7 +7,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import static org.junit.jupiter.api.Assertions.*;
 
 /// A gate stays cold while its kernel is slower than the budget, opens once the kernel fits it, and starts its
-/// warm-up only when first asked.
+/// warm-up only when asked again after its delay.
 class ColdStartTest {
     @Test
     void aGateOpensWhenTheKernelFitsTheBudget() throws InterruptedException {
@@ -17,9 +17,13 @@ class ColdStartTest {
             if (calls.incrementAndGet() <= 64) {
                 try { Thread.sleep(1); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
             }
-        }, 200_000);
-        assertEquals(0, calls.get(), "the warm-up starts at the first cold() call, not before");
+        }, 200_000, 200_000_000L);
         assertTrue(gate.cold(), "a gate starts cold");
+        Thread.sleep(20);
+        assertTrue(gate.cold());
+        assertEquals(0, calls.get(), "no warm-up within the delay");
+        Thread.sleep(200);
+        assertTrue(gate.cold(), "still cold when the warm-up starts");
         long t0 = System.nanoTime();
         while (gate.cold() && System.nanoTime() - t0 < 10_000_000_000L) Thread.sleep(5);
         assertTrue(gate.warm(), "the gate opens once a call fits the budget");
@@ -32,7 +36,7 @@ class ColdStartTest {
         ColdStart.Gate gate = ColdStart.gate("test-stays-cold", () -> {
             calls.incrementAndGet();
             try { Thread.sleep(2); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
-        }, 100_000);
+        }, 100_000, 0L);
         assertTrue(gate.cold());
         Thread.sleep(300);
         assertTrue(gate.cold(), "a kernel slower than its budget keeps the gate cold (within MAX_WARMUP_NANOS)");
