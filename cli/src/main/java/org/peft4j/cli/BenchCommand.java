@@ -11,8 +11,8 @@ import java.util.concurrent.Callable;
 
 /// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
 /// side by side in one run (peak FLOP/s of this machine included), never asserted by tests.
-@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: generation (prefill, decode, time to first token), training step speed, GEMM backends, QLoRA vs LoRA, serving many adapters.",
-        subcommands = {BenchCommand.Generate.class, BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class, BenchCommand.Allreduce.class})
+@Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: generation (prefill, decode, time to first token), time to first token from the shell, training step speed, GEMM backends, QLoRA vs LoRA, serving many adapters.",
+        subcommands = {BenchCommand.Generate.class, BenchCommand.Train.class, BenchCommand.Gemm.class, BenchCommand.Qlora.class, BenchCommand.Serve.class, BenchCommand.Allreduce.class, BenchCommand.Ttft.class})
 final class BenchCommand implements Runnable {
     @Override public void run() { new picocli.CommandLine(this).usage(System.err); }
 
@@ -34,6 +34,19 @@ final class BenchCommand implements Runnable {
                 return 0;
             }
             org.peft4j.bench.GenerateBench.run(preset, model == null ? null : ModelResolver.resolve(model.toString()), promptTokens, newTokens, threads, rounds);
+            return 0;
+        }
+    }
+
+    @Command(name = "ttft", mixinStandardHelpOptions = true,
+            description = "Time to first token from the shell: wall time of `peft4j generate --prompt \"Once upon a time\" --max-new-tokens 1` as new processes (median, best) and its phases, on the bundled model and optionally a SmolLM2-135M folder.")
+    static final class Ttft implements Callable<Integer> {
+        @Option(names = "--runs", defaultValue = "5", description = "Timed runs per model, after one untimed (default: ${DEFAULT-VALUE}).") int runs;
+        @Option(names = "--smollm2", paramLabel = "DIR", description = "Also a model folder of SmolLM2-135M shapes (init-random --config smollm2-135m, plus a real tokenizer.json).") java.nio.file.Path smollm2;
+
+        @Override public Integer call() {
+            java.nio.file.Path home = java.nio.file.Path.of(System.getProperty("peft4j.home", "."));
+            System.out.print(org.peft4j.bench.TtftBench.report(org.peft4j.bench.TtftBench.run(home, smollm2, runs), runs));
             return 0;
         }
     }

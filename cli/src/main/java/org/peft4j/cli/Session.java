@@ -13,6 +13,8 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.FutureTask;
 
 /// A loaded model (linear weights as stored: float32, 16-bit or 4-bit) with its tokenizer and generation defaults,
 /// for the commands that generate or evaluate; the generation itself is the library's ([TextStream]).
@@ -22,11 +24,29 @@ final class Session {
     final Tokenizer tokenizer;
     final GenerationConfig generation;
 
+    /// The tokenizer is read on a second thread while the weights load (both take a few hundred milliseconds of a
+    /// command's start for a 135M model); a model error is still reported before a tokenizer error.
     Session(Path dir, Gemm gemm) {
         this.dir = dir;
+        var tokenizerLoad = new FutureTask<>(() -> Tokenizer.load(dir));
+        Thread.ofPlatform().daemon().name("peft4j-tokenizer-load").start(tokenizerLoad);
         this.model = Models.load(dir, gemm);
-        this.tokenizer = Tokenizer.load(dir, model.config.vocabSize());
+        this.tokenizer = Tokenizer.checkVocab(join(tokenizerLoad), dir, model.config.vocabSize());
         this.generation = GenerationConfig.read(dir, model.config);
+    }
+
+    /// The task's result, or its exception as thrown (a checked one wrapped).
+    private static <T> T join(FutureTask<T> task) {
+        try {
+            return task.get();
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof RuntimeException r) throw r;
+            if (e.getCause() instanceof Error err) throw err;
+            throw new IllegalStateException(e.getCause());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while the tokenizer loaded", e);
+        }
     }
 
     /// generation_config.json's EOS ids and the tokenizer's EOS.

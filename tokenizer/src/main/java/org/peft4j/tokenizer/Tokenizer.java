@@ -13,7 +13,12 @@ public sealed interface Tokenizer permits HfTokenizer, SpmTokenizer {
     /// [#load(Path)] for a model with `modelVocabSize` embedding rows: a tokenizer whose ids reach past them (an added
     /// token with a too large id, or the tokenizer of another model) is refused before any text is encoded.
     static Tokenizer load(Path path, int modelVocabSize) {
-        Tokenizer t = load(path);
+        return checkVocab(load(path), path, modelVocabSize);
+    }
+
+    /// `t` (loaded from `path`) when its ids fit a model with `modelVocabSize` embedding rows; refused otherwise, as
+    /// [#load(Path, int)] does (for a tokenizer loaded while the model loads).
+    static Tokenizer checkVocab(Tokenizer t, Path path, int modelVocabSize) {
         if (t.vocabSize() > modelVocabSize)
             throw new ConfigException("the tokenizer of " + path + " has ids up to " + (t.vocabSize() - 1) + " ('" + t.idToToken(t.vocabSize() - 1)
                     + "'), but the model's vocab_size in config.json is " + modelVocabSize + "; fix the token's id in tokenizer.json, "

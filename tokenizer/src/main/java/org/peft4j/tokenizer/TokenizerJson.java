@@ -1,5 +1,6 @@
 package org.peft4j.tokenizer;
 
+import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -19,7 +20,10 @@ import java.util.Map;
 /// rest (normalizer, pre-tokenizer, added tokens, post-processor, decoder, the model's flags) is small and kept as a
 /// tree. A tree of the whole file cost most of a second of a command's start.
 record TokenizerJson(ObjectNode rest, Map<String, Integer> vocab, List<String[]> merges) {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /// Field names are neither interned nor canonicalized: the vocabulary's ~50,000 keys are each read once, and
+    /// interning them (String.intern, Jackson's default) took a good part of the parse.
+    private static final ObjectMapper JSON = new ObjectMapper(JsonFactory.builder()
+            .disable(JsonFactory.Feature.INTERN_FIELD_NAMES).disable(JsonFactory.Feature.CANONICALIZE_FIELD_NAMES).build());
 
     /// The file's top-level object without `model.vocab` and `model.merges`, and those two read; `vocab` or `merges`
     /// null when the model has none (the caller says what is wrong).

@@ -52,6 +52,33 @@ class SafeTensorsReadTest {
         }
     }
 
+    /// BF16 and F16 tensors longer than the converter's block (2¹⁴ values, plus a partial block) convert every value
+    /// as the bit formulas say, at an offset into the destination, every 16-bit pattern included (NaNs, ±∞, ±0,
+    /// subnormals).
+    @Test void halfTensorsConvertEveryBitPatternAcrossBlocks() throws IOException {
+        int n = 65536 + 1000;
+        byte[] data = new byte[2 * n];
+        for (int i = 0; i < n; i++) { data[2 * i] = (byte) (i * 7919); data[2 * i + 1] = (byte) ((i * 7919) >>> 8); }
+        String json = "{\"b\":{\"dtype\":\"BF16\",\"shape\":[" + n + "],\"data_offsets\":[0," + 2 * n + "]},"
+                + "\"h\":{\"dtype\":\"F16\",\"shape\":[" + n + "],\"data_offsets\":[" + 2 * n + "," + 4 * n + "]}}";
+        byte[] h = json.getBytes(StandardCharsets.UTF_8);
+        ByteBuffer b = ByteBuffer.allocate(8 + h.length + 4 * n).order(ByteOrder.LITTLE_ENDIAN);
+        b.putLong(h.length).put(h).put(data).put(data);
+        Path p = tmp.resolve("half.safetensors");
+        Files.write(p, b.array());
+        try (SafeTensors st = SafeTensors.open(p)) {
+            float[] bf = new float[n + 3], f16 = new float[n + 3];
+            st.readFloats("b", bf, 3);
+            st.readFloats("h", f16, 3);
+            for (int i = 0; i < n; i++) {
+                int bits = (i * 7919) & 0xFFFF;
+                assertEquals(bits << 16, Float.floatToRawIntBits(bf[3 + i]), "bf16 value " + i + " (bits " + Integer.toHexString(bits) + ")");
+                assertEquals(Float.floatToRawIntBits(Float.float16ToFloat((short) bits)), Float.floatToRawIntBits(f16[3 + i]), "f16 value " + i);
+            }
+            assertEquals(0f, bf[0]);
+        }
+    }
+
     @Test void truncatedFile() throws IOException {
         byte[] good = Files.readAllBytes(file(ONE, REAL, 8));
         Path p = tmp.resolve("cut.safetensors");

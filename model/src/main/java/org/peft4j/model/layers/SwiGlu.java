@@ -1,6 +1,7 @@
 package org.peft4j.model.layers;
 
 import jdk.incubator.vector.FloatVector;
+import org.peft4j.core.kernels.ColdStart;
 import org.peft4j.core.kernels.Exp;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
@@ -16,20 +17,33 @@ public final class SwiGlu {
     private static final int CHUNK = 1 << 14;
 
     /// out, gate, up: (n) flattened (N, H). Vector API exp, chunks in parallel; [#forwardScalar] is the twin.
+    /// While the start is cold ([ColdStart]) every element takes the scalar loop of the vector loop's tail, which does
+    /// lane for lane what a vector lane does (the same bits).
     public static void forward(float[] out, float[] gate, float[] up, int n) {
-        Parallel.chunks(n, (n + CHUNK - 1) / CHUNK, (c, from, to) -> {
-            int i = from;
-            for (int end = from + S.loopBound(to - from); i < end; i += S.length()) {
-                FloatVector g = FloatVector.fromArray(S, gate, i);
-                FloatVector sig = Exp.exp(g.neg()).add(1f);   // Exp: the same bits in every JIT state
-                g.div(sig).mul(FloatVector.fromArray(S, up, i)).intoArray(out, i);
-            }
-            for (; i < to; i++) {
-                float g = gate[i];
-                out[i] = g / (1f + Exp.exp(-g)) * up[i];
-            }
-        });
+        boolean cold = GATE.cold();
+        Parallel.chunks(n, (n + CHUNK - 1) / CHUNK, (c, from, to) -> forwardRange(cold, out, gate, up, from, to));
     }
+
+    /// [#forward] over [from, to): vector lanes, then the tail; the tail loop alone when `cold`.
+    static void forwardRange(boolean cold, float[] out, float[] gate, float[] up, int from, int to) {
+        int i = from;
+        for (int end = cold ? from : from + S.loopBound(to - from); i < end; i += S.length()) {
+            FloatVector g = FloatVector.fromArray(S, gate, i);
+            FloatVector sig = Exp.exp(g.neg()).add(1f);   // Exp: the same bits in every JIT state
+            g.div(sig).mul(FloatVector.fromArray(S, up, i)).intoArray(out, i);
+        }
+        for (; i < to; i++) {
+            float g = gate[i];
+            out[i] = g / (1f + Exp.exp(-g)) * up[i];
+        }
+    }
+
+    /// The vector path on 4 vectors and a tail, for [ColdStart]'s warm-up.
+    private static final ColdStart.Gate GATE = ColdStart.gate("swiglu", new Runnable() {
+        final int n = 4 * S.length() + 3;
+        final float[] out = new float[n], gate = new float[n], up = new float[n];
+        public void run() { forwardRange(false, out, gate, up, 0, n); }
+    }, 2_000);
 
     /// Adds into dgate and dup (+=), as [#backwardScalar], vectorized and in parallel chunks.
     public static void backward(float[] dgate, float[] dup, float[] dout, float[] gate, float[] up, int n) {

@@ -8,6 +8,7 @@ import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.DType;
 import org.peft4j.core.Parallel;
+import org.peft4j.core.kernels.ColdStart;
 import org.peft4j.core.kernels.VectorOps;
 
 /// The row path of a linear layer: y[n, m] = x[n]·W[m] (+ b[m]) for few input rows (decode of one stream, or of a
@@ -37,21 +38,15 @@ public final class RowProducts {
 
     /// y = x·Wᵀ (+ bias) for a float32 W.   y: (N, M)   x: (N, K)   w: (M, K)   bias: (M) or null
     public static void forward(float[] y, float[] x, float[] w, float[] bias, int N, int K, int M) {
-        Parallel.chunks(M, chunks(M), (c, a, b) -> {
-            int m = a;
-            for (; m + G <= b; m += G) group4(y, x, w, m * K, false, null, 0, bias, N, K, M, m);
-            for (; m < b; m++) group1(y, x, w, m * K, false, null, 0, bias, N, K, M, m);
-        });
+        boolean cold = GATE.cold();
+        Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
     }
 
     /// y = x·Wᵀ (+ bias) for a 16-bit W (`type` BF16 or F16).   w: (M, K) bits.   scratch: ≥ [#scratchSize] floats (F16 only)
     public static void forward(DType type, float[] y, float[] x, short[] w, float[] bias, int N, int K, int M, float[] scratch) {
+        boolean cold = GATE.cold();
         if (type == DType.BF16) {
-            Parallel.chunks(M, chunks(M), (c, a, b) -> {
-                int m = a;
-                for (; m + G <= b; m += G) group4(y, x, null, 0, true, w, m * K, bias, N, K, M, m);
-                for (; m < b; m++) group1(y, x, null, 0, true, w, m * K, bias, N, K, M, m);
-            });
+            Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
         // F16: C2 converts with the hardware instruction in a vectorized loop; the group is converted into a per-chunk buffer
@@ -62,11 +57,11 @@ public final class RowProducts {
             int buf = c * G * K, m = a;
             for (; m + G <= b; m += G) {
                 DenseHalf.toFloat(type, w, m * K, scratch, buf, G * K);
-                group4(y, x, scratch, buf, false, null, 0, bias, N, K, M, m);
+                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, G);
             }
             for (; m < b; m++) {
                 DenseHalf.toFloat(type, w, m * K, scratch, buf, K);
-                group1(y, x, scratch, buf, false, null, 0, bias, N, K, M, m);
+                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, 1);
             }
         });
     }
@@ -80,18 +75,42 @@ public final class RowProducts {
         int chunks = Math.max(1, Math.min(chunks(M), scratch.length / (G * K)));
         if (scratch.length < Math.min(G, M) * K)
             throw new IllegalArgumentException("row-path scratch holds " + scratch.length + " floats, needs " + Math.min(G, M) * K);
+        boolean cold = GATE.cold();
         Parallel.chunks(M, chunks, (c, a, b) -> {
             int buf = c * G * K, m = a;
             for (; m + G <= b; m += G) {
                 w.dequantize((long) m * K, (long) (m + G) * K, scratch, buf);
-                group4(y, x, scratch, buf, false, null, 0, bias, N, K, M, m);
+                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, G);
             }
             for (; m < b; m++) {
                 w.dequantize((long) m * K, (long) (m + 1) * K, scratch, buf);
-                group1(y, x, scratch, buf, false, null, 0, bias, N, K, M, m);
+                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, 1);
             }
         });
     }
+
+    /// Rows m .. m+rows-1 of W (the first at `wo` in `w`, or at `ho` in BF16 bits `h`) against every input row: the
+    /// vector groups, or their lane-order scalar twin while the start is cold ([ColdStart]), which gives the same bits.
+    static void span(boolean cold, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
+                     int N, int K, int M, int m, int rows) {
+        if (cold) { lanes(y, x, w, wo, bf16, h, ho, bias, N, K, M, m, rows); return; }
+        int r = 0;
+        for (; r + G <= rows; r += G) group4(y, x, w, wo + r * K, bf16, h, ho + r * K, bias, N, K, M, m + r);
+        for (; r < rows; r++) group1(y, x, w, wo + r * K, bf16, h, ho + r * K, bias, N, K, M, m + r);
+    }
+
+    /// The vector path on a small problem (F32 and BF16, a 4-row group and a single row, an input-row pair and a single
+    /// input row), for [ColdStart]'s warm-up: 30·L multiply-adds per dtype, a fraction of a microsecond once compiled
+    /// (small, so that the garbage the uncompiled vector code makes stays small too).
+    private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
+        static final int K = 2 * L, M = 5, N = 3;
+        final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
+        final short[] h = new short[M * K];
+        public void run() {
+            span(false, y, x, w, 0, false, null, 0, null, N, K, M, 0, M);
+            span(false, y, x, null, 0, true, h, 0, null, N, K, M, 0, M);
+        }
+    }, 3_000);
 
     /// Floats of scratch the F16 and block-quantized paths need: a 4-row buffer per thread (BF16 converts in registers).
     public static int scratchSize(int K, int M) { return Math.min(G, M) * K * Math.max(1, Parallel.threads()); }
@@ -172,6 +191,57 @@ public final class RowProducts {
         float t = 0f;
         for (int i = tail; i < K; i++) t = Math.fma(ws(w, wo, bf16, h, ho, i), x[xo + i], t);
         float d = VectorOps.sumLanes(acc) + t;
+        return bias == null ? d : d + bias[m];
+    }
+
+    /// The lane-order scalar twin of [#group4] and [#group1] (the bits of the vector path): for each input row and
+    /// weight row, lane j's chain acc_j = fma(w[i], x[i], acc_j) over i ≡ j (mod L) below the vector bound, the chains
+    /// added in lane order (as [VectorOps#sumLanes]), then the scalar tail and the bias, as [#finish]. Four weight rows
+    /// at a time share the loads of x and give four independent chains.
+    static void lanes(float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
+                      int N, int K, int M, int m, int rows) {
+        int tail = F.loopBound(K);
+        for (int n = 0; n < N; n++) {
+            int x0 = n * K, r = 0;
+            for (; r + G <= rows; r += G) {
+                int w0 = wo + r * K, h0 = ho + r * K;
+                float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+                for (int j = 0; j < L; j++) {
+                    float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f;
+                    for (int i = j; i < tail; i += L) {
+                        float v = x[x0 + i];
+                        a0 = Math.fma(ws(w, w0, bf16, h, h0, i), v, a0);
+                        a1 = Math.fma(ws(w, w0 + K, bf16, h, h0 + K, i), v, a1);
+                        a2 = Math.fma(ws(w, w0 + 2 * K, bf16, h, h0 + 2 * K, i), v, a2);
+                        a3 = Math.fma(ws(w, w0 + 3 * K, bf16, h, h0 + 3 * K, i), v, a3);
+                    }
+                    s0 += a0; s1 += a1; s2 += a2; s3 += a3;
+                }
+                int y0 = n * M + m + r;
+                y[y0] = lanesFinish(s0, x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
+                y[y0 + 1] = lanesFinish(s1, x, x0, w, w0 + K, bf16, h, h0 + K, tail, K, bias, m + r + 1);
+                y[y0 + 2] = lanesFinish(s2, x, x0, w, w0 + 2 * K, bf16, h, h0 + 2 * K, tail, K, bias, m + r + 2);
+                y[y0 + 3] = lanesFinish(s3, x, x0, w, w0 + 3 * K, bf16, h, h0 + 3 * K, tail, K, bias, m + r + 3);
+            }
+            for (; r < rows; r++) {
+                int w0 = wo + r * K, h0 = ho + r * K;
+                float s = 0f;
+                for (int j = 0; j < L; j++) {
+                    float a = 0f;
+                    for (int i = j; i < tail; i += L) a = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], a);
+                    s += a;
+                }
+                y[n * M + m + r] = lanesFinish(s, x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
+            }
+        }
+    }
+
+    /// [#finish] after the lanes' sum `s`.
+    private static float lanesFinish(float s, float[] x, int xo, float[] w, int wo, boolean bf16, short[] h, int ho,
+                                     int tail, int K, float[] bias, int m) {
+        float t = 0f;
+        for (int i = tail; i < K; i++) t = Math.fma(ws(w, wo, bf16, h, ho, i), x[xo + i], t);
+        float d = s + t;
         return bias == null ? d : d + bias[m];
     }
 

@@ -155,6 +155,29 @@ class LayerTwinsTest {
         Parallel.setThreads(Runtime.getRuntime().availableProcessors());
     }
 
+    /// The cold-start path of SwiGLU's forward (every element through the tail loop, [org.peft4j.core.kernels.ColdStart])
+    /// gives the vector path's bits, saturating gates (exp over- and underflow), ±0, ±∞ and NaN included; and it
+    /// computes (a changed gate changes the output).
+    @Test
+    void swiGluColdStartGivesTheVectorBits() {
+        for (int n : new int[] {1, 15, 16, 17, 100, 4099}) {
+            var rng = new SplittableRandom(n + 1);
+            float[] gate = rand(rng, n, 40), up = rand(rng, n, 2);
+            float[] special = {0f, -0f, 95f, -95f, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, Float.NaN, 1e-30f};
+            for (int i = 0; i < Math.min(n, special.length); i++) gate[(i * 7) % n] = special[i];
+            float[] vec = new float[n], cold = new float[n];
+            SwiGlu.forwardRange(false, vec, gate, up, 0, n);
+            SwiGlu.forwardRange(true, cold, gate, up, 0, n);
+            for (int i = 0; i < n; i++)
+                org.junit.jupiter.api.Assertions.assertEquals(Float.floatToRawIntBits(vec[i]), Float.floatToRawIntBits(cold[i]),
+                        "n=" + n + " gate " + gate[i] + ": vector " + vec[i] + ", cold " + cold[i]);
+            gate[n - 1] += 1f;
+            float[] changed = new float[n];
+            SwiGlu.forwardRange(true, changed, gate, up, 0, n);
+            org.junit.jupiter.api.Assertions.assertNotEquals(cold[n - 1], changed[n - 1], "n=" + n + ": a changed gate must change the output");
+        }
+    }
+
     /// The float-exp fast path against the double-exp twin; lse to 1e-5 (see CrossEntropy.forward), probabilities
     /// to 1e-6 absolute after scaling by 1/N.
     @Test

@@ -125,6 +125,35 @@ class RowProductsTest {
         }
     }
 
+    /// The cold-start twin ([org.peft4j.core.kernels.ColdStart]) gives the vector path's bits: F32 and BF16 weights,
+    /// vector tails in K, the 4-row groups and single rows, input-row pairs and a single row, with and without bias;
+    /// and it is not a copy of its input (a changed weight value changes the output).
+    @Test
+    void theColdStartTwinGivesTheVectorBits() {
+        var rng = new SplittableRandom(13);
+        for (DType t : new DType[]{DType.F32, DType.BF16})
+            for (int K : new int[]{1, 15, 16, 17, 64, 577, 1536})
+                for (int rows : new int[]{1, 3, 4, 9}) {
+                    int N = 1 + rng.nextInt(5), M = rows + 2, m = 1;
+                    Case c = weight(t, M, K, rng);
+                    float[] x = gaussian(rng, N * K), bias = rng.nextBoolean() ? gaussian(rng, M) : null;
+                    float[] vec = new float[N * M], cold = new float[N * M];
+                    boolean bf16 = t == DType.BF16;
+                    RowProducts.span(false, vec, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    RowProducts.span(true, cold, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    String what = t + " N=" + N + " K=" + K + " rows=" + rows;
+                    for (int i = 0; i < vec.length; i++)
+                        assertEquals(Float.floatToRawIntBits(vec[i]), Float.floatToRawIntBits(cold[i]), what + ": y[" + i + "] vector " + vec[i] + ", cold " + cold[i]);
+                    float[] ref = new float[N * M];
+                    RowProducts.forwardScalar(t, ref, x, c.w, c.h, bias, N, K, M);
+                    assertEquals(ref[m], cold[m], 1e-3f * (1 + Math.abs(ref[m])), what + ": against the plain scalar twin");
+                    if (bf16) c.h[m * K] ^= 0x4000; else c.w[m * K] += 1f;   // the first weight of row m changes y[0, m]
+                    float[] changed = new float[N * M];
+                    RowProducts.span(true, changed, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    assertNotEquals(cold[m], changed[m], what + ": a changed weight must change the output");
+                }
+    }
+
     @Test
     void f16NeedsItsScratch() {
         var e = assertThrows(IllegalArgumentException.class,

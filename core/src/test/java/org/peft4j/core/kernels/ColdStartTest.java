@@ -1,0 +1,45 @@
+package org.peft4j.core.kernels;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/// A gate stays cold while its kernel is slower than the budget, opens once the kernel fits it, and starts its
+/// warm-up only when asked again after its delay.
+class ColdStartTest {
+    @Test
+    void aGateOpensWhenTheKernelFitsTheBudget() throws InterruptedException {
+        AtomicInteger calls = new AtomicInteger();
+        // slow (1 ms) for the first 64 calls, then instant: stands for the interpreter, then compiled code
+        ColdStart.Gate gate = ColdStart.gate("test-opens", () -> {
+            if (calls.incrementAndGet() <= 64) {
+                try { Thread.sleep(1); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+            }
+        }, 200_000, 200_000_000L);
+        assertTrue(gate.cold(), "a gate starts cold");
+        Thread.sleep(20);
+        assertTrue(gate.cold());
+        assertEquals(0, calls.get(), "no warm-up within the delay");
+        Thread.sleep(200);
+        assertTrue(gate.cold(), "still cold when the warm-up starts");
+        long t0 = System.nanoTime();
+        while (gate.cold() && System.nanoTime() - t0 < 10_000_000_000L) Thread.sleep(5);
+        assertTrue(gate.warm(), "the gate opens once a call fits the budget");
+        assertTrue(calls.get() > 64, "it opened only after the slow calls, after " + calls.get() + " calls");
+    }
+
+    @Test
+    void aGateStaysColdWhileTheKernelIsSlow() throws InterruptedException {
+        AtomicInteger calls = new AtomicInteger();
+        ColdStart.Gate gate = ColdStart.gate("test-stays-cold", () -> {
+            calls.incrementAndGet();
+            try { Thread.sleep(2); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+        }, 100_000, 0L);
+        assertTrue(gate.cold());
+        Thread.sleep(300);
+        assertTrue(gate.cold(), "a kernel slower than its budget keeps the gate cold (within MAX_WARMUP_NANOS)");
+        assertTrue(calls.get() > 16, "the warm-up kept running: " + calls.get() + " calls");
+    }
+}
