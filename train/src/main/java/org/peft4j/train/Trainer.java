@@ -528,6 +528,8 @@ public final class Trainer {
             var p = model.trainedAdapter().prompt;
             new org.peft4j.model.adapter.prompt.PromptAdapter(p.numVirtualTokens(), p.tokenDim(), p.init(), p.initText(),
                     p.init().equals("TEXT") ? baseModel : null, baseModel, p.embeddings()).write(dir, DType.F32);
+        } else if (model.method instanceof Method.PTuning(var pc)) {   // PEFT saves the encoder's output, not the encoder
+            new org.peft4j.model.adapter.ptuning.PTuningAdapter(pc, model.config.hiddenSize(), baseModel, model.ptuningEmbeddings()).write(dir, DType.F32);
         } else if (model.method instanceof Method.Oft(var oc)) {
             // PEFT's OFT adapter: oft_R.weight per targeted linear (the base stays the original model's)
             List<org.peft4j.model.adapter.oft.OftAdapter.Module> mods = new java.util.ArrayList<>();

@@ -28,8 +28,18 @@ public sealed interface Method {
         @Override public int hashCode() { return java.util.Objects.hash(numVirtualTokens, init, initText, java.util.Arrays.hashCode(textIds)); }
     }
 
-    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt tuning) that is saved as a PEFT folder.
-    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt; }
+    /// P-tuning (PEFT `P_TUNING`): `numVirtualTokens` input embeddings before every sequence, the output of a trained
+    /// prompt encoder (MLP or LSTM, [org.peft4j.model.adapter.ptuning.PromptEncoder]); the model is frozen. The
+    /// adapter saved is the encoder's output (PEFT's `prompt_embeddings`).
+    record PTuning(org.peft4j.model.adapter.ptuning.PromptEncoderConfig config) implements Method {
+        @Override public int virtualTokens() { return config.numVirtualTokens(); }
+    }
+
+    /// Virtual tokens prepended to every row (prompt tuning, P-tuning): TrainModel runs (B, n + T), else 0.
+    default int virtualTokens() { return this instanceof Prompt p ? p.numVirtualTokens() : 0; }
+
+    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt tuning, P-tuning) that is saved as a PEFT folder.
+    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt || this instanceof PTuning; }
 
     /// Every weight of the model.
     record Full() implements Method {}

@@ -84,6 +84,29 @@ public final class PromptEncoder {
     /// The trainable tensors in PEFT's `named_parameters` order (embedding, lstm_head, mlp_head).
     public List<Tensor> tensors() { return Collections.unmodifiableList(tensors); }
 
+    /// The names and shapes of [#tensors] without building the encoder (memory estimates).
+    public static List<java.util.Map.Entry<String, long[]>> shapes(PromptEncoderConfig config, int tokenDim) {
+        int n = config.numVirtualTokens(), C = tokenDim, H = config.hiddenSize(tokenDim);
+        List<java.util.Map.Entry<String, long[]>> out = new ArrayList<>();
+        out.add(java.util.Map.entry("embedding.weight", new long[]{n, C}));
+        int[][] head;
+        if (config.lstm()) {
+            for (int l = 0; l < config.numLayers(); l++)
+                for (String s : new String[]{"_l" + l, "_l" + l + "_reverse"}) {
+                    out.add(java.util.Map.entry("lstm_head.weight_ih" + s, new long[]{4L * H, l == 0 ? C : 2L * H}));
+                    out.add(java.util.Map.entry("lstm_head.weight_hh" + s, new long[]{4L * H, H}));
+                    out.add(java.util.Map.entry("lstm_head.bias_ih" + s, new long[]{4L * H}));
+                    out.add(java.util.Map.entry("lstm_head.bias_hh" + s, new long[]{4L * H}));
+                }
+            head = new int[][]{{2 * H, 2 * H}, {2 * H, C}};
+        } else head = new int[][]{{C, H}, {H, H}, {H, C}};
+        for (int i = 0; i < head.length; i++) {
+            out.add(java.util.Map.entry("mlp_head." + 2 * i + ".weight", new long[]{head[i][1], head[i][0]}));
+            out.add(java.util.Map.entry("mlp_head." + 2 * i + ".bias", new long[]{head[i][1]}));
+        }
+        return out;
+    }
+
     /// The virtual tokens' embeddings (n, C) of the last [#forward].
     public float[] output() { return out; }
 

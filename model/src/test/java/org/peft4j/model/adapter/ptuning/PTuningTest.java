@@ -51,6 +51,9 @@ class PTuningTest {
             int n = (int) st.info("embedding.weight").shape()[0], C = (int) st.info("embedding.weight").shape()[1];
             var cfg = new PromptEncoderConfig(n, md.get("type"), Integer.parseInt(md.get("encoder_hidden_size")), Integer.parseInt(md.get("encoder_num_layers")), 0);
             PromptEncoder e = new PromptEncoder(cfg, C, new SplittableRandom(1));
+            var shapes = PromptEncoder.shapes(cfg, C);   // the estimate's list is the encoder's
+            assertEquals(shapes.stream().map(java.util.Map.Entry::getKey).toList(), e.tensors().stream().map(PromptEncoder.Tensor::name).toList());
+            for (int i = 0; i < shapes.size(); i++) assertArrayEquals(shapes.get(i).getValue(), e.tensors().get(i).shape());
             assertEquals(st.tensors().size() - 2, 2 * e.tensors().size(), "the reference holds every tensor of the encoder and its gradient, the output and dout");
             for (PromptEncoder.Tensor t : e.tensors()) {
                 assertArrayEquals(st.info(t.name()).shape(), t.shape(), t.name());
