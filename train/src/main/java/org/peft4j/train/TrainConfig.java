@@ -51,7 +51,7 @@ public final class TrainConfig {
         // method
         key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
-        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input) prompt (PEFT's prompt tuning: learned virtual tokens before every input) or ptuning (PEFT's P-tuning: virtual tokens from a trained prompt encoder).");
+        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input), prompt (PEFT's prompt tuning: learned virtual tokens before every input) or ptuning (PEFT's P-tuning: virtual tokens from a trained prompt encoder).");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
         key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
         key("lora_dropout", Type.FLOAT, 0.0, "Dropout on the LoRA input.");
