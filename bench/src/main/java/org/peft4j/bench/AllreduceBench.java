@@ -29,7 +29,29 @@ public final class AllreduceBench {
     /// 4864→896): r·(in + out) per module, 366 592 floats per layer.
     public static final int QWEN05_LORA_R16_FLOATS = 24 * 16 * (2 * (896 + 896) + 2 * (896 + 128) + 3 * (896 + 4864));
 
-    public static void run(int ranks, int floats, int rounds) throws Exception {
+    /// As [#run(int, int, int)] with the LoRA r16 all-linear gradients of the preset `model` (a
+    /// [org.peft4j.model.ModelPresets] name), then the training step that allreduce would follow: [TrainBench] on
+    /// `threads` threads, batch 1, sequence `stepSeq`, and the allreduce's share of a step (measured here, and over
+    /// 10 and 25 GbE).
+    public static void runForModel(int ranks, String model, int stepSeq, int threads, int rounds) throws Exception {
+        var c = org.peft4j.model.ModelPresets.byName(model);
+        long floats = c.numHiddenLayers() * TrainBench.loraFloatsPerLayer(c, 16);
+        System.out.printf(Locale.ROOT, "%s, LoRA r16 on all linear layers: %,d trainable floats%n", model, floats);
+        double allreduce = run(ranks, Math.toIntExact(floats), rounds);
+        TrainBench.Result step = TrainBench.run(model, "lora", stepSeq, 1, threads, 1, 3, "auto");
+        double stepS = step.medianStepMs() / 1e3;
+        System.out.printf(Locale.ROOT, "  training step (one rank): %s, median %.0f ms%n", step.line().replaceAll(" \\|.*", ""), stepS * 1e3);
+        System.out.printf(Locale.ROOT, "  step time overhead of the allreduce: %.1f%% here (%.1f ms on %.0f ms)", 100 * allreduce / stepS, allreduce * 1e3, stepS * 1e3);
+        for (double gbit : new double[] {10, 25})
+            System.out.printf(Locale.ROOT, "; %.1f%% over %.0f GbE", 100 * 2 * 4 * floats / goodput(gbit) / stepS, gbit);
+        System.out.println();
+    }
+
+    /// TCP goodput of an Ethernet link of `gbit` Gbit/s in bytes/s (~94% of the line rate).
+    static double goodput(double gbit) { return gbit / 8 * 1e9 * 0.94; }
+
+    /// Prints the measurement and returns the median time of one allreduce in seconds.
+    public static double run(int ranks, int floats, int rounds) throws Exception {
         if (ranks < 2) throw new org.peft4j.core.Peft4jException.ConfigException("--ranks must be at least 2, got " + ranks);
         long bytes = 4L * floats;
         System.out.printf(Locale.ROOT, "allreduce: %d ranks as processes on loopback, %,d floats (%.1f MB), %d rounds, chunks of %d KiB%n",
@@ -60,10 +82,11 @@ public final class AllreduceBench {
         // the line algorithm sends 2·S from each middle rank (S up, S down), so on a network of link rate L per
         // direction its time is about 2·S / L; on loopback every rank shares the one machine's memory and cores
         for (double gbit : new double[] {10, 25}) {
-            double link = gbit / 8 * 1e9 * 0.94;   // TCP goodput ~94% of the line rate
+            double link = goodput(gbit);
             System.out.printf(Locale.ROOT, "  projection over %.0f GbE (%.2f GB/s goodput): %.0f MB -> %.0f ms; 7B r16 (160 MB) -> %.0f ms per step%n",
                     gbit, link / 1e9, bytes / 1e6, 2 * bytes / link * 1e3, 2 * 160e6 / link * 1e3);
         }
+        return t;
     }
 
     private static double[] rounds(TcpCollective c, int floats, int rounds) {

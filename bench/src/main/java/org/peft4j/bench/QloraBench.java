@@ -1,5 +1,6 @@
 package org.peft4j.bench;
 
+import org.peft4j.core.DType;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Gemms;
 import org.peft4j.core.Parallel;
@@ -28,7 +29,8 @@ import java.util.SplittableRandom;
 /// Llama-2-7B-shaped QLoRA run created quantized layer by layer, with peak RSS (VmHWM from /proc/self/status).
 ///
 /// Run: `java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -Xmx8g -cp … org.peft4j.bench.QloraBench
-/// compare [seq [steps [presets,…]]]` or `… 7b [seq [steps]]`. Each mode wants its own JVM (the 7B RSS is the JVM's).
+/// compare [seq [steps [presets,…]]]` or `… 7b [seq [steps [_ [dir]]]]` (dir: a 4-bit folder from `quantize`, loaded
+/// in place, instead of the random model). Each mode wants its own JVM (the 7B RSS is the JVM's).
 public final class QloraBench {
     public static void main(String[] args) throws IOException {
         String mode = args.length > 0 ? args[0] : "compare";
@@ -36,7 +38,7 @@ public final class QloraBench {
         int steps = args.length > 2 ? Integer.parseInt(args[2]) : 3;
         Gemm gemm = Gemms.get("auto");
         System.out.println("threads=" + Parallel.threads() + " " + Gemms.describe() + " maxHeap=" + Runtime.getRuntime().maxMemory() / (1 << 20) + " MiB");
-        if (mode.equals("7b")) { run7b(gemm, seq, steps); return; }
+        if (mode.equals("7b")) { run7b(gemm, seq, steps, args.length > 4 && !args[4].isEmpty() ? Path.of(args[4]) : null); return; }
         for (String preset : (args.length > 3 ? args[3] : "smollm2-135m,qwen2.5-0.5b").split(",")) {
             LlamaConfig c = ModelPresets.byName(preset);
             // both models live side by side: skip, with the heap to ask for, rather than die of OutOfMemoryError
@@ -69,15 +71,20 @@ public final class QloraBench {
         }
     }
 
-    static void run7b(Gemm gemm, int seq, int steps) throws IOException {
-        LlamaConfig c = ModelPresets.llama2_7b();
+    /// The 7B-shaped run: the random model (created layer by layer, the 4-bit codes in a native arena, BF16 embeddings
+    /// and lm_head), or `dir` loaded in place (its 4-bit codes mapped from the file); peak RSS after each phase.
+    static void run7b(Gemm gemm, int seq, int steps, Path dir) throws IOException {
         long t0 = System.nanoTime();
-        QuantizedModel qm = QuantizedModel.createRandom(c, 1, QuantType.NF4, 64, true);
-        System.out.printf("llama2-7b createRandom (NF4, block 64, double quant): %.1f s, %.4f bits/param, %d MiB 4-bit linears, VmHWM %s%n",
-                (System.nanoTime() - t0) / 1e9, qm.bitsPerParameter(), linearBytes(qm) >> 20, vm("VmHWM"));
-        // QLoRA as the paper runs it: LoRA (LLaMA-Factory's default rank 8) on every linear layer, gradient
-        // checkpointing, and a paged 8-bit AdamW whose state lives in a file-backed mapping (64 MiB resident at most).
-        TrainModel tm = new TrainModel(qm, new Method.Lora(LoraConfig.of(8, LoraConfig.ALL_LINEAR)), gemm, 1, seq, true, 1);
+        QuantizedModel qm = dir == null ? QuantizedModel.createRandom(ModelPresets.llama2_7b(), 1, QuantType.NF4, 64, true, DType.BF16)
+                : QuantizedModel.load(dir);
+        LlamaConfig c = qm.config;
+        System.out.printf("%s %s (NF4, block 64, double quant): %.1f s, %.4f bits/param, %d MiB 4-bit linears (%d MiB off the heap),"
+                        + " embeddings %s, VmHWM %s, heap used %d MiB%n", dir == null ? "llama2-7b" : dir, dir == null ? "createRandom" : "load",
+                (System.nanoTime() - t0) / 1e9, qm.bitsPerParameter(), linearBytes(qm) >> 20, qm.offHeapBytes() >> 20,
+                qm.embed16 == null ? "F32" : qm.embed16.type(), vm("VmHWM"), heapUsed());
+        // QLoRA as the issue measures it: LoRA r16 on every linear layer, gradient checkpointing, and a paged 8-bit
+        // AdamW whose state lives in a file-backed mapping (64 MiB resident at most).
+        TrainModel tm = new TrainModel(qm, method(), gemm, 1, seq, true, 1);
         List<Param> ps = tm.params();
         AdamW8bit opt = AdamW8bit.paged(ps.stream().map(Param::data).toList(), ps.stream().map(Param::grad).toList(),
                 AdamW.Config.hfDefaults(), Path.of(System.getProperty("java.io.tmpdir")), 64L << 20);
@@ -91,10 +98,11 @@ public final class QloraBench {
             tm.backward(bt[0], bt[1], seq, 1f / seq, s);
             opt.step(1e-4);
             double t = (System.nanoTime() - t0s) / 1e9;
-            System.out.printf("step %d: %.1f s, %.0f tok/s, VmRSS %s, VmHWM %s, heap used %d MiB%n", s, t, seq / t, vm("VmRSS"), vm("VmHWM"),
-                    (Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()) >> 20);
+            System.out.printf("step %d: %.1f s, %.0f tok/s, VmRSS %s, VmHWM %s, heap used %d MiB%n", s, t, seq / t, vm("VmRSS"), vm("VmHWM"), heapUsed());
         }
     }
+
+    static long heapUsed() { return (Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()) >> 20; }
 
     static Method method() { return new Method.Lora(LoraConfig.of(16, LoraConfig.ALL_LINEAR)); }
 

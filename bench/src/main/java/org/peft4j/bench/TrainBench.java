@@ -68,6 +68,11 @@ public final class TrainBench {
     /// Builds `model` (a [ModelPresets] name) with random weights, trains `method` ("lora": rank 16 on all linear
     /// layers; "full") for warmup + steps steps on `threads` threads, and measures the timed steps.
     public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode) {
+        return run(model, method, seq, batch, threads, warmup, steps, gemmMode, false);
+    }
+
+    /// As above; `shiftAttn`: the training forwards run LongLoRA's S²-Attn (seq a multiple of 8).
+    public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode, boolean shiftAttn) {
         if (steps < 1 || warmup < 0) throw new org.peft4j.core.Peft4jException.ConfigException("bench train needs steps >= 1 and warmup >= 0, got " + steps + " and " + warmup);
         Parallel.setThreads(threads);
         double peak = GemmBench.peakOneCore();
@@ -80,6 +85,7 @@ public final class TrainBench {
         };
         TimedGemm gemm = new TimedGemm(Gemms.get(gemmMode));
         TrainModel tm = new TrainModel(w, m, gemm, batch, seq, false, 42);
+        tm.setShiftAttn(shiftAttn);
         List<float[]> ps = new ArrayList<>(), gs = new ArrayList<>();
         for (Param p : tm.params()) { ps.add(p.data()); gs.add(p.grad()); }
         AdamW opt = new AdamW(ps, gs, AdamW.Config.hfDefaults());
@@ -133,12 +139,20 @@ public final class TrainBench {
         double P = L * (C * q + 2 * C * kv + q * C + 3 * C * F) + (double) c.vocabSize() * C;
         double att = 2.0 * 2 * L * q * (T + 1) / 2.0;
         if (m instanceof Method.Lora(LoraConfig lc)) {
-            double lora = 0;
-            long[][] io = {{C, q}, {C, kv}, {C, kv}, {q, C}, {C, F}, {C, F}, {F, C}};
-            for (long[] x : io) lora += 2.0 * lc.r() * (x[0] + x[1]);
+            double lora = 2.0 * loraFloatsPerLayer(c, lc.r());   // 2·r·(in + out) per adapter
             return 4 * P + 3 * att + 3 * L * lora;
         }
         return 6 * P + 3 * att;
+    }
+
+    /// The LoRA parameters (and gradients) of one block with rank `r` on its 7 linear layers: r·(in + out) each
+    /// (q, k, v, o, gate, up, down).
+    public static long loraFloatsPerLayer(LlamaConfig c, int r) {
+        long C = c.hiddenSize(), F = c.intermediateSize(), q = c.qDim(), kv = c.kvDim();
+        long[][] io = {{C, q}, {C, kv}, {C, kv}, {q, C}, {C, F}, {C, F}, {F, C}};
+        long n = 0;
+        for (long[] x : io) n += r * (x[0] + x[1]);
+        return n;
     }
 
     /// VmHWM of this process in bytes, or -1 off Linux.

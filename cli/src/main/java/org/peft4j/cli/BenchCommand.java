@@ -6,6 +6,7 @@ import org.peft4j.bench.TrainBench;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.nio.file.Path;
 import java.util.concurrent.Callable;
 
 /// `peft4j bench`: speed and memory benchmarks on random-weight models built from real configs. Numbers are measured
@@ -48,15 +49,33 @@ final class BenchCommand implements Runnable {
         @Option(names = "--warmup", defaultValue = "2", description = "Untimed steps (default: ${DEFAULT-VALUE}).") int warmup;
         @Option(names = "--steps", defaultValue = "5", description = "Timed steps (default: ${DEFAULT-VALUE}).") int steps;
         @Option(names = "--gemm", defaultValue = "auto", description = "auto, java, openblas or scalar (default: ${DEFAULT-VALUE}).") String gemm;
+        @Option(names = "--shift-attn", description = "Also run the steps with LongLoRA's S²-Attn (shift_attn) and report both and the attention-time ratio S²/full.") boolean shiftAttn;
+        @Option(names = "--attention-only", description = "With --shift-attn: time one layer's attention (forward + backward) only, full against S², at each of --seqs.") boolean attentionOnly;
+        @Option(names = "--seqs", defaultValue = "512,1024,2048", description = "--attention-only: sequence lengths, multiples of 8 (default: ${DEFAULT-VALUE}).") String seqs;
         @Option(names = "--stage", defaultValue = "sft", description = "sft, or dpo: a DPO step (LoRA, pref_loss sigmoid, --batch pairs) against an SFT step on the same tokens (default: ${DEFAULT-VALUE}).") String stage;
 
         @Override public Integer call() {
+            if (shiftAttn && !stage.equals("sft")) throw new org.peft4j.core.Peft4jException.ConfigException("--shift-attn benchmarks SFT steps (shift_attn trains sft and pt); drop --stage " + stage);
             if (stage.equals("dpo")) {
                 if (!method.equals("lora")) throw new org.peft4j.core.Peft4jException.ConfigException("bench train --stage dpo runs LoRA (the reference is the base with the adapter off); drop --method " + method);
                 System.out.println(org.peft4j.bench.DpoBench.run(model, seq, batch, threads, warmup, steps, gemm).line());
                 return 0;
             }
             if (!stage.equals("sft")) throw new org.peft4j.core.Peft4jException.ConfigException("--stage must be sft or dpo, got " + stage);
+            if (attentionOnly && !shiftAttn) throw new org.peft4j.core.Peft4jException.ConfigException("--attention-only compares full attention with S²-Attn: add --shift-attn");
+            if (shiftAttn && attentionOnly) {
+                int[] ts = java.util.Arrays.stream(seqs.split(",")).map(String::trim).mapToInt(Integer::parseInt).toArray();
+                System.out.println(org.peft4j.bench.ShiftAttnBench.run(model, ts, batch, threads, warmup, steps, gemm).lines());
+                return 0;
+            }
+            if (shiftAttn) {
+                TrainBench.Result full = TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm);
+                TrainBench.Result s2 = TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm, true);
+                System.out.println("full " + full.line());
+                System.out.println("S2   " + s2.line());
+                System.out.printf("S2/full: attention time %.2f, step time %.2f%n", s2.attentionMs() / full.attentionMs(), s2.medianStepMs() / full.medianStepMs());
+                return 0;
+            }
             System.out.println(TrainBench.run(model, method, seq, batch, threads, warmup, steps, gemm).line());
             return 0;
         }
@@ -69,9 +88,13 @@ final class BenchCommand implements Runnable {
         @Option(names = "--floats", defaultValue = "" + org.peft4j.bench.AllreduceBench.QWEN05_LORA_R16_FLOATS,
                 description = "Floats per allreduce (default: ${DEFAULT-VALUE}, the LoRA r16 all-linear gradients of Qwen2.5-0.5B).") int floats;
         @Option(names = "--rounds", defaultValue = "7", description = "Timed rounds; the median is reported (default: ${DEFAULT-VALUE}).") int rounds;
+        @Option(names = {"--model", "--model-config"}, description = "A preset (smollm2-135m, qwen2.5-0.5b, llama3.2-1b, llama2-7b): allreduce its LoRA r16 all-linear gradients (instead of --floats), then time its training step for the allreduce's share of a step.") String model;
+        @Option(names = "--step-seq", defaultValue = "64", description = "With --model: the sequence length of the timed step, batch 1 (default: ${DEFAULT-VALUE}).") int stepSeq;
+        @Option(names = "--threads", defaultValue = "2", description = "With --model: threads of the timed step (default: ${DEFAULT-VALUE}).") int threads;
 
         @Override public Integer call() throws Exception {
-            org.peft4j.bench.AllreduceBench.run(ranks, floats, rounds);
+            if (model != null) org.peft4j.bench.AllreduceBench.runForModel(ranks, model, stepSeq, threads, rounds);
+            else org.peft4j.bench.AllreduceBench.run(ranks, floats, rounds);
             return 0;
         }
     }
@@ -88,15 +111,17 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "qlora", mixinStandardHelpOptions = true,
-            description = "QLoRA vs LoRA step time side by side (compare; qwen2.5-0.5b needs PEFT4J_JAVA_OPTS=-Xmx8g, a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b; run with PEFT4J_JAVA_OPTS=-Xmx5600m).")
+            description = "QLoRA vs LoRA step time side by side (compare; qwen2.5-0.5b needs PEFT4J_JAVA_OPTS=-Xmx8g, a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b: LoRA r16 on all linears, gradient checkpointing, paged 8-bit AdamW; the 4-bit codes live off the heap, so give it PEFT4J_JAVA_OPTS=\"-Xmx2g -XX:MaxDirectMemorySize=4g\"; --model DIR runs it from a 4-bit folder).")
     static final class Qlora implements Callable<Integer> {
         @Option(names = "--mode", defaultValue = "compare", description = "compare or 7b (default: ${DEFAULT-VALUE}).") String mode;
         @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;
         @Option(names = "--steps", defaultValue = "3", description = "Steps (default: ${DEFAULT-VALUE}).") int steps;
         @Option(names = "--model-config", defaultValue = "smollm2-135m,qwen2.5-0.5b", description = "Presets for compare (default: ${DEFAULT-VALUE}).") String presets;
+        @Option(names = "--model", paramLabel = "DIR", description = "7b mode: a 4-bit folder (from quantize) loaded in place instead of the random 7B model.") Path model;
 
         @Override public Integer call() throws Exception {
-            QloraBench.main(new String[]{mode, String.valueOf(seq), String.valueOf(steps), presets});
+            if (model != null && !mode.equals("7b")) throw new org.peft4j.core.Peft4jException.ConfigException("--model is for --mode 7b; compare runs random presets (--model-config)");
+            QloraBench.main(new String[]{mode, String.valueOf(seq), String.valueOf(steps), presets, model == null ? "" : model.toString()});
             return 0;
         }
     }

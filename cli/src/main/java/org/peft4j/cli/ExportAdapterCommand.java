@@ -38,6 +38,8 @@ final class ExportAdapterCommand implements Callable<Integer> {
         LoadedAdapter a = LoadedAdapter.read("export", adapter, config);
         if (a.prompt != null)
             throw new ConfigException(adapter + " is a prompt-tuning adapter; llama.cpp's GGUF adapters are LoRA only, and prompt tuning has no weights to merge: use it with peft4j (--adapter)");
+        if (a.prefix != null)
+            throw new ConfigException(adapter + " is a prefix-tuning adapter; llama.cpp's GGUF adapters are LoRA only, and prefix tuning has no weights to merge: use it with peft4j (--adapter)");
         if (a.ia3 != null)
             throw new ConfigException(adapter + " is an IA3 adapter; llama.cpp's GGUF adapters are LoRA only: merge it into the model instead "
                     + "(peft4j export --adapter_name_or_path " + adapter + " ...) and convert the merged model");

@@ -43,6 +43,13 @@ final class QuantizeCommand implements Callable<Integer> {
             System.err.printf("merged %s into the 4-bit base (%,d weights requantized): requantization error max %.3g, RMS %.3g%n",
                     adapter, m.mergedParameters(), m.maxError(), m.rmsError());
             q = m.model();
+        } else if (adapter == null) {   // streamed: memory bounded by the largest tensor, not the model
+            double bits = QuantizedModel.quantizeStreamed(dir, out, QuantType.of(quant), blockSize, doubleQuant, dtype);
+            copyTokenizer(dir);
+            System.err.printf("wrote %s: %s, block %d, %s, %.3f bits per quantized parameter%n", out, quant.toLowerCase(), blockSize,
+                    doubleQuant ? "double quantization" : "plain absmax", bits);
+            System.out.println(out);
+            return 0;
         } else {
             var w = Models.loadWeights(dir);
             if (adapter != null) {
@@ -53,11 +60,15 @@ final class QuantizeCommand implements Callable<Integer> {
             q = QuantizedModel.quantize(w, QuantType.of(quant), blockSize, doubleQuant);
         }
         q.save(out, dtype);
-        for (String f : List.of("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"))
-            if (Files.exists(dir.resolve(f))) Files.copy(dir.resolve(f), out.resolve(f), StandardCopyOption.REPLACE_EXISTING);
+        copyTokenizer(dir);
         System.err.printf("wrote %s: %s, block %d, %s, %.3f bits per quantized parameter%n", out, q.type.name().toLowerCase(), blockSize,
                 q.doubleQuant ? "double quantization" : "plain absmax", q.bitsPerParameter());
         System.out.println(out);
         return 0;
+    }
+
+    private void copyTokenizer(Path dir) throws java.io.IOException {
+        for (String f : List.of("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "chat_template.jinja"))
+            if (Files.exists(dir.resolve(f))) Files.copy(dir.resolve(f), out.resolve(f), StandardCopyOption.REPLACE_EXISTING);
     }
 }

@@ -16,8 +16,9 @@ import java.util.regex.Pattern;
 final class SparkTrain {
     private SparkTrain() {}
 
-    /// `ranks`: null = local[N]'s N, else Spark's default parallelism.
-    static int run(String master, Integer ranks, Path yaml, List<String> flags, Path modelDir) {
+    /// `ranks`: null = local[N]'s N, else Spark's default parallelism; `input`: null, or the DataFrame of the rows
+    /// ([PeftSpark#readInput]).
+    static int run(String master, Integer ranks, String input, Path yaml, List<String> flags, Path modelDir) {
         try {
             Class.forName("org.apache.spark.sql.SparkSession");
         } catch (ClassNotFoundException e) {
@@ -31,7 +32,7 @@ final class SparkTrain {
         try {
             int n = ranks != null ? ranks : localThreads(master) != null ? localThreads(master) : spark.sparkContext().defaultParallelism();
             System.err.println("peft4j train: " + n + " data-parallel ranks on Spark " + master);
-            PeftSpark.Result r = PeftSpark.train(spark, yaml, all, n);
+            PeftSpark.Result r = PeftSpark.train(spark, yaml, all, input == null ? null : PeftSpark.readInput(spark, input), n);
             System.err.println("done: " + r.summary());
             return 0;
         } finally {

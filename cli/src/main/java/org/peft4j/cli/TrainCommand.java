@@ -47,6 +47,9 @@ final class TrainCommand implements Callable<Integer> {
     @Option(names = "--spark-ranks", paramLabel = "N", description = "With --spark-master: the number of ranks (default: N of local[N], else Spark's default parallelism).")
     Integer sparkRanks;
 
+    @Option(names = "--spark-input", paramLabel = "TABLE_OR_PATH", description = "With --spark-master: the rows of the dataset as a DataFrame (a .json/.jsonl/.parquet path or a table), in place of the file of `dataset`'s dataset_info.json entry, which still gives the columns.")
+    String sparkInput;
+
     @Override
     public Integer call() {
         if (helpKeys) { System.out.print(TrainConfig.keyTable()); return 0; }
@@ -58,9 +61,10 @@ final class TrainCommand implements Callable<Integer> {
         if (generalText != null) cfg.with("forgetting_text", generalText.toString());
 
         if (sparkRanks != null && sparkMaster == null) throw new ConfigException("--spark-ranks needs --spark-master");
+        if (sparkInput != null && sparkMaster == null) throw new ConfigException("--spark-input needs --spark-master (a DataFrame is read by Spark)");
         if (sparkMaster != null) {
             if (compare != null || generalText != null) throw new ConfigException("--compare and --general-text run in one process; drop them with --spark-master");
-            return SparkTrain.run(sparkMaster, sparkRanks, yaml, flags, ModelResolver.resolve(cfg.str("model_name_or_path")));
+            return SparkTrain.run(sparkMaster, sparkRanks, sparkInput, yaml, flags, ModelResolver.resolve(cfg.str("model_name_or_path")));
         }
         ProgressBar bar = new ProgressBar("train");
         FinetuneRecipe.Result result = new FinetuneRecipe(ModelResolver::resolve).run(cfg, e -> print(e, bar));

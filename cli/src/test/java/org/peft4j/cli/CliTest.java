@@ -79,6 +79,22 @@ class CliTest {
         assertTrue(bad.stderr().contains("--new-tokens >= 2"), bad.stderr());
     }
 
+    /// `bench train --shift-attn --attention-only` prints a full / S² row per length (short lengths: seconds), and the
+    /// flags it needs are asked for by name.
+    @Test
+    void benchShiftAttnAttentionOnly() throws Exception {
+        Out o = run(null, "bench", "train", "--shift-attn", "--attention-only", "--seqs", "64,128", "--warmup", "0", "--steps", "1", "--threads", "1");
+        assertEquals(0, o.code(), o.stderr());
+        for (String seq : new String[] {"64", "128"})
+            assertTrue(o.stdout().matches("(?s).*seq\\s+" + seq + " \\| full\\s+[0-9.]+ ms \\| S2\\s+[0-9.]+ ms \\| S2/full [0-9.]+.*"), o.stdout());
+        Out bad = run(null, "bench", "train", "--attention-only");
+        assertEquals(1, bad.code());
+        assertTrue(bad.stderr().contains("--shift-attn"), bad.stderr());
+        bad = run(null, "bench", "train", "--shift-attn", "--attention-only", "--seqs", "60");
+        assertEquals(1, bad.code());
+        assertTrue(bad.stderr().contains("multiple of 8"), bad.stderr());
+    }
+
     @Test
     void stopStringCutsTheCompletion() throws Exception {
         JsonNode g = golden();
@@ -149,6 +165,20 @@ class CliTest {
         assertEquals(0, t.code(), t.stderr());
         assertTrue(t.stderr().contains("QLoRA: base frozen in 4-bit nf4"), t.stderr());
         assertTrue(Files.exists(tmp.resolve("qlora/adapter_model.safetensors")));
+    }
+
+    /// init-random --quant writes a 4-bit folder directly (BF16 embeddings kept in 16 bits on load); it generates.
+    @Test
+    void initRandomQuantWritesA4BitFolder(@TempDir Path tmp) throws Exception {
+        Path q = tmp.resolve("r4");
+        Out o = run(null, "init-random", "--config", Shared.root().resolve("models/tinystories-656k/config.json").toString(), "--quant", "nf4", "--out", q.toString());
+        assertEquals(0, o.code(), o.stderr());
+        var m = org.peft4j.model.quant.QuantizedModel.load(q);
+        assertNotNull(m.embed16, "BF16 embeddings stay 16-bit");
+        assertTrue(m.linears[0][0].packed().isMapped(), "4-bit codes used in place");
+        Files.copy(Shared.root().resolve("models/tinystories-656k/tokenizer.json"), q.resolve("tokenizer.json"));
+        Out g = run(null, "generate", "--model", q.toString(), "-p", "Once upon a time", "--max-new-tokens", "4", "--temperature", "0");
+        assertEquals(0, g.code(), g.stderr());
     }
 
     /// LLaMA-Factory's examples/train_lora/llama3_lora_sft.yaml, unchanged but for the model path, parses and runs

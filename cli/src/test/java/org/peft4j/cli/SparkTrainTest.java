@@ -14,4 +14,12 @@ class SparkTrainTest {
         assertNull(SparkTrain.localThreads("local[*]"));
         assertNull(SparkTrain.localThreads("spark://host:7077"));
     }
+
+    @Test
+    void sparkInputNeedsASparkMaster() {
+        CliTest.Out o = CliTest.run(null, "train", "--spark-input", "rows.parquet", "--model_name_or_path",
+                org.peft4j.testkit.Shared.root().resolve("models/tinystories-656k").toString(), "--output_dir", "unused", "--dataset", "identity_en");
+        assertNotEquals(0, o.code());
+        assertTrue(o.stderr().contains("--spark-input needs --spark-master"), o.stderr());
+    }
 }

@@ -4,6 +4,7 @@ import org.peft4j.core.DType;
 import org.peft4j.core.Parallel;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.formats.safetensors.SafeTensors;
+import org.peft4j.formats.safetensors.ShardedSafeTensors;
 import org.peft4j.model.llama.LayerTensor;
 import org.peft4j.model.llama.LlamaWeights;
 
@@ -73,6 +74,50 @@ public final class RandomModels {
         for (var e : w.tensors().entrySet())
             entries.add(SafeTensors.Entry.ofFloats(e.getKey(), shapes.get(e.getKey()), e.getValue(), dtype));
         SafeTensors.write(dir.resolve("model.safetensors"), entries, Map.of("format", "pt"));
+    }
+
+    /// `save(dir, create(c, seed), dtype)`'s tensors (the same values, rounded to `dtype`), generated and written one
+    /// at a time into shards of at most `maxShardBytes` (`save_pretrained`'s 5 GB: `model.safetensors` when it fits
+    /// one, else `model-0000i-of-0000n.safetensors` and an index): a Llama-2-7B-shaped checkpoint is written with
+    /// memory for its largest tensor, never the model. Same bytes as [#save] when a single file results.
+    public static void saveStreamed(Path dir, LlamaConfig c, long seed, DType dtype, long maxShardBytes) {
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) throw new ConfigException("--dtype must be F32, BF16 or F16, got " + dtype);
+        try {
+            Files.createDirectories(dir);
+            Files.writeString(dir.resolve("config.json"), c.toJson());
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + dir.resolve("config.json") + ": " + e.getMessage(), e);
+        }
+        Map<String, long[]> shapes = LlamaWeights.expectedShapes(c);
+        List<ShardedSafeTensors.Spec> specs = new ArrayList<>();
+        for (var e : shapes.entrySet()) specs.add(new ShardedSafeTensors.Spec(e.getKey(), dtype, e.getValue()));
+        SplittableRandom root = new SplittableRandom(seed);   // split in create's order: embeddings, layers, lm_head
+        float std = (float) c.initializerRange();
+        int VC = Math.multiplyExact(c.vocabSize(), c.hiddenSize());
+        try (ShardedSafeTensors.Streamed out = ShardedSafeTensors.Streamed.open(dir, specs, maxShardBytes, Map.of("format", "pt"))) {
+            out.put(LlamaWeights.EMBED_TOKENS, bytes(normal(VC, root.split(), std), dtype));
+            for (int l = 0; l < c.numHiddenLayers(); l++) {
+                SplittableRandom layerRng = root.split();
+                SplittableRandom[] streams = new SplittableRandom[LayerTensor.values().length];
+                for (int i = 0; i < streams.length; i++) streams[i] = layerRng.split();
+                for (LayerTensor lt : LayerTensor.values()) {   // one tensor alive at a time
+                    if (!lt.present(c)) continue;
+                    int n = Math.toIntExact(Arrays.stream(lt.shape(c)).reduce(1, Math::multiplyExact));
+                    float[] t = switch (lt) {
+                        case INPUT_LAYERNORM, POST_ATTENTION_LAYERNORM -> ones(n);
+                        case Q_BIAS, K_BIAS, V_BIAS, O_BIAS, GATE_BIAS, UP_BIAS, DOWN_BIAS -> new float[n];
+                        default -> normal(n, streams[lt.ordinal()], std);
+                    };
+                    out.put(lt.name(l), bytes(t, dtype));
+                }
+            }
+            out.put(LlamaWeights.NORM, bytes(ones(c.hiddenSize()), dtype));
+            if (!c.tieWordEmbeddings()) out.put(LlamaWeights.LM_HEAD, bytes(normal(VC, root.split(), std), dtype));
+        }
+    }
+
+    private static java.lang.foreign.MemorySegment bytes(float[] t, DType dtype) {
+        return SafeTensors.Entry.ofFloats("t", new long[]{t.length}, t, dtype).bytes();
     }
 
     private static float[] normal(int n, SplittableRandom rng, float std) {

@@ -122,6 +122,23 @@ class ConfigAndWeightsTest {
         }
     }
 
+    /// init-random's writer: tensor by tensor into shards, the values of create(c, seed); one file gives save's bytes.
+    @Test
+    void streamedRandomModelEqualsCreateAndSave(@TempDir Path tmp) throws java.io.IOException {
+        for (boolean tied : new boolean[]{true, false}) {
+            LlamaConfig c = tiny("qwen2", tied);
+            LlamaWeights w = RandomModels.create(c, 7);
+            Path one = tmp.resolve("one-" + tied), saved = tmp.resolve("saved-" + tied), sharded = tmp.resolve("sharded-" + tied);
+            RandomModels.saveStreamed(one, c, 7, DType.BF16, 5_000_000_000L);
+            RandomModels.save(saved, w, DType.BF16);
+            assertArrayEquals(Files.readAllBytes(saved.resolve("model.safetensors")), Files.readAllBytes(one.resolve("model.safetensors")));
+            RandomModels.saveStreamed(sharded, c, 7, DType.F32, 20_000);
+            assertTrue(Files.exists(sharded.resolve("model.safetensors.index.json")), "sharded");
+            LlamaWeights back = Models.loadWeights(sharded);
+            for (var e : w.tensors().entrySet()) assertArrayEquals(e.getValue(), back.tensors().get(e.getKey()), e.getKey());
+        }
+    }
+
     @Test
     void tiedWeightStoredOnlyAsLmHead() {
         Path dir = Shared.require("models/tinystories-656k");

@@ -3,6 +3,9 @@ package org.peft4j.quant;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.FormatException;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.Objects;
 
@@ -12,7 +15,12 @@ import java.util.Objects;
 /// multiple) share one absmax, kept as float32 or double-quantized ([Absmax.Nested]).
 /// Dequantization: `w = fl32(code[q] · absmax'[block])`. Reference: bitsandbytes `functional.py` `quantize_4bit`,
 /// `dequantize_4bit`, `csrc/kernels.cu` `kQuantizeBlockwise`; specs.md §1.2–1.5.
-public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] packed, Absmax absmax) implements QuantLinear.Weight {
+///
+/// **Off the Java heap.** `packed` and the 8-bit absmax codes are [MemorySegment]s, the bulk of a 4-bit model (3.3 GB
+/// at Llama-2-7B): [#quantize] allocates them in an automatic native arena (freed when the tensor is unreachable),
+/// and a checkpoint reader passes slices of the mapped file, used in place without a copy. The small float32 tables
+/// (nested absmax, code maps) stay arrays. [#offHeapBytes] is what this tensor adds outside the heap.
+public record Nf4Tensor(QuantType type, long[] shape, int blockSize, MemorySegment packed, Absmax absmax) implements QuantLinear.Weight {
     /// Block sizes bitsandbytes accepts for 4-bit quantization (`quantize_4bit`).
     public static final int[] BLOCK_SIZES = {32, 64, 128, 256, 512, 1024, 2048, 4096};
     public static final int DEFAULT_BLOCK_SIZE = 64;
@@ -33,25 +41,32 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
             public float get(int b) { return values[b]; }
         }
 
-        /// Double quantization: `codes` (blocks) = `weight.absmax` U8, `nestedAbsmax` (ceil(blocks / nestedBlockSize)),
+        /// Double quantization: `codes` (blocks) = `weight.absmax` U8 (a native or mapped segment, or a heap one), `nestedAbsmax` (ceil(blocks / nestedBlockSize)),
         /// `nestedQuantMap` (256, the signed dynamic map as stored), `offset` = mean of the original absmax.
         /// `get(b) = fl32(fl32(map[codes[b]] · nestedAbsmax[b / nestedBlockSize]) + offset)`: two roundings, no FMA.
-        record Nested(byte[] codes, float[] nestedAbsmax, float[] nestedQuantMap, float offset, int nestedBlockSize) implements Absmax {
+        record Nested(MemorySegment codes, float[] nestedAbsmax, float[] nestedQuantMap, float offset, int nestedBlockSize) implements Absmax {
             public Nested {
                 Objects.requireNonNull(codes, "codes");
+                if (codes.byteSize() > Integer.MAX_VALUE) throw new FormatException(codes.byteSize() + " absmax codes; at most 2^31 - 1 blocks");
                 if (nestedQuantMap.length != 256) throw new FormatException("nested_quant_map has " + nestedQuantMap.length
                         + " entries; an 8-bit code map has 256. The checkpoint's quant state is corrupt");
                 if (nestedBlockSize <= 0) throw new FormatException("nested_blocksize must be positive, got " + nestedBlockSize);
-                long need = ((long) codes.length + nestedBlockSize - 1) / nestedBlockSize;
+                long need = (codes.byteSize() + nestedBlockSize - 1) / nestedBlockSize;
                 if (nestedAbsmax.length != need) throw new FormatException("nested_absmax has " + nestedAbsmax.length
-                        + " values, but " + codes.length + " absmax codes in nested blocks of " + nestedBlockSize + " need " + need
+                        + " values, but " + codes.byteSize() + " absmax codes in nested blocks of " + nestedBlockSize + " need " + need
                         + "; weight.absmax and weight.nested_absmax come from different tensors");
             }
-            public int blocks() { return codes.length; }
+            /// Codes given as a heap array (tests, small tensors).
+            public Nested(byte[] codes, float[] nestedAbsmax, float[] nestedQuantMap, float offset, int nestedBlockSize) {
+                this(MemorySegment.ofArray(codes), nestedAbsmax, nestedQuantMap, offset, nestedBlockSize);
+            }
+            public int blocks() { return (int) codes.byteSize(); }
             public float get(int b) {
-                float v = nestedQuantMap[codes[b] & 0xff] * nestedAbsmax[b / nestedBlockSize];
+                float v = nestedQuantMap[codes.get(ValueLayout.JAVA_BYTE, b) & 0xff] * nestedAbsmax[b / nestedBlockSize];
                 return v + offset;
             }
+            /// A copy of the codes as a heap array.
+            public byte[] codeBytes() { return codes.toArray(ValueLayout.JAVA_BYTE); }
 
             /// Double-quantizes `absmax` (bitsandbytes `quantize_4bit(compress_statistics=True)`): offset = the mean
             /// (summed in double, compensated, rounded once to float32), then 8-bit blockwise with the signed map.
@@ -69,7 +84,9 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
                 byte[] codes = new byte[absmax.length];
                 float[] nested = new float[(absmax.length + nestedBlockSize - 1) / nestedBlockSize];
                 Blockwise8.quantize(codes, nested, centered, map, nestedBlockSize);
-                return new Nested(codes, nested, map, offset, nestedBlockSize);
+                MemorySegment off = Arena.ofAuto().allocate(codes.length);
+                MemorySegment.copy(codes, 0, off, ValueLayout.JAVA_BYTE, 0, codes.length);
+                return new Nested(off, nested, map, offset, nestedBlockSize);
             }
         }
     }
@@ -81,7 +98,7 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
         shape = shape.clone();
         long n = numel(shape);
         if (blockSize <= 0) throw new FormatException("4-bit block size must be positive, got " + blockSize);
-        if (packed.length != (n + 1) / 2) throw new FormatException("packed 4-bit weight has " + packed.length + " bytes, but shape "
+        if (packed.byteSize() != (n + 1) / 2) throw new FormatException("packed 4-bit weight has " + packed.byteSize() + " bytes, but shape "
                 + Arrays.toString(shape) + " (" + n + " elements) needs " + (n + 1) / 2 + "; the weight does not match its quant_state shape");
         long blocks = (n + blockSize - 1) / blockSize;
         if (absmax.blocks() != blocks) throw new FormatException("absmax has " + absmax.blocks() + " values, but shape "
@@ -89,7 +106,32 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
                 + " blocks; the absmax tensor or the quant_state blocksize does not belong to this weight");
     }
 
+    /// Packed codes given as a heap array (tests, small tensors).
+    public Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] packed, Absmax absmax) {
+        this(type, shape, blockSize, MemorySegment.ofArray(packed), absmax);
+    }
+
     @Override public long[] shape() { return shape.clone(); }
+
+    /// A copy of the packed codes as a heap array (tests, hashing).
+    public byte[] packedBytes() { return packed.toArray(ValueLayout.JAVA_BYTE); }
+
+    /// Bytes this tensor holds outside the Java heap (native or mapped segments): packed codes and 8-bit absmax codes.
+    public long offHeapBytes() {
+        long b = packed.isNative() ? packed.byteSize() : 0;
+        if (absmax instanceof Absmax.Nested n && n.codes().isNative()) b += n.codes().byteSize();
+        return b;
+    }
+
+    /// Bytes of the packed codes and the scales (float32 absmax; or the 8-bit codes, nested float32 absmax, the
+    /// 256-entry map and the offset), wherever they are held.
+    public long storedBytes() {
+        long scales = switch (absmax) {
+            case Absmax.Plain p -> 4L * p.values().length;
+            case Absmax.Nested n -> n.codes().byteSize() + 4L * n.nestedAbsmax().length + 4L * n.nestedQuantMap().length + 4;
+        };
+        return packed.byteSize() + scales;
+    }
 
     private static long numel(long[] shape) {
         long n = 1;
@@ -114,20 +156,54 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
                     + Arrays.toString(BLOCK_SIZES) + " (default " + DEFAULT_BLOCK_SIZE + ")");
         if (numel(shape) != x.length) throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " has "
                 + numel(shape) + " elements, but " + x.length + " values were given");
-        int n = x.length;
-        byte[] packed = new byte[(int) ((n + 1L) / 2)];
-        float[] absmax = new float[(n + blockSize - 1) / blockSize];
-        for (int b = 0, from = 0; from < n; b++, from += blockSize) {
-            int to = Math.min(n, from + blockSize);
-            float m = 0f;
-            for (int i = from; i < to; i++) { float a = Math.abs(x[i]); if (a > m) m = a; }   // NaN skipped, as fmaxf
-            absmax[b] = m;
-            float inv = 1f / m;
-            for (int i = from; i < to; i++) {
-                int q = type.quantize(x[i] * inv);
-                packed[i >>> 1] |= (byte) ((i & 1) == 0 ? q << 4 : q);
+        return quantize(type, shape, blockSize, doubleQuant, (from, dst, count) -> System.arraycopy(x, (int) from, dst, 0, count));
+    }
+
+    /// Elements of a tensor handed to [#quantize(QuantType, long[], int, boolean, Source)] chunk by chunk, in order.
+    @FunctionalInterface
+    public interface Source {
+        /// Writes flattened elements [from, from + count) into dst[0 ..< count].
+        void fill(long from, float[] dst, int count);
+    }
+
+    /// Elements per chunk of a streamed quantization (4 MiB of floats, rounded down to whole blocks).
+    static final int CHUNK = 1 << 20;
+
+    /// As [#quantize(QuantType, float[], long[], int, boolean)] (the same bytes), reading the tensor from `source` in
+    /// chunks of whole blocks: a tensor of any size is quantized with one 4 MiB float buffer, never held as float32.
+    public static Nf4Tensor quantize(QuantType type, long[] shape, int blockSize, boolean doubleQuant, Source source) {
+        return quantize(type, shape, blockSize, doubleQuant, Arena.ofAuto(), source);
+    }
+
+    /// As above with the packed codes allocated in `arena` (a confined arena frees them as soon as it is closed).
+    public static Nf4Tensor quantize(QuantType type, long[] shape, int blockSize, boolean doubleQuant, Arena arena, Source source) {
+        if (Arrays.stream(BLOCK_SIZES).noneMatch(b -> b == blockSize))
+            throw new ConfigException("4-bit block size " + blockSize + " is not one bitsandbytes supports; use one of "
+                    + Arrays.toString(BLOCK_SIZES) + " (default " + DEFAULT_BLOCK_SIZE + ")");
+        long n = numel(shape);
+        MemorySegment packed = arena.allocate((n + 1L) / 2);   // native, zeroed
+        byte[] buf = new byte[blockSize / 2 + 1];   // one block's bytes (block sizes are even: a byte never spans blocks)
+        long blocks = (n + blockSize - 1) / blockSize;
+        if (blocks > Integer.MAX_VALUE - 8) throw new FormatException("shape " + Arrays.toString(shape) + " has " + blocks + " blocks; split the weight");
+        float[] absmax = new float[(int) blocks];
+        float[] x = new float[(int) Math.min(n, Math.max(blockSize, CHUNK / blockSize * blockSize))];
+        for (long c0 = 0; c0 < n; c0 += x.length) {
+            int cn = (int) Math.min(x.length, n - c0);
+            source.fill(c0, x, cn);
+            for (int from = 0; from < cn; from += blockSize) {
+                int to = Math.min(cn, from + blockSize);
+                float m = 0f;
+                for (int i = from; i < to; i++) { float a = Math.abs(x[i]); if (a > m) m = a; }   // NaN skipped, as fmaxf
+                absmax[(int) ((c0 + from) / blockSize)] = m;
+                float inv = 1f / m;
+                Arrays.fill(buf, (byte) 0);
+                for (int i = from; i < to; i++) {
+                    int q = type.quantize(x[i] * inv);
+                    buf[(i - from) >>> 1] |= (byte) ((i & 1) == 0 ? q << 4 : q);   // c0, from even: parity of i is the element's
+                }
+                if (c0 + to == n && (n & 1) == 1) buf[(to - 1 - from) >>> 1] |= (byte) type.quantize(0f * inv);
+                MemorySegment.copy(buf, 0, packed, ValueLayout.JAVA_BYTE, (c0 + from) >>> 1, (to - from + 1) >>> 1);
             }
-            if (to == n && (n & 1) == 1) packed[n >>> 1] |= (byte) type.quantize(0f * inv);
         }
         Absmax a = doubleQuant ? Absmax.Nested.quantize(absmax, NESTED_BLOCK_SIZE) : new Absmax.Plain(absmax);
         return new Nf4Tensor(type, shape, blockSize, packed, a);
@@ -135,7 +211,7 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
 
     /// The 4-bit code of flattened element `i`.
     public int code(long i) {
-        int b = packed[(int) (i >>> 1)];
+        int b = packed.get(ValueLayout.JAVA_BYTE, i >>> 1);
         return (i & 1) == 0 ? (b >>> 4) & 15 : b & 15;
     }
 
@@ -171,15 +247,16 @@ public record Nf4Tensor(QuantType type, long[] shape, int blockSize, byte[] pack
             int b = (int) (i / blockSize);
             long end = Math.min(to, (b + 1L) * blockSize);
             float scale = absmax.get(b);
-            if ((i & 1) == 1) { out[o++] = lut[packed[(int) (i >>> 1)] & 15] * scale; i++; }
-            int p = (int) (i >>> 1), bytes = (int) ((end - i) >>> 1);
-            for (int e = p + bytes; p < e; p++, o += 2) {   // whole bytes: (hi, lo) from the 256-entry pair table
-                int t = (packed[p] & 0xff) << 1;
+            if ((i & 1) == 1) { out[o++] = lut[packed.get(ValueLayout.JAVA_BYTE, i >>> 1) & 15] * scale; i++; }
+            long p = i >>> 1;
+            int bytes = (int) ((end - i) >>> 1);
+            for (long e = p + bytes; p < e; p++, o += 2) {   // whole bytes: (hi, lo) from the 256-entry pair table
+                int t = (packed.get(ValueLayout.JAVA_BYTE, p) & 0xff) << 1;
                 out[o] = pair[t] * scale;
                 out[o + 1] = pair[t + 1] * scale;
             }
             i += 2L * bytes;
-            if (i < end) { out[o++] = lut[(packed[(int) (i >>> 1)] >>> 4) & 15] * scale; i++; }
+            if (i < end) { out[o++] = lut[(packed.get(ValueLayout.JAVA_BYTE, i >>> 1) >>> 4) & 15] * scale; i++; }
         }
     }
 

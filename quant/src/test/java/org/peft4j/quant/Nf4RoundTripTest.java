@@ -34,6 +34,36 @@ class Nf4RoundTripTest {
         return x;
     }
 
+    /// The streamed quantizer fills its buffer chunk by chunk; blocks are independent, so quantizing the two sides of
+    /// a chunk boundary separately must give the same bytes and absmax as one call over the whole (odd-length) tensor.
+    @Test
+    void chunksStitchExactlyAcrossTheBufferBoundary() {
+        int n = Nf4Tensor.CHUNK + 3 * 64 + 1;
+        float[] x = new float[n];
+        SplittableRandom r = new SplittableRandom(5);
+        for (int i = 0; i < n; i++) x[i] = (float) r.nextGaussian();
+        Nf4Tensor whole = Nf4Tensor.quantize(QuantType.NF4, x, new long[]{n}, 64, false);
+        Nf4Tensor head = Nf4Tensor.quantize(QuantType.NF4, Arrays.copyOf(x, Nf4Tensor.CHUNK), new long[]{Nf4Tensor.CHUNK}, 64, false);
+        Nf4Tensor tail = Nf4Tensor.quantize(QuantType.NF4, Arrays.copyOfRange(x, Nf4Tensor.CHUNK, n), new long[]{n - Nf4Tensor.CHUNK}, 64, false);
+        byte[] w = whole.packedBytes(), h = head.packedBytes(), t = tail.packedBytes();
+        assertArrayEquals(h, Arrays.copyOf(w, h.length), "first chunk");
+        assertArrayEquals(t, Arrays.copyOfRange(w, h.length, w.length), "second chunk, with the odd padding nibble");
+        float[] a = whole.absmaxValues(), ah = head.absmaxValues(), at = tail.absmaxValues();
+        assertArrayEquals(ah, Arrays.copyOf(a, ah.length));
+        assertArrayEquals(at, Arrays.copyOfRange(a, ah.length, a.length));
+        assertTrue(whole.packed().isNative(), "quantized codes live in a native arena");
+        assertEquals(w.length, whole.offHeapBytes());
+        // a Source that is not an array sees the elements in order, in whole blocks
+        long[] next = {0};
+        Nf4Tensor streamed = Nf4Tensor.quantize(QuantType.NF4, new long[]{n}, 64, false, (from, dst, count) -> {
+            assertEquals(next[0], from, "chunks arrive in order");
+            assertTrue(count == n - from || count % 64 == 0, "whole blocks");
+            System.arraycopy(x, (int) from, dst, 0, count);
+            next[0] += count;
+        });
+        assertArrayEquals(w, streamed.packedBytes());
+    }
+
     @ParameterizedTest
     @EnumSource(QuantType.class)
     void perElementErrorIsWithinHalfTheWidestCodeGap(QuantType type) {
@@ -174,7 +204,7 @@ class Nf4RoundTripTest {
     @Test
     void badInputGetsClearErrors() {
         Nf4Tensor q = Nf4Tensor.quantize(QuantType.NF4, normal(256, 1), new long[]{2, 128}, 64, false);
-        var e = assertThrows(FormatException.class, () -> new Nf4Tensor(QuantType.NF4, new long[]{2, 128}, 64, q.packed(),
+        var e = assertThrows(FormatException.class, () -> new Nf4Tensor(QuantType.NF4, new long[]{2, 128}, 64, q.packedBytes(),
                 new Nf4Tensor.Absmax.Plain(new float[3])));
         assertTrue(e.getMessage().contains("absmax has 3 values") && e.getMessage().contains("4 blocks"), e.getMessage());
         e = assertThrows(FormatException.class, () -> new Nf4Tensor(QuantType.NF4, new long[]{2, 128}, 64, new byte[127],

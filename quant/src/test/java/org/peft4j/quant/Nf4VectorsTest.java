@@ -111,8 +111,8 @@ class Nf4VectorsTest {
         assertEquals(c.get("n").asInt(), x.length);
 
         Nf4Tensor plain = Nf4Tensor.quantize(type, x, shape, bs, false);
-        assertBytes(name + " packed", b64(c.get("packed_u8_b64")), plain.packed());
-        assertEquals(c.get("packed_first32_hex").asText(), HexFormat.of().formatHex(plain.packed(), 0, 32));
+        assertBytes(name + " packed", b64(c.get("packed_u8_b64")), plain.packedBytes());
+        assertEquals(c.get("packed_first32_hex").asText(), HexFormat.of().formatHex(plain.packedBytes(), 0, 32));
         assertEquals(c.get("n_blocks").asInt(), plain.blocks());
         assertBits(name + " absmax", f32(c.get("absmax_f32_b64")), plain.absmaxValues());
         JsonNode head = c.get("readable_head").get("codes_first16");
@@ -123,14 +123,14 @@ class Nf4VectorsTest {
 
         JsonNode dq = c.get("double_quant");
         Nf4Tensor nested = Nf4Tensor.quantize(type, x, shape, bs, true);
-        assertBytes(name + " packed (dq)", plain.packed(), nested.packed());
+        assertBytes(name + " packed (dq)", plain.packedBytes(), nested.packedBytes());
         var a = (Nf4Tensor.Absmax.Nested) nested.absmax();
         assertEquals(Integer.parseUnsignedInt(dq.get("offset_f32_hex").asText(), 16), Float.floatToRawIntBits(a.offset()), name + " offset");
         assertEquals(Double.parseDouble(dq.get("offset_repr").asText()), (double) a.offset(), name + " offset repr");
         float[] absmax = plain.absmaxValues(), centered = new float[absmax.length];
         for (int i = 0; i < absmax.length; i++) centered[i] = absmax[i] - a.offset();
         assertBits(name + " centered absmax", f32(dq.get("centered_absmax_f32_b64")), centered);
-        assertBytes(name + " qabsmax", b64(dq.get("qabsmax_u8_b64")), a.codes());
+        assertBytes(name + " qabsmax", b64(dq.get("qabsmax_u8_b64")), a.codeBytes());
         assertBits(name + " nested absmax", f32(dq.get("nested_absmax_f32_b64")), a.nestedAbsmax());
         assertEquals(dq.get("quant_state_json").asText(), nested.quantStateJson("float32"), name + " quant_state JSON");
         assertBits(name + " absmax dequant", f32(dq.get("absmax_dequant_f32_b64")), nested.absmaxValues());

@@ -51,7 +51,7 @@ public final class TrainConfig {
         // method
         key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
-        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input), prompt (PEFT's prompt tuning: learned virtual tokens before every input) or ptuning (PEFT's P-tuning: virtual tokens from a trained prompt encoder).");
+        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input), prompt (PEFT's prompt tuning: learned virtual tokens before every input), prefix (PEFT's prefix tuning / P-tuning v2: learned keys and values before every input at every layer) or ptuning (PEFT's P-tuning: virtual tokens from a trained prompt encoder).");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
         key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
         key("lora_dropout", Type.FLOAT, 0.0, "Dropout on the LoRA input.");
@@ -62,9 +62,10 @@ public final class TrainConfig {
         key("target_modules", Type.STRING, null, "ia3: comma-separated modules whose output (or, feed-forward, input) is scaled (PEFT IA3Config.target_modules); unset = k_proj,v_proj,down_proj.");
         key("feedforward_modules", Type.STRING, null, "ia3: the targets whose input is scaled (PEFT IA3Config.feedforward_modules; a subset of target_modules); unset = down_proj when targeted.");
         key("init_ia3_weights", Type.BOOL, true, "ia3: start the vectors at 1 (the base model), as PEFT; false draws them from N(0, 1).");
-        key("num_virtual_tokens", Type.INT, null, "prompt, ptuning: number of virtual tokens (trained input embeddings) before every sequence (PEFT PromptTuningConfig / PromptEncoderConfig; required).");
+        key("num_virtual_tokens", Type.INT, null, "prompt, prefix, ptuning: number of virtual tokens (trained input embeddings, or keys and values at every layer) before every sequence (PEFT PromptTuningConfig / PrefixTuningConfig / PromptEncoderConfig; required).");
+        key("prefix_projection", Type.BOOL, false, "prefix: train the prefix through PEFT's reparameterising MLP (Embedding, Linear, Tanh, Linear; P-tuning v2); the saved adapter holds its output, as PEFT's.");
+        key("encoder_hidden_size", Type.INT, null, "prefix (with prefix_projection): hidden width of the MLP; unset = PEFT's default, token_dim (head_dim x num_key_value_heads). ptuning: the prompt encoder's hidden size; unset = PEFT's default, the model's hidden size.");
         key("encoder_reparameterization_type", Type.STRING, "MLP", "ptuning: the prompt encoder, MLP (3 linears with ReLUs) or LSTM (a bidirectional LSTM, then 2 linears) (PEFT PromptEncoderConfig).");
-        key("encoder_hidden_size", Type.INT, null, "ptuning: the prompt encoder's hidden size (PEFT: unset = the model's hidden size).");
         key("encoder_num_layers", Type.INT, 2, "ptuning: the LSTM encoder's layers (PEFT's MLP ignores it: refused unless 2 with MLP).");
         key("encoder_dropout", Type.FLOAT, 0.0, "ptuning: the encoder's dropout; only 0 is supported (PEFT's MLP has none; the LSTM's is not built).");
         key("prompt_tuning_init", Type.STRING, "RANDOM", "prompt: RANDOM (N(0, 1), PEFT's nn.Embedding init) or TEXT (the embeddings of prompt_tuning_init_text's tokens, repeated or cut to num_virtual_tokens).");
@@ -115,7 +116,7 @@ public final class TrainConfig {
         noted("dataloader_num_workers", Type.INT, 0, "Accepted; batches are formed in-process.");
         noted("streaming", Type.BOOL, false, "Accepted only as false.");
         // output
-        key("output_dir", Type.STRING, null, "Where the adapter, checkpoints, logs and plots go.");
+        key("output_dir", Type.STRING, null, "Where the adapter, checkpoints, logs and plots go: a local folder; on Spark also a Hadoop FileSystem URI (hdfs://, s3a://, file://), see README.");
         key("overwrite_output_dir", Type.BOOL, false, "Allow writing into a non-empty output_dir.");
         key("logging_steps", Type.INT, 10, "Log every n optimizer steps.");
         key("save_steps", Type.INT, 500, "Save a checkpoint every n optimizer steps (0 = never).");
@@ -239,7 +240,10 @@ public final class TrainConfig {
                 + "peft4j computes in float32 on the CPU, as with bf16/fp16 (what is trained and saved is the same).", "fp8", "fp8_backend", "fp8_enable_fsdp_float8_all_gather");
         unsupportedAll("vocabulary changes (new tokens and a resized embedding) are not supported yet.", "resize_vocab", "add_tokens",
                 "add_special_tokens", "new_special_tokens_config", "init_special_tokens", "split_special_tokens");
-        unsupportedAll("this model change is not supported yet.", "rope_scaling", "shift_attn", "mixture_of_depths", "train_from_scratch",
+        key("shift_attn", Type.BOOL, false, "LongLoRA's shifted sparse attention (S²-Attn) while training (stage sft or pt): attention within 4 groups of "
+                + "a quarter of the batch length each, half the heads shifted by half a group; evaluation and generation keep full attention. Batches are padded to "
+                + "a multiple of 8 tokens (LLaMA-Factory's collator does too).");
+        unsupportedAll("this model change is not supported yet.", "rope_scaling", "mixture_of_depths", "train_from_scratch",
                 "moe_aux_loss_coef", "block_diag_attn", "neat_packing", "model_max_length");
         unsupportedAll("stage ppo is not supported yet (reward models train with stage rm).", "ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target",
                 "ppo_whiten_rewards", "reward_model", "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type");
@@ -464,20 +468,26 @@ public final class TrainConfig {
         if (str("dataset") == null && !(b("do_predict") && !b("do_train") && !b("do_eval")))   // predicting alone reads eval_dataset only
             throw new ConfigException("'dataset' is required: name one or more datasets of " + str("dataset_dir") + "/dataset_info.json");
         String ft = str("finetuning_type");
-        if (List.of("prefix").contains(ft))
-            throw new ConfigException("finetuning_type " + ft + " (PEFT's prefix tuning) is not built yet; use lora, full, freeze, oft, ia3, prompt or ptuning");
+        if (b("shift_attn")) {
+            // LLaMA-Factory patches the attention of any trainer; peft4j's preference and reward passes score with full attention
+            if (!List.of("sft", "pt").contains(stage))
+                throw new ConfigException("shift_attn (LongLoRA's S²-Attn) trains stage sft or pt in peft4j; stage " + stage + " is not supported with it: drop shift_attn");
+            if (List.of("prompt", "prefix", "ptuning", "p_tuning").contains(ft))
+                throw new ConfigException("shift_attn does not combine with finetuning_type " + ft + " (virtual tokens would sit in the first group only); "
+                        + "use lora, full, freeze, oft or ia3, or drop shift_attn");
+        }
         if (ft.equals("p_tuning")) throw new ConfigException("finetuning_type p_tuning: peft4j names PEFT's P-tuning 'ptuning'; set finetuning_type: ptuning");
-        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt", "ptuning").contains(ft)) throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3, prompt or ptuning");
-        if (!ft.equals("prompt") && !ft.equals("ptuning") && get("num_virtual_tokens") != null)
-            throw new ConfigException("num_virtual_tokens configures finetuning_type prompt or ptuning (PEFT's prompt tuning, P-tuning); set one of them or drop it");
+        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt", "prefix", "ptuning").contains(ft))
+            throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3, prompt, prefix or ptuning");
+        if (!List.of("prompt", "prefix", "ptuning").contains(ft) && get("num_virtual_tokens") != null)
+            throw new ConfigException("num_virtual_tokens configures finetuning_type prompt, prefix or ptuning (PEFT's prompt tuning, prefix tuning, P-tuning); set one of them or drop it");
         if (!ft.equals("prompt") && get("prompt_tuning_init_text") != null)
             throw new ConfigException("prompt_tuning_init_text configures finetuning_type prompt (PEFT's prompt tuning); set finetuning_type: prompt or drop it");
-        if (!ft.equals("ptuning")) {   // encoder_hidden_size also configures prefix tuning's projection
+        checkPrefix(ft, stage);
+        if (!ft.equals("ptuning")) {
             Map<String, Object> set = changed();
             for (String k : List.of("encoder_reparameterization_type", "encoder_num_layers", "encoder_dropout"))
                 if (set.containsKey(k)) throw new ConfigException(k + " configures finetuning_type ptuning (PEFT's P-tuning prompt encoder); set finetuning_type: ptuning or drop it");
-            if (!ft.equals("prefix") && get("encoder_hidden_size") != null)
-                throw new ConfigException("encoder_hidden_size configures finetuning_type ptuning (PEFT's P-tuning prompt encoder); set finetuning_type: ptuning or drop it");
         }
         if (ft.equals("ptuning")) {
             TrainArgs.ptuning(this);   // PEFT's required num_virtual_tokens and the encoder's settings checked up front
@@ -649,6 +659,23 @@ public final class TrainConfig {
 
     /// kt_config (a mapping): its kt_expert_weight_format must keep the experts' weights as they are (bf16, fp16,
     /// fp32); a quantized format (int8, int4, ...) computes another model, which peft4j would not match.
+    /// finetuning_type prefix (PEFT's PrefixTuningConfig): num_virtual_tokens required; prefix_projection and
+    /// encoder_hidden_size only with it (encoder_hidden_size only with the projection, the one place PEFT reads it; P-tuning's
+    /// prompt encoder reads it too); stages sft and pt.
+    private void checkPrefix(String ft, String stage) {
+        if (!ft.equals("prefix") && get("prefix_projection") != null && b("prefix_projection"))
+            throw new ConfigException("prefix_projection configures finetuning_type prefix (PEFT's prefix tuning); set finetuning_type: prefix or drop it");
+        if (!List.of("prefix", "ptuning", "p_tuning").contains(ft) && get("encoder_hidden_size") != null)
+            throw new ConfigException("encoder_hidden_size configures the prompt encoder of finetuning_type prefix (with prefix_projection) or ptuning; set one of them or drop it");
+        if (!ft.equals("prefix")) return;
+        TrainArgs.prefix(this);
+        if (get("encoder_hidden_size") != null && !b("prefix_projection"))
+            throw new ConfigException("encoder_hidden_size " + get("encoder_hidden_size") + " is the width of prefix tuning's MLP, which only prefix_projection: true uses "
+                    + "(PEFT ignores it otherwise); set prefix_projection: true or drop encoder_hidden_size");
+        if (!stage.equals("sft") && !stage.equals("pt"))
+            throw new ConfigException("finetuning_type prefix with stage " + stage + " is not supported yet; use stage sft or pt, or finetuning_type lora");
+    }
+
     private void checkKtConfig() {
         String kt = str("kt_config");
         if (kt == null || kt.isBlank()) return;

@@ -177,9 +177,9 @@ public final class Trainer {
 
     public Result run() {
         TrainArgs.Training t = args.training();
-        if (collective.worldSize() > 1 && pref != null)
+        if (collective.worldSize() > 1 && pref != null && !(pref instanceof PreferenceObjective))
             throw new ConfigException("stage " + args.finetuning().stage() + " does not run data-parallel yet (" + collective.worldSize()
-                    + " ranks); train it in one process, or use stage sft or pt");
+                    + " ranks); train it in one process, or use stage sft, pt or dpo");
         if (collective.worldSize() > 1 && model.asft())   // its loss is a mean per micro-batch, which the ranks would split
             throw new ConfigException("use_asft_loss does not run data-parallel yet (" + collective.worldSize() + " ranks); train it in one process");
         long total = totalSteps(t, unitCount(), collective.worldSize());
@@ -210,7 +210,7 @@ public final class Trainer {
         ordered.addAll(groupB);
         int world = collective.worldSize(), rank = collective.rank();
         boolean writer = rank == 0;   // the rank that logs, evaluates and saves
-        Batcher batcher = new Batcher(pref != null ? units.first() : train, pref != null ? pref.maxUnits() : model.B * world, padId, args.training().seed(), true);
+        Batcher batcher = new Batcher(pref != null ? units.first() : train, pref != null ? pref.maxUnits() * world : model.B * world, padId, args.training().seed(), true);
         SequenceObjective.Totals window = new SequenceObjective.Totals();
         Checkpoint.State state = new Checkpoint.State(0, 0, 0, 0, 0, 0, new ArrayList<>());
         Path resume = resumePath();
@@ -252,7 +252,12 @@ public final class Trainer {
         List<float[]> allGrads = grads(ordered);
         int[] targets = new int[model.B * model.Tmax];
         List<Batcher.Batch> micro = new ArrayList<>(accum);
-        double[] lossWord = new double[1];
+        // what the ranks sum after each backward besides the gradients: the loss; for stage dpo the tokens, the
+        // window's metrics and the reference log-probabilities each rank computed for its pairs (so every rank's
+        // cache is one process's); one operation
+        int unitsPerStep = pref == null ? 0 : accum * pref.maxUnits() * world;
+        double[] lossWord = new double[pref == null ? 1 : 2 + SequenceObjective.Totals.PACKED + 2 * unitsPerStep];
+        SequenceObjective.Totals stepTotals = new SequenceObjective.Totals();
         long[] stopWord = new long[1];
 
         while (step < total) {
@@ -264,6 +269,7 @@ public final class Trainer {
             int items = 0;
             for (int a = 0; a < accum; a++) {
                 Batcher.Batch b = batcher.next();
+                if (model.shiftAttn()) b = Batcher.padTo(b, TrainModel.shiftAttnLength(b.T(), true), padId);   // S²-Attn's multiple of 8
                 micro.add(b);
                 items += countTargets(b);
             }
@@ -273,14 +279,31 @@ public final class Trainer {
                 // HF: the mean over the units (pairs, examples) of the accumulated step
                 items = 0;
                 for (Batcher.Batch b : micro) items += b.B();
-                for (Batcher.Batch b : micro) {
+                long prefTokens = 0;
+                if (world > 1) { stepTotals.reset(); Arrays.fill(lossWord, 0); }
+                int perRank = pref.maxUnits(), refAt = 2 + SequenceObjective.Totals.PACKED;
+                for (int m = 0; m < micro.size(); m++) {
+                    // stage dpo with several ranks: rank r scores pairs [r·P, r·P + P) of every global micro-batch
+                    int[] ids = micro.get(m).exampleIds();
+                    int r0 = Math.min(rank * perRank, ids.length), n = world == 1 ? ids.length : Math.min(perRank, ids.length - r0);
+                    if (n == 0) continue;
+                    if (world > 1) ids = Arrays.copyOfRange(ids, r0, r0 + n);
                     // no dropout in the policy pass: LLaMA-Factory's CustomDPOTrainer/CustomKTOTrainer(disable_dropout=True);
-                // stage rm keeps it (its PairwiseTrainer trains in plain training mode)
-                    lossSum += pref.forward(units, b.exampleIds(), padId, pref.dropoutInTraining(), step, window, refCache);
+                    // stage rm keeps it (its PairwiseTrainer trains in plain training mode)
+                    lossSum += pref.forward(units, ids, padId, pref.dropoutInTraining(), step, world == 1 ? window : stepTotals, refCache);
                     pref.backward(1.0 / items, step);
-                    tokensSeen += pref.lastTokens();
-                    tokensThisRun += pref.lastTokens();
+                    prefTokens += pref.lastTokens();
+                    for (int i = 0; world > 1 && refCache != null && i < n; i++) {
+                        int at = refAt + 2 * (m * perRank * world + r0 + i);
+                        lossWord[at] = refCache[2 * ids[i]];
+                        lossWord[at + 1] = refCache[2 * ids[i] + 1];
+                    }
                 }
+                if (world > 1) {
+                    lossWord[1] = prefTokens;
+                    stepTotals.pack(lossWord, 2);
+                }
+                if (world == 1) { tokensSeen += prefTokens; tokensThisRun += prefTokens; }
             } else for (Batcher.Batch b : micro) {
                 // this rank's rows of the global micro-batch (none when a short last batch ends before them)
                 int r0 = Math.min(rank * model.B, b.B()), rows = Math.min(model.B, b.B() - r0);
@@ -289,6 +312,7 @@ public final class Trainer {
                     // exactly what one process accumulating the same micro-batches computes)
                     int T = world == 1 ? b.T() : 0;
                     for (int r = r0; r < r0 + rows && world > 1; r++) T = Math.max(T, b.lengths()[r]);
+                    if (world > 1) T = TrainModel.shiftAttnLength(T, model.shiftAttn());
                     int[] ids = world == 1 ? b.inputIds() : rows(b.inputIds(), b.T(), r0, rows, T);
                     int[] labels = world == 1 ? b.labels() : rows(b.labels(), b.T(), r0, rows, T);
                     int n = CrossEntropy.shiftLabels(targets, labels, rows, T);
@@ -312,6 +336,19 @@ public final class Trainer {
                 lossWord[0] = lossSum;
                 collective.allReduceSum(lossWord);
                 lossSum = lossWord[0];
+                if (pref != null) {
+                    tokensSeen += (long) lossWord[1];
+                    tokensThisRun += (long) lossWord[1];
+                    window.addPacked(lossWord, 2);
+                    for (int m = 0; refCache != null && m < micro.size(); m++) {
+                        int[] ids = micro.get(m).exampleIds();
+                        for (int j = 0; j < ids.length; j++) {
+                            int at = 2 + SequenceObjective.Totals.PACKED + 2 * (m * pref.maxUnits() * world + j);
+                            refCache[2 * ids[j]] = lossWord[at];
+                            refCache[2 * ids[j] + 1] = lossWord[at + 1];
+                        }
+                    }
+                }
             }
             double loss = pref == null && model.asft() ? lossSum : items == 0 ? 0 : lossSum / items;
             if (!Double.isFinite(loss))
@@ -530,6 +567,11 @@ public final class Trainer {
                     p.init().equals("TEXT") ? baseModel : null, baseModel, p.embeddings()).write(dir, DType.F32);
         } else if (model.method instanceof Method.PTuning(var pc)) {   // PEFT saves the encoder's output, not the encoder
             new org.peft4j.model.adapter.ptuning.PTuningAdapter(pc, model.config.hiddenSize(), baseModel, model.ptuningEmbeddings()).write(dir, DType.F32);
+        } else if (model.method instanceof Method.Prefix) {
+            model.refreshPrefix();   // with prefix_projection: the MLP's output for the current parameters, as PEFT saves it
+            var p = model.trainedAdapter().prefix;
+            new org.peft4j.model.adapter.prefix.PrefixAdapter(p.numVirtualTokens(), p.numLayers(), p.numAttentionHeads(), p.tokenDim(),
+                    p.encoderHiddenSize(), p.prefixProjection(), baseModel, p.embeddings()).write(dir, DType.F32);
         } else if (model.method instanceof Method.Oft(var oc)) {
             // PEFT's OFT adapter: oft_R.weight per targeted linear (the base stays the original model's)
             List<org.peft4j.model.adapter.oft.OftAdapter.Module> mods = new java.util.ArrayList<>();
@@ -632,6 +674,13 @@ public final class Trainer {
     /// neftune_noise_alpha, when set, on a built model.
     public static TrainModel neftune(TrainModel m, TrainArgs a) {
         if (a.finetuning().neftuneNoiseAlpha() != null) m.setNeftuneAlpha(a.finetuning().neftuneNoiseAlpha().floatValue());
+        return m;
+    }
+
+    /// shift_attn on a built model: LongLoRA's S²-Attn in its training forwards (its Tmax must be
+    /// [TrainModel#shiftAttnLength] of the longest example).
+    public static TrainModel shiftAttn(TrainModel m, TrainConfig c) {
+        m.setShiftAttn(c.b("shift_attn"));
         return m;
     }
 

@@ -115,6 +115,9 @@ class KeyEffectTest {
         }
     }
 
+    /// finetuning_type prefix with 4 virtual tokens (PEFT prefix tuning / P-tuning v2).
+    static final List<String> PREFIX = List.of("--finetuning_type", "prefix", "--num_virtual_tokens", "4");
+
     /// finetuning_type ia3 (PEFT IA3 with its defaults unless the row's key says otherwise).
     static final List<String> IA3 = List.of("--finetuning_type", "ia3");
 
@@ -324,6 +327,12 @@ class KeyEffectTest {
                 }),
                 row("use_eaft_loss", "true", (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "EAFT weighs token losses by entropy")),
                 row("eaft_alpha", "2.0", List.of("--use_eaft_loss", "true"), (d, v) -> assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4)),
+                // LongLoRA's S²-Attn: the same first batch (the base model) scored with attention within 4 groups gives another loss;
+                // the planned length is padded to a multiple of 8
+                row("shift_attn", "true", (d, v) -> {
+                    assertNotEquals(d.firstLoss(), v.firstLoss(), 1e-4, "S²-Attn attends within groups, not over the whole prefix");
+                    assertTrue(v.built().model().Tmax % 8 == 0 && v.built().model().shiftAttn() && !d.built().model().shiftAttn(), "Tmax " + v.built().model().Tmax);
+                }),
                 // ASFT on full tuning: a frozen copy of the initial model is the reference; at the first step policy = reference,
                 // so the KL term is 0 and the loss is DFT's (one micro-batch: the mean over its labelled tokens)
                 row("use_asft_loss", "true", FULL1, (d, v) -> {
@@ -485,6 +494,38 @@ class KeyEffectTest {
                 row("encoder_dropout", "0.1", concat(PTUNING, List.of("SETUP:refusedAtValue")), (d, v) -> {
                     assertNull(v);
                     assertEquals(0.0, d.json("adapter_config.json").get("encoder_dropout").asDouble());
+                }),
+                row("num_virtual_tokens", "2", PREFIX, (d, v) -> {   // also finetuning_type prefix's row
+                    assertEquals(Set.of("prompt_embeddings"), v.params());
+                    assertEquals("PREFIX_TUNING", v.json("adapter_config.json").get("peft_type").asText());
+                    assertTrue(v.maxChange("prompt_embeddings") > 0, "the prefix trained");
+                    assertEquals(4 * 2 * 2 * 64, d.start().get("prompt_embeddings").length);   // (n, layers · 2 · kv width)
+                    assertEquals(2 * 2 * 2 * 64, v.start().get("prompt_embeddings").length);
+                    assertEquals(2, v.json("adapter_config.json").get("num_virtual_tokens").asInt());
+                    assertEquals(4, v.json("adapter_config.json").get("num_attention_heads").asInt());   // the KV heads, as PEFT for GQA
+                    assertEquals(64, v.json("adapter_config.json").get("token_dim").asInt());
+                }),
+                row("prefix_projection", "true", PREFIX, (d, v) -> {
+                    assertEquals(Set.of("prompt_encoder.embedding.weight", "prompt_encoder.transform.0.weight", "prompt_encoder.transform.0.bias",
+                            "prompt_encoder.transform.2.weight", "prompt_encoder.transform.2.bias"), v.params());
+                    assertEquals(64 * 64, v.start().get("prompt_encoder.transform.0.weight").length);   // encoder_hidden_size = token_dim
+                    assertTrue(v.maxChange("prompt_encoder.transform.2.weight") > 0, "the MLP trained");
+                    assertTrue(v.json("adapter_config.json").get("prefix_projection").asBoolean());
+                    // the saved prefix is the MLP's output for the final parameters (PEFT get_prompt_embedding_to_save)
+                    Map<String, float[]> e = v.end();
+                    int n = 4, D = 64, E = 64, W = 256;
+                    float[] want = new float[n * W], h = new float[n * E];
+                    org.peft4j.model.adapter.prefix.PrefixEncoder.forward(org.peft4j.core.kernels.ScalarGemm.INSTANCE, want, h,
+                            e.get("prompt_encoder.embedding.weight"), e.get("prompt_encoder.transform.0.weight"), e.get("prompt_encoder.transform.0.bias"),
+                            e.get("prompt_encoder.transform.2.weight"), e.get("prompt_encoder.transform.2.bias"), n, D, E, W);
+                    var saved = org.peft4j.model.adapter.prefix.PrefixAdapter.read(v.out()).embeddings();
+                    assertTrue(org.peft4j.testkit.Assert.maxAbsDiff(want, saved) < 1e-5, "saved prefix vs the MLP's output: " + org.peft4j.testkit.Assert.maxAbsDiff(want, saved));
+                }),
+                row("encoder_hidden_size", "16", concat(PREFIX, List.of("--prefix_projection", "true")), (d, v) -> {
+                    assertEquals(64 * 64, d.start().get("prompt_encoder.transform.0.weight").length);
+                    assertEquals(16 * 64, v.start().get("prompt_encoder.transform.0.weight").length);
+                    assertEquals(256 * 16, v.start().get("prompt_encoder.transform.2.weight").length);
+                    assertEquals(16, v.json("adapter_config.json").get("encoder_hidden_size").asInt());
                 }),
                 row("finetuning_type", "oft", (d, v) -> {
                     assertTrue(v.params().stream().allMatch(n -> n.endsWith(".oft_R.weight")), v.params().toString());

@@ -62,6 +62,18 @@ class TrainConfigTest {
         assertTrue(e.getMessage().contains("does not support yet"), e.getMessage());
     }
 
+    /// shift_attn trains sft and pt; the preference and reward stages, and virtual-token methods, are refused by name.
+    @Test
+    void shiftAttnRefusesStagesAndMethodsItDoesNotTrain() {
+        for (String stage : List.of("dpo", "kto", "rm")) {
+            var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--shift_attn", "true", "--stage", stage)));
+            assertTrue(e.getMessage().contains("shift_attn") && e.getMessage().contains(stage), e.getMessage());
+        }
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--shift_attn", "true", "--finetuning_type", "prompt")));
+        assertTrue(e.getMessage().contains("shift_attn") && e.getMessage().contains("prompt"), e.getMessage());
+        assertTrue(TrainConfig.load(null, flags("--shift_attn", "true", "--stage", "pt")).b("shift_attn"));
+    }
+
     @Test
     void badValuesAndMissingKeys() {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags("--lora_rank", "eight")));
@@ -149,6 +161,29 @@ class TrainConfigTest {
         assertTrue(q.notes().stream().anyMatch(n -> n.contains("QOFT")), q.notes().toString());
     }
 
+    /// finetuning_type prefix (PEFT's PrefixTuningConfig): num_virtual_tokens required, the MLP's keys only where they
+    /// take effect, stages sft and pt only.
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "--finetuning_type prefix                                              | finetuning_type prefix needs num_virtual_tokens",
+            "--finetuning_type prefix --num_virtual_tokens 4 --encoder_hidden_size 32 | encoder_hidden_size 32 is the width of prefix tuning's MLP",
+            "--prefix_projection true                                              | prefix_projection configures finetuning_type prefix",
+            "--encoder_hidden_size 32                                              | encoder_hidden_size configures the prompt encoder",
+            "--finetuning_type prefix --num_virtual_tokens 0                       | num_virtual_tokens must be >= 1",
+            "--finetuning_type prefix --num_virtual_tokens 4 --stage pt --prefix_projection true --encoder_hidden_size 0 | encoder_hidden_size must be >= 1"})
+    void prefixRefusals(String args, String message) {
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(args.trim().split("\\s+"))));
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
+    @org.junit.jupiter.api.Test
+    void prefixKeysMakeThePeftConfig() {
+        var c = TrainConfig.load(null, flags("--finetuning_type", "prefix", "--num_virtual_tokens", "8", "--prefix_projection", "true", "--encoder_hidden_size", "32"));
+        assertEquals(new org.peft4j.train.engine.Method.Prefix(8, true, 32), TrainArgs.of(c).finetuning().method());
+        c = TrainConfig.load(null, flags("--finetuning_type", "prefix", "--num_virtual_tokens", "8"));
+        assertEquals(new org.peft4j.train.engine.Method.Prefix(8, false, null), TrainArgs.of(c).finetuning().method());
+    }
+
     /// The memory-saving optimizers: one at a time, each replacing optim, refused where LLaMA-Factory refuses them
     /// or where peft4j has not built the variant, with the key and what to do.
     @ParameterizedTest
@@ -181,7 +216,7 @@ class TrainConfigTest {
             "--finetuning_type ptuning --num_virtual_tokens 8 --encoder_reparameterization_type GRU | encoder_reparameterization_type 'GRU'",
             "--finetuning_type ptuning --num_virtual_tokens 8 --stage rm                   | finetuning_type ptuning with stage rm is not supported",
             "--encoder_reparameterization_type LSTM                                        | encoder_reparameterization_type configures finetuning_type ptuning",
-            "--encoder_hidden_size 64                                                      | encoder_hidden_size configures finetuning_type ptuning"})
+            "--encoder_hidden_size 64                                                      | encoder_hidden_size configures the prompt encoder of finetuning_type prefix (with prefix_projection) or ptuning"})
     void ptuningRefusals(String args, String message) {
         var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(args.trim().split("\\s+"))));
         assertTrue(e.getMessage().contains(message), e.getMessage());

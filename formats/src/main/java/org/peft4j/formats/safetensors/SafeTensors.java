@@ -27,20 +27,26 @@ public final class SafeTensors implements AutoCloseable {
     static final ValueLayout.OfLong I64_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final Path path;
-    private final Arena arena;
+    private final Arena arena;         // null when the caller owns the mapping's arena
     private final MemorySegment data;
+    private final long dataStart;      // file offset of the data section: 8 + header length
     private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
 
-    private SafeTensors(Path path, Arena arena, MemorySegment data, Header header) {
-        this.path = path; this.arena = arena; this.data = data;
+    private SafeTensors(Path path, Arena arena, MemorySegment data, long dataStart, Header header) {
+        this.path = path; this.arena = arena; this.data = data; this.dataStart = dataStart;
         this.tensors = header.tensors(); this.metadata = header.metadata();
     }
 
     /// Maps and validates `path`. Throws [FormatException] naming the file for a truncated file, a bad header or
     /// bad offsets, and `UnsupportedModelException` for a valid dtype peft4j cannot hold (F8_*, U16, …).
-    public static SafeTensors open(Path path) {
-        Arena arena = Arena.ofShared();
+    public static SafeTensors open(Path path) { return open(path, Arena.ofShared(), true); }
+
+    /// As [#open], mapping into the caller's `arena`: slices from [#bytes] stay valid as long as it does (an
+    /// automatic arena: while any slice is reachable), and [#close] leaves the mapping alone. For weights used in place.
+    public static SafeTensors open(Path path, Arena arena) { return open(path, arena, false); }
+
+    private static SafeTensors open(Path path, Arena arena, boolean owned) {
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
             long size = ch.size();
             if (size < 8) throw new FormatException(path + ": " + size + " bytes is too short for a safetensors file"
@@ -48,12 +54,12 @@ public final class SafeTensors implements AutoCloseable {
             MemorySegment all = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
             long n = all.get(I64_LE, 0);
             Header header = Header.parse(path, all, n, size);
-            return new SafeTensors(path, arena, all.asSlice(8 + n), header);
+            return new SafeTensors(path, owned ? arena : null, all.asSlice(8 + n), 8 + n, header);
         } catch (IOException e) {
-            arena.close();
+            if (owned) arena.close();
             throw new FormatException(path + ": cannot read safetensors file: " + e, e);
         } catch (RuntimeException e) {
-            arena.close();
+            if (owned) arena.close();
             throw e;
         }
     }
@@ -98,6 +104,26 @@ public final class SafeTensors implements AutoCloseable {
         convert(path, name, t.dtype(), bytes(name), dst, dstOff, (int) numel);
     }
 
+    /// Converts elements [from, from + count) of a float tensor into `dst[0 ..< count]` through positional file
+    /// reads, not the mapping: streaming a checkpoint larger than memory this way leaves none of its pages resident
+    /// in this process (they stay in the page cache only).
+    public void readFloatsUnmapped(String name, long from, float[] dst, int count) {
+        TensorInfo t = info(name);
+        if (from < 0 || count < 0 || from + count > t.numel() || count > dst.length)
+            throw new IndexOutOfBoundsException(path + ": elements [" + from + ", " + (from + count) + ") of tensor '" + name + "' ("
+                    + t.numel() + " elements) into an array of " + dst.length);
+        int es = t.dtype().bytes;
+        java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocate(Math.multiplyExact(count, es));
+        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+            long pos = dataStart + t.begin() + from * es;
+            while (buf.hasRemaining())
+                if (ch.read(buf, pos + buf.position()) < 0) throw new FormatException(path + ": truncated inside tensor '" + name + "'");
+        } catch (IOException e) {
+            throw new FormatException(path + ": cannot read tensor '" + name + "': " + e, e);
+        }
+        convert(path, name, t.dtype(), MemorySegment.ofArray(buf.array()), dst, 0, count);
+    }
+
     static void convert(Path path, String name, DType dtype, MemorySegment s, float[] dst, int off, int n) {
         switch (dtype) {
             case F32 -> MemorySegment.copy(s, F32_LE, 0, dst, off, n);
@@ -110,7 +136,7 @@ public final class SafeTensors implements AutoCloseable {
     }
 
     @Override
-    public void close() { arena.close(); }
+    public void close() { if (arena != null) arena.close(); }
 
     /// One tensor to write: `bytes` holds `numel · dtype.bytes` little-endian bytes, row-major.
     public record Entry(String name, DType dtype, long[] shape, MemorySegment bytes) {

@@ -39,8 +39,13 @@ public final class Writer {
         };
     }
 
+    /// A tensor's place in a file before its bytes exist: name, dtype, shape and byte size.
+    record Layout(String name, DType dtype, long[] shape, long size) {
+        static Layout of(Entry e) { return new Layout(e.name(), e.dtype(), e.shape(), e.bytes().byteSize()); }
+    }
+
     /// The order Rust's `prepare` lays tensors out in: dtype descending, then name by UTF-8 bytes.
-    static final Comparator<Entry> ORDER = Comparator.<Entry>comparingInt(e -> -rank(e.dtype()))
+    static final Comparator<Layout> ORDER = Comparator.<Layout>comparingInt(e -> -rank(e.dtype()))
             .thenComparing((a, b) -> Arrays.compareUnsigned(a.name().getBytes(StandardCharsets.UTF_8), b.name().getBytes(StandardCharsets.UTF_8)));
 
     static void write(Path file, List<Entry> entries, Map<String, String> metadata) {
@@ -48,8 +53,8 @@ public final class Writer {
         for (Entry e : entries) if (!seen.add(e.name()))
             throw new IllegalArgumentException(file + ": tensor '" + e.name() + "' is given twice; tensor names must be unique");
         List<Entry> sorted = new ArrayList<>(entries);
-        sorted.sort(ORDER);
-        byte[] header = header(sorted, metadata);
+        sorted.sort(Comparator.comparing(Layout::of, ORDER));
+        byte[] header = header(sorted.stream().map(Layout::of).toList(), metadata);
         atomically(file, ch -> {
             ByteBuffer buf = ByteBuffer.allocateDirect(1 << 22).order(ByteOrder.LITTLE_ENDIAN);
             MemorySegment window = MemorySegment.ofBuffer(buf); // the whole buffer: taken while position is 0
@@ -75,7 +80,7 @@ public final class Writer {
     }
 
     /// Compact JSON, `__metadata__` first, tensors in offset order, padded with spaces to a multiple of 8.
-    static byte[] header(List<Entry> sorted, Map<String, String> metadata) {
+    static byte[] header(List<Layout> sorted, Map<String, String> metadata) {
         StringBuilder j = new StringBuilder("{");
         if (metadata != null) {
             j.append("\"__metadata__\":{");
@@ -89,8 +94,8 @@ public final class Writer {
         }
         long offset = 0;
         String sep = "";
-        for (Entry e : sorted) {
-            long end = offset + e.bytes().byteSize();
+        for (Layout e : sorted) {
+            long end = offset + e.size();
             j.append(sep); sep = ",";
             j.append(jsonString(e.name())).append(":{\"dtype\":\"").append(e.dtype().name()).append("\",\"shape\":[");
             long[] shape = e.shape();
@@ -111,6 +116,81 @@ public final class Writer {
     private static String jsonString(String s) { return PyJson.dumps(s, false); }
 
     public interface Body { void write(FileChannel ch) throws IOException; }
+
+    /// One safetensors file whose tensors arrive one at a time, in any order, each written at its place: the bytes
+    /// are those [#write] gives for the same tensors, but only one tensor need exist at a time. Written into a temp
+    /// file beside `file`; [#commit] renames it over `file`, [#abort] removes it.
+    static final class Positional {
+        private final Path file, tmp;
+        private final FileChannel ch;
+        private final Map<String, long[]> place = new java.util.HashMap<>();   // name → {offset in file, size}
+        private final Set<String> written = new HashSet<>();
+
+        Positional(Path file, List<Layout> tensors, Map<String, String> metadata) {
+            this.file = file.toAbsolutePath();
+            Path dir = this.file.getParent();
+            if (dir == null || !Files.isDirectory(dir))
+                throw new FormatException(file + ": cannot write, directory " + dir + " does not exist; create it first");
+            List<Layout> sorted = new ArrayList<>(tensors);
+            sorted.sort(ORDER);
+            byte[] header = header(sorted, metadata);
+            long offset = 8 + header.length;
+            for (Layout l : sorted) { place.put(l.name(), new long[]{offset, l.size()}); offset += l.size(); }
+            tmp = dir.resolve("." + this.file.getFileName() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".tmp");
+            try {
+                ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE);
+                ByteBuffer b = ByteBuffer.allocate(8 + header.length).order(ByteOrder.LITTLE_ENDIAN);
+                b.putLong(header.length).put(header).flip();
+                while (b.hasRemaining()) ch.write(b, b.position());
+                if (offset > 8 + header.length) ch.write(ByteBuffer.wrap(new byte[1]), offset - 1);   // the file's final size
+            } catch (IOException e) {
+                deleteQuietly(tmp);
+                throw new FormatException(file + ": cannot write: " + e + "; check free disk space and permissions", e);
+            }
+        }
+
+        boolean holds(String name) { return place.containsKey(name); }
+
+        void put(String name, MemorySegment bytes) {
+            long[] p = place.get(name);
+            if (p == null) throw new IllegalArgumentException(file + ": tensor '" + name + "' is not one of this file's tensors");
+            if (bytes.byteSize() != p[1]) throw new IllegalArgumentException(file + ": tensor '" + name + "' has " + bytes.byteSize()
+                    + " bytes, its layout " + p[1]);
+            if (!written.add(name)) throw new IllegalArgumentException(file + ": tensor '" + name + "' is written twice");
+            try {
+                ByteBuffer buf = ByteBuffer.allocateDirect((int) Math.min(1 << 22, Math.max(1, p[1])));
+                MemorySegment window = MemorySegment.ofBuffer(buf);
+                for (long off = 0; off < p[1]; ) {
+                    int k = (int) Math.min(buf.capacity(), p[1] - off);
+                    MemorySegment.copy(bytes, off, window, 0, k);
+                    buf.clear().limit(k);
+                    while (buf.hasRemaining()) ch.write(buf, p[0] + off + buf.position());
+                    off += k;
+                }
+            } catch (IOException e) {
+                throw new FormatException(file + ": cannot write tensor '" + name + "': " + e + "; check free disk space", e);
+            }
+        }
+
+        /// Checks that every tensor was written, fsyncs and renames the temp file over `file`.
+        void commit() {
+            for (String n : place.keySet())
+                if (!written.contains(n)) { abort(); throw new IllegalStateException(file + ": tensor '" + n + "' was never written"); }
+            try {
+                ch.force(true);
+                ch.close();
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (IOException e) {
+                abort();
+                throw new FormatException(file + ": cannot write: " + e + "; check free disk space and permissions", e);
+            }
+        }
+
+        void abort() {
+            try { ch.close(); } catch (IOException ignored) { /* the file is removed next */ }
+            deleteQuietly(tmp);
+        }
+    }
 
     /// Writes through a temp file beside `file` (same file system, so the rename is atomic), fsyncs it, renames it
     /// over `file` and fsyncs the directory. On failure the temp file is removed and `file` is untouched.

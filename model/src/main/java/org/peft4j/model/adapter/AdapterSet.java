@@ -158,11 +158,12 @@ public final class AdapterSet {
         return factor;
     }
 
-    /// Prompt tuning adds virtual tokens, not weights: nothing can be merged (PEFT has no merge for prompt learning).
+    /// Prompt and prefix tuning add virtual tokens, not weights: nothing can be merged (PEFT has no merge for prompt
+    /// learning).
     private static void requireMergeable(LoadedAdapter a) {
-        if (a.prompt != null)
-            throw new ConfigException(a + " is a prompt-tuning adapter: it adds virtual tokens to each input, not weights, so it cannot be merged into "
-                    + "the model; use it unmerged (--adapter with generate, chat, serve or eval)");
+        if (a.prompt != null || a.prefix != null)
+            throw new ConfigException(a + " is a " + (a.prompt != null ? "prompt" : "prefix") + "-tuning adapter: it adds virtual tokens to each input, "
+                    + "not weights, so it cannot be merged into the model; use it unmerged (--adapter with generate, chat, serve or eval)");
     }
 
     private Entry entry(String name) {

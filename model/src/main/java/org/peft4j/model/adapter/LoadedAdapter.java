@@ -7,6 +7,7 @@ import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.model.adapter.ia3.Ia3Adapter;
+import org.peft4j.model.adapter.prefix.PrefixAdapter;
 import org.peft4j.model.adapter.prompt.PromptAdapter;
 
 import java.nio.file.Path;
@@ -32,6 +33,9 @@ public final class LoadedAdapter {
     public final Ia3Adapter ia3;
     /// The prompt-tuning embeddings as read, or null: then rows with this adapter start with its virtual tokens.
     public final PromptAdapter prompt;
+    /// The prefix-tuning key/value prefixes as read, or null: then rows with this adapter start with n placeholder
+    /// positions whose keys and values, at every layer, are the prefix's ([PrefixAdapter]).
+    public final PrefixAdapter prefix;
     private final float[][][] ia3Vectors;   // (L)(7)(out or in) (IA)³ scaling vectors; null where not scaled, or LoRA
     private final boolean[][] ia3Feedforward; // (L)(7) whether the vector scales the input
     /// The base model's config it was checked against.
@@ -41,12 +45,13 @@ public final class LoadedAdapter {
     private final int maxRank, maxOut;
 
     private LoadedAdapter(String name, String source, PeftAdapter peft, LlamaConfig base, Module[][] modules) {
-        this(name, source, peft, null, null, base, modules, null, null);
+        this(name, source, peft, null, null, null, base, modules, null, null);
     }
 
-    private LoadedAdapter(String name, String source, PeftAdapter peft, Ia3Adapter ia3, PromptAdapter prompt, LlamaConfig base,
-                          Module[][] modules, float[][][] ia3Vectors, boolean[][] ia3Feedforward) {
-        this.name = name; this.source = source; this.peft = peft; this.ia3 = ia3; this.prompt = prompt; this.base = base; this.modules = modules;
+    private LoadedAdapter(String name, String source, PeftAdapter peft, Ia3Adapter ia3, PromptAdapter prompt, PrefixAdapter prefix,
+                          LlamaConfig base, Module[][] modules, float[][][] ia3Vectors, boolean[][] ia3Feedforward) {
+        this.name = name; this.source = source; this.peft = peft; this.ia3 = ia3; this.prompt = prompt; this.prefix = prefix;
+        this.base = base; this.modules = modules;
         this.ia3Vectors = ia3Vectors; this.ia3Feedforward = ia3Feedforward;
         List<Module> l = new ArrayList<>();
         for (Module[] layer : modules) for (Module m : layer) if (m != null) l.add(m);
@@ -61,6 +66,7 @@ public final class LoadedAdapter {
             return of(name, dir.toString(), org.peft4j.model.gguf.GgufAdapter.read(dir, base), base);
         if (Ia3Adapter.isIa3(dir)) return of(name, dir.toString(), Ia3Adapter.read(dir), base);
         if (PromptAdapter.isPromptTuning(dir)) return of(name, dir.toString(), PromptAdapter.read(dir), base);
+        if (PrefixAdapter.isPrefixTuning(dir)) return of(name, dir.toString(), PrefixAdapter.read(dir), base);
         if (org.peft4j.model.adapter.ptuning.PTuningAdapter.isPTuning(dir))   // P-tuning's file holds the encoder's output: prompt tuning's inference
             return of(name, dir.toString(), org.peft4j.model.adapter.ptuning.PTuningAdapter.read(dir).asPrompt(), base);
         return of(name, dir.toString(), PeftAdapter.read(dir), base);
@@ -95,7 +101,7 @@ public final class LoadedAdapter {
                 if (vec[l][p.ordinal()] == null && ia3.config().targets(p.module))
                     throw new ConfigException("adapter " + source + ": tensor '" + new PeftAdapter.Target(l, p.module).key(Ia3Adapter.SUFFIX)
                             + "' is missing although target_modules includes " + p.module + "; the adapter file is incomplete or was trained for a model with fewer layers");
-        return new LoadedAdapter(name, source, null, ia3, null, base, new Module[L][P], vec, ff);
+        return new LoadedAdapter(name, source, null, ia3, null, null, base, new Module[L][P], vec, ff);
     }
 
     /// Checks a prompt-tuning adapter against `base`: token_dim is the hidden size, values finite.
@@ -106,11 +112,29 @@ public final class LoadedAdapter {
                     + base.architecture().modelType() + " model's hidden size is " + base.hiddenSize() + "; load it on the base model it was trained for"
                     + (prompt.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + prompt.baseModelNameOrPath() + ")"));
         requireFinite(source, PromptAdapter.TENSOR, prompt.embeddings());
-        return new LoadedAdapter(name, source, null, null, prompt, base, new Module[base.numHiddenLayers()][Projection.values().length], null, null);
+        return new LoadedAdapter(name, source, null, null, prompt, null, base, new Module[base.numHiddenLayers()][Projection.values().length], null, null);
     }
 
-    /// Virtual tokens every row with this adapter starts with (prompt tuning), else 0.
-    public int virtualTokens() { return prompt == null ? 0 : prompt.numVirtualTokens(); }
+    /// Checks a prefix-tuning adapter against `base`: one key and one value per KV head at every layer, as PEFT sizes
+    /// the prefix for a grouped-query model (num_attention_heads = num_key_value_heads, token_dim = their width).
+    public static LoadedAdapter of(String name, String source, PrefixAdapter prefix, LlamaConfig base) {
+        if (name == null || name.isBlank()) throw new ConfigException("adapter " + source + " needs a non-empty name to be registered under");
+        String model = "this " + base.architecture().modelType() + " model";
+        String hint = "; load it on the base model it was trained for"
+                + (prefix.baseModelNameOrPath() == null ? "" : " (its base_model_name_or_path: " + prefix.baseModelNameOrPath() + ")");
+        if (prefix.numLayers() != base.numHiddenLayers())
+            throw new ConfigException("adapter " + source + ": the prefix is for num_layers " + prefix.numLayers() + ", " + model + " has "
+                    + base.numHiddenLayers() + hint);
+        if (prefix.numAttentionHeads() != base.numKeyValueHeads() || prefix.tokenDim() != base.kvDim())
+            throw new ConfigException("adapter " + source + ": the prefix has num_attention_heads " + prefix.numAttentionHeads() + " and token_dim "
+                    + prefix.tokenDim() + ", " + model + " has " + base.numKeyValueHeads() + " key/value heads of " + base.headDim()
+                    + " (PEFT sizes the prefix per KV head: token_dim " + base.kvDim() + ")" + hint);
+        requireFinite(source, PrefixAdapter.TENSOR, prefix.embeddings());
+        return new LoadedAdapter(name, source, null, null, null, prefix, base, new Module[base.numHiddenLayers()][Projection.values().length], null, null);
+    }
+
+    /// Virtual tokens every row with this adapter starts with (prompt or prefix tuning), else 0.
+    public int virtualTokens() { return prompt != null ? prompt.numVirtualTokens() : prefix != null ? prefix.numVirtualTokens() : 0; }
 
     /// The (IA)³ vector of (layer, p), or null (not scaled there, or a LoRA adapter).
     public float[] ia3(int layer, Projection p) { return ia3Vectors == null ? null : ia3Vectors[layer][p.ordinal()]; }
@@ -239,6 +263,7 @@ public final class LoadedAdapter {
     @Override public String toString() {
         if (ia3 != null) return "adapter '" + name + "' (" + source + ", IA3 on " + ia3.vectors().size() + " modules)";
         if (prompt != null) return "adapter '" + name + "' (" + source + ", prompt tuning, " + prompt.numVirtualTokens() + " virtual tokens)";
+        if (prefix != null) return "adapter '" + name + "' (" + source + ", prefix tuning, " + prefix.numVirtualTokens() + " virtual tokens)";
         return "adapter '" + name + "' (" + source + ", " + list.size() + " modules, r ≤ " + maxRank + (dora() ? ", DoRA" : "") + ")";
     }
 }

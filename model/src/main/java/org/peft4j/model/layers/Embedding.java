@@ -1,5 +1,8 @@
 package org.peft4j.model.layers;
 
+import org.peft4j.core.DType;
+import org.peft4j.model.weights.DenseHalf;
+
 /// Token embedding lookup: out[n] = wte[tokens[n]], and its scatter-add backward.   Reference: torch.nn.Embedding.
 /// With tied weights (`tie_word_embeddings`) wte is also the lm_head weight: see [#backward] for how the two uses add.
 public final class Embedding {
@@ -8,6 +11,12 @@ public final class Embedding {
     /// out: (N, C)   tokens: (N)   wte: (V, C)
     public static void forward(float[] out, int[] tokens, float[] wte, int N, int C) {
         for (int n = 0; n < N; n++) System.arraycopy(wte, tokens[n] * C, out, n * C, C);
+    }
+
+    /// The same lookup in a frozen 16-bit (BF16 or F16) table, each row converted exactly to float32.
+    /// out: (N, C)   tokens: (N)   wte: (V, C) bit patterns of `dtype`
+    public static void forward(float[] out, int[] tokens, DType dtype, short[] wte, int N, int C) {
+        for (int n = 0; n < N; n++) DenseHalf.toFloat(dtype, wte, tokens[n] * C, out, n * C, C);
     }
 
     /// dwte[tokens[n]] += dout[n]. Adds into dwte (+=); a token that appears twice gets both rows' gradients.

@@ -4,6 +4,7 @@ import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
 import org.peft4j.model.layers.Attention;
 import org.peft4j.model.layers.Rope;
+import org.peft4j.model.layers.ShiftedAttention;
 
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -84,6 +85,10 @@ public final class Activations {
     final float[][][] xd, mask;     // (slots)(7)(N, in), LoRA dropout while training only
     final AdapterRuns runs;
     float[] ia3x, ia3dy;            // (N, max(C, qDim, F)) (IA)³ scratch: the scaled input, the base output / scaled dy; [#fitIa3]
+    // S²-Attn (LongLoRA shift_attn), training forwards only; [#fitShift]
+    boolean shifted;                // the last forward ran S²-Attn (its backward and recomputed blocks do too)
+    float[] s2q, s2y, s2dq;         // (N, qDim): rolled q, the rolled output (then dout), dq in rolled order
+    float[] s2k, s2v, s2dk, s2dv;   // (N, kvHeads·HS): rolled k, v and their gradients
     // backward
     final float[] dres, dres2, dln, dq, dk, dv, dattY, dgate, dup, dact, attScratch;
     float[] dh, du;
@@ -129,6 +134,17 @@ public final class Activations {
         pos0Rows = new int[B]; adapterRows = new org.peft4j.model.adapter.LoadedAdapter[B];
         rankPlanned = plan.maxRank(); doraOutPlanned = plan.maxDoraOut();
         ia3x = new float[0]; ia3dy = new float[0];
+        s2q = s2y = s2dq = s2k = s2v = s2dk = s2dv = new float[0];
+    }
+
+    /// Allocates the S²-Attn scratch on the first shifted forward (later ones allocate nothing): the rolled q, k, v and
+    /// output, and their gradients ([ShiftedAttention#scratchSizes]); one set serves every layer, since backward rolls
+    /// again. Its probabilities use a quarter of `probs`, planned for full attention, which evaluation runs.
+    synchronized void fitShift(LlamaConfig c) {
+        if (s2q.length > 0) return;
+        int[] n = ShiftedAttention.scratchSizes(B, Tmax, c.numAttentionHeads(), c.numKeyValueHeads(), c.headDim());
+        s2q = new float[n[0]]; s2y = new float[n[0]]; s2dq = new float[n[0]];
+        s2k = new float[n[1]]; s2v = new float[n[1]]; s2dk = new float[n[1]]; s2dv = new float[n[1]];
     }
 
     /// Allocates the (IA)³ scratch on the first forward with an (IA)³ adapter (later ones allocate nothing): the scaled
@@ -228,7 +244,7 @@ public final class Activations {
         for (float[][][] a : new float[][][][] {h, u, xd, mask})
             for (float[][] y : a) for (float[] x : y) f += x.length;
         for (float[] x : new float[][] {lnf, rstdf, last, qRow, attRow, cos, sin, baseScratch, dres, dres2, dln, dq, dk, dv, dattY,
-                dgate, dup, dact, attScratch, dh, dxd, du, ia3x, ia3dy}) f += x.length;
+                dgate, dup, dact, attScratch, dh, dxd, du, ia3x, ia3dy, s2q, s2y, s2dq, s2k, s2v, s2dk, s2dv}) f += x.length;
         return 4 * f;
     }
 

@@ -21,6 +21,12 @@ final class AdapterRuns {
         start[count] = B;
     }
 
+    /// The adapter of row b (null: the base).
+    LoadedAdapter adapterOf(int b) {
+        for (int i = 0; i < count; i++) if (b < start[i + 1]) return adapter[i];
+        throw new IllegalArgumentException("row " + b + " outside the " + start[count] + " rows of these runs");
+    }
+
     /// Whether any row uses an adapter.
     boolean any() {
         for (int i = 0; i < count; i++) if (adapter[i] != null) return true;

@@ -16,10 +16,12 @@ import org.peft4j.model.layers.Linear;
 import org.peft4j.model.layers.Neftune;
 import org.peft4j.model.layers.RmsNorm;
 import org.peft4j.model.layers.Rope;
+import org.peft4j.model.layers.ShiftedAttention;
 import org.peft4j.model.layers.SwiGlu;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.model.weights.BaseWeight;
 import org.peft4j.model.weights.DenseF32;
+import org.peft4j.model.weights.DenseHalf;
 
 import java.util.Arrays;
 import java.util.Map;
@@ -32,12 +34,15 @@ import java.util.SplittableRandom;
 /// reversed; no autograd tape.
 ///
 /// - **Base weights** are [BaseWeight]s (float32, BF16/F16 converted per tile, or 4-bit NF4/FP4 dequantized per tile);
-///   embeddings, norms, biases and lm_head are the float32 arrays of [#weights].
+///   norms and biases are the float32 arrays of [#weights]; the embeddings and lm_head are too, or are held in 16
+///   bits ([DenseHalf]: a 4-bit base read from a BF16 checkpoint): the embedding a BF16 row gather, lm_head a tiled
+///   converting product in forward and in backward's dX (a frozen head has no weight gradient).
 /// - **Rows and adapters**: a forward runs B rows of T new tokens. Each row may use its own adapter (a
 ///   [LoadedAdapter] value, or null for the base): the base products run once over all rows, the low-rank products
 ///   once per run of consecutive rows with the same adapter. Adapters are values, not state of the decoder. An (IA)³
 ///   adapter scales a run's base input or output instead; a prompt-tuning adapter gives a row's first n positions
-///   its virtual tokens' embeddings (the caller puts n placeholder ids there).
+///   its virtual tokens' embeddings (the caller puts n placeholder ids there); a prefix-tuning adapter gives them
+///   its keys and values at every layer.
 /// - **KV cache** (optional): row b continues slot `slots[b]` of a [KvCache] at position `pos0[b]`; without a cache
 ///   (training, whole-sequence scoring) every row starts at position 0 and attends within itself.
 /// - **Memory**: every buffer is in an [Activations] planned once ([#newActivations]); a forward or backward allocates
@@ -50,7 +55,8 @@ public final class Decoder {
     public final LlamaConfig config;
     public final LlamaWeights weights;
     private final BaseWeight[][] linears;   // (L)(7) in Projection order
-    private final BaseWeight head;          // (V, C) lm_head: float32 over weights.lmHead, or kept in 16 bits (inference)
+    private final BaseWeight head;          // (V, C) lm_head: float32 over weights.lmHead, or kept in 16 bits
+    private final DenseHalf embed16;        // (V, C) embeddings kept in 16 bits, or null: float32 weights.embedTokens
     private final Gemm gemm;
     private final int L, C, F, V, NH, KVH, HS, qDim, kvDim;
     private final float eps;
@@ -61,13 +67,17 @@ public final class Decoder {
     private long attentionNanos;
 
     /// Noise of a training forward: LoRA dropout and NEFTune, drawn from streams derived from (seed, step, layer,
-    /// module) alone, so a recomputed block (checkpointing) and a resumed run draw the same masks.
-    public record Noise(long seed, long step, float neftuneAlpha) {}
+    /// module) alone, so a recomputed block (checkpointing) and a resumed run draw the same masks. `shiftAttn`: the
+    /// forward (kept for backward) runs LongLoRA's S²-Attn ([ShiftedAttention]) instead of full causal attention, as
+    /// LongLoRA does in training mode only; T must then be a multiple of [ShiftedAttention#MULTIPLE].
+    public record Noise(long seed, long step, float neftuneAlpha, boolean shiftAttn) {
+        public Noise(long seed, long step, float neftuneAlpha) { this(seed, step, neftuneAlpha, false); }
+    }
 
     /// Where backward adds gradients: `base` maps each trained float32 tensor of [#weights] (by identity) to its
     /// gradient; `adapter` (or null) is the trained adapter, with dA, dB and DoRA's dMag per (layer, projection).
     /// `dIa3` (or null): the gradients of an (IA)³ adapter's vectors per (layer, projection); `dPrompt` (or null):
-    /// of a prompt-tuning adapter's embeddings (n, C).
+    /// of a prompt-tuning adapter's embeddings (n, C), or of a prefix-tuning adapter's prefix (n, L·2·kvDim).
     public record Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag,
                         float[][][] dIa3, float[] dPrompt) {
         public Grads(Map<float[], float[]> base, LoadedAdapter adapter, float[][][] dA, float[][][] dB, float[][][] dMag) {
@@ -80,9 +90,18 @@ public final class Decoder {
     }
 
     /// As above with the lm_head as `head` (null: float32 over `weights.lmHead`). A 16-bit head halves the bytes a
-    /// decode step reads for it; such a decoder runs forwards only (backward reads the float32 `weights.lmHead`).
+    /// decode step reads for it, and backward runs through it (dX only: it is frozen).
     public Decoder(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head, Gemm gemm) {
-        this.config = weights.config; this.weights = weights; this.linears = linears; this.gemm = gemm;
+        this(weights, linears, head, null, gemm);
+    }
+
+    /// As above with the embeddings as `embed16` (null: float32 `weights.embedTokens`), a frozen 16-bit table.
+    public Decoder(LlamaWeights weights, BaseWeight[][] linears, BaseWeight head, DenseHalf embed16, Gemm gemm) {
+        this.config = weights.config; this.weights = weights; this.linears = linears; this.gemm = gemm; this.embed16 = embed16;
+        if (embed16 == null && weights.embedTokens == null) throw new IllegalArgumentException("the embeddings are neither float32 weights nor a 16-bit table");
+        if (head == null && weights.lmHead == null) throw new IllegalArgumentException("lm_head is neither float32 weights nor a given BaseWeight");
+        if (embed16 != null && (embed16.out() != weights.config.vocabSize() || embed16.in() != weights.config.hiddenSize()))
+            throw new IllegalArgumentException("embeddings: " + embed16 + ", expected (" + weights.config.vocabSize() + ", " + weights.config.hiddenSize() + ")");
         this.head = head != null ? head : BaseWeight.of(weights.lmHead, weights.config.vocabSize(), weights.config.hiddenSize());
         LlamaConfig c = config;
         L = c.numHiddenLayers(); C = c.hiddenSize(); F = c.intermediateSize(); V = c.vocabSize();
@@ -120,7 +139,7 @@ public final class Decoder {
         BaseWeight[][] lin = new BaseWeight[qm.linears.length][Projection.values().length];
         for (int l = 0; l < lin.length; l++)
             for (Projection p : Projection.values()) lin[l][p.ordinal()] = BaseWeight.of(qm.linears[l][p.ordinal()]);
-        return new Decoder(qm.weights, lin, gemm);
+        return new Decoder(qm.weights, lin, qm.head16, qm.embed16, gemm);
     }
 
     public Gemm gemm() { return gemm; }
@@ -159,13 +178,16 @@ public final class Decoder {
     /// - slots, pos0: with a `cache`, row b continues slot slots[b], which holds pos0[b] positions (slots null: row b
     ///   uses slot b); without a cache both are null and every row starts at position 0
     /// - adapters: per row, or null for all base
-    /// - noise: a training forward (LoRA dropout, NEFTune), or null
+    /// - noise: a training forward (LoRA dropout, NEFTune, S²-Attn when `noise.shiftAttn()`), or null
     public void forward(Activations a, int[] tokens, int B, int T, int[] slots, int[] pos0, LoadedAdapter[] adapters,
                         KvCache cache, Noise noise) {
         check(a, tokens, B, T, slots, pos0, adapters, cache);
         int N = B * T;
+        a.shifted = noise != null && noise.shiftAttn() && a.plan.backward();
+        if (a.shifted) { ShiftedAttention.check(T); a.fitShift(config); }
         a.runs.fill(adapters, B);
-        Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
+        if (embed16 != null) Embedding.forward(a.resid[0], tokens, embed16.type(), embed16.data(), N, C);
+        else Embedding.forward(a.resid[0], tokens, weights.embedTokens, N, C);
         if (noise != null && noise.neftuneAlpha() > 0)
             Neftune.forward(a.resid[0], B, T, C, noise.neftuneAlpha(), true, rng(noise, -1, -1));
         virtualTokensForward(a.resid[0], B, T, pos0, a.runs);
@@ -237,8 +259,12 @@ public final class Decoder {
         if (cache == null) {
             Rope.forward(a.q[s], a.cos, a.sin, B, T, NH, HS, 0);
             Rope.forward(a.k[s], a.cos, a.sin, B, T, KVH, HS, 0);
+            for (int ri = 0; ri < a.runs.count; ri++)
+                for (int b = a.runs.start[ri]; b < a.runs.start[ri + 1]; b++) prefixForward(a.k[s], a.v[s], l, b, T, 0, a.runs.adapter[ri]);
             // training keeps the probabilities for backward; an inference forward has a block of them per thread
-            if (keep) Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
+            if (keep && a.shifted)
+                ShiftedAttention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], a.s2q, a.s2k, a.s2v, a.s2y, B, T, NH, KVH, HS);
+            else if (keep) Attention.forward(gemm, a.attY[s], a.probs[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0);
             else Attention.forwardInference(gemm, a.attY[s], a.q[s], a.k[s], a.v[s], B, T, T, NH, KVH, HS, 0, a.probs[s]);
         } else {
             int cap = cache.capacity;
@@ -246,6 +272,7 @@ public final class Decoder {
                 int p0 = pos0[b], slot = slots == null ? b : slots[b];
                 Rope.forwardRow(a.q[s], b * T * qDim, a.cos, a.sin, T, NH, HS, p0);
                 Rope.forwardRow(a.k[s], b * T * kvDim, a.cos, a.sin, T, KVH, HS, p0);
+                prefixForward(a.k[s], a.v[s], l, b, T, p0, a.runs.adapterOf(b));
                 float[] kc = cache.k[l][slot], vc = cache.v[l][slot];
                 System.arraycopy(a.k[s], b * T * kvDim, kc, p0 * kvDim, T * kvDim);
                 System.arraycopy(a.v[s], b * T * kvDim, vc, p0 * kvDim, T * kvDim);
@@ -313,16 +340,16 @@ public final class Decoder {
     /// Every row must use `g.adapter()` (the trained one) or, when it is null, no adapter.
     public void backward(Activations a, int[] tokens, float[] dlogits, Grads g, Noise noise) {
         if (!a.plan.backward()) throw new ConfigException("these activations were planned without backward; plan them with Plan.training");
-        if (!(head instanceof DenseF32)) throw new ConfigException("backward needs the float32 lm_head; this decoder holds it as " + head.dtype()
-                + " (an inference model): load float32 weights for training");
         int B = a.rows, T = a.T, N = B * T;
         for (int r = 0; r < a.runs.count; r++)
             if (a.runs.adapter[r] != g.adapter())
                 throw new ConfigException("backward through " + a.runs.adapter[r] + ", which is not the trained adapter; a batch that "
                         + "is trained uses the trained adapter on every row");
         Arrays.fill(a.dln, 0, N * C, 0f);
-        Linear.backwardInput(gemm, a.dln, dlogits, weights.lmHead, N, C, V);
-        float[] gHead = g.base().get(weights.lmHead);
+        head.backwardInput(gemm, a.dln, dlogits, N, a.baseScratch);   // float32: Linear.backwardInput; 16-bit: tile by tile
+        float[] gHead = weights.lmHead == null ? null : g.base().get(weights.lmHead);
+        if (gHead != null && !(head instanceof DenseF32 d && d.data() == weights.lmHead))
+            throw new ConfigException("lm_head is trained, but this decoder holds it as " + head + "; train it over float32 weights");
         if (gHead != null) Linear.backwardWeight(gemm, gHead, null, dlogits, a.lnf, N, C, V);
         backwardFromNorm(a, tokens, a.dln, g, noise);
     }
@@ -346,7 +373,7 @@ public final class Decoder {
             if (a.plan.checkpointing()) blockForward(a, l, B, T, null, null, null, noise);
             blockBackward(a, l, B, T, g);
         }
-        float[] gEmbed = g.base().get(weights.embedTokens);
+        float[] gEmbed = weights.embedTokens == null ? null : g.base().get(weights.embedTokens);
         if (gEmbed != null) Embedding.backward(gEmbed, a.dres, tokens, N, C);
         LoadedAdapter ad = g.adapter();
         if (ad != null && ad.prompt != null)   // dPrompt[p] += dL/d x[b, p] over the rows' first n positions
@@ -368,6 +395,40 @@ public final class Decoder {
                 for (int t = 0, p = pos0 == null ? 0 : pos0[b]; t < T && p < ad.virtualTokens(); t++, p++)
                     System.arraycopy(pe, p * C, x, (b * T + t) * C, C);
         }
+    }
+
+    /// Prefix tuning: a row whose adapter has a prefix of n virtual tokens holds placeholders at positions 0 .. n−1;
+    /// at every layer their keys and values are replaced by the prefix's, after RoPE (PEFT passes the prefix as
+    /// past_key_values: never rotated), so the text, at positions n, n+1, …, attends to the prefix through the causal
+    /// mask. k, v: (B, T, kvDim) of this layer; row b starts at position p0.
+    private void prefixForward(float[] k, float[] v, int l, int b, int T, int p0, LoadedAdapter ad) {
+        if (ad == null || ad.prefix == null) return;
+        var px = ad.prefix;
+        float[] pe = px.embeddings();
+        for (int t = 0, p = p0; t < T && p < px.numVirtualTokens(); t++, p++) {
+            System.arraycopy(pe, px.offset(p, l, 0), k, (b * T + t) * kvDim, kvDim);
+            System.arraycopy(pe, px.offset(p, l, 1), v, (b * T + t) * kvDim, kvDim);
+        }
+    }
+
+    /// [#prefixForward] mirrored (training, every row at position 0): the keys' and values' gradients at the first n
+    /// positions are the prefix's (into g.dPrompt(), laid out as prompt_embeddings); the placeholders' own k_proj and
+    /// v_proj outputs were discarded, so their gradients are zeroed.   dk, dv: (B, T, kvDim)
+    private void prefixBackward(float[] dk, float[] dv, Grads g, int l, int B, int T) {
+        LoadedAdapter ad = g.adapter();
+        if (ad == null || ad.prefix == null) return;
+        var px = ad.prefix;
+        float[] dP = g.dPrompt();
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Math.min(px.numVirtualTokens(), T); t++) {
+                int at = (b * T + t) * kvDim, ok = px.offset(t, l, 0), ov = px.offset(t, l, 1);
+                for (int j = 0; j < kvDim; j++) {
+                    dP[ok + j] += dk[at + j];
+                    dP[ov + j] += dv[at + j];
+                }
+                Arrays.fill(dk, at, at + kvDim, 0f);
+                Arrays.fill(dv, at, at + kvDim, 0f);
+            }
     }
 
     /// The block's forward reversed. On entry dres = dL/d resid[l+1]; on exit dres = dL/d resid[l].
@@ -394,8 +455,12 @@ public final class Decoder {
         Arrays.fill(a.dk, 0, N * kvDim, 0f);
         Arrays.fill(a.dv, 0, N * kvDim, 0f);
         long t0 = timing ? System.nanoTime() : 0;
-        Attention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], B, T, NH, KVH, HS, a.attScratch);
+        if (a.shifted)
+            ShiftedAttention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], a.s2q, a.s2k, a.s2v, a.s2y,
+                    a.s2dq, a.s2dk, a.s2dv, a.attScratch, B, T, NH, KVH, HS);
+        else Attention.backward(gemm, a.dq, a.dk, a.dv, a.dattY, a.probs[s], a.q[s], a.k[s], a.v[s], B, T, NH, KVH, HS, a.attScratch);
         if (timing) attentionNanos += System.nanoTime() - t0;
+        prefixBackward(a.dk, a.dv, g, l, B, T);
         Rope.backward(a.dq, a.cos, a.sin, B, T, NH, HS, 0);
         Rope.backward(a.dk, a.cos, a.sin, B, T, KVH, HS, 0);
         Arrays.fill(a.dln, 0, N * C, 0f);

@@ -20,12 +20,16 @@ import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.adapter.lora.LoraLinear;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.llama.TensorSource;
+import org.peft4j.model.weights.DenseHalf;
 import org.peft4j.quant.Nf4Tensor;
 import org.peft4j.quant.Nf4Tensor.Absmax;
 import org.peft4j.quant.QuantType;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -39,7 +43,10 @@ import java.util.Set;
 import java.util.SplittableRandom;
 
 /// A Llama-family model whose seven decoder linear weights are bitsandbytes 4-bit tensors (QLoRA's frozen base);
-/// embeddings, norms, biases and lm_head stay float32 in `weights`, whose linear weight slots are null.
+/// norms and biases stay float32 in `weights`, whose linear weight slots are null. The embeddings and lm_head are
+/// float32 there too, or kept in 16 bits ([#embed16], [#head16], with the float slots null): a checkpoint that stores
+/// them as BF16/F16 is read so, never widened (at Llama-2-7B the pair is 0.5 GB instead of 1 GB); the embedding is
+/// then a row gather and lm_head a tiled converting product, forward and dX alike ([DenseHalf]).
 /// Owns the Hugging Face layout of such a checkpoint (`quantization_config`, the `weight.absmax` … `quant_state`
 /// keys of a `Linear4bit`, specs.md §1.5); the 4-bit numerics are `Nf4Tensor`'s, the matmul `QuantLinear`'s.
 /// Reference: transformers `BitsAndBytesConfig`, bitsandbytes `Linear4bit._save_to_state_dict`, `QuantState.from_dict`.
@@ -54,13 +61,28 @@ public final class QuantizedModel {
 
     public final LlamaConfig config;
     public final LlamaWeights weights;     // float tensors; the seven linear weights of each layer are null
+    public final DenseHalf embed16;        // (V, C) embed_tokens kept in 16 bits, or null (float32 weights.embedTokens)
+    public final DenseHalf head16;         // (V, C) lm_head kept in 16 bits (embed16 itself when tied), or null
     public final Nf4Tensor[][] linears;    // (L)(7), in LINEARS order
     public final QuantType type;           // bnb_4bit_quant_type
     public final boolean doubleQuant;      // bnb_4bit_use_double_quant
 
     public QuantizedModel(LlamaWeights weights, Nf4Tensor[][] linears, QuantType type, boolean doubleQuant) {
+        this(weights, null, null, linears, type, doubleQuant);
+    }
+
+    /// With the embeddings and/or lm_head in 16 bits: `embed16` (`head16`) non-null exactly when
+    /// `weights.embedTokens` (`weights.lmHead`) is null.
+    public QuantizedModel(LlamaWeights weights, DenseHalf embed16, DenseHalf head16, Nf4Tensor[][] linears, QuantType type, boolean doubleQuant) {
         this.config = weights.config; this.weights = weights; this.linears = linears; this.type = type; this.doubleQuant = doubleQuant;
+        this.embed16 = embed16; this.head16 = head16;
         LlamaConfig c = config;
+        if ((embed16 == null) == (weights.embedTokens == null) || (head16 == null) == (weights.lmHead == null))
+            throw new IllegalArgumentException("the embeddings and lm_head are each held once: in 16 bits or as float32 weights");
+        if (c.tieWordEmbeddings() && head16 != embed16) throw new IllegalArgumentException("tied embeddings: head16 must be embed16");
+        for (DenseHalf h : new DenseHalf[]{embed16, head16})
+            if (h != null && (h.out() != c.vocabSize() || h.in() != c.hiddenSize()))
+                throw new IllegalArgumentException(h + ", expected (" + c.vocabSize() + ", " + c.hiddenSize() + ")");
         if (linears.length != c.numHiddenLayers()) throw new IllegalArgumentException(linears.length + " layers of quantized weights for " + c.numHiddenLayers() + " layers");
         for (int l = 0; l < linears.length; l++)
             for (int i = 0; i < LINEARS.size(); i++) {
@@ -90,6 +112,28 @@ public final class QuantizedModel {
         return 8.0 * bytes / params;
     }
 
+    /// Bytes held outside the Java heap: the 4-bit codes, native (quantized in memory) or mapped (loaded in place).
+    public long offHeapBytes() {
+        long b = 0;
+        for (Nf4Tensor[] layer : linears) for (Nf4Tensor w : layer) b += w.offHeapBytes();
+        return b;
+    }
+
+    /// The embeddings as float32: `weights.embedTokens`, or a converted copy of [#embed16].
+    public float[] embedFloats() { return weights.embedTokens != null ? weights.embedTokens : widen(embed16); }
+
+    /// lm_head as float32 (the embeddings' array when tied): `weights.lmHead`, or a converted copy of [#head16].
+    public float[] headFloats() {
+        if (weights.lmHead != null) return weights.lmHead;
+        return config.tieWordEmbeddings() ? embedFloats() : widen(head16);
+    }
+
+    private static float[] widen(DenseHalf h) {
+        float[] f = new float[h.data().length];
+        h.dequantize(f);
+        return f;
+    }
+
     /// A float copy with every linear dequantized (float32, specs.md §1.3): for tests, export and small models only.
     public LlamaWeights dequantizedWeights() {
         List<LlamaWeights.Layer> layers = new ArrayList<>();
@@ -104,7 +148,8 @@ public final class QuantizedModel {
                 return w;
             }));
         }
-        return new LlamaWeights(config, weights.embedTokens, weights.norm, weights.lmHead, layers);
+        float[] embed = embedFloats();
+        return new LlamaWeights(config, embed, weights.norm, config.tieWordEmbeddings() ? embed : headFloats(), layers);
     }
 
     // ---------------------------------------------------------------- create
@@ -126,9 +171,22 @@ public final class QuantizedModel {
     /// `quantize(RandomModels.create(c, seed), …)` with the same random streams, but generating one linear weight at a
     /// time and quantizing it at once: a Llama-2-7B-shaped model never holds its 27 GB of float weights.
     public static QuantizedModel createRandom(LlamaConfig c, long seed, QuantType type, int blockSize, boolean doubleQuant) {
+        return createRandom(c, seed, type, blockSize, doubleQuant, DType.F32);
+    }
+
+    /// As above; `embedDtype` BF16 or F16 keeps the embeddings and lm_head as those values rounded to 16 bits
+    /// ([#embed16], [#head16]), drawn straight into 16 bits. Each linear weight is drawn in chunks into the quantizer
+    /// ([Nf4Tensor#quantize(QuantType, long[], int, boolean, Nf4Tensor.Source)]), so creation holds no float32 copy
+    /// of any large tensor: a 4 MiB buffer per thread beside the model itself.
+    public static QuantizedModel createRandom(LlamaConfig c, long seed, QuantType type, int blockSize, boolean doubleQuant, DType embedDtype) {
+        if (embedDtype != DType.F32 && embedDtype != DType.BF16 && embedDtype != DType.F16)
+            throw new ConfigException("embeddings are kept as F32, BF16 or F16, not " + embedDtype);
+        boolean half = embedDtype != DType.F32;
         SplittableRandom root = new SplittableRandom(seed);
         float std = (float) c.initializerRange();
-        float[] embed = normal(Math.multiplyExact(c.vocabSize(), c.hiddenSize()), root.split(), std);
+        int V = c.vocabSize(), C = c.hiddenSize();
+        float[] embed = half ? null : normal(Math.multiplyExact(V, C), root.split(), std);
+        DenseHalf embed16 = half ? new DenseHalf(embedDtype, normalHalf(Math.multiplyExact(V, C), root.split(), std, embedDtype), V, C) : null;
         Nf4Tensor[][] q = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
         List<LlamaWeights.Layer> layers = new ArrayList<>();
         for (int l = 0; l < q.length; l++) {
@@ -145,15 +203,32 @@ public final class QuantizedModel {
                 switch (lt) {
                     case INPUT_LAYERNORM, POST_ATTENTION_LAYERNORM -> { t[i] = new float[n]; Arrays.fill(t[i], 1f); }
                     case Q_BIAS, K_BIAS, V_BIAS, O_BIAS, GATE_BIAS, UP_BIAS, DOWN_BIAS -> t[i] = new float[n];
-                    default -> q[layer][LINEARS.indexOf(lt)] = Nf4Tensor.quantize(type, normal(n, streams[i], std), shape, blockSize, doubleQuant);
+                    default -> {
+                        SplittableRandom rng = streams[i];   // drawn in order, chunk after chunk: the stream of normal(n, …)
+                        q[layer][LINEARS.indexOf(lt)] = Nf4Tensor.quantize(type, shape, blockSize, doubleQuant, (from, dst, count) -> {
+                            for (int k = 0; k < count; k++) dst[k] = (float) rng.nextGaussian() * std;
+                        });
+                    }
                 }
             });
             layers.add(LlamaWeights.Layer.of(lt -> t[lt.ordinal()]));
         }
-        float[] head = c.tieWordEmbeddings() ? embed : normal(Math.multiplyExact(c.vocabSize(), c.hiddenSize()), root.split(), std);
+        float[] head = c.tieWordEmbeddings() || half ? embed : normal(Math.multiplyExact(V, C), root.split(), std);
+        DenseHalf head16 = !half ? null : c.tieWordEmbeddings() ? embed16
+                : new DenseHalf(embedDtype, normalHalf(Math.multiplyExact(V, C), root.split(), std, embedDtype), V, C);
         float[] norm = new float[c.hiddenSize()];
         Arrays.fill(norm, 1f);
-        return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), q, type, doubleQuant);
+        return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), embed16, head16, q, type, doubleQuant);
+    }
+
+    /// normal(n, rng, std) rounded to 16 bits (round to nearest even), without the float32 array.
+    private static short[] normalHalf(int n, SplittableRandom rng, float std, DType dtype) {
+        short[] a = new short[n];
+        for (int i = 0; i < n; i++) {
+            float v = (float) rng.nextGaussian() * std;
+            a[i] = dtype == DType.BF16 ? DType.floatToBf16(v) : Float.floatToFloat16(v);
+        }
+        return a;
     }
 
     private static float[] normal(int n, SplittableRandom rng, float std) {   // as RandomModels, stream for stream
@@ -204,7 +279,7 @@ public final class QuantizedModel {
             count += back.length;
             q[target.layer()][i] = rq;
         }
-        QuantizedModel m = new QuantizedModel(weights, q, type, doubleQuant);
+        QuantizedModel m = new QuantizedModel(weights, embed16, head16, q, type, doubleQuant);
         return new Merged(m, max, count == 0 ? 0 : Math.sqrt(sumSq / count), count);
     }
 
@@ -227,21 +302,110 @@ public final class QuantizedModel {
             LayerTensor lt = layerTensor(e.getKey());
             int l = lt == null ? -1 : layerOf(e.getKey());
             if (lt != null && LINEARS.contains(lt)) entries.addAll(linear4bitEntries(e.getKey(), linear(l, lt), torchName));
+            else if (half(e.getKey()) != null) entries.add(halfEntry(e.getKey(), half(e.getKey()), dtype));
             else entries.add(SafeTensors.Entry.ofFloats(e.getKey(), e.getValue(), floatTensor(e.getKey(), lt, l), dtype));
         }
         ShardedSafeTensors.write(dir, entries, 5_000_000_000L, Map.of("format", "pt"));
+    }
+
+    // ---------------------------------------------------------------- streamed quantization
+
+    /// Quantizes the float checkpoint in `src` (F32/BF16/F16, sharded or not) into `out` as [#quantize] then [#save]
+    /// would, byte for byte, with memory bounded by the largest tensor rather than the model: each linear weight is
+    /// read in chunks through positional file reads ([ShardedSafeTensors#readFloatsUnmapped], so no page of the source
+    /// stays resident) into the quantizer and written at its place ([ShardedSafeTensors.Streamed]). Two passes: the
+    /// first quantizes every weight to learn its quant_state (whose JSON length the file header needs) and keeps only
+    /// the scales; the second quantizes it again, identically, and writes it. Tokenizer files are the caller's to copy.
+    /// Returns [#bitsPerParameter] of the written model.
+    public static double quantizeStreamed(Path src, Path out, QuantType type, int blockSize, boolean doubleQuant, DType dtype) {
+        LlamaConfig c = LlamaConfig.read(src);
+        String torchName = torchName(dtype);
+        Map<String, long[]> shapes = LlamaWeights.expectedShapes(c);
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(src)) {
+            Map<String, TensorInfo> infos = st.tensors();
+            String embedName = c.tieWordEmbeddings() && !infos.containsKey(LlamaWeights.EMBED_TOKENS) && infos.containsKey(LlamaWeights.LM_HEAD)
+                    ? LlamaWeights.LM_HEAD : LlamaWeights.EMBED_TOKENS;   // tied checkpoints may store only lm_head
+            for (var e : shapes.entrySet()) {
+                String from = e.getKey().equals(LlamaWeights.EMBED_TOKENS) ? embedName : e.getKey();
+                TensorInfo info = infos.get(from);
+                if (info == null) throw new FormatException(src + ": tensor '" + from + "' " + Arrays.toString(e.getValue()) + " is missing; the checkpoint does not match config.json");
+                if (!Arrays.equals(info.shape(), e.getValue()))
+                    throw new FormatException(src + ": tensor '" + from + "' has shape " + info.shapeString() + ", expected " + Arrays.toString(e.getValue()) + " from config.json");
+                if (info.dtype() != DType.F32 && info.dtype() != DType.BF16 && info.dtype() != DType.F16)
+                    throw new FormatException(src + ": tensor '" + from + "' has dtype " + info.dtype() + "; quantize reads F32, BF16 or F16 checkpoints");
+            }
+            // pass 1: every linear's scales (the packed codes are dropped with their arena)
+            Map<String, Nf4Tensor> scales = new java.util.LinkedHashMap<>();
+            List<ShardedSafeTensors.Spec> specs = new ArrayList<>();
+            long bytes4 = 0, params4 = 0;
+            for (var e : shapes.entrySet()) {
+                LayerTensor lt = layerTensor(e.getKey());
+                if (lt != null && LINEARS.contains(lt)) {
+                    try (Arena arena = Arena.ofConfined()) {
+                        Nf4Tensor w = quantizeFrom(st, e.getKey(), e.getValue(), type, blockSize, doubleQuant, arena);
+                        scales.put(e.getKey(), w);
+                        for (SafeTensors.Entry en : linear4bitEntries(e.getKey(), w, "float32")) bytes4 += en.bytes().byteSize();
+                        params4 += w.numel();
+                        for (SafeTensors.Entry en : linear4bitEntries(e.getKey(), w, torchName))
+                            specs.add(new ShardedSafeTensors.Spec(en.name(), en.dtype(), en.shape()));
+                    }
+                } else specs.add(new ShardedSafeTensors.Spec(e.getKey(), dtype, e.getValue()));
+            }
+            Files.createDirectories(out);
+            Files.writeString(out.resolve("config.json"), configJson(c, type, doubleQuant, torchName));
+            // pass 2: quantize again and write each tensor at its place
+            try (ShardedSafeTensors.Streamed w = ShardedSafeTensors.Streamed.open(out, specs, 5_000_000_000L, Map.of("format", "pt"))) {
+                for (var e : shapes.entrySet()) {
+                    String name = e.getKey();
+                    Nf4Tensor first = scales.get(name);
+                    if (first != null) {
+                        try (Arena arena = Arena.ofConfined()) {
+                            Nf4Tensor q = quantizeFrom(st, name, e.getValue(), type, blockSize, doubleQuant, arena);
+                            if (!Arrays.equals(q.absmaxValues(), first.absmaxValues()))
+                                throw new IllegalStateException(name + ": the second pass read other values than the first; was " + src + " changed meanwhile?");
+                            for (SafeTensors.Entry en : linear4bitEntries(name, q, torchName)) w.put(en.name(), en.bytes());
+                        }
+                        scales.remove(name);
+                    } else {
+                        String from = name.equals(LlamaWeights.EMBED_TOKENS) ? embedName : name;
+                        w.put(name, floatBytes(st, from, Arrays.stream(e.getValue()).reduce(1, Math::multiplyExact), dtype));
+                    }
+                }
+            }
+            return 8.0 * bytes4 / params4;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot write " + out + ": " + e.getMessage(), e);
+        }
+    }
+
+    /// One linear weight of a float checkpoint quantized chunk by chunk from the file, its codes in `arena`.
+    private static Nf4Tensor quantizeFrom(ShardedSafeTensors st, String name, long[] shape, QuantType type, int blockSize, boolean dq, Arena arena) {
+        return Nf4Tensor.quantize(type, shape, blockSize, dq, arena, (from, dst, count) -> st.readFloatsUnmapped(name, from, dst, count));
+    }
+
+    /// A float tensor of n elements as `dtype` bytes (little-endian), converted chunk by chunk.
+    private static MemorySegment floatBytes(ShardedSafeTensors st, String name, long n, DType dtype) {
+        MemorySegment s = MemorySegment.ofArray(new byte[Math.toIntExact(Math.multiplyExact(n, dtype.bytes))]);
+        float[] buf = new float[(int) Math.min(n, 1 << 20)];
+        for (long i = 0; i < n; i += buf.length) {
+            int k = (int) Math.min(buf.length, n - i);
+            st.readFloatsUnmapped(name, i, buf, k);
+            MemorySegment part = SafeTensors.Entry.ofFloats(name, new long[]{k}, k == buf.length ? buf : Arrays.copyOf(buf, k), dtype).bytes();
+            MemorySegment.copy(part, 0, s, i * dtype.bytes, (long) k * dtype.bytes);
+        }
+        return s;
     }
 
     /// The safetensors entries `Linear4bit` saves for one weight named `weight` (…`.weight`), specs.md §1.5:
     /// packed U8 `[(n+1)/2, 1]`, absmax (U8 codes or F32), quant_map, nested_absmax, nested_quant_map, quant_state JSON.
     public static List<SafeTensors.Entry> linear4bitEntries(String weight, Nf4Tensor w, String dtype) {
         List<SafeTensors.Entry> out = new ArrayList<>();
-        out.add(SafeTensors.Entry.ofBytes(weight, DType.U8, new long[]{w.packed().length, 1}, w.packed()));
+        out.add(new SafeTensors.Entry(weight, DType.U8, new long[]{w.packed().byteSize(), 1}, w.packed()));
         long blocks = w.blocks();
         switch (w.absmax()) {
             case Absmax.Plain p -> out.add(SafeTensors.Entry.ofFloats(weight + ABSMAX, new long[]{blocks}, p.values(), DType.F32));
             case Absmax.Nested n -> {
-                out.add(SafeTensors.Entry.ofBytes(weight + ABSMAX, DType.U8, new long[]{blocks}, n.codes()));
+                out.add(new SafeTensors.Entry(weight + ABSMAX, DType.U8, new long[]{blocks}, n.codes()));
                 out.add(SafeTensors.Entry.ofFloats(weight + NESTED_ABSMAX, new long[]{n.nestedAbsmax().length}, n.nestedAbsmax(), DType.F32));
                 out.add(SafeTensors.Entry.ofFloats(weight + NESTED_QUANT_MAP, new long[]{256}, n.nestedQuantMap(), DType.F32));
             }
@@ -253,7 +417,9 @@ public final class QuantizedModel {
     }
 
     /// config.json: the model's own fields plus `quantization_config` as `BitsAndBytesConfig.to_dict` writes it.
-    String configJson(String computeDtype) {
+    String configJson(String computeDtype) { return configJson(config, type, doubleQuant, computeDtype); }
+
+    static String configJson(LlamaConfig config, QuantType type, boolean doubleQuant, String computeDtype) {
         try {
             ObjectMapper m = new ObjectMapper();
             ObjectNode o = (ObjectNode) m.readTree(config.toJson());
@@ -275,6 +441,24 @@ public final class QuantizedModel {
         } catch (IOException e) {
             throw new IllegalStateException(e);
         }
+    }
+
+    /// The 16-bit tensor held for `name` (embeddings or lm_head), or null.
+    private DenseHalf half(String name) {
+        return switch (name) {
+            case LlamaWeights.EMBED_TOKENS -> embed16;
+            case LlamaWeights.LM_HEAD -> head16;
+            default -> null;
+        };
+    }
+
+    /// A 16-bit tensor stored as `dtype`: its own bits when the dtypes agree (on a little-endian machine, as a view),
+    /// else converted through float32.
+    private static SafeTensors.Entry halfEntry(String name, DenseHalf h, DType dtype) {
+        long[] shape = {h.out(), h.in()};
+        if (h.type() == dtype && java.nio.ByteOrder.nativeOrder() == java.nio.ByteOrder.LITTLE_ENDIAN)
+            return new SafeTensors.Entry(name, dtype, shape, MemorySegment.ofArray(h.data()));
+        return SafeTensors.Entry.ofFloats(name, shape, widen(h), dtype);
     }
 
     private float[] floatTensor(String name, LayerTensor lt, int l) {
@@ -347,7 +531,10 @@ public final class QuantizedModel {
         }
         boolean dq = q.path("bnb_4bit_use_double_quant").asBoolean(false);
 
-        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
+        // Two mappings of the same files: the 4-bit codes are used in place from `inPlace` (an automatic arena, alive
+        // while any tensor is reachable); the float tensors are copied out of `st`, which is unmapped on return, so
+        // that the pages read for them do not stay resident beside their copies.
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir); ShardedSafeTensors inPlace = ShardedSafeTensors.open(dir, Arena.ofAuto())) {
             Map<String, TensorInfo> infos = st.tensors();
             Set<String> used = new HashSet<>();
             Nf4Tensor[][] lin = new Nf4Tensor[c.numHiddenLayers()][LINEARS.size()];
@@ -355,30 +542,34 @@ public final class QuantizedModel {
             for (int l = 0; l < lin.length; l++) {
                 int layer = l;
                 for (int i = 0; i < LINEARS.size(); i++)
-                    lin[l][i] = readLinear4bit(st, LINEARS.get(i).name(l), LINEARS.get(i).shape(c), used);
+                    lin[l][i] = readLinear4bit(inPlace, LINEARS.get(i).name(l), LINEARS.get(i).shape(c), used);
                 layers.add(LlamaWeights.Layer.of(t -> !t.present(c) || LINEARS.contains(t) ? null : readFloat(st, t.name(layer), t.shape(c), used)));
             }
             long[] vc = {c.vocabSize(), c.hiddenSize()};
-            float[] embed, head;
+            String embedName = !c.tieWordEmbeddings() || infos.containsKey(LlamaWeights.EMBED_TOKENS) || !infos.containsKey(LlamaWeights.LM_HEAD)
+                    ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD;
+            DenseHalf embed16 = readHalf(st, embedName, vc, used), head16;
+            float[] embed = embed16 != null ? null : readFloat(st, embedName, vc, used), head;
             if (c.tieWordEmbeddings()) {
-                embed = readFloat(st, infos.containsKey(LlamaWeights.EMBED_TOKENS) || !infos.containsKey(LlamaWeights.LM_HEAD)
-                        ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD, vc, used);
+                head16 = embed16;
                 head = embed;
                 used.add(LlamaWeights.LM_HEAD);
             } else {
-                embed = readFloat(st, LlamaWeights.EMBED_TOKENS, vc, used);
-                head = readFloat(st, LlamaWeights.LM_HEAD, vc, used);
+                head16 = readHalf(st, LlamaWeights.LM_HEAD, vc, used);
+                head = head16 != null ? null : readFloat(st, LlamaWeights.LM_HEAD, vc, used);
             }
             float[] norm = readFloat(st, LlamaWeights.NORM, new long[]{c.hiddenSize()}, used);
             for (String name : infos.keySet())
                 if (!used.contains(name))
                     LOG.log(System.Logger.Level.WARNING, "{0}: ignoring unexpected tensor ''{1}'' {2}", dir, name, infos.get(name).shapeString());
-            return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), lin, type, dq);
+            return new QuantizedModel(new LlamaWeights(c, embed, norm, head, layers), embed16, head16, lin, type, dq);
         }
     }
 
     /// Reads the Linear4bit keys of `weight` (e.g. `model.layers.0.mlp.down_proj.weight`) and checks them against each
-    /// other and against `shape` (from config.json). `used` collects the keys read.
+    /// other and against `shape` (from config.json). `used` collects the keys read. The packed codes and the 8-bit
+    /// absmax codes are slices of `st`'s mapping, not copies: they live as long as its arena
+    /// ([ShardedSafeTensors#open(Path, java.lang.foreign.Arena)]).
     public static Nf4Tensor readLinear4bit(ShardedSafeTensors st, String weight, long[] shape, Set<String> used) {
         Map<String, TensorInfo> infos = st.tensors();
         String stateKey = null;
@@ -399,7 +590,7 @@ public final class QuantizedModel {
 
         JsonNode js;
         try {
-            js = new ObjectMapper().readTree(new String(bytes(st, stateKey, DType.U8, null, used), StandardCharsets.UTF_8));
+            js = new ObjectMapper().readTree(new String(bytes(st, stateKey, DType.U8, null, used).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
             if (js == null || !js.isObject()) throw new IOException("not a JSON object");
         } catch (IOException e) {
             throw new FormatException("tensor '" + stateKey + "': the quant_state is not valid JSON (" + e.getMessage().lines().findFirst().orElse("") + ")", e);
@@ -417,7 +608,7 @@ public final class QuantizedModel {
             throw new FormatException("tensor '" + stateKey + "': quant_state blocksize " + js.get("blocksize") + " is not one bitsandbytes uses " + Arrays.toString(Nf4Tensor.BLOCK_SIZES));
         long n = Arrays.stream(shape).reduce(1, Math::multiplyExact), blocks = (n + blockSize - 1) / blockSize;
 
-        byte[] packed = bytes(st, weight, DType.U8, new long[]{(n + 1) / 2, 1}, used);
+        MemorySegment packed = bytes(st, weight, DType.U8, new long[]{(n + 1) / 2, 1}, used);
         float[] code = floats(st, weight + QUANT_MAP, new long[]{16}, used);
         if (!Arrays.equals(code, type.code()))
             throw new UnsupportedModelException("tensor '" + weight + QUANT_MAP + "' is not the bitsandbytes " + type.jsonName()
@@ -427,7 +618,7 @@ public final class QuantizedModel {
             int nb = js.path("nested_blocksize").asInt(-1);
             if (nb <= 0) throw new FormatException("tensor '" + stateKey + "': nested_blocksize " + js.get("nested_blocksize") + " must be a positive integer");
             if (!js.path("nested_offset").isNumber()) throw new FormatException("tensor '" + stateKey + "': nested_offset " + js.get("nested_offset") + " is not a number");
-            byte[] codes = bytes(st, weight + ABSMAX, DType.U8, new long[]{blocks}, used);
+            MemorySegment codes = bytes(st, weight + ABSMAX, DType.U8, new long[]{blocks}, used);
             float[] nested = floats(st, weight + NESTED_ABSMAX, new long[]{(blocks + nb - 1) / nb}, used);
             float[] map = floats(st, weight + NESTED_QUANT_MAP, new long[]{256}, used);
             absmax = new Absmax.Nested(codes, nested, map, (float) js.get("nested_offset").asDouble(), nb);
@@ -451,12 +642,12 @@ public final class QuantizedModel {
         }
     }
 
-    /// The raw bytes of a tensor of `dtype`; `shape` null accepts any 1-D shape.
-    private static byte[] bytes(ShardedSafeTensors st, String name, DType dtype, long[] shape, Set<String> used) {
+    /// The raw bytes of a tensor of `dtype` (a slice of the mapping); `shape` null accepts any 1-D shape.
+    private static MemorySegment bytes(ShardedSafeTensors st, String name, DType dtype, long[] shape, Set<String> used) {
         TensorInfo info = check(st, name, shape, used);
         if (info.dtype() != dtype) throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", expected " + dtype + " for a bitsandbytes 4-bit checkpoint");
         if (shape == null && info.shape().length != 1) throw new FormatException("tensor '" + name + "' has shape " + info.shapeString() + ", expected 1-D");
-        return st.bytes(name).toArray(ValueLayout.JAVA_BYTE);
+        return st.bytes(name);
     }
 
     private static float[] floats(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
@@ -470,6 +661,14 @@ public final class QuantizedModel {
         if (!(info.dtype() == DType.F32 || info.dtype() == DType.BF16 || info.dtype() == DType.F16))
             throw new FormatException("tensor '" + name + "' has dtype " + info.dtype() + ", which is not supported; only the decoder linears may be 4-bit, the rest F32/BF16/F16");
         return st.readFloats(name);
+    }
+
+    /// A (V, C) tensor stored as BF16/F16, kept in its 16 bits; null when it is stored otherwise.
+    private static DenseHalf readHalf(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
+        TensorInfo info = check(st, name, shape, used);
+        if (info.dtype() != DType.BF16 && info.dtype() != DType.F16) return null;
+        short[] h = TensorSource.of(st::tensors, st::readFloats, st::bytes).readHalf(name);
+        return new DenseHalf(info.dtype(), h, (int) shape[0], (int) shape[1]);
     }
 
     private static TensorInfo check(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {

@@ -42,13 +42,7 @@ public record Nf4Weight(Nf4Tensor tensor, int out, int in) implements BaseWeight
     /// Packed codes plus the scales: float32 absmax, or with double quantization the 8-bit codes, the nested
     /// float32 absmax, the 256-entry map and the offset.
     @Override
-    public long bytes() {
-        long scales = switch (tensor.absmax()) {
-            case Nf4Tensor.Absmax.Plain p -> 4L * p.values().length;
-            case Nf4Tensor.Absmax.Nested n -> n.codes().length + 4L * n.nestedAbsmax().length + 4L * n.nestedQuantMap().length + 4;
-        };
-        return tensor.packed().length + scales;
-    }
+    public long bytes() { return tensor.storedBytes(); }
 
     @Override public String dtype() { return tensor.type().name(); }
     @Override public void dequantize(float[] dst) { tensor.dequantize(dst); }

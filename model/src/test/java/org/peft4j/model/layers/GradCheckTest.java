@@ -77,6 +77,23 @@ class GradCheckTest {
                 new Param("q", q, dq), new Param("k", k, dk), new Param("v", v, dv)));
     }
 
+    /// LongLoRA's S²-Attn on the blocked kernels, with k and v expanded per query head (NH 4, KVH 1).
+    @Test
+    void shiftedAttention() {
+        var rng = new SplittableRandom(15);
+        int B = 1, T = 16, NH = 4, KVH = 1, HS = 4;
+        float[] q = rand(rng, B * T * NH * HS, 2), k = rand(rng, B * T * KVH * HS, 2), v = rand(rng, B * T * KVH * HS, 1);
+        int[] n = ShiftedAttention.scratchSizes(B, T, NH, KVH, HS);
+        float[] out = new float[q.length], att = new float[B * NH * T * T / ShiftedAttention.GROUPS];
+        float[] qs = new float[n[0]], ys = new float[n[0]], ks = new float[n[1]], vs = new float[n[1]];
+        float[] dqs = new float[n[0]], dks = new float[n[1]], dvs = new float[n[1]], scratch = new float[Attention.backwardScratchSize(B, T, NH, HS)];
+        float[] dq = new float[q.length], dk = new float[k.length], dv = new float[v.length];
+        log(GradCheck.check("ShiftedAttention",
+                () -> { ShiftedAttention.forward(null, out, att, q, k, v, qs, ks, vs, ys, B, T, NH, KVH, HS); return out; },
+                dout -> ShiftedAttention.backward(null, dq, dk, dv, dout, att, q, k, v, qs, ks, vs, ys, dqs, dks, dvs, scratch, B, T, NH, KVH, HS),
+                new Param("q", q, dq), new Param("k", k, dk), new Param("v", v, dv)));
+    }
+
     @Test
     void swiGlu() {
         var rng = new SplittableRandom(5);

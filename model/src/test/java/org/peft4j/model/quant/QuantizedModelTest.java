@@ -56,11 +56,11 @@ class QuantizedModelTest {
         assertEquals(a.type(), b.type(), what);
         assertEquals(a.blockSize(), b.blockSize(), what);
         assertArrayEquals(a.shape(), b.shape(), what);
-        assertArrayEquals(a.packed(), b.packed(), what + " packed");
+        assertArrayEquals(a.packedBytes(), b.packedBytes(), what + " packed");
         assertEquals(a.absmax().getClass(), b.absmax().getClass(), what + " absmax kind");
         assertArrayEquals(a.absmaxValues(), b.absmaxValues(), what + " absmax");
         if (a.absmax() instanceof Nf4Tensor.Absmax.Nested n && b.absmax() instanceof Nf4Tensor.Absmax.Nested m) {
-            assertArrayEquals(n.codes(), m.codes(), what + " codes");
+            assertArrayEquals(n.codeBytes(), m.codeBytes(), what + " codes");
             assertArrayEquals(n.nestedAbsmax(), m.nestedAbsmax(), what + " nested absmax");
             assertEquals(Float.floatToRawIntBits(n.offset()), Float.floatToRawIntBits(m.offset()), what + " offset");
         }
@@ -76,6 +76,99 @@ class QuantizedModelTest {
         assertArrayEquals(a.weights.embedTokens, b.weights.embedTokens);
         assertArrayEquals(a.weights.norm, b.weights.norm);
         assertNull(a.weights.layers.get(0).wq());
+    }
+
+    /// BF16 embeddings: the same random values rounded to 16 bits, drawn straight into 16 bits; the 4-bit linears
+    /// are those of the float32 creation (the same streams), and both are off the heap.
+    @Test
+    void createRandomWithBf16EmbeddingsRoundsTheSameValues() {
+        LlamaConfig c = stories();
+        QuantizedModel f = QuantizedModel.createRandom(c, 7, QuantType.NF4, 64, true);
+        QuantizedModel h = QuantizedModel.createRandom(c, 7, QuantType.NF4, 64, true, DType.BF16);
+        assertNull(h.weights.embedTokens);
+        assertNull(h.weights.lmHead);
+        float[] e = new float[f.weights.embedTokens.length], lm = new float[e.length];
+        h.embed16.dequantize(e);
+        h.head16.dequantize(lm);
+        for (int i = 0; i < e.length; i++) {
+            assertEquals(DType.floatToBf16(f.weights.embedTokens[i]), DType.floatToBf16(e[i]), "embed[" + i + "]");
+            assertEquals(DType.floatToBf16(f.weights.lmHead[i]), DType.floatToBf16(lm[i]), "lm_head[" + i + "]");
+            assertEquals(e[i], (float) DType.bf16ToFloat(DType.floatToBf16(f.weights.embedTokens[i])), "embed[" + i + "] is the rounded value");
+        }
+        assertArrayEquals(e, h.embedFloats());
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (int i = 0; i < 7; i++) {
+                assertSameTensor(QuantizedModel.LINEARS.get(i).name(l), f.linears[l][i], h.linears[l][i]);
+                assertTrue(h.linears[l][i].packed().isNative(), "4-bit codes off the heap");
+            }
+        assertTrue(h.offHeapBytes() > 0);
+        assertEquals(h.offHeapBytes(), f.offHeapBytes());
+    }
+
+    /// A folder saved with BF16 float tensors loads with the embeddings and lm_head kept in 16 bits (the saved bits,
+    /// not widened) and the 4-bit codes used in place from the mapped file; saving it again gives the same bytes, and
+    /// the dequantized float copy holds the same values.
+    @Test
+    void bf16FolderLoadsIn16BitsAndInPlace(@TempDir Path tmp) throws IOException {
+        LlamaConfig c = stories();
+        QuantizedModel m = QuantizedModel.createRandom(c, 3, QuantType.NF4, 64, true);
+        m.save(tmp.resolve("a"), DType.BF16);
+        QuantizedModel r = QuantizedModel.load(tmp.resolve("a"));
+        assertNotNull(r.embed16);
+        assertEquals(DType.BF16, r.embed16.type());
+        assertNull(r.weights.embedTokens);
+        for (int i = 0; i < m.weights.embedTokens.length; i++)
+            assertEquals(DType.floatToBf16(m.weights.embedTokens[i]), r.embed16.data()[i], "embed[" + i + "]");
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (int i = 0; i < 7; i++) {
+                assertTrue(r.linears[l][i].packed().isMapped(), "packed codes used in place from the file");
+                assertSameTensor(QuantizedModel.LINEARS.get(i).name(l), m.linears[l][i], r.linears[l][i]);
+            }
+        r.save(tmp.resolve("b"), DType.BF16);
+        assertArrayEquals(Files.readAllBytes(tmp.resolve("a/model.safetensors")), Files.readAllBytes(tmp.resolve("b/model.safetensors")));
+        float[] deq = r.dequantizedWeights().embedTokens;
+        for (int i = 0; i < deq.length; i++) assertEquals(r.embed16.data()[i], DType.floatToBf16(deq[i]));
+    }
+
+    /// The streamed quantization (two passes over the file, each tensor written at its place) writes the bytes that
+    /// quantizing the loaded float model in memory and saving it writes, sharded or not, for BF16 and F32 sources.
+    @Test
+    void quantizeStreamedWritesTheBytesOfQuantizeThenSave(@TempDir Path tmp) throws IOException {
+        LlamaConfig c = stories();
+        var w = RandomModels.create(c, 4);
+        for (DType src : new DType[]{DType.BF16, DType.F32}) {
+            Path in = tmp.resolve("in-" + src);
+            RandomModels.save(in, w, src);
+            var loaded = org.peft4j.model.Models.loadWeights(in);
+            QuantizedModel q = QuantizedModel.quantize(loaded, QuantType.NF4, 64, true);
+            q.save(tmp.resolve("mem-" + src), DType.BF16);
+            double bits = QuantizedModel.quantizeStreamed(in, tmp.resolve("stream-" + src), QuantType.NF4, 64, true, DType.BF16);
+            assertEquals(q.bitsPerParameter(), bits, 1e-12);
+            assertArrayEquals(Files.readAllBytes(tmp.resolve("mem-" + src + "/model.safetensors")),
+                    Files.readAllBytes(tmp.resolve("stream-" + src + "/model.safetensors")), "model.safetensors from " + src);
+            assertEquals(Files.readString(tmp.resolve("mem-" + src + "/config.json")), Files.readString(tmp.resolve("stream-" + src + "/config.json")));
+        }
+        // shards: the streamed writer splits and indexes exactly as ShardedSafeTensors.write does
+        Path in = tmp.resolve("in-BF16");
+        List<SafeTensors.Entry> entries = new ArrayList<>();
+        List<org.peft4j.formats.safetensors.ShardedSafeTensors.Spec> specs = new ArrayList<>();
+        try (var st = org.peft4j.formats.safetensors.ShardedSafeTensors.open(in)) {
+            for (var e : st.tensors().entrySet()) {
+                entries.add(new SafeTensors.Entry(e.getKey(), e.getValue().dtype(), e.getValue().shape(), st.bytes(e.getKey())));
+                specs.add(new org.peft4j.formats.safetensors.ShardedSafeTensors.Spec(e.getKey(), e.getValue().dtype(), e.getValue().shape()));
+            }
+            long max = 40_000;   // several shards, one tensor larger than a shard
+            org.peft4j.formats.safetensors.ShardedSafeTensors.write(tmp.resolve("sh-a"), entries, max, Map.of("format", "pt"));
+            try (var s = org.peft4j.formats.safetensors.ShardedSafeTensors.Streamed.open(tmp.resolve("sh-b"), specs, max, Map.of("format", "pt"))) {
+                for (int i = entries.size() - 1; i >= 0; i--) s.put(entries.get(i).name(), entries.get(i).bytes());   // any order
+            }
+        }
+        try (var files = Files.list(tmp.resolve("sh-a"))) {
+            List<Path> a = files.sorted().toList();
+            assertTrue(a.size() > 2, "the test needs several shards, got " + a);
+            for (Path p : a) assertArrayEquals(Files.readAllBytes(p), Files.readAllBytes(tmp.resolve("sh-b").resolve(p.getFileName())), p.getFileName().toString());
+        }
+        try (var files = Files.list(tmp.resolve("sh-b"))) { assertEquals(Files.list(tmp.resolve("sh-a")).count(), files.count(), "no temp file left"); }
     }
 
     @Test
@@ -146,9 +239,10 @@ class QuantizedModelTest {
         Files.write(tmp.resolve("model.safetensors"), file);
         String weight = ex.get("prefix").asText() + "weight";
         Nf4Tensor w;
-        try (ShardedSafeTensors st = ShardedSafeTensors.open(tmp)) {
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(tmp, java.lang.foreign.Arena.ofAuto())) {
             var used = new HashSet<String>();
             w = QuantizedModel.readLinear4bit(st, weight, new long[]{64, 64}, used);
+            assertTrue(w.packed().isMapped(), "the packed codes are used in place from the mapped file, not copied");
             assertEquals(st.tensors().keySet(), used, "every tensor of the file is part of the Linear4bit");
         }
         // The file's codes are those of small_64x64_nf4: quantizing its input with double quantization gives them.
@@ -315,6 +409,6 @@ class QuantizedModelTest {
         for (int l = 0; l < c.numHiddenLayers(); l++)
             for (int i = 0; i < 7; i++)
                 if (!(l == 3 && (i == 0 || i == 6))) assertSame(m.linears[l][i], r.model().linears[l][i]);
-                else assertFalse(Arrays.equals(m.linears[l][i].packed(), r.model().linears[l][i].packed()));
+                else assertFalse(Arrays.equals(m.linears[l][i].packedBytes(), r.model().linears[l][i].packedBytes()));
     }
 }

@@ -92,4 +92,19 @@ public final class Batcher {
         }
         return new Batch(B, T, input, labels, lengths, ids.clone());
     }
+
+    /// `b` right-padded with `padId` (labels IGNORE) to T2 ≥ b.T() positions per row (S²-Attn's multiple of 8); `b`
+    /// itself when T2 = b.T().
+    public static Batch padTo(Batch b, int T2, int padId) {
+        if (T2 < b.T()) throw new IllegalArgumentException("cannot pad a batch of " + b.T() + " positions to " + T2);
+        if (T2 == b.T()) return b;
+        int[] input = new int[b.B() * T2], labels = new int[b.B() * T2];
+        Arrays.fill(input, padId);
+        Arrays.fill(labels, IGNORE_INDEX);
+        for (int r = 0; r < b.B(); r++) {
+            System.arraycopy(b.inputIds(), r * b.T(), input, r * T2, b.T());
+            System.arraycopy(b.labels(), r * b.T(), labels, r * T2, b.T());
+        }
+        return new Batch(b.B(), T2, input, labels, b.lengths(), b.exampleIds());
+    }
 }

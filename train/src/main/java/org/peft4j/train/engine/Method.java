@@ -35,11 +35,40 @@ public sealed interface Method {
         @Override public int virtualTokens() { return config.numVirtualTokens(); }
     }
 
-    /// Virtual tokens prepended to every row (prompt tuning, P-tuning): TrainModel runs (B, n + T), else 0.
-    default int virtualTokens() { return this instanceof Prompt p ? p.numVirtualTokens() : 0; }
+    /// Prefix tuning / P-tuning v2 (PEFT `PREFIX_TUNING`): `numVirtualTokens` trained keys and values at every layer
+    /// before each sequence's own; the model is frozen. With `prefixProjection` they are computed while training
+    /// by PEFT's reparameterising MLP of width `encoderHiddenSize` (null: PEFT's default, token_dim, the width of
+    /// the KV heads) from n trained embeddings ([org.peft4j.model.adapter.prefix.PrefixEncoder]).
+    record Prefix(int numVirtualTokens, boolean prefixProjection, Integer encoderHiddenSize) implements Method {
+        public Prefix {
+            if (numVirtualTokens < 1) throw new org.peft4j.core.Peft4jException.ConfigException("num_virtual_tokens must be >= 1 for finetuning_type prefix, got " + numVirtualTokens);
+            if (encoderHiddenSize != null && encoderHiddenSize < 1)
+                throw new org.peft4j.core.Peft4jException.ConfigException("encoder_hidden_size must be >= 1, got " + encoderHiddenSize);
+        }
 
-    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt tuning, P-tuning) that is saved as a PEFT folder.
-    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt || this instanceof PTuning; }
+        /// The MLP's hidden width on `c`: encoder_hidden_size, else PEFT's default token_dim (= kvDim).
+        public int encoderHidden(org.peft4j.model.LlamaConfig c) { return encoderHiddenSize != null ? encoderHiddenSize : c.kvDim(); }
+
+        /// The trained tensors on `c` in TrainModel.params() order, named as in PEFT's model: the prefix itself
+        /// (n, L·2·kvDim), or with the projection the MLP's embedding, Linear weights and biases.
+        public List<java.util.Map.Entry<String, long[]>> tensors(org.peft4j.model.LlamaConfig c) {
+            long n = numVirtualTokens, D = c.kvDim(), E = encoderHidden(c), W = 2L * c.numHiddenLayers() * D;
+            if (!prefixProjection) return List.of(java.util.Map.entry(org.peft4j.model.adapter.prefix.PrefixAdapter.TENSOR, new long[]{n, W}));
+            return List.of(java.util.Map.entry("prompt_encoder.embedding.weight", new long[]{n, D}),
+                    java.util.Map.entry("prompt_encoder.transform.0.weight", new long[]{E, D}), java.util.Map.entry("prompt_encoder.transform.0.bias", new long[]{E}),
+                    java.util.Map.entry("prompt_encoder.transform.2.weight", new long[]{W, E}), java.util.Map.entry("prompt_encoder.transform.2.bias", new long[]{W}));
+        }
+    }
+
+    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt or prefix tuning, P-tuning) that is saved as a
+    /// PEFT folder.
+    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt || this instanceof Prefix || this instanceof PTuning; }
+
+    /// Virtual tokens before every row (prompt and prefix tuning, P-tuning ([PTuning] overrides it): the batch runs as
+    /// (B, n + T)), else 0.
+    default int virtualTokens() {
+        return this instanceof Prompt p ? p.numVirtualTokens() : this instanceof Prefix x ? x.numVirtualTokens() : 0;
+    }
 
     /// Every weight of the model.
     record Full() implements Method {}

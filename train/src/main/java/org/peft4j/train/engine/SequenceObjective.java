@@ -96,6 +96,25 @@ public sealed interface SequenceObjective permits PreferenceObjective, KtoObject
 
         public double meanLoss() { return loss / units; }
 
+        /// The values [#pack] writes.
+        public static final int PACKED = 14;
+
+        /// Writes the sums into `w[off .. off + PACKED)`, for summing over data-parallel ranks.
+        public void pack(double[] w, int off) {
+            w[off] = loss; w[off + 1] = rewardsChosen; w[off + 2] = rewardsRejected; w[off + 3] = accuracies;
+            w[off + 4] = logpsChosen; w[off + 5] = logpsRejected; w[off + 6] = kl;
+            w[off + 7] = units; w[off + 8] = chosen; w[off + 9] = rejected; w[off + 10] = pairs;
+            w[off + 11] = klBatches; w[off + 12] = rankedPairs; w[off + 13] = correct;
+        }
+
+        /// Adds sums written by [#pack] (the counts are integers below 2^53, exact in a double).
+        public void addPacked(double[] w, int off) {
+            loss += w[off]; rewardsChosen += w[off + 1]; rewardsRejected += w[off + 2]; accuracies += w[off + 3];
+            logpsChosen += w[off + 4]; logpsRejected += w[off + 5]; kl += w[off + 6];
+            units += (int) w[off + 7]; chosen += (int) w[off + 8]; rejected += (int) w[off + 9]; pairs += (int) w[off + 10];
+            klBatches += (int) w[off + 11]; rankedPairs += (int) w[off + 12]; correct += (int) w[off + 13];
+        }
+
         public void reset() {
             loss = rewardsChosen = rewardsRejected = accuracies = logpsChosen = logpsRejected = kl = 0;
             units = chosen = rejected = pairs = klBatches = rankedPairs = correct = 0;

@@ -54,6 +54,14 @@ public final class TrainModel {
     private final LoadedAdapter adapter;  // null unless LoRA
     private final LoadedAdapter[] rowAdapters;
     private final Decoder.Grads grads;
+    // Prefix tuning with prefix_projection: the MLP's parameters, its activation and the prefix it computes before
+    // each forward (PEFT PrefixEncoder while training); null otherwise
+    private PrefixMlp prefixMlp;
+
+    /// e (n, D), w1 (E, D), b1 (E), w2 (W, E), b2 (W) with their gradients; h and dh (n, E); prefix and dPrefix (n, W)
+    /// are the adapter's array and the decoder's gradient of it, folded into the parameters' after each backward.
+    private record PrefixMlp(float[] e, float[] w1, float[] b1, float[] w2, float[] b2, float[] de, float[] dw1, float[] db1,
+                             float[] dw2, float[] db2, float[] h, float[] dh, float[] prefix, float[] dPrefix, int n, int D, int E, int W) {}
     boolean doraNormsHeld;                // tests: keep the norms of the last forward (the detached constant)
 
     // OFT: per targeted linear, the live weight (W' = W0·R_bdᵀ, rewritten before each forward), the frozen W0, the
@@ -222,6 +230,33 @@ public final class TrainModel {
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dVirtual);
+        } else if (method instanceof Method.Prefix pf) {
+            oft = null;
+            lora = null;
+            int nv = pf.numVirtualTokens(), D = c.kvDim(), W = org.peft4j.model.adapter.prefix.PrefixAdapter.width(L, D), E = pf.encoderHidden(c);
+            float[] prefix = new float[nv * W], dPrefix = new float[nv * W];
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(seed);
+            var shapes = pf.tensors(c);
+            if (pf.prefixProjection()) {
+                // PEFT PrefixEncoder while training: Embedding(n, D) ~ N(0, 1), then Linear(D, E), Tanh, Linear(E, W) with
+                // torch's nn.Linear init, weight and bias ~ U(±1/√fan_in)
+                float[] e = new float[nv * D], w1 = new float[E * D], b1 = new float[E], w2 = new float[W * E], b2 = new float[W];
+                for (int j = 0; j < e.length; j++) e[j] = (float) gaussian(rnd);
+                for (float[] a : new float[][]{w1, b1}) for (int j = 0; j < a.length; j++) a[j] = (float) rnd.nextDouble(-1, 1) / (float) Math.sqrt(D);
+                for (float[] a : new float[][]{w2, b2}) for (int j = 0; j < a.length; j++) a[j] = (float) rnd.nextDouble(-1, 1) / (float) Math.sqrt(E);
+                prefixMlp = new PrefixMlp(e, w1, b1, w2, b2, new float[e.length], new float[w1.length], new float[E], new float[w2.length], new float[W],
+                        new float[nv * E], new float[nv * E], prefix, dPrefix, nv, D, E, W);
+                float[][] values = {e, w1, b1, w2, b2}, gs = {prefixMlp.de(), prefixMlp.dw1(), prefixMlp.db1(), prefixMlp.dw2(), prefixMlp.db2()};
+                for (int i = 0; i < values.length; i++) params.add(new Param(shapes.get(i).getKey(), shapes.get(i).getValue(), values[i], gs[i]));
+            } else {
+                for (int j = 0; j < prefix.length; j++) prefix[j] = (float) gaussian(rnd);   // nn.Embedding(n, L·2·D) ~ N(0, 1)
+                params.add(new Param(shapes.get(0).getKey(), shapes.get(0).getValue(), prefix, dPrefix));
+            }
+            adapter = LoadedAdapter.of("training", "the adapter being trained", new org.peft4j.model.adapter.prefix.PrefixAdapter(nv, L,
+                    c.numKeyValueHeads(), D, E, pf.prefixProjection(), null, prefix), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrefix);
         } else if (method instanceof Method.Oft(OftConfig oc)) {
             lora = null; adapter = null; rowAdapters = null;
             oft = new ArrayList<>();
@@ -333,6 +368,26 @@ public final class TrainModel {
     public LoraWeights pissaInit(int layer, Projection m) { return pissaInit == null ? null : pissaInit[layer][m.ordinal()]; }
 
     public void setNeftuneAlpha(float alpha) { this.neftuneAlpha = alpha; }
+
+    private boolean shiftAttn;
+
+    /// LongLoRA's S²-Attn in training forwards (`training` true), full attention in evaluation ones (LongLoRA and
+    /// LLaMA-Factory patch `self.training` only); a training batch's T must then be a multiple of
+    /// [org.peft4j.model.layers.ShiftedAttention#MULTIPLE] ([#shiftAttnLength] pads to it).
+    public void setShiftAttn(boolean on) {
+        if (on && nVirtual > 0)
+            throw new ConfigException("shift_attn does not combine with prompt tuning (the virtual tokens would sit in the first group only); drop one of them");
+        shiftAttn = on;
+    }
+
+    public boolean shiftAttn() { return shiftAttn; }
+
+    /// The length a batch of `T` tokens trains at with S²-Attn: T rounded up to a multiple of
+    /// [org.peft4j.model.layers.ShiftedAttention#MULTIPLE] (the rest padding), or T without it.
+    public static int shiftAttnLength(int T, boolean shiftAttn) {
+        int m = org.peft4j.model.layers.ShiftedAttention.MULTIPLE;
+        return shiftAttn ? (T + m - 1) / m * m : T;
+    }
 
     // LLaMA-Factory's token-weighted SFT losses (use_dft_loss, use_eaft_loss): null for plain cross-entropy
     private org.peft4j.model.layers.TokenWeightedLoss.Config tokenWeights;
@@ -453,6 +508,7 @@ public final class TrainModel {
         checkBatch(tokens, T);
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
         refreshOft();
+        refreshPrefix();
         if (encoder != null) encoder.forward();   // P-tuning: the virtual tokens from the current encoder weights
         lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
@@ -471,6 +527,7 @@ public final class TrainModel {
         decoder.backwardNormed(acts, tokens, dnormed, grads, lastTraining ? noise(step) : null);
         foldOft();
         foldEncoder();
+        foldPrefix();
     }
 
     /// Adds a trainable tensor outside the decoder (a reward model's value head): the optimizer, gradient clipping and
@@ -512,6 +569,25 @@ public final class TrainModel {
         decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
         foldOft();
         foldEncoder();
+        foldPrefix();
+    }
+
+    /// Prefix tuning with prefix_projection: the prefix the trained adapter holds, recomputed from the MLP's current
+    /// parameters (before every forward, and before saving it); a no-op otherwise.
+    public void refreshPrefix() {
+        PrefixMlp m = prefixMlp;
+        if (m == null) return;
+        org.peft4j.model.adapter.prefix.PrefixEncoder.forward(decoder.gemm(), m.prefix(), m.h(), m.e(), m.w1(), m.b1(), m.w2(), m.b2(), m.n(), m.D(), m.E(), m.W());
+    }
+
+    /// [#refreshPrefix] mirrored after a backward: the decoder's gradient of the prefix through the MLP into its
+    /// parameters' gradients, then cleared for the next micro-batch.
+    private void foldPrefix() {
+        PrefixMlp m = prefixMlp;
+        if (m == null) return;
+        org.peft4j.model.adapter.prefix.PrefixEncoder.backward(decoder.gemm(), m.de(), m.dw1(), m.db1(), m.dw2(), m.db2(), m.dh(), m.dPrefix(),
+                m.h(), m.e(), m.w1(), m.w2(), m.n(), m.D(), m.E(), m.W());
+        Arrays.fill(m.dPrefix(), 0f);
     }
 
     /// P-tuning: the decoder's gradient w.r.t. the virtual tokens' embeddings (of the last backward) through the
@@ -758,7 +834,7 @@ public final class TrainModel {
     /// Virtual tokens before each row (prompt tuning), else 0: [#logits()] then has (rows, n + T) positions.
     public int virtualTokens() { return nVirtual; }
 
-    private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha); }
+    private Decoder.Noise noise(long step) { return new Decoder.Noise(seed, step, neftuneAlpha, shiftAttn); }
 
     private void checkBatch(int[] tokens, int T) {
         if (T < 1 || T > Tmax + nVirtual) throw new ConfigException("sequence length " + T + " outside [1, " + Tmax + "]");

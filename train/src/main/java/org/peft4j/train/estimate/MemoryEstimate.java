@@ -203,7 +203,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long optimizer = 0;
         if (isMethodOptimizer(optim)) optimizer = methodOptimizerBytes(c, method, optim);
         else for (long n : trainable) optimizer += optimizerBytes(optim, n);
-        int rowLen = seq + method.virtualTokens();   // prompt tuning, P-tuning: n + T per row
+        int rowLen = seq + method.virtualTokens();   // prompt and prefix tuning, P-tuning: n + T per row
         long N = (long) batch * rowLen;
         long logits = 4 * N * c.vocabSize();
         long lse = TrainModel.lossBytes(c, batch, rowLen) - logits;
@@ -216,7 +216,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
     /// gradient scratch, adapter and base-weight scratch}.
     static long[] planBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
-        T += method.virtualTokens();   // prompt tuning, P-tuning: TrainModel runs (B, n + T)
+        T += method.virtualTokens();   // prompt and prefix tuning, P-tuning: TrainModel runs (B, n + T)
         Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile(c, quantized));
         long act = 0, scratch = 0;
         for (var e : bytes.entrySet()) {
@@ -257,6 +257,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
             case Method.PTuning pt -> {
                 for (var e : named(c, method)) out.add(numel(e.getValue()));
             }
+            case Method.Prefix pf -> { for (var e : pf.tensors(c)) out.add(java.util.Arrays.stream(e.getValue()).reduce(1, (a, b) -> a * b)); }
             case Method.Oft(var oc) -> {
                 for (var e : named(c, method)) out.add(e.getValue()[0] * e.getValue()[1]);
             }
@@ -362,6 +363,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                 for (var e : org.peft4j.model.adapter.ptuning.PromptEncoder.shapes(pt.config(), (int) C))
                     out.add(Map.entry("prompt_encoder." + e.getKey(), e.getValue()));
             }
+            case Method.Prefix pf -> out.addAll(pf.tensors(c));
             case Method.Oft(var oc) -> {
                 for (int l = 0; l < L; l++)
                     for (Projection m : Projection.values()) {
@@ -407,6 +409,23 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                 long n = numel(t.shape(c));
                 bytes += quantized && isLinear(t) ? nf4Bytes(n, blockSize, doubleQuant) : 4 * n;
             }
+        return bytes;
+    }
+
+    /// The part of [#weightBytes] held outside the Java heap for a 4-bit base ([org.peft4j.quant.Nf4Tensor]): every
+    /// linear's packed codes, plus its 8-bit absmax codes with double quantization; 0 for a float base. Native memory
+    /// when quantized in memory (counted against -XX:MaxDirectMemorySize), file-backed pages when a 4-bit folder is
+    /// loaded in place (resident once touched, not counted against it); RSS either way. Equals
+    /// `QuantizedModel.offHeapBytes()` of such a model.
+    public static long offHeapBytes(LlamaConfig c, boolean quantized, int blockSize, boolean doubleQuant) {
+        if (!quantized) return 0;
+        long bytes = 0;
+        for (int l = 0; l < c.numHiddenLayers(); l++)
+            for (LayerTensor t : LayerTensor.values())
+                if (t.present(c) && isLinear(t)) {
+                    long n = numel(t.shape(c));
+                    bytes += (n + 1) / 2 + (doubleQuant ? (n + blockSize - 1) / blockSize : 0);
+                }
         return bytes;
     }
 

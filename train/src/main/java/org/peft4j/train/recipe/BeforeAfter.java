@@ -77,8 +77,8 @@ final class BeforeAfter {
                     : org.peft4j.model.gguf.GgufModel.isGguf(modelDir) ? new LlamaModel(Models.loadWeights(modelDir), gemm)   // merged in float32
                     : Models.load(modelDir, gemm);
             LoadedAdapter a = tuned.loadAdapter("tuned", outputDir);
-            if (a.prompt == null) tuned.merge("tuned");
-            else adapter = a;   // prompt tuning adds virtual tokens, nothing to merge: run it per row as chat does
+            if (a.virtualTokens() == 0) tuned.merge("tuned");
+            else adapter = a;   // prompt and prefix tuning add virtual tokens, nothing to merge: run it per row as chat does
         } else {
             tuned = Models.load(outputDir, gemm);
         }
@@ -88,7 +88,7 @@ final class BeforeAfter {
                 generalBefore, generalBefore == null ? null : Evaluation.evaluate(tuned, adapter, general));
     }
 
-    private LoadedAdapter adapter;   // the tuned prompt-tuning adapter, or null (merged, or none)
+    private LoadedAdapter adapter;   // the tuned prompt- or prefix-tuning adapter, or null (merged, or none)
 
     private String answer(LlamaModel m, String prompt) {
         int[] ids = data.promptIds(TrainData.encoder(tok), null, prompt);

@@ -107,6 +107,9 @@ public final class FinetuneRecipe {
         Path modelDir = modelFolder.apply(a.model().nameOrPath());
         if (!Files.isDirectory(modelDir) && !GgufModel.isGguf(modelDir))
             throw new ConfigException("model_name_or_path " + modelDir + " is not a folder; give a local Hugging Face model folder or a GGUF file");
+        if (config.str("output_dir").matches("[A-Za-z][A-Za-z0-9+.-]*://.*"))
+            throw new ConfigException("output_dir " + config.str("output_dir") + " is a URI (HDFS, S3, ...), which only a run on Spark "
+                    + "(--spark-master, or spark-submit of org.peft4j.spark.PeftSpark) writes to, through Hadoop's FileSystem; give a local folder");
         Path out = a.output().dir();
         boolean writer = collective.rank() == 0;
         if (collective.worldSize() > 1 && !a.finetuning().doTrain())
@@ -163,7 +166,7 @@ public final class FinetuneRecipe {
         LlamaConfig baseConfig = qbase != null ? qbase.config : ggufBase != null ? ggufBase.weights().config : weights.config;
         Tokenizer tok = Tokenizer.load(modelDir, baseConfig.vocabSize());
         TrainData data = TrainData.prepare(a, tok, modelDir);
-        int tmax = Math.min(a.data().cutoffLen(), data.maxLength());
+        int tmax = TrainModel.shiftAttnLength(Math.min(a.data().cutoffLen(), data.maxLength()), config.b("shift_attn"));
         if (data.maxLength() > baseConfig.maxPositionEmbeddings())
             // LLaMA-Factory only truncates at cutoff_len and would train past the context; peft4j stays within it
             throw new ConfigException("the longest example has " + data.maxLength() + " tokens after cutoff_len " + a.data().cutoffLen()
@@ -200,6 +203,7 @@ public final class FinetuneRecipe {
                 : ggufBase != null ? new TrainModel(ggufBase.weights(), ggufBase.linears(), method, gemm, B, tmax, ckpt, seed)
                 : new TrainModel(weights, method, gemm, B, tmax, ckpt, seed), a);
         Trainer.lossVariant(model, config);
+        Trainer.shiftAttn(model, config);
         if (continued != null) copyAdapter(model, continued, Path.of(a.model().adapterNameOrPath()));
         if (a.preference().needsReference(stage) && (a.preference().refModel() != null || !method.adapter()))
             useReference(model, a.preference(), a.preference().refModel() == null ? modelDir : modelFolder.apply(a.preference().refModel()), gemm);

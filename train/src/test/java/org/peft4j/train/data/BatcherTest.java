@@ -34,6 +34,18 @@ class BatcherTest {
         assertArrayEquals(new int[] {1, 2, 3}, batch.lengths());
     }
 
+    /// shift_attn's padding to a multiple of the group layout: the same rows, more pad columns, lengths kept.
+    @Test void padToAddsPadColumnsOnTheRight() {
+        Batcher.Batch batch = new Batcher(examples(3), 2, 0, 7, false).next();   // lengths 1, 2
+        Batcher.Batch p = Batcher.padTo(batch, 4, 5);
+        assertEquals(4, p.T());
+        assertArrayEquals(new int[] {10, 0, 5, 5, 11, 11, 5, 5}, p.inputIds());
+        assertArrayEquals(new int[] {-100, -100, -100, -100, -100, 11, -100, -100}, p.labels());
+        assertArrayEquals(batch.lengths(), p.lengths());
+        assertSame(batch, Batcher.padTo(batch, 2, 5));
+        assertThrows(IllegalArgumentException.class, () -> Batcher.padTo(batch, 1, 5));
+    }
+
     @Test void everyEpochIsAPermutationAndDependsOnSeed() {
         Batcher b = new Batcher(examples(10), 4, 0, 1, true);
         assertEquals(3, b.batchesPerEpoch());

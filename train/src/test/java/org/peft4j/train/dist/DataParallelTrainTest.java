@@ -8,6 +8,7 @@ import org.junit.jupiter.params.provider.ValueSource;
 import org.peft4j.model.adapter.lora.LoraWeights;
 import org.peft4j.model.adapter.lora.PeftAdapter;
 import org.peft4j.testkit.Shared;
+import org.peft4j.train.Checkpoint;
 import org.peft4j.train.TrainConfig;
 import org.peft4j.train.recipe.FinetuneRecipe;
 import org.peft4j.train.recipe.TrainEvent;
@@ -117,16 +118,47 @@ class DataParallelTrainTest {
         assertEquals(losses(whole), losses(stopped));
     }
 
+    /// Stage dpo: rank r scores pairs [r·P, r·P + P) of every global micro-batch; the gradients, the loss, the
+    /// tokens, the logged DPO metrics and the reference log-probabilities of the pairs are summed over the ranks, so
+    /// 2 ranks of 1 pair give one process of 1 pair accumulating 2 micro-batches bit for bit, and one process of 2
+    /// pairs within float rounding.
     @Test
-    void preferenceStagesAreRefused(@TempDir Path tmp) throws Exception {
+    void stageDpoRanksEqualOneProcessOfTheirPairs(@TempDir Path tmp) throws Exception {
+        String[] dpo = {"--stage", "dpo", "--dataset", "identity_dpo_en", "--max_steps", "3", "--save_steps", "3"};
+        Path single = tmp.resolve("single"), accumulated = tmp.resolve("accumulated"), dist = tmp.resolve("dist");
+        new FinetuneRecipe().run(config(single, 2, 1, dpo), e -> {});
+        new FinetuneRecipe().run(config(accumulated, 1, 2, dpo), e -> {});
+        runRanks(2, r -> config(dist, 1, 1, dpo), 0);
+        Map<String, float[]> d = adapter(dist);
+        double vsSingle = maxDiff(d, adapter(single));
+        System.out.printf("dpo, 2 ranks of 1 pair: max |Δ| vs one process of 2 pairs: %.3g%n", vsSingle);
+        assertTrue(vsSingle < 1e-4, "max |Δ| " + vsSingle);   // as above: GEMM row order, amplified by AdamW
+        assertEquals(0.0, maxDiff(d, adapter(accumulated)), "rank-order allreduce = accumulation of the same pairs in one process");
+        assertEquals(losses(accumulated), losses(dist));
+        assertEquals(3, losses(dist).size());
+        // the DPO metrics of the log are those of all pairs of the step, not rank 0's only
+        var om = new ObjectMapper();
+        List<String> a = Files.readAllLines(accumulated.resolve("trainer_log.jsonl")), b = Files.readAllLines(dist.resolve("trainer_log.jsonl"));
+        for (int i = 0; i < a.size(); i++)
+            for (String k : List.of("rewards/accuracies", "rewards/margins", "logps/chosen"))
+                assertEquals(om.readTree(a.get(i)).get(k).asDouble(), om.readTree(b.get(i)).get(k).asDouble(), 1e-4, k + " at line " + i);
+        Path ca = accumulated.resolve("checkpoint-3"), cd = dist.resolve("checkpoint-3");
+        assertEquals(om.readTree(ca.resolve(Checkpoint.STATE_FILE).toFile()).get("tokensSeen"), om.readTree(cd.resolve(Checkpoint.STATE_FILE).toFile()).get("tokensSeen"),
+                "the tokens of every rank's pairs");
+        // AdamW's moments and the cache of reference log-probabilities (every pair's, not rank 0's only), bit for bit
+        assertArrayEquals(Files.readAllBytes(ca.resolve("optimizer.safetensors")), Files.readAllBytes(cd.resolve("optimizer.safetensors")));
+    }
+
+    @Test
+    void stagesKtoAndRmAreRefused(@TempDir Path tmp) throws Exception {
         List<String> got = TcpCollectiveTest.onRanks(2, Duration.ofSeconds(60), c -> {
             try {
-                new FinetuneRecipe().collective(c).run(config(tmp, 1, 1, "--stage", "dpo", "--dataset", "identity_dpo_en"), e -> {});
+                new FinetuneRecipe().collective(c).run(config(tmp, 1, 1, "--stage", "kto", "--dataset", "identity_kto_en"), e -> {});
                 return "ran";
             } catch (RuntimeException e) {
                 return e.getMessage();
             }
         });
-        assertTrue(got.get(0).contains("stage dpo does not run data-parallel yet"), got.get(0));
+        assertTrue(got.get(0).contains("stage kto does not run data-parallel yet"), got.get(0));
     }
 }

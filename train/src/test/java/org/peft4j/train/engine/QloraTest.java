@@ -2,7 +2,8 @@ package org.peft4j.train.engine;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.peft4j.core.DType;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Gemms;
 import org.peft4j.core.Peft4jException.ConfigException;
@@ -51,16 +52,19 @@ class QloraTest {
     }
 
     /// "scalar": each tile's products are the dense product's, term for term (M ≤ 256 is one tile), so equal bits.
+    /// BF16: the embeddings and lm_head kept in 16 bits (a row gather, a converting product forward and dX) against
+    /// float32 copies of the same values: the head is one tile here, so the scalar products are again equal bits.
     @ParameterizedTest
-    @ValueSource(strings = {"scalar", "auto"})
-    void qloraGradientsEqualLoraOverTheDequantizedBase(String mode) {
+    @CsvSource({"scalar,F32", "auto,F32", "scalar,BF16", "auto,BF16"})
+    void qloraGradientsEqualLoraOverTheDequantizedBase(String mode, DType embed) {
         Gemm gemm = Gemms.get(mode);
         LlamaConfig c = LlamaConfig.read(Shared.require(STORIES));
-        QuantizedModel qm = QuantizedModel.createRandom(c, 11, QuantType.NF4, 64, true);
+        QuantizedModel qm = QuantizedModel.createRandom(c, 11, QuantType.NF4, 64, true, embed);
+        assertEquals(embed == DType.BF16, qm.embed16 != null && qm.head16 != null && qm.weights.embedTokens == null, "16-bit embeddings held");
         byte[][][] packed = new byte[c.numHiddenLayers()][7][];
         float[][][] absmax = new float[c.numHiddenLayers()][7][];
         for (int l = 0; l < packed.length; l++)
-            for (int i = 0; i < 7; i++) { packed[l][i] = qm.linears[l][i].packed().clone(); absmax[l][i] = qm.linears[l][i].absmaxValues(); }
+            for (int i = 0; i < 7; i++) { packed[l][i] = qm.linears[l][i].packedBytes(); absmax[l][i] = qm.linears[l][i].absmaxValues(); }
 
         int[][] bt = batch(c.vocabSize());
         for (boolean ck : new boolean[]{false, true}) {
@@ -82,7 +86,7 @@ class QloraTest {
         for (int l = 0; l < packed.length; l++)
             for (int i = 0; i < 7; i++) {
                 Nf4Tensor w = qm.linears[l][i];
-                assertArrayEquals(packed[l][i], w.packed(), "4-bit base changed by a step");
+                assertArrayEquals(packed[l][i], w.packedBytes(), "4-bit base changed by a step");
                 assertArrayEquals(absmax[l][i], w.absmaxValues(), "absmax changed by a step");
             }
     }

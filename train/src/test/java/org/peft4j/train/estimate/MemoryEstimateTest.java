@@ -213,12 +213,13 @@ class MemoryEstimateTest {
                 long nf4 = 0;
                 for (Nf4Tensor[] layer : qm.linears)
                     for (Nf4Tensor t : layer) {
-                        nf4 += t.packed().length;
+                        nf4 += t.packed().byteSize();
                         nf4 += switch (t.absmax()) {
                             case Nf4Tensor.Absmax.Plain p -> 4L * p.values().length;
-                            case Nf4Tensor.Absmax.Nested n -> n.codes().length + 4L * n.nestedAbsmax().length + 4L * n.nestedQuantMap().length + 4;
+                            case Nf4Tensor.Absmax.Nested n -> n.codes().byteSize() + 4L * n.nestedAbsmax().length + 4L * n.nestedQuantMap().length + 4;
                         };
                     }
+                assertEquals(qm.offHeapBytes(), MemoryEstimate.offHeapBytes(c, true, bs, dq), "off-heap bytes, bs=" + bs + " dq=" + dq);
                 long floats = 4L * (2L * c.vocabSize() * c.hiddenSize() + c.hiddenSize() + c.numHiddenLayers() * 2L * c.hiddenSize());
                 assertEquals(nf4 + floats, MemoryEstimate.estimate(c, "qlora", 8, List.of("all"), 1, 4, true, "paged_adamw_8bit", bs, dq).weights(),
                         "bs=" + bs + " dq=" + dq);

@@ -335,6 +335,9 @@ class FinetuneRecipeTest {
         assertNull(FinetuneRecipe.prepareOutputDir(config(early), config(early).args().output()));
         assertFalse(Files.exists(early.resolve(".training_args.json.tmp")));
 
+        var uri = assertThrows(ConfigException.class, () -> new FinetuneRecipe().run(config(tmp.resolve("u")).with("output_dir", "hdfs://nn:8020/runs/a"), ev -> {}));
+        assertTrue(uri.getMessage().contains("only a run on Spark"), uri.getMessage());
+
         Path file = Files.writeString(tmp.resolve("a-file"), "x");
         var e = assertThrows(ConfigException.class, () -> FinetuneRecipe.prepareOutputDir(config(file), config(file).args().output()));
         assertTrue(e.getMessage().contains("is a file, not a folder"), e.getMessage());

@@ -242,7 +242,8 @@ public record PeftAdapter(LoraConfig config, String baseModelNameOrPath, String 
         return Projection.of(module).parent;
     }
 
-    private static JsonNode parse(Path file) {
+    /// An adapter_config.json (or any JSON object file), refused with the file's name when unreadable or not an object.
+    public static JsonNode parse(Path file) {
         try {
             JsonNode root = new ObjectMapper().readTree(Files.readString(file, StandardCharsets.UTF_8));
             if (root == null || !root.isObject()) throw new FormatException(file + ": expected a JSON object");
