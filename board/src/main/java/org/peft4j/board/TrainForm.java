@@ -51,7 +51,7 @@ public final class TrainForm {
     /// Closed choices, shown as selects.
     static final Map<String, List<String>> CHOICES = Map.of(
             "stage", List.of("sft", "pt", "dpo", "kto"),
-            "finetuning_type", List.of("lora", "freeze", "full", "ia3", "prompt"),
+            "finetuning_type", List.of("lora", "freeze", "full", "ia3", "prompt", "ptuning"),
             "quantization_bit", List.of("", "4"),
             "quantization_type", List.of("nf4", "fp4"),
             "template", concat(SlotTemplate.NAMES, List.of("model")),

@@ -64,7 +64,8 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                              List<String> loraTarget, boolean useRslora, boolean useDora, Double loraplusLrRatio,
                              int freezeTrainableLayers, List<String> freezeTrainableModules, Double neftuneNoiseAlpha,
                              boolean gradientCheckpointing, boolean pissaInit, int pissaIter, boolean pissaConvert, boolean useLlamaPro,
-                             Ia3Config ia3, Method.Prompt prompt, org.peft4j.model.adapter.oft.OftConfig oft, Method.Prefix prefix) {
+                             Ia3Config ia3, Method.Prompt prompt, org.peft4j.model.adapter.oft.OftConfig oft, Method.Prefix prefix,
+                             Method.PTuning ptuning) {
 
         /// What is trained, from finetuning_type and the LoRA/freeze keys.
         public Method method() {
@@ -75,6 +76,7 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                 case "ia3" -> new Method.Ia3(ia3);
                 case "prompt" -> prompt;
                 case "prefix" -> prefix;
+                case "ptuning" -> ptuning;
                 default -> {
                     for (String t : loraTarget)
                         if (Projection.byName(t) == null)
@@ -131,6 +133,16 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
         return new Method.Prompt(a.numVirtualTokens(), init, a.initText(), null);
     }
 
+    /// PEFT's PromptEncoderConfig: num_virtual_tokens (required, as in PEFT), encoder_reparameterization_type,
+    /// encoder_hidden_size (unset: the model's hidden size), encoder_num_layers, encoder_dropout.
+    static Method.PTuning ptuning(TrainConfig c) {
+        if (c.optInt("num_virtual_tokens") == null)
+            throw new ConfigException("finetuning_type ptuning needs num_virtual_tokens (PEFT has no default), e.g. --num_virtual_tokens 20");
+        return new Method.PTuning(new org.peft4j.model.adapter.ptuning.PromptEncoderConfig(c.i("num_virtual_tokens"),
+                c.str("encoder_reparameterization_type").toUpperCase(java.util.Locale.ROOT), c.optInt("encoder_hidden_size"),
+                c.i("encoder_num_layers"), c.d("encoder_dropout")));
+    }
+
     /// PEFT's PrefixTuningConfig: num_virtual_tokens (required, as in PEFT), prefix_projection, encoder_hidden_size.
     static Method.Prefix prefix(TrainConfig c) {
         if (c.optInt("num_virtual_tokens") == null)
@@ -155,7 +167,8 @@ public record TrainArgs(Model model, Finetuning finetuning, Data data, Output ou
                         c.str("finetuning_type").equals("prompt") ? prompt(c) : null,
                         c.str("finetuning_type").equals("oft") ? new org.peft4j.model.adapter.oft.OftConfig(c.i("oft_rank"), c.i("oft_block_size"),
                                 LoraConfig.expandTargets(List.of(c.str("oft_target").split("\\s*,\\s*"))), c.d("module_dropout"), 5) : null,
-                        c.str("finetuning_type").equals("prefix") ? prefix(c) : null),
+                        c.str("finetuning_type").equals("prefix") ? prefix(c) : null,
+                        c.str("finetuning_type").equals("ptuning") ? ptuning(c) : null),
                 new Data(c.str("dataset"), c.str("eval_dataset"), Path.of(c.str("dataset_dir")), c.str("template"),
                         c.i("cutoff_len"), c.optInt("max_samples"), c.d("val_size"), c.b("train_on_prompt"),
                         c.b("mask_history"), c.optBool("packing") != null ? c.b("packing") : stage.equals("pt"),

@@ -51,7 +51,7 @@ public final class TrainConfig {
         // method
         key("stage", Type.STRING, "sft", "Training stage: sft (supervised), pt (continued pre-training), dpo (preference pairs; pref_loss picks DPO, hinge, IPO, ORPO or SimPO), kto (answers labelled good or bad by a kto_tag column) or rm (reward model: a value head on the last token, pairwise loss on ranking datasets; saves value_head.safetensors).");
         key("do_train", Type.BOOL, true, "Run training; false only evaluates (with do_eval) the base or adapter_name_or_path on the validation set.");
-        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input), prompt (PEFT's prompt tuning: learned virtual tokens before every input) or prefix (PEFT's prefix tuning / P-tuning v2: learned keys and values before every input at every layer).");
+        key("finetuning_type", Type.STRING, "lora", "lora, full, freeze, ia3 (PEFT's (IA)3: learned vectors scaling keys, values and the feed-forward input), prompt (PEFT's prompt tuning: learned virtual tokens before every input), prefix (PEFT's prefix tuning / P-tuning v2: learned keys and values before every input at every layer) or ptuning (PEFT's P-tuning: virtual tokens from a trained prompt encoder).");
         key("lora_rank", Type.INT, 8, "LoRA rank r.");
         key("lora_alpha", Type.INT, null, "LoRA alpha (default 2 * lora_rank).");
         key("lora_dropout", Type.FLOAT, 0.0, "Dropout on the LoRA input.");
@@ -62,9 +62,12 @@ public final class TrainConfig {
         key("target_modules", Type.STRING, null, "ia3: comma-separated modules whose output (or, feed-forward, input) is scaled (PEFT IA3Config.target_modules); unset = k_proj,v_proj,down_proj.");
         key("feedforward_modules", Type.STRING, null, "ia3: the targets whose input is scaled (PEFT IA3Config.feedforward_modules; a subset of target_modules); unset = down_proj when targeted.");
         key("init_ia3_weights", Type.BOOL, true, "ia3: start the vectors at 1 (the base model), as PEFT; false draws them from N(0, 1).");
-        key("num_virtual_tokens", Type.INT, null, "prompt, prefix: number of virtual tokens (trained input embeddings, or keys and values at every layer) before every sequence (PEFT PromptTuningConfig / PrefixTuningConfig; required).");
+        key("num_virtual_tokens", Type.INT, null, "prompt, prefix, ptuning: number of virtual tokens (trained input embeddings, or keys and values at every layer) before every sequence (PEFT PromptTuningConfig / PrefixTuningConfig / PromptEncoderConfig; required).");
         key("prefix_projection", Type.BOOL, false, "prefix: train the prefix through PEFT's reparameterising MLP (Embedding, Linear, Tanh, Linear; P-tuning v2); the saved adapter holds its output, as PEFT's.");
-        key("encoder_hidden_size", Type.INT, null, "prefix (with prefix_projection): hidden width of the MLP; unset = PEFT's default, token_dim (head_dim x num_key_value_heads).");
+        key("encoder_hidden_size", Type.INT, null, "prefix (with prefix_projection): hidden width of the MLP; unset = PEFT's default, token_dim (head_dim x num_key_value_heads). ptuning: the prompt encoder's hidden size; unset = PEFT's default, the model's hidden size.");
+        key("encoder_reparameterization_type", Type.STRING, "MLP", "ptuning: the prompt encoder, MLP (3 linears with ReLUs) or LSTM (a bidirectional LSTM, then 2 linears) (PEFT PromptEncoderConfig).");
+        key("encoder_num_layers", Type.INT, 2, "ptuning: the LSTM encoder's layers (PEFT's MLP ignores it: refused unless 2 with MLP).");
+        key("encoder_dropout", Type.FLOAT, 0.0, "ptuning: the encoder's dropout; only 0 is supported (PEFT's MLP has none; the LSTM's is not built).");
         key("prompt_tuning_init", Type.STRING, "RANDOM", "prompt: RANDOM (N(0, 1), PEFT's nn.Embedding init) or TEXT (the embeddings of prompt_tuning_init_text's tokens, repeated or cut to num_virtual_tokens).");
         key("prompt_tuning_init_text", Type.STRING, null, "prompt: the text whose token embeddings start the virtual tokens (prompt_tuning_init TEXT).");
         key("freeze_trainable_layers", Type.INT, 2, "Freeze tuning: train the last n layers (first |n| if negative).");
@@ -473,16 +476,26 @@ public final class TrainConfig {
                 throw new ConfigException("shift_attn does not combine with finetuning_type " + ft + " (virtual tokens would sit in the first group only); "
                         + "use lora, full, freeze, oft or ia3, or drop shift_attn");
         }
-        if (List.of("ptuning", "p_tuning").contains(ft))
-            throw new ConfigException("finetuning_type " + ft + " (PEFT's P-tuning) is not built yet; use lora, full, freeze, oft, ia3, prompt or prefix");
-        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt", "prefix").contains(ft))
-            throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3, prompt or prefix");
-        if (!ft.equals("prompt"))
-            for (String k : List.of("num_virtual_tokens", "prompt_tuning_init_text"))
-                if (get(k) != null && !(ft.equals("prefix") && k.equals("num_virtual_tokens")))
-                    throw new ConfigException(k + " configures finetuning_type prompt (PEFT's prompt tuning)" + (k.equals("num_virtual_tokens") ? " or prefix" : "")
-                            + "; set finetuning_type: prompt or drop it");
+        if (ft.equals("p_tuning")) throw new ConfigException("finetuning_type p_tuning: peft4j names PEFT's P-tuning 'ptuning'; set finetuning_type: ptuning");
+        if (!List.of("lora", "full", "freeze", "oft", "ia3", "prompt", "prefix", "ptuning").contains(ft))
+            throw new ConfigException("finetuning_type '" + ft + "' must be lora, oft, full, freeze, ia3, prompt, prefix or ptuning");
+        if (!List.of("prompt", "prefix", "ptuning").contains(ft) && get("num_virtual_tokens") != null)
+            throw new ConfigException("num_virtual_tokens configures finetuning_type prompt, prefix or ptuning (PEFT's prompt tuning, prefix tuning, P-tuning); set one of them or drop it");
+        if (!ft.equals("prompt") && get("prompt_tuning_init_text") != null)
+            throw new ConfigException("prompt_tuning_init_text configures finetuning_type prompt (PEFT's prompt tuning); set finetuning_type: prompt or drop it");
         checkPrefix(ft, stage);
+        if (!ft.equals("ptuning")) {
+            Map<String, Object> set = changed();
+            for (String k : List.of("encoder_reparameterization_type", "encoder_num_layers", "encoder_dropout"))
+                if (set.containsKey(k)) throw new ConfigException(k + " configures finetuning_type ptuning (PEFT's P-tuning prompt encoder); set finetuning_type: ptuning or drop it");
+        }
+        if (ft.equals("ptuning")) {
+            TrainArgs.ptuning(this);   // PEFT's required num_virtual_tokens and the encoder's settings checked up front
+            if (!stage.equals("sft") && !stage.equals("pt"))
+                throw new ConfigException("finetuning_type ptuning with stage " + stage + " is not supported; use stage sft or pt, or finetuning_type lora");
+            if (str("adapter_name_or_path") != null && b("do_train"))
+                throw new ConfigException("adapter_name_or_path continues a LoRA adapter's training; a P-tuning run starts a new prompt encoder (PEFT saves only its output): drop adapter_name_or_path");
+        }
         if (ft.equals("prompt")) {
             TrainArgs.prompt(this);
             if (stage.equals("dpo") || stage.equals("kto"))
@@ -653,7 +666,7 @@ public final class TrainConfig {
         if (!ft.equals("prefix") && get("prefix_projection") != null && b("prefix_projection"))
             throw new ConfigException("prefix_projection configures finetuning_type prefix (PEFT's prefix tuning); set finetuning_type: prefix or drop it");
         if (!List.of("prefix", "ptuning", "p_tuning").contains(ft) && get("encoder_hidden_size") != null)
-            throw new ConfigException("encoder_hidden_size configures the prompt encoder of finetuning_type prefix (with prefix_projection); set finetuning_type: prefix or drop it");
+            throw new ConfigException("encoder_hidden_size configures the prompt encoder of finetuning_type prefix (with prefix_projection) or ptuning; set one of them or drop it");
         if (!ft.equals("prefix")) return;
         TrainArgs.prefix(this);
         if (get("encoder_hidden_size") != null && !b("prefix_projection"))

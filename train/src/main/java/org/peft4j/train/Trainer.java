@@ -565,6 +565,8 @@ public final class Trainer {
             var p = model.trainedAdapter().prompt;
             new org.peft4j.model.adapter.prompt.PromptAdapter(p.numVirtualTokens(), p.tokenDim(), p.init(), p.initText(),
                     p.init().equals("TEXT") ? baseModel : null, baseModel, p.embeddings()).write(dir, DType.F32);
+        } else if (model.method instanceof Method.PTuning(var pc)) {   // PEFT saves the encoder's output, not the encoder
+            new org.peft4j.model.adapter.ptuning.PTuningAdapter(pc, model.config.hiddenSize(), baseModel, model.ptuningEmbeddings()).write(dir, DType.F32);
         } else if (model.method instanceof Method.Prefix) {
             model.refreshPrefix();   // with prefix_projection: the MLP's output for the current parameters, as PEFT saves it
             var p = model.trainedAdapter().prefix;

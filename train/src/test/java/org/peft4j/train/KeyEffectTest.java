@@ -104,6 +104,17 @@ class KeyEffectTest {
     /// finetuning_type prompt with 4 virtual tokens (PEFT prompt tuning).
     static final List<String> PROMPT = List.of("--finetuning_type", "prompt", "--num_virtual_tokens", "4");
 
+    /// finetuning_type ptuning with 4 virtual tokens (PEFT P-tuning; its MLP encoder unless the row says otherwise).
+    static final List<String> PTUNING = List.of("--finetuning_type", "ptuning", "--num_virtual_tokens", "4");
+
+    /// The shape of the saved P-tuning adapter's prompt_embeddings (the encoder's output).
+    static long[] savedPromptShape(Probe p) {
+        try (var st = org.peft4j.formats.safetensors.SafeTensors.open(p.out().resolve("adapter_model.safetensors"))) {
+            assertEquals(Set.of("prompt_embeddings"), st.tensors().keySet());
+            return st.info("prompt_embeddings").shape();
+        }
+    }
+
     /// finetuning_type prefix with 4 virtual tokens (PEFT prefix tuning / P-tuning v2).
     static final List<String> PREFIX = List.of("--finetuning_type", "prefix", "--num_virtual_tokens", "4");
 
@@ -453,6 +464,36 @@ class KeyEffectTest {
                 row("prompt_tuning_init_text", "Once upon a time", concat(PROMPT, List.of("--prompt_tuning_init", "TEXT", "--prompt_tuning_init_text", "Who are you?")), (d, v) -> {
                     assertFalse(Arrays.equals(d.start().get("prompt_embeddings"), v.start().get("prompt_embeddings")));
                     assertEquals("Once upon a time", v.json("adapter_config.json").get("prompt_tuning_init_text").asText());
+                }),
+                row("encoder_reparameterization_type", "LSTM", PTUNING, (d, v) -> {   // also finetuning_type ptuning's row
+                    assertTrue(d.params().stream().allMatch(n -> n.startsWith("prompt_encoder.embedding.") || n.startsWith("prompt_encoder.mlp_head.")), d.params().toString());
+                    assertEquals("P_TUNING", d.json("adapter_config.json").get("peft_type").asText());
+                    assertEquals("MLP", d.json("adapter_config.json").get("encoder_reparameterization_type").asText());
+                    assertArrayEquals(new long[]{4, 128}, savedPromptShape(d));   // PEFT saves the encoder's output, not the encoder
+                    assertTrue(d.maxChange("mlp_head.0.weight") > 0, "the encoder trained");
+                    assertTrue(v.params().contains("prompt_encoder.lstm_head.weight_hh_l1_reverse"), v.params().toString());
+                    assertEquals("LSTM", v.json("adapter_config.json").get("encoder_reparameterization_type").asText());
+                    assertArrayEquals(new long[]{4, 128}, savedPromptShape(v));
+                }),
+                row("num_virtual_tokens", "2", List.of("--finetuning_type", "ptuning", "SETUP:refusedAtDefault"), (d, v) -> {
+                    assertNull(d, "P-tuning needs num_virtual_tokens, as PEFT");
+                    assertEquals(2 * 128, v.start().get("prompt_encoder.embedding.weight").length);
+                    assertArrayEquals(new long[]{2, 128}, savedPromptShape(v));
+                }),
+                row("encoder_hidden_size", "16", PTUNING, (d, v) -> {
+                    assertEquals(128 * 128, d.start().get("prompt_encoder.mlp_head.0.weight").length, "PEFT's default: the model's hidden size");
+                    assertEquals(16 * 128, v.start().get("prompt_encoder.mlp_head.0.weight").length);
+                    assertEquals(128, d.json("adapter_config.json").get("encoder_hidden_size").asInt());
+                    assertEquals(16, v.json("adapter_config.json").get("encoder_hidden_size").asInt());
+                }),
+                row("encoder_num_layers", "1", concat(PTUNING, List.of("--encoder_reparameterization_type", "LSTM")), (d, v) -> {
+                    assertTrue(d.params().contains("prompt_encoder.lstm_head.weight_ih_l1"));
+                    assertFalse(v.params().contains("prompt_encoder.lstm_head.weight_ih_l1"));
+                    assertEquals(1, v.json("adapter_config.json").get("encoder_num_layers").asInt());
+                }),
+                row("encoder_dropout", "0.1", concat(PTUNING, List.of("SETUP:refusedAtValue")), (d, v) -> {
+                    assertNull(v);
+                    assertEquals(0.0, d.json("adapter_config.json").get("encoder_dropout").asDouble());
                 }),
                 row("num_virtual_tokens", "2", PREFIX, (d, v) -> {   // also finetuning_type prefix's row
                     assertEquals(Set.of("prompt_embeddings"), v.params());

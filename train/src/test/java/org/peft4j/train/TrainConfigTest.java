@@ -205,6 +205,23 @@ class TrainConfigTest {
         assertTrue(e.getMessage().contains(message), e.getMessage());
     }
 
+    /// P-tuning's keys: PEFT's required num_virtual_tokens, settings PEFT ignores or peft4j does not build, and the
+    /// encoder keys outside finetuning_type ptuning (encoder_hidden_size is also prefix tuning's), each refused naming the key.
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "--finetuning_type ptuning                                                     | finetuning_type ptuning needs num_virtual_tokens",
+            "--finetuning_type p_tuning                                                    | set finetuning_type: ptuning",
+            "--finetuning_type ptuning --num_virtual_tokens 8 --encoder_num_layers 3       | encoder_num_layers 3 has no effect with encoder_reparameterization_type MLP",
+            "--finetuning_type ptuning --num_virtual_tokens 8 --encoder_dropout 0.1        | encoder_dropout 0.1 is not supported",
+            "--finetuning_type ptuning --num_virtual_tokens 8 --encoder_reparameterization_type GRU | encoder_reparameterization_type 'GRU'",
+            "--finetuning_type ptuning --num_virtual_tokens 8 --stage rm                   | finetuning_type ptuning with stage rm is not supported",
+            "--encoder_reparameterization_type LSTM                                        | encoder_reparameterization_type configures finetuning_type ptuning",
+            "--encoder_hidden_size 64                                                      | encoder_hidden_size configures the prompt encoder of finetuning_type prefix (with prefix_projection) or ptuning"})
+    void ptuningRefusals(String args, String message) {
+        var e = assertThrows(ConfigException.class, () -> TrainConfig.load(null, flags(args.trim().split("\\s+"))));
+        assertTrue(e.getMessage().contains(message), e.getMessage());
+    }
+
     /// LLaMA-Factory's distributed-runtime keys (FP8 mixed precision, Megatron-Core / Bridge parallel degrees,
     /// KTransformers' placement) are accepted with a note saying what peft4j computes instead, as bf16 and deepspeed
     /// are; where the result would differ (experts quantized by kt_config, converted KT weights, Megatron's packed

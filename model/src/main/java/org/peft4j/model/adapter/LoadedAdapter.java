@@ -67,6 +67,8 @@ public final class LoadedAdapter {
         if (Ia3Adapter.isIa3(dir)) return of(name, dir.toString(), Ia3Adapter.read(dir), base);
         if (PromptAdapter.isPromptTuning(dir)) return of(name, dir.toString(), PromptAdapter.read(dir), base);
         if (PrefixAdapter.isPrefixTuning(dir)) return of(name, dir.toString(), PrefixAdapter.read(dir), base);
+        if (org.peft4j.model.adapter.ptuning.PTuningAdapter.isPTuning(dir))   // P-tuning's file holds the encoder's output: prompt tuning's inference
+            return of(name, dir.toString(), org.peft4j.model.adapter.ptuning.PTuningAdapter.read(dir).asPrompt(), base);
         return of(name, dir.toString(), PeftAdapter.read(dir), base);
     }
 

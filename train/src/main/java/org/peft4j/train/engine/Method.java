@@ -28,6 +28,13 @@ public sealed interface Method {
         @Override public int hashCode() { return java.util.Objects.hash(numVirtualTokens, init, initText, java.util.Arrays.hashCode(textIds)); }
     }
 
+    /// P-tuning (PEFT `P_TUNING`): `numVirtualTokens` input embeddings before every sequence, the output of a trained
+    /// prompt encoder (MLP or LSTM, [org.peft4j.model.adapter.ptuning.PromptEncoder]); the model is frozen. The
+    /// adapter saved is the encoder's output (PEFT's `prompt_embeddings`).
+    record PTuning(org.peft4j.model.adapter.ptuning.PromptEncoderConfig config) implements Method {
+        @Override public int virtualTokens() { return config.numVirtualTokens(); }
+    }
+
     /// Prefix tuning / P-tuning v2 (PEFT `PREFIX_TUNING`): `numVirtualTokens` trained keys and values at every layer
     /// before each sequence's own; the model is frozen. With `prefixProjection` they are computed while training
     /// by PEFT's reparameterising MLP of width `encoderHiddenSize` (null: PEFT's default, token_dim, the width of
@@ -53,11 +60,12 @@ public sealed interface Method {
         }
     }
 
-    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt or prefix tuning) that is saved as a
+    /// Whether the base is frozen under a trained adapter (LoRA, (IA)³, prompt or prefix tuning, P-tuning) that is saved as a
     /// PEFT folder.
-    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt || this instanceof Prefix; }
+    default boolean adapter() { return this instanceof Lora || this instanceof Ia3 || this instanceof Prompt || this instanceof Prefix || this instanceof PTuning; }
 
-    /// Virtual tokens before every row (prompt and prefix tuning: the batch runs as (B, n + T)), else 0.
+    /// Virtual tokens before every row (prompt and prefix tuning, P-tuning ([PTuning] overrides it): the batch runs as
+    /// (B, n + T)), else 0.
     default int virtualTokens() {
         return this instanceof Prompt p ? p.numVirtualTokens() : this instanceof Prefix x ? x.numVirtualTokens() : 0;
     }

@@ -83,6 +83,10 @@ public final class TrainModel {
     // and their targets ignored (PEFT: labels of the virtual tokens are -100).
     private final int nVirtual;
     private final int[] extTokens, extTargets;   // (B, n + Tmax); empty without prompt tuning
+    // P-tuning: the prompt encoder whose output (n, C) is the trained adapter's embeddings, rewritten before each
+    // forward; the decoder's gradient w.r.t. them (n, C), folded into the encoder's weights after each backward
+    private org.peft4j.model.adapter.ptuning.PromptEncoder encoder;   // null unless P-tuning
+    private float[] dVirtual;
 
     private boolean timing;
     private long lossNanos;
@@ -213,6 +217,19 @@ public final class TrainModel {
             rowAdapters = new LoadedAdapter[B];
             Arrays.fill(rowAdapters, adapter);
             grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dPrompt);
+        } else if (method instanceof Method.PTuning(var pc)) {
+            oft = null;
+            lora = null;
+            int C = c.hiddenSize();
+            // PEFT PromptEncoder: torch's module inits; its tensors are what trains, the output is the adapter
+            encoder = new org.peft4j.model.adapter.ptuning.PromptEncoder(pc, C, new java.util.SplittableRandom(seed));
+            for (var t : encoder.tensors()) params.add(new Param("prompt_encoder." + t.name(), t.shape(), t.data(), t.grad()));
+            dVirtual = new float[pc.numVirtualTokens() * C];
+            adapter = LoadedAdapter.of("training", "the adapter being trained",
+                    new org.peft4j.model.adapter.prompt.PromptAdapter(pc.numVirtualTokens(), C, "RANDOM", null, null, null, encoder.forward()), c);
+            rowAdapters = new LoadedAdapter[B];
+            Arrays.fill(rowAdapters, adapter);
+            grads = new Decoder.Grads(gradOf, adapter, null, null, null, null, dVirtual);
         } else if (method instanceof Method.Prefix pf) {
             oft = null;
             lora = null;
@@ -398,7 +415,7 @@ public final class TrainModel {
     public void setAsft(double alpha) {
         if (!(alpha >= 0) || !Double.isFinite(alpha)) throw new ConfigException("asft_alpha must be a finite number >= 0, got " + alpha);
         if (nVirtual > 0)
-            throw new ConfigException("use_asft_loss compares against a reference model without virtual tokens; it does not combine with finetuning_type prompt");
+            throw new ConfigException("use_asft_loss compares against a reference model without virtual tokens; it does not combine with finetuning_type prompt or ptuning");
         asftAlpha = alpha;
         setTokenWeights(null);
         int N = lse.length;
@@ -492,6 +509,7 @@ public final class TrainModel {
         if (adapter != null && adapter.dora() && !doraNormsHeld) adapter.refreshDoraNorms(weights);
         refreshOft();
         refreshPrefix();
+        if (encoder != null) encoder.forward();   // P-tuning: the virtual tokens from the current encoder weights
         lastTraining = training;
         decoder.forward(acts, tokens, Bc, T, null, null, rowAdapters, null, training ? noise(step) : null);
     }
@@ -508,6 +526,7 @@ public final class TrainModel {
     public void backwardNormed(int[] tokens, float[] dnormed, long step) {
         decoder.backwardNormed(acts, tokens, dnormed, grads, lastTraining ? noise(step) : null);
         foldOft();
+        foldEncoder();
         foldPrefix();
     }
 
@@ -549,6 +568,7 @@ public final class TrainModel {
         // the same noise as the forward (checkpointing recomputes blocks with it): none after a forward without training
         decoder.backward(acts, tokens, dlogits, grads, lastTraining ? noise(step) : null);
         foldOft();
+        foldEncoder();
         foldPrefix();
     }
 
@@ -569,6 +589,19 @@ public final class TrainModel {
                 m.h(), m.e(), m.w1(), m.w2(), m.n(), m.D(), m.E(), m.W());
         Arrays.fill(m.dPrefix(), 0f);
     }
+
+    /// P-tuning: the decoder's gradient w.r.t. the virtual tokens' embeddings (of the last backward) through the
+    /// prompt encoder into its weights (added), then cleared; a no-op otherwise.
+    private void foldEncoder() {
+        if (encoder == null) return;
+        encoder.backward(dVirtual);
+        Arrays.fill(dVirtual, 0f);
+    }
+
+    /// P-tuning: the virtual tokens' embeddings (n, C) from the encoder's current weights (what PEFT saves as
+    /// `prompt_embeddings`); recomputes the encoder's forward, so call it between steps, not between a forward and
+    /// its backward. Null unless P-tuning.
+    public float[] ptuningEmbeddings() { return encoder == null ? null : encoder.forward().clone(); }
 
     /// OFT: W' = W0·R_bdᵀ into each targeted weight from the current parameters (PEFT `Linear.merge`); a no-op otherwise.
     void refreshOft() {

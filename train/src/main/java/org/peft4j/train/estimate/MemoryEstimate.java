@@ -203,7 +203,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long optimizer = 0;
         if (isMethodOptimizer(optim)) optimizer = methodOptimizerBytes(c, method, optim);
         else for (long n : trainable) optimizer += optimizerBytes(optim, n);
-        int rowLen = seq + method.virtualTokens();   // prompt and prefix tuning: n + T per row
+        int rowLen = seq + method.virtualTokens();   // prompt and prefix tuning, P-tuning: n + T per row
         long N = (long) batch * rowLen;
         long logits = 4 * N * c.vocabSize();
         long lse = TrainModel.lossBytes(c, batch, rowLen) - logits;
@@ -216,7 +216,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
     /// gradient scratch, adapter and base-weight scratch}.
     static long[] planBytes(LlamaConfig c, Method method, boolean quantized, int B, int T, boolean checkpointing) {
-        T += method.virtualTokens();   // prompt and prefix tuning: TrainModel runs (B, n + T)
+        T += method.virtualTokens();   // prompt and prefix tuning, P-tuning: TrainModel runs (B, n + T)
         Map<String, Long> bytes = Activations.bytesByName(c, TrainModel.plan(c, method, B, T, checkpointing), tile(c, quantized));
         long act = 0, scratch = 0;
         for (var e : bytes.entrySet()) {
@@ -254,6 +254,9 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                         if (ic.targets(m.module)) out.add((long) (ic.feedforward(m.module) ? m.in(c) : m.out(c)));
             }
             case Method.Prompt pm -> out.add((long) pm.numVirtualTokens() * c.hiddenSize());
+            case Method.PTuning pt -> {
+                for (var e : named(c, method)) out.add(numel(e.getValue()));
+            }
             case Method.Prefix pf -> { for (var e : pf.tensors(c)) out.add(java.util.Arrays.stream(e.getValue()).reduce(1, (a, b) -> a * b)); }
             case Method.Oft(var oc) -> {
                 for (var e : named(c, method)) out.add(e.getValue()[0] * e.getValue()[1]);
@@ -356,6 +359,10 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
                                     ic.feedforward(m.module) ? new long[]{1, m.in(c)} : new long[]{m.out(c), 1}));
             }
             case Method.Prompt pm -> out.add(Map.entry("prompt_embeddings", new long[]{pm.numVirtualTokens(), C}));
+            case Method.PTuning pt -> {   // the encoder trains; TrainModel names its tensors prompt_encoder.<PEFT name>
+                for (var e : org.peft4j.model.adapter.ptuning.PromptEncoder.shapes(pt.config(), (int) C))
+                    out.add(Map.entry("prompt_encoder." + e.getKey(), e.getValue()));
+            }
             case Method.Prefix pf -> out.addAll(pf.tensors(c));
             case Method.Oft(var oc) -> {
                 for (int l = 0; l < L; l++)

@@ -78,7 +78,7 @@ public final class LoraLinear {
     }
 
     /// torch.nn.init.kaiming_uniform_(w, a = √5): U(−bound, bound), bound = √(6 / ((1 + a²)·fanIn)) = 1/√fanIn.
-    static void kaimingUniform(float[] w, RandomGenerator rng, int fanIn) {
+    public static void kaimingUniform(float[] w, RandomGenerator rng, int fanIn) {
         if (fanIn <= 0) throw new ConfigException("kaiming_uniform needs fan_in > 0, got " + fanIn);
         double a = Math.sqrt(5);
         double bound = Math.sqrt(6.0 / ((1 + a * a) * fanIn));

@@ -48,19 +48,37 @@ public record PromptAdapter(int numVirtualTokens, int tokenDim, String init, Str
     }
 
     /// Whether the adapter folder `dir` holds a prompt-tuning adapter.
-    public static boolean isPromptTuning(Path dir) {
+    public static boolean isPromptTuning(Path dir) { return "PROMPT_TUNING".equals(peftType(dir)); }
+
+    /// The peft_type of the adapter folder `dir`'s adapter_config.json, or null (no such file, or no peft_type).
+    public static String peftType(Path dir) {
         Path f = dir.resolve(PeftAdapter.CONFIG_FILE);
-        if (!Files.isRegularFile(f)) return false;
+        if (!Files.isRegularFile(f)) return null;
         JsonNode t = parse(f).get("peft_type");
-        return t != null && "PROMPT_TUNING".equals(t.asText());
+        return t == null || t.isNull() ? null : t.asText();
     }
 
     /// Reads a PEFT prompt-tuning folder; shapes are checked against the config's num_virtual_tokens and token_dim.
     public static PromptAdapter read(Path dir) {
+        JsonNode root = readConfig(dir);
+        float[] e = readEmbeddings(dir, root);
+        String init = root.path("prompt_tuning_init").asText("RANDOM");
+        return new PromptAdapter(root.get("num_virtual_tokens").asInt(), root.get("token_dim").asInt(), init.equals("SAMPLE_VOCAB") ? "RANDOM" : init,
+                text(root, "prompt_tuning_init_text"), text(root, "tokenizer_name_or_path"), text(root, "base_model_name_or_path"), e);
+    }
+
+    /// The adapter_config.json of the prompt-learning folder `dir` (prompt tuning or P-tuning), as a JSON object.
+    public static JsonNode readConfig(Path dir) {
         Path configFile = dir.resolve(PeftAdapter.CONFIG_FILE), weightsFile = dir.resolve(PeftAdapter.WEIGHTS_FILE);
         if (!Files.exists(configFile)) throw new ConfigException(configFile + " does not exist; is " + dir + " a PEFT adapter directory?");
         if (!Files.exists(weightsFile)) throw new FormatException(weightsFile + " does not exist");
-        JsonNode root = parse(configFile);
+        return parse(configFile);
+    }
+
+    /// The one tensor `prompt_embeddings` of a prompt-learning folder (prompt tuning, P-tuning), its shape checked
+    /// against `root`'s (the folder's config) num_virtual_tokens and token_dim.
+    public static float[] readEmbeddings(Path dir, JsonNode root) {
+        Path configFile = dir.resolve(PeftAdapter.CONFIG_FILE), weightsFile = dir.resolve(PeftAdapter.WEIGHTS_FILE);
         int n = root.path("num_virtual_tokens").asInt(-1), C = root.path("token_dim").asInt(-1);
         if (n < 1 || C < 1) throw new FormatException(configFile + ": num_virtual_tokens and token_dim must be positive integers, got "
                 + root.get("num_virtual_tokens") + " and " + root.get("token_dim"));
@@ -74,21 +92,22 @@ public record PromptAdapter(int numVirtualTokens, int tokenDim, String init, Str
             if (t.shape().length != 2 || t.shape()[0] != n || t.shape()[1] != C)
                 throw new FormatException(weightsFile + ": " + TENSOR + " has shape " + Arrays.toString(t.shape()) + ", expected [" + n + ", " + C
                         + "] (num_virtual_tokens, token_dim) from " + configFile);
-            String init = root.path("prompt_tuning_init").asText("RANDOM");
-            return new PromptAdapter(n, C, init.equals("SAMPLE_VOCAB") ? "RANDOM" : init, text(root, "prompt_tuning_init_text"),
-                    text(root, "tokenizer_name_or_path"), text(root, "base_model_name_or_path"), st.readFloats(TENSOR));
+            return st.readFloats(TENSOR);
         }
     }
 
     /// Writes `adapter_model.safetensors` ({"format": "pt"}) and `adapter_config.json` as PEFT's save_pretrained
     /// writes a PromptTuningConfig (sorted keys, 2-space indent), each atomically.
-    public void write(Path dir, DType dtype) {
+    public void write(Path dir, DType dtype) { writeFolder(dir, numVirtualTokens, tokenDim, embeddings, configJson(), dtype); }
+
+    /// Writes a prompt-learning folder: `prompt_embeddings` (n, C) and the given adapter_config.json text, each atomically.
+    public static void writeFolder(Path dir, int n, int C, float[] embeddings, String configJson, DType dtype) {
         try {
             Files.createDirectories(dir);
             SafeTensors.write(dir.resolve(PeftAdapter.WEIGHTS_FILE),
-                    List.of(SafeTensors.Entry.ofFloats(TENSOR, new long[]{numVirtualTokens, tokenDim}, embeddings, dtype)), Map.of("format", "pt"));
+                    List.of(SafeTensors.Entry.ofFloats(TENSOR, new long[]{n, C}, embeddings, dtype)), Map.of("format", "pt"));
             Path tmp = dir.resolve("." + PeftAdapter.CONFIG_FILE + ".tmp");
-            Files.writeString(tmp, configJson(), StandardCharsets.UTF_8);
+            Files.writeString(tmp, configJson, StandardCharsets.UTF_8);
             Files.move(tmp, dir.resolve(PeftAdapter.CONFIG_FILE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
             throw new FormatException("cannot write adapter to " + dir + ": " + e.getMessage(), e);
@@ -126,7 +145,7 @@ public record PromptAdapter(int numVirtualTokens, int tokenDim, String init, Str
         return out;
     }
 
-    private static JsonNode parse(Path file) {
+    static JsonNode parse(Path file) {
         try {
             JsonNode root = new ObjectMapper().readTree(Files.readString(file, StandardCharsets.UTF_8));
             if (root == null || !root.isObject()) throw new FormatException(file + ": expected a JSON object");
@@ -136,7 +155,7 @@ public record PromptAdapter(int numVirtualTokens, int tokenDim, String init, Str
         }
     }
 
-    private static String text(JsonNode root, String key) {
+    public static String text(JsonNode root, String key) {
         JsonNode v = root.get(key);
         return v == null || v.isNull() ? null : v.asText();
     }
