@@ -96,8 +96,24 @@ public final class GgmlDots {
         }
     }
 
-    /// Weight row at byte `at` (K values of `type`) · the quantized activation row: the vector kernel, or the scalar
-    /// twin where [#VECTOR] is false.
+    /// y[yOff + m] = W row m · the quantized activation row, for m in [m0, m1) (rows of `rowBytes` bytes from byte 0
+    /// of `w`): the vector kernel, or the scalar twin where [#VECTOR] is false. One call per range keeps the row loop
+    /// inside the compiled kernel.
+    public static void rows(GgmlBlocks type, byte[] w, int rowBytes, int m0, int m1, int K, short[] c, int co, float[] d, int dOff,
+                            float[] y, int yOff) {
+        if (!VECTOR) {
+            for (int m = m0; m < m1; m++) y[yOff + m] = dotScalar(type, w, m * rowBytes, K, c, co, d, dOff);
+            return;
+        }
+        switch (type) {
+            case Q8_0 -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ8_0(w, m * rowBytes, K, c, co, d, dOff); }
+            case Q4_0 -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_0(w, m * rowBytes, K, c, co, d, dOff); }
+            case Q4_K -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_K(w, m * rowBytes, K, c, co, d, dOff); }
+            default -> throw new IllegalArgumentException(type + " products take float activations");
+        }
+    }
+
+    /// One row: [#rows] for m = the row at byte `at`.
     public static float dot(GgmlBlocks type, byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         if (!VECTOR) return dotScalar(type, w, at, K, c, co, d, dOff);
         return switch (type) {
@@ -145,11 +161,9 @@ public final class GgmlDots {
         return acc;
     }
 
-    /// Adjacent 16-bit products of `p` added into 32-bit lanes (each lane's two halves, sign-extended).
-    private static IntVector pairs(ShortVector p) {
-        IntVector v = p.reinterpretAsInts();
-        return v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16).add(v.lanewise(VectorOperators.ASHR, 16));
-    }
+    // Adjacent 16-bit products added into 32-bit lanes: a product vector read as ints v holds two shorts per lane,
+    // whose sum is (v << 16 >> 16) + (v >> 16) (written out in each kernel: no helper takes or returns vectors, which
+    // would box them wherever the inliner gives up).
 
     private static float dotQ8_0(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
@@ -158,7 +172,8 @@ public final class GgmlDots {
             IntVector s = IntVector.zero(I);
             for (int j = 0; j < 32; j += SL) {
                 ShortVector q = (ShortVector) ByteVector.fromArray(BS, w, at + 2 + j).convertShape(VectorOperators.B2S, S, 0);
-                s = s.add(pairs(q.mul(ShortVector.fromArray(S, c, co + b * 32 + j))));
+                IntVector v = q.mul(ShortVector.fromArray(S, c, co + b * 32 + j)).reinterpretAsInts();
+                s = s.add(v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16).add(v.lanewise(VectorOperators.ASHR, 16)));
             }
             acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, half(w, at) * d[dOff + b]), acc);
         }
@@ -166,22 +181,26 @@ public final class GgmlDots {
     }
 
     /// Bytes j.. hold elements j.. (low nibbles) and 16 + j.. (high): both halves are multiplied and added in 16 bits
-    /// (|(q − 8)·x| ≤ 8·127, two of them fit), then widened to the 32-bit lanes.
+    /// (|q·x| ≤ 15·127, two of them fit), then widened to the 32-bit lanes. The nibbles' offset 8 is taken out once per
+    /// block with the activation's 32-sum: Σ(q − 8)·x = Σq·x − 8·Σx.
     private static float dotQ4_0(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int IL = I.length();
         FloatVector acc = FloatVector.zero(F);
+        float offset = 0;
         for (int b = 0; b < K / 32; b++, at += 18) {
             IntVector s = IntVector.zero(I);
             int x = co + b * 32;
             for (int j = 0; j < 16; j += IL) {
                 ShortVector q = (ShortVector) ByteVector.fromArray(BQ, w, at + 2 + j).convertShape(VectorOperators.ZERO_EXTEND_B2S, SH, 0);
-                ShortVector lo = q.and((short) 0xF).sub((short) 8), hi = q.lanewise(VectorOperators.LSHR, 4).sub((short) 8);
-                ShortVector p = lo.mul(ShortVector.fromArray(SH, c, x + j)).add(hi.mul(ShortVector.fromArray(SH, c, x + 16 + j)));
+                ShortVector p = q.and((short) 0xF).mul(ShortVector.fromArray(SH, c, x + j))
+                        .add(q.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(SH, c, x + 16 + j)));
                 s = s.add((IntVector) p.convertShape(VectorOperators.S2I, I, 0));
             }
-            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, half(w, at) * d[dOff + b]), acc);
+            float scale = half(w, at) * d[dOff + b];
+            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, scale), acc);
+            offset += scale * c[co + K + b];
         }
-        return acc.reduceLanes(VectorOperators.ADD);
+        return acc.reduceLanes(VectorOperators.ADD) - 8 * offset;
     }
 
     /// Per 64-value chunk, 32 bytes: low nibbles are sub-block 2c, high nibbles 2c + 1. Each sub-block's products
@@ -199,8 +218,10 @@ public final class GgmlDots {
                 IntVector s1 = IntVector.zero(I), s2 = s1;
                 for (int l = 0; l < 32; l += SL) {
                     ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, q + l).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                    s1 = s1.add(pairs(v.and((short) 0xF).mul(ShortVector.fromArray(S, c, x + l))));
-                    s2 = s2.add(pairs(v.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(S, c, x + 32 + l))));
+                    IntVector p1 = v.and((short) 0xF).mul(ShortVector.fromArray(S, c, x + l)).reinterpretAsInts();
+                    IntVector p2 = v.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(S, c, x + 32 + l)).reinterpretAsInts();
+                    s1 = s1.add(p1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)).add(p1.lanewise(VectorOperators.ASHR, 16));
+                    s2 = s2.add(p2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)).add(p2.lanewise(VectorOperators.ASHR, 16));
                 }
                 isum = isum.add(s1.mul(sm1 & 0xFF)).add(s2.mul(sm2 & 0xFF));
                 msum += (sm1 >>> 8) * c[sums + 2 * ch] + (sm2 >>> 8) * c[sums + 2 * ch + 1];
