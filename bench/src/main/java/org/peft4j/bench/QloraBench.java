@@ -14,6 +14,7 @@ import org.peft4j.quant.QuantType;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.estimate.HeapPlan;
 import org.peft4j.train.estimate.MemoryEstimate;
 import org.peft4j.train.optim.AdamW;
 import org.peft4j.train.optim.AdamW8bit;
@@ -40,9 +41,7 @@ public final class QloraBench {
         for (String preset : (args.length > 3 ? args[3] : "smollm2-135m,qwen2.5-0.5b").split(",")) {
             LlamaConfig c = ModelPresets.byName(preset);
             // both models live side by side: skip, with the heap to ask for, rather than die of OutOfMemoryError
-            MemoryEstimate el = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true);
-            MemoryEstimate eq = MemoryEstimate.estimate(c, method(), true, 1, seq, false, "adamw_torch", 64, true);
-            long need = el.total() + eq.total() - eq.runtime() + (512L << 20);   // + the int8 copy made while quantizing
+            long need = sideBySideBytes(c, seq);
             if (Runtime.getRuntime().maxMemory() < need) {
                 System.out.printf("%s seq %d: skipped, LoRA and QLoRA side by side need about %d MiB of heap, this JVM has %d MiB;"
                                 + " rerun with PEFT4J_JAVA_OPTS=-Xmx%dg%n", preset, seq, need >> 20,
@@ -69,6 +68,41 @@ public final class QloraBench {
         }
     }
 
+    /// Java heap of compare mode for preset `c`: the float LoRA model and the 4-bit QLoRA model side by side, and the
+    /// int8 copy made while quantizing.
+    static long sideBySideBytes(LlamaConfig c, int seq) {
+        MemoryEstimate el = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true);
+        MemoryEstimate eq = MemoryEstimate.estimate(c, method(), true, 1, seq, false, "adamw_torch", 64, true);
+        return el.total() + eq.total() - el.runtime() - eq.runtime() + (512L << 20);
+    }
+
+    /// The 7B run's estimate: LoRA r8 on all linear layers over the NF4 base, gradient checkpointing, paged 8-bit AdamW.
+    static MemoryEstimate estimate7b(int seq) {
+        return MemoryEstimate.estimate(ModelPresets.llama2_7b(), new Method.Lora(LoraConfig.of(8, LoraConfig.ALL_LINEAR)), true, 1, seq, true,
+                "paged_adamw_8bit", 64, true);
+    }
+
+    /// The launcher's memory plan for `bench qlora`: mode 7b, [#estimate7b], with the load-time peak of
+    /// `QuantizedModel.createRandom` (the 4-bit model, its float embeddings, and per worker thread one float weight and
+    /// its quantization buffers, ~6 bytes per element of the largest linear); mode compare, the largest preset's
+    /// [#sideBySideBytes] (presets run one after the other).
+    public static HeapPlan plan(String mode, int seq, String presets) {
+        if (mode.equals("7b")) {
+            MemoryEstimate e = estimate7b(seq);
+            LlamaConfig c = ModelPresets.llama2_7b();
+            long largest = (long) c.intermediateSize() * c.hiddenSize();
+            return new HeapPlan(e, e.weights() + 6 * largest * Runtime.getRuntime().availableProcessors());
+        }
+        MemoryEstimate biggest = null;
+        long loading = 0;
+        for (String preset : presets.split(",")) {
+            LlamaConfig c = ModelPresets.byName(preset);
+            long need = sideBySideBytes(c, seq);
+            if (need > loading) { loading = need; biggest = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true); }
+        }
+        return new HeapPlan(biggest, loading);
+    }
+
     static void run7b(Gemm gemm, int seq, int steps) throws IOException {
         LlamaConfig c = ModelPresets.llama2_7b();
         long t0 = System.nanoTime();
@@ -77,6 +111,7 @@ public final class QloraBench {
                 (System.nanoTime() - t0) / 1e9, qm.bitsPerParameter(), linearBytes(qm) >> 20, vm("VmHWM"));
         // QLoRA as the paper runs it: LoRA (LLaMA-Factory's default rank 8) on every linear layer, gradient
         // checkpointing, and a paged 8-bit AdamW whose state lives in a file-backed mapping (64 MiB resident at most).
+        MemoryEstimate e = estimate7b(seq);
         TrainModel tm = new TrainModel(qm, new Method.Lora(LoraConfig.of(8, LoraConfig.ALL_LINEAR)), gemm, 1, seq, true, 1);
         List<Param> ps = tm.params();
         AdamW8bit opt = AdamW8bit.paged(ps.stream().map(Param::data).toList(), ps.stream().map(Param::grad).toList(),
@@ -94,6 +129,9 @@ public final class QloraBench {
             System.out.printf("step %d: %.1f s, %.0f tok/s, VmRSS %s, VmHWM %s, heap used %d MiB%n", s, t, seq / t, vm("VmRSS"), vm("VmHWM"),
                     (Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()) >> 20);
         }
+        long hwm = 1024 * Long.parseLong(vm("VmHWM").split("\\s+")[0]);
+        System.out.printf("estimate %.0f MiB, measured peak RSS (VmHWM) %.0f MiB, estimate/measured %.3f%n", e.total() / 1048576.0, hwm / 1048576.0,
+                e.total() / (double) hwm);
     }
 
     static Method method() { return new Method.Lora(LoraConfig.of(16, LoraConfig.ALL_LINEAR)); }
