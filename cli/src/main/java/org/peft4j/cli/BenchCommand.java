@@ -88,7 +88,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "qlora", mixinStandardHelpOptions = true,
-            description = "QLoRA vs LoRA step time side by side (compare; qwen2.5-0.5b needs PEFT4J_JAVA_OPTS=-Xmx8g, a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b; run with PEFT4J_JAVA_OPTS=-Xmx5600m).")
+            description = "QLoRA vs LoRA step time side by side (compare; a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS against the estimate (7b). ./peft4j plans the heap of both from the estimate.")
     static final class Qlora implements Callable<Integer> {
         @Option(names = "--mode", defaultValue = "compare", description = "compare or 7b (default: ${DEFAULT-VALUE}).") String mode;
         @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;

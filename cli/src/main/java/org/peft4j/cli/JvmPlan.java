@@ -94,6 +94,7 @@ public final class JvmPlan {
         hints.add("lower cutoff_len (" + cutoff + ") or per_device_train_batch_size (" + a.training().perDeviceTrainBatchSize() + ")");
         if (!a.finetuning().gradientCheckpointing()) hints.add("set gradient_checkpointing: true");
         boolean fourBit = a.model().quantizationBit() != null || org.peft4j.model.quant.QuantizedModel.isQuantized(modelDir);
+        if (a.finetuning().type().equals("lora")) hints.add("a smaller lora_rank (" + a.finetuning().loraRank() + ")");
         if (!fourBit && a.finetuning().type().equals("lora")) hints.add("train in 4 bits (quantization_bit: 4, QLoRA)");
         if (!a.finetuning().type().equals("lora")) hints.add("train a LoRA adapter (finetuning_type: lora) instead of " + a.finetuning().type());
         if (!a.training().optim().startsWith("paged_")) hints.add("use optim: paged_adamw_8bit");
