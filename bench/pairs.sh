@@ -33,13 +33,9 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   echo "pairs.sh: $PY cannot import torch; install it with: apt-get install python3-torch libopenblas0-pthread" >&2
   exit 1
 fi
-case "$model" in
-  qwen2.5-0.5b) xmx=-Xmx6g ;;
-  *) xmx=-Xmx3g ;;
-esac
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-"$ROOT/peft4j" --version >/dev/null   # builds the CLI once, outside the timed runs
+"$ROOT/peft4j" --version >/dev/null   # builds the CLI once, outside the timed runs; the launcher plans the heap of each run
 # keeps the one result line of a run; on failure shows what the run printed and stops
 result() {  # result NAME FILE
   if ! grep ' tok/s ' "$2.log" > "$2"; then
@@ -49,7 +45,7 @@ result() {  # result NAME FILE
   fi
 }
 for i in $(seq 1 "$pairs"); do
-  PEFT4J_JAVA_OPTS="$xmx" "$ROOT/peft4j" bench train --model-config "$model" --seq "$seq" --threads "$threads" \
+  "$ROOT/peft4j" bench train --model-config "$model" --seq "$seq" --threads "$threads" \
     --method "$method" --steps "$steps" > "$out/p$i.log" 2>&1 || true
   result peft4j "$out/p$i"
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ${timeout:+OPENBLAS_THREAD_TIMEOUT=$timeout} \
@@ -71,11 +67,12 @@ for i in range(1, pairs + 1):
                      t=num(r"([0-9.]+) tok/s", t), trss=num(r"peak RSS +([0-9.]+) GB", t)))
 print(f"{model} {method}, seq {seq}, batch 1, {threads} threads; PyTorch: OpenBLAS {blas} threads, ATen {aten}, "
       f"OPENBLAS_THREAD_TIMEOUT {timeout}\n")
-print("| pair | peft4j tok/s | MFU | peak RSS | PyTorch tok/s | peak RSS | ratio |")
-print("|---|---|---|---|---|---|---|")
+print("| pair | peft4j tok/s | MFU | peak RSS | PyTorch tok/s | peak RSS | ratio | RSS ratio |")
+print("|---|---|---|---|---|---|---|---|")
 for i, r in enumerate(rows, 1):
-    print(f"| {i} | {r['p']:.1f} | {r['mfu']:.1f}% | {r['prss']:.2f} GB | {r['t']:.1f} | {r['trss']:.2f} GB | {r['p'] / r['t']:.2f}x |")
+    print(f"| {i} | {r['p']:.1f} | {r['mfu']:.1f}% | {r['prss']:.2f} GB | {r['t']:.1f} | {r['trss']:.2f} GB | {r['p'] / r['t']:.2f}x | "
+          f"{r['prss'] / r['trss']:.2f}x |")
 med = lambda k: statistics.median(r[k] for r in rows)
 print(f"| median | {med('p'):.1f} | {med('mfu'):.1f}% | {med('prss'):.2f} GB | {med('t'):.1f} | {med('trss'):.2f} GB | "
-      f"{statistics.median(r['p'] / r['t'] for r in rows):.2f}x |")
+      f"{statistics.median(r['p'] / r['t'] for r in rows):.2f}x | {statistics.median(r['prss'] / r['trss'] for r in rows):.2f}x |")
 EOF

@@ -15,6 +15,7 @@ import org.peft4j.quant.QuantType;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.estimate.HeapPlan;
 import org.peft4j.train.estimate.MemoryEstimate;
 import org.peft4j.train.optim.AdamW;
 import org.peft4j.train.optim.AdamW8bit;
@@ -42,9 +43,7 @@ public final class QloraBench {
         for (String preset : (args.length > 3 ? args[3] : "smollm2-135m,qwen2.5-0.5b").split(",")) {
             LlamaConfig c = ModelPresets.byName(preset);
             // both models live side by side: skip, with the heap to ask for, rather than die of OutOfMemoryError
-            MemoryEstimate el = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true);
-            MemoryEstimate eq = MemoryEstimate.estimate(c, method(), true, 1, seq, false, "adamw_torch", 64, true);
-            long need = el.total() + eq.total() - eq.runtime() + (512L << 20);   // + the int8 copy made while quantizing
+            long need = sideBySideBytes(c, seq);
             if (Runtime.getRuntime().maxMemory() < need) {
                 System.out.printf("%s seq %d: skipped, LoRA and QLoRA side by side need about %d MiB of heap, this JVM has %d MiB;"
                                 + " rerun with PEFT4J_JAVA_OPTS=-Xmx%dg%n", preset, seq, need >> 20,
@@ -71,6 +70,38 @@ public final class QloraBench {
         }
     }
 
+    /// Java heap of compare mode for preset `c`: the float LoRA model and the 4-bit QLoRA model side by side, and the
+    /// int8 copy made while quantizing.
+    static long sideBySideBytes(LlamaConfig c, int seq) {
+        MemoryEstimate el = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true);
+        MemoryEstimate eq = MemoryEstimate.estimate(c, method(), true, 1, seq, false, "adamw_torch", 64, true);
+        return el.total() + eq.total() - el.runtime() - eq.runtime() + (512L << 20);
+    }
+
+    /// The 7B run's estimate: LoRA r16 on all linear layers over the NF4 base (codes off the heap) with BF16 embeddings
+    /// and lm_head (as `createRandom(..., BF16)` and a `quantize`d folder hold them), gradient checkpointing, paged 8-bit
+    /// AdamW.
+    static MemoryEstimate estimate7b(int seq) {
+        LlamaConfig c = ModelPresets.llama2_7b();
+        return MemoryEstimate.estimate(c, method(), true, 1, seq, true, "paged_adamw_8bit", 64, true)
+                .withWeights(MemoryEstimate.weightBytes(c, true, 64, true, 2));
+    }
+
+    /// The launcher's memory plan for `bench qlora`: mode 7b, [#estimate7b] (`QuantizedModel.createRandom` streams:
+    /// the codes go to the arena in 4 MiB chunks, so loading holds no more heap than training); mode compare, the
+    /// largest preset's [#sideBySideBytes] (presets run one after the other).
+    public static HeapPlan plan(String mode, int seq, String presets) {
+        if (mode.equals("7b")) return HeapPlan.of(estimate7b(seq));
+        MemoryEstimate biggest = null;
+        long loading = 0;
+        for (String preset : presets.split(",")) {
+            LlamaConfig c = ModelPresets.byName(preset);
+            long need = sideBySideBytes(c, seq);
+            if (need > loading) { loading = need; biggest = MemoryEstimate.estimate(c, method(), false, 1, seq, false, "adamw_torch", 64, true); }
+        }
+        return new HeapPlan(biggest, loading);
+    }
+
     /// The 7B-shaped run: the random model (created layer by layer, the 4-bit codes in a native arena, BF16 embeddings
     /// and lm_head), or `dir` loaded in place (its 4-bit codes mapped from the file); peak RSS after each phase.
     static void run7b(Gemm gemm, int seq, int steps, Path dir) throws IOException {
@@ -84,6 +115,7 @@ public final class QloraBench {
                 qm.embed16 == null ? "F32" : qm.embed16.type(), vm("VmHWM"), heapUsed());
         // QLoRA as the issue measures it: LoRA r16 on every linear layer, gradient checkpointing, and a paged 8-bit
         // AdamW whose state lives in a file-backed mapping (64 MiB resident at most).
+        MemoryEstimate e = estimate7b(seq);
         TrainModel tm = new TrainModel(qm, method(), gemm, 1, seq, true, 1);
         List<Param> ps = tm.params();
         AdamW8bit opt = AdamW8bit.paged(ps.stream().map(Param::data).toList(), ps.stream().map(Param::grad).toList(),
@@ -100,6 +132,9 @@ public final class QloraBench {
             double t = (System.nanoTime() - t0s) / 1e9;
             System.out.printf("step %d: %.1f s, %.0f tok/s, VmRSS %s, VmHWM %s, heap used %d MiB%n", s, t, seq / t, vm("VmRSS"), vm("VmHWM"), heapUsed());
         }
+        long hwm = 1024 * Long.parseLong(vm("VmHWM").split("\\s+")[0]);
+        System.out.printf("estimate %.0f MiB, measured peak RSS (VmHWM) %.0f MiB, estimate/measured %.3f%n", e.total() / 1048576.0, hwm / 1048576.0,
+                e.total() / (double) hwm);
     }
 
     static long heapUsed() { return (Runtime.getRuntime().totalMemory() - Runtime.getRuntime().freeMemory()) >> 20; }

@@ -65,6 +65,16 @@ public final class TrainBench {
         System.out.println(run(model, method, seq, batch, threads, warmup, steps, gemm).line());
     }
 
+    /// The launcher's memory plan for `bench train` ([#run], or with `stage` dpo [DpoBench#run], `batch` pairs): the
+    /// random float32 model, `method`'s tensors and AdamW state, activations without checkpointing.
+    public static org.peft4j.train.estimate.HeapPlan plan(String model, String method, int seq, int batch, String stage) {
+        LlamaConfig c = ModelPresets.byName(model);
+        Method m = method.equals("full") ? new Method.Full() : new Method.Lora(LoraConfig.of(16, LoraConfig.ALL_LINEAR));
+        var pref = stage.equals("dpo") ? new org.peft4j.train.estimate.MemoryEstimate.Preference("dpo", org.peft4j.train.estimate.MemoryEstimate.Reference.ADAPTER_OFF)
+                : org.peft4j.train.estimate.MemoryEstimate.Preference.NONE;
+        return org.peft4j.train.estimate.HeapPlan.of(org.peft4j.train.estimate.MemoryEstimate.estimate(c, m, false, batch, seq, false, "adamw_torch", 64, true, pref));
+    }
+
     /// Builds `model` (a [ModelPresets] name) with random weights, trains `method` ("lora": rank 16 on all linear
     /// layers; "full") for warmup + steps steps on `threads` threads, and measures the timed steps.
     public static Result run(String model, String method, int seq, int batch, int threads, int warmup, int steps, String gemmMode) {

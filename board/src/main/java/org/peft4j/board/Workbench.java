@@ -152,8 +152,7 @@ public final class Workbench {
         int batch = a.training().perDeviceTrainBatchSize();   // pairs for stage dpo, which runs two rows each
         MemoryEstimate e;
         try {
-            e = MemoryEstimate.estimate(lc, a.finetuning().method(), quantized, batch, seq, a.finetuning().gradientCheckpointing(),
-                    MemoryEstimate.optimOf(a), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+            e = MemoryEstimate.of(a, lc, a.finetuning().method(), quantized, seq);
         } catch (Peft4jException ex) {
             throw BoardException.invalid(fieldOr(ex.getMessage(), "per_device_train_batch_size"), ex.getMessage());
         }

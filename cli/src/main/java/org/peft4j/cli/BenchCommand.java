@@ -124,7 +124,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(name = "qlora", mixinStandardHelpOptions = true,
-            description = "QLoRA vs LoRA step time side by side (compare; qwen2.5-0.5b needs PEFT4J_JAVA_OPTS=-Xmx8g, a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS (7b: LoRA r16 on all linears, gradient checkpointing, paged 8-bit AdamW; the 4-bit codes live off the heap, so give it PEFT4J_JAVA_OPTS=\"-Xmx2g -XX:MaxDirectMemorySize=4g\"; --model DIR runs it from a 4-bit folder).")
+            description = "QLoRA vs LoRA step time side by side (compare; a preset that does not fit the heap is skipped with the size to ask for), or a Llama-2-7B-shaped QLoRA run with peak RSS against the estimate (7b: LoRA r16 on all linears, gradient checkpointing, paged 8-bit AdamW, the 4-bit codes off the heap; --model DIR runs it from a 4-bit folder). ./peft4j plans the heap and direct memory of both from the estimate.")
     static final class Qlora implements Callable<Integer> {
         @Option(names = "--mode", defaultValue = "compare", description = "compare or 7b (default: ${DEFAULT-VALUE}).") String mode;
         @Option(names = "--seq", defaultValue = "512", description = "Sequence length (default: ${DEFAULT-VALUE}).") int seq;

@@ -69,6 +69,7 @@ final class EstimateCommand implements Callable<Integer> {
                 checkpointing, optim, block, !noDouble, pref);
         if (ggufBytes >= 0) e = e.withWeights(ggufBytes);
         System.out.print(e.toTable());
+        System.out.print(org.peft4j.train.estimate.HeapPlan.of(e).toTable());
         return 0;
     }
 }

@@ -53,12 +53,7 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (helpKeys) { System.out.print(TrainConfig.keyTable()); return 0; }
-        if (!flags.isEmpty() && !flags.getFirst().startsWith("--")) yaml = Path.of(flags.removeFirst());
-        if (yaml != null && !Files.isRegularFile(yaml))
-            throw new ConfigException("config file " + yaml + " does not exist; pass a LLaMA-Factory YAML or only --key value flags");
-        TrainConfig cfg = TrainConfig.load(yaml, flags);
-        if (compare != null) cfg.with("compare_prompts", String.join("|", compare));
-        if (generalText != null) cfg.with("forgetting_text", generalText.toString());
+        TrainConfig cfg = config();
 
         if (sparkRanks != null && sparkMaster == null) throw new ConfigException("--spark-ranks needs --spark-master");
         if (sparkInput != null && sparkMaster == null) throw new ConfigException("--spark-input needs --spark-master (a DataFrame is read by Spark)");
@@ -82,6 +77,18 @@ final class TrainCommand implements Callable<Integer> {
         System.err.println("saved to " + out + (cfg.b("plot_loss") ? " (with training_loss.png)" : ""));
         if (result.comparison() != null) Compare.print(result.comparison(), System.out);
         return 0;
+    }
+
+    /// The run's configuration from the parsed command line: CONFIG.yaml (first, optional), the `--key value` flags,
+    /// --compare and --general-text. [JvmPlan] reads the same.
+    TrainConfig config() {
+        if (!flags.isEmpty() && !flags.getFirst().startsWith("--")) yaml = Path.of(flags.removeFirst());
+        if (yaml != null && !Files.isRegularFile(yaml))
+            throw new ConfigException("config file " + yaml + " does not exist; pass a LLaMA-Factory YAML or only --key value flags");
+        TrainConfig cfg = TrainConfig.load(yaml, flags);
+        if (compare != null) cfg.with("compare_prompts", String.join("|", compare));
+        if (generalText != null) cfg.with("forgetting_text", generalText.toString());
+        return cfg;
     }
 
     /// The recipe's events on stderr, as `peft4j train` has always printed them.

@@ -1,9 +1,5 @@
 package org.peft4j.quant;
 
-import jdk.incubator.vector.ByteVector;
-import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
-import jdk.incubator.vector.VectorSpecies;
 import org.peft4j.core.Parallel;
 
 import java.util.Arrays;
@@ -45,116 +41,49 @@ public record GgmlTensor(GgmlBlocks type, int rows, int cols, byte[] data) imple
         type.dequantize(data, Math.toIntExact(from / bs * type.blockBytes), out, outOff, (int) ((to - from) / bs));
     }
 
-    /// Whether products quantize the activations to Q8_0 blocks as llama.cpp's CPU backend does for this type
-    /// (`vec_dot_type` Q8_0 for Q8_0 and Q4_0).
-    public boolean q8Activations() { return type == GgmlBlocks.Q8_0 || type == GgmlBlocks.Q4_0; }
+    /// Whether products round the activations as llama.cpp's CPU backend does for this type (its `vec_dot_type`:
+    /// Q8_0 blocks for Q8_0 and Q4_0, Q8_K for Q4_K; [GgmlDots]).
+    public boolean q8Activations() { return GgmlDots.rounds(type); }
 
-    /// Floats of scratch [#forwardQ8] needs for at least one row of x.
-    public int q8ScratchPerRow() { return cols + cols / 32; }
+    /// Floats of scratch [#forwardQ8] needs per row of x (the activation scales).
+    public int q8ScratchPerRow() { return cols / 32; }
 
-    /// y = x·Wᵀ (+ bias) with x quantized row by row to Q8_0 blocks first, llama.cpp's numerics for Q8_0/Q4_0
-    /// weights (`ggml_vec_dot_q8_0_q8_0`, `ggml_vec_dot_q4_0_q8_0`): per block, the integer dot of the codes times
-    /// d_w·d_x, summed over blocks in float. x's blocks follow ggml's x86 `quantize_row_q8_0`: d = amax/127 stored as
-    /// half, codes rint(x·127/amax). The integer dot of 32 codes is exact in float (|Σ| ≤ 32·127² < 2²⁴), so it is
-    /// computed on floats. `scratch` holds the quantized rows (K codes + K/32 scales per row), in chunks of rows.
+    /// Rows of x quantized at a time: their codes stay in L2 while W streams past them.
+    static final int Q8_ROWS = 64;
+
+    /// Rows of W dotted with every x row of a chunk before the next ones (16 rows of 1536 Q8_0 values: 26 KB).
+    static final int W_ROWS = 16;
+
+    /// Per thread, the quantized codes of up to [#Q8_ROWS] x rows, grown once and reused (no allocation per token).
+    private static final ThreadLocal<short[]> CODES = ThreadLocal.withInitial(() -> new short[0]);
+
+    /// y = x·Wᵀ (+ bias) with x rounded row by row as llama.cpp rounds it ([GgmlDots#quantize]: Q8_0 blocks for
+    /// Q8_0/Q4_0 weights, Q8_K for Q4_K) and integer dot products per block ([GgmlDots#dot]), llama.cpp's numerics
+    /// (`ggml_vec_dot_q8_0_q8_0`, `_q4_0_q8_0`, `_q4_K_q8_K`). Each thread streams its own contiguous range of W's
+    /// rows, each row dotted with every x row of the chunk while it is in cache. `scratch` holds the activation
+    /// scales ([#q8ScratchPerRow] per row).
     ///   y: (N, rows)   x: (N, cols)   bias: (rows) or null
     public void forwardQ8(float[] y, float[] x, float[] bias, int N, float[] scratch) {
-        int K = cols, M = rows, per = q8ScratchPerRow(), nb = K / 32;
+        int K = cols, M = rows, per = q8ScratchPerRow(), cp = GgmlDots.codesPerRow(K);
         if (!q8Activations()) throw new IllegalStateException(type + " has no Q8_0-activation product");
-        int chunk = scratch.length / per;
+        int chunk = Math.min(Q8_ROWS, scratch.length / per);
         if (chunk < 1) throw new IllegalArgumentException("scratch of " + scratch.length + " floats is smaller than one row's " + per);
+        short[] c = CODES.get();
+        if (c.length < Math.min(chunk, N) * cp) CODES.set(c = new short[Math.min(chunk, N) * cp]);
+        short[] codes = c;
+        int rowBytes = (int) type.bytes(K);
         for (int n0 = 0; n0 < N; n0 += chunk) {
             int rowsX = Math.min(chunk, N - n0), base = n0;
-            for (int r = 0; r < rowsX; r++) quantizeRowQ8(x, (base + r) * K, K, scratch, r * K, rowsX * K + r * nb);
-            Parallel.chunks(M, Math.min(Parallel.threads(), Math.max(1, (int) ((long) M * K * rowsX / 65536))), (c, a, b) -> {
-                for (int m = a; m < b; m++)
-                    for (int r = 0; r < rowsX; r++) {
-                        float acc = !VECTOR ? dotQ8(m, scratch, r * K, rowsX * K + r * nb)
-                                : type == GgmlBlocks.Q8_0 ? dotQ8Vector(m, scratch, r * K, rowsX * K + r * nb)
-                                : dotQ4Vector(m, scratch, r * K, rowsX * K + r * nb);
-                        y[(base + r) * M + m] = bias == null ? acc : acc + bias[m];
-                    }
+            for (int r = 0; r < rowsX; r++) GgmlDots.quantize(type, x, (base + r) * K, K, codes, r * cp, scratch, r * per);
+            Parallel.chunks(M, Math.min(Parallel.threads(), Math.max(1, (int) ((long) M * K * rowsX / 65536))), (ch, a, b) -> {
+                for (int m0 = a; m0 < b; m0 += W_ROWS)   // W_ROWS rows of W stay in L1 while every x row meets them
+                    for (int r = 0; r < rowsX; r++)
+                        GgmlDots.rows(type, data, rowBytes, m0, Math.min(b, m0 + W_ROWS), K, codes, r * cp, scratch, r * per, y, (base + r) * M);
             });
+            if (bias != null)
+                for (int r = 0; r < rowsX; r++)
+                    for (int m = 0; m < M; m++) y[(base + r) * M + m] += bias[m];
         }
-    }
-
-    /// x[off ..< off + K] to codes q[qOff ..] (as floats) and per-block half-rounded scales d[dOff ..].
-    static void quantizeRowQ8(float[] x, int off, int K, float[] q, int qOff, int dOff) {
-        for (int b = 0; b < K / 32; b++) {
-            float amax = 0;
-            for (int j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[off + b * 32 + j]));
-            float d = amax / 127f, id = amax != 0 ? 127f / amax : 0f;
-            q[dOff + b] = Float.float16ToFloat(Float.floatToFloat16(d));
-            for (int j = 0; j < 32; j++) q[qOff + b * 32 + j] = (float) Math.rint(x[off + b * 32 + j] * id);
-        }
-    }
-
-    static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
-    /// Bytes loaded per float vector: as many as it has lanes (8 → 64-bit, 16 → 128-bit).
-    static final VectorSpecies<Byte> B = F.length() == 16 ? ByteVector.SPECIES_128 : ByteVector.SPECIES_64;
-    /// The Vector API path runs where a float vector has 8 or 16 lanes (AVX2, AVX-512); elsewhere the scalar twin.
-    static final boolean VECTOR = F.length() == 8 || F.length() == 16;
-
-    /// [#dotQ8] for Q8_0 on the Vector API: per block, lane-wise products of the codes (each lane an exact integer
-    /// partial sum), scaled by d_w·d_x lane-wise into one accumulator, reduced once per row.
-    float dotQ8Vector(int m, float[] s, int qOff, int dOff) {
-        int nb = cols / 32, bb = type.blockBytes, L = F.length();
-        int at = m * nb * bb;
-        FloatVector acc = FloatVector.zero(F);
-        for (int b = 0; b < nb; b++, at += bb) {
-            float scale = Float.float16ToFloat((short) ((data[at] & 0xFF) | (data[at + 1] << 8))) * s[dOff + b];
-            FloatVector blk = FloatVector.zero(F);
-            for (int j = 0; j < 32; j += L) {
-                FloatVector w = (FloatVector) ByteVector.fromArray(B, data, at + 2 + j).convertShape(VectorOperators.B2F, F, 0);
-                blk = w.fma(FloatVector.fromArray(F, s, qOff + b * 32 + j), blk);
-            }
-            acc = blk.fma(FloatVector.broadcast(F, scale), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
-    }
-
-    /// [#dotQ8] for Q4_0 on the Vector API: the low nibbles of bytes j.. are elements j.., the high nibbles elements
-    /// 16 + j..; each (q − 8) is exact in float, so per block the lane sums are exact integers as in [#dotQ8Vector].
-    float dotQ4Vector(int m, float[] s, int qOff, int dOff) {
-        int nb = cols / 32, bb = type.blockBytes, L = F.length();
-        int at = m * nb * bb;
-        FloatVector acc = FloatVector.zero(F);
-        for (int b = 0; b < nb; b++, at += bb) {
-            float scale = Float.float16ToFloat((short) ((data[at] & 0xFF) | (data[at + 1] << 8))) * s[dOff + b];
-            FloatVector blk = FloatVector.zero(F);
-            int q = qOff + b * 32;
-            for (int j = 0; j < 16; j += L) {
-                ByteVector v = ByteVector.fromArray(B, data, at + 2 + j);
-                FloatVector lo = (FloatVector) v.and((byte) 0xF).sub((byte) 8).convertShape(VectorOperators.B2F, F, 0);
-                FloatVector hi = (FloatVector) v.lanewise(VectorOperators.LSHR, 4).sub((byte) 8).convertShape(VectorOperators.B2F, F, 0);
-                blk = lo.fma(FloatVector.fromArray(F, s, q + j), blk);
-                blk = hi.fma(FloatVector.fromArray(F, s, q + 16 + j), blk);
-            }
-            acc = blk.fma(FloatVector.broadcast(F, scale), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
-    }
-
-    /// Row m of W against one quantized x row: Σ_blocks (d_w·d_x) · Σ_j q_w·q_x (the scalar twin).
-    float dotQ8(int m, float[] s, int qOff, int dOff) {
-        int nb = cols / 32, bb = type.blockBytes;
-        int at = m * nb * bb;
-        float acc = 0;
-        for (int b = 0; b < nb; b++, at += bb) {
-            float dw = Float.float16ToFloat((short) ((data[at] & 0xFF) | (data[at + 1] << 8)));
-            float sum = 0;
-            int q = qOff + b * 32;
-            if (type == GgmlBlocks.Q8_0) {
-                for (int j = 0; j < 32; j++) sum += data[at + 2 + j] * s[q + j];
-            } else {
-                for (int j = 0; j < 16; j++) {
-                    int v = data[at + 2 + j] & 0xFF;
-                    sum += ((v & 0xF) - 8) * s[q + j] + ((v >>> 4) - 8) * s[q + j + 16];
-                }
-            }
-            acc += dw * s[dOff + b] * sum;
-        }
-        return acc;
     }
 
     /// The whole matrix as float32.

@@ -11,8 +11,9 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/// [GgmlWeight] against controls written here: the Q8_0-activation forward of Q8_0/Q4_0 against a double-precision
-/// sum over this test's own quantization of x (ggml's x86 `quantize_row_q8_0`), the K-quants' tiled forward and
+/// [GgmlWeight] against controls written here: the rounded-activation forward of Q8_0/Q4_0/Q4_K against a
+/// double-precision sum over this test's own quantization of x (ggml's x86 `quantize_row_q8_0`, `quantize_row_q8_K_ref`),
+/// the other K-quants' tiled forward and
 /// every type's input gradient against [ScalarGemm] over the scalar twin's dequantized W.
 class GgmlWeightTest {
     static final int[][] SHAPES = {{1, 256}, {7, 512}, {300, 256}, {37, 768}};
@@ -59,10 +60,34 @@ class GgmlWeightTest {
         return y;
     }
 
+    /// This test's Q8_K rounding of x (ggml `quantize_row_q8_K_ref`: per 256 values iscale = −127/max of the signed
+    /// value of largest magnitude, codes min(127, rint(iscale·x)), d = 1/iscale) and the product in double over the
+    /// twin's dequantized W.
+    static double[] q8KControl(GgmlTensor t, float[] x, int N) {
+        int K = t.cols(), M = t.rows();
+        float[] W = new float[M * K];
+        t.dequantize(W);
+        double[] y = new double[N * M];
+        for (int n = 0; n < N; n++)
+            for (int b = 0; b < K / 256; b++) {
+                int o = n * K + b * 256;
+                float max = 0;
+                for (int j = 0; j < 256; j++) if (Math.abs(x[o + j]) > Math.abs(max)) max = x[o + j];
+                if (max == 0) continue;
+                float iscale = -127f / max, dx = 1 / iscale;
+                for (int m = 0; m < M; m++) {
+                    double s = 0;
+                    for (int j = 0; j < 256; j++) s += (double) W[m * K + b * 256 + j] * Math.min(127, Math.rint(iscale * x[o + j]));
+                    y[n * M + m] += s * dx;
+                }
+            }
+        return y;
+    }
+
     @Test
     void q8ActivationForwardMatchesTheControl() {
         var rng = new SplittableRandom(3);
-        for (GgmlBlocks type : new GgmlBlocks[]{GgmlBlocks.Q8_0, GgmlBlocks.Q4_0})
+        for (GgmlBlocks type : new GgmlBlocks[]{GgmlBlocks.Q8_0, GgmlBlocks.Q4_0, GgmlBlocks.Q4_K})
             for (int[] s : SHAPES)
                 for (int N : new int[]{1, 5}) {
                     GgmlWeight w = new GgmlWeight(weight(type, s[0], s[1], rng));
@@ -70,7 +95,7 @@ class GgmlWeightTest {
                     x[0] = 0;   // an all-zero block in the first row
                     java.util.Arrays.fill(x, 0, Math.min(32, x.length), 0f);
                     w.forward(ScalarGemm.INSTANCE, y, x, bias, N, new float[w.scratchSize()]);
-                    double[] ref = q8Control(w.tensor(), x, N);
+                    double[] ref = type == GgmlBlocks.Q4_K ? q8KControl(w.tensor(), x, N) : q8Control(w.tensor(), x, N);
                     for (int i = 0; i < y.length; i++) {
                         double want = ref[i] + bias[i % s[0]];
                         // float sums over K/32 blocks of exact integer dots: relative error ~ (K/32)·2⁻²⁴ of the magnitude

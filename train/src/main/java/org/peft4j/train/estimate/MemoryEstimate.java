@@ -30,7 +30,8 @@ import java.util.Set;
 /// (specs.md §1.2-1.5): packed codes, absmax (double-quantized: 8-bit codes + per-256 float absmax + map).
 /// What no array count can give, the JVM itself, is one calibrated constant, [#RUNTIME_BYTES].
 ///
-/// @param weights      the base model: float32, or for QLoRA the 4-bit linears plus float32 embeddings, norms, biases
+/// @param weights      the base model: float32, or for QLoRA the 4-bit linears plus float32 (or, see
+///                     [#weightBytes(LlamaConfig, boolean, int, boolean, int)], 16-bit) embeddings, norms, biases
 /// @param adapters     LoRA A and B (float32)
 /// @param gradients    one float32 gradient per trainable tensor (tied embeddings share one)
 /// @param optimizer    optimizer state (for paged optimizers: file-mapped, resident up to the budget; counted in full)
@@ -42,9 +43,12 @@ import java.util.Set;
 /// @param activationsOther  `activations` with gradient checkpointing toggled, for comparison
 /// @param preference   stages dpo and kto (and sft with use_asft_loss): the scoring passes' buffers
 ///                     ([TrainModel#scoringBytes]) and a separate reference model's weights ([Preference])
+/// @param offHeap      of the components above, the bytes held off the Java heap (file mappings, native arenas): the
+///                     paged optimizers' state and a 4-bit base's codes ([#offHeapBytes]); [HeapPlan] sizes the
+///                     heap from the rest and -XX:MaxDirectMemorySize from this
 public record MemoryEstimate(long weights, long adapters, long gradients, long optimizer, long activations, long logits,
                              long scratch, long runtime, long kvCache, boolean checkpointing, long activationsOther,
-                             long preference) {
+                             long preference, long offHeap) {
 
     /// What the reference model of a preference stage is: none (SFT/PT; DPO with pref_loss orpo or simpo), the LoRA
     /// base with the adapter off (no extra weights), or a separate frozen model (full/freeze tuning's copy, or
@@ -95,7 +99,7 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     /// held (linear weights in their stored blocks, the rest float32; [org.peft4j.model.gguf.GgufModel#baseBytes]).
     public MemoryEstimate withWeights(long bytes) {
         return new MemoryEstimate(bytes, adapters, gradients, optimizer, activations, logits, scratch, runtime, kvCache, checkpointing,
-                activationsOther, preference);
+                activationsOther, preference, offHeap);
     }
 
     public long total() { return weights + adapters + gradients + optimizer + activations + logits + scratch + runtime + preference; }
@@ -112,6 +116,15 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     public static MemoryEstimate estimate(LlamaConfig c, String method, int loraRank, List<String> targets, int batch, int seq,
                                           boolean checkpointing, String optim, int quantBlockSize, boolean doubleQuant) {
         return estimate(c, method(method, loraRank, targets), method.equalsIgnoreCase("qlora"), batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
+    }
+
+    /// The estimate of a run's resolved keys over a base of config `c` ([Method] `method`, which a continued adapter
+    /// may replace; `quantized`: a 4-bit base) at sequence length `seq`: per_device_train_batch_size (pairs for dpo and
+    /// rm), gradient_checkpointing, the optimizer ([#optimOf]), double quantization in blocks of 64, the preference
+    /// stage's reference ([Preference#of]). The trainer's check, the launcher's plan ([HeapPlan]) and the board read it.
+    public static MemoryEstimate of(org.peft4j.train.TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq) {
+        return estimate(c, method, quantized, a.training().perDeviceTrainBatchSize(), seq, a.finetuning().gradientCheckpointing(),
+                optimOf(a), 64, a.model().doubleQuantization(), Preference.of(a));
     }
 
     /// `method` (lora | qlora | full | freeze) as the [Method] it trains; `targets` as in [#estimate].
@@ -140,7 +153,8 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         int batch = pref.stage().equals("dpo") || pref.stage().equals("rm") ? 2 * pairsOrBatch : pairsOrBatch;   // rm: pairs too
         MemoryEstimate e = estimateRows(c, method, quantized, batch, seq, checkpointing, optim, quantBlockSize, doubleQuant);
         return new MemoryEstimate(e.weights, e.adapters, e.gradients, e.optimizer, e.activations, e.logits, e.scratch, e.runtime,
-                e.kvCache, e.checkpointing, e.activationsOther, preferenceBytes(c, method, quantized, batch, seq, pref, quantBlockSize, doubleQuant));
+                e.kvCache, e.checkpointing, e.activationsOther, preferenceBytes(c, method, quantized, batch, seq, pref, quantBlockSize, doubleQuant),
+                e.offHeap);
     }
 
     /// The preference stages' extras for `B` rows of `T` tokens, as [TrainModel#scoringBytes] counts them, plus a
@@ -209,8 +223,10 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
         long lse = TrainModel.lossBytes(c, batch, rowLen) - logits;
         long[] with = planBytes(c, method, quantized, batch, seq, true), without = planBytes(c, method, quantized, batch, seq, false);
         long[] mine = checkpointing ? with : without, other = checkpointing ? without : with;
+        // off the heap: a paged optimizer's state (PagedState: a mapped file) and a 4-bit base's codes (native arena or mapped)
+        long offHeap = (optim.toLowerCase(Locale.ROOT).startsWith("paged_") ? optimizer : 0) + offHeapBytes(c, quantized, quantBlockSize, doubleQuant);
         return new MemoryEstimate(weightBytes(c, quantized, quantBlockSize, doubleQuant), adapters, gradients, optimizer, mine[0] + lse, logits,
-                mine[1], RUNTIME_BYTES, KvCache.bytes(c, batch, seq), checkpointing, other[0] + lse, 0);
+                mine[1], RUNTIME_BYTES, KvCache.bytes(c, batch, seq), checkpointing, other[0] + lse, 0, offHeap);
     }
 
     /// TrainModel's activation plan ([TrainModel#plan], the buffers the decoder allocates) in bytes: {activations and
@@ -400,9 +416,16 @@ public record MemoryEstimate(long weights, long adapters, long gradients, long o
     }
 
     /// Base weights: float32, or NF4 linears (packed codes + absmax, specs.md §1.2-1.4) and float32 for the rest.
-    static long weightBytes(LlamaConfig c, boolean quantized, int blockSize, boolean doubleQuant) {
+    public static long weightBytes(LlamaConfig c, boolean quantized, int blockSize, boolean doubleQuant) {
+        return weightBytes(c, quantized, blockSize, doubleQuant, 4);
+    }
+
+    /// As above with embeddings and lm_head held at `embedBytes` bytes a value: 2 for a 4-bit base that keeps them
+    /// BF16/F16 (`QuantizedModel.embed16/head16`: a `quantize`d folder, `createRandom(..., BF16)`), 4 for float32.
+    public static long weightBytes(LlamaConfig c, boolean quantized, int blockSize, boolean doubleQuant, int embedBytes) {
+        if (embedBytes != 2 && embedBytes != 4) throw new IllegalArgumentException("embedBytes must be 2 or 4, got " + embedBytes);
         long VC = (long) c.vocabSize() * c.hiddenSize();
-        long bytes = 4 * (VC * (c.tieWordEmbeddings() ? 1 : 2) + c.hiddenSize());
+        long bytes = embedBytes * VC * (c.tieWordEmbeddings() ? 1 : 2) + 4L * c.hiddenSize();
         for (int l = 0; l < c.numHiddenLayers(); l++)
             for (LayerTensor t : LayerTensor.values()) {
                 if (!t.present(c)) continue;

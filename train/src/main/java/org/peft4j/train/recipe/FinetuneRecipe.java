@@ -26,6 +26,7 @@ import org.peft4j.train.dist.Collective;
 import org.peft4j.train.engine.Method;
 import org.peft4j.train.engine.Param;
 import org.peft4j.train.engine.TrainModel;
+import org.peft4j.train.estimate.HeapPlan;
 import org.peft4j.train.estimate.MemoryEstimate;
 
 import java.io.IOException;
@@ -272,19 +273,45 @@ public final class FinetuneRecipe {
         };
     }
 
-    /// Refuses, with the numbers, a run whose estimated memory ([MemoryEstimate]) exceeds what this JVM may use, before
-    /// allocating the trainable tensors (lora_rank 100000 would otherwise end in an OutOfMemoryError minutes later).
-    /// `baseBytes`: the bytes a GGUF base holds as loaded, or -1 to count the weights from the config.
+    /// Refuses, with the numbers, a run whose planned Java heap ([HeapPlan#heapData] of its [MemoryEstimate]) exceeds
+    /// what this JVM may use, before allocating the trainable tensors (lora_rank 100000 would otherwise end in an
+    /// OutOfMemoryError minutes later). `baseBytes`: the bytes a GGUF base holds as loaded, or -1 to count the weights
+    /// from the config.
     static void requireMemory(TrainArgs a, LlamaConfig c, Method method, boolean quantized, int seq, long baseBytes) {
-        MemoryEstimate e = MemoryEstimate.estimate(c, method, quantized, a.training().perDeviceTrainBatchSize(), seq,
-                a.finetuning().gradientCheckpointing(), MemoryEstimate.optimOf(a), 64, a.model().doubleQuantization(), MemoryEstimate.Preference.of(a));
+        MemoryEstimate e = MemoryEstimate.of(a, c, method, quantized, seq);
         if (baseBytes >= 0) e = e.withWeights(baseBytes);
+        long need = HeapPlan.of(e).heapData();
         long max = Runtime.getRuntime().maxMemory();
-        if (e.total() > max)
-            throw new ConfigException(String.format(java.util.Locale.ROOT, "this run needs about %.1f GiB (trainable %.1f GiB, their gradients %.1f GiB, "
+        if (need > max)
+            throw new ConfigException(String.format(java.util.Locale.ROOT, "this run needs about %.1f GiB of Java heap (trainable %.1f GiB, their gradients %.1f GiB, "
                     + "optimizer %.1f GiB, activations %.1f GiB), more than the %.1f GiB this JVM may use; lower lora_rank (%d), "
-                    + "per_device_train_batch_size or cutoff_len, or give Java more memory (-Xmx)",
-                    gib(e.total()), gib(e.adapters()), gib(e.gradients()), gib(e.optimizer()), gib(e.activations()), gib(max), a.finetuning().loraRank()));
+                    + "per_device_train_batch_size or cutoff_len, or give Java more memory (-Xmx; ./peft4j sets it from the plan unless PEFT4J_JAVA_OPTS has one)",
+                    gib(need), gib(e.adapters()), gib(e.gradients()), gib(e.optimizer()), gib(e.activations()), gib(max), a.finetuning().loraRank()));
+    }
+
+    /// The memory plan of a run, before anything is loaded (the launcher's plan step): the base read from `modelDir`'s
+    /// config.json (or a GGUF file's header), the method as the run builds it (a continued adapter's LoRA config),
+    /// 4-bit when the folder is quantized or quantization_bit is set, at sequence length `seq` (the run trains at
+    /// min(cutoff_len, longest example)). Loading holds a float copy beside the 4-bit one when quantization_bit
+    /// quantizes a float checkpoint or OFT dequantizes a 4-bit one, and keeps it with compare_prompts or
+    /// forgetting_text; [HeapPlan#loading] counts it.
+    public static HeapPlan plan(TrainArgs a, Path modelDir, int seq) {
+        boolean gguf = GgufModel.isGguf(modelDir);
+        LlamaConfig c = gguf ? GgufModel.config(modelDir) : LlamaConfig.read(modelDir.resolve("config.json"));
+        Method method = a.finetuning().method();
+        if (a.model().adapterNameOrPath() != null && Files.isDirectory(Path.of(a.model().adapterNameOrPath())))
+            method = new Method.Lora(PeftAdapter.read(Path.of(a.model().adapterNameOrPath())).config());
+        boolean lora = a.finetuning().type().equals("lora");
+        boolean fourBit = !gguf && (QuantizedModel.isQuantized(modelDir) || a.model().quantizationBit() != null);
+        long ggufBytes = gguf && lora ? GgufModel.baseBytes(modelDir) : -1;
+        MemoryEstimate e = MemoryEstimate.of(a, c, method, fourBit && lora || ggufBytes >= 0, seq);
+        if (ggufBytes >= 0) e = e.withWeights(ggufBytes);
+        long loading = 0;
+        boolean comparing = a.finetuning().doTrain() && (!a.peft4j().comparePrompts().isEmpty() || a.peft4j().forgettingText() != null);
+        if (fourBit && (!lora || a.model().quantizationBit() != null && !QuantizedModel.isQuantized(modelDir) || comparing))
+            loading = MemoryEstimate.weightBytes(c, false, 64, true) + MemoryEstimate.weightBytes(c, true, 64, a.model().doubleQuantization());
+        if (fourBit && lora && comparing) e = e.withWeights(e.weights() + MemoryEstimate.weightBytes(c, false, 64, true));   // the float copy kept
+        return new HeapPlan(e, loading);
     }
 
     private static double gib(long bytes) { return bytes / (double) (1L << 30); }
