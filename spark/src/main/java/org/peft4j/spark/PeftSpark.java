@@ -60,15 +60,17 @@ public final class PeftSpark {
     /// With N ranks and per_device_train_batch_size B the run equals one process of batch N·B (see
     /// [org.peft4j.train.Trainer#collective]). Blocks until the stage ends; throws when it failed for good.
     public static Result train(SparkSession spark, Path yaml, List<String> flags, int ranks) {
-        String text = null;
-        if (yaml != null) {
-            try {
-                text = Files.readString(yaml);
-            } catch (IOException e) {
-                throw new ConfigException("cannot read the config " + yaml + ": " + e.getMessage(), e);
-            }
+        return train(spark, readYaml(yaml), flags, ranks);
+    }
+
+    /// The YAML file's text; null for a null path (flags only).
+    private static String readYaml(Path yaml) {
+        if (yaml == null) return null;
+        try {
+            return Files.readString(yaml);
+        } catch (IOException e) {
+            throw new ConfigException("cannot read the config " + yaml + ": " + e.getMessage(), e);
         }
-        return train(spark, text, flags, ranks);
     }
 
     /// As [#train(SparkSession, Path, List, int)] with the YAML's text.
@@ -84,15 +86,7 @@ public final class PeftSpark {
     /// As [#train(SparkSession, Path, List, int)] with the rows of `data` as the dataset ([DataFrameDataset]):
     /// `dataset` names the dataset_info.json entry that describes its columns.
     public static Result train(SparkSession spark, Path yaml, List<String> flags, Dataset<Row> data, int ranks) {
-        String text = null;
-        if (yaml != null) {
-            try {
-                text = Files.readString(yaml);
-            } catch (IOException e) {
-                throw new ConfigException("cannot read the config " + yaml + ": " + e.getMessage(), e);
-            }
-        }
-        return train(spark, text, flags, data, ranks, (rank, attempt) -> e -> {});
+        return train(spark, readYaml(yaml), flags, data, ranks, (rank, attempt) -> e -> {});
     }
 
     /// As [#train(SparkSession, String, List, int, TaskListener)]; `data` (null: dataset_dir's files) gives the rows.

@@ -42,7 +42,7 @@ class ExampleConfigsTest {
             String text = cmd.toString().replaceAll("\\s+#.*$", "").strip();
             List<String> args = new ArrayList<>(Arrays.asList(text.split("\\s+")));
             args.subList(0, 2).clear();
-            for (String cliOnly : List.of("--spark-master", "--spark-ranks")) {   // TrainCommand's own flags, not config keys
+            for (String cliOnly : List.of("--spark-master", "--spark-ranks", "--spark-input")) {   // TrainCommand's own flags, not config keys
                 int at = args.indexOf(cliOnly);
                 if (at >= 0) args.subList(at, Math.min(at + 2, args.size())).clear();
             }

@@ -8,14 +8,11 @@ import org.peft4j.formats.json.PyJson;
 import org.peft4j.formats.safetensors.SafeTensors;
 import org.peft4j.formats.safetensors.TensorInfo;
 import org.peft4j.model.adapter.lora.PeftAdapter;
+import org.peft4j.model.adapter.prompt.PromptAdapter;
 
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -107,17 +104,7 @@ public record PrefixAdapter(int numVirtualTokens, int numLayers, int numAttentio
     /// Writes `adapter_model.safetensors` ({"format": "pt"}) and `adapter_config.json` as PEFT's save_pretrained
     /// writes a PrefixTuningConfig (sorted keys, 2-space indent), each atomically.
     public void write(Path dir, DType dtype) {
-        try {
-            Files.createDirectories(dir);
-            SafeTensors.write(dir.resolve(PeftAdapter.WEIGHTS_FILE),
-                    List.of(SafeTensors.Entry.ofFloats(TENSOR, new long[]{numVirtualTokens, width(numLayers, tokenDim)}, embeddings, dtype)),
-                    Map.of("format", "pt"));
-            Path tmp = dir.resolve("." + PeftAdapter.CONFIG_FILE + ".tmp");
-            Files.writeString(tmp, configJson(), StandardCharsets.UTF_8);
-            Files.move(tmp, dir.resolve(PeftAdapter.CONFIG_FILE), StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } catch (IOException e) {
-            throw new FormatException("cannot write adapter to " + dir + ": " + e.getMessage(), e);
-        }
+        PromptAdapter.writeFolder(dir, numVirtualTokens, width(numLayers, tokenDim), embeddings, configJson(), dtype);
     }
 
     /// adapter_config.json: PrefixTuningConfig's fields as PEFT saves them after get_peft_model (num_layers, token_dim,
