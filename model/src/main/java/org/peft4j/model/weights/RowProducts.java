@@ -13,14 +13,19 @@ import org.peft4j.core.kernels.VectorOps;
 
 /// The row path of a linear layer: y[n, m] = x[n]·W[m] (+ b[m]) for few input rows (decode of one stream, or of a
 /// batch of streams in the server), where a GEMM's packing costs more than the product. Decode is memory-bound, so
-/// W is streamed once per call: the output rows are split into one contiguous range per thread, and each group of
-/// 4 weight rows is read (BF16: converted in registers, fused with the dot; F16: converted into a 4-row L1 buffer)
-/// and dotted with every input row while it is in cache, 2 input rows at a time (8 accumulators).
+/// W is streamed once per call, at the machine's read bandwidth: the output rows are split into one contiguous range
+/// per thread, and each weight row is read once, front to back (BF16: converted in registers, fused with the dot;
+/// F16 and ggml blocks: converted into a 4-row L1 buffer first), and dotted with every input row while it is in L1,
+/// two input rows at a time. One weight stream at a time: on Zen 5, two or four interleaved row streams read at half
+/// the bandwidth of one (measured: 11-17 GB/s against 24-34).
 ///
-/// Every y[n, m] is the same sequence of operations whatever N, the row's place in the batch, the tiling and the
-/// thread count: one vector accumulator over K in order (`acc = fma(w, x, acc)`), its lanes added in index order
-/// ([VectorOps#sumLanes]), plus the scalar tail. So a stream decoded alone or in any batch gets the same bits, and a
-/// BF16 weight gives the bits of a float32 weight holding the converted values. [#forwardScalar] is the scalar twin.
+/// Every y[n, m] is the same sequence of operations whatever N, the row's place in the batch, the split and the
+/// thread count: four vector accumulators over K (vector chunk c of the first 4·⌊K/4L⌋·L floats into accumulator
+/// c mod 4, the remaining whole chunks into accumulator 0, each `acc = fma(w, x, acc)` in order), combined as
+/// (a0 + a1) + (a2 + a3), its lanes added in index order ([VectorOps#sumLanes]), plus the scalar tail and the bias.
+/// Four chains, because one FMA chain's latency caps a BF16 row at about 24 GB/s. So a stream decoded alone or in
+/// any batch gets the same bits, and a BF16 weight gives the bits of a float32 weight holding the converted values.
+/// [#lanes] is the lane-order scalar twin of these bits, [#forwardScalar] the plain scalar twin.
 public final class RowProducts {
     private RowProducts() {}
 
@@ -42,14 +47,16 @@ public final class RowProducts {
         Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
     }
 
-    /// y = x·Wᵀ (+ bias) for a 16-bit W (`type` BF16 or F16).   w: (M, K) bits.   scratch: ≥ [#scratchSize] floats (F16 only)
+    /// y = x·Wᵀ (+ bias) for a 16-bit W (`type` BF16 or F16).   w: (M, K) bits.   scratch: ≥ [#scratchSize] floats
+    /// (F16, and BF16 from [#BATCH] input rows; BF16 without it converts in registers)
     public static void forward(DType type, float[] y, float[] x, short[] w, float[] bias, int N, int K, int M, float[] scratch) {
         boolean cold = GATE.cold();
-        if (type == DType.BF16) {
+        if (type == DType.BF16 && (N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
             Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
-        // F16: C2 converts with the hardware instruction in a vectorized loop; the group is converted into a per-chunk buffer
+        // F16 (C2 converts with the hardware instruction in a vectorized loop), and BF16 for a batch, whose products
+        // outweigh the conversion: each group of rows is converted into a per-chunk buffer, then the float32 kernels
         int chunks = Math.max(1, Math.min(chunks(M), scratch.length / (G * K)));
         if (scratch.length < Math.min(G, M) * K)
             throw new IllegalArgumentException("row-path scratch holds " + scratch.length + " floats, needs " + Math.min(G, M) * K);
@@ -65,6 +72,10 @@ public final class RowProducts {
             }
         });
     }
+
+    /// From this many input rows a product is compute-bound: BF16 rows are converted once into a buffer for all of
+    /// them, and (AVX-512) two weight rows share each input load.
+    private static final int BATCH = 4;
 
     /// y = x·Wᵀ (+ bias) for a block-quantized W (ggml blocks, [org.peft4j.quant.GgmlTensor]): each group of 4 weight
     /// rows is dequantized into a per-chunk L1 buffer (the Vector API twins in [org.peft4j.quant.GgmlKernels]) and dotted
@@ -90,25 +101,39 @@ public final class RowProducts {
     }
 
     /// Rows m .. m+rows-1 of W (the first at `wo` in `w`, or at `ho` in BF16 bits `h`) against every input row: the
-    /// vector groups, or their lane-order scalar twin while the start is cold ([ColdStart]), which gives the same bits.
+    /// vector kernels, or their lane-order scalar twin while the start is cold ([ColdStart]), which gives the same bits.
     static void span(boolean cold, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
                      int N, int K, int M, int m, int rows) {
         if (cold) { lanes(y, x, w, wo, bf16, h, ho, bias, N, K, M, m, rows); return; }
+        // one method per dtype and per N = 1: C2 compiles each to a bare load-FMA stream (a shared method with a dtype
+        // flag, or the single-row loop nested in the loop over input rows, measured 1.3-1.6x slower)
+        if (N == 1) {
+            if (bf16) for (int r = 0; r < rows; r++) y[m + r] = oneBf16(x, h, ho + r * K, bias, K, m + r);
+            else for (int r = 0; r < rows; r++) y[m + r] = oneF32(x, w, wo + r * K, bias, K, m + r);
+            return;
+        }
         int r = 0;
-        for (; r + G <= rows; r += G) group4(y, x, w, wo + r * K, bf16, h, ho + r * K, bias, N, K, M, m + r);
-        for (; r < rows; r++) group1(y, x, w, wo + r * K, bf16, h, ho + r * K, bias, N, K, M, m + r);
+        if (N >= BATCH && WIDE) {   // compute-bound: 2 weight rows × 2 input rows share their loads (16 accumulators)
+            if (!bf16) for (; r + 2 <= rows; r += 2) pairF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
+        }
+        if (bf16) for (; r < rows; r++) rowBf16(y, x, h, ho + r * K, bias, N, K, M, m + r);
+        else for (; r < rows; r++) rowF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
     }
 
-    /// The vector path on a small problem (F32 and BF16, a 4-row group and a single row, an input-row pair and a single
-    /// input row), for [ColdStart]'s warm-up: 30·L multiply-adds per dtype, a fraction of a microsecond once compiled
-    /// (small, so that the garbage the uncompiled vector code makes stays small too).
+    /// 32 vector registers (AVX-512): room for the 16 accumulators of the 2×2 tile.
+    private static final boolean WIDE = F.vectorBitSize() >= 512;
+
+    /// The vector path on a small problem (F32 and BF16, one and three input rows), for [ColdStart]'s warm-up: a
+    /// fraction of a microsecond once compiled (small, so that the garbage the uncompiled vector code makes stays small).
     private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
-        static final int K = 2 * L, M = 5, N = 3;
+        static final int K = 5 * L, M = 2, N = 3;
         final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
         final short[] h = new short[M * K];
         public void run() {
-            span(false, y, x, w, 0, false, null, 0, null, N, K, M, 0, M);
-            span(false, y, x, null, 0, true, h, 0, null, N, K, M, 0, M);
+            for (int n : new int[]{1, N}) {
+                span(false, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
+                span(false, y, x, null, 0, true, h, 0, null, n, K, M, 0, M);
+            }
         }
     }, 3_000);
 
@@ -118,10 +143,8 @@ public final class RowProducts {
     /// One range per thread, none shorter than 16 rows (a handful of rows is not worth a hand-off).
     private static int chunks(int M) { return Math.max(1, Math.min(Parallel.threads(), M / 16)); }
 
-    /// Weight row m from float32 `w` at `wo` (+ r·K for row m + r), or from BF16 bits `h` at `ho`.
-    private static FloatVector wv(float[] w, int wo, boolean bf16, short[] h, int ho, int i) {
-        if (!bf16) return FloatVector.fromArray(F, w, wo + i);
-        return ((IntVector) ShortVector.fromArray(H, h, ho + i).convertShape(VectorOperators.S2I, I, 0))
+    private static FloatVector bf16(short[] h, int o) {
+        return ((IntVector) ShortVector.fromArray(H, h, o).convertShape(VectorOperators.S2I, I, 0))
                 .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
@@ -129,63 +152,159 @@ public final class RowProducts {
         return bf16 ? Float.intBitsToFloat(h[ho + i] << 16) : w[wo + i];
     }
 
-    /// Rows m .. m+3 of W against every input row, two input rows at a time.
-    private static void group4(float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
-                               int N, int K, int M, int m) {
-        int n = 0, up = K - L, tail = F.loopBound(K);
+    /// Float32 weight row m (at `wo`) against the single input row (decode of one stream).
+    private static float oneF32(float[] x, float[] w, int wo, float[] bias, int K, int m) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 4 * L <= K; i += 4 * L) {
+            a0 = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, i), a0);
+            a1 = FloatVector.fromArray(F, w, wo + i + L).fma(FloatVector.fromArray(F, x, i + L), a1);
+            a2 = FloatVector.fromArray(F, w, wo + i + 2 * L).fma(FloatVector.fromArray(F, x, i + 2 * L), a2);
+            a3 = FloatVector.fromArray(F, w, wo + i + 3 * L).fma(FloatVector.fromArray(F, x, i + 3 * L), a3);
+        }
+        for (; i + L <= K; i += L) a0 = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, i), a0);
+        return finish(a0.add(a1).add(a2.add(a3)), x, 0, w, wo, false, null, 0, i, K, bias, m);
+    }
+
+    /// [#oneF32] for a BF16 weight row (bits at `ho`), converted in registers.
+    private static float oneBf16(float[] x, short[] h, int ho, float[] bias, int K, int m) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 4 * L <= K; i += 4 * L) {
+            a0 = bf16(h, ho + i).fma(FloatVector.fromArray(F, x, i), a0);
+            a1 = bf16(h, ho + i + L).fma(FloatVector.fromArray(F, x, i + L), a1);
+            a2 = bf16(h, ho + i + 2 * L).fma(FloatVector.fromArray(F, x, i + 2 * L), a2);
+            a3 = bf16(h, ho + i + 3 * L).fma(FloatVector.fromArray(F, x, i + 3 * L), a3);
+        }
+        for (; i + L <= K; i += L) a0 = bf16(h, ho + i).fma(FloatVector.fromArray(F, x, i), a0);
+        return finish(a0.add(a1).add(a2.add(a3)), x, 0, null, 0, true, h, ho, i, K, bias, m);
+    }
+
+    /// Float32 weight row m (at `wo`) against every input row, two at a time (the weight loads shared), each with
+    /// the four accumulators of [#oneF32]; a last odd row as [#oneF32].
+    private static void rowF32(float[] y, float[] x, float[] w, int wo, float[] bias, int N, int K, int M, int m) {
+        int n = 0;
         for (; n + 2 <= N; n += 2) {
-            int x0 = n * K, x1 = x0 + K;
-            FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-            for (int i = 0; i <= up; i += L) {
-                FloatVector v0 = FloatVector.fromArray(F, x, x0 + i), v1 = FloatVector.fromArray(F, x, x1 + i);
-                FloatVector w0 = wv(w, wo, bf16, h, ho, i), w1 = wv(w, wo + K, bf16, h, ho + K, i);
-                FloatVector w2 = wv(w, wo + 2 * K, bf16, h, ho + 2 * K, i), w3 = wv(w, wo + 3 * K, bf16, h, ho + 3 * K, i);
-                a00 = w0.fma(v0, a00); a01 = w0.fma(v1, a01);
-                a10 = w1.fma(v0, a10); a11 = w1.fma(v1, a11);
-                a20 = w2.fma(v0, a20); a21 = w2.fma(v1, a21);
-                a30 = w3.fma(v0, a30); a31 = w3.fma(v1, a31);
+            int x0 = n * K, x1 = x0 + K, i = 0;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (; i + 4 * L <= K; i += 4 * L) {
+                FloatVector w0 = FloatVector.fromArray(F, w, wo + i), w1 = FloatVector.fromArray(F, w, wo + i + L);
+                FloatVector w2 = FloatVector.fromArray(F, w, wo + i + 2 * L), w3 = FloatVector.fromArray(F, w, wo + i + 3 * L);
+                a0 = w0.fma(FloatVector.fromArray(F, x, x0 + i), a0);
+                b0 = w0.fma(FloatVector.fromArray(F, x, x1 + i), b0);
+                a1 = w1.fma(FloatVector.fromArray(F, x, x0 + i + L), a1);
+                b1 = w1.fma(FloatVector.fromArray(F, x, x1 + i + L), b1);
+                a2 = w2.fma(FloatVector.fromArray(F, x, x0 + i + 2 * L), a2);
+                b2 = w2.fma(FloatVector.fromArray(F, x, x1 + i + 2 * L), b2);
+                a3 = w3.fma(FloatVector.fromArray(F, x, x0 + i + 3 * L), a3);
+                b3 = w3.fma(FloatVector.fromArray(F, x, x1 + i + 3 * L), b3);
             }
-            int y0 = n * M + m, y1 = y0 + M;
-            y[y0] = finish(a00, x, x0, w, wo, bf16, h, ho, tail, K, bias, m);
-            y[y1] = finish(a01, x, x1, w, wo, bf16, h, ho, tail, K, bias, m);
-            y[y0 + 1] = finish(a10, x, x0, w, wo + K, bf16, h, ho + K, tail, K, bias, m + 1);
-            y[y1 + 1] = finish(a11, x, x1, w, wo + K, bf16, h, ho + K, tail, K, bias, m + 1);
-            y[y0 + 2] = finish(a20, x, x0, w, wo + 2 * K, bf16, h, ho + 2 * K, tail, K, bias, m + 2);
-            y[y1 + 2] = finish(a21, x, x1, w, wo + 2 * K, bf16, h, ho + 2 * K, tail, K, bias, m + 2);
-            y[y0 + 3] = finish(a30, x, x0, w, wo + 3 * K, bf16, h, ho + 3 * K, tail, K, bias, m + 3);
-            y[y1 + 3] = finish(a31, x, x1, w, wo + 3 * K, bf16, h, ho + 3 * K, tail, K, bias, m + 3);
+            for (; i + L <= K; i += L) {
+                FloatVector wi = FloatVector.fromArray(F, w, wo + i);
+                a0 = wi.fma(FloatVector.fromArray(F, x, x0 + i), a0);
+                b0 = wi.fma(FloatVector.fromArray(F, x, x1 + i), b0);
+            }
+            y[n * M + m] = finish(a0.add(a1).add(a2.add(a3)), x, x0, w, wo, false, null, 0, i, K, bias, m);
+            y[(n + 1) * M + m] = finish(b0.add(b1).add(b2.add(b3)), x, x1, w, wo, false, null, 0, i, K, bias, m);
         }
-        for (; n < N; n++) {
-            int x0 = n * K;
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i <= up; i += L) {
-                FloatVector v0 = FloatVector.fromArray(F, x, x0 + i);
-                a0 = wv(w, wo, bf16, h, ho, i).fma(v0, a0);
-                a1 = wv(w, wo + K, bf16, h, ho + K, i).fma(v0, a1);
-                a2 = wv(w, wo + 2 * K, bf16, h, ho + 2 * K, i).fma(v0, a2);
-                a3 = wv(w, wo + 3 * K, bf16, h, ho + 3 * K, i).fma(v0, a3);
+        if (n < N) y[n * M + m] = oneF32At(x, n * K, w, wo, bias, K, m);
+    }
+
+    /// [#oneF32] for the input row at `x0` (inside the loops over input rows).
+    private static float oneF32At(float[] x, int x0, float[] w, int wo, float[] bias, int K, int m) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 4 * L <= K; i += 4 * L) {
+            a0 = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, x0 + i), a0);
+            a1 = FloatVector.fromArray(F, w, wo + i + L).fma(FloatVector.fromArray(F, x, x0 + i + L), a1);
+            a2 = FloatVector.fromArray(F, w, wo + i + 2 * L).fma(FloatVector.fromArray(F, x, x0 + i + 2 * L), a2);
+            a3 = FloatVector.fromArray(F, w, wo + i + 3 * L).fma(FloatVector.fromArray(F, x, x0 + i + 3 * L), a3);
+        }
+        for (; i + L <= K; i += L) a0 = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, x0 + i), a0);
+        return finish(a0.add(a1).add(a2.add(a3)), x, x0, w, wo, false, null, 0, i, K, bias, m);
+    }
+
+    /// [#rowF32] for a BF16 weight row (bits at `ho`), converted in registers.
+    private static void rowBf16(float[] y, float[] x, short[] h, int ho, float[] bias, int N, int K, int M, int m) {
+        int n = 0;
+        for (; n + 2 <= N; n += 2) {
+            int x0 = n * K, x1 = x0 + K, i = 0;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            for (; i + 4 * L <= K; i += 4 * L) {
+                FloatVector w0 = bf16(h, ho + i), w1 = bf16(h, ho + i + L), w2 = bf16(h, ho + i + 2 * L), w3 = bf16(h, ho + i + 3 * L);
+                a0 = w0.fma(FloatVector.fromArray(F, x, x0 + i), a0);
+                b0 = w0.fma(FloatVector.fromArray(F, x, x1 + i), b0);
+                a1 = w1.fma(FloatVector.fromArray(F, x, x0 + i + L), a1);
+                b1 = w1.fma(FloatVector.fromArray(F, x, x1 + i + L), b1);
+                a2 = w2.fma(FloatVector.fromArray(F, x, x0 + i + 2 * L), a2);
+                b2 = w2.fma(FloatVector.fromArray(F, x, x1 + i + 2 * L), b2);
+                a3 = w3.fma(FloatVector.fromArray(F, x, x0 + i + 3 * L), a3);
+                b3 = w3.fma(FloatVector.fromArray(F, x, x1 + i + 3 * L), b3);
             }
-            int y0 = n * M + m;
-            y[y0] = finish(a0, x, x0, w, wo, bf16, h, ho, tail, K, bias, m);
-            y[y0 + 1] = finish(a1, x, x0, w, wo + K, bf16, h, ho + K, tail, K, bias, m + 1);
-            y[y0 + 2] = finish(a2, x, x0, w, wo + 2 * K, bf16, h, ho + 2 * K, tail, K, bias, m + 2);
-            y[y0 + 3] = finish(a3, x, x0, w, wo + 3 * K, bf16, h, ho + 3 * K, tail, K, bias, m + 3);
+            for (; i + L <= K; i += L) {
+                FloatVector wi = bf16(h, ho + i);
+                a0 = wi.fma(FloatVector.fromArray(F, x, x0 + i), a0);
+                b0 = wi.fma(FloatVector.fromArray(F, x, x1 + i), b0);
+            }
+            y[n * M + m] = finish(a0.add(a1).add(a2.add(a3)), x, x0, null, 0, true, h, ho, i, K, bias, m);
+            y[(n + 1) * M + m] = finish(b0.add(b1).add(b2.add(b3)), x, x1, null, 0, true, h, ho, i, K, bias, m);
+        }
+        if (n < N) y[n * M + m] = oneBf16At(x, n * K, h, ho, bias, K, m);
+    }
+
+    /// [#oneBf16] for the input row at `x0` (inside the loops over input rows).
+    private static float oneBf16At(float[] x, int x0, short[] h, int ho, float[] bias, int K, int m) {
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 4 * L <= K; i += 4 * L) {
+            a0 = bf16(h, ho + i).fma(FloatVector.fromArray(F, x, x0 + i), a0);
+            a1 = bf16(h, ho + i + L).fma(FloatVector.fromArray(F, x, x0 + i + L), a1);
+            a2 = bf16(h, ho + i + 2 * L).fma(FloatVector.fromArray(F, x, x0 + i + 2 * L), a2);
+            a3 = bf16(h, ho + i + 3 * L).fma(FloatVector.fromArray(F, x, x0 + i + 3 * L), a3);
+        }
+        for (; i + L <= K; i += L) a0 = bf16(h, ho + i).fma(FloatVector.fromArray(F, x, x0 + i), a0);
+        return finish(a0.add(a1).add(a2.add(a3)), x, x0, null, 0, true, h, ho, i, K, bias, m);
+    }
+
+    /// Float32 weight rows m, m+1 (at `wo`) against every input row, two at a time: [#rowF32]'s sums for two rows,
+    /// each weight and input vector loaded once for two products; a last odd input row as [#oneF32]'s sums.
+    private static void pairF32(float[] y, float[] x, float[] w, int wo, float[] bias, int N, int K, int M, int m) {
+        int n = 0, vo = wo + K;
+        for (; n + 2 <= N; n += 2) {
+            int x0 = n * K, x1 = x0 + K, i = 0;
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            FloatVector c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
+            for (; i + 4 * L <= K; i += 4 * L) {
+                FloatVector x00 = FloatVector.fromArray(F, x, x0 + i), x10 = FloatVector.fromArray(F, x, x1 + i);
+                FloatVector w0 = FloatVector.fromArray(F, w, wo + i), v0 = FloatVector.fromArray(F, w, vo + i);
+                a0 = w0.fma(x00, a0); b0 = w0.fma(x10, b0); c0 = v0.fma(x00, c0); d0 = v0.fma(x10, d0);
+                FloatVector x01 = FloatVector.fromArray(F, x, x0 + i + L), x11 = FloatVector.fromArray(F, x, x1 + i + L);
+                FloatVector w1 = FloatVector.fromArray(F, w, wo + i + L), v1 = FloatVector.fromArray(F, w, vo + i + L);
+                a1 = w1.fma(x01, a1); b1 = w1.fma(x11, b1); c1 = v1.fma(x01, c1); d1 = v1.fma(x11, d1);
+                FloatVector x02 = FloatVector.fromArray(F, x, x0 + i + 2 * L), x12 = FloatVector.fromArray(F, x, x1 + i + 2 * L);
+                FloatVector w2 = FloatVector.fromArray(F, w, wo + i + 2 * L), v2 = FloatVector.fromArray(F, w, vo + i + 2 * L);
+                a2 = w2.fma(x02, a2); b2 = w2.fma(x12, b2); c2 = v2.fma(x02, c2); d2 = v2.fma(x12, d2);
+                FloatVector x03 = FloatVector.fromArray(F, x, x0 + i + 3 * L), x13 = FloatVector.fromArray(F, x, x1 + i + 3 * L);
+                FloatVector w3 = FloatVector.fromArray(F, w, wo + i + 3 * L), v3 = FloatVector.fromArray(F, w, vo + i + 3 * L);
+                a3 = w3.fma(x03, a3); b3 = w3.fma(x13, b3); c3 = v3.fma(x03, c3); d3 = v3.fma(x13, d3);
+            }
+            for (; i + L <= K; i += L) {
+                FloatVector x00 = FloatVector.fromArray(F, x, x0 + i), x10 = FloatVector.fromArray(F, x, x1 + i);
+                FloatVector w0 = FloatVector.fromArray(F, w, wo + i), v0 = FloatVector.fromArray(F, w, vo + i);
+                a0 = w0.fma(x00, a0); b0 = w0.fma(x10, b0); c0 = v0.fma(x00, c0); d0 = v0.fma(x10, d0);
+            }
+            y[n * M + m] = finish(a0.add(a1).add(a2.add(a3)), x, x0, w, wo, false, null, 0, i, K, bias, m);
+            y[(n + 1) * M + m] = finish(b0.add(b1).add(b2.add(b3)), x, x1, w, wo, false, null, 0, i, K, bias, m);
+            y[n * M + m + 1] = finish(c0.add(c1).add(c2.add(c3)), x, x0, w, vo, false, null, 0, i, K, bias, m + 1);
+            y[(n + 1) * M + m + 1] = finish(d0.add(d1).add(d2.add(d3)), x, x1, w, vo, false, null, 0, i, K, bias, m + 1);
+        }
+        if (n < N) {
+            y[n * M + m] = oneF32At(x, n * K, w, wo, bias, K, m);
+            y[n * M + m + 1] = oneF32At(x, n * K, w, vo, bias, K, m + 1);
         }
     }
 
-    /// Row m of W against every input row.
-    private static void group1(float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
-                               int N, int K, int M, int m) {
-        int up = K - L, tail = F.loopBound(K);
-        for (int n = 0; n < N; n++) {
-            int x0 = n * K;
-            FloatVector a = FloatVector.zero(F);
-            for (int i = 0; i <= up; i += L) a = wv(w, wo, bf16, h, ho, i).fma(FloatVector.fromArray(F, x, x0 + i), a);
-            y[n * M + m] = finish(a, x, x0, w, wo, bf16, h, ho, tail, K, bias, m);
-        }
-    }
-
-    /// The accumulator's lanes in index order, plus the scalar tail [tail, K) and the bias.
+    /// The combined accumulator's lanes in index order, plus the scalar tail [tail, K) and the bias.
     private static float finish(FloatVector acc, float[] x, int xo, float[] w, int wo, boolean bf16, short[] h, int ho,
                                 int tail, int K, float[] bias, int m) {
         float t = 0f;
@@ -194,51 +313,37 @@ public final class RowProducts {
         return bias == null ? d : d + bias[m];
     }
 
-    /// The lane-order scalar twin of [#group4] and [#group1] (the bits of the vector path): for each input row and
-    /// weight row, lane j's chain acc_j = fma(w[i], x[i], acc_j) over i ≡ j (mod L) below the vector bound, the chains
-    /// added in lane order (as [VectorOps#sumLanes]), then the scalar tail and the bias, as [#finish]. Four weight rows
-    /// at a time share the loads of x and give four independent chains.
+    /// The lane-order scalar twin of the vector kernels (their bits): for each input row, weight row and lane j, the
+    /// four chains c_q = fma(w[i], x[i], c_q) over i = j + q·L + 4L·t below 4·⌊K/4L⌋·L, chain 0 continued over the
+    /// remaining whole chunks, then (c0 + c1) + (c2 + c3); these added in lane order (as [VectorOps#sumLanes]), then
+    /// the scalar tail and the bias, as [#finish].
     static void lanes(float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
                       int N, int K, int M, int m, int rows) {
-        int tail = F.loopBound(K);
+        int main = K / (4 * L) * 4 * L, tail = F.loopBound(K);
         for (int n = 0; n < N; n++) {
-            int x0 = n * K, r = 0;
-            for (; r + G <= rows; r += G) {
-                int w0 = wo + r * K, h0 = ho + r * K;
-                float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-                for (int j = 0; j < L; j++) {
-                    float a0 = 0f, a1 = 0f, a2 = 0f, a3 = 0f;
-                    for (int i = j; i < tail; i += L) {
-                        float v = x[x0 + i];
-                        a0 = Math.fma(ws(w, w0, bf16, h, h0, i), v, a0);
-                        a1 = Math.fma(ws(w, w0 + K, bf16, h, h0 + K, i), v, a1);
-                        a2 = Math.fma(ws(w, w0 + 2 * K, bf16, h, h0 + 2 * K, i), v, a2);
-                        a3 = Math.fma(ws(w, w0 + 3 * K, bf16, h, h0 + 3 * K, i), v, a3);
-                    }
-                    s0 += a0; s1 += a1; s2 += a2; s3 += a3;
-                }
-                int y0 = n * M + m + r;
-                y[y0] = lanesFinish(s0, x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
-                y[y0 + 1] = lanesFinish(s1, x, x0, w, w0 + K, bf16, h, h0 + K, tail, K, bias, m + r + 1);
-                y[y0 + 2] = lanesFinish(s2, x, x0, w, w0 + 2 * K, bf16, h, h0 + 2 * K, tail, K, bias, m + r + 2);
-                y[y0 + 3] = lanesFinish(s3, x, x0, w, w0 + 3 * K, bf16, h, h0 + 3 * K, tail, K, bias, m + r + 3);
-            }
-            for (; r < rows; r++) {
+            int x0 = n * K;
+            for (int r = 0; r < rows; r++) {
                 int w0 = wo + r * K, h0 = ho + r * K;
                 float s = 0f;
                 for (int j = 0; j < L; j++) {
-                    float a = 0f;
-                    for (int i = j; i < tail; i += L) a = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], a);
-                    s += a;
+                    float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f;
+                    for (int i = j; i < main; i += 4 * L) {
+                        c0 = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], c0);
+                        c1 = Math.fma(ws(w, w0, bf16, h, h0, i + L), x[x0 + i + L], c1);
+                        c2 = Math.fma(ws(w, w0, bf16, h, h0, i + 2 * L), x[x0 + i + 2 * L], c2);
+                        c3 = Math.fma(ws(w, w0, bf16, h, h0, i + 3 * L), x[x0 + i + 3 * L], c3);
+                    }
+                    for (int i = main + j; i < tail; i += L) c0 = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], c0);
+                    s += (c0 + c1) + (c2 + c3);
                 }
-                y[n * M + m + r] = lanesFinish(s, x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
+                y[n * M + m + r] = finish(s, x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
             }
         }
     }
 
     /// [#finish] after the lanes' sum `s`.
-    private static float lanesFinish(float s, float[] x, int xo, float[] w, int wo, boolean bf16, short[] h, int ho,
-                                     int tail, int K, float[] bias, int m) {
+    private static float finish(float s, float[] x, int xo, float[] w, int wo, boolean bf16, short[] h, int ho,
+                                int tail, int K, float[] bias, int m) {
         float t = 0f;
         for (int i = tail; i < K; i++) t = Math.fma(ws(w, wo, bf16, h, ho, i), x[xo + i], t);
         float d = s + t;

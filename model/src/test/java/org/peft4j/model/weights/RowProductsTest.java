@@ -132,7 +132,7 @@ class RowProductsTest {
     void theColdStartTwinGivesTheVectorBits() {
         var rng = new SplittableRandom(13);
         for (DType t : new DType[]{DType.F32, DType.BF16})
-            for (int K : new int[]{1, 15, 16, 17, 64, 577, 1536})
+            for (int K : new int[]{1, 15, 16, 17, 64, 100, 250, 577, 1536})
                 for (int rows : new int[]{1, 3, 4, 9}) {
                     int N = 1 + rng.nextInt(5), M = rows + 2, m = 1;
                     Case c = weight(t, M, K, rng);
