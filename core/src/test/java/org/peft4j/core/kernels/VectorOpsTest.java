@@ -36,6 +36,29 @@ class VectorOpsTest {
         }
     }
 
+    /// The fixed-tree lane sum: the vector folds give its scalar twin's bits (values of mixed magnitude, where the
+    /// order of the adds shows in the last bits), and the tree is not index order (it differs from [VectorOps#sumLanes]
+    /// on some input), nor a constant (a changed lane changes the sum).
+    @Test
+    void sumHalvesMatchesItsScalarTwinBitForBit() {
+        var species = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED;
+        int L = species.length();
+        SplittableRandom r = new SplittableRandom(9);
+        boolean orderShows = false;
+        for (int t = 0; t < 2000; t++) {
+            float[] lanes = new float[L];
+            for (int i = 0; i < L; i++) lanes[i] = (float) (r.nextDouble(-1, 1) * Math.pow(2, r.nextInt(-20, 20)));
+            var v = jdk.incubator.vector.FloatVector.fromArray(species, lanes, 0);
+            float got = VectorOps.sumHalves(v), want = VectorOps.sumHalves(lanes.clone(), L);
+            assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(got), "trial " + t + ": vector " + got + ", scalar twin " + want);
+            if (L >= 8 && got != VectorOps.sumLanes(v)) orderShows = true;
+            float[] changed = lanes.clone();
+            changed[L - 1] += 1f;
+            assertTrue(VectorOps.sumHalves(jdk.incubator.vector.FloatVector.fromArray(species, changed, 0)) != got, "a changed lane must change the sum");
+        }
+        if (L >= 8) assertTrue(orderShows, "the tree gave index order's bits on every trial: the check cannot see the order");
+    }
+
     /// With small integer values every partial sum is exact, so the twins must agree bit for bit: this catches a
     /// dropped or doubled element that the rounding bound above could hide at n = 4097.
     @Test

@@ -61,8 +61,9 @@ public final class Attention {
     /// The forward when nothing is kept for backward (generation, serving, scoring): the same blocked products as
     /// [#forward], each block's probabilities in a per-chunk (min(T, BR), Tcap) block of `scratch` instead of a
     /// (B, NH, T, Tcap) buffer, so a prompt of any length runs on the blocked path with memory independent of T.
-    /// The results are those of [#forward]. scratch: ≥ one block ([#inferenceScratchSize] for one thread); with less than
-    /// one block per thread, fewer threads run.
+    /// The results are those of [#forward] for T > 1; one new token per row (T = 1, decode) takes [#decodeHead],
+    /// whose sums run in another order (within float rounding of [#forward]). scratch: ≥ one block
+    /// ([#inferenceScratchSize] for one thread); with less than one block per thread, fewer threads run.
     public static void forwardInference(Gemm gemm, float[] out, float[] q, float[] k, float[] v,
                                         int B, int T, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
         int block = Math.min(T, BR) * Tcap;
@@ -71,11 +72,61 @@ public final class Attention {
         Gemm g = gemm == null ? GEMM : gemm;
         int nb = (T + BR - 1) / BR, items = B * NH * nb;
         int chunks = Math.max(1, Math.min(Math.min(Parallel.threads(), items), scratch.length / block));
+        if (T == 1) {   // decode: one query row per head, no GEMM call (packing a 1-row product costs more than it)
+            Parallel.chunks(items, chunks, (ci, from, to) -> {
+                for (int bh = from; bh < to; bh++) decodeHead(bh, out, scratch, ci * block, q, k, v, Tcap, NH, KVH, HS, pos0);
+            });
+            return;
+        }
         Parallel.chunks(items, chunks, (ci, from, to) -> {
             for (int i = from; i < to; i++)
                 forwardBlock(g, i / nb, BR * paired(i % nb, nb), out, scratch, ci * block, pos0 + Math.min(T, BR * paired(i % nb, nb) + BR),
                         q, k, v, T, Tcap, NH, KVH, HS, pos0);
         });
+    }
+
+    /// One query row (decode) of head bh = b·NH + h at absolute position pos0: scores q·k_s/√HS for the keys
+    /// s ≤ pos0 into p[po, po + pos0 + 1) (each an FMA chain over HS in vector chunks, its lanes summed by
+    /// [VectorOps#sumHalves], then the scalar tail), the softmax of [#softmaxRow], then out = Σ_s p_s·v_s, up to four
+    /// vector chunks of the head at a time, each an FMA chain over s in order. Every step is the same whatever the
+    /// batch, the row's place in it and the thread count.
+    static void decodeHead(int bh, float[] out, float[] p, int po, float[] q, float[] k, float[] v,
+                           int Tcap, int NH, int KVH, int HS, int pos0) {
+        int qStride = NH * HS, kvStride = KVH * HS, L = S.length();
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int b = bh / NH, h = bh % NH, kh = h / (NH / KVH);
+        int ko = b * Tcap * kvStride + kh * HS, qo = b * qStride + h * HS, keys = pos0 + 1, vb = S.loopBound(HS);
+        for (int s = 0, kr = ko; s < keys; s++, kr += kvStride) {
+            FloatVector acc = FloatVector.zero(S);
+            int d = 0;
+            for (; d < vb; d += L) acc = FloatVector.fromArray(S, q, qo + d).fma(FloatVector.fromArray(S, k, kr + d), acc);
+            float t = 0f;
+            for (; d < HS; d++) t = Math.fma(q[qo + d], k[kr + d], t);
+            p[po + s] = scale * ((vb > 0 ? VectorOps.sumHalves(acc) : 0f) + t);
+        }
+        softmaxRow(p, po, keys, keys);
+        int d = 0;
+        for (; d + 4 * L <= HS; d += 4 * L) {
+            FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+            for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
+                FloatVector ps = FloatVector.broadcast(S, p[po + s]);
+                a0 = FloatVector.fromArray(S, v, vr).fma(ps, a0);
+                a1 = FloatVector.fromArray(S, v, vr + L).fma(ps, a1);
+                a2 = FloatVector.fromArray(S, v, vr + 2 * L).fma(ps, a2);
+                a3 = FloatVector.fromArray(S, v, vr + 3 * L).fma(ps, a3);
+            }
+            a0.intoArray(out, qo + d); a1.intoArray(out, qo + d + L); a2.intoArray(out, qo + d + 2 * L); a3.intoArray(out, qo + d + 3 * L);
+        }
+        for (; d + L <= HS; d += L) {
+            FloatVector a = FloatVector.zero(S);
+            for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) a = FloatVector.fromArray(S, v, vr).fma(FloatVector.broadcast(S, p[po + s]), a);
+            a.intoArray(out, qo + d);
+        }
+        for (; d < HS; d++) {
+            float a = 0f;
+            for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) a = Math.fma(v[vr], p[po + s], a);
+            out[qo + d] = a;
+        }
     }
 
     /// The j-th block in the order 0, nb−1, 1, nb−2, …: neighbours pair a short causal prefix with a long one.

@@ -22,7 +22,8 @@ import org.peft4j.core.kernels.VectorOps;
 /// Every y[n, m] is the same sequence of operations whatever N, the row's place in the batch, the split and the
 /// thread count: four vector accumulators over K (vector chunk c of the first 4·⌊K/4L⌋·L floats into accumulator
 /// c mod 4, the remaining whole chunks into accumulator 0, each `acc = fma(w, x, acc)` in order), combined as
-/// (a0 + a1) + (a2 + a3), its lanes added in index order ([VectorOps#sumLanes]), plus the scalar tail and the bias.
+/// (a0 + a1) + (a2 + a3), its lanes added as a fixed tree of halves ([VectorOps#sumHalves]), plus the scalar tail
+/// and the bias.
 /// Four chains, because one FMA chain's latency caps a BF16 row at about 24 GB/s. So a stream decoded alone or in
 /// any batch gets the same bits, and a BF16 weight gives the bits of a float32 weight holding the converted values.
 /// [#lanes] is the lane-order scalar twin of these bits, [#forwardScalar] the plain scalar twin.
@@ -309,22 +310,22 @@ public final class RowProducts {
                                 int tail, int K, float[] bias, int m) {
         float t = 0f;
         for (int i = tail; i < K; i++) t = Math.fma(ws(w, wo, bf16, h, ho, i), x[xo + i], t);
-        float d = VectorOps.sumLanes(acc) + t;
+        float d = VectorOps.sumHalves(acc) + t;
         return bias == null ? d : d + bias[m];
     }
 
     /// The lane-order scalar twin of the vector kernels (their bits): for each input row, weight row and lane j, the
     /// four chains c_q = fma(w[i], x[i], c_q) over i = j + q·L + 4L·t below 4·⌊K/4L⌋·L, chain 0 continued over the
-    /// remaining whole chunks, then (c0 + c1) + (c2 + c3); these added in lane order (as [VectorOps#sumLanes]), then
-    /// the scalar tail and the bias, as [#finish].
+    /// remaining whole chunks, then (c0 + c1) + (c2 + c3); the lanes summed as [VectorOps#sumHalves(float[], int)],
+    /// then the scalar tail and the bias, as [#finish].
     static void lanes(float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
                       int N, int K, int M, int m, int rows) {
         int main = K / (4 * L) * 4 * L, tail = F.loopBound(K);
+        float[] lane = new float[L];
         for (int n = 0; n < N; n++) {
             int x0 = n * K;
             for (int r = 0; r < rows; r++) {
                 int w0 = wo + r * K, h0 = ho + r * K;
-                float s = 0f;
                 for (int j = 0; j < L; j++) {
                     float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f;
                     for (int i = j; i < main; i += 4 * L) {
@@ -334,9 +335,9 @@ public final class RowProducts {
                         c3 = Math.fma(ws(w, w0, bf16, h, h0, i + 3 * L), x[x0 + i + 3 * L], c3);
                     }
                     for (int i = main + j; i < tail; i += L) c0 = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], c0);
-                    s += (c0 + c1) + (c2 + c3);
+                    lane[j] = (c0 + c1) + (c2 + c3);
                 }
-                y[n * M + m + r] = finish(s, x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
+                y[n * M + m + r] = finish(VectorOps.sumHalves(lane, L), x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
             }
         }
     }

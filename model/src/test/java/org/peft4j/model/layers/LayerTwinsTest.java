@@ -99,30 +99,46 @@ class LayerTwinsTest {
     }
 
     /// The inference forward (a probability block per thread in scratch, any length): the bits of [Attention#forward]
-    /// with its full buffer, on 1 and 3 threads, with scratch for one block only and for every thread, prompts that
+    /// with its full buffer for T > 1, decode (T = 1) within rounding of it and with the same bits on any split and
+    /// alone or in a batch, on 1 and 3 threads, with scratch for one block only and for every thread, prompts that
     /// cross the row block, a cache with earlier positions, GQA; and the scalar twin within tolerance.
     @Test
     void attentionInferenceBlocksEqualTheFullBuffer() {
         int saved = Parallel.threads();
         try {
-            int NH = 6, KVH = 2, HS = 16;
+            int NH = 6, KVH = 2;
             for (int threads : new int[] {1, 3}) {
                 Parallel.setThreads(threads);
-                for (int[] c : new int[][] {{1, 1, 0, 1}, {2, 1, 37, 40}, {1, 200, 0, 200}, {2, 131, 9, 150}, {1, 64, 64, 130}}) {
-                    int B = c[0], T = c[1], pos0 = c[2], Tcap = c[3];
+                // head sizes 16, and for decode 72 (four vector chunks and a tail) and 8 (below a vector)
+                for (int[] c : new int[][] {{1, 1, 0, 1, 16}, {2, 1, 37, 40, 16}, {2, 1, 99, 130, 72}, {2, 1, 20, 30, 8}, {1, 200, 0, 200, 16},
+                                            {2, 131, 9, 150, 16}, {1, 64, 64, 130, 16}}) {
+                    int B = c[0], T = c[1], pos0 = c[2], Tcap = c[3], HS = c[4];
                     var rng = new SplittableRandom(T * 7L + pos0);
                     float[] q = rand(rng, B * T * NH * HS, 2), k = rand(rng, B * Tcap * KVH * HS, 2), v = rand(rng, B * Tcap * KVH * HS, 1);
                     float[] ref = new float[q.length], scalar = new float[q.length];
                     Attention.forward(null, ref, new float[B * NH * T * Tcap], q, k, v, B, T, Tcap, NH, KVH, HS, pos0);
                     Attention.forwardScalar(scalar, null, q, k, v, B, T, Tcap, NH, KVH, HS, pos0);
-                    String what = "B=" + B + " T=" + T + " pos0=" + pos0 + " Tcap=" + Tcap + " threads=" + threads;
+                    String what = "B=" + B + " T=" + T + " pos0=" + pos0 + " Tcap=" + Tcap + " HS=" + HS + " threads=" + threads;
                     assertClose("inference attention vs scalar " + what, scalar, ref, ATOL, RTOL);
+                    float[] first = null;
                     for (int blocks : new int[] {1, threads}) {
                         float[] out = new float[q.length];
                         java.util.Arrays.fill(out, Float.NaN);
                         Attention.forwardInference(null, out, q, k, v, B, T, Tcap, NH, KVH, HS, pos0,
                                 nanScratch(Attention.inferenceScratchSize(T, Tcap, blocks)));
-                        org.junit.jupiter.api.Assertions.assertArrayEquals(ref, out, "blocks in scratch vs the full buffer, " + blocks + " block(s), " + what);
+                        if (T > 1) org.junit.jupiter.api.Assertions.assertArrayEquals(ref, out, "blocks in scratch vs the full buffer, " + blocks + " block(s), " + what);
+                        else {   // decode's own kernel: within rounding of the blocked path, and the same bits on any split
+                            assertClose("decode attention vs the full buffer " + what, ref, out, ATOL, RTOL);
+                            if (first == null) first = out;
+                            else org.junit.jupiter.api.Assertions.assertArrayEquals(first, out, "decode attention, 1 vs " + blocks + " block(s), " + what);
+                        }
+                    }
+                    if (T == 1 && B == 2) {   // row 1 alone (its own q, cache and output) gets the bits it got in the batch
+                        int qd = NH * HS, kd = Tcap * KVH * HS;
+                        float[] one = new float[qd];
+                        Attention.forwardInference(null, one, java.util.Arrays.copyOfRange(q, qd, 2 * qd), java.util.Arrays.copyOfRange(k, kd, 2 * kd),
+                                java.util.Arrays.copyOfRange(v, kd, 2 * kd), 1, 1, Tcap, NH, KVH, HS, pos0, nanScratch(Attention.inferenceScratchSize(1, Tcap, 1)));
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(java.util.Arrays.copyOfRange(first, qd, 2 * qd), one, "decode attention, row 1 alone vs in the batch, " + what);
                     }
                 }
             }
