@@ -38,12 +38,13 @@ public final class SwiGlu {
         }
     }
 
-    /// The vector path on 4 vectors and a tail, for [ColdStart]'s warm-up.
+    /// The vector path on a row of real length and a tail, for [ColdStart]'s warm-up (a short row's profile left the
+    /// compiled loop slow on long ones).
     private static final ColdStart.Gate GATE = ColdStart.gate("swiglu", new Runnable() {
-        final int n = 4 * S.length() + 3;
+        final int n = 1536 + 3;
         final float[] out = new float[n], gate = new float[n], up = new float[n];
         public void run() { forwardRange(false, out, gate, up, 0, n); }
-    }, 2_000);
+    }, 20_000);
 
     /// Adds into dgate and dup (+=), as [#backwardScalar], vectorized and in parallel chunks.
     public static void backward(float[] dgate, float[] dup, float[] dout, float[] gate, float[] up, int n) {

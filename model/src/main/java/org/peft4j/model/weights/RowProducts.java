@@ -124,19 +124,20 @@ public final class RowProducts {
     /// 32 vector registers (AVX-512): room for the 16 accumulators of the 2×2 tile.
     private static final boolean WIDE = F.vectorBitSize() >= 512;
 
-    /// The vector path on a small problem (F32 and BF16, one and three input rows), for [ColdStart]'s warm-up: a
-    /// fraction of a microsecond once compiled (small, so that the garbage the uncompiled vector code makes stays small).
+    /// The vector path on a problem of real row length (F32 and BF16, one to five input rows: every kernel of
+    /// [#span]), for [ColdStart]'s warm-up: about 120 K multiply-adds, tens of microseconds once compiled. The row
+    /// length matters: kernels compiled while profiling short rows stayed at half speed on long ones.
     private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
-        static final int K = 5 * L, M = 2, N = 3;
+        static final int K = 1024, M = 4, N = 5;
         final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
         final short[] h = new short[M * K];
         public void run() {
-            for (int n : new int[]{1, N}) {
+            for (int n = 1; n <= N; n++) {
                 span(false, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
                 span(false, y, x, null, 0, true, h, 0, null, n, K, M, 0, M);
             }
         }
-    }, 3_000);
+    }, 60_000);
 
     /// Floats of scratch the F16 and block-quantized paths need: a 4-row buffer per thread (BF16 converts in registers).
     public static int scratchSize(int K, int M) { return Math.min(G, M) * K * Math.max(1, Parallel.threads()); }
