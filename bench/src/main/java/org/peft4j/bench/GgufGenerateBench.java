@@ -64,7 +64,7 @@ public final class GgufGenerateBench {
             for (int i = 0; i < prompt.length; i++) prompt[i] = rnd.nextInt(c.vocabSize());
             Generator[] gens = new Generator[models.size()];
             for (int v = 0; v < gens.length; v++) gens[v] = new Generator(models.get(v), 1, promptTokens + newTokens, promptTokens);
-            for (Generator g : gens) GenerateBench.once(g, prompt, Math.min(newTokens, 16));   // warm-up
+            for (Generator g : gens) for (int round = 0; round < 2; round++) GenerateBench.once(g, prompt, newTokens);   // warm-up: two rounds, C2 compiles the kernels
             double[][][] t = new double[gens.length][3][rounds];
             for (int r = 0; r < rounds; r++)
                 for (int v = 0; v < gens.length; v++) {
