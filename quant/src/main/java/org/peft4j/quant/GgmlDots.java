@@ -1,9 +1,14 @@
 package org.peft4j.quant;
 
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
+
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -51,7 +56,10 @@ public final class GgmlDots {
     /// Shorts of codes and sums one activation row of K values takes.
     public static int codesPerRow(int K) { return K + K / 32; }
 
-    private static float half(byte[] b, int at) { return Float.float16ToFloat((short) ((b[at] & 0xFF) | (b[at + 1] << 8))); }
+    private static final VarHandle SHORT_LE = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle INT_LE = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+
+    private static float half(byte[] b, int at) { return Float.float16ToFloat((short) SHORT_LE.get(b, at)); }
 
     /// x86 `quantize_row_q8_0` (ggml-cpu): per 32 values d = amax/127 stored as half, codes rint(x·(127/amax)).
     public static void quantizeQ8_0(float[] x, int off, int K, short[] c, int co, float[] d, int dOff) {
@@ -107,7 +115,11 @@ public final class GgmlDots {
         }
         switch (type) {
             case Q8_0 -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ8_0(w, m * rowBytes, K, c, co, d, dOff); }
-            case Q4_0 -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_0(w, m * rowBytes, K, c, co, d, dOff); }
+            case Q4_0 -> {
+                Scratch s = SCRATCH.get().fit(K);
+                arrangeQ4_0(c, co, K, s.x);
+                for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_0(w, m * rowBytes, K, s.x, d, dOff, s);
+            }
             case Q4_K -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_K(w, m * rowBytes, K, c, co, d, dOff); }
             default -> throw new IllegalArgumentException(type + " products take float activations");
         }
@@ -118,7 +130,11 @@ public final class GgmlDots {
         if (!VECTOR) return dotScalar(type, w, at, K, c, co, d, dOff);
         return switch (type) {
             case Q8_0 -> dotQ8_0(w, at, K, c, co, d, dOff);
-            case Q4_0 -> dotQ4_0(w, at, K, c, co, d, dOff);
+            case Q4_0 -> {
+                Scratch s = SCRATCH.get().fit(K);
+                arrangeQ4_0(c, co, K, s.x);
+                yield dotQ4_0(w, at, K, s.x, d, dOff, s);
+            }
             case Q4_K -> dotQ4_K(w, at, K, c, co, d, dOff);
             default -> throw new IllegalArgumentException(type + " products take float activations");
         };
@@ -180,54 +196,112 @@ public final class GgmlDots {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    /// Bytes j.. hold elements j.. (low nibbles) and 16 + j.. (high): both halves are multiplied and added in 16 bits
-    /// (|q·x| ≤ 15·127, two of them fit), then widened to the 32-bit lanes. The nibbles' offset 8 is taken out once per
-    /// block with the activation's 32-sum: Σ(q − 8)·x = Σq·x − 8·Σx.
-    private static float dotQ4_0(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
-        int IL = I.length();
-        FloatVector acc = FloatVector.zero(F);
-        float offset = 0;
-        for (int b = 0; b < K / 32; b++, at += 18) {
-            IntVector s = IntVector.zero(I);
-            int x = co + b * 32;
-            for (int j = 0; j < 16; j += IL) {
-                ShortVector q = (ShortVector) ByteVector.fromArray(BQ, w, at + 2 + j).convertShape(VectorOperators.ZERO_EXTEND_B2S, SH, 0);
-                ShortVector p = q.and((short) 0xF).mul(ShortVector.fromArray(SH, c, x + j))
-                        .add(q.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(SH, c, x + 16 + j)));
-                s = s.add((IntVector) p.convertShape(VectorOperators.S2I, I, 0));
-            }
-            float scale = half(w, at) * d[dOff + b];
-            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, scale), acc);
-            offset += scale * c[co + K + b];
+    /// Q4_0 blocks one 16-bit vector holds (2 on AVX-512, 1 on AVX2): its lanes 16g.. are block g's 16 nibble bytes.
+    static final int G = S.length() / 16;
+    static final VectorSpecies<Short> S16 = ShortVector.SPECIES_256;
+    static final VectorMask<Byte> FIRST = BS.indexInRange(0, 16), SECOND = BS.indexInRange(-16, 16);
+    static final VectorMask<Float> SECOND_F = F.indexInRange(-F.length() / 2, F.length() / 2);
+
+    /// Per thread: the rearranged activation codes ([#arrangeQ4_0]) and a row's half scales and block scales.
+    private static final class Scratch {
+        short[] x = new short[0], halves = new short[0];
+        float[] scales = new float[0];
+
+        Scratch fit(int K) {
+            int nb = K / 32;
+            if (x.length < 48 * (nb + 1)) x = new short[48 * (nb + 1)];
+            if (halves.length < nb + 16) { halves = new short[nb + 16]; scales = new float[nb + 16]; }
+            return this;
         }
-        return acc.reduceLanes(VectorOperators.ADD) - 8 * offset;
     }
 
-    /// Per 64-value chunk, 32 bytes: low nibbles are sub-block 2c, high nibbles 2c + 1. Each sub-block's products
-    /// sum in 32-bit lanes, times its 6-bit scale; the mins meet the activation's 32-sums in a scalar integer, so
-    /// per 256-block there is one conversion and one multiply-add for the scales and one float term for the mins.
+    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+
+    /// The activation codes in the order [#dotQ4_0] reads them: per group of [#G] blocks, the G blocks' first 16
+    /// codes, then their last 16, then −8·(first + last) lane by lane (the nibbles' offset); a missing last block of
+    /// an odd count is zeros.
+    static void arrangeQ4_0(short[] c, int co, int K, short[] x) {
+        int nb = K / 32;
+        for (int b = 0; b < nb; b++) {
+            int o = b / G * 48 * G + b % G * 16, cb = co + b * 32;
+            ShortVector lo = ShortVector.fromArray(S16, c, cb), hi = ShortVector.fromArray(S16, c, cb + 16);
+            lo.intoArray(x, o);
+            hi.intoArray(x, o + 16 * G);
+            lo.add(hi).mul((short) -8).intoArray(x, o + 32 * G);
+        }
+        if (nb % G != 0) for (int j = 0; j < 3; j++) ShortVector.zero(S16).intoArray(x, nb / G * 48 * G + 16 + j * 32);
+    }
+
+    /// The scales d_w·d_x of a row's blocks into `scales` (a zero after the last): the halves gathered, then
+    /// converted [#I] at a time (the half's bits shifted into a float's and scaled by 2¹¹², exact for subnormals too;
+    /// all-ones exponents kept as infinities and NaNs).
+    static void scalesQ4_0(byte[] w, int at, int nb, float[] d, int dOff, short[] halves, float[] scales) {
+        for (int b = 0; b < nb; b++) halves[b] = (short) SHORT_LE.get(w, at + 18 * b);
+        int b = 0;
+        for (; b + I.length() <= nb; b += I.length()) {
+            IntVector h = (IntVector) ShortVector.fromArray(SH, halves, b).convertShape(VectorOperators.S2I, I, 0);
+            IntVector mag = h.and(0x7FFF), bits = mag.lanewise(VectorOperators.LSHL, 13);
+            FloatVector f = bits.reinterpretAsFloats().mul(0x1p112f)
+                    .blend(bits.or(0x7F800000).reinterpretAsFloats(), mag.compare(VectorOperators.GE, 0x7C00).cast(F));
+            f.reinterpretAsInts().or(h.and(0x80000000)).reinterpretAsFloats().mul(FloatVector.fromArray(F, d, dOff + b)).intoArray(scales, b);
+        }
+        for (; b < nb; b++) scales[b] = half(w, at + 18 * b) * d[dOff + b];
+        scales[nb] = 0;
+    }
+
+    /// [#G] blocks at a time in 16-bit lanes: the nibble bytes of the group (on AVX-512 two loads blended) widened,
+    /// low and high nibbles times the activation's first and last 16 codes plus its −8·(sum) ([#arrangeQ4_0]):
+    /// |q·x + q'·x' − 8(x + x')| ≤ 5842, two adjacent lanes fit a short; they are added by one 32-bit multiply,
+    /// (hi·2¹⁶ + lo)·65537 >> 16 = hi + lo, converted and multiplied by the blocks' scales ([#scalesQ4_0]) into
+    /// two float accumulators. An odd last block loads its 16 bytes masked against zero codes and scale.
+    private static float dotQ4_0(byte[] w, int at, int K, short[] x, float[] d, int dOff, Scratch sc) {
+        int nb = K / 32;
+        FloatVector acc = FloatVector.zero(F);
+        int b = 0, xo = 0;
+        for (; b + G <= nb; b += G, at += 18 * G, xo += 48 * G) {
+            ByteVector q = ByteVector.fromArray(BS, w, at + 2);
+            FloatVector s = FloatVector.broadcast(F, half(w, at) * d[dOff + b]);
+            if (G == 2) {
+                q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
+                s = s.blend(FloatVector.broadcast(F, half(w, at + 18) * d[dOff + b + 1]), SECOND_F);
+            }
+            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+        }
+        if (b < nb) {
+            ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, at + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at) * d[dOff + b]), acc);
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
     private static float dotQ4_K(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
         FloatVector acc = FloatVector.zero(F);
         float mins = 0;
         for (int b = 0; b < K / 256; b++, at += 144) {
-            IntVector isum = IntVector.zero(I);
+            int u0 = (int) INT_LE.get(w, at + 4), u1 = (int) INT_LE.get(w, at + 8), u2 = (int) INT_LE.get(w, at + 12);
+            long sc = (u0 & 0x3F3F3F3FL) | (long) ((u2 & 0x0F0F0F0F) | ((u0 >>> 6) & 0x03030303) << 4) << 32;
+            long mn = (u1 & 0x3F3F3F3FL) | (long) ((u2 >>> 4 & 0x0F0F0F0F) | ((u1 >>> 6) & 0x03030303) << 4) << 32;
             int msum = 0, sums = co + K + b * 8;
+            for (int s = 0; s < 8; s++) msum += (int) (mn >>> 8 * s & 0xFF) * c[sums + s];
+            IntVector isum = IntVector.zero(I);
             for (int ch = 0, q = at + 16, x = co + b * 256; ch < 4; ch++, q += 32, x += 64) {
-                int sm1 = GgmlBlocks.scaleMinK4(w, at + 4, 2 * ch), sm2 = GgmlBlocks.scaleMinK4(w, at + 4, 2 * ch + 1);
-                IntVector s1 = IntVector.zero(I), s2 = s1;
+                int sc1 = (int) (sc >>> 16 * ch & 0xFF), sc2 = (int) (sc >>> 16 * ch + 8 & 0xFF);
                 for (int l = 0; l < 32; l += SL) {
                     ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, q + l).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
                     IntVector p1 = v.and((short) 0xF).mul(ShortVector.fromArray(S, c, x + l)).reinterpretAsInts();
                     IntVector p2 = v.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(S, c, x + 32 + l)).reinterpretAsInts();
-                    s1 = s1.add(p1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)).add(p1.lanewise(VectorOperators.ASHR, 16));
-                    s2 = s2.add(p2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16)).add(p2.lanewise(VectorOperators.ASHR, 16));
+                    isum = isum.add(p1.mul(65537).lanewise(VectorOperators.ASHR, 16).mul(sc1))
+                            .add(p2.mul(65537).lanewise(VectorOperators.ASHR, 16).mul(sc2));
                 }
-                isum = isum.add(s1.mul(sm1 & 0xFF)).add(s2.mul(sm2 & 0xFF));
-                msum += (sm1 >>> 8) * c[sums + 2 * ch] + (sm2 >>> 8) * c[sums + 2 * ch + 1];
             }
             float dx = d[dOff + b];
-            acc = ((FloatVector) isum.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, half(w, at) * dx), acc);
+            acc = ((FloatVector) isum.convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at) * dx), acc);
             mins += half(w, at + 2) * dx * msum;
         }
         return acc.reduceLanes(VectorOperators.ADD) - mins;

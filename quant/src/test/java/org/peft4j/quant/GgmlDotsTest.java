@@ -15,7 +15,7 @@ class GgmlDotsTest {
     static final GgmlBlocks[] TYPES = {GgmlBlocks.Q8_0, GgmlBlocks.Q4_0, GgmlBlocks.Q4_K};
 
     /// Lengths per type: one block, two, SmolLM2's 576 and 1536 (K-quants: whole 256-blocks).
-    static int[] lengths(GgmlBlocks t) { return t == GgmlBlocks.Q4_K ? new int[]{256, 512, 1536} : new int[]{32, 64, 576, 1536}; }
+    static int[] lengths(GgmlBlocks t) { return t == GgmlBlocks.Q4_K ? new int[]{256, 512, 1536} : new int[]{32, 64, 96, 576, 608, 1536}; }
 
     /// `rows` weight rows of random bytes (every code, −128 for Q8_0 too) with the block's half scales set to `scale`,
     /// or random finite values in ±2 when `scale` is NaN.
