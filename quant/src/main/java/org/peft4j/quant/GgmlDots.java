@@ -3,6 +3,7 @@ package org.peft4j.quant;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 
 import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
@@ -11,6 +12,7 @@ import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /// Integer dot products of ggml-block weight rows with an activation row rounded as llama.cpp's CPU backend rounds it
@@ -116,9 +118,9 @@ public final class GgmlDots {
         switch (type) {
             case Q8_0 -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ8_0(w, m * rowBytes, K, c, co, d, dOff); }
             case Q4_0 -> {
-                Scratch s = SCRATCH.get().fit(K);
-                arrangeQ4_0(c, co, K, s.x);
-                for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_0(w, m * rowBytes, K, s.x, d, dOff, s);
+                Arranged a = ARRANGED.get().fit(K);
+                arrangeQ4_0(c, co, K, d, dOff, a);
+                rowsQ4_0(w, rowBytes, m0, m1, K, a.x, a.d, y, yOff);
             }
             case Q4_K -> { for (int m = m0; m < m1; m++) y[yOff + m] = dotQ4_K(w, m * rowBytes, K, c, co, d, dOff); }
             default -> throw new IllegalArgumentException(type + " products take float activations");
@@ -131,9 +133,11 @@ public final class GgmlDots {
         return switch (type) {
             case Q8_0 -> dotQ8_0(w, at, K, c, co, d, dOff);
             case Q4_0 -> {
-                Scratch s = SCRATCH.get().fit(K);
-                arrangeQ4_0(c, co, K, s.x);
-                yield dotQ4_0(w, at, K, s.x, d, dOff, s);
+                Arranged a = ARRANGED.get().fit(K);
+                arrangeQ4_0(c, co, K, d, dOff, a);
+                float[] y = new float[1];
+                rowsQ4_0(Arrays.copyOfRange(w, at, at + (int) type.bytes(K)), 0, 0, 1, K, a.x, a.d, y, 0);
+                yield y[0];
             }
             case Q4_K -> dotQ4_K(w, at, K, c, co, d, dOff);
             default -> throw new IllegalArgumentException(type + " products take float activations");
@@ -208,26 +212,33 @@ public final class GgmlDots {
     static final VectorMask<Byte> FIRST = BS.indexInRange(0, 16), SECOND = BS.indexInRange(-16, 16);
     static final VectorMask<Float> SECOND_F = F.indexInRange(-F.length() / 2, F.length() / 2);
 
-    /// Per thread: the rearranged activation codes ([#arrangeQ4_0]) and a row's half scales and block scales.
-    private static final class Scratch {
-        short[] x = new short[0], halves = new short[0];
-        float[] scales = new float[0];
+    /// Per thread, grown once and reused: the rearranged activation codes and scales of [#arrangeQ4_0].
+    private static final class Arranged {
+        short[] x = new short[0];
+        float[] d = new float[0];
 
-        Scratch fit(int K) {
-            int nb = K / 32;
-            if (x.length < 48 * (nb + 1)) x = new short[48 * (nb + 1)];
-            if (halves.length < nb + 16) { halves = new short[nb + 16]; scales = new float[nb + 16]; }
+        Arranged fit(int K) {
+            int groups = K / 32 / G + 1;
+            if (x.length < 48 * G * groups) { x = new short[48 * G * groups]; d = new float[F.length() * groups]; }
             return this;
         }
     }
 
-    private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
+    private static final ThreadLocal<Arranged> ARRANGED = ThreadLocal.withInitial(Arranged::new);
+
+    static final VectorShuffle<Integer> HALF_LANES = VectorShuffle.fromOp(I, i -> i / (I.length() / G) * 9);
 
     /// The activation codes in the order [#dotQ4_0] reads them: per group of [#G] blocks, the G blocks' first 16
     /// codes, then their last 16, then −8·(first + last) lane by lane (the nibbles' offset); a missing last block of
     /// an odd count is zeros.
-    static void arrangeQ4_0(short[] c, int co, int K, short[] x) {
+    static void arrangeQ4_0(short[] c, int co, int K, float[] d, int dOff, Arranged a) {
         int nb = K / 32;
+        short[] x = a.x;
+        for (int g = 0; g * G < nb; g++) {
+            FloatVector v = FloatVector.broadcast(F, d[dOff + g * G]);
+            if (G == 2) v = v.blend(g * G + 1 < nb ? d[dOff + g * G + 1] : 0, SECOND_F);
+            v.mul(0x1p112f).intoArray(a.d, g * F.length());
+        }
         for (int b = 0; b < nb; b++) {
             int o = b / G * 48 * G + b % G * 16, cb = co + b * 32;
             ShortVector lo = ShortVector.fromArray(S16, c, cb), hi = ShortVector.fromArray(S16, c, cb + 16);
@@ -238,51 +249,35 @@ public final class GgmlDots {
         if (nb % G != 0) for (int j = 0; j < 3; j++) ShortVector.zero(S16).intoArray(x, nb / G * 48 * G + 16 + j * 32);
     }
 
-    /// The scales d_w·d_x of a row's blocks into `scales` (a zero after the last): the halves gathered, then
-    /// converted [#I] at a time (the half's bits shifted into a float's and scaled by 2¹¹², exact for subnormals too;
-    /// all-ones exponents kept as infinities and NaNs).
-    static void scalesQ4_0(byte[] w, int at, int nb, float[] d, int dOff, short[] halves, float[] scales) {
-        for (int b = 0; b < nb; b++) halves[b] = (short) SHORT_LE.get(w, at + 18 * b);
-        int b = 0;
-        for (; b + I.length() <= nb; b += I.length()) {
-            IntVector h = (IntVector) ShortVector.fromArray(SH, halves, b).convertShape(VectorOperators.S2I, I, 0);
-            IntVector mag = h.and(0x7FFF), bits = mag.lanewise(VectorOperators.LSHL, 13);
-            FloatVector f = bits.reinterpretAsFloats().mul(0x1p112f)
-                    .blend(bits.or(0x7F800000).reinterpretAsFloats(), mag.compare(VectorOperators.GE, 0x7C00).cast(F));
-            f.reinterpretAsInts().or(h.and(0x80000000)).reinterpretAsFloats().mul(FloatVector.fromArray(F, d, dOff + b)).intoArray(scales, b);
-        }
-        for (; b < nb; b++) scales[b] = half(w, at + 18 * b) * d[dOff + b];
-        scales[nb] = 0;
-    }
-
     /// [#G] blocks at a time in 16-bit lanes: the nibble bytes of the group (on AVX-512 two loads blended) widened,
     /// low and high nibbles times the activation's first and last 16 codes plus its −8·(sum) ([#arrangeQ4_0]):
     /// |q·x + q'·x' − 8(x + x')| ≤ 5842, two adjacent lanes fit a short; they are added by one 32-bit multiply,
     /// (hi·2¹⁶ + lo)·65537 >> 16 = hi + lo, converted and multiplied by the blocks' scales ([#scalesQ4_0]) into
     /// two float accumulators. An odd last block loads its 16 bytes masked against zero codes and scale.
-    private static float dotQ4_0(byte[] w, int at, int K, short[] x, float[] d, int dOff, Scratch sc) {
-        int nb = K / 32;
-        FloatVector acc = FloatVector.zero(F);
-        int b = 0, xo = 0;
-        for (; b + G <= nb; b += G, at += 18 * G, xo += 48 * G) {
-            ByteVector q = ByteVector.fromArray(BS, w, at + 2);
-            FloatVector s = FloatVector.broadcast(F, half(w, at) * d[dOff + b]);
-            if (G == 2) {
-                q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
-                s = s.blend(FloatVector.broadcast(F, half(w, at + 18) * d[dOff + b + 1]), SECOND_F);
+    private static void rowsQ4_0(byte[] w, int rowBytes, int m0, int m1, int K, short[] x, float[] dx, float[] y, int yOff) {
+        int nb = K / 32, FL = F.length();
+        for (int m = m0; m < m1; m++) {
+            FloatVector acc = FloatVector.zero(F);
+            int b = 0, xo = 0, at = m * rowBytes, go = 0;
+            for (; b + G <= nb; b += G, at += 18 * G, xo += 48 * G, go += FL) {
+                ByteVector q = ByteVector.fromArray(BS, w, at + 2);
+                if (G == 2) q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
+                IntVector h = ((IntVector) ByteVector.fromArray(BS, w, at).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+                FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go));
+                ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                        .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+                acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
             }
-            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+            if (b < nb) {
+                ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, at + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                        .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+                acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
+                        .fma(FloatVector.broadcast(F, half(w, at) * (dx[go] * 0x1p-112f)), acc);
+            }
+            y[yOff + m] = acc.reduceLanes(VectorOperators.ADD);
         }
-        if (b < nb) {
-            ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, at + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at) * d[dOff + b]), acc);
-        }
-        return acc.reduceLanes(VectorOperators.ADD);
     }
 
     private static float dotQ4_K(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
