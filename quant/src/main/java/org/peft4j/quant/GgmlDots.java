@@ -204,10 +204,8 @@ public final class GgmlDots {
     static final int G = S.length() / 16;
     /// Q4_K's 8 mins and 8 sub-block sums per 256 values: one long of bytes, 8 shorts, 8 ints and floats.
     static final VectorSpecies<Short> S8 = ShortVector.SPECIES_128;
-    static final VectorSpecies<Integer> I8 = IntVector.SPECIES_256;
-    static final VectorSpecies<Float> F8 = FloatVector.SPECIES_256;
-    static final VectorMask<Integer> HI8 = I8.indexInRange(-4, 4);
-    static final IntVector BYTE_SHIFTS = IntVector.fromArray(I8, new int[]{0, 8, 16, 24, 0, 8, 16, 24}, 0);
+    static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
+    static final VectorMask<Integer> UPPER4 = I.indexInRange(-4, I.length());
     static final VectorSpecies<Short> S16 = ShortVector.SPECIES_256;
     static final VectorMask<Byte> FIRST = BS.indexInRange(0, 16), SECOND = BS.indexInRange(-16, 16);
     static final VectorMask<Float> SECOND_F = F.indexInRange(-F.length() / 2, F.length() / 2);
@@ -282,11 +280,13 @@ public final class GgmlDots {
 
     private static float dotQ4_K(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
-        FloatVector acc = FloatVector.zero(F), mins = FloatVector.zero(F8);
+        FloatVector acc = FloatVector.zero(F), mins = acc;
         for (int b = 0; b < K / 256; b++, at += 144) {
-            int u0 = (int) INT_LE.get(w, at + 4), u1 = (int) INT_LE.get(w, at + 8), u2 = (int) INT_LE.get(w, at + 12);
+            IntVector lo = (IntVector) ByteVector.fromArray(B16, w, at + 4).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+            IntVector mid = (IntVector) ByteVector.fromArray(B16, w, at + 8).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+            int u0 = (int) INT_LE.get(w, at + 4), u2 = (int) INT_LE.get(w, at + 12);
             long sc = (u0 & 0x3F3F3F3FL) | (long) ((u2 & 0x0F0F0F0F) | ((u0 >>> 6) & 0x03030303) << 4) << 32;
-            int mlo = u1 & 0x3F3F3F3F, mhi = (u2 >>> 4 & 0x0F0F0F0F) | ((u1 >>> 6) & 0x03030303) << 4;
+            IntVector m = mid.and(63).blend(mid.lanewise(VectorOperators.LSHR, 4).or(lo.lanewise(VectorOperators.LSHR, 6).lanewise(VectorOperators.LSHL, 4)), UPPER4);
             IntVector isum = IntVector.zero(I);
             for (int ch = 0, q = at + 16, x = co + b * 256; ch < 4; ch++, q += 32, x += 64) {
                 int sc1 = (int) (sc >>> 16 * ch & 0xFF), sc2 = (int) (sc >>> 16 * ch + 8 & 0xFF);
@@ -300,10 +300,9 @@ public final class GgmlDots {
             }
             float dx = d[dOff + b];
             acc = ((FloatVector) isum.convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at) * dx), acc);
-            IntVector m = IntVector.broadcast(I8, mlo).blend(mhi, HI8).lanewise(VectorOperators.LSHR, BYTE_SHIFTS).and(0xFF);
-            IntVector sums = (IntVector) ShortVector.fromArray(S8, c, co + K + b * 8).convertShape(VectorOperators.S2I, I8, 0);
-            mins = ((FloatVector) m.mul(sums).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F8, half(w, at + 2) * dx), mins);
+            IntVector sums = (IntVector) ShortVector.fromArray(S8, c, co + K + b * 8).convertShape(VectorOperators.S2I, I, 0);
+            mins = ((FloatVector) m.mul(sums).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at + 2) * dx), mins);
         }
-        return acc.reduceLanes(VectorOperators.ADD) - mins.reduceLanes(VectorOperators.ADD);
+        return acc.sub(mins).reduceLanes(VectorOperators.ADD);
     }
 }
