@@ -27,7 +27,9 @@ import jdk.incubator.vector.VectorSpecies;
 /// exact in a short), add adjacent product pairs into 32-bit lanes and accumulate there; per block the int lanes are
 /// converted once and multiplied by the block scale into a float accumulator, reduced once per row. The integer sums
 /// are exact, so the vector kernels differ from their scalar twins ([#dotScalar]) only in the order of the float
-/// additions over blocks. Reference: ggml-quants.c `quantize_row_q8_K_ref`, ggml-cpu `quantize_row_q8_0`,
+/// additions over blocks (Q4_0: also in reading a non-finite half scale as finite, [#rowsQ4_0]). Q4_0 takes the
+/// activation row rearranged once per [#rows] call ([#arrangeQ4_0], a per-thread buffer) and two blocks per
+/// 512-bit step; decode reads each weight row once, so these kernels set the speed of a GGUF model's tokens. Reference: ggml-quants.c `quantize_row_q8_K_ref`, ggml-cpu `quantize_row_q8_0`,
 /// `ggml_vec_dot_q8_0_q8_0`, `ggml_vec_dot_q4_0_q8_0`, `ggml_vec_dot_q4_K_q8_K` (generic).
 public final class GgmlDots {
     private GgmlDots() {}
