@@ -291,10 +291,10 @@ public final class GgmlDots {
     /// Per 64-value chunk, 32 bytes: low nibbles are sub-block 2c, high nibbles 2c + 1; one 16-bit vector of 32
     /// lanes on AVX-512 (two of 16 on AVX2). Each sub-block's pair sums (the multiply above, |q·x + q'·x'| ≤ 3810)
     /// times its 6-bit scale accumulate in 32-bit lanes, converted once per 256-block. The 8 scales are unpacked from
-    /// three ints of the 12 scale bytes; the 8 mins in int lanes from the same bytes widened (lanes 0-3: byte j + 4
-    /// & 63; 4-7: byte j + 4 >> 4 | (byte j >> 6) << 4) times the activation's 8 sub-block sums, a float
-    /// multiply-add per 256-block. One flat loop over the 128 bytes (a nested chunk loop ran 10% slower).
-    /// K = 1536: 11-11.5 GB/s on one Zen 5 thread (the earlier kernel: 5.9).
+    /// two ints of the 12 scale bytes (llama.cpp's `utmp` masks); the 8 mins in int lanes from the same bytes widened
+    /// (lanes 0-3: byte j + 4 & 63; 4-7: byte j + 4 >> 4 | (byte j >> 6) << 4) times the activation's 8 sub-block
+    /// sums, a float multiply-add per 256-block. One flat loop over the 128 nibble bytes (a loop per chunk nesting a
+    /// loop per vector ran 10% slower). K = 1536: 11-11.5 GB/s on one Zen 5 thread (the earlier kernel: 5.9).
     private static float dotQ4_K(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
         FloatVector acc = FloatVector.zero(F), mins = acc;
