@@ -180,8 +180,9 @@ public final class GgmlDots {
     }
 
     // Adjacent 16-bit products added into 32-bit lanes: a product vector read as ints v holds two shorts per lane,
-    // whose sum is (v << 16 >> 16) + (v >> 16) (written out in each kernel: no helper takes or returns vectors, which
-    // would box them wherever the inliner gives up).
+    // whose sum is (v << 16 >> 16) + (v >> 16) here (the Q4 kernels below use one multiply instead). Everything is
+    // written out in each kernel: no helper takes or returns vectors, which would box them wherever the inliner gives
+    // up.
 
     private static float dotQ8_0(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
