@@ -247,23 +247,43 @@ public final class GgmlDots {
     }
 
     /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: one weight stream front to back,
-    /// [#G] blocks (36 bytes on AVX-512) per step in 16-bit lanes. The group's nibble bytes (two overlapping loads
-    /// blended) widened; low and high nibbles times the block's first and last 16 codes, plus −8·(their sum)
-    /// ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32 bits by the multiply above.
-    /// The half scales are read in vector lanes too (scalar half conversions and broadcasts from general registers
-    /// cost a third of the time): the half's bits shifted into a float's, h·2⁻¹¹² exactly (subnormals included),
-    /// times the activation's d·2¹¹² gives h·d rounded once, as the scalar twin's product. A half scale of ±∞ or NaN
-    /// (no quantizer writes one) reads as a finite ±2¹⁶·(1 + m/1024). An odd last block loads its 16 bytes masked.
-    /// One row of SmolLM2's K = 576: 11-13 GB/s on one Zen 5 thread (the earlier kernel, one block per step with
-    /// 128-bit loads: 7.5), Q8_0 for comparison 18-19.
+    /// two groups of [#G] blocks (72 bytes on AVX-512) per step into two accumulators, a last group and a last odd
+    /// block after. A group in 16-bit lanes: its nibble bytes (two overlapping loads blended) widened; low and high
+    /// nibbles times the blocks' first and last 16 codes, plus −8·(their sum) ([#arrangeQ4_0]):
+    /// |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32 bits by the multiply above. The half scales are
+    /// read in vector lanes too (scalar half conversions and broadcasts from general registers took a third of the
+    /// time): the half's bits shifted into a float's, h·2⁻¹¹² exactly (subnormals included), times the activation's
+    /// d·2¹¹² gives h·d rounded once, as the scalar twin's product. A half scale of ±∞ or NaN (no quantizer writes
+    /// one) reads as a finite ±2¹⁶·(1 + m/1024): catching it cost 10%. An odd last block loads its 16 bytes masked.
+    /// SmolLM2's K = 576 on one Zen 5 thread: 13.5-15 GB/s over a 28 MB matrix (the earlier kernel, one block per step
+    /// with 128-bit loads and scalar scales: 7.3), Q8_0 for comparison 19-20.
     private static void rowsQ4_0(byte[] w, int at, int rowBytes, int rows, int K, Arranged a, float[] y, int yOff) {
         int nb = K / 32, FL = F.length();
         short[] x = a.x;
         float[] dx = a.d;
         for (int r = 0; r < rows; r++, at += rowBytes - 18 * nb) {
-            FloatVector acc = FloatVector.zero(F);
+            FloatVector acc = FloatVector.zero(F), acc1 = acc;
             int b = 0, xo = 0, go = 0;
-            for (; b + G <= nb; b += G, at += 18 * G, xo += 48 * G, go += FL) {
+            for (; b + 2 * G <= nb; b += 2 * G, at += 36 * G, xo += 96 * G, go += 2 * FL) {
+                ByteVector q = ByteVector.fromArray(BS, w, at + 2), q1 = ByteVector.fromArray(BS, w, at + 18 * G + 2);
+                if (G == 2) {
+                    q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
+                    q1 = q1.blend(ByteVector.fromArray(BS, w, at + 40), SECOND);
+                }
+                IntVector h = ((IntVector) ByteVector.fromArray(BS, w, at).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+                IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, at + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+                FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go));
+                FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go + FL));
+                ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+                ShortVector v1 = (ShortVector) q1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                        .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+                IntVector p1 = v1.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo + 48 * G)).add(v1.lanewise(VectorOperators.LSHR, 4)
+                        .mul(ShortVector.fromArray(S, x, xo + 64 * G))).add(ShortVector.fromArray(S, x, xo + 80 * G)).reinterpretAsInts();
+                acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+                acc1 = ((FloatVector) p1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s1, acc1);
+            }
+            if (b + G <= nb) {
                 ByteVector q = ByteVector.fromArray(BS, w, at + 2);
                 if (G == 2) q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
                 IntVector h = ((IntVector) ByteVector.fromArray(BS, w, at).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
@@ -272,6 +292,10 @@ public final class GgmlDots {
                 IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
                         .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
                 acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+                b += G;
+                at += 18 * G;
+                xo += 48 * G;
+                go += FL;
             }
             if (b < nb) {
                 ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, at + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
@@ -281,7 +305,7 @@ public final class GgmlDots {
                         .fma(FloatVector.broadcast(F, half(w, at) * (dx[go] * 0x1p-112f)), acc);
                 at += 18;
             }
-            y[yOff + r] = acc.reduceLanes(VectorOperators.ADD);
+            y[yOff + r] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
         }
     }
 
