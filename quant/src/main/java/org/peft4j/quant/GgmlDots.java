@@ -203,13 +203,13 @@ public final class GgmlDots {
     // of adjacent products, read as one int v = hi·2¹⁶ + (lo & 0xFFFF), is added by one multiply: the top half of
     // v·65537 mod 2³² is hi + lo whenever |hi + lo| < 2¹⁵ (one vpmulld and one shift instead of four shifts and adds).
 
-    /// Q4_0 blocks one 16-bit vector holds: 2 on AVX-512 (32 lanes), 1 on AVX2.
-    static final int G = S.length() / 16;
+    /// Q4_0 blocks one 16-bit vector holds: 2 on AVX-512 (32 lanes), 1 on AVX2 (and where the scalar twin runs).
+    static final int G = Math.max(1, S.length() / 16);
     static final VectorMask<Byte> FIRST = BS.indexInRange(0, 16), SECOND = BS.indexInRange(-16, 16);
     static final VectorMask<Float> SECOND_F = F.indexInRange(-F.length() / 2, F.length() / 2);
     /// The 16-bit lanes of a group's first bytes that hold its blocks' half scales (bytes 0 and 18: lanes 0 and 9),
     /// each spread over its block's int lanes.
-    static final VectorShuffle<Integer> HALF_LANES = VectorShuffle.fromOp(I, i -> i / (I.length() / G) * 9);
+    static final VectorShuffle<Integer> HALF_LANES = VectorShuffle.fromOp(I, i -> VECTOR ? i / (I.length() / G) * 9 : 0);
     static final VectorSpecies<Short> S16 = ShortVector.SPECIES_256;
 
     /// Per thread, grown once and reused: the activation row as [#rowsQ4_0] reads it ([#arrangeQ4_0]).
