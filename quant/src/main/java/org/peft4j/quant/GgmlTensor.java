@@ -76,9 +76,12 @@ public record GgmlTensor(GgmlBlocks type, int rows, int cols, byte[] data) imple
             int rowsX = Math.min(chunk, N - n0), base = n0;
             for (int r = 0; r < rowsX; r++) GgmlDots.quantize(type, x, (base + r) * K, K, codes, r * cp, scratch, r * per);
             Parallel.chunks(M, Math.min(Parallel.threads(), Math.max(1, (int) ((long) M * K * rowsX / 65536))), (ch, a, b) -> {
-                for (int m0 = a; m0 < b; m0 += W_ROWS)   // W_ROWS rows of W stay in L1 while every x row meets them
+                // W_ROWS rows of W stay in L1 while every x row meets them; one x row (decode) takes the whole range
+                // in one call, the kernels' setup per call (Q4_0's rearranged activation row) once
+                int step = rowsX == 1 ? b - a : W_ROWS;
+                for (int m0 = a; m0 < b; m0 += step)
                     for (int r = 0; r < rowsX; r++)
-                        GgmlDots.rows(type, data, rowBytes, m0, Math.min(b, m0 + W_ROWS), K, codes, r * cp, scratch, r * per, y, (base + r) * M);
+                        GgmlDots.rows(type, data, rowBytes, m0, Math.min(b, m0 + step), K, codes, r * cp, scratch, r * per, y, (base + r) * M);
             });
             if (bias != null)
                 for (int r = 0; r < rowsX; r++)

@@ -14,8 +14,9 @@ import static org.junit.jupiter.api.Assertions.*;
 class GgmlDotsTest {
     static final GgmlBlocks[] TYPES = {GgmlBlocks.Q8_0, GgmlBlocks.Q4_0, GgmlBlocks.Q4_K};
 
-    /// Lengths per type: one block, two, SmolLM2's 576 and 1536 (K-quants: whole 256-blocks).
-    static int[] lengths(GgmlBlocks t) { return t == GgmlBlocks.Q4_K ? new int[]{256, 512, 1536} : new int[]{32, 64, 576, 1536}; }
+    /// Lengths per type: one block, two, three, SmolLM2's 576 and 1536, and 608 (19 blocks: Q4_0's vector kernel
+    /// takes two blocks a step on AVX-512, an odd count ends in a masked half step). K-quants: whole 256-blocks.
+    static int[] lengths(GgmlBlocks t) { return t == GgmlBlocks.Q4_K ? new int[]{256, 512, 1536} : new int[]{32, 64, 96, 576, 608, 1536}; }
 
     /// `rows` weight rows of random bytes (every code, −128 for Q8_0 too) with the block's half scales set to `scale`,
     /// or random finite values in ±2 when `scale` is NaN.
@@ -73,28 +74,54 @@ class GgmlDotsTest {
             }
     }
 
-    /// With unit scales (weight halves 1, activation d 1) and codes small enough that every sum is an integer below
-    /// 2²⁴, the float result is exact whatever the order of additions: vector and scalar must agree bit for bit.
+    /// With one weight scale for every block (1, −0.75, or 2⁻²⁰, a subnormal half), activation d 1 and codes small
+    /// enough that every sum is an integer below 2²⁴, the float result is exact whatever the order of additions: vector
+    /// and scalar must agree bit for bit.
     @Test
     void integerSumsAreExact() {
         var rng = new SplittableRandom(22);
         for (GgmlBlocks t : TYPES)
-            for (int K : lengths(t)) {
-                int rows = 4, rowBytes = (int) t.bytes(K);
-                byte[] w = weights(t, rows, K, 1f, rng);
-                short[] c = new short[GgmlDots.codesPerRow(K)];
-                for (int i = 0; i < K; i++) c[i] = (short) (i % 97 == 0 ? -7 : rng.nextInt(-7, 8));   // |sum| ≤ K·(63·15 + 63)·7 < 2²⁴
-                for (int s = 0; s < K / 32; s++) {
-                    int sum = 0;
-                    for (int j = 0; j < 32; j++) sum += c[s * 32 + j];
-                    c[K + s] = (short) sum;
+            for (int K : lengths(t))
+                for (float scale : new float[]{1f, -0.75f, 0x1p-20f}) {
+                    int rows = 4, rowBytes = (int) t.bytes(K);
+                    byte[] w = weights(t, rows, K, scale, rng);
+                    short[] c = new short[GgmlDots.codesPerRow(K)];
+                    for (int i = 0; i < K; i++) c[i] = (short) (i % 97 == 0 ? -7 : rng.nextInt(-7, 8));   // |sum| ≤ K·(63·15 + 63)·7 < 2²⁴
+                    for (int s = 0; s < K / 32; s++) {
+                        int sum = 0;
+                        for (int j = 0; j < 32; j++) sum += c[s * 32 + j];
+                        c[K + s] = (short) sum;
+                    }
+                    float[] d = new float[K / 32];
+                    java.util.Arrays.fill(d, 1f);
+                    for (int m = 0; m < rows; m++) {
+                        float a = GgmlDots.dotScalar(t, w, m * rowBytes, K, c, 0, d, 0), v = GgmlDots.dot(t, w, m * rowBytes, K, c, 0, d, 0);
+                        String at = t + " K=" + K + " scale " + scale + " row " + m;
+                        assertEquals(Float.floatToRawIntBits(a), Float.floatToRawIntBits(v), at + ": " + a + " vs " + v);
+                        assertEquals(dequantizedProduct(t, w, m * rowBytes, K, c, 0, d)[0], a, 0.0, at);
+                    }
                 }
+    }
+
+    /// [GgmlDots#rows] over a range of rows (not from row 0, into an offset y) writes what [GgmlDots#dot] gives row by
+    /// row, and nothing outside the range.
+    @Test
+    void rowRangesMatchSingleRows() {
+        var rng = new SplittableRandom(24);
+        for (GgmlBlocks t : TYPES)
+            for (int K : lengths(t)) {
+                int rows = 7, m0 = 2, m1 = 7, yOff = 3, rowBytes = (int) t.bytes(K);
+                byte[] w = weights(t, rows, K, Float.NaN, rng);
+                short[] c = new short[GgmlDots.codesPerRow(K)];
                 float[] d = new float[K / 32];
-                java.util.Arrays.fill(d, 1f);
-                for (int m = 0; m < rows; m++) {
-                    float a = GgmlDots.dotScalar(t, w, m * rowBytes, K, c, 0, d, 0), v = GgmlDots.dot(t, w, m * rowBytes, K, c, 0, d, 0);
-                    assertEquals(Float.floatToRawIntBits(a), Float.floatToRawIntBits(v), t + " K=" + K + " row " + m + ": " + a + " vs " + v);
-                    assertEquals(dequantizedProduct(t, w, m * rowBytes, K, c, 0, d)[0], a, 0.0, t + " K=" + K + " row " + m);
+                GgmlDots.quantize(t, activations(K, rng), 0, K, c, 0, d, 0);
+                float[] y = new float[yOff + rows + 1];
+                java.util.Arrays.fill(y, -1f);
+                GgmlDots.rows(t, w, rowBytes, m0, m1, K, c, 0, d, 0, y, yOff);
+                for (int i = 0; i < y.length; i++) {
+                    int m = i - yOff;
+                    float want = m >= m0 && m < m1 ? GgmlDots.dot(t, w, m * rowBytes, K, c, 0, d, 0) : -1f;
+                    assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(y[i]), t + " K=" + K + " y[" + i + "]");
                 }
             }
     }
