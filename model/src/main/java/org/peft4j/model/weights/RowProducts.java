@@ -52,7 +52,9 @@ public final class RowProducts {
     /// (F16, and BF16 from [#BATCH] input rows; BF16 without it converts in registers)
     public static void forward(DType type, float[] y, float[] x, short[] w, float[] bias, int N, int K, int M, float[] scratch) {
         boolean cold = GATE.cold();
-        if (type == DType.BF16 && (N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
+        // BF16 in registers: below a batch, and while the start is cold (the buffer's Vector API conversion is slow
+        // until C2 compiles it; the register path's twin is not)
+        if (type == DType.BF16 && (cold || N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
             Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
