@@ -4,18 +4,21 @@ package org.peft4j.core.kernels;
 /// interpreter or in C1, where every vector operation allocates its result and takes a generic lane-by-lane path: the
 /// first forward of SmolLM2-135M (a 4-token prompt) spent about 3 s there and produced 700 MB of garbage, against a few
 /// tens of milliseconds once compiled. A kernel guarded by a [Gate] takes its lane-order scalar twin while the gate is
-/// cold: the same operations in the same order as the vector code (one chain per lane, lanes added in index order),
-/// so the same bits, at the speed of plain compiled loops, which C1 and C2 reach after a few hundred iterations.
-/// After [#WARMUP_DELAY_NANOS] of cold calls, one daemon thread runs the vector kernel on a small problem and times
-/// it; when one call takes no longer than compiled vector code does (its `budgetNanos`), the gate opens and the kernel
-/// takes the vector path from then on. The delay keeps a short command (a prompt and its first token) from sharing
-/// its cores with a warm-up it would not live to use, and a command that never computes starts no thread. The
-/// warm-up gives up after [#MAX_WARMUP_NANOS] (the gate opens then too, e.g. on a machine too loaded to time it).
-/// Off by default: measured on SmolLM2-135M shapes, the gated runs reached their first token sooner (1.4 s against
-/// about 3 s) but decoded at half the speed afterwards (650 tokens: 37.9 s against 20.3 s; `bench generate` decode
-/// 14 against 55 tokens/s), the row path compiled while the gate was cold or warmed on the small problem staying
-/// slow. `-Dpeft4j.coldStart=on` gates the kernels (a short command's time to first token); the default opens every
-/// gate at once (always the vector path).
+/// cold: the same operations in the same order as the vector code, so the same bits, at the speed of plain compiled
+/// loops, which C1 and C2 reach after a few hundred iterations.
+///
+/// A gate opens (the kernel takes the vector path from then on) at the first of: [#openAll], which the generator calls
+/// once its first step has sampled a token (the prompt's forward ran on the twins; every later token runs the vector
+/// code); or a warm-up: after [#WARMUP_DELAY_NANOS] of cold calls (a
+/// run that samples nothing, e.g. training or scoring), one daemon thread runs the vector kernel on a problem of real
+/// size and times it, and opens the gate when a call takes no longer than compiled vector code does (its
+/// `budgetNanos`), or after [#MAX_WARMUP_NANOS].
+///
+/// Off by default (`-Dpeft4j.coldStart=on` gates the kernels): on SmolLM2-135M shapes the gated run reaches its first
+/// token sooner (about 1.75 s against 2.3-2.7 s from the shell) but a 650-token generate takes longer (10.5-13.6 s
+/// against 7.2-8.9 s on the idle VM), even with the gates opened right after the first step and the twins in call
+/// sites of their own, so the cost is in how the JIT compiles the run after a cold start, not in twins left running;
+/// not found yet.
 public final class ColdStart {
     private ColdStart() {}
 
@@ -26,6 +29,19 @@ public final class ColdStart {
     public static final long MAX_WARMUP_NANOS = 20_000_000_000L;
 
     private static final boolean ON = "on".equals(System.getProperty("peft4j.coldStart"));
+
+    /// Every gate made so far, for [#openAll].
+    private static final java.util.List<Gate> GATES = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+    /// Set by [#openAll]: gates made afterwards start open.
+    private static volatile boolean allOpen;
+
+    /// Opens every gate (the vector paths from now on); cheap once done. The generator calls it after each step.
+    public static void openAll() {
+        if (allOpen) return;
+        allOpen = true;
+        for (Gate g : GATES) g.warm = true;
+    }
 
     /// The cold/warm state of one vector kernel.
     public static final class Gate {
@@ -39,7 +55,8 @@ public final class ColdStart {
         private boolean asked;
 
         private Gate(String name, Runnable kernel, long budgetNanos, long delayNanos, boolean warm) {
-            this.name = name; this.kernel = kernel; this.budgetNanos = budgetNanos; this.delayNanos = delayNanos; this.warm = warm;
+            this.name = name; this.kernel = kernel; this.budgetNanos = budgetNanos; this.delayNanos = delayNanos;
+            this.warm = warm || allOpen;
         }
 
         /// True while the vector kernel is not yet compiled: the caller takes the scalar twin. A call at least the
@@ -81,14 +98,17 @@ public final class ColdStart {
         }
     }
 
-    /// A gate for a vector kernel: `kernel` runs its vector path on a small problem (never through the gate) and
-    /// takes at most `budgetNanos` per call once C2 has compiled it. Open from the start unless
-    /// `-Dpeft4j.coldStart=on`.
+    /// A gate for a vector kernel: `kernel` runs its vector path on a problem of real size (never through the gate)
+    /// and takes at most `budgetNanos` per call once C2 has compiled it. Cold from the start with
+    /// `-Dpeft4j.coldStart=on`, and not after [#openAll].
     public static Gate gate(String name, Runnable kernel, long budgetNanos) {
-        return new Gate(name, kernel, budgetNanos, WARMUP_DELAY_NANOS, !ON);
+        Gate g = new Gate(name, kernel, budgetNanos, WARMUP_DELAY_NANOS, !ON);
+        GATES.add(g);
+        return g;
     }
 
-    /// A gate that starts cold whatever the property says, with another warm-up delay (tests).
+    /// A gate that starts cold whatever the property says, with another warm-up delay, and that [#openAll] leaves
+    /// alone (tests).
     static Gate gate(String name, Runnable kernel, long budgetNanos, long delayNanos) {
         return new Gate(name, kernel, budgetNanos, delayNanos, false);
     }

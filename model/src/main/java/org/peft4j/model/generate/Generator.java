@@ -1,6 +1,7 @@
 package org.peft4j.model.generate;
 
 import org.peft4j.core.Peft4jException.ConfigException;
+import org.peft4j.core.kernels.ColdStart;
 import org.peft4j.model.adapter.LoadedAdapter;
 import org.peft4j.model.llama.Activations;
 import org.peft4j.model.llama.KvCache;
@@ -204,6 +205,7 @@ public final class Generator {
             admit();
             decode();
             prefill();
+            ColdStart.openAll();   // the first prompt ran on the kernels' twins; every token after it on the vector code
             return busy();
         } finally {
             lock.unlock();

@@ -20,19 +20,26 @@ public final class SwiGlu {
     /// While the start is cold ([ColdStart]) every element takes the scalar loop of the vector loop's tail, which does
     /// lane for lane what a vector lane does (the same bits).
     public static void forward(float[] out, float[] gate, float[] up, int n) {
-        boolean cold = GATE.cold();
-        Parallel.chunks(n, (n + CHUNK - 1) / CHUNK, (c, from, to) -> forwardRange(cold, out, gate, up, from, to));
+        // the twin in its own call site and method: the vector loop's compiled profile never sees the cold start
+        if (GATE.cold()) Parallel.chunks(n, (n + CHUNK - 1) / CHUNK, (c, from, to) -> tail(out, gate, up, from, to));
+        else Parallel.chunks(n, (n + CHUNK - 1) / CHUNK, (c, from, to) -> forwardRange(false, out, gate, up, from, to));
     }
 
     /// [#forward] over [from, to): vector lanes, then the tail; the tail loop alone when `cold`.
     static void forwardRange(boolean cold, float[] out, float[] gate, float[] up, int from, int to) {
+        if (cold) { tail(out, gate, up, from, to); return; }
         int i = from;
-        for (int end = cold ? from : from + S.loopBound(to - from); i < end; i += S.length()) {
+        for (int end = from + S.loopBound(to - from); i < end; i += S.length()) {
             FloatVector g = FloatVector.fromArray(S, gate, i);
             FloatVector sig = Exp.exp(g.neg()).add(1f);   // Exp: the same bits in every JIT state
             g.div(sig).mul(FloatVector.fromArray(S, up, i)).intoArray(out, i);
         }
-        for (; i < to; i++) {
+        tail(out, gate, up, i, to);
+    }
+
+    /// The scalar loop over [from, to): lane for lane what a vector lane does.
+    private static void tail(float[] out, float[] gate, float[] up, int from, int to) {
+        for (int i = from; i < to; i++) {
             float g = gate[i];
             out[i] = g / (1f + Exp.exp(-g)) * up[i];
         }

@@ -44,8 +44,11 @@ public final class RowProducts {
 
     /// y = x·Wᵀ (+ bias) for a float32 W.   y: (N, M)   x: (N, K)   w: (M, K)   bias: (M) or null
     public static void forward(float[] y, float[] x, float[] w, float[] bias, int N, int K, int M) {
-        boolean cold = GATE.cold();
-        Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
+        if (GATE.cold()) {   // the twin in its own call sites: the vector path's profile never sees it
+            Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
+            return;
+        }
+        Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
     }
 
     /// y = x·Wᵀ (+ bias) for a 16-bit W (`type` BF16 or F16).   w: (M, K) bits.   scratch: ≥ [#scratchSize] floats
@@ -54,8 +57,12 @@ public final class RowProducts {
         boolean cold = GATE.cold();
         // BF16 in registers: below a batch, and while the start is cold (the buffer's Vector API conversion is slow
         // until C2 compiles it; the register path's twin is not)
-        if (type == DType.BF16 && (cold || N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
-            Parallel.chunks(M, chunks(M), (c, a, b) -> span(cold, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
+        if (type == DType.BF16 && cold) {
+            Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
+            return;
+        }
+        if (type == DType.BF16 && (N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
+            Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
         // F16 (C2 converts with the hardware instruction in a vectorized loop), and BF16 for a batch, whose products
