@@ -56,7 +56,7 @@ public final class ColdStart {
 
         private Gate(String name, Runnable kernel, long budgetNanos, long delayNanos, boolean warm) {
             this.name = name; this.kernel = kernel; this.budgetNanos = budgetNanos; this.delayNanos = delayNanos;
-            this.warm = warm || allOpen;
+            this.warm = warm;
         }
 
         /// True while the vector kernel is not yet compiled: the caller takes the scalar twin. A call at least the
@@ -102,14 +102,15 @@ public final class ColdStart {
     /// and takes at most `budgetNanos` per call once C2 has compiled it. Cold from the start with
     /// `-Dpeft4j.coldStart=on`, and not after [#openAll].
     public static Gate gate(String name, Runnable kernel, long budgetNanos) {
-        Gate g = new Gate(name, kernel, budgetNanos, WARMUP_DELAY_NANOS, !ON);
+        Gate g = new Gate(name, kernel, budgetNanos, WARMUP_DELAY_NANOS, !ON || allOpen);
         GATES.add(g);
         return g;
     }
 
-    /// A gate that starts cold whatever the property says, with another warm-up delay, and that [#openAll] leaves
-    /// alone (tests).
+    /// A gate that starts cold whatever the property and an earlier [#openAll] say, with another warm-up delay (tests).
     static Gate gate(String name, Runnable kernel, long budgetNanos, long delayNanos) {
-        return new Gate(name, kernel, budgetNanos, delayNanos, false);
+        Gate g = new Gate(name, kernel, budgetNanos, delayNanos, false);
+        GATES.add(g);
+        return g;
     }
 }

@@ -7,7 +7,7 @@ import java.util.concurrent.atomic.AtomicInteger;
 import static org.junit.jupiter.api.Assertions.*;
 
 /// A gate stays cold while its kernel is slower than the budget, opens once the kernel fits it, and starts its
-/// warm-up only when asked again after its delay.
+/// warm-up only when asked again after its delay; [ColdStart#openAll] opens a gate at once.
 class ColdStartTest {
     @Test
     void aGateOpensWhenTheKernelFitsTheBudget() throws InterruptedException {
@@ -41,5 +41,17 @@ class ColdStartTest {
         Thread.sleep(300);
         assertTrue(gate.cold(), "a kernel slower than its budget keeps the gate cold (within MAX_WARMUP_NANOS)");
         assertTrue(calls.get() > 16, "the warm-up kept running: " + calls.get() + " calls");
+    }
+
+    /// [ColdStart#openAll] (the generator's call after its first step) opens a cold gate at once, without a warm-up.
+    @Test
+    void openAllOpensAColdGateWithoutItsWarmUp() {
+        AtomicInteger calls = new AtomicInteger();
+        ColdStart.Gate gate = ColdStart.gate("test-open-all", calls::incrementAndGet, 1, 60_000_000_000L);
+        assertTrue(gate.cold(), "a gate starts cold");
+        ColdStart.openAll();
+        assertFalse(gate.cold(), "openAll opens it");
+        assertTrue(gate.warm());
+        assertEquals(0, calls.get(), "no warm-up ran");
     }
 }
