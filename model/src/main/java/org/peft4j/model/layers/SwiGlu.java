@@ -45,8 +45,7 @@ public final class SwiGlu {
         }
     }
 
-    /// The vector path on a row of real length and a tail, for [ColdStart]'s warm-up (a short row's profile left the
-    /// compiled loop slow on long ones).
+    /// The vector path on a row of real length and a tail, for [ColdStart]'s warm-up.
     private static final ColdStart.Gate GATE = ColdStart.gate("swiglu", new Runnable() {
         final int n = 1536 + 3;
         final float[] out = new float[n], gate = new float[n], up = new float[n];

@@ -134,8 +134,9 @@ public final class RowProducts {
     private static final boolean WIDE = F.vectorBitSize() >= 512;
 
     /// The vector path on a problem of real row length (F32 and BF16, one to five input rows: every kernel of
-    /// [#span]), for [ColdStart]'s warm-up: about 120 K multiply-adds, tens of microseconds once compiled. The row
-    /// length matters: kernels compiled while profiling short rows stayed at half speed on long ones.
+    /// [#span]), for [ColdStart]'s warm-up: about 120 K multiply-adds, tens of microseconds once compiled. (With the
+    /// earlier 32-float rows, gated runs decoded at half speed; with these, and the gates opened after the first step,
+    /// they are still slower than ungated ones, for a cause not found: see [ColdStart].)
     private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
         static final int K = 1024, M = 4, N = 5;
         final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
