@@ -115,11 +115,11 @@ public final class RowProducts {
     static void span(boolean cold, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
                      int N, int K, int M, int m, int rows) {
         if (cold) { lanes(y, x, w, wo, bf16, h, ho, bias, N, K, M, m, rows); return; }
-        // one method per dtype and per N = 1: C2 compiles each to a bare load-FMA stream (a shared method with a dtype
-        // flag, or the single-row loop nested in the loop over input rows, measured 1.3-1.6x slower)
+        // one method per dtype, one call per product: C2 compiles each to a bare load-FMA stream (a shared method with a
+        // dtype flag, or the single-row loop written inline in a loop over input rows, measured 1.3-1.6x slower)
         if (N == 1) {
-            if (bf16) for (int r = 0; r < rows; r++) y[m + r] = oneBf16(x, h, ho + r * K, bias, K, m + r);
-            else for (int r = 0; r < rows; r++) y[m + r] = oneF32(x, w, wo + r * K, bias, K, m + r);
+            if (bf16) for (int r = 0; r < rows; r++) y[m + r] = oneBf16(x, 0, h, ho + r * K, bias, K, m + r);
+            else for (int r = 0; r < rows; r++) y[m + r] = oneF32(x, 0, w, wo + r * K, bias, K, m + r);
             return;
         }
         int r = 0;
@@ -164,34 +164,6 @@ public final class RowProducts {
         return bf16 ? Float.intBitsToFloat(h[ho + i] << 16) : w[wo + i];
     }
 
-    /// Float32 weight row m (at `wo`) against the single input row (decode of one stream).
-    private static float oneF32(float[] x, float[] w, int wo, float[] bias, int K, int m) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int i = 0;
-        for (; i + 4 * L <= K; i += 4 * L) {
-            a0 = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, i), a0);
-            a1 = FloatVector.fromArray(F, w, wo + i + L).fma(FloatVector.fromArray(F, x, i + L), a1);
-            a2 = FloatVector.fromArray(F, w, wo + i + 2 * L).fma(FloatVector.fromArray(F, x, i + 2 * L), a2);
-            a3 = FloatVector.fromArray(F, w, wo + i + 3 * L).fma(FloatVector.fromArray(F, x, i + 3 * L), a3);
-        }
-        for (; i + L <= K; i += L) a0 = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, i), a0);
-        return finish(a0.add(a1).add(a2.add(a3)), x, 0, w, wo, false, null, 0, i, K, bias, m);
-    }
-
-    /// [#oneF32] for a BF16 weight row (bits at `ho`), converted in registers.
-    private static float oneBf16(float[] x, short[] h, int ho, float[] bias, int K, int m) {
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        int i = 0;
-        for (; i + 4 * L <= K; i += 4 * L) {
-            a0 = bf16(h, ho + i).fma(FloatVector.fromArray(F, x, i), a0);
-            a1 = bf16(h, ho + i + L).fma(FloatVector.fromArray(F, x, i + L), a1);
-            a2 = bf16(h, ho + i + 2 * L).fma(FloatVector.fromArray(F, x, i + 2 * L), a2);
-            a3 = bf16(h, ho + i + 3 * L).fma(FloatVector.fromArray(F, x, i + 3 * L), a3);
-        }
-        for (; i + L <= K; i += L) a0 = bf16(h, ho + i).fma(FloatVector.fromArray(F, x, i), a0);
-        return finish(a0.add(a1).add(a2.add(a3)), x, 0, null, 0, true, h, ho, i, K, bias, m);
-    }
-
     /// Float32 weight row m (at `wo`) against every input row, two at a time (the weight loads shared), each with
     /// the four accumulators of [#oneF32]; a last odd row as [#oneF32].
     private static void rowF32(float[] y, float[] x, float[] w, int wo, float[] bias, int N, int K, int M, int m) {
@@ -219,11 +191,11 @@ public final class RowProducts {
             y[n * M + m] = finish(a0.add(a1).add(a2.add(a3)), x, x0, w, wo, false, null, 0, i, K, bias, m);
             y[(n + 1) * M + m] = finish(b0.add(b1).add(b2.add(b3)), x, x1, w, wo, false, null, 0, i, K, bias, m);
         }
-        if (n < N) y[n * M + m] = oneF32At(x, n * K, w, wo, bias, K, m);
+        if (n < N) y[n * M + m] = oneF32(x, n * K, w, wo, bias, K, m);
     }
 
-    /// [#oneF32] for the input row at `x0` (inside the loops over input rows).
-    private static float oneF32At(float[] x, int x0, float[] w, int wo, float[] bias, int K, int m) {
+    /// Float32 weight row m (at `wo`) against the input row at `x0`: four FMA chains, one weight stream.
+    private static float oneF32(float[] x, int x0, float[] w, int wo, float[] bias, int K, int m) {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         int i = 0;
         for (; i + 4 * L <= K; i += 4 * L) {
@@ -261,11 +233,11 @@ public final class RowProducts {
             y[n * M + m] = finish(a0.add(a1).add(a2.add(a3)), x, x0, null, 0, true, h, ho, i, K, bias, m);
             y[(n + 1) * M + m] = finish(b0.add(b1).add(b2.add(b3)), x, x1, null, 0, true, h, ho, i, K, bias, m);
         }
-        if (n < N) y[n * M + m] = oneBf16At(x, n * K, h, ho, bias, K, m);
+        if (n < N) y[n * M + m] = oneBf16(x, n * K, h, ho, bias, K, m);
     }
 
-    /// [#oneBf16] for the input row at `x0` (inside the loops over input rows).
-    private static float oneBf16At(float[] x, int x0, short[] h, int ho, float[] bias, int K, int m) {
+    /// [#oneF32] for a BF16 weight row (bits at `ho`), converted in registers.
+    private static float oneBf16(float[] x, int x0, short[] h, int ho, float[] bias, int K, int m) {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         int i = 0;
         for (; i + 4 * L <= K; i += 4 * L) {
@@ -311,8 +283,8 @@ public final class RowProducts {
             y[(n + 1) * M + m + 1] = finish(d0.add(d1).add(d2.add(d3)), x, x1, w, vo, false, null, 0, i, K, bias, m + 1);
         }
         if (n < N) {
-            y[n * M + m] = oneF32At(x, n * K, w, wo, bias, K, m);
-            y[n * M + m + 1] = oneF32At(x, n * K, w, vo, bias, K, m + 1);
+            y[n * M + m] = oneF32(x, n * K, w, wo, bias, K, m);
+            y[n * M + m + 1] = oneF32(x, n * K, w, vo, bias, K, m + 1);
         }
     }
 
