@@ -21,6 +21,9 @@ import org.peft4j.model.weights.BaseWeight;
 import org.peft4j.model.weights.DenseF32;
 import org.peft4j.model.weights.DenseHalf;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -36,8 +39,8 @@ import java.util.SplittableRandom;
 ///
 /// Decode reads every weight once per token (the row path: [org.peft4j.model.weights.RowProducts]), so its speed is
 /// bounded by bytes / bandwidth: BF16 halves the bytes. The llama.cpp column ([LlamaCppColumn]: node-llama-cpp on the
-/// same float32 weights written as GGUF) is a separate step after the rounds; without node-llama-cpp it says what to
-/// install and prints no number.
+/// same float32 weights written as GGUF) runs its rounds between ours, so both are measured in the same minutes; without
+/// node-llama-cpp it says what to install and prints no number.
 public final class GenerateBench {
     private GenerateBench() {}
 
@@ -107,45 +110,60 @@ public final class GenerateBench {
         for (int v = 0; v < gens.length; v++) gens[v] = new Generator(variants.get(v).model(), 1, promptTokens + newTokens, promptTokens);
         // warm-up: the JIT compiles the prefill and decode paths of every variant
         for (int v = 0; v < gens.length; v++) once(gens[v], prompt, Math.min(newTokens, 16));
-        double[][][] m = new double[variants.size()][3][rounds];
-        for (int r = 0; r < rounds; r++)
+        // llama.cpp on the same float32 weights written as GGUF, its rounds between ours (see LlamaCppColumn)
+        Path gguf = null;
+        LlamaCppColumn.Session llama = null;
+        try {
+            if (LlamaCppColumn.installed()) {
+                Path tokenizerDir = modelDir != null ? modelDir : Path.of(System.getProperty("peft4j.home", "."), "models", "tinystories-656k");
+                gguf = LlamaCppColumn.writeF32(modelDir != null && stored != null && !(stored[0][0] instanceof DenseF32) ? Models.loadWeights(modelDir) : w,
+                        tokenizerDir);
+                llama = LlamaCppColumn.Session.open(gguf, "F32", c.vocabSize(), promptTokens, newTokens, threads);
+            }
+            double[][][] m = new double[variants.size()][3][rounds];
+            for (int r = 0; r < rounds; r++) {
+                for (int v = 0; v < gens.length; v++) {
+                    double[] t = once(gens[v], prompt, newTokens);
+                    for (int k = 0; k < 3; k++) m[v][k][r] = t[k];
+                }
+                if (llama != null) llama.round();
+            }
+            List<Result> results = new ArrayList<>();
+            System.out.printf("%-5s %-9s %10s %9s %10s %9s %8s %7s%n", "dtype", "gemm", "prefill", "ttft", "decode", "weights", "decode", "of read");
+            System.out.printf("%-5s %-9s %10s %9s %10s %9s %8s %7s%n", "", "", "tokens/s", "ms", "tokens/s", "MB/token", "GB/s", "bandw.");
             for (int v = 0; v < gens.length; v++) {
-                double[] t = once(gens[v], prompt, newTokens);
-                for (int k = 0; k < 3; k++) m[v][k][r] = t[k];
+                Variant var = variants.get(v);
+                Result res = new Result(var.dtype(), var.gemm(), promptTokens / median(m[v][0]), median(m[v][1]),
+                        (newTokens - 1) / median(m[v][2]), bytesPerToken(var.model().decoder));
+                results.add(res);
+                System.out.println(res.line(bandwidth));
             }
-        List<Result> results = new ArrayList<>();
-        System.out.printf("%-5s %-9s %10s %9s %10s %9s %8s %7s%n", "dtype", "gemm", "prefill", "ttft", "decode", "weights", "decode", "of read");
-        System.out.printf("%-5s %-9s %10s %9s %10s %9s %8s %7s%n", "", "", "tokens/s", "ms", "tokens/s", "MB/token", "GB/s", "bandw.");
-        for (int v = 0; v < gens.length; v++) {
-            Variant var = variants.get(v);
-            Result res = new Result(var.dtype(), var.gemm(), promptTokens / median(m[v][0]), median(m[v][1]),
-                    (newTokens - 1) / median(m[v][2]), bytesPerToken(var.model().decoder));
-            results.add(res);
-            System.out.println(res.line(bandwidth));
-        }
-        for (String g : gemms) {
-            Result f = find(results, "F32", g), b = find(results, "BF16", g);
-            System.out.printf("%s: BF16 decode %.2fx F32 decode (goal >= 1.6x); prefill %.2fx%n", g, b.decodeTokensPerSecond() / f.decodeTokensPerSecond(),
-                    b.prefillTokensPerSecond() / f.prefillTokensPerSecond());
-        }
-        // the llama.cpp column, a separate step: the same float32 weights as a GGUF file, run by node-llama-cpp
-        Path tokenizerDir = modelDir != null ? modelDir : Path.of(System.getProperty("peft4j.home", "."), "models", "tinystories-656k");
-        Result llama = LlamaCppColumn.run(modelDir != null && stored != null && !(stored[0][0] instanceof DenseF32) ? Models.loadWeights(modelDir) : w,
-                tokenizerDir, promptTokens, newTokens, threads, rounds);
-        if (llama != null) {
-            llama = new Result(llama.dtype(), llama.gemm(), llama.prefillTokensPerSecond(), llama.ttftSeconds(), llama.decodeTokensPerSecond(),
-                    find(results, "F32", "java").bytesPerToken());
-            System.out.println(llama.line(bandwidth));
             for (String g : gemms) {
-                Result f = find(results, "F32", g);
-                System.out.printf("%s F32 vs llama.cpp F32: prefill %.2fx, decode %.2fx, time to first token %.2fx (goal >= 1.0x tokens/s)%n", g,
-                        f.prefillTokensPerSecond() / llama.prefillTokensPerSecond(), f.decodeTokensPerSecond() / llama.decodeTokensPerSecond(),
-                        llama.ttftSeconds() / f.ttftSeconds());
+                Result f = find(results, "F32", g), b = find(results, "BF16", g);
+                System.out.printf("%s: BF16 decode %.2fx F32 decode (goal >= 1.6x); prefill %.2fx%n", g, b.decodeTokensPerSecond() / f.decodeTokensPerSecond(),
+                        b.prefillTokensPerSecond() / f.prefillTokensPerSecond());
             }
-            results.add(llama);
+            Result lr = llama == null ? null : llama.result();
+            if (lr != null) {
+                lr = new Result(lr.dtype(), lr.gemm(), lr.prefillTokensPerSecond(), lr.ttftSeconds(), lr.decodeTokensPerSecond(),
+                        find(results, "F32", "java").bytesPerToken());
+                System.out.println(lr.line(bandwidth));
+                for (String g : gemms) {
+                    Result f = find(results, "F32", g);
+                    System.out.printf("%s F32 vs llama.cpp F32: prefill %.2fx, decode %.2fx, time to first token %.2fx (goal >= 1.0x tokens/s)%n", g,
+                            f.prefillTokensPerSecond() / lr.prefillTokensPerSecond(), f.decodeTokensPerSecond() / lr.decodeTokensPerSecond(),
+                            lr.ttftSeconds() / f.ttftSeconds());
+                }
+                results.add(lr);
+            }
+            System.out.printf("peak RSS (whole run, all variants loaded): %.2f GB%n", TrainBench.peakRss() / 1e9);
+            return results;
+        } catch (IOException e) {
+            throw new UncheckedIOException("bench generate: could not write the GGUF file for llama.cpp (" + e.getMessage() + ")", e);
+        } finally {
+            if (llama != null) llama.close();
+            if (gguf != null) try { Files.deleteIfExists(gguf); } catch (IOException ignored) { }
         }
-        System.out.printf("peak RSS (whole run, all variants loaded): %.2f GB%n", TrainBench.peakRss() / 1e9);
-        return results;
     }
 
     /// One generation on `g`: seconds of prefill (prompt in, first token sampled = time to first token, the same

@@ -26,7 +26,8 @@ import java.util.SplittableRandom;
 /// by our ggml reference quantizers, the bundled tokenizer padded to the vocabulary), run by peft4j (`generate`'s
 /// path: the weights kept as blocks, Q8_0/Q4_0 with llama.cpp's Q8_0 activations, K-quants on the row path / tiles)
 /// and by llama.cpp (node-llama-cpp) on the very same files, side by side: prefill, time to first token and decode
-/// tokens/s, and the ratios. peft4j's rounds alternate between the files; llama.cpp runs after them.
+/// tokens/s, and the ratios. Each peft4j round on a file is followed by a llama.cpp round on it ([LlamaCppColumn.Session]), so both engines
+/// are measured in the same minutes of a shared machine.
 public final class GgufGenerateBench {
     private GgufGenerateBench() {}
 
@@ -42,6 +43,7 @@ public final class GgufGenerateBench {
         List<Path> files = new ArrayList<>();
         List<LlamaModel> models = new ArrayList<>();
         List<String> names = new ArrayList<>();
+        List<LlamaCppColumn.Session> sessions = new ArrayList<>();
         try {
             for (String q : quants) {
                 GgufModel.Quant quant = GgufModel.Quant.of(q);
@@ -65,11 +67,16 @@ public final class GgufGenerateBench {
             Generator[] gens = new Generator[models.size()];
             for (int v = 0; v < gens.length; v++) gens[v] = new Generator(models.get(v), 1, promptTokens + newTokens, promptTokens);
             for (Generator g : gens) for (int round = 0; round < 2; round++) GenerateBench.once(g, prompt, newTokens);   // warm-up: two rounds, C2 compiles the kernels
+            // llama.cpp on each file, its rounds between ours (see LlamaCppColumn)
+            for (int v = 0; v < gens.length && LlamaCppColumn.installed(); v++)
+                sessions.add(LlamaCppColumn.Session.open(files.get(v), names.get(v), c.vocabSize(), promptTokens, newTokens, threads));
+            System.out.printf("load average before the rounds: %s%n", loadAverage());
             double[][][] t = new double[gens.length][3][rounds];
             for (int r = 0; r < rounds; r++)
                 for (int v = 0; v < gens.length; v++) {
                     double[] s = GenerateBench.once(gens[v], prompt, newTokens);
                     for (int k = 0; k < 3; k++) t[v][k][r] = s[k];
+                    if (v < sessions.size() && sessions.get(v) != null) sessions.get(v).round();
                 }
             List<GenerateBench.Result> results = new ArrayList<>();
             for (int v = 0; v < gens.length; v++) {
@@ -77,9 +84,8 @@ public final class GgufGenerateBench {
                         GenerateBench.median(t[v][1]), (newTokens - 1) / GenerateBench.median(t[v][2]), GenerateBench.bytesPerToken(models.get(v).decoder));
                 results.add(ours);
             }
-            System.out.printf("load average before llama.cpp: %s%n", loadAverage());
-            for (int v = 0; v < gens.length; v++) {
-                GenerateBench.Result llama = LlamaCppColumn.runFile(files.get(v), names.get(v), c.vocabSize(), promptTokens, newTokens, threads, rounds);
+            for (LlamaCppColumn.Session ls : sessions) {
+                GenerateBench.Result llama = ls == null ? null : ls.result();
                 if (llama != null) results.add(llama);
             }
             System.out.printf("%-6s %-9s %10s %9s %10s%n", "type", "engine", "prefill", "ttft", "decode");
@@ -99,6 +105,7 @@ public final class GgufGenerateBench {
         } catch (IOException e) {
             throw new UncheckedIOException("bench generate --gguf: " + e.getMessage(), e);
         } finally {
+            for (LlamaCppColumn.Session ls : sessions) if (ls != null) ls.close();
             for (Path f : files) try { Files.deleteIfExists(f); } catch (IOException ignored) { }
         }
     }

@@ -6,6 +6,8 @@ import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.tokenizer.GgufVocab;
 
 import java.io.BufferedReader;
+import java.io.BufferedWriter;
+import java.io.OutputStreamWriter;
 import java.io.IOException;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
@@ -17,57 +19,97 @@ import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-/// The llama.cpp column of `bench generate`, a separate step: the same weights written as an F32 GGUF (the
-/// tokenizer keys of a model folder, padded to the vocabulary as the converter does) and run by node-llama-cpp
-/// (`bench/llamacpp/llamacpp_bench.mjs`, installed by `npm install` there) on the same prompt length, new tokens,
-/// threads and rounds. It is a benchmark dependency, never a product one: when node or the package is missing the
-/// column says what to install and reports no number.
+/// The llama.cpp column of `bench generate`: the same weights written as a GGUF file (the tokenizer keys of a model
+/// folder, padded to the vocabulary as the converter does) and run by node-llama-cpp (`bench/llamacpp/llamacpp_bench.mjs`,
+/// installed by `npm install` there) on the same prompt length, new tokens and threads. Its rounds are interleaved
+/// with peft4j's ([Session]): on a shared machine the memory bandwidth a process gets changes from minute to minute
+/// (the same decode measured 28 to 42 tokens/s in separate runs), so both engines are measured in the same minutes.
+/// It is a benchmark dependency, never a product one: when node or the package is missing the column says what to
+/// install and reports no number.
 final class LlamaCppColumn {
     private LlamaCppColumn() {}
 
     private static final Pattern FIELD = Pattern.compile("\"(prefill_s|ttft_s|decode_s)\":([0-9.eE+-]+)");
+    private static final String INSTALL = "llama.cpp column: node-llama-cpp is not installed; to add it: cd bench/llamacpp && "
+            + "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional (a prebuilt CPU binary from npm)";
 
-    /// Medians of llama.cpp's rounds as a [GenerateBench.Result] (dtype F32, gemm "llama.cpp"), or null with the
-    /// reason printed.
-    static GenerateBench.Result run(LlamaWeights w, Path tokenizerDir, int promptTokens, int newTokens, int threads, int rounds) {
+    /// Whether node-llama-cpp is installed under bench/llamacpp (else the reason is printed).
+    static boolean installed() {
         Path home = Path.of(System.getProperty("peft4j.home", "."));
-        if (!Files.isDirectory(home.resolve("bench/llamacpp/node_modules/node-llama-cpp"))) {
-            System.out.println("llama.cpp column: node-llama-cpp is not installed; to add it: cd bench/llamacpp && "
-                    + "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional (a prebuilt CPU binary from npm)");
-            return null;
-        }
-        Path gguf = null;
-        try {
-            gguf = Files.createTempFile("peft4j-bench-", ".gguf");
-            GgufWriter g = GgufModel.writer(w, GgufModel.Quant.F32, "peft4j bench");
-            GgufVocab.put(g, tokenizerDir, w.config.vocabSize());
-            g.write(gguf);
-            return runFile(gguf, "F32", w.config.vocabSize(), promptTokens, newTokens, threads, rounds);
-        } catch (IOException e) {
-            System.out.println("llama.cpp column: could not write the GGUF file (" + e.getMessage() + ")");
-            return null;
-        } finally {
-            if (gguf != null) try { Files.deleteIfExists(gguf); } catch (IOException ignored) { }
-        }
+        if (Files.isDirectory(home.resolve("bench/llamacpp/node_modules/node-llama-cpp"))) return true;
+        System.out.println(INSTALL);
+        return false;
     }
 
-    /// llama.cpp on the GGUF file `gguf` as it is (the row's dtype named `dtype`), or null with the reason printed.
-    static GenerateBench.Result runFile(Path gguf, String dtype, int vocab, int promptTokens, int newTokens, int threads, int rounds) {
-        Path home = Path.of(System.getProperty("peft4j.home", "."));
-        Path script = home.resolve("bench/llamacpp/llamacpp_bench.mjs");
-        if (!Files.isDirectory(home.resolve("bench/llamacpp/node_modules/node-llama-cpp"))) {
-            System.out.println("llama.cpp column: node-llama-cpp is not installed; to add it: cd bench/llamacpp && "
-                    + "NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional (a prebuilt CPU binary from npm)");
-            return null;
+    /// `w` as an F32 GGUF temporary file with the tokenizer of `tokenizerDir`; the caller deletes it.
+    static Path writeF32(LlamaWeights w, Path tokenizerDir) throws IOException {
+        Path gguf = Files.createTempFile("peft4j-bench-", ".gguf");
+        GgufWriter g = GgufModel.writer(w, GgufModel.Quant.F32, "peft4j bench");
+        GgufVocab.put(g, tokenizerDir, w.config.vocabSize());
+        g.write(gguf);
+        return gguf;
+    }
+
+    /// A node-llama-cpp process holding one GGUF file with its context, warmed up by one round, that runs one more
+    /// round each time [#round] asks. Rounds are collected; [#result] gives their medians.
+    static final class Session implements AutoCloseable {
+        private final Process process;
+        private final BufferedWriter in;
+        private final BufferedReader out;
+        private final String dtype;
+        private final int promptTokens, newTokens;
+        private final List<double[]> rounds = new ArrayList<>();
+        private boolean failed;
+
+        private Session(Process process, String dtype, int promptTokens, int newTokens) {
+            this.process = process;
+            this.in = new BufferedWriter(new OutputStreamWriter(process.getOutputStream(), StandardCharsets.UTF_8));
+            this.out = new BufferedReader(new InputStreamReader(process.getInputStream(), StandardCharsets.UTF_8));
+            this.dtype = dtype;
+            this.promptTokens = promptTokens;
+            this.newTokens = newTokens;
         }
-        try {
+
+        /// Starts llama.cpp on `gguf` (the row's dtype named `dtype`) and waits for its warm-up round; null, with the
+        /// reason printed, when it cannot run.
+        static Session open(Path gguf, String dtype, int vocab, int promptTokens, int newTokens, int threads) {
+            if (!installed()) return null;
+            Path script = Path.of(System.getProperty("peft4j.home", ".")).resolve("bench/llamacpp/llamacpp_bench.mjs");
             List<String> cmd = List.of("node", script.toString(), gguf.toString(), String.valueOf(threads), String.valueOf(promptTokens),
-                    String.valueOf(newTokens), String.valueOf(rounds), String.valueOf(vocab));
-            Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-            List<double[]> rows = new ArrayList<>();
+                    String.valueOf(newTokens), "0", String.valueOf(vocab), "stdin");
+            Session s;
+            try {
+                s = new Session(new ProcessBuilder(cmd).redirectErrorStream(true).start(), dtype, promptTokens, newTokens);
+            } catch (IOException e) {
+                System.out.println("llama.cpp column: could not run node (" + e.getMessage() + "); install Node.js and node-llama-cpp (bench/llamacpp)");
+                return null;
+            }
+            if (s.read(true) == null) { s.close(); return null; }
+            return s;
+        }
+
+        /// One round (prefill, time to first token and decode seconds, kept for [#result]), or null once the
+        /// process has failed (the reason printed once).
+        double[] round() {
+            if (failed) return null;
+            try {
+                in.write('\n');
+                in.flush();
+            } catch (IOException e) {
+                fail("the node process stopped (" + e.getMessage() + ")");
+                return null;
+            }
+            double[] v = read(false);
+            if (v != null) rounds.add(v);
+            return v;
+        }
+
+        /// Lines up to the next round's fields (or the ready line); null at the end of the output (a failure).
+        private double[] read(boolean ready) {
             StringBuilder other = new StringBuilder();
-            try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
-                for (String line; (line = r.readLine()) != null; ) {
+            try {
+                for (String line; (line = out.readLine()) != null; ) {
+                    if (ready && line.contains("\"ready\":true")) return new double[0];
                     Matcher m = FIELD.matcher(line);
                     double[] v = new double[3];
                     int found = 0;
@@ -76,25 +118,42 @@ final class LlamaCppColumn {
                         v[k] = Double.parseDouble(m.group(2));
                         found++;
                     }
-                    if (found == 3) rows.add(v);
-                    else if (other.length() < 2000) other.append(line).append('\n');
+                    if (found == 3 && !ready) return v;
+                    if (other.length() < 2000) other.append(line).append('\n');
                 }
+            } catch (IOException e) {
+                other.append(e.getMessage());
             }
-            if (!p.waitFor(30, TimeUnit.MINUTES)) { p.destroyForcibly(); throw new IOException("node did not finish in 30 minutes"); }
-            if (p.exitValue() != 0 || rows.isEmpty()) {
-                System.out.println("llama.cpp column: node-llama-cpp failed (exit " + p.exitValue() + "):\n" + other.toString().strip());
-                return null;
-            }
-            double[][] cols = new double[3][rows.size()];
-            for (int i = 0; i < rows.size(); i++) for (int k = 0; k < 3; k++) cols[k][i] = rows.get(i)[k];
+            fail("node-llama-cpp failed:\n" + other.toString().strip());
+            return null;
+        }
+
+        private void fail(String why) {
+            failed = true;
+            System.out.println("llama.cpp column (" + dtype + "): " + why);
+        }
+
+        /// Medians of the rounds run as a [GenerateBench.Result] (gemm "llama.cpp"), or null when there are none.
+        GenerateBench.Result result() {
+            if (failed || rounds.isEmpty()) return null;
+            double[][] cols = new double[3][rounds.size()];
+            for (int i = 0; i < rounds.size(); i++) for (int k = 0; k < 3; k++) cols[k][i] = rounds.get(i)[k];
             return new GenerateBench.Result(dtype, "llama.cpp", promptTokens / GenerateBench.median(cols[0]), GenerateBench.median(cols[1]),
                     (newTokens - 1) / GenerateBench.median(cols[2]), 0);
-        } catch (IOException e) {
-            System.out.println("llama.cpp column: could not run node (" + e.getMessage() + "); install Node.js and node-llama-cpp (bench/llamacpp)");
-            return null;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return null;
+        }
+
+        /// Closes standard input (the script ends) and waits for the process, at most a minute.
+        @Override
+        public void close() {
+            try {
+                in.close();
+            } catch (IOException ignored) { }
+            try {
+                if (!process.waitFor(60, TimeUnit.SECONDS)) process.destroyForcibly();
+            } catch (InterruptedException e) {
+                process.destroyForcibly();
+                Thread.currentThread().interrupt();
+            }
         }
     }
 }

@@ -74,6 +74,8 @@ class CliTest {
         assertTrue(o.stdout().contains("java: BF16 decode"), o.stdout());
         assertTrue(o.stdout().contains("read bandwidth of this machine"), o.stdout());
         assertTrue(o.stdout().contains("llama.cpp"), o.stdout());
+        if (java.nio.file.Files.isDirectory(Shared.root().resolve("bench/llamacpp/node_modules/node-llama-cpp")))   // rounds interleaved with ours
+            assertTrue(o.stdout().matches("(?s).*\\nF32\\s+llama\\.cpp\\s+[0-9.]+\\s+[0-9.]+\\s+[0-9.]+.*"), o.stdout());
         Out bad = run(null, "bench", "generate", "--model", dir.toString(), "--new-tokens", "1");
         assertEquals(1, bad.code());
         assertTrue(bad.stderr().contains("--new-tokens >= 2"), bad.stderr());

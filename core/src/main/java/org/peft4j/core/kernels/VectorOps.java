@@ -1,6 +1,7 @@
 package org.peft4j.core.kernels;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorShuffle;
 import jdk.incubator.vector.VectorSpecies;
 
 /// Vector API helpers for the layers (dot, axpy, scale, sum of squares, add), each beside its scalar twin
@@ -102,21 +103,29 @@ public final class VectorOps {
         for (int i = 0; i < n; i++) out[oo + i] = a[ao + i] + b[bo + i];
     }
 
-    private static final VectorSpecies<Float> S256 = FloatVector.SPECIES_256, S128 = FloatVector.SPECIES_128;
+    /// The lane permutations of [#sumHalves]: lane j takes lane j + 8, j + 4, j ^ 1 (the upper lanes take any).
+    private static final VectorShuffle<Float> FOLD8 = fold(8), FOLD4 = fold(4), SWAP1 = VectorShuffle.fromOp(S, j -> j ^ 1);
+
+    private static VectorShuffle<Float> fold(int w) { return VectorShuffle.fromOp(S, j -> (j + w) % L); }
 
     /// The lanes' sum as a fixed tree of halves: a 16-lane vector is folded to 8 lanes (lane j + lane j+8), an 8-lane
     /// one to 4 (j + j+4), then (l0 + l1) + (l2 + l3); other widths add in index order. The same bits in every JIT
-    /// state (the halves are exact moves, the adds fixed), at about 2 ns a sum against 5 for [#sumLanes] (AVX-512).
+    /// state (the permutations are exact moves, the adds fixed), at about 2 ns a sum against 5 for [#sumLanes]
+    /// (AVX-512). Written with constant shuffles within the species: C2 compiled the earlier halves by
+    /// `reinterpretShape` (to 256 and 128 bits) into its Java fallback in some runs (a `slice` through a shuffle, with
+    /// allocations), which made decode attention up to 5x slower in those processes.
     /// [#sumHalves(float[], int)] is its scalar twin.
     public static float sumHalves(FloatVector v) {
         if (L == 16) {
-            v = ((FloatVector) v.reinterpretShape(S256, 0)).add((FloatVector) v.reinterpretShape(S256, 1));
-            FloatVector f = ((FloatVector) v.reinterpretShape(S128, 0)).add((FloatVector) v.reinterpretShape(S128, 1));
-            return (f.lane(0) + f.lane(1)) + (f.lane(2) + f.lane(3));
+            v = v.add(v.rearrange(FOLD8));
+            v = v.add(v.rearrange(FOLD4));
+            v = v.add(v.rearrange(SWAP1));
+            return v.lane(0) + v.lane(2);
         }
         if (L == 8) {
-            FloatVector f = ((FloatVector) v.reinterpretShape(S128, 0)).add((FloatVector) v.reinterpretShape(S128, 1));
-            return (f.lane(0) + f.lane(1)) + (f.lane(2) + f.lane(3));
+            v = v.add(v.rearrange(FOLD4));
+            v = v.add(v.rearrange(SWAP1));
+            return v.lane(0) + v.lane(2);
         }
         return sumLanes(v);
     }
