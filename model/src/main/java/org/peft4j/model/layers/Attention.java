@@ -73,6 +73,16 @@ public final class Attention {
         int nb = (T + BR - 1) / BR, items = B * NH * nb;
         int chunks = Math.max(1, Math.min(Math.min(Parallel.threads(), items), scratch.length / block));
         if (T == 1) {   // decode: one query row per head, no GEMM call (packing a 1-row product costs more than it)
+            int G = NH / KVH, groups = B * KVH, gchunks = Math.max(1, Math.min(Parallel.threads(), groups));
+            // the heads of a KV group together (each key and value row read once for all of them), when the groups
+            // split evenly enough over the threads and the scratch holds G probability rows per chunk; the same bits
+            // as head by head
+            if (G > 1 && (groups % gchunks == 0 || groups >= 4 * gchunks) && scratch.length >= gchunks * G * Tcap) {
+                Parallel.chunks(groups, gchunks, (ci, from, to) -> {
+                    for (int bg = from; bg < to; bg++) decodeGroup(bg, out, scratch, ci * G * Tcap, q, k, v, Tcap, NH, KVH, HS, pos0);
+                });
+                return;
+            }
             Parallel.chunks(items, chunks, (ci, from, to) -> {
                 for (int bh = from; bh < to; bh++) decodeHead(bh, out, scratch, ci * block, q, k, v, Tcap, NH, KVH, HS, pos0);
             });
@@ -126,6 +136,84 @@ public final class Attention {
             float a = 0f;
             for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) a = Math.fma(v[vr], p[po + s], a);
             out[qo + d] = a;
+        }
+    }
+
+    /// [#decodeHead] for the NH/KVH query heads of KV group bg = b·KVH + kh at once, each key and value row loaded once
+    /// for all of them: every head's scores, softmax and output are the same operations in the same order as
+    /// [#decodeHead]'s (so the same bits), the heads' chains interleaved. p[po + g·Tcap ..]: head g's probabilities.
+    /// Head sizes that are not a multiple of 4 vector chunks take [#decodeHead] head by head.
+    static void decodeGroup(int bg, float[] out, float[] p, int po, float[] q, float[] k, float[] v,
+                            int Tcap, int NH, int KVH, int HS, int pos0) {
+        int L = S.length(), G = NH / KVH, b = bg / KVH, kh = bg % KVH;
+        if (HS % (4 * L) != 0 || G > 4) {
+            for (int g = 0; g < G; g++) decodeHead(b * NH + kh * G + g, out, p, po + g * Tcap, q, k, v, Tcap, NH, KVH, HS, pos0);
+            return;
+        }
+        int qStride = NH * HS, kvStride = KVH * HS, keys = pos0 + 1;
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int ko = b * Tcap * kvStride + kh * HS, qo = b * qStride + kh * G * HS;
+        // scores: per key, one chain per head over the head's chunks (decodeHead's acc), the heads in pairs
+        int g = 0;
+        for (; g + 2 <= G; g += 2) scores2(p, po + g * Tcap, Tcap, q, qo + g * HS, k, ko, kvStride, keys, HS, scale);
+        if (g < G) scores1(p, po + g * Tcap, q, qo + g * HS, k, ko, kvStride, keys, HS, scale);
+        for (g = 0; g < G; g++) softmaxRow(p, po + g * Tcap, keys, keys);
+        // out: per head four chains over the keys for each block of 4 chunks (decodeHead's a0..a3), heads in pairs
+        for (g = 0; g + 2 <= G; g += 2) values2(out, qo + g * HS, p, po + g * Tcap, Tcap, v, ko, kvStride, keys, HS);
+        if (g < G) values1(out, qo + g * HS, p, po + g * Tcap, v, ko, kvStride, keys, HS);
+    }
+
+    private static void scores2(float[] p, int po, int Tcap, float[] q, int qo, float[] k, int ko, int kvStride, int keys, int HS, float scale) {
+        int L = S.length();
+        for (int s = 0, kr = ko; s < keys; s++, kr += kvStride) {
+            FloatVector a = FloatVector.zero(S), c = a;
+            for (int d = 0; d < HS; d += L) {
+                FloatVector kv = FloatVector.fromArray(S, k, kr + d);
+                a = FloatVector.fromArray(S, q, qo + d).fma(kv, a);
+                c = FloatVector.fromArray(S, q, qo + HS + d).fma(kv, c);
+            }
+            p[po + s] = scale * (VectorOps.sumHalves(a) + 0f);
+            p[po + Tcap + s] = scale * (VectorOps.sumHalves(c) + 0f);
+        }
+    }
+
+    private static void scores1(float[] p, int po, float[] q, int qo, float[] k, int ko, int kvStride, int keys, int HS, float scale) {
+        int L = S.length();
+        for (int s = 0, kr = ko; s < keys; s++, kr += kvStride) {
+            FloatVector a = FloatVector.zero(S);
+            for (int d = 0; d < HS; d += L) a = FloatVector.fromArray(S, q, qo + d).fma(FloatVector.fromArray(S, k, kr + d), a);
+            p[po + s] = scale * (VectorOps.sumHalves(a) + 0f);
+        }
+    }
+
+    private static void values2(float[] out, int oo, float[] p, int po, int Tcap, float[] v, int ko, int kvStride, int keys, int HS) {
+        int L = S.length();
+        for (int d = 0; d < HS; d += 4 * L) {
+            FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+            for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
+                FloatVector v0 = FloatVector.fromArray(S, v, vr), v1 = FloatVector.fromArray(S, v, vr + L);
+                FloatVector v2 = FloatVector.fromArray(S, v, vr + 2 * L), v3 = FloatVector.fromArray(S, v, vr + 3 * L);
+                FloatVector ps = FloatVector.broadcast(S, p[po + s]), pt = FloatVector.broadcast(S, p[po + Tcap + s]);
+                a0 = v0.fma(ps, a0); a1 = v1.fma(ps, a1); a2 = v2.fma(ps, a2); a3 = v3.fma(ps, a3);
+                c0 = v0.fma(pt, c0); c1 = v1.fma(pt, c1); c2 = v2.fma(pt, c2); c3 = v3.fma(pt, c3);
+            }
+            a0.intoArray(out, oo + d); a1.intoArray(out, oo + d + L); a2.intoArray(out, oo + d + 2 * L); a3.intoArray(out, oo + d + 3 * L);
+            c0.intoArray(out, oo + HS + d); c1.intoArray(out, oo + HS + d + L); c2.intoArray(out, oo + HS + d + 2 * L); c3.intoArray(out, oo + HS + d + 3 * L);
+        }
+    }
+
+    private static void values1(float[] out, int oo, float[] p, int po, float[] v, int ko, int kvStride, int keys, int HS) {
+        int L = S.length();
+        for (int d = 0; d < HS; d += 4 * L) {
+            FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+            for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
+                FloatVector ps = FloatVector.broadcast(S, p[po + s]);
+                a0 = FloatVector.fromArray(S, v, vr).fma(ps, a0);
+                a1 = FloatVector.fromArray(S, v, vr + L).fma(ps, a1);
+                a2 = FloatVector.fromArray(S, v, vr + 2 * L).fma(ps, a2);
+                a3 = FloatVector.fromArray(S, v, vr + 3 * L).fma(ps, a3);
+            }
+            a0.intoArray(out, oo + d); a1.intoArray(out, oo + d + L); a2.intoArray(out, oo + d + 2 * L); a3.intoArray(out, oo + d + 3 * L);
         }
     }
 

@@ -98,6 +98,39 @@ class LayerTwinsTest {
         }
     }
 
+    /// Decode by KV group ([Attention#decodeGroup], the heads of a group reading each key and value row once) gets
+    /// the bits of [Attention#decodeHead] head by head: called directly, and through [Attention#forwardInference]
+    /// with scratch for a group (grouped) against scratch for one head (head by head), on 1 and 3 threads; head sizes
+    /// 64 and 128 (whole blocks of four vector chunks), 72 (head by head inside the group), 1 to 4 heads a group.
+    @Test
+    void decodeByGroupHasTheBitsOfDecodeByHead() {
+        int saved = Parallel.threads();
+        try {
+            for (int threads : new int[] {1, 3})
+                for (int[] c : new int[][] {{6, 2, 64, 1}, {9, 3, 64, 2}, {8, 2, 128, 1}, {4, 4, 64, 2}, {6, 3, 72, 1}, {8, 4, 64, 3}}) {
+                    Parallel.setThreads(threads);
+                    int NH = c[0], KVH = c[1], HS = c[2], B = c[3], Tcap = 70, pos0 = 57, G = NH / KVH;
+                    var rng = new SplittableRandom(NH * 31L + HS + B);
+                    float[] q = rand(rng, B * NH * HS, 2), k = rand(rng, B * Tcap * KVH * HS, 2), v = rand(rng, B * Tcap * KVH * HS, 1);
+                    String what = "NH=" + NH + " KVH=" + KVH + " HS=" + HS + " B=" + B + " threads=" + threads;
+                    float[] byHead = new float[q.length], byGroup = new float[q.length];
+                    for (int bh = 0; bh < B * NH; bh++) Attention.decodeHead(bh, byHead, nanScratch(Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
+                    for (int bg = 0; bg < B * KVH; bg++) Attention.decodeGroup(bg, byGroup, nanScratch(G * Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, byGroup, "decodeGroup vs decodeHead, " + what);
+                    float[] small = new float[q.length], large = new float[q.length];
+                    Attention.forwardInference(null, small, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(Tcap));
+                    Attention.forwardInference(null, large, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(threads * G * Tcap));
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, small, "forwardInference head by head, " + what);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, large, "forwardInference by group, " + what);
+                    float[] ref = new float[q.length];
+                    Attention.forwardScalar(ref, null, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0);
+                    assertClose("decode by group vs the scalar twin, " + what, ref, byGroup, ATOL, RTOL);
+                }
+        } finally {
+            Parallel.setThreads(saved);
+        }
+    }
+
     /// The inference forward (a probability block per thread in scratch, any length): the bits of [Attention#forward]
     /// with its full buffer for T > 1, decode (T = 1) within rounding of it and with the same bits on any split and
     /// alone or in a batch, on 1 and 3 threads, with scratch for one block only and for every thread, prompts that
