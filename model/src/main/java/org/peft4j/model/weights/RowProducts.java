@@ -20,12 +20,13 @@ import org.peft4j.core.kernels.VectorOps;
 /// the bandwidth of one (measured: 11-17 GB/s against 24-34).
 ///
 /// Every y[n, m] is the same sequence of operations whatever N, the row's place in the batch, the split and the
-/// thread count: four vector accumulators over K (vector chunk c of the first 4·⌊K/4L⌋·L floats into accumulator
-/// c mod 4, the remaining whole chunks into accumulator 0, each `acc = fma(w, x, acc)` in order), combined as
-/// (a0 + a1) + (a2 + a3), its lanes added as a fixed tree of halves ([VectorOps#sumHalves]), plus the scalar tail
-/// and the bias.
-/// Four chains, because one FMA chain's latency caps a BF16 row at about 24 GB/s. So a stream decoded alone or in
-/// any batch gets the same bits, and a BF16 weight gives the bits of a float32 weight holding the converted values.
+/// thread count. A float32 weight held as such: one vector accumulator over the whole vector chunks of K
+/// (`acc = fma(w, x, acc)` in order). A BF16 weight, and every row converted into the float buffer (F16, BF16 in a
+/// batch, ggml blocks): four accumulators (vector chunk c of the first 4·⌊K/4L⌋·L floats into accumulator c mod 4,
+/// the remaining whole chunks into accumulator 0), combined as (a0 + a1) + (a2 + a3), because one FMA chain's latency
+/// caps a BF16 row at about 24 GB/s; while one chain reads float32 rows 10-15% faster than four. Then the lanes added
+/// as a fixed tree of halves ([VectorOps#sumHalves]), the scalar tail and the bias. So a stream decoded alone or in
+/// any batch gets the same bits, and a BF16 weight gives the same bits in registers and through the buffer.
 /// [#lanes] is the lane-order scalar twin of these bits, [#forwardScalar] the plain scalar twin.
 public final class RowProducts {
     private RowProducts() {}
@@ -45,10 +46,10 @@ public final class RowProducts {
     /// y = x·Wᵀ (+ bias) for a float32 W.   y: (N, M)   x: (N, K)   w: (M, K)   bias: (M) or null
     public static void forward(float[] y, float[] x, float[] w, float[] bias, int N, int K, int M) {
         if (GATE.cold()) {   // the twin in its own call sites: the vector path's profile never sees it
-            Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
+            Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(true, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
             return;
         }
-        Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
+        Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, true, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
     }
 
     /// y = x·Wᵀ (+ bias) for a 16-bit W (`type` BF16 or F16).   w: (M, K) bits.   scratch: ≥ [#scratchSize] floats
@@ -58,11 +59,11 @@ public final class RowProducts {
         // BF16 in registers: below a batch, and while the start is cold (the buffer's Vector API conversion is slow
         // until C2 compiles it; the register path's twin is not)
         if (type == DType.BF16 && cold) {
-            Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
+            Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(false, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
         if (type == DType.BF16 && (N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
-            Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
+            Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, false, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
         // F16 (C2 converts with the hardware instruction in a vectorized loop), and BF16 for a batch, whose products
@@ -74,11 +75,11 @@ public final class RowProducts {
             int buf = c * G * K, m = a;
             for (; m + G <= b; m += G) {
                 DenseHalf.toFloat(type, w, m * K, scratch, buf, G * K);
-                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, G);
+                span(cold, false, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, G);
             }
             for (; m < b; m++) {
                 DenseHalf.toFloat(type, w, m * K, scratch, buf, K);
-                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, 1);
+                span(cold, false, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, 1);
             }
         });
     }
@@ -101,33 +102,88 @@ public final class RowProducts {
             int buf = c * G * K, m = a;
             for (; m + G <= b; m += G) {
                 w.dequantize((long) m * K, (long) (m + G) * K, scratch, buf);
-                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, G);
+                span(cold, false, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, G);
             }
             for (; m < b; m++) {
                 w.dequantize((long) m * K, (long) (m + 1) * K, scratch, buf);
-                span(cold, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, 1);
+                span(cold, false, y, x, scratch, buf, false, null, 0, bias, N, K, M, m, 1);
             }
         });
     }
 
     /// Rows m .. m+rows-1 of W (the first at `wo` in `w`, or at `ho` in BF16 bits `h`) against every input row: the
     /// vector kernels, or their lane-order scalar twin while the start is cold ([ColdStart]), which gives the same bits.
-    static void span(boolean cold, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
+    /// `one`: a float32 weight held as such, whose kernels keep one FMA chain per product; the others (BF16 in
+    /// registers, and every row converted into a float buffer) keep four.
+    static void span(boolean cold, boolean one, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
                      int N, int K, int M, int m, int rows) {
-        if (cold) { lanes(y, x, w, wo, bf16, h, ho, bias, N, K, M, m, rows); return; }
+        if (cold) { lanes(one, y, x, w, wo, bf16, h, ho, bias, N, K, M, m, rows); return; }
         // one method per dtype, one call per product: C2 compiles each to a bare load-FMA stream (a shared method with a
         // dtype flag, or the single-row loop written inline in a loop over input rows, measured 1.3-1.6x slower)
         if (N == 1) {
-            if (bf16) for (int r = 0; r < rows; r++) y[m + r] = oneBf16(x, 0, h, ho + r * K, bias, K, m + r);
+            if (one) for (int r = 0; r < rows; r++) y[m + r] = chainF32(x, 0, w, wo + r * K, bias, K, m + r);
+            else if (bf16) for (int r = 0; r < rows; r++) y[m + r] = oneBf16(x, 0, h, ho + r * K, bias, K, m + r);
             else for (int r = 0; r < rows; r++) y[m + r] = oneF32(x, 0, w, wo + r * K, bias, K, m + r);
             return;
         }
         int r = 0;
-        if (N >= BATCH && WIDE) {   // compute-bound: 2 weight rows × 2 input rows share their loads (16 accumulators)
-            if (!bf16) for (; r + 2 <= rows; r += 2) pairF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
+        if (N >= BATCH && WIDE && !bf16) {   // compute-bound: 2 weight rows × 2 input rows share their loads
+            if (one) for (; r + 2 <= rows; r += 2) chainPairF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
+            else for (; r + 2 <= rows; r += 2) pairF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
         }
-        if (bf16) for (; r < rows; r++) rowBf16(y, x, h, ho + r * K, bias, N, K, M, m + r);
+        if (one) for (; r < rows; r++) chainRowF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
+        else if (bf16) for (; r < rows; r++) rowBf16(y, x, h, ho + r * K, bias, N, K, M, m + r);
         else for (; r < rows; r++) rowF32(y, x, w, wo + r * K, bias, N, K, M, m + r);
+    }
+
+    /// Float32 weight row m (at `wo`) against the input row at `x0` with one FMA chain over the whole vector chunks:
+    /// a float32 row streams at 27-30 GB/s against 24-26 with four chains (one Zen 5 thread, SmolLM2's matrices),
+    /// where BF16 needs four (one chain is latency-bound at about 24 GB/s of BF16, 12 G weights/s).
+    private static float chainF32(float[] x, int x0, float[] w, int wo, float[] bias, int K, int m) {
+        FloatVector a = FloatVector.zero(F);
+        int i = 0;
+        for (; i + L <= K; i += L) a = FloatVector.fromArray(F, w, wo + i).fma(FloatVector.fromArray(F, x, x0 + i), a);
+        return finish(a, x, x0, w, wo, false, null, 0, i, K, bias, m);
+    }
+
+    /// [#chainF32] for every input row, two at a time (the weight loads shared); a last odd row as [#chainF32].
+    private static void chainRowF32(float[] y, float[] x, float[] w, int wo, float[] bias, int N, int K, int M, int m) {
+        int n = 0;
+        for (; n + 2 <= N; n += 2) {
+            int x0 = n * K, x1 = x0 + K, i = 0;
+            FloatVector a = FloatVector.zero(F), b = a;
+            for (; i + L <= K; i += L) {
+                FloatVector wi = FloatVector.fromArray(F, w, wo + i);
+                a = wi.fma(FloatVector.fromArray(F, x, x0 + i), a);
+                b = wi.fma(FloatVector.fromArray(F, x, x1 + i), b);
+            }
+            y[n * M + m] = finish(a, x, x0, w, wo, false, null, 0, i, K, bias, m);
+            y[(n + 1) * M + m] = finish(b, x, x1, w, wo, false, null, 0, i, K, bias, m);
+        }
+        if (n < N) y[n * M + m] = chainF32(x, n * K, w, wo, bias, K, m);
+    }
+
+    /// [#chainF32] for weight rows m, m+1 against every input row, two at a time: each weight and input vector loaded
+    /// once for two products (four chains); a last odd input row as [#chainF32].
+    private static void chainPairF32(float[] y, float[] x, float[] w, int wo, float[] bias, int N, int K, int M, int m) {
+        int n = 0, vo = wo + K;
+        for (; n + 2 <= N; n += 2) {
+            int x0 = n * K, x1 = x0 + K, i = 0;
+            FloatVector a = FloatVector.zero(F), b = a, c = a, d = a;
+            for (; i + L <= K; i += L) {
+                FloatVector x00 = FloatVector.fromArray(F, x, x0 + i), x10 = FloatVector.fromArray(F, x, x1 + i);
+                FloatVector w0 = FloatVector.fromArray(F, w, wo + i), v0 = FloatVector.fromArray(F, w, vo + i);
+                a = w0.fma(x00, a); b = w0.fma(x10, b); c = v0.fma(x00, c); d = v0.fma(x10, d);
+            }
+            y[n * M + m] = finish(a, x, x0, w, wo, false, null, 0, i, K, bias, m);
+            y[(n + 1) * M + m] = finish(b, x, x1, w, wo, false, null, 0, i, K, bias, m);
+            y[n * M + m + 1] = finish(c, x, x0, w, vo, false, null, 0, i, K, bias, m + 1);
+            y[(n + 1) * M + m + 1] = finish(d, x, x1, w, vo, false, null, 0, i, K, bias, m + 1);
+        }
+        if (n < N) {
+            y[n * M + m] = chainF32(x, n * K, w, wo, bias, K, m);
+            y[n * M + m + 1] = chainF32(x, n * K, w, vo, bias, K, m + 1);
+        }
     }
 
     /// 32 vector registers (AVX-512): room for the 16 accumulators of the 2×2 tile.
@@ -143,8 +199,9 @@ public final class RowProducts {
         final short[] h = new short[M * K];
         public void run() {
             for (int n = 1; n <= N; n++) {
-                span(false, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
-                span(false, y, x, null, 0, true, h, 0, null, n, K, M, 0, M);
+                span(false, true, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
+                span(false, false, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
+                span(false, false, y, x, null, 0, true, h, 0, null, n, K, M, 0, M);
             }
         }
     }, 60_000);
@@ -299,11 +356,11 @@ public final class RowProducts {
 
     /// The lane-order scalar twin of the vector kernels (their bits): for each input row, weight row and lane j, the
     /// four chains c_q = fma(w[i], x[i], c_q) over i = j + q·L + 4L·t below 4·⌊K/4L⌋·L, chain 0 continued over the
-    /// remaining whole chunks, then (c0 + c1) + (c2 + c3); the lanes summed as [VectorOps#sumHalves(float[], int)],
-    /// then the scalar tail and the bias, as [#finish].
-    static void lanes(float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
+    /// remaining whole chunks, then (c0 + c1) + (c2 + c3) (`one`: the single chain c0 over every whole chunk); the
+    /// lanes summed as [VectorOps#sumHalves(float[], int)], then the scalar tail and the bias, as [#finish].
+    static void lanes(boolean one, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
                       int N, int K, int M, int m, int rows) {
-        int main = K / (4 * L) * 4 * L, tail = F.loopBound(K);
+        int main = one ? 0 : K / (4 * L) * 4 * L, tail = F.loopBound(K);
         float[] lane = new float[L];
         for (int n = 0; n < N; n++) {
             int x0 = n * K;
@@ -318,7 +375,7 @@ public final class RowProducts {
                         c3 = Math.fma(ws(w, w0, bf16, h, h0, i + 3 * L), x[x0 + i + 3 * L], c3);
                     }
                     for (int i = main + j; i < tail; i += L) c0 = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], c0);
-                    lane[j] = (c0 + c1) + (c2 + c3);
+                    lane[j] = one ? c0 : (c0 + c1) + (c2 + c3);
                 }
                 y[n * M + m + r] = finish(VectorOps.sumHalves(lane, L), x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
             }

@@ -78,8 +78,9 @@ class RowProductsTest {
                 }
     }
 
-    /// Every row alone equals the same row inside a batch of up to MAX_ROWS, bit for bit, for 1 and 3 threads; and the
-    /// 16-bit kernels give the bits of the float32 kernel over the converted values.
+    /// Every row alone equals the same row inside a batch of up to MAX_ROWS, bit for bit, for 1 and 3 threads; every
+    /// batch has the bits of the lane-order twin over the weights' float values (float32: one chain; BF16 in registers
+    /// and through the buffer, F16: four chains), and the two chain counts do give different bits.
     @Test
     void aRowGetsTheSameBitsWhateverTheBatchThreadsAndStoredType() {
         int saved = Parallel.threads();
@@ -112,12 +113,11 @@ class RowProductsTest {
                         assertArrayEquals(one, Arrays.copyOfRange(three, M, 2 * M), t + ": row " + n + " as row 1 of 3");
                     }
                 }
+                float[] twin = new float[N * M];
+                RowProducts.lanes(t == DType.F32, twin, x, c.values, 0, false, null, 0, bias, N, K, M, 0, M);
+                assertArrayEquals(twin, ref, t + " vs the lane-order twin over its values");
                 if (t == DType.F32) f32 = ref;
-                else {
-                    float[] asFloat = new float[N * M];
-                    run(new Case(DType.F32, c.values, null, c.values), asFloat, x, bias, N, K, M);
-                    assertArrayEquals(asFloat, ref, t + " vs float32 over its values");
-                }
+                else assertFalse(Arrays.equals(f32, ref), t + ": four chains gave the bits of one (the check cannot tell them apart)");
             }
             assertNotNull(f32);
         } finally {
@@ -125,13 +125,15 @@ class RowProductsTest {
         }
     }
 
-    /// The cold-start twin ([org.peft4j.core.kernels.ColdStart]) gives the vector path's bits: F32 and BF16 weights,
+    /// The cold-start twin ([org.peft4j.core.kernels.ColdStart]) gives the vector path's bits: F32 weights (one chain,
+    /// and four as in the float buffer) and BF16 weights,
     /// vector tails in K, the 4-row groups and single rows, input-row pairs and a single row, with and without bias;
     /// and it is not a copy of its input (a changed weight value changes the output).
     @Test
     void theColdStartTwinGivesTheVectorBits() {
         var rng = new SplittableRandom(13);
         for (DType t : new DType[]{DType.F32, DType.BF16})
+          for (boolean one : t == DType.F32 ? new boolean[]{true, false} : new boolean[]{false})
             for (int K : new int[]{1, 15, 16, 17, 64, 100, 250, 577, 1536})
                 for (int rows : new int[]{1, 3, 4, 9}) {
                     int N = 1 + rng.nextInt(5), M = rows + 2, m = 1;
@@ -139,9 +141,9 @@ class RowProductsTest {
                     float[] x = gaussian(rng, N * K), bias = rng.nextBoolean() ? gaussian(rng, M) : null;
                     float[] vec = new float[N * M], cold = new float[N * M];
                     boolean bf16 = t == DType.BF16;
-                    RowProducts.span(false, vec, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
-                    RowProducts.span(true, cold, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
-                    String what = t + " N=" + N + " K=" + K + " rows=" + rows;
+                    RowProducts.span(false, one, vec, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    RowProducts.span(true, one, cold, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    String what = t + (one ? " (one chain)" : "") + " N=" + N + " K=" + K + " rows=" + rows;
                     for (int i = 0; i < vec.length; i++)
                         assertEquals(Float.floatToRawIntBits(vec[i]), Float.floatToRawIntBits(cold[i]), what + ": y[" + i + "] vector " + vec[i] + ", cold " + cold[i]);
                     float[] ref = new float[N * M];
@@ -149,7 +151,7 @@ class RowProductsTest {
                     assertEquals(ref[m], cold[m], 1e-3f * (1 + Math.abs(ref[m])), what + ": against the plain scalar twin");
                     if (bf16) c.h[m * K] ^= 0x4000; else c.w[m * K] += 1f;   // the first weight of row m changes y[0, m]
                     float[] changed = new float[N * M];
-                    RowProducts.span(true, changed, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    RowProducts.span(true, one, changed, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
                     assertNotEquals(cold[m], changed[m], what + ": a changed weight must change the output");
                 }
     }
