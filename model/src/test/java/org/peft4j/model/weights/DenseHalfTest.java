@@ -92,8 +92,9 @@ class DenseHalfTest {
             }
     }
 
-    /// Forward equals DenseF32 over the converted weight bit for bit, over several tiles, N = 1 (the matrix-vector
-    /// path), small and large N, and 1 or 3 threads; the input gradient too when W is one tile.
+    /// Forward equals DenseF32 over the converted weight bit for bit on the GEMM path, and the four-chain lane twin on
+    /// the row path (N ≤ 32; DenseF32's one-chain row path within rounding), over several tiles, N = 1, 5 and 64, and
+    /// 1 or 3 threads; the input gradient too when W is one tile.
     @Test
     void productsAreDenseF32OverTheConvertedWeight() {
         // (out, in). The last is Qwen2.5-0.5B's width: QuantLinear's rule gives tiles of 1170 rows, not a multiple of 4, which
@@ -125,9 +126,16 @@ class DenseHalfTest {
                                 float[] y = new float[N * out], yRef = new float[N * out];
                                 h.forward(gemm, y, x, bias, N, scratch);
                                 d.forward(gemm, yRef, x, bias, N, null);
-                                // the row path (N <= ROW_PATH_MAX_N) is DenseF32's row path too; the scalar reference's is its twin
-                                if (N > DenseHalf.ROW_PATH_MAX_N || gemm != ScalarGemm.INSTANCE) assertArrayEquals(yRef, y, what + " forward");
-                                else assertRowPathClose(what + " forward (row path)", y, x, W, bias, N, in, out);
+                                // the row path (N <= ROW_PATH_MAX_N): four FMA chains per product for 16-bit weights, one for
+                                // DenseF32's float32 weights, so the bits of the four-chain lane twin over the converted weight;
+                                // the scalar reference's row path is its plain twin
+                                if (N > DenseHalf.ROW_PATH_MAX_N) assertArrayEquals(yRef, y, what + " forward");
+                                else if (gemm != ScalarGemm.INSTANCE) {
+                                    float[] twin = new float[N * out];
+                                    RowProducts.lanes(false, twin, x, W, 0, false, null, 0, bias, N, in, out, 0, out);
+                                    assertArrayEquals(twin, y, what + " forward (row path) vs the four-chain lane twin");
+                                    assertRowPathClose(what + " DenseF32 forward (row path, one chain)", yRef, x, W, bias, N, in, out);
+                                } else assertRowPathClose(what + " forward (row path)", y, x, W, bias, N, in, out);
                                 float[] dx = dx0.clone(), dxRef = dx0.clone();
                                 h.backwardInput(gemm, dx, dy, N, scratch);
                                 d.backwardInput(gemm, dxRef, dy, N, null);
