@@ -26,8 +26,8 @@ import java.util.SplittableRandom;
 /// by our ggml reference quantizers, the bundled tokenizer padded to the vocabulary), run by peft4j (`generate`'s
 /// path: the weights kept as blocks, Q8_0/Q4_0 with llama.cpp's Q8_0 activations, K-quants on the row path / tiles)
 /// and by llama.cpp (node-llama-cpp) on the very same files, side by side: prefill, time to first token and decode
-/// tokens/s, and the ratios. Each peft4j round on a file is followed by a llama.cpp round on it ([LlamaCppColumn.Session]), so both engines
-/// are measured in the same minutes of a shared machine.
+/// tokens/s, and the ratios. Each peft4j round on a file is followed by a llama.cpp round on it
+/// ([LlamaCppColumn.Session]), so both engines are measured in the same minutes of a shared machine.
 public final class GgufGenerateBench {
     private GgufGenerateBench() {}
 
