@@ -46,7 +46,7 @@ public final class Models {
             throw new ConfigException(dir + " is not a directory; pass a Hugging Face model folder holding config.json and model.safetensors");
         LlamaConfig c = LlamaConfig.read(dir);
         try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
-            TensorSource src = TensorSource.of(st::tensors, st::readFloats, st::bytes);
+            TensorSource src = TensorSource.of(st::tensors, st::readFloats, st::bytes, st::readShorts);
             java.util.function.Predicate<String> half = name -> {
                 var t = st.tensors().get(name);
                 return t != null && isLinear(name) && (t.dtype() == DType.BF16 || t.dtype() == DType.F16);

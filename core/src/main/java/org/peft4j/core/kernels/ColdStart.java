@@ -14,11 +14,11 @@ package org.peft4j.core.kernels;
 /// size and times it, and opens the gate when a call takes no longer than compiled vector code does (its
 /// `budgetNanos`), or after [#MAX_WARMUP_NANOS].
 ///
-/// Off by default (`-Dpeft4j.coldStart=on` gates the kernels): on SmolLM2-135M shapes the gated run reaches its first
-/// token sooner (about 1.75 s against 2.3-2.7 s from the shell) but a 650-token generate takes longer (10.5-13.6 s
-/// against 7.2-8.9 s on the idle VM), even with the gates opened right after the first step and the twins in call
-/// sites of their own, so the cost is in how the JIT compiles the run after a cold start, not in twins left running;
-/// not found yet.
+/// On by default; `-Dpeft4j.coldStart=off` leaves every gate open (the vector paths from the first call). It was off
+/// until the lane sums' JIT cliff was found ([VectorOps#sumHalves]): with it, a 650-token generate on SmolLM2-135M
+/// shapes took 10.5-13.6 s gated against 7.2-8.9 s ungated. Without it, gated and ungated take the same time (6.55 and
+/// 7.50 s against 6.29 and 7.54 s, alternating runs, the same tokens), and the first token comes in 1.20-1.33 s
+/// against 1.67-1.71 s (bundled model: 0.58-0.65 s against 0.75-0.76 s).
 public final class ColdStart {
     private ColdStart() {}
 
@@ -28,7 +28,7 @@ public final class ColdStart {
     /// A warm-up that never reaches the budget stops after this long, and opens its gate.
     public static final long MAX_WARMUP_NANOS = 20_000_000_000L;
 
-    private static final boolean ON = "on".equals(System.getProperty("peft4j.coldStart"));
+    private static final boolean ON = !"off".equals(System.getProperty("peft4j.coldStart"));
 
     /// Every gate made so far, for [#openAll].
     private static final java.util.List<Gate> GATES = new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -99,8 +99,8 @@ public final class ColdStart {
     }
 
     /// A gate for a vector kernel: `kernel` runs its vector path on a problem of real size (never through the gate)
-    /// and takes at most `budgetNanos` per call once C2 has compiled it. Cold from the start with
-    /// `-Dpeft4j.coldStart=on`, and not after [#openAll].
+    /// and takes at most `budgetNanos` per call once C2 has compiled it. Cold from the start unless
+    /// `-Dpeft4j.coldStart=off`, and not after [#openAll].
     public static Gate gate(String name, Runnable kernel, long budgetNanos) {
         Gate g = new Gate(name, kernel, budgetNanos, WARMUP_DELAY_NANOS, !ON || allOpen);
         GATES.add(g);

@@ -131,6 +131,8 @@ public final class ShardedSafeTensors implements AutoCloseable {
     public MemorySegment bytes(String name) { return shardOf(name).bytes(name); }
     public float[] readFloats(String name) { return shardOf(name).readFloats(name); }
     public void readFloats(String name, float[] dst, int dstOff) { shardOf(name).readFloats(name, dst, dstOff); }
+    /// [SafeTensors#readShorts] in the tensor's shard.
+    public void readShorts(String name, short[] dst) { shardOf(name).readShorts(name, dst); }
     /// [SafeTensors#readFloatsUnmapped] in the tensor's shard.
     public void readFloatsUnmapped(String name, long from, float[] dst, int count) { shardOf(name).readFloatsUnmapped(name, from, dst, count); }
 

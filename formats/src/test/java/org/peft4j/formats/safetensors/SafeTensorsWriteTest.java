@@ -83,6 +83,47 @@ class SafeTensorsWriteTest {
         assertEquals(1.0f, Float.float16ToFloat((short) 0x3c00));  // sanity of the decoder the check relies on
     }
 
+    /// Tensors larger than one positional-read chunk (4 MiB), of every float dtype and at odd offsets in the data
+    /// section: `readFloats` and `readShorts` (which read the file, not the mapping) give, element by element, the
+    /// values decoded here from the mapped bytes; `readFloats` into an offset of a larger array leaves its ends alone.
+    @Test
+    void readsThroughTheFileAcrossChunks() {
+        Path p = tmp.resolve("big.safetensors");
+        int n = (1 << 21) + 3;   // BF16/F16: 4 MiB + 6 bytes; F32: two chunks and a bit; F64: four
+        List<Entry> entries = new ArrayList<>();
+        entries.add(Entry.ofBytes("odd", DType.U8, new long[]{3}, new byte[]{1, 2, 3}));   // the next tensors start off alignment
+        for (DType t : new DType[]{DType.BF16, DType.F16, DType.F32, DType.F64})
+            entries.add(Entry.ofBytes(t.name(), t, new long[]{n}, randomBytes(n * t.bytes, 40 + t.ordinal())));
+        SafeTensors.write(p, entries, null);
+        var S = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+        try (SafeTensors st = SafeTensors.open(p)) {
+            for (DType t : new DType[]{DType.BF16, DType.F16, DType.F32, DType.F64}) {
+                var raw = st.bytes(t.name());
+                float[] f = new float[n + 2];
+                f[0] = 7f; f[n + 1] = 9f;
+                st.readFloats(t.name(), f, 1);
+                assertEquals(7f, f[0]);
+                assertEquals(9f, f[n + 1]);
+                for (int i : new int[]{0, 1, (1 << 20) - 1, 1 << 20, (1 << 21) - 1, 1 << 21, n - 1}) {
+                    float want = switch (t) {
+                        case BF16 -> Float.intBitsToFloat((raw.getAtIndex(S, i) & 0xffff) << 16);
+                        case F16 -> Float.float16ToFloat(raw.getAtIndex(S, i));
+                        case F32 -> raw.getAtIndex(ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i);
+                        default -> (float) raw.getAtIndex(ValueLayout.JAVA_DOUBLE_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), i);
+                    };
+                    assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(f[1 + i]), t + "[" + i + "]");
+                }
+                if (t.bytes == 2) {
+                    short[] h = new short[n];
+                    st.readShorts(t.name(), h);
+                    assertArrayEquals(raw.toArray(S), h, t + " readShorts");
+                }
+            }
+            var e = assertThrows(FormatException.class, () -> st.readShorts("F32", new short[n]));
+            assertTrue(e.getMessage().contains("readShorts reads BF16 or F16"), e.getMessage());
+        }
+    }
+
     /// Half of the float16 spacing at |h| (the rounding bound), including the subnormal range.
     private static double halfUlp(double h) {
         double a = Math.abs(h);

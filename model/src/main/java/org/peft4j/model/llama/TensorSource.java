@@ -36,12 +36,17 @@ public interface TensorSource {
         long n = t.numel();
         if (n > Integer.MAX_VALUE - 8) throw new FormatException("tensor '" + name + "' has " + n + " elements, too many for one"
                 + " short[]; split the weight");
-        MemorySegment s = bytes(name);
-        if (s.byteSize() != 2 * n) throw new FormatException("tensor '" + name + "' holds " + s.byteSize() + " bytes, but "
+        if (t.end() - t.begin() != 2 * n) throw new FormatException("tensor '" + name + "' holds " + (t.end() - t.begin()) + " bytes, but "
                 + t.dtype() + " " + t.shapeString() + " needs " + 2 * n + "; the checkpoint is corrupt");
         short[] out = new short[(int) n];
-        MemorySegment.copy(s, ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, out, 0, (int) n);
+        readShorts(name, out);
         return out;
+    }
+
+    /// The 16-bit values of a checked BF16/F16 tensor into `out` (numel of them): from [#bytes] by default.
+    default void readShorts(String name, short[] out) {
+        MemorySegment s = bytes(name);
+        MemorySegment.copy(s, ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, out, 0, out.length);
     }
 
     static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
@@ -49,6 +54,20 @@ public interface TensorSource {
         return new TensorSource() {
             public Map<String, TensorInfo> tensors() { return tensors.get(); }
             public float[] readFloats(String name) { return reader.apply(name); }
+        };
+    }
+
+    /// A source that also reads raw bytes (`st::bytes`) and 16-bit values through the file (`st::readShorts`, which
+    /// does not fault in the mapping page by page) of `SafeTensors` or `ShardedSafeTensors`, for [#readHalf].
+    static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
+                           java.util.function.Function<String, float[]> reader,
+                           java.util.function.Function<String, MemorySegment> bytes,
+                           java.util.function.BiConsumer<String, short[]> shorts) {
+        return new TensorSource() {
+            public Map<String, TensorInfo> tensors() { return tensors.get(); }
+            public float[] readFloats(String name) { return reader.apply(name); }
+            @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
+            @Override public void readShorts(String name, short[] out) { shorts.accept(name, out); }
         };
     }
 

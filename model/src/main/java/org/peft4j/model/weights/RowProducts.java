@@ -189,10 +189,8 @@ public final class RowProducts {
     /// 32 vector registers (AVX-512): room for the 16 accumulators of the 2×2 tile.
     private static final boolean WIDE = F.vectorBitSize() >= 512;
 
-    /// The vector path on a problem of real row length (F32 and BF16, one to five input rows: every kernel of
-    /// [#span]), for [ColdStart]'s warm-up: about 120 K multiply-adds, tens of microseconds once compiled. (With the
-    /// earlier 32-float rows, gated runs decoded at half speed; with these, and the gates opened after the first step,
-    /// they are still slower than ungated ones, for a cause not found: see [ColdStart].)
+    /// The vector path on a problem of real row length (F32 with one and four chains, BF16; one to five input rows:
+    /// every kernel of [#span]), for [ColdStart]'s warm-up: about 180 K multiply-adds, tens of microseconds once compiled.
     private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
         static final int K = 1024, M = 4, N = 5;
         final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
