@@ -33,8 +33,10 @@ public final class SafeTensors implements AutoCloseable {
     private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
 
-    private SafeTensors(Path path, Arena arena, MemorySegment data, long dataStart, Header header) {
-        this.path = path; this.arena = arena; this.data = data; this.dataStart = dataStart;
+    private final FileChannel channel; // the open file for positional reads ([#readChunks]), or null: read the mapping
+
+    private SafeTensors(Path path, Arena arena, FileChannel channel, MemorySegment data, long dataStart, Header header) {
+        this.path = path; this.arena = arena; this.channel = channel; this.data = data; this.dataStart = dataStart;
         this.tensors = header.tensors(); this.metadata = header.metadata();
     }
 
@@ -46,22 +48,35 @@ public final class SafeTensors implements AutoCloseable {
     /// automatic arena: while any slice is reachable), and [#close] leaves the mapping alone. For weights used in place.
     public static SafeTensors open(Path path, Arena arena) { return open(path, arena, false); }
 
+    /// The file stays open while this reader owns its mapping (closed by [#close]): [#readChunks] reads that file,
+    /// the one the header describes, even if its path is replaced meanwhile (an atomic rewrite of the checkpoint).
+    /// With the caller's arena, which may never be closed here, it is closed at once and the mapping is read instead.
     private static SafeTensors open(Path path, Arena arena, boolean owned) {
-        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+        FileChannel ch = null;
+        try {
+            ch = FileChannel.open(path, StandardOpenOption.READ);
             long size = ch.size();
             if (size < 8) throw new FormatException(path + ": " + size + " bytes is too short for a safetensors file"
                     + " (it needs an 8-byte header length); the file is truncated or not safetensors");
             MemorySegment all = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
             long n = all.get(I64_LE, 0);
             Header header = Header.parse(path, all, n, size);
-            return new SafeTensors(path, owned ? arena : null, all.asSlice(8 + n), 8 + n, header);
+            SafeTensors st = new SafeTensors(path, owned ? arena : null, owned ? ch : null, all.asSlice(8 + n), 8 + n, header);
+            if (!owned) ch.close();
+            return st;
         } catch (IOException e) {
+            closeQuietly(ch);
             if (owned) arena.close();
             throw new FormatException(path + ": cannot read safetensors file: " + e, e);
         } catch (RuntimeException e) {
+            closeQuietly(ch);
             if (owned) arena.close();
             throw e;
         }
+    }
+
+    private static void closeQuietly(FileChannel ch) {
+        if (ch != null) try { ch.close(); } catch (IOException ignored) { }
     }
 
     public Path path() { return path; }
@@ -142,13 +157,17 @@ public final class SafeTensors implements AutoCloseable {
     /// thread). The header was checked against the file size at [#open]; a file cut since then gets a [FormatException].
     private void readChunks(TensorInfo t, ChunkSink sink) {
         long len = t.end() - t.begin(), start = dataStart + t.begin();
+        if (channel == null) {   // the caller's mapping
+            for (long at = 0; at < len; at += CHUNK) sink.accept(data.asSlice(t.begin() + at, Math.min(CHUNK, len - at)), at);
+            return;
+        }
         MemorySegment buf = CHUNK_BUFFER.get();
-        try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
+        try {
             for (long at = 0; at < len; at += CHUNK) {
                 int k = (int) Math.min(CHUNK, len - at);
                 java.nio.ByteBuffer bb = buf.asSlice(0, k).asByteBuffer();
                 while (bb.hasRemaining())
-                    if (ch.read(bb, start + at + bb.position()) < 0)
+                    if (channel.read(bb, start + at + bb.position()) < 0)
                         throw new FormatException(path + ": the file ends inside tensor '" + t.name() + "'; it was truncated after it was opened");
                 sink.accept(buf.asSlice(0, k), at);
             }
@@ -201,7 +220,10 @@ public final class SafeTensors implements AutoCloseable {
     }
 
     @Override
-    public void close() { if (arena != null) arena.close(); }
+    public void close() {
+        closeQuietly(channel);
+        if (arena != null) arena.close();
+    }
 
     /// One tensor to write: `bytes` holds `numel · dtype.bytes` little-endian bytes, row-major.
     public record Entry(String name, DType dtype, long[] shape, MemorySegment bytes) {

@@ -124,6 +124,27 @@ class SafeTensorsWriteTest {
         }
     }
 
+    /// A reader keeps reading the file it opened when the path is rewritten meanwhile (the writer replaces it
+    /// atomically): `readFloats` and `readShorts` give the old values, as the mapping does; and a reader on the
+    /// caller's arena (no file kept open) reads its mapping.
+    @Test
+    void readsTheFileItOpenedWhenThePathIsReplaced() {
+        Path p = tmp.resolve("swap.safetensors");
+        float[] a = {1f, 2f, 3f}, b = {7f, 8f, 9f};
+        SafeTensors.write(p, List.of(Entry.ofFloats("x", new long[]{3}, a, DType.F32), Entry.ofFloats("h", new long[]{3}, a, DType.BF16)), null);
+        try (SafeTensors st = SafeTensors.open(p); java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            SafeTensors mine = SafeTensors.open(p, arena);
+            SafeTensors.write(p, List.of(Entry.ofFloats("x", new long[]{3}, b, DType.F32), Entry.ofFloats("h", new long[]{3}, b, DType.BF16)), null);
+            assertArrayEquals(a, st.readFloats("x"));
+            assertArrayEquals(a, st.readFloats("h"));
+            short[] h = new short[3];
+            st.readShorts("h", h);
+            assertEquals(DType.floatToBf16(2f), h[1]);
+            assertArrayEquals(a, mine.readFloats("x"));
+            try (SafeTensors now = SafeTensors.open(p)) { assertArrayEquals(b, now.readFloats("x")); }
+        }
+    }
+
     /// Half of the float16 spacing at |h| (the rounding bound), including the subnormal range.
     private static double halfUlp(double h) {
         double a = Math.abs(h);
