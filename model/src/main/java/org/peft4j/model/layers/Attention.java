@@ -77,6 +77,11 @@ public final class Attention {
             // the heads of a KV group together (each key and value row read once for all of them), when the groups
             // split evenly enough over the threads and the scratch holds G probability rows per chunk; the same bits
             // as head by head
+            // one stream on one thread: every head of the row at once, the keys read front to back in one pass
+            if (G > 1 && B == 1 && Parallel.threads() == 1 && HS % (4 * S.length()) == 0 && G <= 4 && scratch.length >= NH * Tcap) {
+                decodeRow(0, out, scratch, 0, q, k, v, Tcap, NH, KVH, HS, pos0);
+                return;
+            }
             if (G > 1 && (groups % gchunks == 0 || groups >= 4 * gchunks) && scratch.length >= gchunks * G * Tcap) {
                 Parallel.chunks(groups, gchunks, (ci, from, to) -> {
                     for (int bg = from; bg < to; bg++) decodeGroup(bg, out, scratch, ci * G * Tcap, q, k, v, Tcap, NH, KVH, HS, pos0);
@@ -161,6 +166,46 @@ public final class Attention {
         // out: per head four chains over the keys for each block of 4 chunks (decodeHead's a0..a3), heads in pairs
         for (g = 0; g + 2 <= G; g += 2) values2(out, qo + g * HS, p, po + g * Tcap, Tcap, v, ko, kvStride, keys, HS);
         if (g < G) values1(out, qo + g * HS, p, po + g * Tcap, v, ko, kvStride, keys, HS);
+    }
+
+    /// [#decodeGroup] for every head of batch row b at once: the scores of all heads in one pass over the keys, each
+    /// key's row of the cache (all KV heads, contiguous) read once, front to back; then each head's softmax, and the
+    /// values group by group as [#decodeGroup]. The same bits as [#decodeHead]. Over a cache larger than L2 (30
+    /// layers, 576 keys, SmolLM2's 9 heads in 3 groups) the group-by-group scores read each row's slices as three
+    /// strided streams, at about half the speed. Needs HS a multiple of 4 vector chunks, at most 4 heads a group, and
+    /// NH probability rows at p[po ..] (row h at po + h·Tcap).
+    static void decodeRow(int b, float[] out, float[] p, int po, float[] q, float[] k, float[] v,
+                          int Tcap, int NH, int KVH, int HS, int pos0) {
+        int L = S.length(), G = NH / KVH, qStride = NH * HS, kvStride = KVH * HS, keys = pos0 + 1;
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int ko = b * Tcap * kvStride, qo = b * qStride;
+        for (int s = 0, kr = ko; s < keys; s++, kr += kvStride)
+            for (int kh = 0; kh < KVH; kh++) {
+                int kb = kr + kh * HS, h = kh * G, g = 0;
+                for (; g + 2 <= G; g += 2) {
+                    int qa = qo + (h + g) * HS, qb = qa + HS;
+                    FloatVector a = FloatVector.zero(S), c = a;
+                    for (int d = 0; d < HS; d += L) {
+                        FloatVector kv = FloatVector.fromArray(S, k, kb + d);
+                        a = FloatVector.fromArray(S, q, qa + d).fma(kv, a);
+                        c = FloatVector.fromArray(S, q, qb + d).fma(kv, c);
+                    }
+                    p[po + (h + g) * Tcap + s] = scale * (VectorOps.sumHalves(a) + 0f);
+                    p[po + (h + g + 1) * Tcap + s] = scale * (VectorOps.sumHalves(c) + 0f);
+                }
+                if (g < G) {
+                    int qa = qo + (h + g) * HS;
+                    FloatVector a = FloatVector.zero(S);
+                    for (int d = 0; d < HS; d += L) a = FloatVector.fromArray(S, q, qa + d).fma(FloatVector.fromArray(S, k, kb + d), a);
+                    p[po + (h + g) * Tcap + s] = scale * (VectorOps.sumHalves(a) + 0f);
+                }
+            }
+        for (int h = 0; h < NH; h++) softmaxRow(p, po + h * Tcap, keys, keys);
+        for (int kh = 0; kh < KVH; kh++) {
+            int h = kh * G, g = 0;
+            for (; g + 2 <= G; g += 2) values2(out, qo + (h + g) * HS, p, po + (h + g) * Tcap, Tcap, v, ko + kh * HS, kvStride, keys, HS);
+            if (g < G) values1(out, qo + (h + g) * HS, p, po + (h + g) * Tcap, v, ko + kh * HS, kvStride, keys, HS);
+        }
     }
 
     private static void scores2(float[] p, int po, int Tcap, float[] q, int qo, float[] k, int ko, int kvStride, int keys, int HS, float scale) {

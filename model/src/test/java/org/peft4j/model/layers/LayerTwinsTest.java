@@ -98,8 +98,9 @@ class LayerTwinsTest {
         }
     }
 
-    /// Decode by KV group ([Attention#decodeGroup], the heads of a group reading each key and value row once) gets
-    /// the bits of [Attention#decodeHead] head by head: called directly, and through [Attention#forwardInference]
+    /// Decode by KV group ([Attention#decodeGroup], the heads of a group reading each key and value row once) and by
+    /// row ([Attention#decodeRow], every head in one pass over the keys) get the bits of [Attention#decodeHead] head
+    /// by head: called directly, and through [Attention#forwardInference]
     /// with scratch for a group (grouped) against scratch for one head (head by head), on 1 and 3 threads; head sizes
     /// 64 and 128 (whole blocks of four vector chunks), 72 (head by head inside the group), 1 to 4 heads a group.
     @Test
@@ -117,6 +118,14 @@ class LayerTwinsTest {
                     for (int bh = 0; bh < B * NH; bh++) Attention.decodeHead(bh, byHead, nanScratch(Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
                     for (int bg = 0; bg < B * KVH; bg++) Attention.decodeGroup(bg, byGroup, nanScratch(G * Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
                     org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, byGroup, "decodeGroup vs decodeHead, " + what);
+                    if (HS % (4 * jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.length()) == 0 && G <= 4) {   // every head of a row at once
+                        float[] byRow = new float[q.length];
+                        for (int b = 0; b < B; b++) Attention.decodeRow(b, byRow, nanScratch(NH * Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, byRow, "decodeRow vs decodeHead, " + what);
+                    }
+                    float[] rowPath = new float[q.length];   // one stream on one thread with room for every head: decodeRow
+                    Attention.forwardInference(null, rowPath, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(threads * NH * Tcap));
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, rowPath, "forwardInference with scratch for every head, " + what);
                     float[] small = new float[q.length], large = new float[q.length];
                     Attention.forwardInference(null, small, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(Tcap));
                     Attention.forwardInference(null, large, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(threads * G * Tcap));
