@@ -123,9 +123,13 @@ class LayerTwinsTest {
                         for (int b = 0; b < B; b++) Attention.decodeRow(b, byRow, nanScratch(NH * Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
                         org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, byRow, "decodeRow vs decodeHead, " + what);
                     }
-                    float[] rowPath = new float[q.length];   // one stream on one thread with room for every head: decodeRow
-                    Attention.forwardInference(null, rowPath, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(threads * NH * Tcap));
-                    org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, rowPath, "forwardInference with scratch for every head, " + what);
+                    // one stream on one thread, a cache past ROW_KEYS and room for every head: decodeRow
+                    int longCap = Attention.ROW_KEYS + 3, longPos = Attention.ROW_KEYS + 1;
+                    float[] kl = rand(rng, B * longCap * KVH * HS, 2), vl = rand(rng, B * longCap * KVH * HS, 1);
+                    float[] longHead = new float[q.length], rowPath = new float[q.length];
+                    for (int bh = 0; bh < B * NH; bh++) Attention.decodeHead(bh, longHead, nanScratch(longCap), 0, q, kl, vl, longCap, NH, KVH, HS, longPos);
+                    Attention.forwardInference(null, rowPath, q, kl, vl, B, 1, longCap, NH, KVH, HS, longPos, nanScratch(threads * NH * longCap));
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(longHead, rowPath, "forwardInference over " + (longPos + 1) + " keys with scratch for every head, " + what);
                     float[] small = new float[q.length], large = new float[q.length];
                     Attention.forwardInference(null, small, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(Tcap));
                     Attention.forwardInference(null, large, q, k, v, B, 1, Tcap, NH, KVH, HS, pos0, nanScratch(threads * G * Tcap));
