@@ -55,8 +55,15 @@ public final class Attention {
         });
     }
 
-    /// Floats of scratch [#forwardInference] needs to run on `threads` threads: a (min(T, BR), Tcap) probability block each.
-    public static int inferenceScratchSize(int T, int Tcap, int threads) { return Math.multiplyExact(Math.min(T, BR) * Tcap, Math.max(1, threads)); }
+    /// Floats of scratch [#forwardInference] needs to run on `threads` threads: a (min(T, BR), Tcap) probability block
+    /// each, and at least [#DECODE_ROWS] rows of Tcap each, so that decode (T = 1) can take the heads of a KV group
+    /// ([#decodeGroup]) or of a row ([#decodeRow]) together (groups or rows of more heads decode head by head).
+    public static int inferenceScratchSize(int T, int Tcap, int threads) {
+        return Math.multiplyExact(Math.multiplyExact(Math.max(Math.min(T, BR), DECODE_ROWS), Tcap), Math.max(1, threads));
+    }
+
+    /// Probability rows per thread that [#inferenceScratchSize] gives at least (SmolLM2 has 9 heads, Qwen2.5-0.5B 14).
+    static final int DECODE_ROWS = 16;
 
     /// The forward when nothing is kept for backward (generation, serving, scoring): the same blocked products as
     /// [#forward], each block's probabilities in a per-chunk (min(T, BR), Tcap) block of `scratch` instead of a
