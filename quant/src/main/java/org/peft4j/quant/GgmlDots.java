@@ -187,14 +187,15 @@ public final class GgmlDots {
     private static float dotQ8_0(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
         FloatVector acc = FloatVector.zero(F);
-        for (int b = 0; b < K / 32; b++, at += 34) {
+        for (int b = 0; b < K / 32; b++) {   // indices linear in b (see rowsQ4_0)
+            int ab = at + 34 * b;
             IntVector s = IntVector.zero(I);
             for (int j = 0; j < 32; j += SL) {
-                ShortVector q = (ShortVector) ByteVector.fromArray(BS, w, at + 2 + j).convertShape(VectorOperators.B2S, S, 0);
+                ShortVector q = (ShortVector) ByteVector.fromArray(BS, w, ab + 2 + j).convertShape(VectorOperators.B2S, S, 0);
                 IntVector v = q.mul(ShortVector.fromArray(S, c, co + b * 32 + j)).reinterpretAsInts();
                 s = s.add(v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16).add(v.lanewise(VectorOperators.ASHR, 16)));
             }
-            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, half(w, at) * d[dOff + b]), acc);
+            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, half(w, ab) * d[dOff + b]), acc);
         }
         return acc.reduceLanes(VectorOperators.ADD);
     }
@@ -263,26 +264,31 @@ public final class GgmlDots {
         float[] dx = a.d;
         for (int r = 0; r < rows; r++, at += rowBytes - 18 * nb) {
             FloatVector acc = FloatVector.zero(F), acc1 = acc;
-            int b = 0, xo = 0, go = 0;
-            for (; b + 2 * G <= nb; b += 2 * G, at += 36 * G, xo += 96 * G, go += 2 * FL) {
-                ByteVector q = ByteVector.fromArray(BS, w, at + 2), q1 = ByteVector.fromArray(BS, w, at + 18 * G + 2);
+            // one induction variable (i, steps of 2G blocks): every index is linear in it, so C2 can take the range
+            // checks of the loads out of the loop; with separate byte, code and scale counters it checked every load
+            int steps = nb / (2 * G), a0 = at;
+            for (int i = 0; i < steps; i++) {
+                int ab = a0 + 36 * G * i, xi = 96 * G * i, gi = 2 * FL * i;
+                ByteVector q = ByteVector.fromArray(BS, w, ab + 2), q1 = ByteVector.fromArray(BS, w, ab + 18 * G + 2);
                 if (G == 2) {
-                    q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
-                    q1 = q1.blend(ByteVector.fromArray(BS, w, at + 40), SECOND);
+                    q = q.blend(ByteVector.fromArray(BS, w, ab + 4), SECOND);
+                    q1 = q1.blend(ByteVector.fromArray(BS, w, ab + 40), SECOND);
                 }
-                IntVector h = ((IntVector) ByteVector.fromArray(BS, w, at).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-                IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, at + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-                FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go));
-                FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go + FL));
+                IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ab).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+                IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, ab + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+                FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi));
+                FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi + FL));
                 ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
                 ShortVector v1 = (ShortVector) q1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                        .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-                IntVector p1 = v1.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo + 48 * G)).add(v1.lanewise(VectorOperators.LSHR, 4)
-                        .mul(ShortVector.fromArray(S, x, xo + 64 * G))).add(ShortVector.fromArray(S, x, xo + 80 * G)).reinterpretAsInts();
+                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi)).add(v.lanewise(VectorOperators.LSHR, 4)
+                        .mul(ShortVector.fromArray(S, x, xi + 16 * G))).add(ShortVector.fromArray(S, x, xi + 32 * G)).reinterpretAsInts();
+                IntVector p1 = v1.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi + 48 * G)).add(v1.lanewise(VectorOperators.LSHR, 4)
+                        .mul(ShortVector.fromArray(S, x, xi + 64 * G))).add(ShortVector.fromArray(S, x, xi + 80 * G)).reinterpretAsInts();
                 acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
                 acc1 = ((FloatVector) p1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s1, acc1);
             }
+            int b = 2 * G * steps, xo = 96 * G * steps, go = 2 * FL * steps;
+            at = a0 + 36 * G * steps;
             if (b + G <= nb) {
                 ByteVector q = ByteVector.fromArray(BS, w, at + 2);
                 if (G == 2) q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
@@ -323,7 +329,9 @@ public final class GgmlDots {
     private static float dotQ4_K(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
         FloatVector acc = FloatVector.zero(F), mins = acc;
-        for (int b = 0; b < K / 256; b++, at += 144) {
+        int a0 = at;
+        for (int b = 0; b < K / 256; b++) {   // indices linear in b (see rowsQ4_0)
+            at = a0 + 144 * b;
             IntVector lo = (IntVector) ByteVector.fromArray(B16, w, at + 4).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
             IntVector mid = (IntVector) ByteVector.fromArray(B16, w, at + 8).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
             IntVector m = mid.and(63).blend(mid.lanewise(VectorOperators.LSHR, 4).or(lo.lanewise(VectorOperators.LSHR, 6).lanewise(VectorOperators.LSHL, 4)), UPPER4);
