@@ -339,10 +339,13 @@ public final class GgmlDots {
             long sc = (u0 & 0x3F3F3F3FL) | (long) ((u2 & 0x0F0F0F0F) | ((u0 >>> 6) & 0x03030303) << 4) << 32;
             IntVector isum = IntVector.zero(I);
             for (int j = 0, q = at + 16, x = co + b * 256; j < 128; j += SL) {
+                // the codes' index 64·ch + l: 2j when a vector is one 32-byte chunk (AVX-512), linear in j, so its
+                // range checks leave the loop
                 int ch = j >>> 5, l = j & 31, sc1 = (int) (sc >>> 16 * ch & 0xFF), sc2 = (int) (sc >>> 16 * ch + 8 & 0xFF);
+                int xc = SL == 32 ? x + 2 * j : x + 64 * ch + l;
                 ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, q + j).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                IntVector p1 = v.and((short) 0xF).mul(ShortVector.fromArray(S, c, x + 64 * ch + l)).reinterpretAsInts();
-                IntVector p2 = v.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(S, c, x + 64 * ch + 32 + l)).reinterpretAsInts();
+                IntVector p1 = v.and((short) 0xF).mul(ShortVector.fromArray(S, c, xc)).reinterpretAsInts();
+                IntVector p2 = v.lanewise(VectorOperators.LSHR, 4).mul(ShortVector.fromArray(S, c, xc + 32)).reinterpretAsInts();
                 isum = isum.add(p1.mul(65537).lanewise(VectorOperators.ASHR, 16).mul(sc1))
                         .add(p2.mul(65537).lanewise(VectorOperators.ASHR, 16).mul(sc2));
             }
