@@ -368,13 +368,17 @@ class ServeTest {
                 // ending) can let it in, so a few tries are allowed
                 long until = System.nanoTime() + 30_000_000_000L;
                 Reply refused = null;
+                int maxQueued = 0, maxRunning = 0, admitted = 0;
                 while (refused == null && System.nanoTime() < until) {
+                    maxQueued = Math.max(maxQueued, s.engine().queued());
+                    maxRunning = Math.max(maxRunning, s.engine().running());
                     if (s.engine().queued() < 4) { Thread.sleep(2); continue; }
                     Reply r = post("/v1/completions", "{\"model\": \"" + BASE + "\", \"prompt\": \"Once\", \"max_tokens\": 5}", null);
                     if (r.status() == 429) refused = r;
                     else {   // it got in (a row or a queue place was freed meanwhile, and it waited its turn): four more
                         // long streams fill the queue again (any beyond it are refused on their own sockets)
                         assertEquals(200, r.status(), r.body());
+                        admitted++;
                         for (int i = 0; i < 4; i++) {
                             var h = new java.net.Socket("127.0.0.1", s.port());
                             held.add(h);
@@ -383,7 +387,10 @@ class ServeTest {
                         }
                     }
                 }
-                assertNotNull(refused, "no request was refused while 2 rows ran and 4 waited");
+                // (failed in two full-suite runs of this session and never alone; with a queue of 1 and three streams
+                // instead, the third request was never queued within the 30 s, deterministically: not understood yet)
+                assertNotNull(refused, "no request was refused while 2 rows ran and 4 waited (seen at most " + maxRunning
+                        + " running and " + maxQueued + " queued; " + admitted + " probes admitted)");
                 assertError(refused, 429, "rate_limit_error", null);
                 // the six clients hang up: the two running rows and the four queued requests (which write nothing but a
                 // keep-alive comment each idle second) are all freed within seconds, long before their 450 tokens
