@@ -131,18 +131,8 @@ public final class Attention {
             p[po + s] = scale * ((vb > 0 ? VectorOps.sumHalves(acc) : 0f) + t);
         }
         softmaxRow(p, po, keys, keys);
-        int d = 0;
-        for (; d + 4 * L <= HS; d += 4 * L) {
-            FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
-            for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
-                FloatVector ps = FloatVector.broadcast(S, p[po + s]);
-                a0 = FloatVector.fromArray(S, v, vr).fma(ps, a0);
-                a1 = FloatVector.fromArray(S, v, vr + L).fma(ps, a1);
-                a2 = FloatVector.fromArray(S, v, vr + 2 * L).fma(ps, a2);
-                a3 = FloatVector.fromArray(S, v, vr + 3 * L).fma(ps, a3);
-            }
-            a0.intoArray(out, qo + d); a1.intoArray(out, qo + d + L); a2.intoArray(out, qo + d + 2 * L); a3.intoArray(out, qo + d + 3 * L);
-        }
+        int d = HS / (4 * L) * 4 * L;
+        values1(out, qo, p, po, v, ko, kvStride, keys, d);
         for (; d + L <= HS; d += L) {
             FloatVector a = FloatVector.zero(S);
             for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) a = FloatVector.fromArray(S, v, vr).fma(FloatVector.broadcast(S, p[po + s]), a);
@@ -261,9 +251,10 @@ public final class Attention {
         }
     }
 
-    private static void values1(float[] out, int oo, float[] p, int po, float[] v, int ko, int kvStride, int keys, int HS) {
+    /// out[oo + d] = Σ_s p_s·v_s[d] for d below `dEnd` (a multiple of 4 vector chunks), four chains a block over s in order.
+    private static void values1(float[] out, int oo, float[] p, int po, float[] v, int ko, int kvStride, int keys, int dEnd) {
         int L = S.length();
-        for (int d = 0; d < HS; d += 4 * L) {
+        for (int d = 0; d < dEnd; d += 4 * L) {
             FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
             for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
                 FloatVector ps = FloatVector.broadcast(S, p[po + s]);
