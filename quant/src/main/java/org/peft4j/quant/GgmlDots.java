@@ -56,10 +56,12 @@ public final class GgmlDots {
     /// Shorts of codes and sums one activation row of K values takes.
     public static int codesPerRow(int K) { return K + K / 32; }
 
-    private static final VarHandle SHORT_LE = MethodHandles.byteArrayViewVarHandle(short[].class, ByteOrder.LITTLE_ENDIAN);
     private static final VarHandle INT_LE = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
 
-    private static float half(byte[] b, int at) { return Float.float16ToFloat((short) SHORT_LE.get(b, at)); }
+    /// The little-endian half at b[at]. The vector kernels below write this out from the two bytes: a call left in a
+    /// large kernel (C2's NodeCountInliningCutoff) saves every vector register around it; the conversion itself is an
+    /// intrinsic, inlined whatever the method's size.
+    private static float half(byte[] b, int at) { return Float.float16ToFloat((short) (b[at] & 0xFF | b[at + 1] << 8)); }
 
     /// x86 `quantize_row_q8_0` (ggml-cpu): per 32 values d = amax/127 stored as half, codes rint(x·(127/amax)).
     public static void quantizeQ8_0(float[] x, int off, int K, short[] c, int co, float[] d, int dOff) {
@@ -195,7 +197,8 @@ public final class GgmlDots {
                 IntVector v = q.mul(ShortVector.fromArray(S, c, co + b * 32 + j)).reinterpretAsInts();
                 s = s.add(v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16).add(v.lanewise(VectorOperators.ASHR, 16)));
             }
-            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, half(w, ab) * d[dOff + b]), acc);
+            float dw = Float.float16ToFloat((short) (w[ab] & 0xFF | w[ab + 1] << 8));   // half(w, ab), written out (see half)
+            acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, dw * d[dOff + b]), acc);
         }
         return acc.reduceLanes(VectorOperators.ADD);
     }
@@ -247,72 +250,164 @@ public final class GgmlDots {
         if (nb % G != 0) for (int j = 0; j < 3; j++) ShortVector.zero(S16).intoArray(a.x, nb / G * 48 * G + 16 + j * 32);
     }
 
-    /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: one weight stream front to back,
-    /// two groups of [#G] blocks (72 bytes on AVX-512) per step into two accumulators, a last group and a last odd
-    /// block after. A group in 16-bit lanes: its nibble bytes (two overlapping loads blended) widened; low and high
-    /// nibbles times the blocks' first and last 16 codes, plus −8·(their sum) ([#arrangeQ4_0]):
-    /// |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32 bits by the multiply above. The half scales are
+    /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: two rows at a time
+    /// ([#pairQ4_0]), a last odd row alone ([#rowQ4_0]). Per row: two groups of [#G] blocks (72 bytes on AVX-512) per
+    /// step into two accumulators, a last group and a last odd block after. A group in 16-bit lanes: its nibble bytes
+    /// (two overlapping loads blended) widened; low and high nibbles times the blocks' first and last 16 codes, plus
+    /// −8·(their sum) ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32 bits by the
+    /// multiply above. The half scales are
     /// read in vector lanes too (scalar half conversions and broadcasts from general registers took a third of the
     /// time): the half's bits shifted into a float's, h·2⁻¹¹² exactly (subnormals included), times the activation's
     /// d·2¹¹² gives h·d rounded once, as the scalar twin's product. A half scale of ±∞ or NaN (no quantizer writes
     /// one) reads as a finite ±2¹⁶·(1 + m/1024): catching it cost 10%. An odd last block loads its 16 bytes masked.
-    /// SmolLM2's K = 576 on one Zen 5 thread: 13.5-15 GB/s over a 28 MB matrix (the earlier kernel, one block per step
-    /// with 128-bit loads and scalar scales: 7.3), Q8_0 for comparison 19-20.
+    /// SmolLM2's K = 576 on one Zen 5 thread ([GgmlDotsBench]): 16-18 GB/s over a 28 or 200 MB matrix (one row a
+    /// pass: 15.4-15.7; one block per step with 128-bit loads and scalar scales: 7.3), Q8_0 for comparison 22.
     private static void rowsQ4_0(byte[] w, int at, int rowBytes, int rows, int K, Arranged a, float[] y, int yOff) {
-        int nb = K / 32, FL = F.length();
+        int r = 0;
+        for (; r + 1 < rows; r += 2) pairQ4_0(w, at + r * rowBytes, rowBytes, K, a, y, yOff + r);
+        if (r < rows) rowQ4_0(w, at + r * rowBytes, K, a, y, yOff + r);
+    }
+
+    /// Rows at bytes a0 and a0 + rowBytes into y[yOff], y[yOff + 1]: the activation loads shared and the two rows'
+    /// independent chains keep the vector units busy (one row a pass waits on its own latencies: 17.5 → 20.4 GB/s,
+    /// K = 512, one Zen 5 thread; four rows a pass spill registers and ran slower). Each row gets the operations of
+    /// [#rowQ4_0] in its order, so the same bits. Each kernel is a method of its own: with the pair and the single row
+    /// in one method, a `bench generate` decode ran the Vector API's Java fallback (C2 code without the intrinsics) and
+    /// stalled for minutes.
+    private static void pairQ4_0(byte[] w, int a0, int rowBytes, int K, Arranged a, float[] y, int yOff) {
+        int nb = K / 32, FL = F.length(), steps = nb / (2 * G);
         short[] x = a.x;
         float[] dx = a.d;
-        for (int r = 0; r < rows; r++, at += rowBytes - 18 * nb) {
-            FloatVector acc = FloatVector.zero(F), acc1 = acc;
-            // one induction variable (i, steps of 2G blocks): every index is linear in it, so C2 can take the range
-            // checks of the loads out of the loop; with separate byte, code and scale counters it checked every load
-            int steps = nb / (2 * G), a0 = at;
-            for (int i = 0; i < steps; i++) {
-                int ab = a0 + 36 * G * i, xi = 96 * G * i, gi = 2 * FL * i;
-                ByteVector q = ByteVector.fromArray(BS, w, ab + 2), q1 = ByteVector.fromArray(BS, w, ab + 18 * G + 2);
-                if (G == 2) {
-                    q = q.blend(ByteVector.fromArray(BS, w, ab + 4), SECOND);
-                    q1 = q1.blend(ByteVector.fromArray(BS, w, ab + 40), SECOND);
-                }
-                IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ab).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-                IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, ab + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-                FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi));
-                FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi + FL));
-                ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                ShortVector v1 = (ShortVector) q1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi)).add(v.lanewise(VectorOperators.LSHR, 4)
-                        .mul(ShortVector.fromArray(S, x, xi + 16 * G))).add(ShortVector.fromArray(S, x, xi + 32 * G)).reinterpretAsInts();
-                IntVector p1 = v1.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi + 48 * G)).add(v1.lanewise(VectorOperators.LSHR, 4)
-                        .mul(ShortVector.fromArray(S, x, xi + 64 * G))).add(ShortVector.fromArray(S, x, xi + 80 * G)).reinterpretAsInts();
-                acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
-                acc1 = ((FloatVector) p1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s1, acc1);
+        FloatVector acc = FloatVector.zero(F), acc1 = acc, bcc = acc, bcc1 = acc;
+        int b0 = a0 + rowBytes;
+        // one induction variable (i, steps of 2G blocks): every index is linear in it, so C2 can take the range
+        // checks of the loads out of the loop; with separate byte, code and scale counters it checked every load
+        for (int i = 0; i < steps; i++) {
+            int ab = a0 + 36 * G * i, bb = b0 + 36 * G * i, xi = 96 * G * i, gi = 2 * FL * i;
+            ShortVector x0 = ShortVector.fromArray(S, x, xi), x1 = ShortVector.fromArray(S, x, xi + 16 * G);
+            ShortVector x2 = ShortVector.fromArray(S, x, xi + 32 * G), x3 = ShortVector.fromArray(S, x, xi + 48 * G);
+            ShortVector x4 = ShortVector.fromArray(S, x, xi + 64 * G), x5 = ShortVector.fromArray(S, x, xi + 80 * G);
+            FloatVector d0 = FloatVector.fromArray(F, dx, gi), d1 = FloatVector.fromArray(F, dx, gi + FL);
+            ByteVector q = ByteVector.fromArray(BS, w, ab + 2), q1 = ByteVector.fromArray(BS, w, ab + 18 * G + 2);
+            ByteVector u = ByteVector.fromArray(BS, w, bb + 2), u1 = ByteVector.fromArray(BS, w, bb + 18 * G + 2);
+            if (G == 2) {
+                q = q.blend(ByteVector.fromArray(BS, w, ab + 4), SECOND);
+                q1 = q1.blend(ByteVector.fromArray(BS, w, ab + 40), SECOND);
+                u = u.blend(ByteVector.fromArray(BS, w, bb + 4), SECOND);
+                u1 = u1.blend(ByteVector.fromArray(BS, w, bb + 40), SECOND);
             }
-            int b = 2 * G * steps, xo = 96 * G * steps, go = 2 * FL * steps;
-            at = a0 + 36 * G * steps;
-            if (b + G <= nb) {
-                ByteVector q = ByteVector.fromArray(BS, w, at + 2);
-                if (G == 2) q = q.blend(ByteVector.fromArray(BS, w, at + 4), SECOND);
-                IntVector h = ((IntVector) ByteVector.fromArray(BS, w, at).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-                FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go));
-                ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                        .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-                acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
-                b += G;
-                at += 18 * G;
-                xo += 48 * G;
-                go += FL;
-            }
-            if (b < nb) {
-                ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, at + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-                IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                        .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-                acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
-                        .fma(FloatVector.broadcast(F, half(w, at) * (dx[go] * 0x1p-112f)), acc);
-                at += 18;
-            }
-            y[yOff + r] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
+            IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ab).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, ab + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            IntVector k = ((IntVector) ByteVector.fromArray(BS, w, bb).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            IntVector k1 = ((IntVector) ByteVector.fromArray(BS, w, bb + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(d0);
+            FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(d1);
+            FloatVector t = k.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(d0);
+            FloatVector t1 = k1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(d1);
+            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            ShortVector v1 = (ShortVector) q1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            ShortVector e = (ShortVector) u.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            ShortVector e1 = (ShortVector) u1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(x0).add(v.lanewise(VectorOperators.LSHR, 4).mul(x1)).add(x2).reinterpretAsInts();
+            IntVector p1 = v1.and((short) 0xF).mul(x3).add(v1.lanewise(VectorOperators.LSHR, 4).mul(x4)).add(x5).reinterpretAsInts();
+            IntVector o = e.and((short) 0xF).mul(x0).add(e.lanewise(VectorOperators.LSHR, 4).mul(x1)).add(x2).reinterpretAsInts();
+            IntVector o1 = e1.and((short) 0xF).mul(x3).add(e1.lanewise(VectorOperators.LSHR, 4).mul(x4)).add(x5).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+            acc1 = ((FloatVector) p1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s1, acc1);
+            bcc = ((FloatVector) o.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(t, bcc);
+            bcc1 = ((FloatVector) o1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(t1, bcc1);
         }
+        int b = 2 * G * steps, xo = 96 * G * steps, go = 2 * FL * steps, ta = a0 + 36 * G * steps, tb = b0 + 36 * G * steps;
+        if (b + G <= nb) {
+            ShortVector x0 = ShortVector.fromArray(S, x, xo), x1 = ShortVector.fromArray(S, x, xo + 16 * G), x2 = ShortVector.fromArray(S, x, xo + 32 * G);
+            FloatVector d0 = FloatVector.fromArray(F, dx, go);
+            ByteVector q = ByteVector.fromArray(BS, w, ta + 2), u = ByteVector.fromArray(BS, w, tb + 2);
+            if (G == 2) {
+                q = q.blend(ByteVector.fromArray(BS, w, ta + 4), SECOND);
+                u = u.blend(ByteVector.fromArray(BS, w, tb + 4), SECOND);
+            }
+            IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ta).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            IntVector k = ((IntVector) ByteVector.fromArray(BS, w, tb).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(d0);
+            FloatVector t = k.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(d0);
+            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            ShortVector e = (ShortVector) u.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(x0).add(v.lanewise(VectorOperators.LSHR, 4).mul(x1)).add(x2).reinterpretAsInts();
+            IntVector o = e.and((short) 0xF).mul(x0).add(e.lanewise(VectorOperators.LSHR, 4).mul(x1)).add(x2).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+            bcc = ((FloatVector) o.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(t, bcc);
+            b += G;
+            ta += 18 * G;
+            tb += 18 * G;
+            xo += 48 * G;
+            go += FL;
+        }
+        if (b < nb) {
+            ShortVector x0 = ShortVector.fromArray(S, x, xo), x1 = ShortVector.fromArray(S, x, xo + 16 * G), x2 = ShortVector.fromArray(S, x, xo + 32 * G);
+            float dl = dx[go] * 0x1p-112f;
+            ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, ta + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            ShortVector e = (ShortVector) ByteVector.fromArray(BS, w, tb + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(x0).add(v.lanewise(VectorOperators.LSHR, 4).mul(x1)).add(x2).reinterpretAsInts();
+            IntVector o = e.and((short) 0xF).mul(x0).add(e.lanewise(VectorOperators.LSHR, 4).mul(x1)).add(x2).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
+                    .fma(FloatVector.broadcast(F, Float.float16ToFloat((short) (w[ta] & 0xFF | w[ta + 1] << 8)) * dl), acc);
+            bcc = ((FloatVector) o.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
+                    .fma(FloatVector.broadcast(F, Float.float16ToFloat((short) (w[tb] & 0xFF | w[tb + 1] << 8)) * dl), bcc);
+        }
+        y[yOff] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
+        y[yOff + 1] = bcc.add(bcc1).reduceLanes(VectorOperators.ADD);
+    }
+
+    /// One row at byte a0 into y[yOff].
+    private static void rowQ4_0(byte[] w, int a0, int K, Arranged a, float[] y, int yOff) {
+        int nb = K / 32, FL = F.length(), steps = nb / (2 * G);
+        short[] x = a.x;
+        float[] dx = a.d;
+        FloatVector acc = FloatVector.zero(F), acc1 = acc;
+        for (int i = 0; i < steps; i++) {
+            int ab = a0 + 36 * G * i, xi = 96 * G * i, gi = 2 * FL * i;
+            ByteVector q = ByteVector.fromArray(BS, w, ab + 2), q1 = ByteVector.fromArray(BS, w, ab + 18 * G + 2);
+            if (G == 2) {
+                q = q.blend(ByteVector.fromArray(BS, w, ab + 4), SECOND);
+                q1 = q1.blend(ByteVector.fromArray(BS, w, ab + 40), SECOND);
+            }
+            IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ab).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, ab + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi));
+            FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi + FL));
+            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            ShortVector v1 = (ShortVector) q1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi)).add(v.lanewise(VectorOperators.LSHR, 4)
+                    .mul(ShortVector.fromArray(S, x, xi + 16 * G))).add(ShortVector.fromArray(S, x, xi + 32 * G)).reinterpretAsInts();
+            IntVector p1 = v1.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi + 48 * G)).add(v1.lanewise(VectorOperators.LSHR, 4)
+                    .mul(ShortVector.fromArray(S, x, xi + 64 * G))).add(ShortVector.fromArray(S, x, xi + 80 * G)).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+            acc1 = ((FloatVector) p1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s1, acc1);
+        }
+        int b = 2 * G * steps, xo = 96 * G * steps, go = 2 * FL * steps;
+        int ta = a0 + 36 * G * steps;
+        if (b + G <= nb) {
+            ByteVector q = ByteVector.fromArray(BS, w, ta + 2);
+            if (G == 2) q = q.blend(ByteVector.fromArray(BS, w, ta + 4), SECOND);
+            IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ta).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
+            FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go));
+            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
+            b += G;
+            ta += 18 * G;
+            xo += 48 * G;
+            go += FL;
+        }
+        if (b < nb) {
+            ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, ta + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
+            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
+                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
+            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
+                    .fma(FloatVector.broadcast(F, Float.float16ToFloat((short) (w[ta] & 0xFF | w[ta + 1] << 8)) * (dx[go] * 0x1p-112f)), acc);
+        }
+        y[yOff] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
     }
 
     static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;
@@ -350,9 +445,10 @@ public final class GgmlDots {
                         .add(p2.mul(65537).lanewise(VectorOperators.ASHR, 16).mul(sc2));
             }
             float dx = d[dOff + b];
-            acc = ((FloatVector) isum.convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at) * dx), acc);
+            float dw = Float.float16ToFloat((short) (w[at] & 0xFF | w[at + 1] << 8)), mw = Float.float16ToFloat((short) (w[at + 2] & 0xFF | w[at + 3] << 8));
+            acc = ((FloatVector) isum.convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, dw * dx), acc);
             IntVector sums = (IntVector) ShortVector.fromArray(S8, c, co + K + b * 8).convertShape(VectorOperators.S2I, I, 0);
-            mins = ((FloatVector) m.mul(sums).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, half(w, at + 2) * dx), mins);
+            mins = ((FloatVector) m.mul(sums).convert(VectorOperators.I2F, 0)).fma(FloatVector.broadcast(F, mw * dx), mins);
         }
         return acc.sub(mins).reduceLanes(VectorOperators.ADD);
     }
