@@ -181,10 +181,11 @@ public final class GgmlDots {
         return acc;
     }
 
-    // Adjacent 16-bit products added into 32-bit lanes: a product vector read as ints v holds two shorts per lane,
-    // whose sum is (v << 16 >> 16) + (v >> 16) here (the Q4 kernels below use one multiply instead). Everything is
-    // written out in each kernel: no helper takes or returns vectors, which would box them wherever the inliner gives
-    // up.
+    // The kernels widen the weight codes to 16-bit lanes and multiply them with the 16-bit activation codes; a pair
+    // of adjacent products, read as one int v = hi·2¹⁶ + (lo & 0xFFFF), is added by one multiply: the top half of
+    // v·65537 mod 2³² is hi + lo whenever |hi + lo| < 2¹⁵ (one vpmulld and one shift instead of four shifts and adds;
+    // Q8_0: |w·x| ≤ 128·127, a pair ≤ 32512). Everything is written out in each kernel: no helper takes or returns
+    // vectors, which would box them wherever the inliner gives up.
 
     private static float dotQ8_0(byte[] w, int at, int K, short[] c, int co, float[] d, int dOff) {
         int SL = S.length();
@@ -195,17 +196,13 @@ public final class GgmlDots {
             for (int j = 0; j < 32; j += SL) {
                 ShortVector q = (ShortVector) ByteVector.fromArray(BS, w, ab + 2 + j).convertShape(VectorOperators.B2S, S, 0);
                 IntVector v = q.mul(ShortVector.fromArray(S, c, co + b * 32 + j)).reinterpretAsInts();
-                s = s.add(v.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.ASHR, 16).add(v.lanewise(VectorOperators.ASHR, 16)));
+                s = s.add(v.mul(65537).lanewise(VectorOperators.ASHR, 16));
             }
             float dw = Float.float16ToFloat((short) (w[ab] & 0xFF | w[ab + 1] << 8));   // half(w, ab), written out (see half)
             acc = ((FloatVector) s.convertShape(VectorOperators.I2F, F, 0)).fma(FloatVector.broadcast(F, dw * d[dOff + b]), acc);
         }
         return acc.reduceLanes(VectorOperators.ADD);
     }
-
-    // Q4_0 and Q4_K widen the nibble bytes to 16-bit lanes and multiply them with the 16-bit activation codes; a pair
-    // of adjacent products, read as one int v = hi·2¹⁶ + (lo & 0xFFFF), is added by one multiply: the top half of
-    // v·65537 mod 2³² is hi + lo whenever |hi + lo| < 2¹⁵ (one vpmulld and one shift instead of four shifts and adds).
 
     /// Q4_0 blocks one 16-bit vector holds: 2 on AVX-512 (32 lanes), 1 on AVX2 (and where the scalar twin runs).
     static final int G = Math.max(1, S.length() / 16);
@@ -250,36 +247,39 @@ public final class GgmlDots {
         if (nb % G != 0) for (int j = 0; j < 3; j++) ShortVector.zero(S16).intoArray(a.x, nb / G * 48 * G + 16 + j * 32);
     }
 
-    /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: two rows at a time
-    /// ([#pairQ4_0]), a last odd row alone ([#rowQ4_0]). Per row: two groups of [#G] blocks (72 bytes on AVX-512) per
-    /// step into two accumulators, a last group and a last odd block after. A group in 16-bit lanes: its nibble bytes
-    /// (two overlapping loads blended) widened; low and high nibbles times the blocks' first and last 16 codes, plus
-    /// −8·(their sum) ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32 bits by the
-    /// multiply above. The half scales are
-    /// read in vector lanes too (scalar half conversions and broadcasts from general registers took a third of the
-    /// time): the half's bits shifted into a float's, h·2⁻¹¹² exactly (subnormals included), times the activation's
-    /// d·2¹¹² gives h·d rounded once, as the scalar twin's product. A half scale of ±∞ or NaN (no quantizer writes
-    /// one) reads as a finite ±2¹⁶·(1 + m/1024): catching it cost 10%. An odd last block loads its 16 bytes masked.
-    /// SmolLM2's K = 576 on one Zen 5 thread ([GgmlDotsBench]): 16-18 GB/s over a 28 or 200 MB matrix (one row a
-    /// pass: 15.4-15.7; one block per step with 128-bit loads and scalar scales: 7.3), Q8_0 for comparison 22.
+    /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: row r together with row
+    /// r + rows/2 ([#pairQ4_0]), a last odd row alone ([#rowQ4_0]). Per row: two groups of [#G] blocks (72 bytes on
+    /// AVX-512) per step into two accumulators, a last group and a last odd block after. A group in 16-bit lanes: its
+    /// nibble bytes (two overlapping loads blended) widened; low and high nibbles times the blocks' first and last 16
+    /// codes, plus −8·(their sum) ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32
+    /// bits by the multiply above. The half scales are read in vector lanes too (scalar half conversions and
+    /// broadcasts from general registers took a third of the time): the half's bits shifted into a float's, h·2⁻¹¹²
+    /// exactly (subnormals included), times the activation's d·2¹¹² gives h·d rounded once, as the scalar twin's
+    /// product. A half scale of ±∞ or NaN (no quantizer writes one) reads as a finite ±2¹⁶·(1 + m/1024): catching it
+    /// cost 10%. An odd last block loads its 16 bytes masked.
+    ///
+    /// One Zen 5 thread, a 60 MB matrix, 576 rows a call ([GgmlDotsBench]), pairs against one row a pass: K = 576
+    /// 11.9 against 10.6 GB/s, K = 1536 17.8 against 14.5, K = 4096 20.1 against 9.9. The pairs are rows half the
+    /// range apart, two streams each read front to back: pairs of neighbouring rows, one stream jumping a row ahead
+    /// after each pair, ran at 7.7 GB/s for K = 4096 (the prefetchers lose such a stream; Q8_0 and Q4_K too, which
+    /// stay one row a pass: two Q8_0 rows gained nothing over its 22-26 GB/s, memory-bound).
     private static void rowsQ4_0(byte[] w, int at, int rowBytes, int rows, int K, Arranged a, float[] y, int yOff) {
-        int r = 0;
-        for (; r + 1 < rows; r += 2) pairQ4_0(w, at + r * rowBytes, rowBytes, K, a, y, yOff + r);
-        if (r < rows) rowQ4_0(w, at + r * rowBytes, K, a, y, yOff + r);
+        int half = rows / 2;
+        for (int r = 0; r < half; r++) pairQ4_0(w, at + r * rowBytes, at + (r + half) * rowBytes, K, a, y, yOff + r, yOff + r + half);
+        for (int r = 2 * half; r < rows; r++) rowQ4_0(w, at + r * rowBytes, K, a, y, yOff + r);
     }
 
-    /// Rows at bytes a0 and a0 + rowBytes into y[yOff], y[yOff + 1]: the activation loads shared and the two rows'
-    /// independent chains keep the vector units busy (one row a pass waits on its own latencies: 17.5 → 20.4 GB/s,
-    /// K = 512, one Zen 5 thread; four rows a pass spill registers and ran slower). Each row gets the operations of
-    /// [#rowQ4_0] in its order, so the same bits. Each kernel is a method of its own: with the pair and the single row
-    /// in one method, a `bench generate` decode ran the Vector API's Java fallback (C2 code without the intrinsics) and
-    /// stalled for minutes.
-    private static void pairQ4_0(byte[] w, int a0, int rowBytes, int K, Arranged a, float[] y, int yOff) {
+    /// The rows at bytes a0 and b0 into y[ya] and y[yb]: the activation loads shared and the two rows' independent
+    /// chains keep the vector units busy (one row a pass waits on its own latencies: 17.5 → 20.4 GB/s in L2, K = 512;
+    /// four rows a pass spill registers and ran slower). Each row gets the operations of [#rowQ4_0] in its order, so
+    /// the same bits. Each kernel is a method of its own: with the pair and the single row in one method, a
+    /// `bench generate` decode ran the Vector API's Java fallback (C2 code without the intrinsics) and stalled for
+    /// minutes.
+    private static void pairQ4_0(byte[] w, int a0, int b0, int K, Arranged a, float[] y, int ya, int yb) {
         int nb = K / 32, FL = F.length(), steps = nb / (2 * G);
         short[] x = a.x;
         float[] dx = a.d;
         FloatVector acc = FloatVector.zero(F), acc1 = acc, bcc = acc, bcc1 = acc;
-        int b0 = a0 + rowBytes;
         // one induction variable (i, steps of 2G blocks): every index is linear in it, so C2 can take the range
         // checks of the loads out of the loop; with separate byte, code and scale counters it checked every load
         for (int i = 0; i < steps; i++) {
@@ -354,8 +354,8 @@ public final class GgmlDots {
             bcc = ((FloatVector) o.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
                     .fma(FloatVector.broadcast(F, Float.float16ToFloat((short) (w[tb] & 0xFF | w[tb + 1] << 8)) * dl), bcc);
         }
-        y[yOff] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
-        y[yOff + 1] = bcc.add(bcc1).reduceLanes(VectorOperators.ADD);
+        y[ya] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
+        y[yb] = bcc.add(bcc1).reduceLanes(VectorOperators.ADD);
     }
 
     /// One row at byte a0 into y[yOff].
