@@ -248,7 +248,7 @@ public final class GgmlDots {
     }
 
     /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: row r together with row
-    /// r + rows/2 ([#pairQ4_0]), a last odd row alone ([#rowQ4_0]). Per row: two groups of [#G] blocks (72 bytes on
+    /// r + rows/2 ([#pairQ4_0]); a last odd row is paired with itself (its work done twice, at most once a call). Per row: two groups of [#G] blocks (72 bytes on
     /// AVX-512) per step into two accumulators, a last group and a last odd block after. A group in 16-bit lanes: its
     /// nibble bytes (two overlapping loads blended) widened; low and high nibbles times the blocks' first and last 16
     /// codes, plus −8·(their sum) ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32
@@ -266,15 +266,15 @@ public final class GgmlDots {
     private static void rowsQ4_0(byte[] w, int at, int rowBytes, int rows, int K, Arranged a, float[] y, int yOff) {
         int half = rows / 2;
         for (int r = 0; r < half; r++) pairQ4_0(w, at + r * rowBytes, at + (r + half) * rowBytes, K, a, y, yOff + r, yOff + r + half);
-        for (int r = 2 * half; r < rows; r++) rowQ4_0(w, at + r * rowBytes, K, a, y, yOff + r);
+        if (rows % 2 != 0) pairQ4_0(w, at + (rows - 1) * rowBytes, at + (rows - 1) * rowBytes, K, a, y, yOff + rows - 1, yOff + rows - 1);
     }
 
     /// The rows at bytes a0 and b0 into y[ya] and y[yb]: the activation loads shared and the two rows' independent
     /// chains keep the vector units busy (one row a pass waits on its own latencies: 17.5 → 20.4 GB/s in L2, K = 512;
-    /// four rows a pass spill registers and ran slower). Each row gets the operations of [#rowQ4_0] in its order, so
-    /// the same bits. Each kernel is a method of its own: with the pair and the single row in one method, a
-    /// `bench generate` decode ran the Vector API's Java fallback (C2 code without the intrinsics) and stalled for
-    /// minutes.
+    /// four rows a pass spill registers and ran slower). Each row's result comes from its own chain of operations
+    /// only, so the same bits in any pairing, itself included (`GgmlDotsTest.rowRangesMatchSingleRows`). A method of
+    /// its own: with a one-row kernel beside it in one method, a `bench generate` decode ran the Vector API's Java
+    /// fallback (C2 code without the intrinsics) and stalled for minutes.
     private static void pairQ4_0(byte[] w, int a0, int b0, int K, Arranged a, float[] y, int ya, int yb) {
         int nb = K / 32, FL = F.length(), steps = nb / (2 * G);
         short[] x = a.x;
@@ -356,58 +356,6 @@ public final class GgmlDots {
         }
         y[ya] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
         y[yb] = bcc.add(bcc1).reduceLanes(VectorOperators.ADD);
-    }
-
-    /// One row at byte a0 into y[yOff].
-    private static void rowQ4_0(byte[] w, int a0, int K, Arranged a, float[] y, int yOff) {
-        int nb = K / 32, FL = F.length(), steps = nb / (2 * G);
-        short[] x = a.x;
-        float[] dx = a.d;
-        FloatVector acc = FloatVector.zero(F), acc1 = acc;
-        for (int i = 0; i < steps; i++) {
-            int ab = a0 + 36 * G * i, xi = 96 * G * i, gi = 2 * FL * i;
-            ByteVector q = ByteVector.fromArray(BS, w, ab + 2), q1 = ByteVector.fromArray(BS, w, ab + 18 * G + 2);
-            if (G == 2) {
-                q = q.blend(ByteVector.fromArray(BS, w, ab + 4), SECOND);
-                q1 = q1.blend(ByteVector.fromArray(BS, w, ab + 40), SECOND);
-            }
-            IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ab).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-            IntVector h1 = ((IntVector) ByteVector.fromArray(BS, w, ab + 18 * G).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-            FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi));
-            FloatVector s1 = h1.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, gi + FL));
-            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-            ShortVector v1 = (ShortVector) q1.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi)).add(v.lanewise(VectorOperators.LSHR, 4)
-                    .mul(ShortVector.fromArray(S, x, xi + 16 * G))).add(ShortVector.fromArray(S, x, xi + 32 * G)).reinterpretAsInts();
-            IntVector p1 = v1.and((short) 0xF).mul(ShortVector.fromArray(S, x, xi + 48 * G)).add(v1.lanewise(VectorOperators.LSHR, 4)
-                    .mul(ShortVector.fromArray(S, x, xi + 64 * G))).add(ShortVector.fromArray(S, x, xi + 80 * G)).reinterpretAsInts();
-            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
-            acc1 = ((FloatVector) p1.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s1, acc1);
-        }
-        int b = 2 * G * steps, xo = 96 * G * steps, go = 2 * FL * steps;
-        int ta = a0 + 36 * G * steps;
-        if (b + G <= nb) {
-            ByteVector q = ByteVector.fromArray(BS, w, ta + 2);
-            if (G == 2) q = q.blend(ByteVector.fromArray(BS, w, ta + 4), SECOND);
-            IntVector h = ((IntVector) ByteVector.fromArray(BS, w, ta).reinterpretAsShorts().convertShape(VectorOperators.S2I, I, 0)).rearrange(HALF_LANES);
-            FloatVector s = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFFE000).reinterpretAsFloats().mul(FloatVector.fromArray(F, dx, go));
-            ShortVector v = (ShortVector) q.convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0)).fma(s, acc);
-            b += G;
-            ta += 18 * G;
-            xo += 48 * G;
-            go += FL;
-        }
-        if (b < nb) {
-            ShortVector v = (ShortVector) ByteVector.fromArray(BS, w, ta + 2, FIRST).convertShape(VectorOperators.ZERO_EXTEND_B2S, S, 0);
-            IntVector p = v.and((short) 0xF).mul(ShortVector.fromArray(S, x, xo)).add(v.lanewise(VectorOperators.LSHR, 4)
-                    .mul(ShortVector.fromArray(S, x, xo + 16 * G))).add(ShortVector.fromArray(S, x, xo + 32 * G)).reinterpretAsInts();
-            acc = ((FloatVector) p.mul(65537).lanewise(VectorOperators.ASHR, 16).convert(VectorOperators.I2F, 0))
-                    .fma(FloatVector.broadcast(F, Float.float16ToFloat((short) (w[ta] & 0xFF | w[ta + 1] << 8)) * (dx[go] * 0x1p-112f)), acc);
-        }
-        y[yOff] = acc.add(acc1).reduceLanes(VectorOperators.ADD);
     }
 
     static final VectorSpecies<Byte> B16 = ByteVector.SPECIES_128;

@@ -104,26 +104,28 @@ class GgmlDotsTest {
     }
 
     /// [GgmlDots#rows] over a range of rows (not from row 0, into an offset y) writes what [GgmlDots#dot] gives row by
-    /// row, and nothing outside the range.
+    /// row, and nothing outside the range: an odd and an even count of rows (Q4_0 takes rows in pairs half the range
+    /// apart, an odd last one paired with itself).
     @Test
     void rowRangesMatchSingleRows() {
         var rng = new SplittableRandom(24);
         for (GgmlBlocks t : TYPES)
-            for (int K : lengths(t)) {
-                int rows = 7, m0 = 2, m1 = 7, yOff = 3, rowBytes = (int) t.bytes(K);
-                byte[] w = weights(t, rows, K, Float.NaN, rng);
-                short[] c = new short[GgmlDots.codesPerRow(K)];
-                float[] d = new float[K / 32];
-                GgmlDots.quantize(t, activations(K, rng), 0, K, c, 0, d, 0);
-                float[] y = new float[yOff + rows + 1];
-                java.util.Arrays.fill(y, -1f);
-                GgmlDots.rows(t, w, rowBytes, m0, m1, K, c, 0, d, 0, y, yOff);
-                for (int i = 0; i < y.length; i++) {
-                    int m = i - yOff;
-                    float want = m >= m0 && m < m1 ? GgmlDots.dot(t, w, m * rowBytes, K, c, 0, d, 0) : -1f;
-                    assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(y[i]), t + " K=" + K + " y[" + i + "]");
+            for (int K : lengths(t))
+                for (int m0 : new int[]{1, 2}) {
+                    int rows = 7, m1 = 7, yOff = 3, rowBytes = (int) t.bytes(K);
+                    byte[] w = weights(t, rows, K, Float.NaN, rng);
+                    short[] c = new short[GgmlDots.codesPerRow(K)];
+                    float[] d = new float[K / 32];
+                    GgmlDots.quantize(t, activations(K, rng), 0, K, c, 0, d, 0);
+                    float[] y = new float[yOff + rows + 1];
+                    java.util.Arrays.fill(y, -1f);
+                    GgmlDots.rows(t, w, rowBytes, m0, m1, K, c, 0, d, 0, y, yOff);
+                    for (int i = 0; i < y.length; i++) {
+                        int m = i - yOff;
+                        float want = m >= m0 && m < m1 ? GgmlDots.dot(t, w, m * rowBytes, K, c, 0, d, 0) : -1f;
+                        assertEquals(Float.floatToRawIntBits(want), Float.floatToRawIntBits(y[i]), t + " K=" + K + " rows [" + m0 + ", " + m1 + ") y[" + i + "]");
+                    }
                 }
-            }
     }
 
     /// Q8_K: per 256 values d = max/−127 of the signed value of largest magnitude, that value's code −127, every code
