@@ -68,12 +68,14 @@ public final class GenerateBench {
         LlamaWeights w;
         BaseWeight[][] stored;
         BaseWeight storedHead;
+        DenseHalf embed16 = null;   // a 16-bit checkpoint's embedding table (w.embedTokens then null)
         String source;
         if (modelDir != null) {
             LlamaModel m = Models.load(modelDir, Gemms.get("java"));
             w = m.weights;
             stored = linears(m.decoder);
             storedHead = m.decoder.head();
+            embed16 = m.decoder.embed16();
             source = modelDir + " (weights " + stored[0][0].dtype() + ")";
         } else {
             LlamaConfig c = ModelPresets.byName(preset);
@@ -89,13 +91,13 @@ public final class GenerateBench {
         BaseWeight headF32 = storedHead instanceof DenseF32 || storedHead == null ? BaseWeight.of(w.lmHead, c.vocabSize(), c.hiddenSize())
                 : dense(storedHead);
         BaseWeight headBf16 = storedHead instanceof DenseHalf h && h.type() == DType.BF16 ? h
-                : DenseHalf.of(DType.BF16, w.lmHead, c.vocabSize(), c.hiddenSize());
+                : DenseHalf.of(DType.BF16, ((DenseF32) headF32).data(), c.vocabSize(), c.hiddenSize());
         List<String> gemms = new ArrayList<>(List.of("java"));
         if (OpenBlasGemm.available()) gemms.add("openblas");
         List<Variant> variants = new ArrayList<>();
         for (String g : gemms) {
-            variants.add(new Variant("F32", g, new LlamaModel(new Decoder(w, f32, headF32, Gemms.get(g)))));
-            variants.add(new Variant("BF16", g, new LlamaModel(new Decoder(w, bf16, headBf16, Gemms.get(g)))));
+            variants.add(new Variant("F32", g, new LlamaModel(new Decoder(w, f32, headF32, embed16, Gemms.get(g)))));
+            variants.add(new Variant("BF16", g, new LlamaModel(new Decoder(w, bf16, headBf16, embed16, Gemms.get(g)))));
         }
         double bandwidth = readBandwidthGBs();
         System.out.printf("bench generate: %s, prompt %d tokens, %d new tokens, %d threads, %d rounds (%.0f s to build)%n",

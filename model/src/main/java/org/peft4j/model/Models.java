@@ -10,6 +10,7 @@ import org.peft4j.model.llama.LlamaModel;
 import org.peft4j.model.llama.Projection;
 import org.peft4j.model.quant.QuantizedModel;
 import org.peft4j.model.weights.BaseWeight;
+import org.peft4j.model.weights.DenseHalf;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.llama.TensorSource;
 
@@ -37,8 +38,9 @@ public final class Models {
     /// A runnable model whose matrix products go through `gemm` (e.g. `Gemms.get("auto")`), its linear weights kept
     /// in their stored dtype: F32 as float32 arrays, BF16/F16 as 16-bit values converted tile by tile inside each
     /// product (half the memory and memory traffic), a bitsandbytes 4-bit folder in 4 bits (never dequantized whole).
-    /// Embeddings, norms, biases and lm_head are float32. For training, merging in place or export, load float32
-    /// weights with [#loadWeights].
+    /// A 16-bit embedding table and lm_head stay 16-bit too (`weights.embedTokens` / `lmHead` then null; the
+    /// decoder's [Decoder#embed16] and [Decoder#head]); norms and biases are float32. For training, merging in place
+    /// or export, load float32 weights with [#loadWeights].
     public static LlamaModel load(Path dir, Gemm gemm) {
         if (GgufModel.isGguf(dir)) return GgufModel.load(dir, gemm);
         if (QuantizedModel.isQuantized(dir)) return LlamaModel.of(QuantizedModel.load(dir), gemm);
@@ -47,9 +49,13 @@ public final class Models {
         LlamaConfig c = LlamaConfig.read(dir);
         try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
             TensorSource src = TensorSource.of(st::tensors, st::readFloats, st::bytes, st::readShorts);
+            // 16-bit linears, embeddings and lm_head stay 16-bit (not widened to float32 as well: SmolLM2's tied BF16
+            // table widened was 113 MB more to fault in before the first token, and an untied 16-bit lm_head was
+            // held twice)
             java.util.function.Predicate<String> half = name -> {
                 var t = st.tensors().get(name);
-                return t != null && isLinear(name) && (t.dtype() == DType.BF16 || t.dtype() == DType.F16);
+                return t != null && (isLinear(name) || name.equals(LlamaWeights.EMBED_TOKENS) || name.equals(LlamaWeights.LM_HEAD))
+                        && (t.dtype() == DType.BF16 || t.dtype() == DType.F16);
             };
             LlamaWeights w = LlamaWeights.load(c, src, dir.toString(), half);
             BaseWeight[][] lin = new BaseWeight[c.numHiddenLayers()][Projection.values().length];
@@ -59,12 +65,15 @@ public final class Models {
                     lin[l][p.ordinal()] = f != null ? BaseWeight.of(f, p.out(c), p.in(c))
                             : BaseWeight.read(src, p.weightName(l), p.out(c), p.in(c));
                 }
-            // a 16-bit lm_head (or tied embedding) stays 16-bit for the head's products: half the bytes a decode step reads
-            String headName = c.tieWordEmbeddings() ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD;
-            var ht = st.tensors().get(headName);
-            BaseWeight head = ht != null && (ht.dtype() == DType.BF16 || ht.dtype() == DType.F16)
-                    ? BaseWeight.read(src, headName, c.vocabSize(), c.hiddenSize()) : null;
-            return new LlamaModel(new Decoder(w, lin, head, gemm));
+            // a 16-bit lm_head (or tied embedding) stays 16-bit for the head's products: half the bytes a decode step
+            // reads; a 16-bit embedding table is looked up row by row in its 16 bits (the tied one is that same table)
+            // (a tied checkpoint may store its one matrix as lm_head only, as LlamaWeights.load reads it)
+            String embedName = c.tieWordEmbeddings() && !st.tensors().containsKey(LlamaWeights.EMBED_TOKENS)
+                    ? LlamaWeights.LM_HEAD : LlamaWeights.EMBED_TOKENS;
+            DenseHalf embed16 = w.embedTokens == null ? (DenseHalf) BaseWeight.read(src, embedName, c.vocabSize(), c.hiddenSize()) : null;
+            BaseWeight head = w.lmHead != null ? null
+                    : c.tieWordEmbeddings() ? embed16 : BaseWeight.read(src, LlamaWeights.LM_HEAD, c.vocabSize(), c.hiddenSize());
+            return new LlamaModel(new Decoder(w, lin, head, embed16, gemm));
         }
     }
 

@@ -28,9 +28,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class ModelsLoadTest {
     @TempDir Path tmp;
 
-    static LlamaConfig config() {
+    static LlamaConfig config() { return config(true); }
+
+    static LlamaConfig config(boolean tied) {
         return new LlamaConfig(new Architecture.Qwen2(), 64, 96, 2, 4, 2, 16, 128, 64, 1e-6, 1e6, null,
-                true, false, false, 1, List.of(2), 0, 0.1, "bfloat16");
+                tied, false, false, 1, List.of(2), 0, 0.1, "bfloat16");
     }
 
     static int[] tokens(int n, int V) {
@@ -42,9 +44,10 @@ class ModelsLoadTest {
     @Test
     void halfFoldersStayHalfAndMatchTheirFloat32Upcast() {
         Gemm gemm = Gemms.get("auto");
+        for (boolean tied : new boolean[]{true, false})
         for (DType dt : new DType[]{DType.BF16, DType.F16}) {
-            Path dir = tmp.resolve(dt.name());
-            RandomModels.save(dir, RandomModels.create(config(), 5), dt);
+            Path dir = tmp.resolve(dt.name() + "-" + tied);
+            RandomModels.save(dir, RandomModels.create(config(tied), 5), dt);
             LlamaModel half = Models.load(dir, gemm);
             LlamaModel f32 = new LlamaModel(Models.loadWeights(dir), gemm);
             long halfBytes = 0, f32Bytes = 0;
@@ -60,9 +63,15 @@ class ModelsLoadTest {
             DenseHalf head = assertInstanceOf(DenseHalf.class, half.decoder.head(), dt + " lm_head");
             assertEquals(dt, head.type());
             assertInstanceOf(DenseF32.class, f32.decoder.head());
+            // and so does the embedding table, looked up in its 16 bits: no float32 copy of either (tied: one table)
+            DenseHalf embed = half.decoder.embed16();
+            assertEquals(dt, embed.type());
+            assertNull(half.weights.embedTokens, dt + " embed_tokens as float32");
+            assertNull(half.weights.lmHead, dt + " lm_head as float32");
+            assertEquals(tied, embed == head, dt + " tied " + tied + ": the head is the embedding table");
             int[] ids = tokens(20, config().vocabSize());
             double d = maxDiff(half.logits(ids), f32.logits(ids));
-            System.out.printf("%s: max |half - float32 upcast| = %.2e%n", dt, d);
+            System.out.printf("%s tied %s: max |half - float32 upcast| = %.2e%n", dt, tied, d);
             assertTrue(d <= 1e-5, dt + ": " + d);
         }
     }

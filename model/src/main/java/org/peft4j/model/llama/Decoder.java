@@ -147,6 +147,9 @@ public final class Decoder {
     /// The lm_head as it is held.
     public BaseWeight head() { return head; }
 
+    /// The 16-bit embedding table, or null: float32 `weights.embedTokens`.
+    public DenseHalf embed16() { return embed16; }
+
     /// The base weight of (layer, projection).
     public BaseWeight linear(int layer, Projection p) { return linears[layer][p.ordinal()]; }
 

@@ -106,8 +106,10 @@ public final class LlamaWeights {
         return load(c, src, where, t -> false);
     }
 
-    /// As [#load], leaving the layer tensors for which `elsewhere` is true null (checked and marked used, not read):
-    /// the caller holds them in another form (16-bit or 4-bit [org.peft4j.model.weights.BaseWeight]s).
+    /// As [#load], leaving the tensors for which `elsewhere` is true null (marked used, not read): the caller holds
+    /// them in another form (16-bit or 4-bit [org.peft4j.model.weights.BaseWeight]s, a 16-bit embedding table) and
+    /// checks their shapes when it reads them. Layer tensors, `embed_tokens` and `lm_head` (tied: the one matrix
+    /// stored) may be left out; the norms are always read.
     public static LlamaWeights load(LlamaConfig c, TensorSource src, String where, java.util.function.Predicate<String> elsewhere) {
         Map<String, TensorInfo> infos = src.tensors();
         Set<String> used = new HashSet<>();
@@ -128,25 +130,27 @@ public final class LlamaWeights {
             used.add(name);
             return src.readFloats(name);
         };
+        Function<String, float[]> readHere = name -> {
+            if (!elsewhere.test(name)) return read.apply(name);
+            used.add(name);
+            return null;
+        };
         boolean hasEmbed = infos.containsKey(EMBED_TOKENS), hasHead = infos.containsKey(LM_HEAD);
         float[] embed, head;
         if (c.tieWordEmbeddings()) {
-            embed = read.apply(hasEmbed || !hasHead ? EMBED_TOKENS : LM_HEAD);
+            embed = readHere.apply(hasEmbed || !hasHead ? EMBED_TOKENS : LM_HEAD);
             head = embed;
             if (hasEmbed && hasHead) used.add(LM_HEAD);   // a redundant copy of the tied matrix
         } else {
-            embed = read.apply(EMBED_TOKENS);
-            head = read.apply(LM_HEAD);
+            embed = readHere.apply(EMBED_TOKENS);
+            head = readHere.apply(LM_HEAD);
         }
         Layer[] layers = new Layer[c.numHiddenLayers()];
         for (int l = 0; l < layers.length; l++) {
             int layer = l;
             layers[l] = Layer.of(t -> {
                 if (!t.present(c)) return null;
-                String name = t.name(layer);
-                if (!elsewhere.test(name)) return read.apply(name);
-                used.add(name);
-                return null;
+                return readHere.apply(t.name(layer));
             });
         }
         float[] norm = read.apply(NORM);
@@ -164,9 +168,10 @@ public final class LlamaWeights {
         throw new IllegalArgumentException(name);
     }
 
-    /// Number of distinct parameters (a tied matrix counted once).
+    /// Number of distinct parameters held here as float32 (a tied matrix counted once; tensors left to another form
+    /// by [#load(LlamaConfig, TensorSource, String, java.util.function.Predicate)] not counted).
     public long parameterCount() {
-        long n = embedTokens.length + norm.length + (lmHead == embedTokens ? 0 : lmHead.length);
+        long n = (embedTokens == null ? 0 : embedTokens.length) + norm.length + (lmHead == embedTokens || lmHead == null ? 0 : lmHead.length);
         for (Layer layer : layers)
             for (LayerTensor t : LayerTensor.values()) if (layer.get(t) != null) n += layer.get(t).length;
         return n;
