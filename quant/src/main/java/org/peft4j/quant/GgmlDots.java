@@ -28,8 +28,9 @@ import jdk.incubator.vector.VectorSpecies;
 /// converted once and multiplied by the block scale into a float accumulator, reduced once per row. The integer sums
 /// are exact, so the vector kernels differ from their scalar twins ([#dotScalar]) only in the order of the float
 /// additions over blocks (Q4_0: also in reading a non-finite half scale as finite, [#rowsQ4_0]). Q4_0 takes the
-/// activation row rearranged once per [#rows] call ([#arrangeQ4_0], a per-thread buffer) and two blocks per
-/// 512-bit step; decode reads each weight row once, so these kernels set the speed of a GGUF model's tokens. Reference: ggml-quants.c `quantize_row_q8_K_ref`, ggml-cpu `quantize_row_q8_0`,
+/// activation row rearranged once per [#rows] call ([#arrangeQ4_0], a per-thread buffer), two blocks per 512-bit
+/// step and two rows at a time ([#pairQ4_0]); decode reads each weight row once, so these kernels set the speed of a
+/// GGUF model's tokens. Reference: ggml-quants.c `quantize_row_q8_K_ref`, ggml-cpu `quantize_row_q8_0`,
 /// `ggml_vec_dot_q8_0_q8_0`, `ggml_vec_dot_q4_0_q8_0`, `ggml_vec_dot_q4_K_q8_K` (generic).
 public final class GgmlDots {
     private GgmlDots() {}
@@ -247,22 +248,22 @@ public final class GgmlDots {
         if (nb % G != 0) for (int j = 0; j < 3; j++) ShortVector.zero(S16).intoArray(a.x, nb / G * 48 * G + 16 + j * 32);
     }
 
-    /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: row r together with row
-    /// r + rows/2 ([#pairQ4_0]); a last odd row is paired with itself (its work done twice, at most once a call). Per row: two groups of [#G] blocks (72 bytes on
-    /// AVX-512) per step into two accumulators, a last group and a last odd block after. A group in 16-bit lanes: its
-    /// nibble bytes (two overlapping loads blended) widened; low and high nibbles times the blocks' first and last 16
-    /// codes, plus −8·(their sum) ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤ 5842, so adjacent lanes add into 32
-    /// bits by the multiply above. The half scales are read in vector lanes too (scalar half conversions and
-    /// broadcasts from general registers took a third of the time): the half's bits shifted into a float's, h·2⁻¹¹²
-    /// exactly (subnormals included), times the activation's d·2¹¹² gives h·d rounded once, as the scalar twin's
-    /// product. A half scale of ±∞ or NaN (no quantizer writes one) reads as a finite ±2¹⁶·(1 + m/1024): catching it
-    /// cost 10%. An odd last block loads its 16 bytes masked.
+    /// `rows` rows of Q4_0 blocks from byte `at`, `rowBytes` apart, into y[yOff ..]: row r together with row r + rows/2
+    /// ([#pairQ4_0]); a last odd row is paired with itself (its work done twice, at most once a call). Per row: two
+    /// groups of [#G] blocks (72 bytes on AVX-512) per step into two accumulators, a last group and a last odd block
+    /// after. A group in 16-bit lanes: its nibble bytes (two overlapping loads blended) widened; low and high nibbles
+    /// times the blocks' first and last 16 codes, plus −8·(their sum) ([#arrangeQ4_0]): |q·x + q'·x' − 8(x + x')| ≤
+    /// 5842, so adjacent lanes add into 32 bits by the multiply above. The half scales are read in vector lanes too
+    /// (scalar half conversions and broadcasts from general registers took a third of the time): the half's bits
+    /// shifted into a float's, h·2⁻¹¹² exactly (subnormals included), times the activation's d·2¹¹² gives h·d rounded
+    /// once, as the scalar twin's product. A half scale of ±∞ or NaN (no quantizer writes one) reads as a finite
+    /// ±2¹⁶·(1 + m/1024): catching it cost 10%. An odd last block loads its 16 bytes masked.
     ///
-    /// One Zen 5 thread, a 60 MB matrix, 576 rows a call ([GgmlDotsBench]), pairs against one row a pass: K = 576
-    /// 11.9 against 10.6 GB/s, K = 1536 17.8 against 14.5, K = 4096 20.1 against 9.9. The pairs are rows half the
-    /// range apart, two streams each read front to back: pairs of neighbouring rows, one stream jumping a row ahead
-    /// after each pair, ran at 7.7 GB/s for K = 4096 (the prefetchers lose such a stream; Q8_0 and Q4_K too, which
-    /// stay one row a pass: two Q8_0 rows gained nothing over its 22-26 GB/s, memory-bound).
+    /// One Zen 5 thread, a 60 MB matrix, 576 rows a call ([GgmlDotsBench]), pairs against one row a pass: K = 576 11.9
+    /// against 10.6 GB/s, K = 1536 17.8 against 14.5, K = 4096 20.1 against 9.9. The pairs are rows half the range
+    /// apart, two streams each read front to back: pairs of neighbouring rows, one stream jumping a row ahead after
+    /// each pair, ran at 7.7 GB/s for K = 4096 (the prefetchers lose such a stream; Q8_0 and Q4_K too, which stay one
+    /// row a pass: two Q8_0 rows gained nothing over its 22-26 GB/s, memory-bound).
     private static void rowsQ4_0(byte[] w, int at, int rowBytes, int rows, int K, Arranged a, float[] y, int yOff) {
         int half = rows / 2;
         for (int r = 0; r < half; r++) pairQ4_0(w, at + r * rowBytes, at + (r + half) * rowBytes, K, a, y, yOff + r, yOff + r + half);
@@ -270,11 +271,12 @@ public final class GgmlDots {
     }
 
     /// The rows at bytes a0 and b0 into y[ya] and y[yb]: the activation loads shared and the two rows' independent
-    /// chains keep the vector units busy (one row a pass waits on its own latencies: 17.5 → 20.4 GB/s in L2, K = 512;
-    /// four rows a pass spill registers and ran slower). Each row's result comes from its own chain of operations
-    /// only, so the same bits in any pairing, itself included (`GgmlDotsTest.rowRangesMatchSingleRows`). A method of
-    /// its own: with a one-row kernel beside it in one method, a `bench generate` decode ran the Vector API's Java
-    /// fallback (C2 code without the intrinsics) and stalled for minutes.
+    /// chains keep the vector units busy (one row a pass waits on its own latencies; in a probe with K = 512: 17.8 →
+    /// 21.4 GB/s in L2, 17.5 → 20.4 over 28 MB; four rows a pass spilled registers and ran slower). Each row's result
+    /// comes from its own chain of operations only, so the same bits in any pairing, itself included
+    /// (`GgmlDotsTest.rowRangesMatchSingleRows`). A method of its own: with a one-row kernel beside it in one method, a
+    /// `bench generate` decode ran the Vector API's Java fallback (C2 code without the intrinsics) and stalled for
+    /// minutes.
     private static void pairQ4_0(byte[] w, int a0, int b0, int K, Arranged a, float[] y, int ya, int yb) {
         int nb = K / 32, FL = F.length(), steps = nb / (2 * G);
         short[] x = a.x;
