@@ -65,7 +65,45 @@ public final class GgmlDots {
     private static float half(byte[] b, int at) { return Float.float16ToFloat((short) (b[at] & 0xFF | b[at + 1] << 8)); }
 
     /// x86 `quantize_row_q8_0` (ggml-cpu): per 32 values d = amax/127 stored as half, codes rint(x·(127/amax)).
+    /// The vector path: the same products x·id, each rounded to the nearest integer (ties to even) by adding and
+    /// subtracting 1.5·2²³ (exact for |x·id| ≤ 2²²; here ≤ 127), so the same codes as [#quantizeQ8_0Scalar]; the
+    /// block's amax and code sum are order-free (a max, an integer sum). Once per product and activation row: 0.66 µs
+    /// for 576 values in scalar code, 6 of them a SmolLM2 layer.
     public static void quantizeQ8_0(float[] x, int off, int K, short[] c, int co, float[] d, int dOff) {
+        if (!VECTOR) { quantizeQ8_0Scalar(x, off, K, c, co, d, dOff); return; }
+        int FL = F.length();   // 16 (AVX-512) or 8 (AVX2): two or four vectors a block, written out (no vector phis)
+        for (int b = 0; b < K / 32; b++) {
+            int o = off + 32 * b, q = co + 32 * b;
+            FloatVector v0 = FloatVector.fromArray(F, x, o), v1 = FloatVector.fromArray(F, x, o + FL);
+            FloatVector m = v0.abs().max(v1.abs());
+            if (FL == 8) {
+                FloatVector v2 = FloatVector.fromArray(F, x, o + 16), v3 = FloatVector.fromArray(F, x, o + 24);
+                m = m.max(v2.abs()).max(v3.abs());
+            }
+            float amax = m.reduceLanes(VectorOperators.MAX);
+            float id = amax != 0 ? 127f / amax : 0f;
+            d[dOff + b] = Float.float16ToFloat(Float.floatToFloat16(amax / 127f));
+            IntVector i0 = (IntVector) v0.mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
+            IntVector i1 = (IntVector) v1.mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
+            ((ShortVector) i0.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q);
+            ((ShortVector) i1.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q + FL);
+            IntVector sum = i0.add(i1);
+            if (FL == 8) {
+                IntVector i2 = (IntVector) FloatVector.fromArray(F, x, o + 16).mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
+                IntVector i3 = (IntVector) FloatVector.fromArray(F, x, o + 24).mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
+                ((ShortVector) i2.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q + 16);
+                ((ShortVector) i3.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q + 24);
+                sum = sum.add(i2).add(i3);
+            }
+            c[co + K + b] = (short) sum.reduceLanes(VectorOperators.ADD);
+        }
+    }
+
+    /// Shorts as many as the preferred int vector has lanes (the vector quantizer's codes).
+    static final VectorSpecies<Short> SI = VectorSpecies.of(short.class, VectorShape.forBitSize(Math.max(64, I.vectorBitSize() / 2)));
+
+    /// The scalar twin of [#quantizeQ8_0], in the reference's order.
+    public static void quantizeQ8_0Scalar(float[] x, int off, int K, short[] c, int co, float[] d, int dOff) {
         for (int b = 0; b < K / 32; b++) {
             float amax = 0;
             for (int j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[off + b * 32 + j]));

@@ -128,6 +128,30 @@ class GgmlDotsTest {
                 }
     }
 
+    /// The vector Q8_0 quantizer gives its scalar twin's codes, sums and scales bit for bit: random rows with outliers
+    /// and an all-zero block, and rows built so that x·(127/amax) lands exactly on halves (x = k + 0.5 with amax 127:
+    /// ties, rounded to even by both) and on ±127.
+    @Test
+    void vectorQ8_0QuantizerMatchesItsScalarTwin() {
+        var rng = new SplittableRandom(25);
+        for (int K : new int[]{32, 64, 576, 1536}) {
+            float[][] rows = new float[3][];
+            rows[0] = activations(K, rng);
+            rows[1] = new float[K];
+            for (int i = 0; i < K; i++) rows[1][i] = (i % 32 == 0 ? 127f : rng.nextInt(-127, 127) + 0.5f) * (i % 3 == 0 ? -1 : 1);
+            rows[2] = new float[K];
+            for (int i = 0; i < K; i++) rows[2][i] = (float) rng.nextDouble(-1e-3, 1e-3) * (float) Math.pow(10, rng.nextInt(-3, 4));
+            for (float[] x : rows) {
+                short[] cv = new short[GgmlDots.codesPerRow(K) + 2], cs = new short[GgmlDots.codesPerRow(K) + 2];
+                float[] dv = new float[K / 32 + 1], ds = new float[K / 32 + 1];
+                GgmlDots.quantizeQ8_0(x, 0, K, cv, 2, dv, 1);
+                GgmlDots.quantizeQ8_0Scalar(x, 0, K, cs, 2, ds, 1);
+                assertArrayEquals(cs, cv, "K=" + K + " codes and sums (vector path " + GgmlDots.VECTOR + ")");
+                assertArrayEquals(ds, dv, "K=" + K + " scales");
+            }
+        }
+    }
+
     /// Q8_K: per 256 values d = max/−127 of the signed value of largest magnitude, that value's code −127, every code
     /// in [−127, 127] within half a step of x/d, the 32-sums those of the codes; an all-zero block gives d 0, codes 0.
     /// Q8_0: d the half of amax/127, codes rint(x/amax·127).
