@@ -84,7 +84,9 @@ try {
   await page.waitForFunction(n => Number(document.querySelector("#progress-text").dataset.step) >= n, abortedAt + 3, { timeout: 60_000 });
   await page.reload();
   await ready();
-  await page.waitForSelector("#job-status[data-status='running']");
+  // running, or already finished when the abort came late (a few steps before the end: the resumed run can end
+  // before the reload has loaded the page)
+  await page.waitForSelector("#job-status[data-status='running'], #job-status[data-status='finished']");
   check(await points() > 0, "after a reload the chart shows the run's curve so far");
   const first = await page.$eval("#loss-chart", el => Number(el.dataset.first));
   check(first <= 5, `after a reload the chart starts before the resume (at step ${first})`);
