@@ -67,9 +67,7 @@ public final class Models {
                 }
             // a 16-bit lm_head (or tied embedding) stays 16-bit for the head's products: half the bytes a decode step
             // reads; a 16-bit embedding table is looked up row by row in its 16 bits (the tied one is that same table)
-            // (a tied checkpoint may store its one matrix as lm_head only, as LlamaWeights.load reads it)
-            String embedName = c.tieWordEmbeddings() && !st.tensors().containsKey(LlamaWeights.EMBED_TOKENS)
-                    ? LlamaWeights.LM_HEAD : LlamaWeights.EMBED_TOKENS;
+            String embedName = LlamaWeights.embeddingsName(c, st.tensors().keySet());   // a tied one may be stored as lm_head only
             DenseHalf embed16 = w.embedTokens == null ? (DenseHalf) BaseWeight.read(src, embedName, c.vocabSize(), c.hiddenSize()) : null;
             BaseWeight head = w.lmHead != null ? null
                     : c.tieWordEmbeddings() ? embed16 : BaseWeight.read(src, LlamaWeights.LM_HEAD, c.vocabSize(), c.hiddenSize());

@@ -75,11 +75,9 @@ public final class GgmlDots {
         for (int b = 0; b < K / 32; b++) {
             int o = off + 32 * b, q = co + 32 * b;
             FloatVector v0 = FloatVector.fromArray(F, x, o), v1 = FloatVector.fromArray(F, x, o + FL);
+            FloatVector v2 = FL == 8 ? FloatVector.fromArray(F, x, o + 16) : v0, v3 = FL == 8 ? FloatVector.fromArray(F, x, o + 24) : v1;
             FloatVector m = v0.abs().max(v1.abs());
-            if (FL == 8) {
-                FloatVector v2 = FloatVector.fromArray(F, x, o + 16), v3 = FloatVector.fromArray(F, x, o + 24);
-                m = m.max(v2.abs()).max(v3.abs());
-            }
+            if (FL == 8) m = m.max(v2.abs()).max(v3.abs());
             float amax = m.reduceLanes(VectorOperators.MAX);
             float id = amax != 0 ? 127f / amax : 0f;
             d[dOff + b] = Float.float16ToFloat(Float.floatToFloat16(amax / 127f));
@@ -89,8 +87,8 @@ public final class GgmlDots {
             ((ShortVector) i1.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q + FL);
             IntVector sum = i0.add(i1);
             if (FL == 8) {
-                IntVector i2 = (IntVector) FloatVector.fromArray(F, x, o + 16).mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
-                IntVector i3 = (IntVector) FloatVector.fromArray(F, x, o + 24).mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
+                IntVector i2 = (IntVector) v2.mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
+                IntVector i3 = (IntVector) v3.mul(id).add(0x1.8p23f).sub(0x1.8p23f).convert(VectorOperators.F2I, 0);
                 ((ShortVector) i2.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q + 16);
                 ((ShortVector) i3.convertShape(VectorOperators.I2S, SI, 0)).intoArray(c, q + 24);
                 sum = sum.add(i2).add(i3);

@@ -164,8 +164,14 @@ public final class Attention {
         for (; g + 2 <= G; g += 2) scores2(p, po + g * Tcap, Tcap, q, qo + g * HS, k, ko, kvStride, keys, HS, scale);
         if (g < G) scores1(p, po + g * Tcap, q, qo + g * HS, k, ko, kvStride, keys, HS, scale);
         for (g = 0; g < G; g++) softmaxRow(p, po + g * Tcap, keys, keys);
-        // out: per head four chains over the keys for each block of 4 chunks (decodeHead's a0..a3), heads in pairs
-        for (g = 0; g + 2 <= G; g += 2) values2(out, qo + g * HS, p, po + g * Tcap, Tcap, v, ko, kvStride, keys, HS);
+        groupValues(out, qo, p, po, Tcap, v, ko, kvStride, keys, HS, G);
+    }
+
+    /// The outputs of a KV group's G heads (at out[qo ..], probabilities at p[po + g·Tcap ..], values at v[ko ..]):
+    /// per head four chains over the keys for each block of 4 chunks (decodeHead's a0..a3), the heads in pairs.
+    private static void groupValues(float[] out, int qo, float[] p, int po, int Tcap, float[] v, int ko, int kvStride, int keys, int HS, int G) {
+        int g = 0;
+        for (; g + 2 <= G; g += 2) values2(out, qo + g * HS, p, po + g * Tcap, Tcap, v, ko, kvStride, keys, HS);
         if (g < G) values1(out, qo + g * HS, p, po + g * Tcap, v, ko, kvStride, keys, HS);
     }
 
@@ -205,11 +211,7 @@ public final class Attention {
                 }
             }
         for (int h = 0; h < NH; h++) softmaxRow(p, po + h * Tcap, keys, keys);
-        for (int kh = 0; kh < KVH; kh++) {
-            int h = kh * G, g = 0;
-            for (; g + 2 <= G; g += 2) values2(out, qo + (h + g) * HS, p, po + (h + g) * Tcap, Tcap, v, ko + kh * HS, kvStride, keys, HS);
-            if (g < G) values1(out, qo + (h + g) * HS, p, po + (h + g) * Tcap, v, ko + kh * HS, kvStride, keys, HS);
-        }
+        for (int kh = 0; kh < KVH; kh++) groupValues(out, qo + kh * G * HS, p, po + kh * G * Tcap, Tcap, v, ko + kh * HS, kvStride, keys, HS, G);
     }
 
     private static void scores2(float[] p, int po, int Tcap, float[] q, int qo, float[] k, int ko, int kvStride, int keys, int HS, float scale) {

@@ -138,7 +138,7 @@ public final class LlamaWeights {
         boolean hasEmbed = infos.containsKey(EMBED_TOKENS), hasHead = infos.containsKey(LM_HEAD);
         float[] embed, head;
         if (c.tieWordEmbeddings()) {
-            embed = readHere.apply(hasEmbed || !hasHead ? EMBED_TOKENS : LM_HEAD);
+            embed = readHere.apply(embeddingsName(c, infos.keySet()));
             head = embed;
             if (hasEmbed && hasHead) used.add(LM_HEAD);   // a redundant copy of the tied matrix
         } else {
@@ -158,6 +158,11 @@ public final class LlamaWeights {
             if (!used.contains(name))
                 LOG.log(System.Logger.Level.WARNING, "{0}: ignoring unexpected tensor ''{1}'' {2}", where, name, infos.get(name).shapeString());
         return new LlamaWeights(c, embed, norm, head, Arrays.asList(layers));
+    }
+
+    /// The tensor holding the embedding table: `embed_tokens`, or for tied embeddings stored as `lm_head` only, that.
+    public static String embeddingsName(LlamaConfig c, java.util.Set<String> stored) {
+        return c.tieWordEmbeddings() && !stored.contains(EMBED_TOKENS) && stored.contains(LM_HEAD) ? LM_HEAD : EMBED_TOKENS;
     }
 
     private static long[] shapeOf(LlamaConfig c, String name) {
