@@ -14,13 +14,16 @@ import org.peft4j.model.weights.DenseHalf;
 import org.peft4j.model.llama.LlamaWeights;
 import org.peft4j.model.llama.TensorSource;
 
+import java.lang.foreign.Arena;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
 /// Loads a Hugging Face model folder: config.json + model.safetensors, or model.safetensors.index.json + shards;
 /// or a GGUF file ([GgufModel]).
 /// [#loadWeights] converts every tensor to float32 (training, export); [#load] keeps linear weights in their stored
-/// dtype (inference). The mapping is closed when loading ends.
+/// dtype (inference). [#loadWeights] closes the mapping when loading ends; [#load] keeps BF16/F16 weights in a
+/// mapping of the file (read-only, freed with the model): replace a loaded checkpoint by writing a new file and
+/// renaming it over the old one (as peft4j's writers do), never by rewriting it in place.
 public final class Models {
     private Models() {}
 
@@ -47,8 +50,11 @@ public final class Models {
         if (!Files.isDirectory(dir))
             throw new ConfigException(dir + " is not a directory; pass a Hugging Face model folder holding config.json and model.safetensors");
         LlamaConfig c = LlamaConfig.read(dir);
-        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir)) {
-            TensorSource src = TensorSource.of(st::tensors, st::readFloats, st::bytes, st::readShorts);
+        // the 16-bit weights are used in place, in a second mapping that lives as long as they do (nothing copied: a
+        // BF16 SmolLM2-135M's 270 MB were fresh heap to fault in before the first token); float reads go through the
+        // file (st)
+        try (ShardedSafeTensors st = ShardedSafeTensors.open(dir); ShardedSafeTensors mapped = ShardedSafeTensors.open(dir, Arena.ofAuto())) {
+            TensorSource src = TensorSource.inPlace(st::tensors, st::readFloats, mapped::bytes, st::readShorts);
             // 16-bit linears, embeddings and lm_head stay 16-bit (not widened to float32 as well: SmolLM2's tied BF16
             // table widened was 113 MB more to fault in before the first token, and an untied 16-bit lm_head was
             // held twice)

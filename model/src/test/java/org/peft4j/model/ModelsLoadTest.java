@@ -53,7 +53,9 @@ class ModelsLoadTest {
             long halfBytes = 0, f32Bytes = 0;
             for (int l = 0; l < config().numHiddenLayers(); l++)
                 for (Projection p : Projection.values()) {
-                    assertInstanceOf(DenseHalf.class, half.decoder.linear(l, p), dt + " " + p.weightName(l));
+                    DenseHalf lin = assertInstanceOf(DenseHalf.class, half.decoder.linear(l, p), dt + " " + p.weightName(l));
+                    // used in place from the file's read-only mapping (a copy would be writable memory)
+                    assertTrue(lin.data().isReadOnly(), "not a view of the file: " + p.weightName(l));
                     assertNull(p.weight(half.weights.layers.get(l)), "no float32 copy of " + p.weightName(l));
                     assertInstanceOf(DenseF32.class, f32.decoder.linear(l, p));
                     halfBytes += half.decoder.linear(l, p).bytes(); f32Bytes += f32.decoder.linear(l, p).bytes();
@@ -69,6 +71,7 @@ class ModelsLoadTest {
             assertNull(half.weights.embedTokens, dt + " embed_tokens as float32");
             assertNull(half.weights.lmHead, dt + " lm_head as float32");
             assertEquals(tied, embed == head, dt + " tied " + tied + ": the head is the embedding table");
+            assertTrue(embed.data().isReadOnly() && head.data().isReadOnly(), "the tables are views of the file too");
             int[] ids = tokens(20, config().vocabSize());
             double d = maxDiff(half.logits(ids), f32.logits(ids));
             System.out.printf("%s tied %s: max |half - float32 upcast| = %.2e%n", dt, tied, d);

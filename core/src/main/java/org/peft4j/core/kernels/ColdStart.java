@@ -7,12 +7,19 @@ package org.peft4j.core.kernels;
 /// cold: the same operations in the same order as the vector code, so the same bits, at the speed of plain compiled
 /// loops, which C1 and C2 reach after a few hundred iterations.
 ///
-/// A gate opens (the kernel takes the vector path from then on) at the first of: [#openAll], which the generator calls
-/// once its first step has sampled a token (the prompt's forward ran on the twins; every later token runs the vector
-/// code); or a warm-up: after [#WARMUP_DELAY_NANOS] of cold calls (a
-/// run that samples nothing, e.g. training or scoring), one daemon thread runs the vector kernel on a problem of real
-/// size and times it, and opens the gate when a call takes no longer than compiled vector code does (its
-/// `budgetNanos`), or after [#MAX_WARMUP_NANOS].
+/// A gate opens (the kernel takes the vector path from then on) at the first of:
+/// - [#openAll], which the generator calls once its first step has sampled a token (the prompt's forward ran on the
+///   twins; every later token runs the vector code, which the decode's own calls bring to C2 within a few tokens);
+/// - a warm-up: after [#WARMUP_DELAY_NANOS] of cold calls (a run that samples nothing, e.g. training or scoring), one
+///   daemon thread runs the vector kernel on a problem of real structure and times it, and opens the gate when a call
+///   takes no longer than compiled vector code does (its `budgetNanos`), or after [#MAX_WARMUP_NANOS].
+///
+/// The generator defers the warm-ups ([#deferWarmUps]) during its step, so that its first forward has the machine to
+/// itself: a warm-up is one more busy thread, and it loads the JIT with the vector kernels (and with the Vector API's
+/// own methods, hot while it runs them uncompiled). On 2 cores, warm-ups started during SmolLM2-135M's first forward
+/// made its first token 0.4 s later (1.82-1.93 s against 1.41-1.54 s, alternating runs), and [#openAll] ends them
+/// anyway. Opening at [#openAll] without a warm-up was measured too: a 200-token generate took 3.9-4.2 s, against
+/// 4.5-4.7 s when the gates waited for warm-ups started there (the decode then ran on the twins meanwhile).
 ///
 /// On by default; `-Dpeft4j.coldStart=off` leaves every gate open (the vector paths from the first call). It was off
 /// until the lane sums' JIT cliff was found ([VectorOps#sumHalves]): with it, a 650-token generate on SmolLM2-135M
@@ -35,6 +42,16 @@ public final class ColdStart {
 
     /// Set by [#openAll]: gates made afterwards start open.
     private static volatile boolean allOpen;
+
+    /// Set by [#deferWarmUps]: no warm-up starts (until [#openAll] opens the gates).
+    private static volatile boolean deferred;
+
+    /// No warm-up starts from now on: the caller (the generator, at each step) promises [#openAll] once its forward
+    /// is done, which opens every gate.
+    public static void deferWarmUps() { deferred = true; }
+
+    /// Back to the state of a new process (tests of this class: the flags are process-wide).
+    static void resetForTests() { allOpen = false; deferred = false; }
 
     /// Opens every gate (the vector paths from now on); cheap once done. The generator calls it after each step.
     public static void openAll() {
@@ -74,7 +91,7 @@ public final class ColdStart {
             if (started) return;
             long now = System.nanoTime();
             if (!asked) { asked = true; firstCold = now; }
-            if (now - firstCold < delayNanos) return;
+            if (deferred || now - firstCold < delayNanos) return;
             started = true;
             Thread.ofPlatform().daemon().name("peft4j-warmup-" + name).start(this::warmUp);
         }

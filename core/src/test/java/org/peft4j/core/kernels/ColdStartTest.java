@@ -1,5 +1,7 @@
 package org.peft4j.core.kernels;
 
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 
 import java.util.concurrent.atomic.AtomicInteger;
@@ -7,8 +9,12 @@ import java.util.concurrent.atomic.AtomicInteger;
 import static org.junit.jupiter.api.Assertions.*;
 
 /// A gate stays cold while its kernel is slower than the budget, opens once the kernel fits it, and starts its
-/// warm-up only when asked again after its delay; [ColdStart#openAll] opens a gate at once.
+/// warm-up only when asked again after its delay, and not at all after [ColdStart#deferWarmUps]; [ColdStart#openAll]
+/// opens a gate at once.
 class ColdStartTest {
+    @BeforeEach @AfterEach
+    void newProcess() { ColdStart.resetForTests(); }
+
     @Test
     void aGateOpensWhenTheKernelFitsTheBudget() throws InterruptedException {
         AtomicInteger calls = new AtomicInteger();
@@ -53,5 +59,20 @@ class ColdStartTest {
         assertFalse(gate.cold(), "openAll opens it");
         assertTrue(gate.warm());
         assertEquals(0, calls.get(), "no warm-up ran");
+    }
+
+    /// [ColdStart#deferWarmUps] (the generator, during its step): cold calls past the delay start no warm-up; the
+    /// gate opens at [ColdStart#openAll], still without one.
+    @Test
+    void deferredWarmUpsNeverStart() throws InterruptedException {
+        ColdStart.deferWarmUps();
+        AtomicInteger calls = new AtomicInteger();
+        ColdStart.Gate gate = ColdStart.gate("test-deferred", calls::incrementAndGet, 60_000_000_000L, 0L);
+        for (int i = 0; i < 20; i++) { assertTrue(gate.cold()); Thread.sleep(5); }
+        assertEquals(0, calls.get(), "no warm-up while deferred, though the delay (0) has passed");
+        ColdStart.openAll();
+        assertTrue(gate.warm(), "openAll opens it");
+        Thread.sleep(20);
+        assertEquals(0, calls.get(), "and no warm-up ran");
     }
 }

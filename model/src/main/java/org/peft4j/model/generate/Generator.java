@@ -200,14 +200,17 @@ public final class Generator {
     /// row gets one new token), then prefills up to `chunk` prompt tokens of newly admitted sequences (one that
     /// completes its prompt gets its first token). Returns whether work remains.
     public boolean step() {
+        // the first prompt runs on the kernels' twins, with no warm-up thread beside it; the warm-ups start when it
+        // is done, and later tokens take the vector code as each kernel's is compiled (ColdStart)
+        ColdStart.deferWarmUps();
         lock.lock();
         try {
             admit();
             decode();
             prefill();
-            ColdStart.openAll();   // the first prompt ran on the kernels' twins; every token after it on the vector code
             return busy();
         } finally {
+            ColdStart.openAll();
             lock.unlock();
         }
     }

@@ -14,9 +14,9 @@ public final class Embedding {
     }
 
     /// The same lookup in a frozen 16-bit (BF16 or F16) table, each row converted exactly to float32.
-    /// out: (N, C)   tokens: (N)   wte: (V, C) bit patterns of `dtype`
-    public static void forward(float[] out, int[] tokens, DType dtype, short[] wte, int N, int C) {
-        for (int n = 0; n < N; n++) DenseHalf.toFloat(dtype, wte, tokens[n] * C, out, n * C, C);
+    /// out: (N, C)   tokens: (N)   wte: (V, C) little-endian bit patterns of `dtype` ([DenseHalf#data])
+    public static void forward(float[] out, int[] tokens, DType dtype, java.lang.foreign.MemorySegment wte, int N, int C) {
+        for (int n = 0; n < N; n++) DenseHalf.toFloat(dtype, wte, (long) tokens[n] * C, out, n * C, C);
     }
 
     /// dwte[tokens[n]] += dout[n]. Adds into dwte (+=); a token that appears twice gets both rows' gradients.

@@ -3,6 +3,7 @@ package org.peft4j.model.llama;
 import org.peft4j.core.Peft4jException.FormatException;
 import org.peft4j.formats.safetensors.TensorInfo;
 
+import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -25,8 +26,28 @@ public interface TensorSource {
 
     /// A BF16 or F16 tensor's 16-bit values as stored, row-major, never converted to float32 (half the memory).
     default short[] readHalf(String name) {
-        TensorInfo t = tensors().get(name);
-        if (t == null) throw new FormatException("no tensor named '" + name + "' in the checkpoint (it has " + tensors().size()
+        long n = checkHalf(this, name);
+        if (n > Integer.MAX_VALUE - 8) throw new FormatException("tensor '" + name + "' has " + n + " elements, too many for one"
+                + " short[]; split the weight");
+        short[] out = new short[(int) n];
+        readShorts(name, out);
+        return out;
+    }
+
+    /// A BF16 or F16 tensor's stored bytes (little-endian 16-bit values, row-major) for a weight to hold, checked as
+    /// [#readHalf] checks them: by default a copy in native memory, which outlives the source; a source over a
+    /// mapping that outlives it ([#inPlace]) gives the mapped bytes themselves, nothing copied.
+    default MemorySegment halfBytes(String name) {
+        long n = checkHalf(this, name);
+        MemorySegment copy = Arena.ofAuto().allocate(2 * n, 64);
+        MemorySegment.copy(bytes(name), 0, copy, 0, 2 * n);
+        return copy;
+    }
+
+    /// The element count of BF16/F16 tensor `name`, after checking its dtype and its byte count.
+    private static long checkHalf(TensorSource src, String name) {
+        TensorInfo t = src.tensors().get(name);
+        if (t == null) throw new FormatException("no tensor named '" + name + "' in the checkpoint (it has " + src.tensors().size()
                 + " tensors); check the checkpoint matches the model");
         switch (t.dtype()) {
             case BF16, F16 -> { }
@@ -34,13 +55,9 @@ public interface TensorSource {
                     + " read it with readFloats");
         }
         long n = t.numel();
-        if (n > Integer.MAX_VALUE - 8) throw new FormatException("tensor '" + name + "' has " + n + " elements, too many for one"
-                + " short[]; split the weight");
         if (t.end() - t.begin() != 2 * n) throw new FormatException("tensor '" + name + "' holds " + (t.end() - t.begin()) + " bytes, but "
                 + t.dtype() + " " + t.shapeString() + " needs " + 2 * n + "; the checkpoint is corrupt");
-        short[] out = new short[(int) n];
-        readShorts(name, out);
-        return out;
+        return n;
     }
 
     /// The 16-bit values of a checked BF16/F16 tensor into `out` (numel of them): from [#bytes] by default.
@@ -79,6 +96,25 @@ public interface TensorSource {
             public Map<String, TensorInfo> tensors() { return tensors.get(); }
             public float[] readFloats(String name) { return reader.apply(name); }
             @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
+        };
+    }
+
+    /// As [#of(java.util.function.Supplier, java.util.function.Function, java.util.function.Function, java.util.function.BiConsumer)],
+    /// for a checkpoint mapped into an arena that lives as long as the weights do (`ShardedSafeTensors.open(dir,
+    /// Arena.ofAuto())`): [#halfBytes] returns the mapped bytes themselves, so a 16-bit weight is used in place.
+    static TensorSource inPlace(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
+                                java.util.function.Function<String, float[]> reader,
+                                java.util.function.Function<String, MemorySegment> bytes,
+                                java.util.function.BiConsumer<String, short[]> shorts) {
+        return new TensorSource() {
+            public Map<String, TensorInfo> tensors() { return tensors.get(); }
+            public float[] readFloats(String name) { return reader.apply(name); }
+            @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
+            @Override public void readShorts(String name, short[] out) { shorts.accept(name, out); }
+            @Override public MemorySegment halfBytes(String name) {
+                long n = checkHalf(this, name);
+                return bytes(name).asSlice(0, 2 * n);
+            }
         };
     }
 }

@@ -129,7 +129,7 @@ public final class QuantizedModel {
     }
 
     private static float[] widen(DenseHalf h) {
-        float[] f = new float[h.data().length];
+        float[] f = new float[Math.multiplyExact(h.out(), h.in())];
         h.dequantize(f);
         return f;
     }
@@ -452,12 +452,11 @@ public final class QuantizedModel {
         };
     }
 
-    /// A 16-bit tensor stored as `dtype`: its own bits when the dtypes agree (on a little-endian machine, as a view),
-    /// else converted through float32.
+    /// A 16-bit tensor stored as `dtype`: its own little-endian bytes when the dtypes agree (a view), else converted
+    /// through float32.
     private static SafeTensors.Entry halfEntry(String name, DenseHalf h, DType dtype) {
         long[] shape = {h.out(), h.in()};
-        if (h.type() == dtype && java.nio.ByteOrder.nativeOrder() == java.nio.ByteOrder.LITTLE_ENDIAN)
-            return new SafeTensors.Entry(name, dtype, shape, MemorySegment.ofArray(h.data()));
+        if (h.type() == dtype) return new SafeTensors.Entry(name, dtype, shape, h.data());
         return SafeTensors.Entry.ofFloats(name, shape, widen(h), dtype);
     }
 
@@ -548,14 +547,14 @@ public final class QuantizedModel {
             long[] vc = {c.vocabSize(), c.hiddenSize()};
             String embedName = !c.tieWordEmbeddings() || infos.containsKey(LlamaWeights.EMBED_TOKENS) || !infos.containsKey(LlamaWeights.LM_HEAD)
                     ? LlamaWeights.EMBED_TOKENS : LlamaWeights.LM_HEAD;
-            DenseHalf embed16 = readHalf(st, embedName, vc, used), head16;
+            DenseHalf embed16 = readHalf(st, inPlace, embedName, vc, used), head16;
             float[] embed = embed16 != null ? null : readFloat(st, embedName, vc, used), head;
             if (c.tieWordEmbeddings()) {
                 head16 = embed16;
                 head = embed;
                 used.add(LlamaWeights.LM_HEAD);
             } else {
-                head16 = readHalf(st, LlamaWeights.LM_HEAD, vc, used);
+                head16 = readHalf(st, inPlace, LlamaWeights.LM_HEAD, vc, used);
                 head = head16 != null ? null : readFloat(st, LlamaWeights.LM_HEAD, vc, used);
             }
             float[] norm = readFloat(st, LlamaWeights.NORM, new long[]{c.hiddenSize()}, used);
@@ -663,11 +662,12 @@ public final class QuantizedModel {
         return st.readFloats(name);
     }
 
-    /// A (V, C) tensor stored as BF16/F16, kept in its 16 bits; null when it is stored otherwise.
-    private static DenseHalf readHalf(ShardedSafeTensors st, String name, long[] shape, Set<String> used) {
+    /// A (V, C) tensor stored as BF16/F16, kept in its 16 bits in the mapping `inPlace` (used in place); null when it
+    /// is stored otherwise.
+    private static DenseHalf readHalf(ShardedSafeTensors st, ShardedSafeTensors inPlace, String name, long[] shape, Set<String> used) {
         TensorInfo info = check(st, name, shape, used);
         if (info.dtype() != DType.BF16 && info.dtype() != DType.F16) return null;
-        short[] h = TensorSource.of(st::tensors, st::readFloats, st::bytes).readHalf(name);
+        MemorySegment h = TensorSource.inPlace(st::tensors, st::readFloats, inPlace::bytes, st::readShorts).halfBytes(name);
         return new DenseHalf(info.dtype(), h, (int) shape[0], (int) shape[1]);
     }
 

@@ -44,7 +44,8 @@ public sealed interface BaseWeight permits DenseF32, DenseHalf, Nf4Weight, GgmlW
     static Nf4Weight of(Nf4Tensor t) { return new Nf4Weight(t); }
 
     /// Tensor `name` of `src` as a (out, in) weight in its stored dtype: F32 → [DenseF32], BF16/F16 → [DenseHalf]
-    /// (read as 16-bit values, never as a whole float32 copy). Other dtypes, a missing tensor or another shape throw
+    /// (its 16-bit values, never a whole float32 copy: [TensorSource#halfBytes], the mapping itself when the source is
+    /// [TensorSource#inPlace]). Other dtypes, a missing tensor or another shape throw
     /// [FormatException].
     static BaseWeight read(TensorSource src, String name, int out, int in) {
         TensorInfo t = src.tensors().get(name);
@@ -56,7 +57,7 @@ public sealed interface BaseWeight permits DenseF32, DenseHalf, Nf4Weight, GgmlW
                     + "] from config.json; the checkpoint and config.json disagree");
         return switch (t.dtype()) {
             case F32 -> new DenseF32(src.readFloats(name), out, in);
-            case BF16, F16 -> new DenseHalf(t.dtype(), src.readHalf(name), out, in);
+            case BF16, F16 -> new DenseHalf(t.dtype(), src.halfBytes(name), out, in);
             default -> throw new FormatException("tensor '" + name + "' has dtype " + t.dtype() + ", which is not supported for"
                     + " a linear weight; convert the checkpoint to F32/BF16/F16");
         };

@@ -12,6 +12,11 @@ import org.peft4j.core.Parallel;
 import org.peft4j.core.kernels.ScalarGemm;
 import org.peft4j.quant.QuantLinear;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
 /// A frozen weight kept as BF16 or F16 bits (half the memory of float32), converted to float32 tile by tile into the
 /// caller's scratch and multiplied there with one sgemm per tile, as [QuantLinear] does for 4-bit weights. The
 /// conversion is exact, so the products are those of a [DenseF32] over the converted values:
@@ -24,8 +29,11 @@ import org.peft4j.quant.QuantLinear;
 ///   instead of one sum, so it can differ from DenseF32's in the last bits (rounding only). With one tile (every
 ///   weight up to [QuantLinear#TILE_FLOATS] floats, e.g. every projection of SmolLM2-135M, not its tied lm_head) it is
 ///   bit-identical.
-/// data: (out, in) row-major, bit patterns of `type` (BF16 or F16). Reference: torch.bfloat16 / IEEE 754 binary16.
-public record DenseHalf(DType type, short[] data, int out, int in) implements BaseWeight {
+/// data: (out, in) row-major, little-endian bit patterns of `type` (BF16 or F16), 2·out·in bytes at any address: a
+/// checkpoint's mapping used in place (`Models.load`: nothing copied, the pages shared with the page cache and faulted
+/// in by the first product that reads them), or native memory ([#of], [#segment]). Reference: torch.bfloat16 / IEEE
+/// 754 binary16.
+public record DenseHalf(DType type, MemorySegment data, int out, int in) implements BaseWeight {
     /// Tiles of a weight that takes more than one start at multiples of this many rows (see the class comment).
     public static final int ROW_ALIGN = 16;
 
@@ -33,16 +41,47 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
         if (type != DType.BF16 && type != DType.F16)
             throw new IllegalArgumentException("a half-precision weight is BF16 or F16, got " + type + "; use DenseF32 for F32");
         if (out <= 0 || in <= 0) throw new IllegalArgumentException("a weight needs out, in >= 1, got (" + out + ", " + in + ")");
-        if (data.length != (long) out * in) throw new IllegalArgumentException(type + " weight array has " + data.length
-                + " values, but a (" + out + ", " + in + ") weight has " + (long) out * in);
+        if (data.byteSize() != 2L * out * in) throw new IllegalArgumentException(type + " weight holds " + data.byteSize()
+                + " bytes, but a (" + out + ", " + in + ") weight needs " + 2L * out * in);
+        if ((long) out * in > Integer.MAX_VALUE - 8) throw new IllegalArgumentException("a (" + out + ", " + in + ") weight has more"
+                + " than 2^31 values; split it");
+        data = native16(data);
     }
+
+    /// `s` as a plain native segment, so that the kernels see one segment class whatever holds the bits: a copy of a
+    /// heap segment; a file mapping's view re-made over the same memory and scope (a mapped segment is another class,
+    /// and kernels compiled on one class and then given the other ran at half speed: 12 against 30 GB/s).
+    private static MemorySegment native16(MemorySegment s) {
+        if (!s.isNative()) {
+            MemorySegment c = Arena.ofAuto().allocate(s.byteSize(), 64);
+            c.copyFrom(s);
+            return c;
+        }
+        return s.isMapped() ? s.reinterpret(s.byteSize()) : s;
+    }
+
+    /// A weight over a copy of `bits` in native memory.
+    public DenseHalf(DType type, short[] bits, int out, int in) { this(type, segment(bits), out, in); }
+
+    /// `bits` copied into native memory (64-byte aligned, freed when unreachable), as the kernels read them.
+    public static MemorySegment segment(short[] bits) {
+        MemorySegment s = Arena.ofAuto().allocate(2L * bits.length, 64);
+        MemorySegment.copy(bits, 0, s, BITS, 0, bits.length);
+        return s;
+    }
+
+    /// The weight's 16-bit values, copied out.
+    public short[] bits() { return data.toArray(BITS); }
+
+    /// Value i (row-major) as its 16 bits.
+    public short bits(long i) { return data.get(BITS, 2 * i); }
 
     /// `w` (out, in) rounded to `dtype` (BF16 or F16), to nearest even as torch's `.to(dtype)`.
     public static DenseHalf of(DType dtype, float[] w, int out, int in) {
-        short[] h = new short[w.length];
+        MemorySegment h = Arena.ofAuto().allocate(2L * w.length, 64);
         switch (dtype) {
-            case BF16 -> { for (int i = 0; i < w.length; i++) h[i] = DType.floatToBf16(w[i]); }
-            case F16 -> { for (int i = 0; i < w.length; i++) h[i] = Float.floatToFloat16(w[i]); }
+            case BF16 -> { for (int i = 0; i < w.length; i++) h.set(BITS, 2L * i, DType.floatToBf16(w[i])); }
+            case F16 -> { for (int i = 0; i < w.length; i++) h.set(BITS, 2L * i, Float.floatToFloat16(w[i])); }
             default -> throw new IllegalArgumentException("a half-precision weight is BF16 or F16, got " + dtype);
         }
         return new DenseHalf(dtype, h, out, in);
@@ -56,11 +95,11 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
     }
 
     @Override public int scratchSize() { return Math.max(Math.multiplyExact(tileRows(in, out), in), RowProducts.scratchSize(in, out)); }
-    @Override public long bytes() { return 2L * data.length; }
+    @Override public long bytes() { return data.byteSize(); }
     @Override public String dtype() { return type.name(); }
 
     @Override
-    public void dequantize(float[] dst) { toFloat(type, data, 0, dst, 0, data.length); }
+    public void dequantize(float[] dst) { toFloat(type, data, 0, dst, 0, out * in); }
 
     /// Forwards of at most this many input rows (decode) take the row path ([RowProducts]): each row of W is read
     /// once, in 16 bits (BF16 converted in registers inside the dot products), and dotted with every input row while it
@@ -126,9 +165,11 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
     /// As many 16-bit lanes as F has floats, in half the bits.
     private static final VectorSpecies<Short> H = VectorSpecies.of(short.class, VectorShape.forBitSize(F.vectorBitSize() / 2));
     private static final int L = F.length();
+    /// A stored 16-bit value: little-endian, at any even or odd address.
+    static final ValueLayout.OfShort BITS = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    /// dst[dOff+i] = the float value of 16-bit `dtype` (BF16 or F16) bits src[so+i], for i in [0, n).
-    public static void toFloat(DType dtype, short[] src, int so, float[] dst, int dOff, int n) {
+    /// dst[dOff+i] = the float value of 16-bit `dtype` (BF16 or F16) value so+i of `src`, for i in [0, n).
+    public static void toFloat(DType dtype, MemorySegment src, long so, float[] dst, int dOff, int n) {
         switch (dtype) {
             case BF16 -> bf16ToFloat(src, so, dst, dOff, n);
             case F16 -> f16ToFloat(src, so, dst, dOff, n);
@@ -137,10 +178,10 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
     }
 
     /// The scalar twin of [#toFloat].
-    public static void toFloatScalar(DType dtype, short[] src, int so, float[] dst, int dOff, int n) {
+    public static void toFloatScalar(DType dtype, MemorySegment src, long so, float[] dst, int dOff, int n) {
         switch (dtype) {
-            case BF16 -> { for (int i = 0; i < n; i++) dst[dOff + i] = Float.intBitsToFloat(src[so + i] << 16); }
-            case F16 -> { for (int i = 0; i < n; i++) dst[dOff + i] = Float.float16ToFloat(src[so + i]); }
+            case BF16 -> { for (int i = 0; i < n; i++) dst[dOff + i] = Float.intBitsToFloat(src.get(BITS, 2 * (so + i)) << 16); }
+            case F16 -> { for (int i = 0; i < n; i++) dst[dOff + i] = Float.float16ToFloat(src.get(BITS, 2 * (so + i))); }
             default -> throw new IllegalArgumentException("16-bit float dtypes are BF16 and F16, got " + dtype);
         }
     }
@@ -148,18 +189,27 @@ public record DenseHalf(DType type, short[] data, int out, int in) implements Ba
     /// BF16 is the top half of a float32: widen and shift left by 16 (the sign-extended top bits shift out). C2 does not
     /// vectorize the scalar loop (it stays about one value per cycle); this runs about 5× faster once compiled, but like
     /// all Vector API code it is slow until C2 takes it: about a second over the first million values of a run.
-    static void bf16ToFloat(short[] src, int so, float[] dst, int dOff, int n) {
+    static void bf16ToFloat(MemorySegment src, long so, float[] dst, int dOff, int n) {
         int i = 0;
         for (int up = n - L; i <= up; i += L)
-            ((IntVector) ShortVector.fromArray(H, src, so + i).convertShape(VectorOperators.S2I, I, 0))
+            ((IntVector) ShortVector.fromMemorySegment(H, src, 2 * (so + i), ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.S2I, I, 0))
                     .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dOff + i);
-        for (; i < n; i++) dst[dOff + i] = Float.intBitsToFloat(src[so + i] << 16);
+        for (; i < n; i++) dst[dOff + i] = Float.intBitsToFloat(src.get(BITS, 2 * (so + i)) << 16);
     }
 
     /// F16 has no Vector API path: C2 compiles `Float.float16ToFloat` to the hardware conversion (x86 F16C, ARMv8
     /// FP16) and vectorizes this loop, which ran as fast as a Vector API version (bit tricks: shift, multiply by
     /// 2^112, blend for inf/NaN) once compiled, while that version spent seconds in the interpreter before C2 took it.
-    static void f16ToFloat(short[] src, int so, float[] dst, int dOff, int n) {
-        for (int i = 0; i < n; i++) dst[dOff + i] = Float.float16ToFloat(src[so + i]);
+    /// The values are copied from the segment into a per-thread array first, in blocks (a bulk copy): C2 vectorizes
+    /// the conversion over an array.
+    static void f16ToFloat(MemorySegment src, long so, float[] dst, int dOff, int n) {
+        short[] block = F16_BLOCK.get();
+        for (int from = 0; from < n; from += block.length) {
+            int len = Math.min(block.length, n - from);
+            MemorySegment.copy(src, BITS, 2 * (so + from), block, 0, len);
+            for (int i = 0; i < len; i++) dst[dOff + from + i] = Float.float16ToFloat(block[i]);
+        }
     }
+
+    private static final ThreadLocal<short[]> F16_BLOCK = ThreadLocal.withInitial(() -> new short[4096]);
 }

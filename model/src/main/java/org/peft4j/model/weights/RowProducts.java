@@ -11,6 +11,9 @@ import org.peft4j.core.Parallel;
 import org.peft4j.core.kernels.ColdStart;
 import org.peft4j.core.kernels.VectorOps;
 
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
 /// The row path of a linear layer: y[n, m] = x[n]·W[m] (+ b[m]) for few input rows (decode of one stream, or of a
 /// batch of streams in the server), where a GEMM's packing costs more than the product. Decode is memory-bound, so
 /// W is streamed once per call, at the machine's read bandwidth: the output rows are split into one contiguous range
@@ -45,7 +48,7 @@ public final class RowProducts {
 
     /// y = x·Wᵀ (+ bias) for a float32 W.   y: (N, M)   x: (N, K)   w: (M, K)   bias: (M) or null
     public static void forward(float[] y, float[] x, float[] w, float[] bias, int N, int K, int M) {
-        if (GATE.cold()) {   // the twin in its own call sites: the vector path's profile never sees it
+        if (F32_GATE.cold()) {   // the twin in its own call sites: the vector path's profile never sees it
             Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(true, y, x, w, a * K, false, null, 0, bias, N, K, M, a, b - a));
             return;
         }
@@ -54,15 +57,16 @@ public final class RowProducts {
 
     /// y = x·Wᵀ (+ bias) for a 16-bit W (`type` BF16 or F16).   w: (M, K) bits.   scratch: ≥ [#scratchSize] floats
     /// (F16, and BF16 from [#BATCH] input rows; BF16 without it converts in registers)
-    public static void forward(DType type, float[] y, float[] x, short[] w, float[] bias, int N, int K, int M, float[] scratch) {
-        boolean cold = GATE.cold();
+    public static void forward(DType type, float[] y, float[] x, MemorySegment w, float[] bias, int N, int K, int M, float[] scratch) {
+        boolean registers = type == DType.BF16 && (N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K);
+        boolean cold = (registers ? BF16_GATE : GATE).cold();
         // BF16 in registers: below a batch, and while the start is cold (the buffer's Vector API conversion is slow
         // until C2 compiles it; the register path's twin is not)
         if (type == DType.BF16 && cold) {
             Parallel.chunks(M, chunks(M), (c, a, b) -> lanes(false, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
-        if (type == DType.BF16 && (N < BATCH || scratch == null || scratch.length < Math.min(G, M) * K)) {
+        if (registers) {
             Parallel.chunks(M, chunks(M), (c, a, b) -> span(false, false, y, x, null, 0, true, w, a * K, bias, N, K, M, a, b - a));
             return;
         }
@@ -115,7 +119,7 @@ public final class RowProducts {
     /// vector kernels, or their lane-order scalar twin while the start is cold ([ColdStart]), which gives the same bits.
     /// `one`: a float32 weight held as such, whose kernels keep one FMA chain per product; the others (BF16 in
     /// registers, and every row converted into a float buffer) keep four.
-    static void span(boolean cold, boolean one, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
+    static void span(boolean cold, boolean one, float[] y, float[] x, float[] w, int wo, boolean bf16, MemorySegment h, int ho, float[] bias,
                      int N, int K, int M, int m, int rows) {
         if (cold) { lanes(one, y, x, w, wo, bf16, h, ho, bias, N, K, M, m, rows); return; }
         // one method per dtype, one call per product: C2 compiles each to a bare load-FMA stream (a shared method with a
@@ -189,20 +193,40 @@ public final class RowProducts {
     /// 32 vector registers (AVX-512): room for the 16 accumulators of the 2×2 tile.
     private static final boolean WIDE = F.vectorBitSize() >= 512;
 
-    /// The vector path on a problem of real row length (F32 with one and four chains, BF16; one to five input rows:
-    /// every kernel of [#span]), for [ColdStart]'s warm-up: about 180 K multiply-adds, tens of microseconds once compiled.
-    private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
-        static final int K = 1024, M = 4, N = 5;
-        final float[] x = new float[N * K], w = new float[M * K], y = new float[N * M];
-        final short[] h = new short[M * K];
+    // One gate for each family of kernels, so that a warm-up compiles only what the weights in use take (a BF16
+    // checkpoint never the float32 one-chain kernels, a float32 one never the BF16 ones): each warm-up runs its kernels
+    // on a short problem of real row structure (five 4L chunks a row; one to five input rows), a few microseconds once
+    // compiled and more than a millisecond before; its budget is about three times the compiled time. Compared with one
+    // gate over every kernel at K = 1024, a BF16 warm-up alone at K = 320 took 0.7 against 1.4 s to open (no other load).
+    private static final int WARM_K = 20 * L, WARM_M = 4;
+
+    /// Float32 weights held as such: the one-chain kernels.
+    private static final ColdStart.Gate F32_GATE = ColdStart.gate("row-products-f32", new Runnable() {
+        final float[] x = new float[5 * WARM_K], w = new float[WARM_M * WARM_K], y = new float[5 * WARM_M];
         public void run() {
-            for (int n = 1; n <= N; n++) {
-                span(false, true, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
-                span(false, false, y, x, w, 0, false, null, 0, null, n, K, M, 0, M);
-                span(false, false, y, x, null, 0, true, h, 0, null, n, K, M, 0, M);
-            }
+            for (int n = 1; n <= 5; n++) span(false, true, y, x, w, 0, false, null, 0, null, n, WARM_K, WARM_M, 0, WARM_M);
         }
-    }, 60_000);
+    }, 8_000);
+
+    /// BF16 weights below a batch: the kernels that convert in registers.
+    private static final ColdStart.Gate BF16_GATE = ColdStart.gate("row-products-bf16", new Runnable() {
+        final float[] x = new float[BATCH * WARM_K], y = new float[BATCH * WARM_M];
+        final MemorySegment h = DenseHalf.segment(new short[WARM_M * WARM_K]);
+        public void run() {
+            for (int n = 1; n < BATCH; n++) span(false, false, y, x, null, 0, true, h, 0, null, n, WARM_K, WARM_M, 0, WARM_M);
+        }
+    }, 5_000);
+
+    /// Rows converted into a float buffer first (F16, BF16 from a batch, ggml blocks): the BF16 conversion and the
+    /// four-chain float32 kernels.
+    private static final ColdStart.Gate GATE = ColdStart.gate("row-products", new Runnable() {
+        final float[] x = new float[5 * WARM_K], w = new float[WARM_M * WARM_K], y = new float[5 * WARM_M];
+        final MemorySegment h = DenseHalf.segment(new short[WARM_M * WARM_K]);
+        public void run() {
+            DenseHalf.toFloat(DType.BF16, h, 0, w, 0, w.length);
+            for (int n = 1; n <= 5; n++) span(false, false, y, x, w, 0, false, null, 0, null, n, WARM_K, WARM_M, 0, WARM_M);
+        }
+    }, 8_000);
 
     /// Floats of scratch the F16 and block-quantized paths need: a 4-row buffer per thread (BF16 converts in registers).
     public static int scratchSize(int K, int M) { return Math.min(G, M) * K * Math.max(1, Parallel.threads()); }
@@ -210,13 +234,13 @@ public final class RowProducts {
     /// One range per thread, none shorter than 16 rows (a handful of rows is not worth a hand-off).
     private static int chunks(int M) { return Math.max(1, Math.min(Parallel.threads(), M / 16)); }
 
-    private static FloatVector bf16(short[] h, int o) {
-        return ((IntVector) ShortVector.fromArray(H, h, o).convertShape(VectorOperators.S2I, I, 0))
+    private static FloatVector bf16(MemorySegment h, int o) {
+        return ((IntVector) ShortVector.fromMemorySegment(H, h, 2L * o, ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.S2I, I, 0))
                 .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
-    private static float ws(float[] w, int wo, boolean bf16, short[] h, int ho, int i) {
-        return bf16 ? Float.intBitsToFloat(h[ho + i] << 16) : w[wo + i];
+    private static float ws(float[] w, int wo, boolean bf16, MemorySegment h, int ho, int i) {
+        return bf16 ? Float.intBitsToFloat(h.get(DenseHalf.BITS, 2L * (ho + i)) << 16) : w[wo + i];
     }
 
     /// Float32 weight row m (at `wo`) against every input row, two at a time (the weight loads shared), each with
@@ -264,7 +288,7 @@ public final class RowProducts {
     }
 
     /// [#rowF32] for a BF16 weight row (bits at `ho`), converted in registers.
-    private static void rowBf16(float[] y, float[] x, short[] h, int ho, float[] bias, int N, int K, int M, int m) {
+    private static void rowBf16(float[] y, float[] x, MemorySegment h, int ho, float[] bias, int N, int K, int M, int m) {
         int n = 0;
         for (; n + 2 <= N; n += 2) {
             int x0 = n * K, x1 = x0 + K, i = 0;
@@ -292,7 +316,7 @@ public final class RowProducts {
     }
 
     /// [#oneF32] for a BF16 weight row (bits at `ho`), converted in registers.
-    private static float oneBf16(float[] x, int x0, short[] h, int ho, float[] bias, int K, int m) {
+    private static float oneBf16(float[] x, int x0, MemorySegment h, int ho, float[] bias, int K, int m) {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         int i = 0;
         for (; i + 4 * L <= K; i += 4 * L) {
@@ -344,7 +368,7 @@ public final class RowProducts {
     }
 
     /// The combined accumulator's lanes in index order, plus the scalar tail [tail, K) and the bias.
-    private static float finish(FloatVector acc, float[] x, int xo, float[] w, int wo, boolean bf16, short[] h, int ho,
+    private static float finish(FloatVector acc, float[] x, int xo, float[] w, int wo, boolean bf16, MemorySegment h, int ho,
                                 int tail, int K, float[] bias, int m) {
         float t = 0f;
         for (int i = tail; i < K; i++) t = Math.fma(ws(w, wo, bf16, h, ho, i), x[xo + i], t);
@@ -356,47 +380,59 @@ public final class RowProducts {
     /// four chains c_q = fma(w[i], x[i], c_q) over i = j + q·L + 4L·t below 4·⌊K/4L⌋·L, chain 0 continued over the
     /// remaining whole chunks, then (c0 + c1) + (c2 + c3) (`one`: the single chain c0 over every whole chunk); the
     /// lanes summed as [VectorOps#sumHalves(float[], int)], then the scalar tail and the bias, as [#finish].
-    static void lanes(boolean one, float[] y, float[] x, float[] w, int wo, boolean bf16, short[] h, int ho, float[] bias,
+    /// The 4·L chain values live in one array, updated by contiguous element-wise loops (which C1 compiles to plain
+    /// loops and C2 vectorizes), so the twin is fast while nothing else is compiled yet ([ColdStart]); a BF16 row is
+    /// first copied out of its segment in bulk, a block of rows at a time, and converted (exactly) into float rows, as a
+    /// segment read per value costs many times an array read before C2 compiles it.
+    static void lanes(boolean one, float[] y, float[] x, float[] w, int wo, boolean bf16, MemorySegment h, int ho, float[] bias,
                       int N, int K, int M, int m, int rows) {
         int main = one ? 0 : K / (4 * L) * 4 * L, tail = F.loopBound(K);
-        float[] lane = new float[L];
-        for (int n = 0; n < N; n++) {
-            int x0 = n * K;
-            for (int r = 0; r < rows; r++) {
-                int w0 = wo + r * K, h0 = ho + r * K;
-                for (int j = 0; j < L; j++) {
-                    float c0 = 0f, c1 = 0f, c2 = 0f, c3 = 0f;
-                    for (int i = j; i < main; i += 4 * L) {
-                        c0 = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], c0);
-                        c1 = Math.fma(ws(w, w0, bf16, h, h0, i + L), x[x0 + i + L], c1);
-                        c2 = Math.fma(ws(w, w0, bf16, h, h0, i + 2 * L), x[x0 + i + 2 * L], c2);
-                        c3 = Math.fma(ws(w, w0, bf16, h, h0, i + 3 * L), x[x0 + i + 3 * L], c3);
-                    }
-                    for (int i = main + j; i < tail; i += L) c0 = Math.fma(ws(w, w0, bf16, h, h0, i), x[x0 + i], c0);
-                    lane[j] = one ? c0 : (c0 + c1) + (c2 + c3);
+        float[] acc = new float[4 * L];
+        int block = bf16 ? Math.max(1, Math.min(rows, TWIN_BLOCK / K)) : rows;
+        short[] bits = bf16 ? new short[block * K] : null;
+        float[] wr = bf16 ? new float[block * K] : w;
+        for (int r0 = 0; r0 < rows; r0 += block) {
+            int nr = Math.min(block, rows - r0), base = wo + r0 * K;
+            if (bf16) {   // rows r0 .. r0+nr-1 copied out in one bulk copy and converted
+                MemorySegment.copy(h, DenseHalf.BITS, 2L * (ho + r0 * K), bits, 0, nr * K);
+                for (int i = 0; i < nr * K; i++) wr[i] = Float.intBitsToFloat(bits[i] << 16);
+                base = 0;
+            }
+            for (int r = r0; r < r0 + nr; r++) {
+                int w0 = base + (r - r0) * K;
+                for (int n = 0; n < N; n++) {
+                    int x0 = n * K;
+                    java.util.Arrays.fill(acc, 0f);
+                    for (int i = 0; i < main; i += 4 * L) chains(acc, wr, w0 + i, x, x0 + i, 4 * L);
+                    for (int i = main; i < tail; i += L) chains(acc, wr, w0 + i, x, x0 + i, L);
+                    if (!one)
+                        for (int j = 0; j < L; j++) acc[j] = (acc[j] + acc[L + j]) + (acc[2 * L + j] + acc[3 * L + j]);
+                    float t = 0f;
+                    for (int i = tail; i < K; i++) t = Math.fma(wr[w0 + i], x[x0 + i], t);
+                    float d = VectorOps.sumHalves(acc, L) + t;
+                    y[n * M + m + r] = bias == null ? d : d + bias[m + r];
                 }
-                y[n * M + m + r] = finish(VectorOps.sumHalves(lane, L), x, x0, w, w0, bf16, h, h0, tail, K, bias, m + r);
             }
         }
     }
 
-    /// [#finish] after the lanes' sum `s`.
-    private static float finish(float s, float[] x, int xo, float[] w, int wo, boolean bf16, short[] h, int ho,
-                                int tail, int K, float[] bias, int m) {
-        float t = 0f;
-        for (int i = tail; i < K; i++) t = Math.fma(ws(w, wo, bf16, h, ho, i), x[xo + i], t);
-        float d = s + t;
-        return bias == null ? d : d + bias[m];
+    /// Values of BF16 rows the twin converts per bulk copy.
+    private static final int TWIN_BLOCK = 16384;
+
+    /// acc[k] = fma(w[wo + k], x[xo + k], acc[k]) for k in [0, n).
+    private static void chains(float[] acc, float[] w, int wo, float[] x, int xo, int n) {
+        for (int k = 0; k < n; k++) acc[k] = Math.fma(w[wo + k], x[xo + k], acc[k]);
     }
 
     /// The scalar twin: plain dot products in index order, W as float32 (`w`) or 16-bit bits (`h` of `type`, w null).
-    public static void forwardScalar(DType type, float[] y, float[] x, float[] w, short[] h, float[] bias, int N, int K, int M) {
+    public static void forwardScalar(DType type, float[] y, float[] x, float[] w, MemorySegment h, float[] bias, int N, int K, int M) {
         for (int n = 0; n < N; n++)
             for (int m = 0; m < M; m++) {
                 float s = 0f;
                 for (int i = 0; i < K; i++) {
                     float wi = w != null ? w[m * K + i]
-                            : type == DType.BF16 ? Float.intBitsToFloat(h[m * K + i] << 16) : Float.float16ToFloat(h[m * K + i]);
+                            : type == DType.BF16 ? Float.intBitsToFloat(h.get(DenseHalf.BITS, 2L * (m * K + i)) << 16)
+                            : Float.float16ToFloat(h.get(DenseHalf.BITS, 2L * (m * K + i)));
                     s += wi * x[n * K + i];
                 }
                 y[n * M + m] = bias == null ? s : s + bias[m];

@@ -118,7 +118,7 @@ class QuantizedModelTest {
         assertEquals(DType.BF16, r.embed16.type());
         assertNull(r.weights.embedTokens);
         for (int i = 0; i < m.weights.embedTokens.length; i++)
-            assertEquals(DType.floatToBf16(m.weights.embedTokens[i]), r.embed16.data()[i], "embed[" + i + "]");
+            assertEquals(DType.floatToBf16(m.weights.embedTokens[i]), r.embed16.bits(i), "embed[" + i + "]");
         for (int l = 0; l < c.numHiddenLayers(); l++)
             for (int i = 0; i < 7; i++) {
                 assertTrue(r.linears[l][i].packed().isMapped(), "packed codes used in place from the file");
@@ -127,7 +127,7 @@ class QuantizedModelTest {
         r.save(tmp.resolve("b"), DType.BF16);
         assertArrayEquals(Files.readAllBytes(tmp.resolve("a/model.safetensors")), Files.readAllBytes(tmp.resolve("b/model.safetensors")));
         float[] deq = r.dequantizedWeights().embedTokens;
-        for (int i = 0; i < deq.length; i++) assertEquals(r.embed16.data()[i], DType.floatToBf16(deq[i]));
+        for (int i = 0; i < deq.length; i++) assertEquals(r.embed16.bits(i), DType.floatToBf16(deq[i]));
     }
 
     /// The streamed quantization (two passes over the file, each tensor written at its place) writes the bytes that

@@ -46,8 +46,8 @@ class DenseHalfTest {
         for (int i = 0; i < all.length; i++) all[i] = (short) i;
         for (DType t : HALVES) {
             float[] fast = new float[all.length], slow = new float[all.length];
-            DenseHalf.toFloat(t, all, 0, fast, 0, all.length);
-            DenseHalf.toFloatScalar(t, all, 0, slow, 0, all.length);
+            DenseHalf.toFloat(t, DenseHalf.segment(all), 0, fast, 0, all.length);
+            DenseHalf.toFloatScalar(t, DenseHalf.segment(all), 0, slow, 0, all.length);
             for (int i = 0; i < all.length; i++) {
                 String what = t + " 0x" + Integer.toHexString(i);
                 assertSameFloat(what + " vector", reference(t, all[i]), fast[i]);
@@ -67,8 +67,9 @@ class DenseHalfTest {
                     float[] fast = new float[n + off + 1], slow = new float[n + off + 1];
                     Arrays.fill(fast, -7f);
                     Arrays.fill(slow, -7f);
-                    DenseHalf.toFloat(t, src, off, fast, off + 1, n);
-                    DenseHalf.toFloatScalar(t, src, off, slow, off + 1, n);
+                    var seg = RowProductsTest.seg(src, off == 3);   // at an odd address too
+                    DenseHalf.toFloat(t, seg, off, fast, off + 1, n);
+                    DenseHalf.toFloatScalar(t, seg, off, slow, off + 1, n);
                     for (int i = 0; i < fast.length; i++) assertSameFloat(t + " n=" + n + " off=" + off + " [" + i + "]", slow[i], fast[i]);
                     assertEquals(-7f, fast[off], "wrote before dOff");
                 }
@@ -223,8 +224,8 @@ class DenseHalfTest {
                 assertInstanceOf(DenseHalf.class, b);
                 assertEquals("BF16", b.dtype());
                 assertEquals("F16", h.dtype());
-                assertArrayEquals(bf, ((DenseHalf) b).data());
-                assertArrayEquals(hf, ((DenseHalf) h).data());
+                assertArrayEquals(bf, ((DenseHalf) b).bits());
+                assertArrayEquals(hf, ((DenseHalf) h).bits());
                 float[] viaFloats = src.readFloats("w.f16"), deq = new float[out * in];
                 h.dequantize(deq);
                 assertArrayEquals(viaFloats, deq, "readFloats (formats' conversion) and DenseHalf agree");
@@ -238,6 +239,18 @@ class DenseHalfTest {
                 e = assertThrows(FormatException.class, () -> BaseWeight.read(src, "missing", out, in));
                 assertTrue(e.getMessage().contains("missing"), e.getMessage());
             }
+            // halfBytes: a copy in native memory by default (writable, outliving the source), the mapped bytes
+            // themselves for an in-place source (read-only, nothing copied); the same values either way
+            TensorSource copying = TensorSource.of(sh::tensors, sh::readFloats, sh::bytes);
+            TensorSource inPlace = TensorSource.inPlace(sh::tensors, sh::readFloats, sh::bytes, sh::readShorts);
+            var copied = copying.halfBytes("w.bf16");
+            var mapped = inPlace.halfBytes("w.bf16");
+            assertFalse(copied.isReadOnly());
+            assertTrue(mapped.isMapped() && mapped.isReadOnly());
+            assertArrayEquals(bf, new DenseHalf(DType.BF16, copied, out, in).bits());
+            assertArrayEquals(bf, new DenseHalf(DType.BF16, mapped, out, in).bits());
+            var wrong = assertThrows(FormatException.class, () -> inPlace.halfBytes("w.f32"));
+            assertTrue(wrong.getMessage().contains("readFloats"), wrong.getMessage());
             TensorSource floatsOnly = TensorSource.of(st::tensors, st::readFloats);
             var e = assertThrows(UnsupportedOperationException.class, () -> floatsOnly.readHalf("w.bf16"));
             assertTrue(e.getMessage().contains("st::bytes"), e.getMessage());

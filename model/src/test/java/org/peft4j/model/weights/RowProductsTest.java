@@ -4,6 +4,8 @@ import org.junit.jupiter.api.Test;
 import org.peft4j.core.DType;
 import org.peft4j.core.Parallel;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
@@ -33,7 +35,17 @@ class RowProductsTest {
 
     static void run(Case c, float[] y, float[] x, float[] bias, int N, int K, int M) {
         if (c.type == DType.F32) RowProducts.forward(y, x, c.w, bias, N, K, M);
-        else RowProducts.forward(c.type, y, x, c.h, bias, N, K, M, new float[RowProducts.scratchSize(K, M)]);
+        else RowProducts.forward(c.type, y, x, seg(c.h, N % 2 == 1), bias, N, K, M, new float[RowProducts.scratchSize(K, M)]);
+    }
+
+    /// 16-bit values as the kernels read them: little-endian, in native memory, at an odd address when `odd` (a
+    /// safetensors tensor may start at any byte of its file's mapping); null for null.
+    static MemorySegment seg(short[] h, boolean odd) {
+        if (h == null) return null;
+        if (!odd) return DenseHalf.segment(h);
+        MemorySegment s = Arena.ofAuto().allocate(2L * h.length + 1, 64).asSlice(1);
+        MemorySegment.copy(h, 0, s, DenseHalf.BITS, 0, h.length);
+        return s;
     }
 
     static float[] gaussian(SplittableRandom rng, int n) {
@@ -58,7 +70,7 @@ class RowProductsTest {
                     float[] x = gaussian(rng, N * K), bias = rng.nextBoolean() ? gaussian(rng, M) : null;
                     float[] y = new float[N * M], ref = new float[N * M];
                     run(c, y, x, bias, N, K, M);
-                    RowProducts.forwardScalar(t, ref, x, c.w, c.h, bias, N, K, M);
+                    RowProducts.forwardScalar(t, ref, x, c.w, seg(c.h, false), bias, N, K, M);
                     String what = t + " N=" + N + " K=" + K + " M=" + M;
                     for (int n = 0; n < N; n++)
                         for (int m = 0; m < M; m++) {
@@ -141,17 +153,17 @@ class RowProductsTest {
                     float[] x = gaussian(rng, N * K), bias = rng.nextBoolean() ? gaussian(rng, M) : null;
                     float[] vec = new float[N * M], cold = new float[N * M];
                     boolean bf16 = t == DType.BF16;
-                    RowProducts.span(false, one, vec, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
-                    RowProducts.span(true, one, cold, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    RowProducts.span(false, one, vec, x, c.w, m * K, bf16, seg(c.h, rows % 2 == 1), m * K, bias, N, K, M, m, rows);
+                    RowProducts.span(true, one, cold, x, c.w, m * K, bf16, seg(c.h, rows % 2 == 0), m * K, bias, N, K, M, m, rows);
                     String what = t + (one ? " (one chain)" : "") + " N=" + N + " K=" + K + " rows=" + rows;
                     for (int i = 0; i < vec.length; i++)
                         assertEquals(Float.floatToRawIntBits(vec[i]), Float.floatToRawIntBits(cold[i]), what + ": y[" + i + "] vector " + vec[i] + ", cold " + cold[i]);
                     float[] ref = new float[N * M];
-                    RowProducts.forwardScalar(t, ref, x, c.w, c.h, bias, N, K, M);
+                    RowProducts.forwardScalar(t, ref, x, c.w, seg(c.h, false), bias, N, K, M);
                     assertEquals(ref[m], cold[m], 1e-3f * (1 + Math.abs(ref[m])), what + ": against the plain scalar twin");
                     if (bf16) c.h[m * K] ^= 0x4000; else c.w[m * K] += 1f;   // the first weight of row m changes y[0, m]
                     float[] changed = new float[N * M];
-                    RowProducts.span(true, one, changed, x, c.w, m * K, bf16, c.h, m * K, bias, N, K, M, m, rows);
+                    RowProducts.span(true, one, changed, x, c.w, m * K, bf16, seg(c.h, false), m * K, bias, N, K, M, m, rows);
                     assertNotEquals(cold[m], changed[m], what + ": a changed weight must change the output");
                 }
     }
@@ -159,7 +171,7 @@ class RowProductsTest {
     @Test
     void f16NeedsItsScratch() {
         var e = assertThrows(IllegalArgumentException.class,
-                () -> RowProducts.forward(DType.F16, new float[8], new float[8], new short[64], null, 1, 8, 8, new float[7]));
+                () -> RowProducts.forward(DType.F16, new float[8], new float[8], seg(new short[64], false), null, 1, 8, 8, new float[7]));
         assertTrue(e.getMessage().contains("needs 32"), e.getMessage());
     }
 }
