@@ -21,11 +21,14 @@ public final class AotTraining {
 
     public static void main(String[] args) {
         Main.configureLogging(false);
-        Path home = Path.of(System.getProperty("peft4j.home", "."));
+        System.exit(run(Path.of(System.getProperty("peft4j.home", "."))));
+    }
+
+    /// The two generates; the exit code of the first that fails, else 0.
+    static int run(Path home) {
         Path bundled = home.resolve("models").resolve("tinystories-656k");
-        int rc = Main.run("generate", "--prompt", "Once upon a time", "--max-new-tokens", "64");
-        if (rc == 0) rc = generateBf16(bundled);
-        System.exit(rc);
+        int rc = Main.run("generate", "-m", bundled.toString(), "--prompt", "Once upon a time", "--max-new-tokens", "64");
+        return rc != 0 ? rc : generateBf16(bundled);
     }
 
     private static int generateBf16(Path bundled) {
