@@ -45,12 +45,12 @@ public final class SafeTensors implements AutoCloseable {
     public static SafeTensors open(Path path) { return open(path, Arena.ofShared(), true); }
 
     /// As [#open], mapping into the caller's `arena`: slices from [#bytes] stay valid as long as it does (an
-    /// automatic arena: while any slice is reachable), and [#close] leaves the mapping alone. For weights used in place.
+    /// automatic arena: while any slice is reachable), and [#close] closes the file but leaves the mapping alone. For
+    /// weights used in place (the reads of [#readFloats] still go through the file until [#close]).
     public static SafeTensors open(Path path, Arena arena) { return open(path, arena, false); }
 
-    /// The file stays open while this reader owns its mapping (closed by [#close]): [#readChunks] reads that file,
-    /// the one the header describes, even if its path is replaced meanwhile (an atomic rewrite of the checkpoint).
-    /// With the caller's arena, which may never be closed here, it is closed at once and the mapping is read instead.
+    /// The file stays open until [#close]: [#readChunks] reads that file, the one the header describes, even if its
+    /// path is replaced meanwhile (an atomic rewrite of the checkpoint), without faulting the mapping in page by page.
     private static SafeTensors open(Path path, Arena arena, boolean owned) {
         FileChannel ch = null;
         try {
@@ -61,9 +61,7 @@ public final class SafeTensors implements AutoCloseable {
             MemorySegment all = ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
             long n = all.get(I64_LE, 0);
             Header header = Header.parse(path, all, n, size);
-            SafeTensors st = new SafeTensors(path, owned ? arena : null, owned ? ch : null, all.asSlice(8 + n), 8 + n, header);
-            if (!owned) ch.close();
-            return st;
+            return new SafeTensors(path, owned ? arena : null, ch, all.asSlice(8 + n), 8 + n, header);
         } catch (IOException e) {
             closeQuietly(ch);
             if (owned) arena.close();

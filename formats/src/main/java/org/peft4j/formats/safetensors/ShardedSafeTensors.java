@@ -50,7 +50,8 @@ public final class ShardedSafeTensors implements AutoCloseable {
     public static ShardedSafeTensors open(Path dir) { return open(dir, null); }
 
     /// As [#open], mapping every shard into the caller's `arena` ([SafeTensors#open(Path, Arena)]): tensor bytes stay
-    /// valid after [#close] for as long as the arena lives (null: each shard owns its mapping, closed by [#close]).
+    /// valid after [#close] (which closes the files) for as long as the arena lives (null: each shard owns its mapping,
+    /// closed by [#close]).
     public static ShardedSafeTensors open(Path dir, Arena arena) {
         if (Files.isRegularFile(dir)) {
             if (dir.getFileName().toString().endsWith(".json")) return openIndex(dir.toAbsolutePath().getParent(), dir, arena);

@@ -125,8 +125,8 @@ class SafeTensorsWriteTest {
     }
 
     /// A reader keeps reading the file it opened when the path is rewritten meanwhile (the writer replaces it
-    /// atomically): `readFloats` and `readShorts` give the old values, as the mapping does; and a reader on the
-    /// caller's arena (no file kept open) reads its mapping.
+    /// atomically): `readFloats` and `readShorts` give the old values, as the mapping does; so does a reader on the
+    /// caller's arena, whose mapped bytes stay readable after it is closed, while its arena lives.
     @Test
     void readsTheFileItOpenedWhenThePathIsReplaced() {
         Path p = tmp.resolve("swap.safetensors");
@@ -134,6 +134,7 @@ class SafeTensorsWriteTest {
         SafeTensors.write(p, List.of(Entry.ofFloats("x", new long[]{3}, a, DType.F32), Entry.ofFloats("h", new long[]{3}, a, DType.BF16)), null);
         try (SafeTensors st = SafeTensors.open(p); java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
             SafeTensors mine = SafeTensors.open(p, arena);
+            var mapped = mine.bytes("h");
             SafeTensors.write(p, List.of(Entry.ofFloats("x", new long[]{3}, b, DType.F32), Entry.ofFloats("h", new long[]{3}, b, DType.BF16)), null);
             assertArrayEquals(a, st.readFloats("x"));
             assertArrayEquals(a, st.readFloats("h"));
@@ -141,6 +142,9 @@ class SafeTensorsWriteTest {
             st.readShorts("h", h);
             assertEquals(DType.floatToBf16(2f), h[1]);
             assertArrayEquals(a, mine.readFloats("x"));
+            assertArrayEquals(a, mine.readFloats("h"));
+            mine.close();
+            assertEquals(DType.floatToBf16(3f), mapped.get(SafeTensors.I16_LE, 4), "the mapping outlives close()");
             try (SafeTensors now = SafeTensors.open(p)) { assertArrayEquals(b, now.readFloats("x")); }
         }
     }
