@@ -1,6 +1,7 @@
 package org.peft4j.model.layers;
 
 import jdk.incubator.vector.FloatVector;
+import org.peft4j.core.kernels.ColdStart;
 import org.peft4j.core.kernels.Exp;
 import org.peft4j.core.kernels.VectorOps;
 import jdk.incubator.vector.VectorOperators;
@@ -48,10 +49,11 @@ public final class Attention {
         if (att == null) { forwardScalar(out, null, q, k, v, B, T, Tcap, NH, KVH, HS, pos0); return; }
         Gemm g = gemm == null ? GEMM : gemm;
         int nb = (T + BR - 1) / BR;
+        boolean cold = GATE.cold();
         // block i of a head costs ~ (pos0 + i + 1): pairing the cheap and the dear blocks balances contiguous chunks
         Parallel.range(B * NH * nb, i -> {
             int bh = i / nb, t0 = BR * paired(i % nb, nb);
-            forwardBlock(g, bh, t0, out, att, (bh * T + t0) * Tcap, Tcap, q, k, v, T, Tcap, NH, KVH, HS, pos0);
+            forwardBlock(cold, g, bh, t0, out, att, (bh * T + t0) * Tcap, Tcap, q, k, v, T, Tcap, NH, KVH, HS, pos0);
         });
     }
 
@@ -73,6 +75,12 @@ public final class Attention {
     /// ([#inferenceScratchSize] for one thread); with less than one block per thread, fewer threads run.
     public static void forwardInference(Gemm gemm, float[] out, float[] q, float[] k, float[] v,
                                         int B, int T, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
+        forwardInference(T > 1 && GATE.cold(), gemm, out, q, k, v, B, T, Tcap, NH, KVH, HS, pos0, scratch);
+    }
+
+    /// [#forwardInference], the blocks' softmax and P·v on their scalar twins when `cold` (the same bits).
+    static void forwardInference(boolean cold, Gemm gemm, float[] out, float[] q, float[] k, float[] v,
+                                 int B, int T, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
         int block = Math.min(T, BR) * Tcap;
         if (scratch.length < block)
             throw new IllegalArgumentException("attention scratch holds " + scratch.length + " floats, needs a block of " + block);
@@ -106,7 +114,7 @@ public final class Attention {
         }
         Parallel.chunks(items, chunks, (ci, from, to) -> {
             for (int i = from; i < to; i++)
-                forwardBlock(g, i / nb, BR * paired(i % nb, nb), out, scratch, ci * block, pos0 + Math.min(T, BR * paired(i % nb, nb) + BR),
+                forwardBlock(cold, g, i / nb, BR * paired(i % nb, nb), out, scratch, ci * block, pos0 + Math.min(T, BR * paired(i % nb, nb) + BR),
                         q, k, v, T, Tcap, NH, KVH, HS, pos0);
         });
     }
@@ -273,8 +281,9 @@ public final class Attention {
     static int paired(int j, int nb) { return (j & 1) == 0 ? j >> 1 : nb - 1 - (j >> 1); }
 
     /// Query rows [t0, t0 + BR) of head (b, h): probabilities into att's rows at `po` (row stride Tcap, zero from each
-    /// row's causal end up to `fillTo`), then out = P·v.
-    private static void forwardBlock(Gemm gemm, int bh, int t0, float[] out, float[] att, int po, int fillTo, float[] q, float[] k, float[] v,
+    /// row's causal end up to `fillTo`), then out = P·v. `cold`: the softmax and P·v on their scalar twins
+    /// ([#softmaxRowScalar], [#panelScalar]; q·kᵀ goes to `gemm` either way).
+    private static void forwardBlock(boolean cold, Gemm gemm, int bh, int t0, float[] out, float[] att, int po, int fillTo, float[] q, float[] k, float[] v,
                                      int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         int qStride = NH * HS, kvStride = KVH * HS;
         float scale = (float) (1.0 / Math.sqrt(HS));
@@ -283,8 +292,51 @@ public final class Attention {
         int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
         int qo = (b * T + t0) * qStride + h * HS;
         gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
+        if (cold) {
+            for (int t = t0; t < t1; t++) softmaxRowScalar(att, po + (t - t0) * Tcap, pos0 + t + 1, fillTo);
+            panelScalar(rows, HS, keys, att, po, Tcap, v, ko, kvStride, out, qo, qStride);
+            return;
+        }
         for (int t = t0; t < t1; t++) softmaxRow(att, po + (t - t0) * Tcap, pos0 + t + 1, fillTo);
         PANEL.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
+    }
+
+    /// The vector path of a prompt's blocks ([#softmaxRow] and PanelGemm's P·v), cold at a process's start: a prompt's
+    /// first forward runs their scalar twins, which give the same bits (SmolLM2-135M's 5-token first forward spent
+    /// 100-140 ms in its 30 layers' attention, the Vector API code running uncompiled). Warm-up: one block of 16
+    /// query rows over 64 keys, head size 64, about 10 µs once compiled.
+    private static final ColdStart.Gate GATE = ColdStart.gate("attention", new Runnable() {
+        final int rows = 16, keys = 64, hs = 64;
+        final float[] att = new float[rows * keys], v = new float[keys * hs], out = new float[rows * hs];
+        public void run() {
+            for (int t = 0; t < rows; t++) softmaxRow(att, t * keys, keys, keys);
+            PANEL.sgemm(false, false, rows, hs, keys, 1f, att, 0, keys, v, 0, hs, 0f, out, 0, hs);
+        }
+    }, 40_000);
+
+    /// The scalar twin of [#softmaxRow]: the maximum (exact in any order), the exponentials and their sum as
+    /// [Exp#expShiftSum] adds them ([Exp#expShiftSumScalar]), the same products by the sum's inverse.
+    static void softmaxRowScalar(float[] x, int o, int len, int cap) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < len; i++) max = Math.max(max, x[o + i]);
+        float inv = 1f / Exp.expShiftSumScalar(x, o, len, max);
+        for (int i = 0; i < len; i++) x[o + i] *= inv;
+        java.util.Arrays.fill(x, o + len, o + cap, 0f);
+    }
+
+    /// PanelGemm's P·v as it sums (C = A·B, alpha 1, beta 0): each element one FMA chain in ascending k (a row of C
+    /// at a time, its chains side by side).
+    /// a: (m, k) at ao, row stride lda.   b: (k, n) at bo, row stride ldb.   c: (m, n) at co, row stride ldc
+    static void panelScalar(int m, int n, int k, float[] a, int ao, int lda, float[] b, int bo, int ldb, float[] c, int co, int ldc) {
+        float[] acc = new float[n];
+        for (int i = 0; i < m; i++) {
+            java.util.Arrays.fill(acc, 0f);
+            for (int p = 0; p < k; p++) {
+                float x = a[ao + i * lda + p];
+                for (int j = 0; j < n; j++) acc[j] = Math.fma(x, b[bo + p * ldb + j], acc[j]);
+            }
+            for (int j = 0; j < n; j++) c[co + i * ldc + j] = 1f * acc[j];
+        }
     }
 
     /// In place over x[o, o + len): softmax; x[o + len, o + cap) = 0 (the masked keys).

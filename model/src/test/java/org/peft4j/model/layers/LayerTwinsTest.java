@@ -240,6 +240,39 @@ class LayerTwinsTest {
         }
     }
 
+    /// The cold-start path of a prompt's attention blocks (softmax and P·v on their scalar twins, [Attention]'s gate)
+    /// gives the vector path's bits: one and several 64-row blocks, a cache with earlier positions (pos0 > 0),
+    /// grouped heads, head sizes with and without a vector tail, one and three threads; and it computes (a changed
+    /// value changes the output).
+    @Test
+    void attentionColdStartGivesTheVectorBits() {
+        int saved = org.peft4j.core.Parallel.threads();
+        try {
+            for (int threads : new int[] {1, 3})
+                for (int[] c : new int[][] {{5, 0, 64}, {70, 0, 64}, {9, 30, 20}, {130, 7, 8}}) {
+                    org.peft4j.core.Parallel.setThreads(threads);
+                    int T = c[0], pos0 = c[1], HS = c[2], NH = 6, KVH = 2, B = 2, Tcap = pos0 + T + 3;
+                    var rng = new SplittableRandom(T * 31L + HS);
+                    float[] q = rand(rng, B * T * NH * HS, 1), k = rand(rng, B * Tcap * KVH * HS, 1), v = rand(rng, B * Tcap * KVH * HS, 1);
+                    float[] vec = new float[B * T * NH * HS], cold = new float[vec.length];
+                    float[] scratch = new float[Attention.inferenceScratchSize(T, Tcap, threads)];
+                    var gemm = org.peft4j.core.kernels.VectorGemm.INSTANCE;
+                    Attention.forwardInference(false, gemm, vec, q, k, v, B, T, Tcap, NH, KVH, HS, pos0, scratch);
+                    Attention.forwardInference(true, gemm, cold, q, k, v, B, T, Tcap, NH, KVH, HS, pos0, scratch);
+                    String what = "T=" + T + " pos0=" + pos0 + " HS=" + HS + " threads=" + threads;
+                    for (int i = 0; i < vec.length; i++)
+                        org.junit.jupiter.api.Assertions.assertEquals(Float.floatToRawIntBits(vec[i]), Float.floatToRawIntBits(cold[i]),
+                                what + " [" + i + "]: vector " + vec[i] + ", cold " + cold[i]);
+                    v[0] += 1f;   // key 0's value: every query attends to it
+                    float[] changed = new float[vec.length];
+                    Attention.forwardInference(true, gemm, changed, q, k, v, B, T, Tcap, NH, KVH, HS, pos0, scratch);
+                    org.junit.jupiter.api.Assertions.assertNotEquals(cold[0], changed[0], what + ": a changed value must change the output");
+                }
+        } finally {
+            org.peft4j.core.Parallel.setThreads(saved);
+        }
+    }
+
     /// The float-exp fast path against the double-exp twin; lse to 1e-5 (see CrossEntropy.forward), probabilities
     /// to 1e-6 absolute after scaling by 1/N.
     @Test
