@@ -1,6 +1,5 @@
 package org.peft4j.tokenizer;
 
-import java.util.HashMap;
 import java.util.Map;
 import java.util.PriorityQueue;
 import java.util.concurrent.ConcurrentHashMap;
@@ -12,7 +11,7 @@ final class BpeModel {
 
     final Map<String, Integer> vocab;
     /// (left id << 32 | right id) → (rank << 32 | merged id)
-    private final Map<Long, Long> merges;
+    private final MergeTable merges;
     private final int unkId;            // -1 when there is no unk token
     private final boolean fuseUnk;
     private final boolean byteFallback;
@@ -20,7 +19,7 @@ final class BpeModel {
     private final int[] byteIds;        // (256) id of `<0xAB>`, or -1
     private final Map<String, int[]> cache = new ConcurrentHashMap<>();
 
-    BpeModel(Map<String, Integer> vocab, Map<Long, Long> merges, int unkId, boolean fuseUnk, boolean byteFallback, boolean ignoreMerges) {
+    BpeModel(Map<String, Integer> vocab, MergeTable merges, int unkId, boolean fuseUnk, boolean byteFallback, boolean ignoreMerges) {
         this.vocab = vocab; this.merges = merges; this.unkId = unkId;
         this.fuseUnk = fuseUnk; this.byteFallback = byteFallback; this.ignoreMerges = ignoreMerges;
         this.byteIds = new int[256];
@@ -86,27 +85,27 @@ final class BpeModel {
         // (rank << 32 | pos): the smallest is the lowest rank, then the leftmost position
         PriorityQueue<Long> queue = new PriorityQueue<>();
         for (int i = 0; i + 1 < n; i++) {
-            Long m = merges.get(pair(sym[i], sym[i + 1]));
-            if (m != null) queue.add((m & 0xFFFFFFFF00000000L) | i);
+            long m = merges.get(pair(sym[i], sym[i + 1]));
+            if (m != MergeTable.ABSENT) queue.add((m & 0xFFFFFFFF00000000L) | i);
         }
         while (!queue.isEmpty()) {
             long top = queue.poll();
             int pos = (int) top, rank = (int) (top >>> 32);
             if (gone[pos] || next[pos] < 0) continue;
             int right = next[pos];
-            Long m = merges.get(pair(sym[pos], sym[right]));
-            if (m == null || (int) (m >>> 32) != rank) continue; // stale entry
-            sym[pos] = (int) (long) m;
+            long m = merges.get(pair(sym[pos], sym[right]));
+            if (m == MergeTable.ABSENT || (int) (m >>> 32) != rank) continue; // stale entry
+            sym[pos] = (int) m;
             gone[right] = true;
             next[pos] = next[right];
             if (next[right] >= 0) prev[next[right]] = pos;
             if (prev[pos] >= 0) {
-                Long pm = merges.get(pair(sym[prev[pos]], sym[pos]));
-                if (pm != null) queue.add((pm & 0xFFFFFFFF00000000L) | prev[pos]);
+                long pm = merges.get(pair(sym[prev[pos]], sym[pos]));
+                if (pm != MergeTable.ABSENT) queue.add((pm & 0xFFFFFFFF00000000L) | prev[pos]);
             }
             if (next[pos] >= 0) {
-                Long nm = merges.get(pair(sym[pos], sym[next[pos]]));
-                if (nm != null) queue.add((nm & 0xFFFFFFFF00000000L) | pos);
+                long nm = merges.get(pair(sym[pos], sym[next[pos]]));
+                if (nm != MergeTable.ABSENT) queue.add((nm & 0xFFFFFFFF00000000L) | pos);
             }
         }
         IntList out = new IntList();
@@ -115,8 +114,8 @@ final class BpeModel {
     }
 
     /// Builds the merge table; `null` entry in the result means a token was missing (reported by the caller).
-    static Map<Long, Long> mergeTable(Map<String, Integer> vocab, java.util.List<String[]> pairs, String file) {
-        Map<Long, Long> table = new HashMap<>(pairs.size() * 2);
+    static MergeTable mergeTable(Map<String, Integer> vocab, java.util.List<String[]> pairs, String file) {
+        MergeTable table = new MergeTable(pairs.size());
         for (int rank = 0; rank < pairs.size(); rank++) {
             String[] p = pairs.get(rank);
             Integer a = vocab.get(p[0]), b = vocab.get(p[1]), ab = vocab.get(p[0] + p[1]);
