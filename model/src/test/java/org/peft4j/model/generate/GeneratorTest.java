@@ -177,7 +177,8 @@ class GeneratorTest {
 
     /// A thread that steps in a loop (the server's engine) must not starve the others: an add or cancel called while it
     /// runs gets the lock at the next step boundary (it is fair), so at most the step in progress and one that began
-    /// just before the call finish while the call waits. (An unfair lock only usually does as well: it passed this
+    /// just before the call finish while the call waits (two calls of forty may wait longer: the test thread itself
+    /// descheduled on a loaded machine). (An unfair lock only usually does as well: it passed this
     /// check too when tried, as barging needs the waiter to lose the race on every release.)
     @Test
     void addAndCancelGetTheNextTurnWhileAnotherThreadSteps() throws Exception {
@@ -193,6 +194,7 @@ class GeneratorTest {
         try {
             while (steps.get() < 3) Thread.sleep(1);
             long worst = 0;
+            int calls = 0, late = 0;
             for (int i = 0; i < 20 && !longRun.done(); i++) {
                 long before = steps.get();
                 Sequence s = g.add(GenerateRequest.greedy(prompt, 200), null);
@@ -200,10 +202,18 @@ class GeneratorTest {
                 g.cancel(s);
                 long afterCancel = steps.get();
                 assertEquals(Finish.CANCELLED, s.result().finish(), "cancel ends the sequence before it returns");
-                worst = Math.max(worst, Math.max(afterAdd - before, afterCancel - afterAdd));
+                for (long waited : new long[] {afterAdd - before, afterCancel - afterAdd}) {
+                    calls++;
+                    if (waited > 3) late++;
+                    worst = Math.max(worst, waited);
+                }
             }
-            System.out.println("add/cancel from another thread: waited through at most " + worst + " steps of the stepping thread");
-            assertTrue(worst <= 3, "a call waited through " + worst + " steps of the other thread");
+            System.out.println("add/cancel from another thread: waited through at most " + worst + " steps of the stepping thread, "
+                    + late + " of " + calls + " calls more than 3");
+            // a starved caller waits through many steps on most calls; a call descheduled on a loaded machine (the test
+            // thread not running while the stepper steps: 28 steps once in a full CI run) is not starvation
+            assertTrue(calls >= 10, "the long run ended after " + calls + " calls");
+            assertTrue(late <= 2, late + " of " + calls + " calls waited through more than 3 steps of the other thread (worst " + worst + ")");
         } finally {
             stop.set(true);
             stepper.join();
