@@ -6,35 +6,40 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.PrintWriter;
-import java.util.LinkedHashMap;
-import java.util.Map;
-import java.util.function.Supplier;
 
 /// peft4j's command line: a thin layer over the library. Results go to stdout; logs and progress to stderr.
 /// Exit codes: 0 success, 1 a reported error (bad input, unsupported model), 2 usage error, 3 internal error.
 @Command(name = "peft4j", mixinStandardHelpOptions = true, version = "peft4j 0.1.0",
         description = "Fine-tune and run Llama-family language models on the JVM.")
 public final class Main implements Runnable {
-    /// The subcommands by name, in help order. Only the one a command line names is built (picocli reads each
+    /// The subcommands' names, in help order. Only the one a command line names is built (picocli reads each
     /// command's options by reflection: building all of them took most of a second of every start); the root's help,
     /// `help` and unknown names get them all.
-    private static final Map<String, Supplier<Object>> COMMANDS = new LinkedHashMap<>();
-    static {
-        COMMANDS.put("generate", GenerateCommand::new);
-        COMMANDS.put("chat", ChatCommand::new);
-        COMMANDS.put("tokenize", TokenizeCommand::new);
-        COMMANDS.put("inspect", InspectCommand::new);
-        COMMANDS.put("init-random", InitRandomCommand::new);
-        COMMANDS.put("train", TrainCommand::new);
-        COMMANDS.put("eval", EvalCommand::new);
-        COMMANDS.put("export", ExportCommand::new);
-        COMMANDS.put("export-adapter", ExportAdapterCommand::new);
-        COMMANDS.put("estimate", EstimateCommand::new);
-        COMMANDS.put("quantize", QuantizeCommand::new);
-        COMMANDS.put("serve", ServeCommand::new);
-        COMMANDS.put("webui", WebuiCommand::new);
-        COMMANDS.put("bench", BenchCommand::new);
-        COMMANDS.put("help", CommandLine.HelpCommand::new);
+    private static final java.util.List<String> COMMANDS = java.util.List.of("generate", "chat", "tokenize", "inspect",
+            "init-random", "train", "eval", "export", "export-adapter", "estimate", "quantize", "serve", "webui", "bench", "help");
+
+    /// A new subcommand object. A switch, not a map of constructor references: each reference is a class the JVM
+    /// spins at start-up (the AOT cache keeps no lambda classes while the module graph is not archived, which
+    /// `--add-modules jdk.incubator.vector` prevents), about 3 ms apiece in a cold JVM.
+    private static Object command(String name) {
+        return switch (name) {
+            case "generate" -> new GenerateCommand();
+            case "chat" -> new ChatCommand();
+            case "tokenize" -> new TokenizeCommand();
+            case "inspect" -> new InspectCommand();
+            case "init-random" -> new InitRandomCommand();
+            case "train" -> new TrainCommand();
+            case "eval" -> new EvalCommand();
+            case "export" -> new ExportCommand();
+            case "export-adapter" -> new ExportAdapterCommand();
+            case "estimate" -> new EstimateCommand();
+            case "quantize" -> new QuantizeCommand();
+            case "serve" -> new ServeCommand();
+            case "webui" -> new WebuiCommand();
+            case "bench" -> new BenchCommand();
+            case "help" -> new CommandLine.HelpCommand();
+            default -> throw new IllegalArgumentException("no command " + name);
+        };
     }
 
     @Option(names = "--verbose", scope = CommandLine.ScopeType.INHERIT, description = "Show stack traces on errors.")
@@ -66,8 +71,8 @@ public final class Main implements Runnable {
         CommandLine cl = new CommandLine(new Main());
         String named = null;
         for (String a : args) if (!a.startsWith("-")) { named = a; break; }
-        if (named != null && !named.equals("help") && COMMANDS.containsKey(named)) cl.addSubcommand(named, COMMANDS.get(named).get());
-        else for (var e : COMMANDS.entrySet()) cl.addSubcommand(e.getKey(), e.getValue().get());
+        if (named != null && !named.equals("help") && COMMANDS.contains(named)) cl.addSubcommand(named, command(named));
+        else for (String name : COMMANDS) cl.addSubcommand(name, command(name));
         cl.setExecutionExceptionHandler((ex, cmd, parsed) -> {
             PrintWriter err = cmd.getErr();
             if (ex instanceof Peft4jException) {
