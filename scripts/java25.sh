@@ -2,11 +2,14 @@
 # The JDK's `release` file names its version without starting a JVM (a JVM start is ~0.1-0.4 s of every command's
 # time to first token); a JDK without one is asked.
 java_major() {
-  local rel v
-  rel="$(dirname "$(dirname "$1")")/release"
+  local rel v line
+  rel="${1%/bin/java}/release"   # (shell builtins only: each sed, head or dirname was a process of every command's start)
   if [ -f "$rel" ]; then
-    v="$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$rel" | head -1)"
-    if [ -n "$v" ]; then echo "$v"; return 0; fi
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in
+        JAVA_VERSION=\"[0-9]*) v="${line#JAVA_VERSION=\"}"; v="${v%%[!0-9]*}"; echo "$v"; return 0;;
+      esac
+    done < "$rel"
   fi
   "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = \([0-9]*\).*/\1/p' | head -1
 }
