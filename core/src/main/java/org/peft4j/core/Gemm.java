@@ -17,6 +17,10 @@ public interface Gemm {
     /// A short name for logs and benchmarks ("scalar", "java-vector", "openblas").
     String name();
 
+    /// The GEMM that runs this shape's `sgemm` call: a router (`auto`) answers with the one it picks, any other GEMM
+    /// with itself. For a caller that must know whose bits a product gets (a cold-start twin of the Java GEMM).
+    default Gemm routed(boolean transA, boolean transB, int m, int n, int k) { return this; }
+
     /// Checks dimensions, leading dimensions and that every element `sgemm` may touch lies inside its array.
     /// Native implementations must call this before handing heap arrays to C; it costs nothing per element.
     static void checkArgs(boolean transA, boolean transB, int m, int n, int k,

@@ -60,14 +60,16 @@ public final class Gemms {
         public void sgemm(boolean transA, boolean transB, int m, int n, int k,
                           float alpha, float[] a, int aOff, int lda, float[] b, int bOff, int ldb,
                           float beta, float[] c, int cOff, int ldc) {
-            if (small(m, n, k)) {   // a native call's hand-off to its own threads costs more than such a product
-                VectorGemm.INSTANCE.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
-                return;
-            }
+            routed(transA, transB, m, n, k).sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+        }
+
+        @Override
+        public Gemm routed(boolean transA, boolean transB, int m, int n, int k) {
+            // a native call's hand-off to its own threads costs more than a small product
+            if (small(m, n, k)) return VectorGemm.INSTANCE;
             Choice ch = choice;
             if (ch == null || ch.threads != Parallel.threads()) ch = decide();
-            Gemm g = !transA && transB ? ch.forward : ch.backward;
-            g.sgemm(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc);
+            return !transA && transB ? ch.forward : ch.backward;
         }
 
         @Override

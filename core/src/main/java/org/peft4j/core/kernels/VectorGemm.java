@@ -24,7 +24,7 @@ public final class VectorGemm implements Gemm {
     static final VectorSpecies<Float> SW = Tile.WIDE.species, SN = Tile.NARROW.species;
     static final int LW = SW.length(), LN = SN.length();
     /// Depth of a block: the `mr × KC` values of A a kernel reads (8 KB) stay in L1 while B streams from L2.
-    static final int KC = 256;
+    public static final int KC = 256;
     /// Floats of packed B per block (512 KB): a `KC × NC` panel stays in L2.
     static final int B_BLOCK = 1 << 17;
     /// Below this many multiply-adds, forking costs more than it saves.

@@ -281,8 +281,8 @@ public final class Attention {
     static int paired(int j, int nb) { return (j & 1) == 0 ? j >> 1 : nb - 1 - (j >> 1); }
 
     /// Query rows [t0, t0 + BR) of head (b, h): probabilities into att's rows at `po` (row stride Tcap, zero from each
-    /// row's causal end up to `fillTo`), then out = P·v. `cold`: the softmax and P·v on their scalar twins
-    /// ([#softmaxRowScalar], [#panelScalar]; q·kᵀ goes to `gemm` either way).
+    /// row's causal end up to `fillTo`), then out = P·v. `cold`: on the scalar twins ([#scoresScalar] where `gemm`
+    /// routes q·kᵀ to the Java GEMM, [#softmaxRowScalar], [#panelScalar]).
     private static void forwardBlock(boolean cold, Gemm gemm, int bh, int t0, float[] out, float[] att, int po, int fillTo, float[] q, float[] k, float[] v,
                                      int T, int Tcap, int NH, int KVH, int HS, int pos0) {
         int qStride = NH * HS, kvStride = KVH * HS;
@@ -291,7 +291,10 @@ public final class Attention {
         int ko = b * Tcap * kvStride + kh * HS;
         int t1 = Math.min(T, t0 + BR), rows = t1 - t0, keys = pos0 + t1;
         int qo = (b * T + t0) * qStride + h * HS;
-        gemm.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
+        Gemm g = gemm.routed(false, true, rows, keys, HS);
+        if (cold && g == VectorGemm.INSTANCE && rows > 1 && keys > 1 && HS <= VectorGemm.KC)
+            scoresScalar(rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, att, po, Tcap);
+        else g.sgemm(false, true, rows, keys, HS, scale, q, qo, qStride, k, ko, kvStride, 0f, att, po, Tcap);
         if (cold) {
             for (int t = t0; t < t1; t++) softmaxRowScalar(att, po + (t - t0) * Tcap, pos0 + t + 1, fillTo);
             panelScalar(rows, HS, keys, att, po, Tcap, v, ko, kvStride, out, qo, qStride);
@@ -313,6 +316,19 @@ public final class Attention {
             PANEL.sgemm(false, false, rows, hs, keys, 1f, att, 0, keys, v, 0, hs, 0f, out, 0, hs);
         }
     }, 40_000);
+
+    /// The Java GEMM's scores c = scale·(q·kᵀ) as it sums them for at least two rows and two keys and a head of at
+    /// most [VectorGemm#KC] (one depth block): each element one FMA chain in ascending depth, then times `scale`.
+    /// q: (rows, HS) at qo, row stride qs.   k: (keys, HS) at ko, row stride ks.   c: (rows, keys) at co, row stride cs
+    static void scoresScalar(int rows, int keys, int HS, float scale, float[] q, int qo, int qs, float[] k, int ko, int ks,
+                             float[] c, int co, int cs) {
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < keys; j++) {
+                float acc = 0f;
+                for (int d = 0; d < HS; d++) acc = Math.fma(q[qo + i * qs + d], k[ko + j * ks + d], acc);
+                c[co + i * cs + j] = scale * acc;
+            }
+    }
 
     /// The scalar twin of [#softmaxRow]: the maximum (exact in any order), the exponentials and their sum as
     /// [Exp#expShiftSum] adds them ([Exp#expShiftSumScalar]), the same products by the sum's inverse.

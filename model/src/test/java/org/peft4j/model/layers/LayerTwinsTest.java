@@ -240,8 +240,9 @@ class LayerTwinsTest {
         }
     }
 
-    /// The cold-start path of a prompt's attention blocks (softmax and P·v on their scalar twins, [Attention]'s gate)
-    /// gives the vector path's bits: one and several 64-row blocks, a cache with earlier positions (pos0 > 0),
+    /// The cold-start path of a prompt's attention blocks (scores, softmax and P·v on their scalar twins, [Attention]'s
+    /// gate) gives the vector path's bits (the Java GEMM's for the scores): one and several 64-row blocks, a last
+    /// block of one row (the GEMM's own path), a head as deep as one GEMM depth block, a cache with earlier positions (pos0 > 0),
     /// grouped heads, head sizes with and without a vector tail, one and three threads; and it computes (a changed
     /// value changes the output).
     @Test
@@ -249,7 +250,7 @@ class LayerTwinsTest {
         int saved = org.peft4j.core.Parallel.threads();
         try {
             for (int threads : new int[] {1, 3})
-                for (int[] c : new int[][] {{5, 0, 64}, {70, 0, 64}, {9, 30, 20}, {130, 7, 8}}) {
+                for (int[] c : new int[][] {{5, 0, 64}, {70, 0, 64}, {65, 3, 64}, {9, 30, 20}, {130, 7, 8}, {3, 0, 256}}) {
                     org.peft4j.core.Parallel.setThreads(threads);
                     int T = c[0], pos0 = c[1], HS = c[2], NH = 6, KVH = 2, B = 2, Tcap = pos0 + T + 3;
                     var rng = new SplittableRandom(T * 31L + HS);
