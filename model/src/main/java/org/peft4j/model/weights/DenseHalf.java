@@ -50,7 +50,7 @@ public record DenseHalf(DType type, MemorySegment data, int out, int in) impleme
 
     /// `s` as a plain native segment, so that the kernels see one segment class whatever holds the bits: a copy of a
     /// heap segment; a file mapping's view re-made over the same memory and scope (a mapped segment is another class,
-    /// and kernels compiled on one class and then given the other ran at half speed: 12 against 30 GB/s).
+    /// and kernels compiled on one class and then given the other ran at about half speed: 12 against 22 GB/s).
     private static MemorySegment native16(MemorySegment s) {
         if (!s.isNative()) {
             MemorySegment c = Arena.ofAuto().allocate(s.byteSize(), 64);
