@@ -196,8 +196,9 @@ public final class RowProducts {
     // One gate for each family of kernels, so that a warm-up compiles only what the weights in use take (a BF16
     // checkpoint never the float32 one-chain kernels, a float32 one never the BF16 ones): each warm-up runs its kernels
     // on a short problem of real row structure (five 4L chunks a row; one to five input rows), a few microseconds once
-    // compiled and more than a millisecond before; its budget is about three times the compiled time. Compared with one
-    // gate over every kernel at K = 1024, a BF16 warm-up alone at K = 320 took 0.7 against 1.4 s to open (no other load).
+    // compiled and tens of microseconds or more before; its budget is several times the compiled time. Compared with
+    // one gate over every kernel at K = 1024 (1.4 s to open, no other load), a BF16 warm-up alone took 0.7-0.9 s at
+    // K = 128-256.
     private static final int WARM_K = 20 * L, WARM_M = 4;
 
     /// Float32 weights held as such: the one-chain kernels.
