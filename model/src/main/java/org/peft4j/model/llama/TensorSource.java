@@ -80,12 +80,7 @@ public interface TensorSource {
                            java.util.function.Function<String, float[]> reader,
                            java.util.function.Function<String, MemorySegment> bytes,
                            java.util.function.BiConsumer<String, short[]> shorts) {
-        return new TensorSource() {
-            public Map<String, TensorInfo> tensors() { return tensors.get(); }
-            public float[] readFloats(String name) { return reader.apply(name); }
-            @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
-            @Override public void readShorts(String name, short[] out) { shorts.accept(name, out); }
-        };
+        return source(tensors, reader, bytes, shorts, false);
     }
 
     /// A source that also reads raw bytes (`st::bytes` of `SafeTensors` or `ShardedSafeTensors`), for [#readHalf].
@@ -106,14 +101,20 @@ public interface TensorSource {
                                 java.util.function.Function<String, float[]> reader,
                                 java.util.function.Function<String, MemorySegment> bytes,
                                 java.util.function.BiConsumer<String, short[]> shorts) {
+        return source(tensors, reader, bytes, shorts, true);
+    }
+
+    private static TensorSource source(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
+                                       java.util.function.Function<String, float[]> reader,
+                                       java.util.function.Function<String, MemorySegment> bytes,
+                                       java.util.function.BiConsumer<String, short[]> shorts, boolean inPlace) {
         return new TensorSource() {
             public Map<String, TensorInfo> tensors() { return tensors.get(); }
             public float[] readFloats(String name) { return reader.apply(name); }
             @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
             @Override public void readShorts(String name, short[] out) { shorts.accept(name, out); }
             @Override public MemorySegment halfBytes(String name) {
-                long n = checkHalf(this, name);
-                return bytes(name).asSlice(0, 2 * n);
+                return inPlace ? bytes(name).asSlice(0, 2 * checkHalf(this, name)) : TensorSource.super.halfBytes(name);
             }
         };
     }
