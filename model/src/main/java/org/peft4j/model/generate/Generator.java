@@ -200,8 +200,8 @@ public final class Generator {
     /// row gets one new token), then prefills up to `chunk` prompt tokens of newly admitted sequences (one that
     /// completes its prompt gets its first token). Returns whether work remains.
     public boolean step() {
-        // the first prompt runs on the kernels' twins, with no warm-up thread beside it; the warm-ups start when it
-        // is done, and later tokens take the vector code as each kernel's is compiled (ColdStart)
+        // the first prompt runs on the kernels' twins with no warm-up thread beside it; openAll then opens every gate:
+        // later tokens run the vector code, which their own calls bring to C2 (ColdStart)
         ColdStart.deferWarmUps();
         lock.lock();
         try {
