@@ -304,10 +304,11 @@ public final class Attention {
         PANEL.sgemm(false, false, rows, HS, keys, 1f, att, po, Tcap, v, ko, kvStride, 0f, out, qo, qStride);
     }
 
-    /// The vector path of a prompt's blocks ([#softmaxRow] and PanelGemm's P·v), cold at a process's start: a prompt's
-    /// first forward runs their scalar twins, which give the same bits (SmolLM2-135M's 5-token first forward spent
-    /// 100-140 ms in its 30 layers' attention, the Vector API code running uncompiled). Warm-up: one block of 16
-    /// query rows over 64 keys, head size 64, about 10 µs once compiled.
+    /// The vector path of a prompt's blocks (the Java GEMM's scores, [#softmaxRow], PanelGemm's P·v), cold at a
+    /// process's start: a prompt's first forward runs their scalar twins, which give the same bits (SmolLM2-135M's
+    /// 5-token first forward spent 88-140 ms in its 30 layers' attention, the Vector API code running uncompiled).
+    /// Warm-up (training and scoring; the generator opens the gate after its first step): the softmax and P·v of one
+    /// block of 16 query rows over 64 keys, head size 64, about 10 µs once compiled.
     private static final ColdStart.Gate GATE = ColdStart.gate("attention", new Runnable() {
         final int rows = 16, keys = 64, hs = 64;
         final float[] att = new float[rows * keys], v = new float[keys * hs], out = new float[rows * hs];
