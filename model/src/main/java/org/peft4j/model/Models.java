@@ -53,7 +53,7 @@ public final class Models {
         // the 16-bit weights are used in place, in a mapping that lives as long as they do (nothing copied: a BF16
         // SmolLM2-135M's 270 MB were fresh heap to fault in before the first token); float reads go through the file
         try (ShardedSafeTensors st = ShardedSafeTensors.open(dir, Arena.ofAuto())) {
-            TensorSource src = TensorSource.inPlace(st::tensors, st::readFloats, st::bytes, st::readShorts);
+            TensorSource src = TensorSource.inPlace(st::tensors, st::readFloats, st::bytes);
             // 16-bit linears, embeddings and lm_head stay 16-bit (not widened to float32 as well: SmolLM2's tied BF16
             // table widened was 113 MB more to fault in before the first token, and an untied 16-bit lm_head was
             // held twice)

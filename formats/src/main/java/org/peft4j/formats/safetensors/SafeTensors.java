@@ -33,7 +33,7 @@ public final class SafeTensors implements AutoCloseable {
     private final Map<String, TensorInfo> tensors;
     private final Map<String, String> metadata;
 
-    private final FileChannel channel; // the open file for positional reads ([#readChunks]), or null: read the mapping
+    private final FileChannel channel; // the open file for positional reads ([#readChunks]), until [#close]
 
     private SafeTensors(Path path, Arena arena, FileChannel channel, MemorySegment data, long dataStart, Header header) {
         this.path = path; this.arena = arena; this.channel = channel; this.data = data; this.dataStart = dataStart;
@@ -155,10 +155,6 @@ public final class SafeTensors implements AutoCloseable {
     /// thread). The header was checked against the file size at [#open]; a file cut since then gets a [FormatException].
     private void readChunks(TensorInfo t, ChunkSink sink) {
         long len = t.end() - t.begin(), start = dataStart + t.begin();
-        if (channel == null) {   // the caller's mapping
-            for (long at = 0; at < len; at += CHUNK) sink.accept(data.asSlice(t.begin() + at, Math.min(CHUNK, len - at)), at);
-            return;
-        }
         MemorySegment buf = CHUNK_BUFFER.get();
         try {
             for (long at = 0; at < len; at += CHUNK) {

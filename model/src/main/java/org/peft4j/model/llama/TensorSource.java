@@ -5,12 +5,12 @@ import org.peft4j.formats.safetensors.TensorInfo;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.util.Map;
+import java.util.function.Function;
+import java.util.function.Supplier;
 
 /// What weight loading needs from a checkpoint: the header table and a float reader (F32/BF16/F16 → float), and,
-/// for weights kept in their stored 16-bit dtype, the raw bytes ([#readHalf]).
+/// for weights kept in their stored 16-bit dtype, the raw bytes ([#halfBytes]).
 /// `SafeTensors` and `ShardedSafeTensors` both fit as method references: `TensorSource.of(st::tensors, st::readFloats)`,
 /// or `TensorSource.of(st::tensors, st::readFloats, st::bytes)` to read raw values too.
 public interface TensorSource {
@@ -24,19 +24,9 @@ public interface TensorSource {
                 + " its stored dtype; build it with TensorSource.of(st::tensors, st::readFloats, st::bytes)");
     }
 
-    /// A BF16 or F16 tensor's 16-bit values as stored, row-major, never converted to float32 (half the memory).
-    default short[] readHalf(String name) {
-        long n = checkHalf(this, name);
-        if (n > Integer.MAX_VALUE - 8) throw new FormatException("tensor '" + name + "' has " + n + " elements, too many for one"
-                + " short[]; split the weight");
-        short[] out = new short[(int) n];
-        readShorts(name, out);
-        return out;
-    }
-
-    /// A BF16 or F16 tensor's stored bytes (little-endian 16-bit values, row-major) for a weight to hold, checked as
-    /// [#readHalf] checks them: by default a copy in native memory, which outlives the source; a source over a
-    /// mapping that outlives it ([#inPlace]) gives the mapped bytes themselves, nothing copied.
+    /// A BF16 or F16 tensor's stored bytes (little-endian 16-bit values, row-major) for a weight to hold, never
+    /// converted to float32 (half the memory): by default a copy in native memory, which outlives the source; a source
+    /// over a mapping that outlives it ([#inPlace]) gives the mapped bytes themselves, nothing copied.
     default MemorySegment halfBytes(String name) {
         long n = checkHalf(this, name);
         MemorySegment copy = Arena.ofAuto().allocate(2 * n, 64);
@@ -51,7 +41,7 @@ public interface TensorSource {
                 + " tensors); check the checkpoint matches the model");
         switch (t.dtype()) {
             case BF16, F16 -> { }
-            default -> throw new FormatException("tensor '" + name + "' has dtype " + t.dtype() + ", but readHalf reads BF16 or F16;"
+            default -> throw new FormatException("tensor '" + name + "' has dtype " + t.dtype() + ", but halfBytes reads BF16 or F16;"
                     + " read it with readFloats");
         }
         long n = t.numel();
@@ -60,59 +50,34 @@ public interface TensorSource {
         return n;
     }
 
-    /// The 16-bit values of a checked BF16/F16 tensor into `out` (numel of them): from [#bytes] by default.
-    default void readShorts(String name, short[] out) {
-        MemorySegment s = bytes(name);
-        MemorySegment.copy(s, ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, out, 0, out.length);
-    }
-
-    static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
-                           java.util.function.Function<String, float[]> reader) {
+    static TensorSource of(Supplier<Map<String, TensorInfo>> tensors, Function<String, float[]> reader) {
         return new TensorSource() {
             public Map<String, TensorInfo> tensors() { return tensors.get(); }
             public float[] readFloats(String name) { return reader.apply(name); }
         };
     }
 
-    /// A source that also reads raw bytes (`st::bytes`) and 16-bit values through the file (`st::readShorts`, which
-    /// does not fault in the mapping page by page) of `SafeTensors` or `ShardedSafeTensors`, for [#readHalf].
-    static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
-                           java.util.function.Function<String, float[]> reader,
-                           java.util.function.Function<String, MemorySegment> bytes,
-                           java.util.function.BiConsumer<String, short[]> shorts) {
-        return source(tensors, reader, bytes, shorts, false);
+    /// A source that also reads raw bytes (`st::bytes` of `SafeTensors` or `ShardedSafeTensors`), for [#halfBytes],
+    /// which copies them.
+    static TensorSource of(Supplier<Map<String, TensorInfo>> tensors, Function<String, float[]> reader,
+                           Function<String, MemorySegment> bytes) {
+        return source(tensors, reader, bytes, false);
     }
 
-    /// A source that also reads raw bytes (`st::bytes` of `SafeTensors` or `ShardedSafeTensors`), for [#readHalf].
-    static TensorSource of(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
-                           java.util.function.Function<String, float[]> reader,
-                           java.util.function.Function<String, MemorySegment> bytes) {
+    /// As [#of(Supplier, Function, Function)], for a checkpoint mapped into an arena that lives as long as the weights
+    /// do (`ShardedSafeTensors.open(dir, Arena.ofAuto())`): [#halfBytes] returns the mapped bytes themselves, so a
+    /// 16-bit weight is used in place.
+    static TensorSource inPlace(Supplier<Map<String, TensorInfo>> tensors, Function<String, float[]> reader,
+                                Function<String, MemorySegment> bytes) {
+        return source(tensors, reader, bytes, true);
+    }
+
+    private static TensorSource source(Supplier<Map<String, TensorInfo>> tensors, Function<String, float[]> reader,
+                                       Function<String, MemorySegment> bytes, boolean inPlace) {
         return new TensorSource() {
             public Map<String, TensorInfo> tensors() { return tensors.get(); }
             public float[] readFloats(String name) { return reader.apply(name); }
             @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
-        };
-    }
-
-    /// As [#of(java.util.function.Supplier, java.util.function.Function, java.util.function.Function, java.util.function.BiConsumer)],
-    /// for a checkpoint mapped into an arena that lives as long as the weights do (`ShardedSafeTensors.open(dir,
-    /// Arena.ofAuto())`): [#halfBytes] returns the mapped bytes themselves, so a 16-bit weight is used in place.
-    static TensorSource inPlace(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
-                                java.util.function.Function<String, float[]> reader,
-                                java.util.function.Function<String, MemorySegment> bytes,
-                                java.util.function.BiConsumer<String, short[]> shorts) {
-        return source(tensors, reader, bytes, shorts, true);
-    }
-
-    private static TensorSource source(java.util.function.Supplier<Map<String, TensorInfo>> tensors,
-                                       java.util.function.Function<String, float[]> reader,
-                                       java.util.function.Function<String, MemorySegment> bytes,
-                                       java.util.function.BiConsumer<String, short[]> shorts, boolean inPlace) {
-        return new TensorSource() {
-            public Map<String, TensorInfo> tensors() { return tensors.get(); }
-            public float[] readFloats(String name) { return reader.apply(name); }
-            @Override public MemorySegment bytes(String name) { return bytes.apply(name); }
-            @Override public void readShorts(String name, short[] out) { shorts.accept(name, out); }
             @Override public MemorySegment halfBytes(String name) {
                 return inPlace ? bytes(name).asSlice(0, 2 * checkHalf(this, name)) : TensorSource.super.halfBytes(name);
             }

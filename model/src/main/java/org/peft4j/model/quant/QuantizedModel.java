@@ -667,7 +667,7 @@ public final class QuantizedModel {
     private static DenseHalf readHalf(ShardedSafeTensors st, ShardedSafeTensors inPlace, String name, long[] shape, Set<String> used) {
         TensorInfo info = check(st, name, shape, used);
         if (info.dtype() != DType.BF16 && info.dtype() != DType.F16) return null;
-        MemorySegment h = TensorSource.inPlace(st::tensors, st::readFloats, inPlace::bytes, st::readShorts).halfBytes(name);
+        MemorySegment h = TensorSource.inPlace(st::tensors, st::readFloats, inPlace::bytes).halfBytes(name);
         return new DenseHalf(info.dtype(), h, (int) shape[0], (int) shape[1]);
     }
 
