@@ -24,6 +24,7 @@ import java.util.stream.IntStream;
         "peft4j chat CONFIG.yaml [flags] reads LLaMA-Factory's inference YAML (its inference/ examples); flags override it."})
 final class ChatCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
+    @Mixin KvCacheOption kvCache;
     @Mixin SamplingOptions sampling;
 
     @Option(names = "--system", paramLabel = "TEXT", description = "System prompt.") String system;
@@ -46,7 +47,9 @@ final class ChatCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        kvCache.dtype();   // a bad --kv-cache is refused before the model loads
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
+        kvCache.apply(s.model);
         LoadedAdapter a = adapter == null ? null : Adapters.read(s, adapter);
         ChatPrompt chat = ChatPrompt.of(templateName, s.tokenizer, s.dir);
         if (chat instanceof ChatPrompt.Slots slots) chat = new ChatPrompt.Slots(slots.template().withEnableThinking(enableThinking), s.tokenizer);

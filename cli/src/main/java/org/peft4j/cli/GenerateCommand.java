@@ -13,6 +13,7 @@ import java.util.concurrent.Callable;
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Complete a prompt with a model.")
 final class GenerateCommand implements Callable<Integer> {
     @Mixin ModelOptions modelOptions;
+    @Mixin KvCacheOption kvCache;
     @Mixin SamplingOptions sampling;
 
     @Option(names = {"--prompt", "-p"}, required = true, paramLabel = "TEXT", description = "The prompt.")
@@ -23,7 +24,9 @@ final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        kvCache.dtype();   // a bad --kv-cache is refused before the model loads
         Session s = new Session(modelOptions.modelDir(), modelOptions.setup());
+        kvCache.apply(s.model);
         LoadedAdapter a = adapter == null ? null : Adapters.read(s, adapter);
         int[] ids = s.tokenizer.encode(prompt, true);
         s.complete(sampling.request(ids, s.generation, s.eosIds(), a), sampling.stop, System.out);

@@ -23,6 +23,7 @@ final class ServeCommand implements Callable<Integer> {
     static final String KEY_ENV = "PEFT4J_API_KEY";
 
     @Mixin ModelOptions modelOptions;
+    @Mixin KvCacheOption kvCache;
 
     @Option(names = "--adapter", paramLabel = "NAME=DIR|FILE.gguf", description = "A LoRA adapter (PEFT folder or GGUF LoRA file) served as model NAME (repeatable).")
     List<String> adapters = List.of();
@@ -70,6 +71,7 @@ final class ServeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws InterruptedException {
+        kvCache.dtype();   // a bad --kv-cache is refused before the model loads
         Path dir = modelOptions.modelDir();
         Map<String, Path> named = new LinkedHashMap<>();
         for (String a : adapters) {
@@ -84,10 +86,12 @@ final class ServeCommand implements Callable<Integer> {
         String name = servedName != null ? servedName : modelOptions.model != null ? modelOptions.model : dir.getFileName().toString();
         ServeConfig cfg = new ServeConfig(name, named, adapterDir, template, host, port, keys, maxBatch, maxLoaded, maxModelLen,
                 maxQueue, prefillChunk, maxBody, (long) (kvCacheGb * (1L << 30)));
-        Server server = Server.start(dir, cfg, modelOptions.setup());
+        var model = kvCache.apply(org.peft4j.model.Models.load(dir, modelOptions.setup()));
+        Server server = Server.start(model, org.peft4j.tokenizer.Tokenizer.load(dir, model.config.vocabSize()),
+                org.peft4j.model.GenerationConfig.read(dir, model.config), dir, cfg);
         Runtime.getRuntime().addShutdownHook(new Thread(server::close));
-        System.err.printf("peft4j serve: %s on http://%s:%d/v1 (%d rows x %d positions, KV cache %.1f MB; %s; adapters: %s)%n",
-                name, host, server.port(), server.engine().maxBatch(), server.engine().capacity(), server.engine().kvCacheBytes() / 1e6,
+        System.err.printf("peft4j serve: %s on http://%s:%d/v1 (%d rows x %d positions, KV cache %.1f MB %s; %s; adapters: %s)%n",
+                name, host, server.port(), server.engine().maxBatch(), server.engine().capacity(), server.engine().kvCacheBytes() / 1e6, model.kvCacheType(),
                 keys.isEmpty() ? "no API key" : "API key required", String.join(", ", server.adapters().names().subList(1, server.adapters().names().size())));
         new CountDownLatch(1).await();
         return 0;

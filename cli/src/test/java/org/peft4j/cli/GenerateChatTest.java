@@ -84,6 +84,27 @@ class GenerateChatTest {
         assertEquals(answer.strip().replaceAll("\\s*\\R\\s*", " "), c.stdout().strip());
     }
 
+    /// `--kv-cache f16` takes effect (a 200-token sampled completion changes: float16 keys and values move the
+    /// logits, and a sample follows them), repeats itself, and a type other than f32 or f16 is refused.
+    @Test
+    void kvCacheTypeTakesEffectOrIsRefused() {
+        String[] args = {"generate", "-p", "Once upon a time", "--max-new-tokens", "200", "--temperature", "1", "--seed", "3", "--kv-cache"};
+        CliTest.Out f32 = CliTest.run(null, append(args, "f32")), f16 = CliTest.run(null, append(args, "f16")), again = CliTest.run(null, append(args, "F16"));
+        assertEquals(0, f32.code(), f32.stderr());
+        assertEquals(0, f16.code(), f16.stderr());
+        assertEquals(f16.stdout(), again.stdout(), "the same seed and cache type give the same completion");
+        assertNotEquals(f32.stdout(), f16.stdout(), "--kv-cache f16 left a 200-token sampled completion unchanged");
+        CliTest.Out bad = CliTest.run(null, append(args, "bf16"));
+        assertEquals(1, bad.code(), bad.stderr());
+        assertTrue(bad.stderr().contains("--kv-cache bf16 is not a KV cache type; use f32 (default) or f16"), bad.stderr());
+    }
+
+    static String[] append(String[] a, String last) {
+        String[] r = java.util.Arrays.copyOf(a, a.length + 1);
+        r[a.length] = last;
+        return r;
+    }
+
     @Test
     void templateModelNeedsAModelTemplate() {
         CliTest.Out o = CliTest.run("Hi\n", "chat", "--model", Shared.require("models/stories260K-hf").toString(), "--template", "model");

@@ -66,7 +66,7 @@ public final class Engine implements AutoCloseable {
     public int maxBatch() { return generator.maxBatch(); }
 
     /// Bytes of the KV cache for this engine's shape.
-    public long kvCacheBytes() { return KvCache.bytes(model.config, generator.maxBatch(), generator.capacity()); }
+    public long kvCacheBytes() { return KvCache.bytes(model.config, generator.maxBatch(), generator.capacity(), model.kvCacheType()); }
 
     public Tokenizer tokenizer() { return tokenizer; }
 

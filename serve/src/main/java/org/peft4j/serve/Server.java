@@ -73,7 +73,7 @@ public final class Server implements AutoCloseable {
         if (ctx > model.config.maxPositionEmbeddings())
             throw new Peft4jException.ConfigException("--max-model-len " + ctx + " exceeds the model's max_position_embeddings "
                     + model.config.maxPositionEmbeddings() + "; ask for at most that");
-        long perPosition = KvCache.bytes(model.config, config.maxBatch(), 1);
+        long perPosition = KvCache.bytes(model.config, config.maxBatch(), 1, model.kvCacheType());
         if (perPosition * ctx > config.kvCacheBytes()) {
             long fit = config.kvCacheBytes() / perPosition;
             if (config.maxModelLen() > 0 || fit < 16)

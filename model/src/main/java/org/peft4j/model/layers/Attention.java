@@ -75,8 +75,14 @@ public final class Attention {
     /// ([#inferenceScratchSize] for one thread); with less than one block per thread, fewer threads run.
     public static void forwardInference(Gemm gemm, float[] out, float[] q, float[] k, float[] v,
                                         int B, int T, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
-        forwardInference(T > 1 && GATE.cold(), gemm, out, q, k, v, B, T, Tcap, NH, KVH, HS, pos0, scratch);
+        forwardInference(T > 1 && (long) T * (pos0 + T) <= TWIN_MAX_PAIRS && GATE.cold(), gemm, out, q, k, v, B, T, Tcap, NH, KVH, HS, pos0, scratch);
     }
+
+    /// Query-key pairs (T·(pos0 + T), per row and head) up to which a cold start runs a prompt's blocks on the twins.
+    /// The twins' work grows with the pairs, the vector code's compilation does not: SmolLM2-135M shapes on 2 Zen 5
+    /// cores, first token from the shell, twins against vector code from the first call: 2.2-2.5 against 2.9-3.1 s at
+    /// 144 prompt tokens, 2.9-3.9 against 3.2-3.8 s at 288, 5.4-6.7 against 3.9-4.4 s at 576 (F32 and BF16 weights).
+    static final long TWIN_MAX_PAIRS = 256L * 256;
 
     /// [#forwardInference], the blocks' softmax and P·v on their scalar twins when `cold` (the same bits).
     static void forwardInference(boolean cold, Gemm gemm, float[] out, float[] q, float[] k, float[] v,

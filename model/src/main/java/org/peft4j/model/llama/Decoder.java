@@ -276,9 +276,8 @@ public final class Decoder {
                 Rope.forwardRow(a.q[s], b * T * qDim, a.cos, a.sin, T, NH, HS, p0);
                 Rope.forwardRow(a.k[s], b * T * kvDim, a.cos, a.sin, T, KVH, HS, p0);
                 prefixForward(a.k[s], a.v[s], l, b, T, p0, a.runs.adapterOf(b));
-                float[] kc = cache.k[l][slot], vc = cache.v[l][slot];
-                System.arraycopy(a.k[s], b * T * kvDim, kc, p0 * kvDim, T * kvDim);
-                System.arraycopy(a.v[s], b * T * kvDim, vc, p0 * kvDim, T * kvDim);
+                cache.write(l, slot, p0, a.k[s], a.v[s], b * T * kvDim, T);
+                float[] kc = cache.keys(l, slot, p0 + T), vc = cache.values(l, slot, p0 + T);
                 float[] q = a.q[s], out = a.attY[s];
                 if (b > 0) {       // Attention reads row 0 of its arrays: one row's q and output go through scratch
                     System.arraycopy(a.q[s], b * T * qDim, a.qRow, 0, T * qDim);

@@ -1,5 +1,6 @@
 package org.peft4j.model.llama;
 
+import org.peft4j.core.DType;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
@@ -51,8 +52,21 @@ public final class LlamaModel {
     /// Undoes [#merge], restoring the base weights within float rounding.
     public void unmerge() { adapters.unmerge(); }
 
-    /// A cache of `slots` sequences of up to `capacity` positions.
-    public KvCache newCache(int slots, int capacity) { return new KvCache(config, slots, capacity); }
+    private volatile DType kvCacheType = DType.F32;
+
+    /// The type of the KV caches [#newCache] makes for generation and serving: F32 (the default) or F16 ([KvCache]).
+    public DType kvCacheType() { return kvCacheType; }
+
+    /// Sets [#kvCacheType] for the caches made from now on (F32 or F16; anything else is refused).
+    public LlamaModel kvCacheType(DType type) {
+        if (type != DType.F32 && type != DType.F16)
+            throw new ConfigException("KV cache type " + type + " is not supported; use F32 (default) or F16");
+        this.kvCacheType = type;
+        return this;
+    }
+
+    /// A cache of `slots` sequences of up to `capacity` positions, of type [#kvCacheType].
+    public KvCache newCache(int slots, int capacity) { return new KvCache(config, slots, capacity, kvCacheType); }
 
     /// Buffers for forwards of up to B rows × Tmax new tokens over `cache`, with adapter scratch for the registered
     /// adapters (a wider adapter passed later grows it once).
@@ -102,7 +116,7 @@ public final class LlamaModel {
     /// As [#logits(int[])] with `adapter` (null: the base).
     public float[] logits(int[] tokens, LoadedAdapter adapter) {
         int T = tokens.length;
-        KvCache cache = newCache(1, T);
+        KvCache cache = new KvCache(config, 1, T);   // float32 whatever kvCacheType: scores are exact
         float[] out = new float[T * config.vocabSize()];
         forward(out, tokens, 1, T, 0, adapter, cache, newActivations(1, T, cache), true);
         return out;
