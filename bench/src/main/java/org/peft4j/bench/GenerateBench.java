@@ -31,7 +31,8 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 /// `peft4j bench generate`: single-stream generation as a user runs it, on both compute paths (java, openblas) and
-/// with the linear weights and lm_head held as float32 and as BF16: prefill tokens/s (one forward over the prompt),
+/// with the linear weights and lm_head held as float32 and as BF16, and float32 weights over a float16 KV cache
+/// (`java+kv16`, llama.cpp's default cache): prefill tokens/s (one forward over the prompt),
 /// time to first token (prompt in, first token sampled), decode tokens/s (each further token), and for decode the
 /// bytes of weights read per token and the GB/s that makes against this machine's read bandwidth, measured in the
 /// same run. The variants run alternately, round after round, and each number is the median over the rounds, so a
@@ -57,6 +58,9 @@ public final class GenerateBench {
 
     /// A model to run: its name in the table and the model.
     record Variant(String dtype, String gemm, LlamaModel model) {}
+
+    /// The gemm column of the variant with a float16 KV cache (java path; the others' caches are float32).
+    static final String KV16 = "java+kv16";
 
     /// Runs the benchmark and prints its table to stdout. `modelDir` (a Hugging Face folder) or `preset` (random
     /// weights from a [ModelPresets] config) gives the model; `rounds` alternating rounds.
@@ -99,6 +103,8 @@ public final class GenerateBench {
             variants.add(new Variant("F32", g, new LlamaModel(new Decoder(w, f32, headF32, embed16, Gemms.get(g)))));
             variants.add(new Variant("BF16", g, new LlamaModel(new Decoder(w, bf16, headBf16, embed16, Gemms.get(g)))));
         }
+        // float32 weights over a float16 KV cache, as llama.cpp runs them by default
+        variants.add(new Variant("F32", KV16, new LlamaModel(new Decoder(w, f32, headF32, embed16, Gemms.get("java"))).kvCacheType(DType.F16)));
         double bandwidth = readBandwidthGBs();
         System.out.printf("bench generate: %s, prompt %d tokens, %d new tokens, %d threads, %d rounds (%.0f s to build)%n",
                 source, promptTokens, newTokens, threads, rounds, (System.nanoTime() - t0) * 1e-9);
@@ -156,6 +162,9 @@ public final class GenerateBench {
                             f.prefillTokensPerSecond() / lr.prefillTokensPerSecond(), f.decodeTokensPerSecond() / lr.decodeTokensPerSecond(),
                             lr.ttftSeconds() / f.ttftSeconds());
                 }
+                Result k = find(results, "F32", KV16);
+                System.out.printf("%s F32 vs llama.cpp F32, both with float16 KV caches: prefill %.2fx, decode %.2fx%n", KV16,
+                        k.prefillTokensPerSecond() / lr.prefillTokensPerSecond(), k.decodeTokensPerSecond() / lr.decodeTokensPerSecond());
                 results.add(lr);
             }
             System.out.printf("peak RSS (whole run, all variants loaded): %.2f GB%n", TrainBench.peakRss() / 1e9);

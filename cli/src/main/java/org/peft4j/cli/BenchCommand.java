@@ -17,7 +17,7 @@ final class BenchCommand implements Runnable {
     @Override public void run() { new picocli.CommandLine(this).usage(System.err); }
 
     @Command(name = "generate", mixinStandardHelpOptions = true,
-            description = "Single-stream generation: prefill and decode tokens/s, time to first token, decode GB/s against the measured read bandwidth, peak RSS; java and openblas paths, F32 and BF16 weights, alternating rounds.")
+            description = "Single-stream generation: prefill and decode tokens/s, time to first token, decode GB/s against the measured read bandwidth, peak RSS; java and openblas paths, F32 and BF16 weights, and F32 weights over a float16 KV cache; alternating rounds.")
     static final class Generate implements Callable<Integer> {
         @Option(names = "--model-config", defaultValue = "smollm2-135m", description = "Preset for random weights (default: ${DEFAULT-VALUE}).") String preset;
         @Option(names = "--model", paramLabel = "DIR", description = "A Hugging Face model folder instead of a preset.") java.nio.file.Path model;

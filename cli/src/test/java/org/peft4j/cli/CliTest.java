@@ -55,8 +55,9 @@ class CliTest {
         assertEquals(expected, o.stdout().stripTrailing(), "completion only, no prompt");
     }
 
-    /// `bench generate` on the bundled model (seconds): every variant's row, the BF16/F32 ratios, the llama.cpp step
-    /// (a number, or what to install), and the bytes a decode step reads, against the sum over the config's shapes.
+    /// `bench generate` on the bundled model (seconds): every variant's row (the float16 KV cache's included), the
+    /// BF16/F32 ratios, the llama.cpp step (a number, or what to install), and the bytes a decode step reads, against
+    /// the sum over the config's shapes.
     @Test
     void benchGenerateReportsEveryVariant() throws Exception {
         Path dir = Shared.require("models/tinystories-656k");
@@ -71,11 +72,16 @@ class CliTest {
             double mb = Double.parseDouble(m.group(1)), expected = params * (dt.equals("F32") ? 4 : 2) / 1e6;
             assertEquals(expected, mb, 0.006, dt + " MB of weights per decode step");
         }
+        var kv16 = java.util.regex.Pattern.compile("(?m)^F32\\s+java\\+kv16\\s+\\S+\\s+\\S+\\s+\\S+\\s+(\\S+)").matcher(o.stdout());
+        assertTrue(kv16.find(), "F32 weights over a float16 KV cache: a row in:\n" + o.stdout());
+        assertEquals(params * 4 / 1e6, Double.parseDouble(kv16.group(1)), 0.006, "the float16 cache's row reads the F32 weights");
         assertTrue(o.stdout().contains("java: BF16 decode"), o.stdout());
         assertTrue(o.stdout().contains("read bandwidth of this machine"), o.stdout());
         assertTrue(o.stdout().contains("llama.cpp"), o.stdout());
-        if (java.nio.file.Files.isDirectory(Shared.root().resolve("bench/llamacpp/node_modules/node-llama-cpp")))   // rounds interleaved with ours
+        if (java.nio.file.Files.isDirectory(Shared.root().resolve("bench/llamacpp/node_modules/node-llama-cpp"))) {   // rounds interleaved with ours
             assertTrue(o.stdout().matches("(?s).*\\nF32\\s+llama\\.cpp\\s+[0-9.]+\\s+[0-9.]+\\s+[0-9.]+.*"), o.stdout());
+            assertTrue(o.stdout().matches("(?s).*java\\+kv16 F32 vs llama\\.cpp F32, both with float16 KV caches: prefill [0-9.]+x, decode [0-9.]+x.*"), o.stdout());
+        }
         Out bad = run(null, "bench", "generate", "--model", dir.toString(), "--new-tokens", "1");
         assertEquals(1, bad.code());
         assertTrue(bad.stderr().contains("--new-tokens >= 2"), bad.stderr());
