@@ -228,6 +228,92 @@ public final class Attention {
         for (int kh = 0; kh < KVH; kh++) groupValues(out, qo + kh * G * HS, p, po + kh * G * Tcap, Tcap, v, ko + kh * HS, kvStride, keys, HS, G);
     }
 
+    /// Keys a float16 decode converts at a time ([#decodeHalf]): a block of key or value rows in L1.
+    static final int HALF_KEYS = 32;
+
+    /// Floats of scratch [#decodeHalf] needs: the NH probability rows, and a block buffer per thread.
+    public static int halfScratchSize(int Tcap, int NH, int KVH, int HS, int threads) {
+        return NH * Tcap + Math.max(1, threads) * HALF_KEYS * KVH * HS;
+    }
+
+    /// Decode (T = 1) of one row over a float16 KV cache (`kh`, `vh`: IEEE half bits, (Tcap, KVH·HS) rows; keys
+    /// 0 .. pos0): the bits of [#decodeHead] over the float values of those halves, read at half the bytes of a float32
+    /// cache. The scores take blocks of [#HALF_KEYS] key rows, each converted into a per-thread buffer and scored for
+    /// every head as [#decodeRow] scores a row (the blocks split over the threads); each head's softmax; then the
+    /// values KV group by KV group (the groups split over the threads), each group's value slices converted a block
+    /// at a time and added into the output's chains ([#values2] carried from block to block: the same operations as
+    /// one pass). Needs HS a multiple of 4 vector chunks, at most 4 heads a group, and [#halfScratchSize] floats of
+    /// scratch for at least one thread; returns false, doing nothing, otherwise (the caller converts the rows into
+    /// float arrays and takes [#forwardInference]).
+    public static boolean decodeHalf(float[] out, float[] q, short[] kh, short[] vh, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
+        int L = S.length(), G = NH / KVH, kvDim = KVH * HS, keys = pos0 + 1, probs = NH * Tcap, buf = HALF_KEYS * kvDim;
+        if (HS % (4 * L) != 0 || G > 4 || scratch.length < probs + buf) return false;
+        int threads = Math.max(1, Math.min(Parallel.threads(), (scratch.length - probs) / buf));
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int blocks = (keys + HALF_KEYS - 1) / HALF_KEYS;
+        Parallel.chunks(blocks, Math.min(threads, blocks), (c, from, to) -> {
+            int bo = probs + c * buf;
+            for (int blk = from; blk < to; blk++) {
+                int s0 = blk * HALF_KEYS, n = Math.min(HALF_KEYS, keys - s0);
+                halfToFloat(kh, s0 * kvDim, scratch, bo, n * kvDim);
+                for (int j = 0, kr = bo; j < n; j++, kr += kvDim) rowScores(scratch, s0 + j, Tcap, q, scratch, kr, NH, KVH, HS, scale);
+            }
+        });
+        for (int h = 0; h < NH; h++) softmaxRow(scratch, h * Tcap, keys, keys);
+        Parallel.chunks(KVH, Math.min(threads, KVH), (c, from, to) -> {
+            int bo = probs + c * buf;
+            // one thread for every group: each block's whole rows converted at once (one long loop); else each
+            // thread converts its groups' slices, row by row
+            boolean rows = from == 0 && to == KVH;
+            for (int s0 = 0; s0 < keys; s0 += HALF_KEYS) {
+                int n = Math.min(HALF_KEYS, keys - s0);
+                if (rows) halfToFloat(vh, s0 * kvDim, scratch, bo, n * kvDim);
+                for (int kv = from; kv < to; kv++) {
+                    int vo = bo + kv * HS, stride = kvDim;
+                    if (!rows) {
+                        for (int j = 0; j < n; j++) halfToFloat(vh, (s0 + j) * kvDim + kv * HS, scratch, bo + j * HS, HS);
+                        vo = bo;
+                        stride = HS;
+                    }
+                    int qo = kv * G * HS, po = kv * G * Tcap + s0, g = 0;
+                    for (; g + 2 <= G; g += 2) values2(s0 > 0, out, qo + g * HS, scratch, po + g * Tcap, Tcap, scratch, vo, stride, n, HS);
+                    if (g < G) values1(s0 > 0, out, qo + g * HS, scratch, po + g * Tcap, scratch, vo, stride, n, HS);
+                }
+            }
+        });
+        return true;
+    }
+
+    /// The scores of key s (its row of every KV head at k[kr ..]) for every head, into p[h·Tcap + s]: [#decodeRow]'s.
+    private static void rowScores(float[] p, int s, int Tcap, float[] q, float[] k, int kr, int NH, int KVH, int HS, float scale) {
+        int L = S.length(), G = NH / KVH;
+        for (int kv = 0; kv < KVH; kv++) {
+            int kb = kr + kv * HS, h = kv * G, g = 0;
+            for (; g + 2 <= G; g += 2) {
+                int qa = (h + g) * HS, qb = qa + HS;
+                FloatVector a = FloatVector.zero(S), c = a;
+                for (int d = 0; d < HS; d += L) {
+                    FloatVector kd = FloatVector.fromArray(S, k, kb + d);
+                    a = FloatVector.fromArray(S, q, qa + d).fma(kd, a);
+                    c = FloatVector.fromArray(S, q, qb + d).fma(kd, c);
+                }
+                p[(h + g) * Tcap + s] = scale * (VectorOps.sumHalves(a) + 0f);
+                p[(h + g + 1) * Tcap + s] = scale * (VectorOps.sumHalves(c) + 0f);
+            }
+            if (g < G) {
+                int qa = (h + g) * HS;
+                FloatVector a = FloatVector.zero(S);
+                for (int d = 0; d < HS; d += L) a = FloatVector.fromArray(S, q, qa + d).fma(FloatVector.fromArray(S, k, kb + d), a);
+                p[(h + g) * Tcap + s] = scale * (VectorOps.sumHalves(a) + 0f);
+            }
+        }
+    }
+
+    // a plain loop: C2 compiles it to the hardware conversion, a vector at a time
+    private static void halfToFloat(short[] src, int so, float[] dst, int o, int n) {
+        for (int i = 0; i < n; i++) dst[o + i] = Float.float16ToFloat(src[so + i]);
+    }
+
     private static void scores2(float[] p, int po, int Tcap, float[] q, int qo, float[] k, int ko, int kvStride, int keys, int HS, float scale) {
         int L = S.length();
         for (int s = 0, kr = ko; s < keys; s++, kr += kvStride) {
@@ -252,9 +338,21 @@ public final class Attention {
     }
 
     private static void values2(float[] out, int oo, float[] p, int po, int Tcap, float[] v, int ko, int kvStride, int keys, int HS) {
+        values2(false, out, oo, p, po, Tcap, v, ko, kvStride, keys, HS);
+    }
+
+    /// `carry`: the chains continue from out's values (a block of keys after earlier ones: the same operations as one
+    /// pass, a float's store and load being exact), else they start from zero.
+    private static void values2(boolean carry, float[] out, int oo, float[] p, int po, int Tcap, float[] v, int ko, int kvStride, int keys, int HS) {
         int L = S.length();
         for (int d = 0; d < HS; d += 4 * L) {
             FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+            if (carry) {
+                a0 = FloatVector.fromArray(S, out, oo + d); a1 = FloatVector.fromArray(S, out, oo + d + L);
+                a2 = FloatVector.fromArray(S, out, oo + d + 2 * L); a3 = FloatVector.fromArray(S, out, oo + d + 3 * L);
+                c0 = FloatVector.fromArray(S, out, oo + HS + d); c1 = FloatVector.fromArray(S, out, oo + HS + d + L);
+                c2 = FloatVector.fromArray(S, out, oo + HS + d + 2 * L); c3 = FloatVector.fromArray(S, out, oo + HS + d + 3 * L);
+            }
             for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
                 FloatVector v0 = FloatVector.fromArray(S, v, vr), v1 = FloatVector.fromArray(S, v, vr + L);
                 FloatVector v2 = FloatVector.fromArray(S, v, vr + 2 * L), v3 = FloatVector.fromArray(S, v, vr + 3 * L);
@@ -269,9 +367,18 @@ public final class Attention {
 
     /// out[oo + d] = Σ_s p_s·v_s[d] for d below `dEnd` (a multiple of 4 vector chunks), four chains a block over s in order.
     private static void values1(float[] out, int oo, float[] p, int po, float[] v, int ko, int kvStride, int keys, int dEnd) {
+        values1(false, out, oo, p, po, v, ko, kvStride, keys, dEnd);
+    }
+
+    /// `carry`: as [#values2(boolean, float[], int, float[], int, int, float[], int, int, int, int)].
+    private static void values1(boolean carry, float[] out, int oo, float[] p, int po, float[] v, int ko, int kvStride, int keys, int dEnd) {
         int L = S.length();
         for (int d = 0; d < dEnd; d += 4 * L) {
             FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+            if (carry) {
+                a0 = FloatVector.fromArray(S, out, oo + d); a1 = FloatVector.fromArray(S, out, oo + d + L);
+                a2 = FloatVector.fromArray(S, out, oo + d + 2 * L); a3 = FloatVector.fromArray(S, out, oo + d + 3 * L);
+            }
             for (int s = 0, vr = ko + d; s < keys; s++, vr += kvStride) {
                 FloatVector ps = FloatVector.broadcast(S, p[po + s]);
                 a0 = FloatVector.fromArray(S, v, vr).fma(ps, a0);

@@ -183,7 +183,10 @@ public final class Activations {
         m.put("ln1", N * C); m.put("ln2", N * C); m.put("rstd1", N); m.put("rstd2", N);
         m.put("q", N * qd); m.put("k", N * kvd); m.put("v", N * kvd);
         long probs = bw ? plan.B() * NH * plan.Tmax() * plan.keys()
-                : Attention.inferenceScratchSize(plan.Tmax(), plan.keys(), org.peft4j.core.Parallel.threads());
+                : plan.cacheCapacity() == 0 ? Attention.inferenceScratchSize(plan.Tmax(), plan.keys(), org.peft4j.core.Parallel.threads())
+                // over a cache: room for a float16 cache's decode too (Attention.decodeHalf)
+                : Math.max(Attention.inferenceScratchSize(plan.Tmax(), plan.keys(), org.peft4j.core.Parallel.threads()),
+                        Attention.halfScratchSize(plan.keys(), c.numAttentionHeads(), c.numKeyValueHeads(), c.headDim(), org.peft4j.core.Parallel.threads()));
         m.put("probs", probs);
         m.put("attY", N * qd); m.put("resid2", N * C);
         m.put("gate", N * F); m.put("up", N * F); m.put("act", N * F);

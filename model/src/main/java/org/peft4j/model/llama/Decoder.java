@@ -1,5 +1,6 @@
 package org.peft4j.model.llama;
 
+import org.peft4j.core.DType;
 import org.peft4j.core.Gemm;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.core.Peft4jException.UnsupportedModelException;
@@ -277,13 +278,15 @@ public final class Decoder {
                 Rope.forwardRow(a.k[s], b * T * kvDim, a.cos, a.sin, T, KVH, HS, p0);
                 prefixForward(a.k[s], a.v[s], l, b, T, p0, a.runs.adapterOf(b));
                 cache.write(l, slot, p0, a.k[s], a.v[s], b * T * kvDim, T);
-                float[] kc = cache.keys(l, slot, p0 + T), vc = cache.values(l, slot, p0 + T);
                 float[] q = a.q[s], out = a.attY[s];
                 if (b > 0) {       // Attention reads row 0 of its arrays: one row's q and output go through scratch
                     System.arraycopy(a.q[s], b * T * qDim, a.qRow, 0, T * qDim);
                     q = a.qRow; out = a.attRow;
                 }
-                Attention.forwardInference(gemm, out, q, kc, vc, 1, T, cap, NH, KVH, HS, p0, a.probs[s]);
+                // a float16 cache's decode reads the halves in place; otherwise attention reads float rows
+                if (T > 1 || cache.dtype != DType.F16
+                        || !Attention.decodeHalf(out, q, cache.keyBits(l, slot), cache.valueBits(l, slot), cap, NH, KVH, HS, p0, a.probs[s]))
+                    Attention.forwardInference(gemm, out, q, cache.keys(l, slot, p0 + T), cache.values(l, slot, p0 + T), 1, T, cap, NH, KVH, HS, p0, a.probs[s]);
                 if (b > 0) System.arraycopy(a.attRow, 0, a.attY[s], b * T * qDim, T * qDim);
             }
         }

@@ -10,9 +10,10 @@ import org.peft4j.model.LlamaConfig;
 ///
 /// Stored as float32 (the default: attention sees the values the projections computed), or as float16 (IEEE half,
 /// round to nearest even, as llama.cpp's default cache): half the memory, and half the bytes a decode step reads from
-/// it. A float16 cache gives attention the values rounded to float16: every read converts a slot's rows back into one
-/// float buffer per cache ([#keys], [#values]), on which attention runs as on a float32 cache, so the results are
-/// those of a float32 cache holding the rounded values, bit for bit.
+/// it. A float16 cache gives attention the values rounded to float16, the new rows included: decode reads the halves
+/// in place ([org.peft4j.model.layers.Attention#decodeHalf], a block of rows converted at a time), and a prompt's
+/// forward converts the slot's rows into one float buffer per cache ([#keys], [#values]); either gives the results of
+/// a float32 cache holding the rounded values, bit for bit.
 public final class KvCache {
     /// Number of sequences it holds, and positions per sequence.
     public final int slots, capacity;
@@ -79,6 +80,12 @@ public final class KvCache {
         toFloat(vh[layer][slot], vRead, positions * kvDim);
         return vRead;
     }
+
+    /// The float16 bits of `slot`'s keys in `layer`, (capacity, KVH·HS) rows (F16 only).
+    short[] keyBits(int layer, int slot) { return kh[layer][slot]; }
+
+    /// The float16 bits of `slot`'s values in `layer` (F16 only).
+    short[] valueBits(int layer, int slot) { return vh[layer][slot]; }
 
     // plain loops over whole arrays: C2 compiles them to the hardware conversions, a vector at a time
     private static void toHalf(float[] src, int so, short[] dst, int o, int n) {

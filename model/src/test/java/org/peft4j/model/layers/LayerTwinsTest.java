@@ -98,6 +98,45 @@ class LayerTwinsTest {
         }
     }
 
+    /// Decode over a float16 cache ([Attention#decodeHalf]: the halves converted a block of keys at a time, the value
+    /// chains carried from block to block) gets the bits of [Attention#decodeHead] over the halves' float values, on 1
+    /// and 3 threads, for key counts below, at and across the block size, 1 to 4 heads a group; it declines (false,
+    /// nothing written) a head size it does not take and a scratch too small.
+    @Test
+    void decodeOverFloat16HalvesHasTheBitsOfDecodeByHead() {
+        int saved = Parallel.threads();
+        try {
+            for (int threads : new int[] {1, 3})
+                for (int[] c : new int[][] {{9, 3, 64}, {6, 2, 64}, {8, 4, 64}, {4, 4, 64}, {8, 2, 128}})
+                    for (int pos0 : new int[] {0, 5, Attention.HALF_KEYS - 1, Attention.HALF_KEYS, 2 * Attention.HALF_KEYS + 7}) {
+                        Parallel.setThreads(threads);
+                        int NH = c[0], KVH = c[1], HS = c[2], Tcap = pos0 + 3, kvDim = KVH * HS;
+                        var rng = new SplittableRandom(NH * 131L + pos0 + HS);
+                        float[] q = rand(rng, NH * HS, 2), kf = rand(rng, Tcap * kvDim, 2), vf = rand(rng, Tcap * kvDim, 1);
+                        short[] kh = new short[kf.length], vh = new short[vf.length];
+                        for (int i = 0; i < kf.length; i++) {
+                            kh[i] = Float.floatToFloat16(kf[i]); kf[i] = Float.float16ToFloat(kh[i]);
+                            vh[i] = Float.floatToFloat16(vf[i]); vf[i] = Float.float16ToFloat(vh[i]);
+                        }
+                        String what = "NH=" + NH + " KVH=" + KVH + " HS=" + HS + " keys=" + (pos0 + 1) + " threads=" + threads;
+                        float[] byHead = new float[q.length], half = new float[q.length];
+                        java.util.Arrays.fill(half, Float.NaN);
+                        for (int h = 0; h < NH; h++) Attention.decodeHead(h, byHead, nanScratch(Tcap), 0, q, kf, vf, Tcap, NH, KVH, HS, pos0);
+                        org.junit.jupiter.api.Assertions.assertTrue(Attention.decodeHalf(half, q, kh, vh, Tcap, NH, KVH, HS, pos0,
+                                nanScratch(Attention.halfScratchSize(Tcap, NH, KVH, HS, threads))), what);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, half, "decodeHalf vs decodeHead over the halves' values, " + what);
+                    }
+            float[] out = new float[8 * 72];
+            org.junit.jupiter.api.Assertions.assertFalse(Attention.decodeHalf(out, out, new short[72 * 10], new short[72 * 10], 10, 8, 1, 72, 3,
+                    new float[Attention.halfScratchSize(10, 8, 1, 72, 1)]), "head size 72");
+            org.junit.jupiter.api.Assertions.assertFalse(Attention.decodeHalf(out, out, new short[64 * 10], new short[64 * 10], 10, 8, 1, 64, 3,
+                    new float[Attention.halfScratchSize(10, 8, 1, 64, 1) - 1]), "scratch one float short");
+            org.junit.jupiter.api.Assertions.assertArrayEquals(new float[8 * 72], out, "a declined call wrote nothing");
+        } finally {
+            Parallel.setThreads(saved);
+        }
+    }
+
     /// Decode by KV group ([Attention#decodeGroup], the heads of a group reading each key and value row once) and by
     /// row ([Attention#decodeRow], every head in one pass over the keys) get the bits of [Attention#decodeHead] head
     /// by head: called directly, and through [Attention#forwardInference]
