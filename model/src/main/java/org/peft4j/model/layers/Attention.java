@@ -113,6 +113,8 @@ public final class Attention {
                 });
                 return;
             }
+            // one row whose groups do not split evenly over the threads: key blocks, then heads, over the threads
+            if (B == 1 && G > 1 && Parallel.threads() > 1 && decodeSplit(out, q, k, v, Tcap, NH, KVH, HS, pos0, scratch)) return;
             Parallel.chunks(items, chunks, (ci, from, to) -> {
                 for (int bh = from; bh < to; bh++) decodeHead(bh, out, scratch, ci * block, q, k, v, Tcap, NH, KVH, HS, pos0);
             });
@@ -279,6 +281,30 @@ public final class Attention {
                     for (; g + 2 <= G; g += 2) values2(s0 > 0, out, qo + g * HS, scratch, po + g * Tcap, Tcap, scratch, vo, stride, n, HS);
                     if (g < G) values1(s0 > 0, out, qo + g * HS, scratch, po + g * Tcap, scratch, vo, stride, n, HS);
                 }
+            }
+        });
+        return true;
+    }
+
+    /// Decode (T = 1) of one row over a float32 cache on several threads, where the KV groups do not split evenly over
+    /// them: the scores of blocks of [#HALF_KEYS] keys split over the threads (each key's row read once, scored for
+    /// every head as [#decodeRow] scores it), then the heads split over the threads, each head's softmax and values
+    /// as [#decodeHead]'s. The bits of [#decodeHead]. SmolLM2's 3 groups on 2 threads went head by head before, each
+    /// head reading its group's keys again. Needs HS a multiple of 4 vector chunks and NH probability rows of
+    /// scratch; returns false, doing nothing, otherwise.
+    static boolean decodeSplit(float[] out, float[] q, float[] k, float[] v, int Tcap, int NH, int KVH, int HS, int pos0, float[] scratch) {
+        int L = S.length(), G = NH / KVH, kvDim = KVH * HS, keys = pos0 + 1;
+        if (HS % (4 * L) != 0 || scratch.length < NH * Tcap) return false;
+        float scale = (float) (1.0 / Math.sqrt(HS));
+        int threads = Parallel.threads(), blocks = (keys + HALF_KEYS - 1) / HALF_KEYS;
+        Parallel.chunks(blocks, Math.min(threads, blocks), (c, from, to) -> {
+            for (int s = from * HALF_KEYS, end = Math.min(keys, to * HALF_KEYS); s < end; s++)
+                rowScores(scratch, s, Tcap, q, k, s * kvDim, NH, KVH, HS, scale);
+        });
+        Parallel.chunks(NH, Math.min(threads, NH), (c, from, to) -> {
+            for (int h = from; h < to; h++) {
+                softmaxRow(scratch, h * Tcap, keys, keys);
+                values1(out, h * HS, scratch, h * Tcap, v, h / G * HS, kvDim, keys, HS);
             }
         });
         return true;

@@ -101,7 +101,9 @@ class LayerTwinsTest {
     /// Decode over a float16 cache ([Attention#decodeHalf]: the halves converted a block of keys at a time, the value
     /// chains carried from block to block) gets the bits of [Attention#decodeHead] over the halves' float values, on 1
     /// and 3 threads, for key counts below, at and across the block size, 1 to 4 heads a group; it declines (false,
-    /// nothing written) a head size it does not take and a scratch too small.
+    /// nothing written) a head size it does not take and a scratch too small. So does the float32 cache's split over
+    /// key blocks and heads ([Attention#decodeSplit]), called directly and through [Attention#forwardInference], on 1
+    /// to 3 threads.
     @Test
     void decodeOverFloat16HalvesHasTheBitsOfDecodeByHead() {
         int saved = Parallel.threads();
@@ -125,6 +127,23 @@ class LayerTwinsTest {
                         org.junit.jupiter.api.Assertions.assertTrue(Attention.decodeHalf(half, q, kh, vh, Tcap, NH, KVH, HS, pos0,
                                 nanScratch(Attention.halfScratchSize(Tcap, NH, KVH, HS, threads))), what);
                         org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, half, "decodeHalf vs decodeHead over the halves' values, " + what);
+                    }
+            // the float32 cache's split over key blocks and heads (several threads, groups that do not split evenly)
+            for (int threads : new int[] {1, 2, 3})
+                for (int[] c : new int[][] {{9, 3, 64}, {6, 2, 64}, {8, 4, 64}, {8, 2, 128}})
+                    for (int pos0 : new int[] {0, Attention.HALF_KEYS, 2 * Attention.HALF_KEYS + 7}) {
+                        Parallel.setThreads(threads);
+                        int NH = c[0], KVH = c[1], HS = c[2], Tcap = pos0 + 3;
+                        var rng = new SplittableRandom(NH * 71L + pos0 + HS);
+                        float[] q = rand(rng, NH * HS, 2), k = rand(rng, Tcap * KVH * HS, 2), v = rand(rng, Tcap * KVH * HS, 1);
+                        String what = "NH=" + NH + " KVH=" + KVH + " HS=" + HS + " keys=" + (pos0 + 1) + " threads=" + threads;
+                        float[] byHead = new float[q.length], split = new float[q.length], through = new float[q.length];
+                        java.util.Arrays.fill(split, Float.NaN);
+                        for (int h = 0; h < NH; h++) Attention.decodeHead(h, byHead, nanScratch(Tcap), 0, q, k, v, Tcap, NH, KVH, HS, pos0);
+                        org.junit.jupiter.api.Assertions.assertTrue(Attention.decodeSplit(split, q, k, v, Tcap, NH, KVH, HS, pos0, nanScratch(NH * Tcap)), what);
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, split, "decodeSplit vs decodeHead, " + what);
+                        Attention.forwardInference(null, through, q, k, v, 1, 1, Tcap, NH, KVH, HS, pos0, nanScratch(Attention.inferenceScratchSize(1, Tcap, threads)));
+                        org.junit.jupiter.api.Assertions.assertArrayEquals(byHead, through, "forwardInference, " + what);
                     }
             float[] out = new float[8 * 72];
             org.junit.jupiter.api.Assertions.assertFalse(Attention.decodeHalf(out, out, new short[72 * 10], new short[72 * 10], 10, 8, 1, 72, 3,
