@@ -335,8 +335,9 @@ public final class Attention {
         }
     }
 
-    // a plain loop: C2 compiles it to the hardware conversion, a vector at a time
-    private static void halfToFloat(short[] src, int so, float[] dst, int o, int n) {
+    /// dst[o + i] = the float value of the IEEE half src[so + i], i < n (a plain loop: C2 compiles it to the hardware
+    /// conversion, a vector at a time); also the float16 KV cache's conversion for a prompt's forward.
+    public static void halfToFloat(short[] src, int so, float[] dst, int o, int n) {
         for (int i = 0; i < n; i++) dst[o + i] = Float.float16ToFloat(src[so + i]);
     }
 

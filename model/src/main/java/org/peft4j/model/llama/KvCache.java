@@ -3,6 +3,7 @@ package org.peft4j.model.llama;
 import org.peft4j.core.DType;
 import org.peft4j.core.Peft4jException.ConfigException;
 import org.peft4j.model.LlamaConfig;
+import org.peft4j.model.layers.Attention;
 
 /// Keys (after RoPE) and values of every layer for `slots` independent sequences of up to `capacity` positions each.
 /// A row of a [Decoder#forward] batch continues one slot; the caller tracks how many positions each slot holds and
@@ -11,7 +12,7 @@ import org.peft4j.model.LlamaConfig;
 /// Stored as float32 (the default: attention sees the values the projections computed), or as float16 (IEEE half,
 /// round to nearest even, as llama.cpp's default cache): half the memory, and half the bytes a decode step reads from
 /// it. A float16 cache gives attention the values rounded to float16, the new rows included: decode reads the halves
-/// in place ([org.peft4j.model.layers.Attention#decodeHalf], a block of rows converted at a time), and a prompt's
+/// in place ([Attention#decodeHalf], a block of rows converted at a time), and a prompt's
 /// forward converts the slot's rows into one float buffer per cache ([#keys], [#values]); either gives the results of
 /// a float32 cache holding the rounded values, bit for bit.
 public final class KvCache {
@@ -70,14 +71,14 @@ public final class KvCache {
     /// array (F32), or the cache's read buffer (F16), valid until the next [#keys] call.
     float[] keys(int layer, int slot, int positions) {
         if (dtype == DType.F32) return k[layer][slot];
-        toFloat(kh[layer][slot], kRead, positions * kvDim);
+        Attention.halfToFloat(kh[layer][slot], 0, kRead, 0, positions * kvDim);
         return kRead;
     }
 
     /// [#keys] for the values (the buffer valid until the next [#values] call).
     float[] values(int layer, int slot, int positions) {
         if (dtype == DType.F32) return v[layer][slot];
-        toFloat(vh[layer][slot], vRead, positions * kvDim);
+        Attention.halfToFloat(vh[layer][slot], 0, vRead, 0, positions * kvDim);
         return vRead;
     }
 
@@ -87,13 +88,9 @@ public final class KvCache {
     /// The float16 bits of `slot`'s values in `layer` (F16 only).
     short[] valueBits(int layer, int slot) { return vh[layer][slot]; }
 
-    // plain loops over whole arrays: C2 compiles them to the hardware conversions, a vector at a time
+    // a plain loop: C2 compiles it to the hardware conversion, a vector at a time
     private static void toHalf(float[] src, int so, short[] dst, int o, int n) {
         for (int i = 0; i < n; i++) dst[o + i] = Float.floatToFloat16(src[so + i]);
-    }
-
-    private static void toFloat(short[] src, float[] dst, int n) {
-        for (int i = 0; i < n; i++) dst[i] = Float.float16ToFloat(src[i]);
     }
 
     /// Copies the first `positions` positions of slot `from` into slot `to` in every layer: a sequence that forks

@@ -46,7 +46,7 @@ class KvCacheTest {
         assertEquals(1f + 0x1p-10f, keys[1]);
         assertEquals(Float.POSITIVE_INFINITY, keys[2]);
         assertEquals(0f, keys[3]);
-        assertNotEquals(k[4 * 1 + kvDim], keys[2 * kvDim + 4], "a float16 cache must round (else the check proves nothing)");
+        assertNotEquals(k[kvDim + 4], keys[2 * kvDim + 4], "a float16 cache must round (else the check proves nothing)");
 
         f16.copyPrefix(1, 0, 4);
         assertArrayEquals(java.util.Arrays.copyOf(f16.keys(1, 1, 4), 4 * kvDim), java.util.Arrays.copyOf(f16.keys(1, 0, 4), 4 * kvDim));
